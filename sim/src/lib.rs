@@ -1,0 +1,3 @@
+//! Fleet simulator for scale tests and `make demo`.
+//!
+//! Empty until the fleet-demo issue (#11) lands.

@@ -1,0 +1,462 @@
+//! A real Kubernetes control plane: etcd + kube-apiserver on free loopback ports.
+//!
+//! What controller-runtime's envtest runs, without Go at test time: a CA, serving and admin
+//! client certificates made with rcgen, etcd with a private data directory, kube-apiserver
+//! with RBAC and service-account signing, an admin kubeconfig written to a file so `kubectl`
+//! works against it, and the project's CRDs installed and `Established`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Config};
+use tokio::sync::OnceCell;
+
+use crate::net::free_port;
+use crate::pki::CertificateAuthority;
+use crate::process::{ManagedProcess, RunDir};
+use crate::{Error, Result, progress, tools};
+
+/// How to start a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneOptions {
+    /// Directory whose `*.yaml` CRD manifests are installed after start-up; `None` installs
+    /// nothing. Defaults to the repository's `crds/`.
+    pub crds_dir: Option<PathBuf>,
+    /// How long to wait for etcd and kube-apiserver to become ready.
+    pub ready_timeout: Duration,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            crds_dir: Some(tools::workspace_root().join("crds")),
+            ready_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A running etcd + kube-apiserver pair. Both are killed when this is dropped; if the
+/// dropping thread is panicking, their log tails are printed and the run directory is kept.
+#[derive(Debug)]
+pub struct ControlPlane {
+    // Field order matters: processes are killed before the run directory is removed.
+    apiserver: ManagedProcess,
+    etcd: ManagedProcess,
+    server_url: String,
+    kubeconfig_path: PathBuf,
+    crds: Vec<String>,
+    started_in: Duration,
+    run_dir: RunDir,
+}
+
+static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
+
+impl ControlPlane {
+    /// Starts a control plane with the default options (the repository's CRDs installed).
+    pub async fn start() -> Result<Self> {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// The control plane shared by every test in this test binary, started on first use.
+    ///
+    /// Tests sharing it isolate themselves by namespace and object names. It is never
+    /// dropped; its processes die with the test binary and its run directory is reaped by the
+    /// next run.
+    pub async fn shared() -> Result<&'static Self> {
+        SHARED.get_or_try_init(Self::start).await
+    }
+
+    /// Starts a control plane.
+    pub async fn start_with(options: ControlPlaneOptions) -> Result<Self> {
+        let started = Instant::now();
+        let etcd_bin = tools::etcd().require()?;
+        let apiserver_bin = tools::kube_apiserver().require()?;
+        let run_dir = RunDir::create("control-plane")?;
+        let dir = run_dir.path().to_path_buf();
+
+        let pki = write_pki(&dir)?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let mut etcd = start_etcd(&etcd_bin, &dir, etcd_port, peer_port, &run_dir)?;
+        wait_for_etcd(&mut etcd, etcd_port, options.ready_timeout).await?;
+
+        let api_port = free_port()?;
+        let server_url = format!("https://127.0.0.1:{api_port}");
+        let mut apiserver = start_apiserver(&apiserver_bin, &dir, &pki, etcd_port, api_port, &run_dir)?;
+
+        let kubeconfig_path = dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig_path, &server_url, &pki)?;
+        let client = client_from_kubeconfig(&kubeconfig_path).await?;
+        wait_for_apiserver(&mut apiserver, &mut etcd, &client, options.ready_timeout).await?;
+
+        let crds = match &options.crds_dir {
+            Some(crds_dir) => install_crds(&client, crds_dir).await?,
+            None => Vec::new(),
+        };
+
+        let started_in = started.elapsed();
+        progress(format_args!(
+            "control plane ready in {:.1}s: kube-apiserver v{} at {server_url} (pid {}), etcd v{} (pid {}), {} CRDs, kubeconfig {}",
+            started_in.as_secs_f64(),
+            tools::KUBERNETES_VERSION,
+            apiserver.pid(),
+            tools::ETCD_VERSION,
+            etcd.pid(),
+            crds.len(),
+            kubeconfig_path.display(),
+        ));
+        Ok(Self {
+            apiserver,
+            etcd,
+            server_url,
+            kubeconfig_path,
+            crds,
+            started_in,
+            run_dir,
+        })
+    }
+
+    /// A new client authenticated as cluster admin. Create one per tokio runtime (each
+    /// `#[tokio::test]` has its own); clients are cheap.
+    pub async fn client(&self) -> Result<Client> {
+        client_from_kubeconfig(&self.kubeconfig_path).await
+    }
+
+    /// Path of the admin kubeconfig, for `kubectl --kubeconfig` and `KUBECONFIG`.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// The API server's URL.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Names of the CRDs installed at start-up.
+    pub fn crds(&self) -> &[String] {
+        &self.crds
+    }
+
+    /// How long start-up took, CRDs included.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// Process ids of kube-apiserver and etcd, in that order.
+    pub fn pids(&self) -> [u32; 2] {
+        [self.apiserver.pid(), self.etcd.pid()]
+    }
+
+    /// The directory holding certificates, data and logs.
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+
+    /// A `kubectl` command already pointed at this control plane.
+    pub fn kubectl(&self) -> Result<Command> {
+        let mut command = Command::new(tools::kubectl().require()?);
+        command.env("KUBECONFIG", &self.kubeconfig_path);
+        Ok(command)
+    }
+
+    /// The last lines of both servers' logs, for failure reports.
+    pub fn log_tails(&self, lines: usize) -> String {
+        format!(
+            "--- kube-apiserver ({}) ---\n{}\n--- etcd ({}) ---\n{}",
+            self.apiserver.log().display(),
+            self.apiserver.log_tail(lines),
+            self.etcd.log().display(),
+            self.etcd.log_tail(lines),
+        )
+    }
+
+    /// A guard that prints the servers' log tails if the current test panics before it is
+    /// dropped. Use it with [`ControlPlane::shared`], which is never dropped itself.
+    pub fn logs_on_failure(&self) -> LogsOnFailure<'_> {
+        LogsOnFailure { control_plane: self }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            progress(format_args!("test failed; control plane logs:\n{}", self.log_tails(30)));
+        }
+    }
+}
+
+/// Prints the control plane's logs when dropped during a panic; see
+/// [`ControlPlane::logs_on_failure`].
+#[derive(Debug)]
+pub struct LogsOnFailure<'a> {
+    control_plane: &'a ControlPlane,
+}
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            progress(format_args!(
+                "test failed; control plane logs:\n{}",
+                self.control_plane.log_tails(30)
+            ));
+        }
+    }
+}
+
+/// Paths of the PEM files the servers and the kubeconfig use.
+struct PkiFiles {
+    ca_cert: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+    admin_cert: PathBuf,
+    admin_key: PathBuf,
+    service_account_public: PathBuf,
+    service_account_private: PathBuf,
+}
+
+fn write_pki(dir: &Path) -> Result<PkiFiles> {
+    let ca = CertificateAuthority::new("ferrometal-testenv-ca")?;
+    let serving = ca.issue_server(
+        "kube-apiserver",
+        &[
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+        ],
+    )?;
+    let admin = ca.issue_client("testenv-admin", &["system:masters"])?;
+    let service_account = rcgen::KeyPair::generate()?;
+    let files = PkiFiles {
+        ca_cert: dir.join("ca.crt"),
+        serving_cert: dir.join("apiserver.crt"),
+        serving_key: dir.join("apiserver.key"),
+        admin_cert: dir.join("admin.crt"),
+        admin_key: dir.join("admin.key"),
+        service_account_public: dir.join("sa.pub"),
+        service_account_private: dir.join("sa.key"),
+    };
+    for (path, contents) in [
+        (&files.ca_cert, ca.cert_pem()),
+        (&files.serving_cert, serving.cert_pem),
+        (&files.serving_key, serving.key_pem),
+        (&files.admin_cert, admin.cert_pem),
+        (&files.admin_key, admin.key_pem),
+        (&files.service_account_public, service_account.public_key_pem()),
+        (&files.service_account_private, service_account.serialize_pem()),
+    ] {
+        fs::write(path, contents).map_err(Error::io(format!("write {}", path.display())))?;
+    }
+    Ok(files)
+}
+
+fn start_etcd(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    peer_port: u16,
+    run_dir: &RunDir,
+) -> Result<ManagedProcess> {
+    let client_url = format!("http://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut command = Command::new(bin);
+    command
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=default={peer_url}"))
+        .arg("--unsafe-no-fsync=true")
+        .arg("--log-level=warn");
+    ManagedProcess::spawn("etcd", command, run_dir)
+}
+
+async fn wait_for_etcd(etcd: &mut ManagedProcess, port: u16, timeout: Duration) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(Error::HttpClient)?;
+    let url = format!("http://127.0.0.1:{port}/health");
+    let started = Instant::now();
+    let mut last_error = String::from("no answer yet");
+    while started.elapsed() < timeout {
+        etcd.ensure_running()?;
+        match http.get(&url).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => last_error = format!("/health answered {}", response.status()),
+            Err(error) => last_error = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(etcd.not_ready(timeout, last_error))
+}
+
+fn start_apiserver(
+    bin: &Path,
+    dir: &Path,
+    pki: &PkiFiles,
+    etcd_port: u16,
+    port: u16,
+    run_dir: &RunDir,
+) -> Result<ManagedProcess> {
+    let mut command = Command::new(bin);
+    command
+        .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+        .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
+        .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+        .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
+        .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+        .arg(format!("--secure-port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        .arg("--allow-privileged=true")
+        .arg("--disable-admission-plugins=ServiceAccount")
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-account-issuer=https://127.0.0.1:{port}/"))
+        .arg(format!(
+            "--service-account-key-file={}",
+            pki.service_account_public.display()
+        ))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            pki.service_account_private.display()
+        ))
+        .arg("--profiling=false");
+    ManagedProcess::spawn("kube-apiserver", command, run_dir)
+}
+
+fn write_kubeconfig(path: &Path, server_url: &str, pki: &PkiFiles) -> Result<()> {
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "ferrometal-testenv",
+            "cluster": {
+                "server": server_url,
+                "certificate-authority": pki.ca_cert,
+            },
+        }],
+        "users": [{
+            "name": "testenv-admin",
+            "user": {
+                "client-certificate": pki.admin_cert,
+                "client-key": pki.admin_key,
+            },
+        }],
+        "contexts": [{
+            "name": "ferrometal-testenv",
+            "context": { "cluster": "ferrometal-testenv", "user": "testenv-admin" },
+        }],
+        "current-context": "ferrometal-testenv",
+    });
+    let yaml = serde_saphyr::to_string(&kubeconfig).map_err(|error| Error::Serialise {
+        what: "kubeconfig",
+        message: error.to_string(),
+    })?;
+    fs::write(path, yaml).map_err(Error::io(format!("write {}", path.display())))
+}
+
+async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+async fn wait_for_apiserver(
+    apiserver: &mut ManagedProcess,
+    etcd: &mut ManagedProcess,
+    client: &Client,
+    timeout: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut last_error = String::from("no answer yet");
+    while started.elapsed() < timeout {
+        apiserver.ensure_running()?;
+        etcd.ensure_running()?;
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .map_err(|error| Error::Serialise {
+                what: "readiness request",
+                message: error.to_string(),
+            })?;
+        match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
+            Ok(Ok(body)) if body.trim() == "ok" => return Ok(()),
+            Ok(Ok(body)) => last_error = format!("/readyz answered {body:?}"),
+            Ok(Err(error)) => last_error = error.to_string(),
+            Err(_) => last_error = String::from("/readyz timed out"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(apiserver.not_ready(timeout, last_error))
+}
+
+/// Applies every CRD in `dir/*.yaml` (server-side apply) and waits until each is
+/// `Established`. Returns the CRD names.
+pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>> {
+    const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(Error::Io {
+                action: format!("list {}", dir.display()),
+                source,
+            });
+        }
+    };
+    files.sort();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("ferrometal-testenv").force();
+    let mut names = Vec::new();
+    for file in files {
+        let text =
+            fs::read_to_string(&file).map_err(Error::io(format!("read {}", file.display())))?;
+        let crds: Vec<CustomResourceDefinition> =
+            serde_saphyr::from_multiple(&text).map_err(|error| Error::CrdManifest {
+                path: file.clone(),
+                message: error.to_string(),
+            })?;
+        for crd in crds {
+            let name = crd.metadata.name.clone().ok_or_else(|| Error::CrdManifest {
+                path: file.clone(),
+                message: String::from("a CRD has no metadata.name"),
+            })?;
+            api.patch(&name, &params, &Patch::Apply(&crd)).await?;
+            names.push(name);
+        }
+    }
+    for name in &names {
+        let established = await_condition(api.clone(), name, conditions::is_crd_established());
+        match tokio::time::timeout(ESTABLISH_TIMEOUT, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                return Err(Error::CrdManifest {
+                    path: dir.to_path_buf(),
+                    message: format!("waiting for {name}: {error}"),
+                });
+            }
+            Err(_) => {
+                return Err(Error::CrdNotEstablished {
+                    name: name.clone(),
+                    waited: ESTABLISH_TIMEOUT,
+                });
+            }
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,110 @@
+//! The harness's error type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What can go wrong while starting or talking to a real component.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A required binary has not been built or installed yet.
+    #[error(
+        "{tool} {version} is not installed (expected {path}); run `make test` or `cargo xtask setup`, which builds and caches it"
+    )]
+    ToolMissing {
+        /// Program name, e.g. `kube-apiserver`.
+        tool: &'static str,
+        /// Pinned version the harness expects.
+        version: &'static str,
+        /// Where the binary should be.
+        path: PathBuf,
+    },
+    /// A WebAssembly component has not been built.
+    #[error(
+        "component `{name}` is not built ({path} does not exist); run `make plugins` (`cargo xtask plugins`) to build every plugin and fixture"
+    )]
+    ComponentMissing {
+        /// Component name (the crate name with `-` replaced by `_`).
+        name: String,
+        /// Where the component should be.
+        path: PathBuf,
+    },
+    /// A file-system or process operation failed.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What was attempted, in words.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child process exited while it was expected to run.
+    #[error("{name} exited unexpectedly ({status}); last lines of {log}:\n{tail}")]
+    ProcessExited {
+        /// Which component.
+        name: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// A component did not become ready in time.
+    #[error("{name} was not ready after {waited:?} ({last_error}); last lines of {log}:\n{tail}")]
+    NotReady {
+        /// Which component.
+        name: String,
+        /// How long the harness waited.
+        waited: Duration,
+        /// The last readiness probe failure.
+        last_error: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// Certificate generation failed.
+    #[error("cannot generate certificates: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A request to the API server failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// The generated kubeconfig could not be turned into a client configuration.
+    #[error("cannot use the generated kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// A CRD manifest could not be read.
+    #[error("cannot parse CRD manifest {path}: {message}")]
+    CrdManifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A CRD was applied but never reported `Established`.
+    #[error("CRD {name} was not established within {waited:?}")]
+    CrdNotEstablished {
+        /// The CRD's name.
+        name: String,
+        /// How long the harness waited.
+        waited: Duration,
+    },
+    /// An HTTP client could not be built.
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// A fixture could not be serialised.
+    #[error("cannot serialise {what}: {message}")]
+    Serialise {
+        /// What was being written.
+        what: &'static str,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with a description of what was attempted.
+    pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Io { action, source }
+    }
+}

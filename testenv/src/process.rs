@@ -1,0 +1,325 @@
+//! Child processes that never outlive the harness, and run directories that record them.
+//!
+//! Two mechanisms make sure a killed test run leaves nothing behind:
+//! - every child is forked from one long-lived spawner thread and asks the kernel for
+//!   `SIGKILL` when its parent goes away (`PR_SET_PDEATHSIG` is tied to the forking *thread*,
+//!   so forking from short-lived test threads would kill shared servers too early);
+//! - every child is recorded in its run directory under [`runs_dir`]; the first harness use in
+//!   a process reaps run directories whose owning process is gone, killing any recorded child
+//!   that is still alive and whose command line names that directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Once, OnceLock, mpsc};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal};
+
+use crate::{Error, Result, progress, tools};
+
+/// Where run directories live.
+pub(crate) fn runs_dir() -> PathBuf {
+    tools::cache_dir().join("run")
+}
+
+/// A private directory for one component instance: configuration, data and logs.
+///
+/// Named `<owner pid>-<label>-<n>`. Removed on drop unless the thread is panicking, in which
+/// case it is kept and its path printed so the logs can be read.
+#[derive(Debug)]
+pub(crate) struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a fresh run directory, reaping leftovers of dead runs first (once per process).
+    pub(crate) fn create(label: &str) -> Result<Self> {
+        static REAPED: Once = Once::new();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        REAPED.call_once(reap_dead_runs);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = runs_dir().join(format!("{}-{label}-{n}", std::process::id()));
+        fs::create_dir_all(&path)
+            .map_err(Error::io(format!("create run directory {}", path.display())))?;
+        Ok(Self { path })
+    }
+
+    /// The directory's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a child so that a later run can reap it if this process dies first.
+    fn record(&self, pid: u32, name: &str) -> Result<()> {
+        let file = self.path.join("pids");
+        let mut pids = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .map_err(Error::io(format!("open {}", file.display())))?;
+        writeln!(pids, "{pid} {name}").map_err(Error::io(format!("write {}", file.display())))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            progress(format_args!(
+                "keeping {} for inspection (test failed)",
+                self.path.display()
+            ));
+        } else if let Err(error) = fs::remove_dir_all(&self.path) {
+            progress(format_args!(
+                "cannot remove {}: {error}",
+                self.path.display()
+            ));
+        }
+    }
+}
+
+/// Removes run directories whose owner process no longer exists, killing any recorded child
+/// that survived it. The harness does this by itself before it starts its first component in
+/// a process; calling it again is harmless.
+pub fn reap_dead_runs() {
+    let Ok(entries) = fs::read_dir(runs_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Some(owner) = owner_pid(&dir) else {
+            continue;
+        };
+        if owner == std::process::id() || process_exists(owner) {
+            continue;
+        }
+        for (pid, name) in recorded_children(&dir) {
+            if cmdline_mentions(pid, &dir) {
+                if let Some(pid) = Pid::from_raw(pid as i32) {
+                    // The process may exit between the check and the kill; either way it is gone.
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+                progress(format_args!(
+                    "killed {name} (pid {pid}) left behind by an earlier run (pid {owner}) in {}",
+                    dir.display()
+                ));
+            }
+        }
+        if let Err(error) = fs::remove_dir_all(&dir) {
+            progress(format_args!(
+                "cannot remove stale run directory {}: {error}",
+                dir.display()
+            ));
+        }
+    }
+}
+
+fn owner_pid(dir: &Path) -> Option<u32> {
+    dir.file_name()?
+        .to_str()?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+fn recorded_children(dir: &Path) -> Vec<(u32, String)> {
+    fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (pid, name) = line.split_once(' ')?;
+            Some((pid.parse().ok()?, name.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether the live process `pid` was started by us for `dir` (its arguments name the
+/// directory), which guards against killing an unrelated process that reused the pid.
+fn cmdline_mentions(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|window| window == needle)
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Forks `command` from the spawner thread, which lives as long as the process.
+fn spawn_from_long_lived_thread(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("testenv-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in incoming {
+                    // The requester may have given up; nothing to do then.
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map(|_| requests)
+            .unwrap_or_else(|error| panic!("cannot start the testenv spawner thread: {error}"))
+    });
+    let (reply, response) = mpsc::channel();
+    spawner
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("testenv spawner thread is gone"))?;
+    response
+        .recv()
+        .map_err(|_| std::io::Error::other("testenv spawner thread is gone"))?
+}
+
+/// A running child process whose output goes to a log file; killed on drop.
+#[derive(Debug)]
+pub(crate) struct ManagedProcess {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ManagedProcess {
+    /// Starts `command` with stdout and stderr appended to `<run dir>/<name>.log`.
+    pub(crate) fn spawn(name: &str, mut command: Command, run_dir: &RunDir) -> Result<Self> {
+        let log = run_dir.path().join(format!("{name}.log"));
+        let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(Error::io(format!("duplicate {}", log.display())))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let parent = rustix::process::getpid();
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls (prctl, getppid) without allocating.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                // If the parent died before prctl took effect, the signal will never come.
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(std::io::Error::other("parent exited during spawn"));
+                }
+                Ok(())
+            });
+        }
+        let child = spawn_from_long_lived_thread(command)
+            .map_err(Error::io(format!("start {name}")))?;
+        run_dir.record(child.id(), name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file.
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Fails with the end of the log if the process has exited.
+    pub(crate) fn ensure_running(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(Error::ProcessExited {
+                name: self.name.clone(),
+                status,
+                log: self.log.clone(),
+                tail: self.log_tail(40),
+            }),
+            Err(source) => Err(Error::Io {
+                action: format!("check whether {} is running", self.name),
+                source,
+            }),
+        }
+    }
+
+    /// The last `lines` lines of the log (at most 64 KiB are read).
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        tail_of_file(&self.log, lines)
+    }
+
+    /// A readiness-timeout error carrying the log tail.
+    pub(crate) fn not_ready(&self, waited: Duration, last_error: String) -> Error {
+        Error::NotReady {
+            name: self.name.clone(),
+            waited,
+            last_error,
+            log: self.log.clone(),
+            tail: self.log_tail(40),
+        }
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        // SIGKILL: test servers hold no state worth a graceful shutdown.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail_of_file(path: &Path, lines: usize) -> String {
+    const MAX: u64 = 64 * 1024;
+    let Ok(mut file) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(MAX)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_is_read_from_the_directory_name() {
+        assert_eq!(owner_pid(Path::new("/x/run/1234-etcd-0")), Some(1234));
+        assert_eq!(owner_pid(Path::new("/x/run/not-a-run")), None);
+    }
+
+    #[test]
+    fn log_tail_returns_the_last_lines() {
+        let dir = RunDir::create("unit-log-tail").expect("run dir");
+        let log = dir.path().join("x.log");
+        fs::write(&log, "one\ntwo\nthree\n").expect("write");
+        assert_eq!(tail_of_file(&log, 2), "two\nthree");
+    }
+
+    #[test]
+    fn a_child_that_exits_is_reported_with_its_log() {
+        let dir = RunDir::create("unit-exit").expect("run dir");
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo boom; exit 3"]);
+        let mut process = ManagedProcess::spawn("failing", command, &dir).expect("spawn");
+        let error = loop {
+            match process.ensure_running() {
+                Ok(()) => std::thread::sleep(Duration::from_millis(20)),
+                Err(error) => break error.to_string(),
+            }
+        };
+        assert!(error.contains("failing exited unexpectedly"), "{error}");
+        assert!(error.contains("boom"), "{error}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Pinned versions and cache locations of the real components the harness runs.
+//!
+//! `cargo xtask setup` builds or installs each of these into [`cache_dir`]; the harness only
+//! looks them up and says which command installs a missing one. Each tool lives in a
+//! directory named after its version, so changing a pin here makes the next set-up build the
+//! new version beside the old one instead of reusing a stale binary.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Kubernetes release whose kube-apiserver and kubectl the harness runs.
+pub const KUBERNETES_VERSION: &str = "1.36.3";
+/// etcd release the control plane stores its data in (the one envtest pairs with 1.36).
+pub const ETCD_VERSION: &str = "3.6.8";
+/// Helm release used by the chart tests.
+pub const HELM_VERSION: &str = "3.22.0";
+/// sushy-tools release from PyPI that provides `sushy-emulator` and `sushy-static`.
+pub const SUSHY_TOOLS_VERSION: &str = "2.2.0";
+
+/// The directory all cached tools live under.
+///
+/// `FERROMETAL_CACHE_DIR` overrides it; otherwise `$XDG_CACHE_HOME/ferrometal`, otherwise
+/// `~/.cache/ferrometal`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERROMETAL_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("ferrometal");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("ferrometal")
+}
+
+/// The root of the ferrometal source tree.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// One cached program: where it is expected and what it is called.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// Program name.
+    pub name: &'static str,
+    /// Pinned version.
+    pub version: &'static str,
+    /// Full path of the executable.
+    pub path: PathBuf,
+}
+
+impl Tool {
+    /// The executable's path, or a [`Error::ToolMissing`] naming the command that installs it.
+    pub fn require(&self) -> Result<PathBuf> {
+        if self.path.is_file() {
+            Ok(self.path.clone())
+        } else {
+            Err(Error::ToolMissing {
+                tool: self.name,
+                version: self.version,
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    /// Whether the executable is present.
+    pub fn is_installed(&self) -> bool {
+        self.path.is_file()
+    }
+}
+
+/// Directory holding the Kubernetes binaries of [`KUBERNETES_VERSION`].
+pub fn kubernetes_bin_dir() -> PathBuf {
+    cache_dir()
+        .join("bin")
+        .join(format!("kubernetes-v{KUBERNETES_VERSION}"))
+}
+
+/// Directory holding etcd of [`ETCD_VERSION`].
+pub fn etcd_bin_dir() -> PathBuf {
+    cache_dir().join("bin").join(format!("etcd-v{ETCD_VERSION}"))
+}
+
+/// Directory holding helm of [`HELM_VERSION`].
+pub fn helm_bin_dir() -> PathBuf {
+    cache_dir().join("bin").join(format!("helm-v{HELM_VERSION}"))
+}
+
+/// The Python virtual environment holding sushy-tools of [`SUSHY_TOOLS_VERSION`].
+pub fn sushy_venv_dir() -> PathBuf {
+    cache_dir()
+        .join("venv")
+        .join(format!("sushy-tools-{SUSHY_TOOLS_VERSION}"))
+}
+
+/// kube-apiserver.
+pub fn kube_apiserver() -> Tool {
+    Tool {
+        name: "kube-apiserver",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kube-apiserver"),
+    }
+}
+
+/// kubectl, for humans and for tests that exercise the user's view.
+pub fn kubectl() -> Tool {
+    Tool {
+        name: "kubectl",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kubectl"),
+    }
+}
+
+/// etcd.
+pub fn etcd() -> Tool {
+    Tool {
+        name: "etcd",
+        version: ETCD_VERSION,
+        path: etcd_bin_dir().join("etcd"),
+    }
+}
+
+/// helm.
+pub fn helm() -> Tool {
+    Tool {
+        name: "helm",
+        version: HELM_VERSION,
+        path: helm_bin_dir().join("helm"),
+    }
+}
+
+/// The live Redfish emulator.
+pub fn sushy_emulator() -> Tool {
+    Tool {
+        name: "sushy-emulator",
+        version: SUSHY_TOOLS_VERSION,
+        path: sushy_venv_dir().join("bin").join("sushy-emulator"),
+    }
+}
+
+/// The static Redfish mockup server.
+pub fn sushy_static() -> Tool {
+    Tool {
+        name: "sushy-static",
+        version: SUSHY_TOOLS_VERSION,
+        path: sushy_venv_dir().join("bin").join("sushy-static"),
+    }
+}
+
+/// Every tool the harness can run, for set-up and diagnostics.
+pub fn all() -> Vec<Tool> {
+    vec![
+        kube_apiserver(),
+        kubectl(),
+        etcd(),
+        helm(),
+        sushy_emulator(),
+        sushy_static(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_directories_are_keyed_by_version() {
+        assert!(kube_apiserver().path.to_string_lossy().contains(KUBERNETES_VERSION));
+        assert!(etcd().path.to_string_lossy().contains(ETCD_VERSION));
+        assert!(helm().path.to_string_lossy().contains(HELM_VERSION));
+        assert!(sushy_emulator().path.to_string_lossy().contains(SUSHY_TOOLS_VERSION));
+    }
+
+    #[test]
+    fn a_missing_tool_names_the_command_that_installs_it() {
+        let tool = Tool {
+            name: "etcd",
+            version: ETCD_VERSION,
+            path: PathBuf::from("/nonexistent/etcd"),
+        };
+        let message = tool.require().expect_err("missing tool").to_string();
+        assert!(message.contains("cargo xtask setup"), "{message}");
+        assert!(message.contains("/nonexistent/etcd"), "{message}");
+    }
+}
