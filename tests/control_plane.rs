@@ -119,8 +119,15 @@ async fn rbac_denies_an_unprivileged_user() {
     let client = control_plane.client().await.expect("client");
     let namespaces: Api<Namespace> = Api::all(client);
     // The admin may list namespaces...
-    let list = namespaces.list(&Default::default()).await.expect("admin lists");
-    assert!(list.items.iter().any(|ns| ns.metadata.name.as_deref() == Some("default")));
+    let list = namespaces
+        .list(&Default::default())
+        .await
+        .expect("admin lists");
+    assert!(
+        list.items
+            .iter()
+            .any(|ns| ns.metadata.name.as_deref() == Some("default"))
+    );
     // ...and impersonating a user with no bindings is forbidden: RBAC is really enforced.
     let output = control_plane
         .kubectl()
@@ -130,7 +137,10 @@ async fn rbac_denies_an_unprivileged_user() {
         .expect("run kubectl");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Forbidden") || stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        stderr.contains("Forbidden") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +180,9 @@ async fn a_dropped_control_plane_stops_its_servers() {
     drop(control_plane);
 
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
         "nothing listens on the API server port any more"
     );
     for pid in pids {

@@ -17,9 +17,16 @@ fn systems() -> Vec<FakeSystem> {
         .map(|(i, uuid)| FakeSystem {
             uuid: (*uuid).to_owned(),
             name: format!("node-{i}"),
-            power_state: if i == 0 { PowerState::Off } else { PowerState::On },
+            power_state: if i == 0 {
+                PowerState::Off
+            } else {
+                PowerState::On
+            },
             boot_mode: Default::default(),
-            macs: vec![format!("52:54:00:aa:00:0{i}"), format!("52:54:00:bb:00:0{i}")],
+            macs: vec![
+                format!("52:54:00:aa:00:0{i}"),
+                format!("52:54:00:bb:00:0{i}"),
+            ],
         })
         .collect()
 }
@@ -91,7 +98,15 @@ async fn systems_are_read_over_tls_with_basic_auth() {
             .as_array()
             .expect("Members")
             .iter()
-            .map(|m| m["@odata.id"].as_str().expect("id").rsplit('/').next().expect("last").to_owned())
+            .map(|m| {
+                m["@odata.id"]
+                    .as_str()
+                    .expect("id")
+                    .rsplit('/')
+                    .next()
+                    .expect("last")
+                    .to_owned()
+            })
             .collect();
         ids.sort();
         assert_eq!(ids, system.macs, "EthernetInterface ids are the MACs");
@@ -118,7 +133,10 @@ async fn a_client_that_does_not_trust_the_bmc_ca_is_refused() {
         .get(format!("{}/redfish/v1/", bmc.base_url()))
         .send()
         .await;
-    assert!(result.is_err(), "TLS verification fails without the BMC's CA");
+    assert!(
+        result.is_err(),
+        "TLS verification fails without the BMC's CA"
+    );
 }
 
 #[tokio::test]

@@ -14,15 +14,23 @@ pub fn components_dir() -> PathBuf {
     )
 }
 
-/// The path of component `name` (crate name, `-` or `_`), or an error naming the command that
-/// builds it.
+/// The path of component `name`, or an error naming the command that builds it.
+///
+/// `name` is the crate name; cargo keeps `-` in binary names but turns it into `_` for
+/// libraries, so both spellings are looked up.
 pub fn component(name: &str) -> Result<PathBuf> {
-    let name = name.replace('-', "_");
-    let path = components_dir().join(format!("{name}.wasm"));
-    if path.is_file() {
-        Ok(path)
+    let dir = components_dir();
+    let as_given = dir.join(format!("{name}.wasm"));
+    let as_library = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    if as_given.is_file() {
+        Ok(as_given)
+    } else if as_library.is_file() {
+        Ok(as_library)
     } else {
-        Err(Error::ComponentMissing { name, path })
+        Err(Error::ComponentMissing {
+            name: name.to_owned(),
+            path: as_given,
+        })
     }
 }
 
@@ -32,8 +40,10 @@ mod tests {
 
     #[test]
     fn a_missing_component_names_the_command_that_builds_it() {
-        let message = component("no-such-plugin").expect_err("missing").to_string();
-        assert!(message.contains("no_such_plugin.wasm"), "{message}");
+        let message = component("no-such-plugin")
+            .expect_err("missing")
+            .to_string();
+        assert!(message.contains("no-such-plugin.wasm"), "{message}");
         assert!(message.contains("make plugins"), "{message}");
     }
 }

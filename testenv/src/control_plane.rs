@@ -89,7 +89,8 @@ impl ControlPlane {
 
         let api_port = free_port()?;
         let server_url = format!("https://127.0.0.1:{api_port}");
-        let mut apiserver = start_apiserver(&apiserver_bin, &dir, &pki, etcd_port, api_port, &run_dir)?;
+        let mut apiserver =
+            start_apiserver(&apiserver_bin, &dir, &pki, etcd_port, api_port, &run_dir)?;
 
         let kubeconfig_path = dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig_path, &server_url, &pki)?;
@@ -180,14 +181,19 @@ impl ControlPlane {
     /// A guard that prints the servers' log tails if the current test panics before it is
     /// dropped. Use it with [`ControlPlane::shared`], which is never dropped itself.
     pub fn logs_on_failure(&self) -> LogsOnFailure<'_> {
-        LogsOnFailure { control_plane: self }
+        LogsOnFailure {
+            control_plane: self,
+        }
     }
 }
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            progress(format_args!("test failed; control plane logs:\n{}", self.log_tails(30)));
+            progress(format_args!(
+                "test failed; control plane logs:\n{}",
+                self.log_tails(30)
+            ));
         }
     }
 }
@@ -251,8 +257,14 @@ fn write_pki(dir: &Path) -> Result<PkiFiles> {
         (&files.serving_key, serving.key_pem),
         (&files.admin_cert, admin.cert_pem),
         (&files.admin_key, admin.key_pem),
-        (&files.service_account_public, service_account.public_key_pem()),
-        (&files.service_account_private, service_account.serialize_pem()),
+        (
+            &files.service_account_public,
+            service_account.public_key_pem(),
+        ),
+        (
+            &files.service_account_private,
+            service_account.serialize_pem(),
+        ),
     ] {
         fs::write(path, contents).map_err(Error::io(format!("write {}", path.display())))?;
     }
@@ -312,9 +324,15 @@ fn start_apiserver(
     let mut command = Command::new(bin);
     command
         .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-        .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
+        .arg(format!(
+            "--cert-dir={}",
+            dir.join("apiserver-certs").display()
+        ))
         .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
-        .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            pki.serving_key.display()
+        ))
         .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
         .arg(format!("--secure-port={port}"))
         .arg("--bind-address=127.0.0.1")
@@ -323,7 +341,9 @@ fn start_apiserver(
         .arg("--allow-privileged=true")
         .arg("--disable-admission-plugins=ServiceAccount")
         .arg("--authorization-mode=RBAC")
-        .arg(format!("--service-account-issuer=https://127.0.0.1:{port}/"))
+        .arg(format!(
+            "--service-account-issuer=https://127.0.0.1:{port}/"
+        ))
         .arg(format!(
             "--service-account-key-file={}",
             pki.service_account_public.display()
@@ -432,10 +452,14 @@ pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>> {
                 message: error.to_string(),
             })?;
         for crd in crds {
-            let name = crd.metadata.name.clone().ok_or_else(|| Error::CrdManifest {
-                path: file.clone(),
-                message: String::from("a CRD has no metadata.name"),
-            })?;
+            let name = crd
+                .metadata
+                .name
+                .clone()
+                .ok_or_else(|| Error::CrdManifest {
+                    path: file.clone(),
+                    message: String::from("a CRD has no metadata.name"),
+                })?;
             api.patch(&name, &params, &Patch::Apply(&crd)).await?;
             names.push(name);
         }

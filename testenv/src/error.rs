@@ -23,7 +23,7 @@ pub enum Error {
         "component `{name}` is not built ({path} does not exist); run `make plugins` (`cargo xtask plugins`) to build every plugin and fixture"
     )]
     ComponentMissing {
-        /// Component name (the crate name with `-` replaced by `_`).
+        /// Component (crate) name.
         name: String,
         /// Where the component should be.
         path: PathBuf,

@@ -23,8 +23,8 @@ pub mod tools;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
-pub use process::reap_dead_runs;
 pub use pki::{CertificateAuthority, IssuedCertificate};
+pub use process::reap_dead_runs;
 pub use sushy::{BasicAuth, FakeSystem, FeatureSet, PowerState, SushyEmulator, SushyOptions};
 
 /// Result type of this crate.

@@ -25,7 +25,9 @@ impl CertificateAuthority {
     /// Creates a CA named `common_name`.
     pub fn new(common_name: &str) -> Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -45,7 +47,9 @@ impl CertificateAuthority {
     pub fn issue_server(&self, common_name: &str, names: &[&str]) -> Result<IssuedCertificate> {
         let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         let mut params = CertificateParams::new(names)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(params)
     }
@@ -54,7 +58,9 @@ impl CertificateAuthority {
     /// groups from the organisation fields).
     pub fn issue_client(&self, common_name: &str, groups: &[&str]) -> Result<IssuedCertificate> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         for group in groups {
             params
                 .distinguished_name
@@ -85,8 +91,12 @@ mod tests {
     #[test]
     fn issued_certificates_are_pem_encoded() {
         let ca = CertificateAuthority::new("test-ca").expect("ca");
-        let server = ca.issue_server("server", &["127.0.0.1", "localhost"]).expect("server");
-        let client = ca.issue_client("admin", &["system:masters"]).expect("client");
+        let server = ca
+            .issue_server("server", &["127.0.0.1", "localhost"])
+            .expect("server");
+        let client = ca
+            .issue_client("admin", &["system:masters"])
+            .expect("client");
         assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(server.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(client.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));

@@ -43,8 +43,10 @@ impl RunDir {
         REAPED.call_once(reap_dead_runs);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = runs_dir().join(format!("{}-{label}-{n}", std::process::id()));
-        fs::create_dir_all(&path)
-            .map_err(Error::io(format!("create run directory {}", path.display())))?;
+        fs::create_dir_all(&path).map_err(Error::io(format!(
+            "create run directory {}",
+            path.display()
+        )))?;
         Ok(Self { path })
     }
 
@@ -108,7 +110,10 @@ pub fn reap_dead_runs() {
                 ));
             }
         }
-        if let Err(error) = fs::remove_dir_all(&dir) {
+        // Another process may be reaping the same directory at the same moment.
+        if let Err(error) = fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
             progress(format_args!(
                 "cannot remove stale run directory {}: {error}",
                 dir.display()
@@ -118,12 +123,7 @@ pub fn reap_dead_runs() {
 }
 
 fn owner_pid(dir: &Path) -> Option<u32> {
-    dir.file_name()?
-        .to_str()?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
+    dir.file_name()?.to_str()?.split('-').next()?.parse().ok()
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -213,8 +213,8 @@ impl ManagedProcess {
                 Ok(())
             });
         }
-        let child = spawn_from_long_lived_thread(command)
-            .map_err(Error::io(format!("start {name}")))?;
+        let child =
+            spawn_from_long_lived_thread(command).map_err(Error::io(format!("start {name}")))?;
         run_dir.record(child.id(), name)?;
         Ok(Self {
             name: name.to_owned(),

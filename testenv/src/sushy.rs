@@ -140,7 +140,11 @@ impl SushyEmulator {
         config.push_str("SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n");
         let _ = writeln!(config, "SUSHY_EMULATOR_LISTEN_PORT = {port}");
         config.push_str("SUSHY_EMULATOR_FAKE_DRIVER = True\n");
-        let _ = writeln!(config, "SUSHY_EMULATOR_STATE_DIR = {}", py_str(&dir.join("state").to_string_lossy()));
+        let _ = writeln!(
+            config,
+            "SUSHY_EMULATOR_STATE_DIR = {}",
+            py_str(&dir.join("state").to_string_lossy())
+        );
         if !options.systems.is_empty() {
             let systems: Vec<SushySystem<'_>> = options
                 .systems
@@ -157,7 +161,11 @@ impl SushyEmulator {
                 what: "sushy fake systems",
                 message: error.to_string(),
             })?;
-            let _ = writeln!(config, "SUSHY_EMULATOR_FAKE_SYSTEMS = json.loads({})", py_str(&json));
+            let _ = writeln!(
+                config,
+                "SUSHY_EMULATOR_FAKE_SYSTEMS = json.loads({})",
+                py_str(&json)
+            );
         }
         if let Some(auth) = &options.auth {
             let hash = bcrypt::hash(&auth.password, 4).map_err(|error| Error::Serialise {
@@ -167,17 +175,31 @@ impl SushyEmulator {
             let htpasswd = dir.join("htpasswd");
             fs::write(&htpasswd, format!("{}:{hash}\n", auth.username))
                 .map_err(Error::io(format!("write {}", htpasswd.display())))?;
-            let _ = writeln!(config, "SUSHY_EMULATOR_AUTH_FILE = {}", py_str(&htpasswd.to_string_lossy()));
+            let _ = writeln!(
+                config,
+                "SUSHY_EMULATOR_AUTH_FILE = {}",
+                py_str(&htpasswd.to_string_lossy())
+            );
         }
         let ca_cert_pem = if options.tls {
             let ca = CertificateAuthority::new("ferrometal-testenv-bmc-ca")?;
             let leaf = ca.issue_server("sushy-emulator", &["127.0.0.1", "localhost"])?;
             let cert = dir.join("tls.crt");
             let key = dir.join("tls.key");
-            fs::write(&cert, &leaf.cert_pem).map_err(Error::io(format!("write {}", cert.display())))?;
-            fs::write(&key, &leaf.key_pem).map_err(Error::io(format!("write {}", key.display())))?;
-            let _ = writeln!(config, "SUSHY_EMULATOR_SSL_CERT = {}", py_str(&cert.to_string_lossy()));
-            let _ = writeln!(config, "SUSHY_EMULATOR_SSL_KEY = {}", py_str(&key.to_string_lossy()));
+            fs::write(&cert, &leaf.cert_pem)
+                .map_err(Error::io(format!("write {}", cert.display())))?;
+            fs::write(&key, &leaf.key_pem)
+                .map_err(Error::io(format!("write {}", key.display())))?;
+            let _ = writeln!(
+                config,
+                "SUSHY_EMULATOR_SSL_CERT = {}",
+                py_str(&cert.to_string_lossy())
+            );
+            let _ = writeln!(
+                config,
+                "SUSHY_EMULATOR_SSL_KEY = {}",
+                py_str(&key.to_string_lossy())
+            );
             Some(ca.cert_pem())
         } else {
             None
@@ -210,8 +232,16 @@ impl SushyEmulator {
             emulator.base_url,
             emulator.process.pid(),
             emulator.systems.len().max(1),
-            if emulator.auth.is_some() { ", basic auth" } else { "" },
-            if emulator.ca_cert_pem.is_some() { ", TLS" } else { "" },
+            if emulator.auth.is_some() {
+                ", basic auth"
+            } else {
+                ""
+            },
+            if emulator.ca_cert_pem.is_some() {
+                ", TLS"
+            } else {
+                ""
+            },
         ));
         Ok(emulator)
     }
@@ -222,7 +252,10 @@ impl SushyEmulator {
         options: impl Fn(usize) -> SushyOptions,
     ) -> Result<Vec<Self>> {
         let starts = (0..count).map(|i| Self::start(options(i)));
-        futures::future::join_all(starts).await.into_iter().collect()
+        futures::future::join_all(starts)
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn wait_until_ready(&mut self, timeout: Duration) -> Result<()> {
@@ -294,7 +327,9 @@ impl SushyEmulator {
             .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &self.ca_cert_pem {
             let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(Error::HttpClient)?;
-            builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert);
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
         }
         builder.build().map_err(Error::HttpClient)
     }

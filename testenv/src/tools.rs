@@ -80,12 +80,16 @@ pub fn kubernetes_bin_dir() -> PathBuf {
 
 /// Directory holding etcd of [`ETCD_VERSION`].
 pub fn etcd_bin_dir() -> PathBuf {
-    cache_dir().join("bin").join(format!("etcd-v{ETCD_VERSION}"))
+    cache_dir()
+        .join("bin")
+        .join(format!("etcd-v{ETCD_VERSION}"))
 }
 
 /// Directory holding helm of [`HELM_VERSION`].
 pub fn helm_bin_dir() -> PathBuf {
-    cache_dir().join("bin").join(format!("helm-v{HELM_VERSION}"))
+    cache_dir()
+        .join("bin")
+        .join(format!("helm-v{HELM_VERSION}"))
 }
 
 /// The Python virtual environment holding sushy-tools of [`SUSHY_TOOLS_VERSION`].
@@ -167,10 +171,20 @@ mod tests {
 
     #[test]
     fn tool_directories_are_keyed_by_version() {
-        assert!(kube_apiserver().path.to_string_lossy().contains(KUBERNETES_VERSION));
+        assert!(
+            kube_apiserver()
+                .path
+                .to_string_lossy()
+                .contains(KUBERNETES_VERSION)
+        );
         assert!(etcd().path.to_string_lossy().contains(ETCD_VERSION));
         assert!(helm().path.to_string_lossy().contains(HELM_VERSION));
-        assert!(sushy_emulator().path.to_string_lossy().contains(SUSHY_TOOLS_VERSION));
+        assert!(
+            sushy_emulator()
+                .path
+                .to_string_lossy()
+                .contains(SUSHY_TOOLS_VERSION)
+        );
     }
 
     #[test]

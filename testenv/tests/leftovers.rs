@@ -45,7 +45,10 @@ fn killing_the_harness_kills_apiserver_etcd_and_emulator() {
         .map(|pid| pid.parse().expect("pid"))
         .collect();
     assert_eq!(pids.len(), 3, "apiserver, etcd and sushy pids in {ready:?}");
-    assert!(pids.iter().all(|pid| !is_dead(*pid)), "components run while the harness lives");
+    assert!(
+        pids.iter().all(|pid| !is_dead(*pid)),
+        "components run while the harness lives"
+    );
 
     holder.kill().expect("SIGKILL testenv-hold");
     holder.wait().expect("reap testenv-hold");
@@ -80,12 +83,19 @@ fn leftovers_of_a_dead_run_are_reaped_by_the_next_run() {
 
     // An unrelated process recorded under a pid that does not mention the directory must not
     // be touched.
-    let mut bystander = Command::new("sleep").arg("600").spawn().expect("spawn bystander");
+    let mut bystander = Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn bystander");
     let other_dir = testenv::tools::cache_dir()
         .join("run")
         .join(format!("{dead_pid}-leftover-1"));
     std::fs::create_dir_all(&other_dir).expect("create run dir");
-    std::fs::write(other_dir.join("pids"), format!("{} bystander\n", bystander.id())).expect("pids");
+    std::fs::write(
+        other_dir.join("pids"),
+        format!("{} bystander\n", bystander.id()),
+    )
+    .expect("pids");
 
     testenv::reap_dead_runs();
 
@@ -100,8 +110,14 @@ fn leftovers_of_a_dead_run_are_reaped_by_the_next_run() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.is_some(), "the leftover process was killed");
-    assert!(!Path::new(&dir).exists(), "the stale run directory was removed");
-    assert!(!other_dir.exists(), "the other stale run directory was removed");
+    assert!(
+        !Path::new(&dir).exists(),
+        "the stale run directory was removed"
+    );
+    assert!(
+        !other_dir.exists(),
+        "the other stale run directory was removed"
+    );
     assert!(
         bystander.try_wait().expect("try_wait").is_none(),
         "a process that does not belong to the run is left alone"

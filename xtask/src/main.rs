@@ -1,1 +1,50 @@
-fn main() {}
+//! Developer automation behind the Makefile.
+//!
+//! `cargo xtask <command>`; every command installs what it needs first, idempotently, with
+//! each tool cached under a versioned directory (see `testenv::tools`).
+
+mod demo;
+mod plugins;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+/// ferrometal developer tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install everything the tests and the demo need (Debian's wasm toolchain, sushy-tools,
+    /// kube-apiserver, etcd, kubectl and helm built from Go modules). Cached; re-runs are fast.
+    Setup,
+    /// Build every plugin and test-fixture component for wasm32-wasip2 into target/components.
+    Plugins,
+    /// Set up, build plugins, then run rustfmt, clippy, unit and integration tests.
+    Test {
+        /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Start a local control plane with ferrometal's CRDs and keep it running until Ctrl-C.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::all(),
+        Command::Plugins => {
+            setup::debian_wasm_toolchain()?;
+            plugins::build()
+        }
+        Command::Test { cargo_test_args } => test::run(&cargo_test_args),
+        Command::Demo => demo::run(),
+    }
+}

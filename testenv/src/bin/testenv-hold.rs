@@ -15,7 +15,8 @@ async fn main() -> Result<(), testenv::Error> {
     for what in std::env::args().skip(1) {
         match what.as_str() {
             "sushy" => {
-                let emulator = testenv::SushyEmulator::start(testenv::SushyOptions::default()).await?;
+                let emulator =
+                    testenv::SushyEmulator::start(testenv::SushyOptions::default()).await?;
                 pids.push(emulator.pid());
                 emulators.push(emulator);
             }
@@ -29,7 +30,9 @@ async fn main() -> Result<(), testenv::Error> {
                 pids.extend(control_plane.pids());
                 control_planes.push(control_plane);
             }
-            other => eprintln!("testenv-hold: unknown component {other:?} (use sushy or control-plane)"),
+            other => {
+                eprintln!("testenv-hold: unknown component {other:?} (use sushy or control-plane)")
+            }
         }
     }
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();

@@ -1,0 +1,23 @@
+# ferrometal — public entry points. Each target installs what it needs (apt, pip, Go
+# builds), idempotently, and caches it under ~/.cache/ferrometal (FERROMETAL_CACHE_DIR).
+
+# rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: test demo plugins setup
+
+## make test: formatting, lints, unit, integration and end-to-end tests.
+test:
+	cargo xtask test
+
+## make demo: local control plane (kube-apiserver + etcd) with ferrometal's CRDs.
+demo:
+	cargo xtask demo
+
+## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
+plugins:
+	cargo xtask plugins
+
+## make setup: install and cache every tool without running anything.
+setup:
+	cargo xtask setup

@@ -1,0 +1,97 @@
+//! Builds the plugin workspace (`plugins/`) as wasm32-wasip2 components.
+//!
+//! rustup has no wasm targets on our machines, so the build uses Debian's rustc/cargo in
+//! /usr/bin with `-Zbuild-std` against Debian's std sources. The target directory is stable
+//! (`target/wasm`) so the std build is cached; the finished components are copied to
+//! `target/components` (see `testenv::components`), where host tests and the operator find
+//! them.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use testenv::tools;
+
+use crate::run::{checked, note, step};
+
+/// Debian's cargo, which drives Debian's rustc.
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+/// Where Debian's wasi-libc puts the wasm32 C library the std build links against.
+const WASI_LIBDIR: &str = "/usr/lib/wasm32-wasi";
+
+/// Builds every member of the plugin workspace and copies the components into place.
+pub fn build() -> anyhow::Result<()> {
+    let root = tools::workspace_root();
+    let manifest = root.join("plugins").join("Cargo.toml");
+    let target_dir = root.join("target").join("wasm");
+    let dest = testenv::components::components_dir();
+    step(format_args!(
+        "plugins: building wasm32-wasip2 components (the first build also compiles std, about 1–2 minutes)"
+    ));
+    if !Path::new(DEBIAN_CARGO).is_file() {
+        bail!(
+            "{DEBIAN_CARGO} is missing; run `cargo xtask setup` to install Debian's wasm toolchain"
+        );
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).context("build PATH")?;
+    let mut command = Command::new(DEBIAN_CARGO);
+    command
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("PATH", path)
+        // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"));
+    // `cargo xtask` runs under rustup's proxies, whose settings must not leak into Debian's
+    // toolchain.
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    checked(&mut command)?;
+
+    fs::create_dir_all(&dest).with_context(|| format!("create {}", dest.display()))?;
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    let mut count = 0;
+    for entry in fs::read_dir(&built).with_context(|| format!("list {}", built.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "wasm") {
+            let name = path.file_name().context("component file name")?;
+            fs::copy(&path, dest.join(name))
+                .with_context(|| format!("copy {} to {}", path.display(), dest.display()))?;
+            note(format_args!("{}", dest.join(name).display()));
+            count += 1;
+        }
+    }
+    if count == 0 {
+        bail!(
+            "the plugin build produced no components in {}",
+            built.display()
+        );
+    }
+    step(format_args!(
+        "plugins: {count} components in {}",
+        dest.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Running commands with visible progress.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// Prints a step heading.
+pub fn step(message: impl std::fmt::Display) {
+    eprintln!("==> {message}");
+}
+
+/// Prints a detail under the current step.
+pub fn note(message: impl std::fmt::Display) {
+    eprintln!("    {message}");
+}
+
+/// Runs `command` with inherited output; fails with the command line if it does not succeed.
+pub fn checked(command: &mut Command) -> anyhow::Result<()> {
+    let shown = describe(command);
+    let started = Instant::now();
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    report_if_slow(started, &shown);
+    Ok(())
+}
+
+/// Runs `command`, capturing stdout; fails with its stderr if it does not succeed.
+pub fn output(command: &mut Command) -> anyhow::Result<String> {
+    let shown = describe(command);
+    let output = command
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{shown}` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("`{shown}` printed non-UTF-8"))
+}
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| Path::new(&dir).join(program).is_file())
+    })
+}
+
+fn describe(command: &Command) -> String {
+    let mut shown = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        shown.push(' ');
+        shown.push_str(&arg.to_string_lossy());
+    }
+    shown
+}
+
+fn report_if_slow(started: Instant, shown: &str) {
+    let elapsed = started.elapsed();
+    if elapsed.as_secs() >= 5 {
+        let head: String = shown.chars().take(80).collect();
+        note(format_args!("({head}… took {:.0}s)", elapsed.as_secs_f64()));
+    }
+}

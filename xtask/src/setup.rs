@@ -1,0 +1,312 @@
+//! Installs and caches every external program the tests and the demo run.
+//!
+//! Each step first checks whether its result is already there and does nothing if so, so a
+//! second `make test` spends no time here. Go binaries are built in a temporary directory and
+//! renamed into place only when complete, so an interrupted build is redone, never half-used.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use testenv::tools;
+
+use crate::run::{checked, note, on_path, output, step};
+
+/// Debian packages that provide a Rust toolchain able to build wasm32-wasip2 components
+/// (rustup cannot add targets on these machines; see docs/development.md).
+pub const WASM_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "lld-22",
+    "wasi-libc",
+];
+
+/// Runs every set-up step.
+pub fn all() -> anyhow::Result<()> {
+    let started = Instant::now();
+    debian_wasm_toolchain()?;
+    sushy_tools()?;
+    kubernetes()?;
+    etcd()?;
+    helm()?;
+    step(format_args!(
+        "set-up complete in {:.0}s; tools cached under {}",
+        started.elapsed().as_secs_f64(),
+        tools::cache_dir().display()
+    ));
+    Ok(())
+}
+
+/// Installs Debian's Rust toolchain for wasm components with apt, if any package is missing.
+pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
+    let missing: Vec<&str> = WASM_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        step("Debian wasm toolchain: installed");
+        return Ok(());
+    }
+    step(format_args!(
+        "Debian wasm toolchain: installing {} with apt",
+        missing.join(" ")
+    ));
+    apt_install(&missing)
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let as_root = rustix::process::geteuid().is_root();
+    let apt = |args: &[&str]| {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else if on_path("sudo") {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        } else {
+            return Err(anyhow::anyhow!(
+                "installing {} needs root: run `sudo apt-get install -y {}` and retry",
+                packages.join(" "),
+                packages.join(" ")
+            ));
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        checked(&mut command)
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    apt(&args)
+}
+
+/// Creates the Python virtual environment with sushy-tools from PyPI.
+///
+/// A venv's scripts name its path in their shebang lines, so it is built where it lives; a
+/// stamp file written last marks it complete, and an incomplete one is rebuilt.
+pub fn sushy_tools() -> anyhow::Result<()> {
+    let venv = tools::sushy_venv_dir();
+    let stamp = venv.join(".complete");
+    if stamp.is_file() && tools::sushy_emulator().is_installed() {
+        step(format_args!(
+            "sushy-tools {}: cached",
+            tools::SUSHY_TOOLS_VERSION
+        ));
+        return Ok(());
+    }
+    step(format_args!(
+        "sushy-tools {}: installing from PyPI into {}",
+        tools::SUSHY_TOOLS_VERSION,
+        venv.display()
+    ));
+    if venv.exists() {
+        fs::remove_dir_all(&venv).with_context(|| format!("remove {}", venv.display()))?;
+    }
+    let python = if on_path("python3") {
+        "python3"
+    } else {
+        "python"
+    };
+    checked(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+    checked(
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("sushy-tools=={}", tools::SUSHY_TOOLS_VERSION)),
+    )?;
+    fs::write(&stamp, tools::SUSHY_TOOLS_VERSION)
+        .with_context(|| format!("write {}", stamp.display()))?;
+    Ok(())
+}
+
+/// Builds kube-apiserver and kubectl from the `k8s.io/kubernetes` Go module.
+pub fn kubernetes() -> anyhow::Result<()> {
+    let version = tools::KUBERNETES_VERSION;
+    if tools::kube_apiserver().is_installed() && tools::kubectl().is_installed() {
+        step(format_args!("kube-apiserver + kubectl v{version}: cached"));
+        return Ok(());
+    }
+    step(format_args!(
+        "kube-apiserver + kubectl v{version}: building from Go modules (first run only; about 5–15 minutes)"
+    ));
+    let work = go_workspace(&format!("kubernetes-v{version}"))?;
+    // k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
+    // directories of its own repository; point each at its published v0.x release instead.
+    let info = output(
+        Command::new("go")
+            .args(["mod", "download", "-json"])
+            .arg(format!("k8s.io/kubernetes@v{version}"))
+            .current_dir(&work),
+    )?;
+    let info: serde_json::Value =
+        serde_json::from_str(&info).context("parse `go mod download -json` output")?;
+    let go_mod = info["GoMod"]
+        .as_str()
+        .context("`go mod download -json` printed no GoMod path")?;
+    let go_mod = fs::read_to_string(go_mod).with_context(|| format!("read {go_mod}"))?;
+    let minor = version.split('.').skip(1).collect::<Vec<_>>().join(".");
+    let mut edit = Command::new("go");
+    edit.args(["mod", "edit"]).current_dir(&work);
+    for module in staging_modules(&go_mod) {
+        edit.arg(format!("-replace={module}={module}@v0.{minor}"));
+    }
+    checked(&mut edit)?;
+    checked(
+        Command::new("go")
+            .args(["get", "-tool"])
+            .arg(format!("k8s.io/kubernetes/cmd/kube-apiserver@v{version}"))
+            .arg(format!("k8s.io/kubernetes/cmd/kubectl@v{version}"))
+            .current_dir(&work),
+    )?;
+    let major_minor: Vec<&str> = version.split('.').collect();
+    let ldflags = format!(
+        "-s -w -X k8s.io/component-base/version.gitVersion=v{version} -X k8s.io/component-base/version.gitMajor={} -X k8s.io/component-base/version.gitMinor={}",
+        major_minor.first().copied().unwrap_or("1"),
+        major_minor.get(1).copied().unwrap_or("0"),
+    );
+    install_go_binaries(
+        &work,
+        &tools::kubernetes_bin_dir(),
+        &[
+            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
+            ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+        ],
+        &ldflags,
+    )
+}
+
+/// The module paths that a `k8s.io/kubernetes` go.mod replaces with `./staging/…`.
+fn staging_modules(go_mod: &str) -> Vec<&str> {
+    go_mod
+        .lines()
+        .filter(|line| line.contains("=> ./staging/"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect()
+}
+
+/// Builds etcd from `go.etcd.io/etcd/server/v3` (its go.mod has replace lines, so it is built
+/// from a wrapper module rather than with `go install`).
+pub fn etcd() -> anyhow::Result<()> {
+    let version = tools::ETCD_VERSION;
+    if tools::etcd().is_installed() {
+        step(format_args!("etcd v{version}: cached"));
+        return Ok(());
+    }
+    step(format_args!(
+        "etcd v{version}: building from Go modules (first run only; about 1–3 minutes)"
+    ));
+    let work = go_workspace(&format!("etcd-v{version}"))?;
+    checked(
+        Command::new("go")
+            .args(["get", "-tool"])
+            .arg(format!("go.etcd.io/etcd/server/v3@v{version}"))
+            .current_dir(&work),
+    )?;
+    install_go_binaries(
+        &work,
+        &tools::etcd_bin_dir(),
+        &[("etcd", "go.etcd.io/etcd/server/v3")],
+        "-s -w",
+    )
+}
+
+/// Builds helm from `helm.sh/helm/v3`.
+pub fn helm() -> anyhow::Result<()> {
+    let version = tools::HELM_VERSION;
+    if tools::helm().is_installed() {
+        step(format_args!("helm v{version}: cached"));
+        return Ok(());
+    }
+    step(format_args!(
+        "helm v{version}: building from Go modules (first run only; about 1–3 minutes)"
+    ));
+    let work = go_workspace(&format!("helm-v{version}"))?;
+    checked(
+        Command::new("go")
+            .args(["get", "-tool"])
+            .arg(format!("helm.sh/helm/v3/cmd/helm@v{version}"))
+            .current_dir(&work),
+    )?;
+    install_go_binaries(
+        &work,
+        &tools::helm_bin_dir(),
+        &[("helm", "helm.sh/helm/v3/cmd/helm")],
+        &format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"),
+    )
+}
+
+/// A fresh wrapper Go module under the cache's build directory.
+fn go_workspace(name: &str) -> anyhow::Result<PathBuf> {
+    if !on_path("go") {
+        bail!(
+            "the Go toolchain is needed to build {name}; install Go (e.g. `apt-get install golang`) and retry"
+        );
+    }
+    let work = tools::cache_dir().join("build").join(name);
+    if work.exists() {
+        fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
+    }
+    fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    checked(
+        Command::new("go")
+            .args(["mod", "init", &format!("local/{}", name.replace('.', "_"))])
+            .current_dir(&work),
+    )?;
+    Ok(work)
+}
+
+/// Builds each `(binary, package)` statically into a temporary directory, then renames it to
+/// `dest` in one step.
+fn install_go_binaries(
+    work: &Path,
+    dest: &Path,
+    binaries: &[(&str, &str)],
+    ldflags: &str,
+) -> anyhow::Result<()> {
+    let staging = dest.with_extension("partial");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    }
+    fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
+    for (binary, package) in binaries {
+        note(format_args!("go build {package}"));
+        checked(
+            Command::new("go")
+                .args(["build", "-trimpath", "-ldflags", ldflags, "-o"])
+                .arg(staging.join(binary))
+                .arg(package)
+                .env("CGO_ENABLED", "0")
+                .current_dir(work),
+        )?;
+    }
+    if dest.exists() {
+        fs::remove_dir_all(dest).with_context(|| format!("remove {}", dest.display()))?;
+    }
+    fs::rename(&staging, dest)
+        .with_context(|| format!("move {} to {}", staging.display(), dest.display()))?;
+    fs::remove_dir_all(work).with_context(|| format!("remove {}", work.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_modules_are_read_from_replace_lines() {
+        let go_mod = "module k8s.io/kubernetes\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/kubectl => ./staging/src/k8s.io/kubectl\n)\nrequire k8s.io/utils v0.0.0\n";
+        assert_eq!(
+            staging_modules(go_mod),
+            vec!["k8s.io/api", "k8s.io/kubectl"]
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! `make test`: set-up, plugin build, formatting, lints, then every test.
+//!
+//! The test runner goes last so that CI output ends with its summary lines.
+
+use std::process::Command;
+
+use testenv::tools;
+
+use crate::run::{checked, step};
+use crate::{plugins, setup};
+
+/// Runs the whole suite; `cargo_test_args` are appended to the final `cargo test`.
+pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
+    setup::all()?;
+    plugins::build()?;
+    let root = tools::workspace_root();
+    let plugins_manifest = root.join("plugins").join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    step("rustfmt --check");
+    checked(
+        Command::new(&cargo)
+            .args(["fmt", "--all", "--check"])
+            .current_dir(&root),
+    )?;
+    checked(
+        Command::new(&cargo)
+            .args(["fmt", "--all", "--check", "--manifest-path"])
+            .arg(&plugins_manifest),
+    )?;
+
+    step("clippy -D warnings");
+    checked(
+        Command::new(&cargo)
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
+    // Plugins compile natively too (their logic is unit-tested that way).
+    let native_plugins_target = root.join("target").join("plugins-native");
+    checked(
+        Command::new(&cargo)
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--manifest-path",
+            ])
+            .arg(&plugins_manifest)
+            .arg("--target-dir")
+            .arg(&native_plugins_target)
+            .args(["--", "-D", "warnings"]),
+    )?;
+
+    step("plugin unit tests (native)");
+    checked(
+        Command::new(&cargo)
+            .args(["test", "--workspace", "--quiet", "--manifest-path"])
+            .arg(&plugins_manifest)
+            .arg("--target-dir")
+            .arg(&native_plugins_target),
+    )?;
+
+    step("unit, integration and end-to-end tests");
+    checked(
+        Command::new(&cargo)
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(cargo_test_args)
+            .current_dir(&root),
+    )
+}
