@@ -4,7 +4,7 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins setup
+.PHONY: test demo plugins crds setup
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
@@ -17,6 +17,10 @@ demo:
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:
 	cargo xtask plugins
+
+## make crds: regenerate crds/*.yaml and docs/api.md from the Rust API types.
+crds:
+	cargo run --quiet -p ferrometal -- crdgen
 
 ## make setup: install and cache every tool without running anything.
 setup:

@@ -25,6 +25,7 @@ pub fn run() -> anyhow::Result<()> {
         fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
             .with_context(|| format!("write {}", kubeconfig.display()))?;
         let kubectl = tools::kubectl().path;
+        let examples = tools::workspace_root().join("examples").join("seed");
         let crds = if control_plane.crds().is_empty() {
             String::from("(none yet)")
         } else {
@@ -40,11 +41,13 @@ pub fn run() -> anyhow::Result<()> {
         println!("In another shell:");
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!("  alias kubectl={}", kubectl.display());
-        println!("  kubectl get crds");
         println!("  kubectl api-resources --api-group=metal.ironcore.dev");
         println!(
-            "  kubectl get endpoints.metal.ironcore.dev,bmcs,servers,serverbootconfigurations -A"
+            "  kubectl create namespace defauilt   # the seed SBC's namespace, spelled as given"
         );
+        println!("  kubectl apply -f {}", examples.display());
+        println!("  kubectl get mep,bmcs,servers,sbc -A");
+        println!("  kubectl explain server.spec");
         println!();
         println!("Press Ctrl-C to stop and clean up.");
         tokio::signal::ctrl_c().await.context("wait for Ctrl-C")?;
