@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use ferrometal::api::{BMC, Endpoint, Server, ServerBootConfiguration};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::Value;
 use testenv::ControlPlane;
+
+mod common;
+use common::ensure_namespace;
 
 fn seed_dir() -> PathBuf {
     testenv::tools::workspace_root()
@@ -41,22 +43,6 @@ fn kubectl(control_plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> 
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn ensure_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match namespaces.create(&PostParams::default(), &namespace).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-        Err(error) => panic!("create namespace {name}: {error}"),
-    }
 }
 
 /// Every leaf of `expected` equals the value at the same path in `actual`.

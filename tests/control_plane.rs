@@ -10,21 +10,13 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use testenv::ControlPlane;
 
+mod common;
+use common::ensure_namespace;
+
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn namespace(client: &Client, name: &str) -> Api<ConfigMap> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create namespace");
+    ensure_namespace(client, name).await;
     Api::namespaced(client.clone(), name)
 }
 

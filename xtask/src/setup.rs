@@ -196,52 +196,48 @@ fn staging_modules(go_mod: &str) -> Vec<&str> {
 /// Builds etcd from `go.etcd.io/etcd/server/v3` (its go.mod has replace lines, so it is built
 /// from a wrapper module rather than with `go install`).
 pub fn etcd() -> anyhow::Result<()> {
-    let version = tools::ETCD_VERSION;
-    if tools::etcd().is_installed() {
-        step(format_args!("etcd v{version}: cached"));
-        return Ok(());
-    }
-    step(format_args!(
-        "etcd v{version}: building from Go modules (first run only; about 1–3 minutes)"
-    ));
-    let work = go_workspace(&format!("etcd-v{version}"))?;
-    checked(
-        Command::new("go")
-            .args(["get", "-tool"])
-            .arg(format!("go.etcd.io/etcd/server/v3@v{version}"))
-            .current_dir(&work),
-    )?;
-    install_go_binaries(
-        &work,
+    single_go_binary(
+        &tools::etcd(),
         &tools::etcd_bin_dir(),
-        &[("etcd", "go.etcd.io/etcd/server/v3")],
-        "-s -w",
+        "go.etcd.io/etcd/server/v3",
+        "-s -w".to_owned(),
     )
 }
 
 /// Builds helm from `helm.sh/helm/v3`.
 pub fn helm() -> anyhow::Result<()> {
     let version = tools::HELM_VERSION;
-    if tools::helm().is_installed() {
-        step(format_args!("helm v{version}: cached"));
+    single_go_binary(
+        &tools::helm(),
+        &tools::helm_bin_dir(),
+        "helm.sh/helm/v3/cmd/helm",
+        format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"),
+    )
+}
+
+/// Builds `tool` from Go package `package` at the tool's version, unless it is cached.
+fn single_go_binary(
+    tool: &tools::Tool,
+    dest: &Path,
+    package: &str,
+    ldflags: String,
+) -> anyhow::Result<()> {
+    let (name, version) = (tool.name, tool.version);
+    if tool.is_installed() {
+        step(format_args!("{name} v{version}: cached"));
         return Ok(());
     }
     step(format_args!(
-        "helm v{version}: building from Go modules (first run only; about 1–3 minutes)"
+        "{name} v{version}: building from Go modules (first run only; about 1–3 minutes)"
     ));
-    let work = go_workspace(&format!("helm-v{version}"))?;
+    let work = go_workspace(&format!("{name}-v{version}"))?;
     checked(
         Command::new("go")
             .args(["get", "-tool"])
-            .arg(format!("helm.sh/helm/v3/cmd/helm@v{version}"))
+            .arg(format!("{package}@v{version}"))
             .current_dir(&work),
     )?;
-    install_go_binaries(
-        &work,
-        &tools::helm_bin_dir(),
-        &[("helm", "helm.sh/helm/v3/cmd/helm")],
-        &format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"),
-    )
+    install_go_binaries(&work, dest, &[(name, package)], &ldflags)
 }
 
 /// A fresh wrapper Go module under the cache's build directory.
