@@ -4,3 +4,4 @@
 //! This library holds everything the `ferrometal` binary runs; tests use it directly.
 
 pub mod api;
+pub mod plugins;

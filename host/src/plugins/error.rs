@@ -1,0 +1,144 @@
+//! Errors of loading and calling plugins. Every one names the plugin; none panics the host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::metadata::{AbiRange, World};
+use super::runtime::PluginIdentity;
+use super::types::GuestError;
+
+/// What is wrong with a plugin's metadata section.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataProblem {
+    /// The file is not a WebAssembly binary.
+    #[error("not a WebAssembly component: {0}")]
+    NotWasm(String),
+    /// No metadata section: not built with plugin-sdk.
+    #[error(
+        "no `ferrometal:plugin-metadata` section; build the plugin with ferrometal-plugin-sdk and its register macro"
+    )]
+    Missing,
+    /// The section is not the expected JSON.
+    #[error("malformed metadata section: {0}")]
+    Malformed(String),
+    /// Built for an ABI this host does not run.
+    #[error("built for plugin ABI {found}, but this ferrometal supports {supported}; rebuild the plugin with a matching ferrometal-plugin-sdk")]
+    UnsupportedAbi {
+        /// The plugin's ABI version.
+        found: String,
+        /// What the host supports.
+        supported: AbiRange,
+    },
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metadata is missing, malformed or names an unsupported ABI.
+    #[error("cannot load plugin {path}: {problem}")]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        problem: MetadataProblem,
+    },
+    /// The plugin implements another world than the caller needs.
+    #[error("cannot load plugin {path} as a {expected}: it implements {found}")]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// The world the caller asked for.
+        expected: World,
+        /// The world in the plugin's metadata.
+        found: World,
+    },
+    /// The plugin asks for a capability the operator did not grant.
+    #[error("cannot load plugin {path}: it requests capability `{capability}`, which is not granted to it")]
+    CapabilityDenied {
+        /// The file.
+        path: PathBuf,
+        /// The capability.
+        capability: String,
+    },
+    /// Compilation or import type-checking failed.
+    #[error("cannot load plugin {path} ({world}): {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Its world.
+        world: World,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The engine could not be set up.
+    #[error("cannot start the plugin engine: {0}")]
+    Engine(String),
+}
+
+/// What went wrong in a call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallErrorKind {
+    /// The plugin ran past its deadline and was stopped.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The plugin tried to use more memory than its limit.
+    #[error("exceeded its memory limit of {limit_bytes} bytes (asked for {requested_bytes})")]
+    ResourceExhausted {
+        /// The limit.
+        limit_bytes: usize,
+        /// What the plugin asked for.
+        requested_bytes: usize,
+    },
+    /// The plugin trapped (a panic, an invalid operation).
+    #[error("crashed: {reason}{}\n{backtrace}", panic.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    Crashed {
+        /// The trap.
+        reason: String,
+        /// The panic message the plugin logged before trapping, if any.
+        panic: Option<String>,
+        /// The WebAssembly backtrace.
+        backtrace: String,
+    },
+    /// The plugin returned an error for the operation.
+    #[error("{0}")]
+    Plugin(#[from] GuestError),
+    /// The host could not set up the call.
+    #[error("host error: {0}")]
+    Host(String),
+}
+
+impl CallErrorKind {
+    /// A short label for metrics (`outcome`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::ResourceExhausted { .. } => "resource_exhausted",
+            Self::Crashed { .. } => "crashed",
+            Self::Plugin(_) => "plugin_error",
+            Self::Host(_) => "host_error",
+        }
+    }
+}
+
+/// A failed plugin call, naming the plugin, its world and the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {} (sha256 {}, {} world, sdk {}) {operation}: {kind}", plugin.name, plugin.short_digest(), plugin.world, plugin.sdk)]
+pub struct CallError {
+    /// Which plugin.
+    pub plugin: PluginIdentity,
+    /// Which operation, e.g. `lookup`.
+    pub operation: &'static str,
+    /// What went wrong.
+    #[source]
+    pub kind: CallErrorKind,
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics of the plugin runtime. Labels name plugins, worlds and operations
+//! (a handful each), never servers or BMCs.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    plugin: String,
+    world: String,
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    plugin: String,
+    world: String,
+    operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+/// Counters and timings of plugin loads and calls.
+#[derive(Debug, Clone)]
+pub struct PluginMetrics {
+    calls: Family<CallLabels, Counter>,
+    durations: Family<OperationLabels, Histogram>,
+    loads: Family<OutcomeLabels, Counter>,
+    compile_cache: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for PluginMetrics {
+    fn default() -> Self {
+        Self {
+            calls: Family::default(),
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+            }),
+            loads: Family::default(),
+            compile_cache: Family::default(),
+        }
+    }
+}
+
+impl PluginMetrics {
+    /// Registers every metric under the `ferrometal_plugin` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("ferrometal_plugin");
+        registry.register("calls", "Plugin calls by outcome", self.calls.clone());
+        registry.register(
+            "call_duration_seconds",
+            "Duration of plugin calls, instantiation included",
+            self.durations.clone(),
+        );
+        registry.register("loads", "Plugin loads by outcome", self.loads.clone());
+        registry.register(
+            "compile_cache",
+            "Compiled-component cache lookups by outcome",
+            self.compile_cache.clone(),
+        );
+    }
+
+    pub(crate) fn call(&self, plugin: &str, world: &str, operation: &str, outcome: &str, seconds: f64) {
+        self.calls
+            .get_or_create(&CallLabels {
+                plugin: plugin.to_owned(),
+                world: world.to_owned(),
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&OperationLabels {
+                plugin: plugin.to_owned(),
+                world: world.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub(crate) fn load(&self, outcome: &str) {
+        self.loads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn cache(&self, outcome: &str) {
+        self.compile_cache
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,38 @@
+//! The sandboxed WebAssembly plugin runtime.
+//!
+//! Vendors extend ferrometal with WebAssembly components built against the WIT package
+//! `ferrometal:plugin` (see `wit/`). This module loads them and runs their calls so that
+//! nothing a plugin does can take the operator down:
+//!
+//! - **Loading** ([`PluginRuntime::load`]): the file's sha256 is its identity; the metadata
+//!   custom section is read and the ABI version checked *before* compiling; compiled code is
+//!   cached on disk keyed by digest and engine compatibility hash, and a corrupt cache entry is
+//!   recompiled; imports are type-checked once into an `InstancePre`.
+//! - **Calls**: a fresh `Store` per call, with a memory cap, a CPU deadline enforced by epoch
+//!   interruption (a ticker thread advances the epoch) plus an outer timeout, and a global cap
+//!   on concurrent calls. Traps, timeouts and memory exhaustion come back as typed
+//!   [`CallError`]s naming plugin, version, world and operation.
+//! - **Capabilities**: WASI is linked with its deny-by-default context (no files, environment,
+//!   sockets); worlds get only the host interfaces they declare.
+//!
+//! Generated binding types stay inside this module; controllers see the domain types in
+//! [`types`].
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod host;
+mod metadata;
+mod metrics;
+mod runtime;
+
+pub mod credential_lookup;
+pub mod types;
+
+pub use cache::CacheOutcome;
+pub use engine::EPOCH_TICK;
+pub use error::{CallError, CallErrorKind, LoadError};
+pub use metadata::{PluginMetadata, SUPPORTED_ABI, World};
+pub use metrics::PluginMetrics;
+pub use runtime::{Limits, PluginIdentity, PluginRuntime, RuntimeConfig};

@@ -1,0 +1,200 @@
+//! The plugin runtime against real components built from `plugins/` (`make plugins`):
+//! well-behaved calls work, misbehaving plugins end in typed errors, and the host keeps
+//! serving other calls afterwards.
+
+use std::time::Duration;
+
+use ferrometal::plugins::credential_lookup::{CredentialLookupPlugin, DEFAULT_LIMITS};
+use ferrometal::plugins::types::GuestError;
+use ferrometal::plugins::{
+    CacheOutcome, CallErrorKind, Limits, LoadError, PluginMetrics, PluginRuntime, RuntimeConfig,
+};
+
+fn runtime(config: RuntimeConfig) -> PluginRuntime {
+    PluginRuntime::new(config, PluginMetrics::default()).expect("engine")
+}
+
+fn load(runtime: &PluginRuntime, name: &str) -> CredentialLookupPlugin {
+    let path = testenv::components::component(name).expect("component built by `make plugins`");
+    runtime
+        .load_credential_lookup(&path)
+        .unwrap_or_else(|error| panic!("load {name}: {error}"))
+}
+
+#[tokio::test]
+async fn a_well_behaved_plugin_answers_lookups() {
+    let runtime = runtime(RuntimeConfig::default());
+    let echo = load(&runtime, "lookup-echo");
+    assert_eq!(echo.identity().world.as_str(), "credential-lookup");
+    assert_eq!(echo.identity().abi, "0.1.0");
+    assert_eq!(echo.identity().digest.len(), 64);
+
+    let profile = echo
+        .lookup("52-54-00-AA-BB-CC")
+        .await
+        .expect("lookup")
+        .expect("known prefix");
+    assert_eq!(profile.protocol, "Redfish");
+    assert_eq!(profile.port, 8443);
+    let users: Vec<&str> = profile
+        .default_credentials
+        .iter()
+        .map(|c| c.username.as_str())
+        .collect();
+    assert_eq!(users, ["admin", "root"], "credentials keep their order");
+    assert!(!format!("{profile:?}").contains("calvin"), "Debug output hides passwords");
+
+    assert_eq!(echo.lookup("00:1a:2b:3c:4d:5e").await.expect("lookup"), None);
+
+    let error = echo.lookup("invalid").await.expect_err("invalid input");
+    assert!(matches!(
+        error.kind,
+        CallErrorKind::Plugin(GuestError::InvalidInput(_))
+    ));
+    assert!(error.to_string().contains("lookup_echo"), "{error}");
+
+    echo.validate_settings(&[("port".into(), "8443".into())])
+        .await
+        .expect("known setting");
+    let error = echo
+        .validate_settings(&[("colour".into(), "blue".into())])
+        .await
+        .expect_err("unknown setting");
+    assert!(error.to_string().contains("unknown setting \"colour\""), "{error}");
+}
+
+#[tokio::test]
+async fn an_endless_loop_times_out_and_the_host_keeps_serving() {
+    let runtime = runtime(RuntimeConfig::default());
+    let endless = load(&runtime, "lookup-endless-loop").with_limits(Limits {
+        deadline: Duration::from_millis(300),
+        ..DEFAULT_LIMITS
+    });
+    let echo = load(&runtime, "lookup-echo");
+
+    let (stuck, served) = tokio::join!(endless.lookup("52:54:00:00:00:01"), async {
+        // Runs while the endless loop spins: the loop must not hold the executor.
+        echo.lookup("52:54:00:00:00:02").await
+    });
+    let error = stuck.expect_err("endless loop");
+    assert!(
+        matches!(error.kind, CallErrorKind::Timeout(d) if d == Duration::from_millis(300)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("timed out"), "{error}");
+    assert!(served.expect("echo").is_some());
+    assert!(echo.lookup("52:54:00:00:00:03").await.expect("after").is_some());
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_its_limit() {
+    let runtime = runtime(RuntimeConfig::default());
+    let bomb = load(&runtime, "lookup-memory-bomb").with_limits(Limits {
+        memory_bytes: 8 << 20,
+        deadline: Duration::from_secs(10),
+    });
+    let error = bomb.lookup("52:54:00:00:00:01").await.expect_err("bomb");
+    match &error.kind {
+        CallErrorKind::ResourceExhausted {
+            limit_bytes,
+            requested_bytes,
+        } => {
+            assert_eq!(*limit_bytes, 8 << 20);
+            assert!(requested_bytes > limit_bytes);
+        }
+        other => panic!("expected ResourceExhausted, got {other}"),
+    }
+    let echo = load(&runtime, "lookup-echo");
+    assert!(echo.lookup("52:54:00:00:00:02").await.expect("after").is_some());
+}
+
+#[tokio::test]
+async fn a_panic_is_a_crash_that_carries_the_panic_message() {
+    let runtime = runtime(RuntimeConfig::default());
+    let panics = load(&runtime, "lookup-panic");
+    let error = panics.lookup("52:54:00:00:00:01").await.expect_err("panic");
+    match &error.kind {
+        CallErrorKind::Crashed { panic, .. } => {
+            let panic = panic.as_deref().unwrap_or_default();
+            assert!(panic.contains("MAC database is corrupt near 52:54:00:00:00:01"), "{panic}");
+        }
+        other => panic!("expected Crashed, got {other}"),
+    }
+    // Every call gets a fresh instance: the next one panics the same way rather than
+    // finding a poisoned store.
+    assert!(matches!(
+        panics.lookup("x").await.expect_err("again").kind,
+        CallErrorKind::Crashed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn many_calls_run_concurrently_under_the_global_cap() {
+    let runtime = runtime(RuntimeConfig {
+        max_concurrent_calls: 4,
+        ..RuntimeConfig::default()
+    });
+    let echo = load(&runtime, "lookup-echo");
+    let calls = (0..64).map(|i| {
+        let echo = echo.clone();
+        async move { echo.lookup(&format!("52:54:00:00:00:{i:02x}")).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Some(_)))));
+}
+
+#[test]
+fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let runtime = runtime(config.clone());
+    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Miss);
+    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Hit);
+
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    std::fs::write(&entries[0], b"definitely not machine code").expect("corrupt");
+    let reloaded = load(&runtime, "lookup-echo");
+    assert_eq!(reloaded.cache_outcome(), CacheOutcome::Replaced);
+    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Hit);
+}
+
+#[test]
+fn files_that_are_not_plugins_are_refused_with_a_clear_message() {
+    let runtime = runtime(RuntimeConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("not-a-plugin.wasm");
+    std::fs::write(&script, "#!/bin/sh\n").expect("write");
+    let error = runtime.load_credential_lookup(&script).expect_err("not wasm");
+    assert!(matches!(error, LoadError::Metadata { .. }), "{error}");
+    assert!(error.to_string().contains("not a WebAssembly component"), "{error}");
+
+    let missing = dir.path().join("missing.wasm");
+    let error = runtime.load_credential_lookup(&missing).expect_err("missing");
+    assert!(matches!(error, LoadError::Read { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn calls_and_outcomes_are_counted_in_metrics() {
+    let metrics = PluginMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let runtime = PluginRuntime::new(RuntimeConfig::default(), metrics).expect("engine");
+    let echo = load(&runtime, "lookup-echo");
+    echo.lookup("52:54:00:00:00:01").await.expect("ok");
+    let _ = echo.lookup("invalid").await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"ferrometal_plugin_calls_total{plugin="lookup_echo",world="credential-lookup",operation="lookup",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"outcome="plugin_error"} 1"#), "{text}");
+    assert!(text.contains(r#"ferrometal_plugin_loads_total{outcome="ok"} 1"#), "{text}");
+}

@@ -1,0 +1,170 @@
+//! The `credential-lookup` world: map a BMC's MAC address to how to talk to it.
+
+use crate::types::{PluginError, Settings};
+
+#[doc(hidden)]
+pub mod bindings {
+    crate::__wit_bindgen::generate!({
+        world: "credential-lookup",
+        path: "../wit/v0.1",
+        pub_export_macro: true,
+        export_macro_name: "__export_credential_lookup",
+        default_bindings_module: "ferrometal_plugin_sdk::credential_lookup::bindings",
+        runtime_path: "ferrometal_plugin_sdk::__wit_bindgen::rt",
+    });
+}
+
+use bindings::exports::ferrometal::plugin::mac_lookup as wit;
+
+/// A default credential to try on a BMC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultCredential {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// How to talk to a BMC whose MAC matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BmcProfile {
+    /// Manufacturer (informational).
+    pub manufacturer: String,
+    /// Protocol name, e.g. `Redfish`.
+    pub protocol: String,
+    /// `http` or `https`; `None` leaves the operator's default.
+    pub scheme: Option<String>,
+    /// Management port.
+    pub port: u16,
+    /// Credentials to try, in order.
+    pub default_credentials: Vec<DefaultCredential>,
+    /// Console protocol, e.g. `SSH`.
+    pub console_protocol: Option<String>,
+    /// Console port.
+    pub console_port: Option<u16>,
+}
+
+/// A credential-lookup plugin. Functions are associated (no `self`): the host runs every call
+/// in a fresh instance.
+pub trait CredentialLookup {
+    /// Checks the operator-provided settings; the default accepts anything.
+    fn validate_settings(_settings: &Settings) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// The profile for `mac` (as given by the Endpoint), or `None` for an unknown MAC.
+    fn lookup(mac: &str) -> Result<Option<BmcProfile>, PluginError>;
+}
+
+#[doc(hidden)]
+pub fn __validate_settings<T: CredentialLookup>(
+    settings: Vec<(String, String)>,
+) -> Result<(), wit::PluginError> {
+    T::validate_settings(&settings).map_err(into_wit_error)
+}
+
+#[doc(hidden)]
+pub fn __lookup<T: CredentialLookup>(mac: String) -> Result<Option<wit::BmcProfile>, wit::PluginError> {
+    T::lookup(&mac)
+        .map(|profile| {
+            profile.map(|profile| wit::BmcProfile {
+                manufacturer: profile.manufacturer,
+                protocol: profile.protocol,
+                scheme: profile.scheme,
+                port: profile.port,
+                default_credentials: profile
+                    .default_credentials
+                    .into_iter()
+                    .map(|c| wit::DefaultCredential {
+                        username: c.username,
+                        password: c.password,
+                    })
+                    .collect(),
+                console_protocol: profile.console_protocol,
+                console_port: profile.console_port,
+            })
+        })
+        .map_err(into_wit_error)
+}
+
+fn into_wit_error(error: PluginError) -> wit::PluginError {
+    match error {
+        PluginError::InvalidInput(text) => wit::PluginError::InvalidInput(text),
+        PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
+        PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
+        PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
+        PluginError::Other(text) => wit::PluginError::Other(text),
+    }
+}
+
+/// Installs the panic hook (once) that reports a panic's message to the host log before the
+/// instance traps, so the operator's error says why the plugin crashed.
+#[doc(hidden)]
+pub fn __install_panic_hook() {
+    use bindings::ferrometal::plugin::log::{Level, log};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            log(Level::Error, &format!("panic: {info}"), &[]);
+        }));
+    });
+}
+
+/// Logs through the host at `level`, with key/value fields.
+pub fn log(level: bindings::ferrometal::plugin::log::Level, message: &str, fields: &[(String, String)]) {
+    bindings::ferrometal::plugin::log::log(level, message, fields);
+}
+
+pub use bindings::ferrometal::plugin::log::Level;
+
+/// Registers `$ty` (implementing [`CredentialLookup`]) as this component's export and writes
+/// the metadata section the host checks before loading.
+#[macro_export]
+macro_rules! register_credential_lookup {
+    ($ty:ident) => {
+        const _: () = {
+            use $crate::credential_lookup::bindings::exports::ferrometal::plugin::mac_lookup as __wit;
+
+            impl __wit::Guest for $ty {
+                fn validate_settings(
+                    settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), __wit::PluginError> {
+                    $crate::credential_lookup::__install_panic_hook();
+                    $crate::credential_lookup::__validate_settings::<$ty>(settings)
+                }
+
+                fn lookup(
+                    mac: ::std::string::String,
+                ) -> ::std::result::Result<::std::option::Option<__wit::BmcProfile>, __wit::PluginError> {
+                    $crate::credential_lookup::__install_panic_hook();
+                    $crate::credential_lookup::__lookup::<$ty>(mac)
+                }
+            }
+
+            #[used]
+            #[unsafe(link_section = "ferrometal:plugin-metadata")]
+            static __FERROMETAL_PLUGIN_METADATA: [u8; {
+                $crate::credential_lookup::__METADATA.len()
+            }] = {
+                let bytes = $crate::credential_lookup::__METADATA.as_bytes();
+                let mut out = [0u8; $crate::credential_lookup::__METADATA.len()];
+                let mut i = 0;
+                while i < bytes.len() {
+                    out[i] = bytes[i];
+                    i += 1;
+                }
+                out
+            };
+        };
+        $crate::credential_lookup::bindings::__export_credential_lookup!(
+            $ty with_types_in $crate::credential_lookup::bindings
+        );
+    };
+}
+
+#[doc(hidden)]
+pub const __METADATA: &str = concat!(
+    r#"{"world":"credential-lookup","abi":"0.1.0","sdk":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#"","capabilities":[]}"#
+);
