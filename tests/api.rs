@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use ferrometal::api::{BMC, Endpoint, Server, ServerBootConfiguration};
+use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Api;
 use serde_json::Value;
 use testenv::ControlPlane;
 

@@ -6,7 +6,7 @@ const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0
 
 #[test]
 fn the_plugin_build_produces_components_not_core_modules() {
-    let path = testenv::components::component("toolchain-smoke").expect("built by `make plugins`");
+    let path = testenv::components::component("lookup-echo").expect("built by `make plugins`");
     let bytes = std::fs::read(&path).expect("read component");
     assert!(
         bytes.starts_with(&COMPONENT_PREAMBLE),

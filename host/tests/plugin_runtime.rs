@@ -42,9 +42,15 @@ async fn a_well_behaved_plugin_answers_lookups() {
         .map(|c| c.username.as_str())
         .collect();
     assert_eq!(users, ["admin", "root"], "credentials keep their order");
-    assert!(!format!("{profile:?}").contains("calvin"), "Debug output hides passwords");
+    assert!(
+        !format!("{profile:?}").contains("calvin"),
+        "Debug output hides passwords"
+    );
 
-    assert_eq!(echo.lookup("00:1a:2b:3c:4d:5e").await.expect("lookup"), None);
+    assert_eq!(
+        echo.lookup("00:1a:2b:3c:4d:5e").await.expect("lookup"),
+        None
+    );
 
     let error = echo.lookup("invalid").await.expect_err("invalid input");
     assert!(matches!(
@@ -60,7 +66,10 @@ async fn a_well_behaved_plugin_answers_lookups() {
         .validate_settings(&[("colour".into(), "blue".into())])
         .await
         .expect_err("unknown setting");
-    assert!(error.to_string().contains("unknown setting \"colour\""), "{error}");
+    assert!(
+        error.to_string().contains("unknown setting \"colour\""),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +92,12 @@ async fn an_endless_loop_times_out_and_the_host_keeps_serving() {
     );
     assert!(error.to_string().contains("timed out"), "{error}");
     assert!(served.expect("echo").is_some());
-    assert!(echo.lookup("52:54:00:00:00:03").await.expect("after").is_some());
+    assert!(
+        echo.lookup("52:54:00:00:00:03")
+            .await
+            .expect("after")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -105,7 +119,12 @@ async fn a_memory_bomb_hits_its_limit() {
         other => panic!("expected ResourceExhausted, got {other}"),
     }
     let echo = load(&runtime, "lookup-echo");
-    assert!(echo.lookup("52:54:00:00:00:02").await.expect("after").is_some());
+    assert!(
+        echo.lookup("52:54:00:00:00:02")
+            .await
+            .expect("after")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -116,7 +135,10 @@ async fn a_panic_is_a_crash_that_carries_the_panic_message() {
     match &error.kind {
         CallErrorKind::Crashed { panic, .. } => {
             let panic = panic.as_deref().unwrap_or_default();
-            assert!(panic.contains("MAC database is corrupt near 52:54:00:00:00:01"), "{panic}");
+            assert!(
+                panic.contains("MAC database is corrupt near 52:54:00:00:00:01"),
+                "{panic}"
+            );
         }
         other => panic!("expected Crashed, got {other}"),
     }
@@ -151,8 +173,14 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
         ..RuntimeConfig::default()
     };
     let runtime = runtime(config.clone());
-    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Miss);
-    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Hit);
+    assert_eq!(
+        load(&runtime, "lookup-echo").cache_outcome(),
+        CacheOutcome::Miss
+    );
+    assert_eq!(
+        load(&runtime, "lookup-echo").cache_outcome(),
+        CacheOutcome::Hit
+    );
 
     let entries: Vec<_> = std::fs::read_dir(cache.path())
         .expect("cache dir")
@@ -162,7 +190,10 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
     std::fs::write(&entries[0], b"definitely not machine code").expect("corrupt");
     let reloaded = load(&runtime, "lookup-echo");
     assert_eq!(reloaded.cache_outcome(), CacheOutcome::Replaced);
-    assert_eq!(load(&runtime, "lookup-echo").cache_outcome(), CacheOutcome::Hit);
+    assert_eq!(
+        load(&runtime, "lookup-echo").cache_outcome(),
+        CacheOutcome::Hit
+    );
 }
 
 #[test]
@@ -171,12 +202,19 @@ fn files_that_are_not_plugins_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("not-a-plugin.wasm");
     std::fs::write(&script, "#!/bin/sh\n").expect("write");
-    let error = runtime.load_credential_lookup(&script).expect_err("not wasm");
+    let error = runtime
+        .load_credential_lookup(&script)
+        .expect_err("not wasm");
     assert!(matches!(error, LoadError::Metadata { .. }), "{error}");
-    assert!(error.to_string().contains("not a WebAssembly component"), "{error}");
+    assert!(
+        error.to_string().contains("not a WebAssembly component"),
+        "{error}"
+    );
 
     let missing = dir.path().join("missing.wasm");
-    let error = runtime.load_credential_lookup(&missing).expect_err("missing");
+    let error = runtime
+        .load_credential_lookup(&missing)
+        .expect_err("missing");
     assert!(matches!(error, LoadError::Read { .. }), "{error}");
 }
 
@@ -196,5 +234,8 @@ async fn calls_and_outcomes_are_counted_in_metrics() {
         "{text}"
     );
     assert!(text.contains(r#"outcome="plugin_error"} 1"#), "{text}");
-    assert!(text.contains(r#"ferrometal_plugin_loads_total{outcome="ok"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"ferrometal_plugin_loads_total{outcome="ok"} 1"#),
+        "{text}"
+    );
 }

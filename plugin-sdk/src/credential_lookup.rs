@@ -64,7 +64,9 @@ pub fn __validate_settings<T: CredentialLookup>(
 }
 
 #[doc(hidden)]
-pub fn __lookup<T: CredentialLookup>(mac: String) -> Result<Option<wit::BmcProfile>, wit::PluginError> {
+pub fn __lookup<T: CredentialLookup>(
+    mac: String,
+) -> Result<Option<wit::BmcProfile>, wit::PluginError> {
     T::lookup(&mac)
         .map(|profile| {
             profile.map(|profile| wit::BmcProfile {
@@ -93,25 +95,30 @@ fn into_wit_error(error: PluginError) -> wit::PluginError {
         PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
         PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
         PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
+        PluginError::BmcFault {
+            http_status,
+            message_id,
+            message,
+        } => wit::PluginError::BmcFault(bindings::ferrometal::plugin::types::BmcFault {
+            http_status,
+            message_id,
+            message,
+        }),
         PluginError::Other(text) => wit::PluginError::Other(text),
     }
 }
 
-/// Installs the panic hook (once) that reports a panic's message to the host log before the
-/// instance traps, so the operator's error says why the plugin crashed.
 #[doc(hidden)]
 pub fn __install_panic_hook() {
-    use bindings::ferrometal::plugin::log::{Level, log};
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("panic: {info}"), &[]);
-        }));
-    });
+    crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
 }
 
 /// Logs through the host at `level`, with key/value fields.
-pub fn log(level: bindings::ferrometal::plugin::log::Level, message: &str, fields: &[(String, String)]) {
+pub fn log(
+    level: bindings::ferrometal::plugin::log::Level,
+    message: &str,
+    fields: &[(String, String)],
+) {
     bindings::ferrometal::plugin::log::log(level, message, fields);
 }
 
@@ -141,30 +148,14 @@ macro_rules! register_credential_lookup {
                 }
             }
 
-            #[used]
-            #[unsafe(link_section = "ferrometal:plugin-metadata")]
-            static __FERROMETAL_PLUGIN_METADATA: [u8; {
-                $crate::credential_lookup::__METADATA.len()
-            }] = {
-                let bytes = $crate::credential_lookup::__METADATA.as_bytes();
-                let mut out = [0u8; $crate::credential_lookup::__METADATA.len()];
-                let mut i = 0;
-                while i < bytes.len() {
-                    out[i] = bytes[i];
-                    i += 1;
-                }
-                out
-            };
+            $crate::__plugin_metadata!(concat!(
+                r#"{"world":"credential-lookup","abi":""#, $crate::__abi_version!(),
+                r#"","sdk":""#, $crate::__sdk_version!(),
+                r#"","capabilities":[]}"#
+            ));
         };
         $crate::credential_lookup::bindings::__export_credential_lookup!(
             $ty with_types_in $crate::credential_lookup::bindings
         );
     };
 }
-
-#[doc(hidden)]
-pub const __METADATA: &str = concat!(
-    r#"{"world":"credential-lookup","abi":"0.1.0","sdk":""#,
-    env!("CARGO_PKG_VERSION"),
-    r#"","capabilities":[]}"#
-);

@@ -11,6 +11,15 @@ pub enum PluginError {
     Unauthorized(Option<String>),
     /// The BMC could not be reached.
     Unreachable(Option<String>),
+    /// The BMC answered with an error.
+    BmcFault {
+        /// HTTP status, if the fault came over HTTP.
+        http_status: Option<u16>,
+        /// Redfish message id, if the BMC sent one.
+        message_id: Option<String>,
+        /// The BMC's message.
+        message: String,
+    },
     /// Anything else; the text is for logs.
     Other(Option<String>),
 }

@@ -70,28 +70,67 @@ pub fn build() -> anyhow::Result<()> {
     }
     checked(&mut command)?;
 
+    // Replace the whole directory so components of deleted crates do not linger.
+    if dest.exists() {
+        fs::remove_dir_all(&dest).with_context(|| format!("remove {}", dest.display()))?;
+    }
     fs::create_dir_all(&dest).with_context(|| format!("create {}", dest.display()))?;
     let built = target_dir.join("wasm32-wasip2").join("release");
-    let mut count = 0;
-    for entry in fs::read_dir(&built).with_context(|| format!("list {}", built.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") {
-            let name = path.file_name().context("component file name")?;
-            fs::copy(&path, dest.join(name))
-                .with_context(|| format!("copy {} to {}", path.display(), dest.display()))?;
-            note(format_args!("{}", dest.join(name).display()));
-            count += 1;
-        }
+    let members = member_names(&root.join("plugins"))?;
+    for member in &members {
+        // cargo names library artifacts with `_`, binaries with the crate name as is.
+        let candidates = [
+            format!("{}.wasm", member.replace('-', "_")),
+            format!("{member}.wasm"),
+        ];
+        let source = candidates
+            .iter()
+            .map(|name| built.join(name))
+            .find(|path| path.is_file())
+            .with_context(|| {
+                format!(
+                    "the build produced no component for plugin crate `{member}` in {}",
+                    built.display()
+                )
+            })?;
+        let name = source.file_name().context("component file name")?;
+        fs::copy(&source, dest.join(name))
+            .with_context(|| format!("copy {} to {}", source.display(), dest.display()))?;
+        note(format_args!("{}", dest.join(name).display()));
     }
-    if count == 0 {
-        bail!(
-            "the plugin build produced no components in {}",
-            built.display()
-        );
-    }
+    let count = members.len();
     step(format_args!(
         "plugins: {count} components in {}",
         dest.display()
     ));
     Ok(())
+}
+
+/// Package names of the plugin workspace's members: every `Cargo.toml` with a `[package]`
+/// directly under `plugins/` or `plugins/fixtures/`.
+fn member_names(plugins: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for dir in [plugins.to_path_buf(), plugins.join("fixtures")] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let manifest = entry?.path().join("Cargo.toml");
+            let Ok(text) = fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let name = text
+                .lines()
+                .find_map(|line| line.strip_prefix("name = "))
+                .map(|name| name.trim().trim_matches('"').to_owned());
+            if let Some(name) = name {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        bail!("no plugin crates under {}", plugins.display());
+    }
+    Ok(names)
 }

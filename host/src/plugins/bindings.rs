@@ -9,3 +9,19 @@ pub mod credential_lookup {
         exports: { default: async },
     });
 }
+
+/// `ferrometal:plugin@0.1.0` world `bmc-driver`. Shares `types` and `log` with the
+/// credential-lookup bindings so one host implementation serves both.
+pub mod bmc_driver {
+    wasmtime::component::bindgen!({
+        world: "bmc-driver",
+        path: "../wit/v0.1",
+        imports: { "ferrometal:plugin/bmc-http.send": async | trappable, default: trappable },
+        exports: { default: async },
+        with: {
+            "ferrometal:plugin/types": super::credential_lookup::ferrometal::plugin::types,
+            "ferrometal:plugin/log": super::credential_lookup::ferrometal::plugin::log,
+            "ferrometal:plugin/credentials.credential": crate::plugins::host::BmcCredential,
+        },
+    });
+}

@@ -1,16 +1,15 @@
 //! Credential-lookup plugins: map a BMC's MAC address to how to talk to it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmtime::Store;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::credential_lookup::CredentialLookup as Bindings;
 use super::bindings::credential_lookup::CredentialLookupPre;
 use super::bindings::credential_lookup::exports::ferrometal::plugin::mac_lookup as wit;
 use super::cache::CacheOutcome;
-use super::error::{CallError, CallErrorKind, LoadError};
+use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::metadata::World;
 use super::runtime::{Limits, PluginIdentity, PluginRuntime};
@@ -88,71 +87,42 @@ impl CredentialLookupPlugin {
     /// Looks `mac` up; `Ok(None)` means the plugin does not know it.
     #[tracing::instrument(skip(self), fields(plugin = %self.identity.name))]
     pub async fn lookup(&self, mac: &str) -> Result<Option<BmcProfile>, CallError> {
-        self.call("lookup", async |store, bindings| {
-            let result = bindings
-                .ferrometal_plugin_mac_lookup()
-                .call_lookup(store, mac)
-                .await?;
-            Ok(result
-                .map(|profile| profile.map(BmcProfile::from))
-                .map_err(GuestError::from))
-        })
-        .await
+        let pre = &self.pre;
+        self.runtime
+            .call(&self.identity, "lookup", self.limits, None, async |store| {
+                let bindings = pre.instantiate_async(&mut *store).await?;
+                let result = bindings
+                    .ferrometal_plugin_mac_lookup()
+                    .call_lookup(store, mac)
+                    .await?;
+                Ok(result
+                    .map(|profile| profile.map(BmcProfile::from))
+                    .map_err(GuestError::from))
+            })
+            .await
     }
 
     /// Asks the plugin whether `settings` are acceptable.
     #[tracing::instrument(skip(self, settings), fields(plugin = %self.identity.name))]
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
         let settings = settings.to_vec();
-        self.call("validate-settings", async |store, bindings| {
-            let result = bindings
-                .ferrometal_plugin_mac_lookup()
-                .call_validate_settings(store, &settings)
-                .await?;
-            Ok(result.map_err(GuestError::from))
-        })
-        .await
-    }
-
-    async fn call<R>(
-        &self,
-        operation: &'static str,
-        body: impl AsyncFnOnce(&mut Store<HostState>, &Bindings) -> wasmtime::Result<Result<R, GuestError>>,
-    ) -> Result<R, CallError> {
-        let started = Instant::now();
-        let result = self.call_inner(operation, body).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(kind) => kind.metric_label(),
-        };
+        let pre = &self.pre;
         self.runtime
-            .record(&self.identity, operation, outcome, started.elapsed());
-        result.map_err(|kind| CallError {
-            plugin: self.identity.clone(),
-            operation,
-            kind,
-        })
-    }
-
-    async fn call_inner<R>(
-        &self,
-        operation: &'static str,
-        body: impl AsyncFnOnce(&mut Store<HostState>, &Bindings) -> wasmtime::Result<Result<R, GuestError>>,
-    ) -> Result<R, CallErrorKind> {
-        let _slot = self.runtime.call_slot().await?;
-        let limits = self.limits;
-        let mut store = self.runtime.store(&self.identity, operation, limits);
-        let run = async {
-            let bindings = self.pre.instantiate_async(&mut store).await?;
-            body(&mut store, &bindings).await
-        };
-        let outcome = tokio::time::timeout(PluginRuntime::outer_timeout(limits), run).await;
-        match outcome {
-            Err(_) => Err(CallErrorKind::Timeout(limits.deadline)),
-            Ok(Err(error)) => Err(PluginRuntime::classify(&store, &error, limits)),
-            Ok(Ok(Err(guest))) => Err(CallErrorKind::Plugin(guest)),
-            Ok(Ok(Ok(value))) => Ok(value),
-        }
+            .call(
+                &self.identity,
+                "validate-settings",
+                self.limits,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let result = bindings
+                        .ferrometal_plugin_mac_lookup()
+                        .call_validate_settings(store, &settings)
+                        .await?;
+                    Ok(result.map_err(GuestError::from))
+                },
+            )
+            .await
     }
 }
 

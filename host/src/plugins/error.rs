@@ -22,7 +22,9 @@ pub enum MetadataProblem {
     #[error("malformed metadata section: {0}")]
     Malformed(String),
     /// Built for an ABI this host does not run.
-    #[error("built for plugin ABI {found}, but this ferrometal supports {supported}; rebuild the plugin with a matching ferrometal-plugin-sdk")]
+    #[error(
+        "built for plugin ABI {found}, but this ferrometal supports {supported}; rebuild the plugin with a matching ferrometal-plugin-sdk"
+    )]
     UnsupportedAbi {
         /// The plugin's ABI version.
         found: String,
@@ -63,7 +65,9 @@ pub enum LoadError {
         found: World,
     },
     /// The plugin asks for a capability the operator did not grant.
-    #[error("cannot load plugin {path}: it requests capability `{capability}`, which is not granted to it")]
+    #[error(
+        "cannot load plugin {path}: it requests capability `{capability}`, which is not granted to it"
+    )]
     CapabilityDenied {
         /// The file.
         path: PathBuf,

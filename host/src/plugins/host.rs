@@ -4,7 +4,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use wasmtime::component::Resource;
+
+use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
 use super::bindings::credential_lookup::ferrometal::plugin::{log, types};
+use super::bmc_http::{Auth, BmcCall, HttpFailure, Method, PluginRequest};
 use super::runtime::PluginIdentity;
 
 /// Longest log message kept from a plugin, in bytes.
@@ -55,10 +59,20 @@ pub(crate) struct HostState {
     log_lines: u32,
     /// The last panic message the plugin logged (the SDK's panic hook logs it before the trap).
     pub(crate) panic: Option<String>,
+    /// The BMC of a driver call.
+    pub(crate) bmc: Option<BmcCall>,
 }
 
+/// The host side of a `credential` handle: which call's credential it stands for. The
+/// values stay in the host ([`BmcCall`]); the plugin only holds the handle.
+pub struct BmcCredential;
+
 impl HostState {
-    pub(crate) fn new(plugin: PluginIdentity, operation: &'static str, memory_bytes: usize) -> Self {
+    pub(crate) fn new(
+        plugin: PluginIdentity,
+        operation: &'static str,
+        memory_bytes: usize,
+    ) -> Self {
         Self {
             // No preopens, environment, arguments, sockets or name lookups.
             wasi: WasiCtxBuilder::new().build(),
@@ -71,6 +85,7 @@ impl HostState {
             operation,
             log_lines: 0,
             panic: None,
+            bmc: None,
         }
     }
 }
@@ -123,11 +138,103 @@ impl log::Host for HostState {
         let world = self.plugin.world.as_str();
         let op = self.operation;
         match level {
-            log::Level::Trace => tracing::trace!(target: "plugin", plugin, world, op, fields, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "plugin", plugin, world, op, fields, "{message}"),
-            log::Level::Info => tracing::info!(target: "plugin", plugin, world, op, fields, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "plugin", plugin, world, op, fields, "{message}"),
-            log::Level::Error => tracing::error!(target: "plugin", plugin, world, op, fields, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, world, op, fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, world, op, fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "plugin", plugin, world, op, fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, world, op, fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "plugin", plugin, world, op, fields, "{message}")
+            }
         }
+    }
+}
+
+impl HostState {
+    /// Adds a credential handle to the call's resource table.
+    pub(crate) fn table_push(
+        &mut self,
+        credential: BmcCredential,
+    ) -> wasmtime::Result<Resource<BmcCredential>> {
+        Ok(self.table.push(credential)?)
+    }
+
+    fn bmc(&self) -> wasmtime::Result<&BmcCall> {
+        self.bmc
+            .as_ref()
+            .ok_or_else(|| wasmtime::Error::msg("BMC import used outside a driver call"))
+    }
+}
+
+impl credentials::Host for HostState {}
+
+impl credentials::HostCredential for HostState {
+    fn username(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<String> {
+        self.table.get(&credential)?;
+        Ok(self.bmc()?.endpoint.username.clone())
+    }
+
+    fn drop(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<()> {
+        self.table.delete(credential)?;
+        Ok(())
+    }
+}
+
+impl reveal::Host for HostState {
+    fn password(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<String> {
+        self.table.get(&credential)?;
+        Ok(self.bmc()?.endpoint.password.clone())
+    }
+}
+
+impl bmc_http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: bmc_http::Request,
+    ) -> wasmtime::Result<Result<bmc_http::Response, bmc_http::HttpError>> {
+        let auth = match request.auth {
+            bmc_http::Auth::None => Auth::None,
+            bmc_http::Auth::Basic(credential) => {
+                self.table.get(&credential)?;
+                Auth::Basic
+            }
+            bmc_http::Auth::Bearer(token) => Auth::Token(token),
+        };
+        let request = PluginRequest {
+            method: match request.method {
+                bmc_http::Method::Get => Method::Get,
+                bmc_http::Method::Head => Method::Head,
+                bmc_http::Method::Post => Method::Post,
+                bmc_http::Method::Put => Method::Put,
+                bmc_http::Method::Patch => Method::Patch,
+                bmc_http::Method::Delete => Method::Delete,
+            },
+            path_and_query: request.path_and_query,
+            headers: request.headers,
+            body: request.body,
+            auth,
+        };
+        let result = self.bmc()?.send(request).await;
+        Ok(result
+            .map(|response| bmc_http::Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            })
+            .map_err(|failure| match failure {
+                HttpFailure::Denied(why) => bmc_http::HttpError::Denied(why),
+                HttpFailure::Timeout => bmc_http::HttpError::Timeout,
+                HttpFailure::Connect(why) => bmc_http::HttpError::Connect(why),
+                HttpFailure::Tls(why) => bmc_http::HttpError::Tls(why),
+                HttpFailure::TooLarge(cap) => bmc_http::HttpError::ResponseTooLarge(cap),
+                HttpFailure::Other(why) => bmc_http::HttpError::Other(Some(why)),
+            }))
     }
 }

@@ -23,7 +23,14 @@ pub struct AbiRange {
 
 impl fmt::Display for AbiRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, ">={}.{}.0, <{}.{}.0", self.major, self.minor, self.major, self.minor + 1)
+        write!(
+            f,
+            ">={}.{}.0, <{}.{}.0",
+            self.major,
+            self.minor,
+            self.major,
+            self.minor + 1
+        )
     }
 }
 

@@ -23,6 +23,12 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    plugin: String,
+    capability: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -34,6 +40,7 @@ pub struct PluginMetrics {
     durations: Family<OperationLabels, Histogram>,
     loads: Family<OutcomeLabels, Counter>,
     compile_cache: Family<OutcomeLabels, Counter>,
+    denials: Family<DenialLabels, Counter>,
 }
 
 impl Default for PluginMetrics {
@@ -45,6 +52,7 @@ impl Default for PluginMetrics {
             }),
             loads: Family::default(),
             compile_cache: Family::default(),
+            denials: Family::default(),
         }
     }
 }
@@ -65,9 +73,30 @@ impl PluginMetrics {
             "Compiled-component cache lookups by outcome",
             self.compile_cache.clone(),
         );
+        registry.register(
+            "capability_denials",
+            "Requests the host refused a plugin (paths leaving the BMC, forbidden headers, ...)",
+            self.denials.clone(),
+        );
     }
 
-    pub(crate) fn call(&self, plugin: &str, world: &str, operation: &str, outcome: &str, seconds: f64) {
+    pub(crate) fn capability_denied(&self, plugin: &str, capability: &str) {
+        self.denials
+            .get_or_create(&DenialLabels {
+                plugin: plugin.to_owned(),
+                capability: capability.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn call(
+        &self,
+        plugin: &str,
+        world: &str,
+        operation: &str,
+        outcome: &str,
+        seconds: f64,
+    ) {
         self.calls
             .get_or_create(&CallLabels {
                 plugin: plugin.to_owned(),

@@ -19,6 +19,7 @@
 //! [`types`].
 
 mod bindings;
+mod bmc_http;
 mod cache;
 mod engine;
 mod error;
@@ -27,6 +28,7 @@ mod metadata;
 mod metrics;
 mod runtime;
 
+pub mod bmc_driver;
 pub mod credential_lookup;
 pub mod types;
 

@@ -4,17 +4,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+use super::bmc_http::BmcCall;
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
-use super::error::{CallErrorKind, LoadError};
+use super::error::{CallError, CallErrorKind, LoadError};
 use super::host::HostState;
 use super::metadata::{PluginMetadata, World};
 use super::metrics::PluginMetrics;
+use super::types::{BmcEndpoint, GuestError};
 
 /// Capabilities a plugin may request and an operator may grant.
 pub const KNOWN_CAPABILITIES: &[&str] = &["credentials/reveal"];
@@ -98,6 +103,9 @@ struct Inner {
     config: RuntimeConfig,
     calls: Semaphore,
     metrics: PluginMetrics,
+    /// One lock per BMC origin: BMCs have few sessions, so at most one driver call runs
+    /// against a BMC at a time.
+    bmc_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -119,6 +127,7 @@ impl PluginRuntime {
                 config,
                 calls,
                 metrics,
+                bmc_locks: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -207,47 +216,90 @@ impl PluginRuntime {
         })
     }
 
-    /// Waits for a call slot.
-    pub(crate) async fn call_slot(&self) -> Result<SemaphorePermit<'_>, CallErrorKind> {
-        self.inner
-            .calls
-            .acquire()
-            .await
-            .map_err(|_| CallErrorKind::Host(String::from("the plugin runtime is shutting down")))
-    }
-
-    /// A fresh store for one call: memory cap installed, CPU deadline armed.
-    pub(crate) fn store(
+    /// Runs one call: waits for a slot (and for the BMC, on driver calls), builds a fresh
+    /// store with the memory cap and deadline, runs `body` under the outer timeout, and turns
+    /// every failure into a [`CallError`] that names the plugin and the operation.
+    pub(crate) async fn call<R>(
         &self,
         plugin: &PluginIdentity,
         operation: &'static str,
         limits: Limits,
-    ) -> Store<HostState> {
-        let mut store = Store::new(
-            &self.inner.engine,
-            HostState::new(plugin.clone(), operation, limits.memory_bytes),
+        bmc: Option<&BmcEndpoint>,
+        body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CallError> {
+        let started = Instant::now();
+        let result = self.call_inner(plugin, operation, limits, bmc, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(kind) => kind.metric_label(),
+        };
+        self.inner.metrics.call(
+            &plugin.name,
+            plugin.world.as_str(),
+            operation,
+            outcome,
+            started.elapsed().as_secs_f64(),
         );
-        store.limiter(|state| &mut state.memory);
-        let deadline = Instant::now() + limits.deadline;
-        store.set_epoch_deadline(1);
-        // Each tick, give the executor a turn; past the deadline, interrupt the plugin.
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store
+        result.map_err(|kind| CallError {
+            plugin: plugin.clone(),
+            operation,
+            kind,
+        })
+    }
+
+    async fn call_inner<R>(
+        &self,
+        plugin: &PluginIdentity,
+        operation: &'static str,
+        limits: Limits,
+        bmc: Option<&BmcEndpoint>,
+        body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CallErrorKind> {
+        let _slot = self.inner.calls.acquire().await.map_err(|_| {
+            CallErrorKind::Host(String::from("the plugin runtime is shutting down"))
+        })?;
+        let bmc_lock = bmc.map(|endpoint| self.bmc_lock(&endpoint.origin()));
+        let _bmc_guard = match &bmc_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        // The deadline starts once the call may run, not while it queues.
+        let mut store = self.store(plugin, operation, limits);
+        if let Some(endpoint) = bmc {
+            let call = BmcCall::new(
+                endpoint.clone(),
+                Instant::now() + limits.deadline,
+                plugin.clone(),
+                self.inner.metrics.clone(),
+            )
+            .map_err(CallErrorKind::Host)?;
+            store.data_mut().bmc = Some(call);
+        }
+        let outcome = tokio::time::timeout(Self::outer_timeout(limits), body(&mut store)).await;
+        match outcome {
+            Err(_) => Err(CallErrorKind::Timeout(limits.deadline)),
+            Ok(Err(error)) => Err(Self::classify(&store, &error, limits)),
+            Ok(Ok(Err(guest))) => Err(CallErrorKind::Plugin(guest)),
+            Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+
+    fn bmc_lock(&self, origin: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .bmc_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(origin.to_owned()).or_default().clone()
     }
 
     /// The outer timeout of a call with `limits`.
-    pub(crate) fn outer_timeout(limits: Limits) -> Duration {
+    fn outer_timeout(limits: Limits) -> Duration {
         limits.deadline + OUTER_TIMEOUT_MARGIN + EPOCH_TICK
     }
 
     /// Turns a wasmtime failure into what happened, using what the store saw.
-    pub(crate) fn classify(
+    fn classify(
         store: &Store<HostState>,
         error: &wasmtime::Error,
         limits: Limits,
@@ -276,20 +328,28 @@ impl PluginRuntime {
         }
     }
 
-    /// Records a finished call.
-    pub(crate) fn record(
+    /// A fresh store for one call: memory cap installed, CPU deadline armed.
+    fn store(
         &self,
         plugin: &PluginIdentity,
-        operation: &str,
-        outcome: &str,
-        elapsed: Duration,
-    ) {
-        self.inner.metrics.call(
-            &plugin.name,
-            plugin.world.as_str(),
-            operation,
-            outcome,
-            elapsed.as_secs_f64(),
+        operation: &'static str,
+        limits: Limits,
+    ) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState::new(plugin.clone(), operation, limits.memory_bytes),
         );
+        store.limiter(|state| &mut state.memory);
+        let deadline = Instant::now() + limits.deadline;
+        store.set_epoch_deadline(1);
+        // Each tick, give the executor a turn; past the deadline, interrupt the plugin.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
     }
 }

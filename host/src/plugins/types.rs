@@ -70,3 +70,176 @@ pub struct BmcProfile {
     /// Console port.
     pub console_port: Option<u16>,
 }
+
+/// How to verify a BMC's TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Trust only these PEM-encoded CA certificates.
+    CaBundle(String),
+    /// Accept any certificate. Only when an operator asked for it explicitly.
+    Insecure,
+}
+
+/// The BMC of a driver call: where it is, how to trust it, and the credential to use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BmcEndpoint {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS verification for `https`.
+    pub tls: TlsPolicy,
+    /// User name.
+    pub username: String,
+    /// Password (never logged; plugins see it only with `credentials/reveal`).
+    pub password: String,
+    /// Manufacturer, if known.
+    pub manufacturer_hint: Option<String>,
+    /// Driver settings.
+    pub settings: Vec<(String, String)>,
+}
+
+impl BmcEndpoint {
+    /// `scheme://host:port`, the only origin a plugin's requests may go to.
+    pub fn origin(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Debug for BmcEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcEndpoint")
+            .field("origin", &self.origin())
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a driver says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverInfo {
+    /// Driver name.
+    pub name: String,
+    /// Driver version.
+    pub version: String,
+    /// Manufacturers it is specialised for; empty means generic.
+    pub manufacturers: Vec<String>,
+    /// Optional features.
+    pub features: Vec<String>,
+}
+
+/// Power state of a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    /// On.
+    On,
+    /// Off.
+    Off,
+    /// Turning on.
+    PoweringOn,
+    /// Turning off.
+    PoweringOff,
+    /// Not known.
+    Unknown,
+}
+
+/// A power action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    /// Power on.
+    On,
+    /// Cut power.
+    ForceOff,
+    /// Ask the OS to shut down.
+    GracefulShutdown,
+    /// Reset at once.
+    ForceRestart,
+    /// Ask the OS to restart.
+    GracefulRestart,
+    /// Off, then on.
+    PowerCycle,
+}
+
+/// Where the next boot goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootTarget {
+    /// No override.
+    None,
+    /// PXE.
+    Pxe,
+    /// Local disk.
+    Hdd,
+    /// Optical/virtual media.
+    Cd,
+    /// UEFI HTTP boot.
+    UefiHttp,
+    /// Firmware setup.
+    BiosSetup,
+    /// Something else.
+    Other,
+}
+
+/// A boot override, requested or as stored by the BMC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootOverride {
+    /// Where to boot.
+    pub target: BootTarget,
+    /// UEFI or legacy.
+    pub uefi: bool,
+    /// Every boot or the next only.
+    pub persistent: bool,
+    /// URI for UEFI HTTP boot.
+    pub http_boot_uri: Option<String>,
+}
+
+/// A network interface of a system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// MAC address.
+    pub mac: String,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// A computer system behind a BMC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct System {
+    /// Its address on the BMC (Redfish `@odata.id`).
+    pub uri: String,
+    /// SMBIOS UUID.
+    pub uuid: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Power state.
+    pub power: PowerState,
+    /// NICs.
+    pub nics: Vec<Nic>,
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// BMC manufacturer.
+    pub manufacturer: Option<String>,
+    /// BMC model.
+    pub model: Option<String>,
+    /// BMC serial.
+    pub serial: Option<String>,
+    /// BMC firmware.
+    pub firmware: Option<String>,
+    /// Manager UUID.
+    pub manager_uuid: Option<String>,
+    /// Systems behind the BMC.
+    pub systems: Vec<System>,
+}

@@ -1,0 +1,399 @@
+//! BMC driver plugins: probe a BMC, read and change power, set boot overrides.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use super::bindings::bmc_driver::BmcDriverPre;
+use super::bindings::bmc_driver::exports::ferrometal::plugin::driver as wit;
+use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
+use super::bindings::credential_lookup::ferrometal::plugin::log;
+use super::cache::CacheOutcome;
+use super::error::{CallError, LoadError};
+use super::host::{BmcCredential, HostState};
+use super::metadata::World;
+use super::runtime::{Limits, PluginIdentity, PluginRuntime};
+use super::types::{
+    BmcEndpoint, BootOverride, BootTarget, DriverInfo, GuestError, Identity, Nic, PowerAction,
+    PowerState, System,
+};
+
+/// Default limits of driver calls: BMCs are slow, and Redfish JSON can be large.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    memory_bytes: 128 << 20,
+    deadline: Duration::from_secs(60),
+};
+
+/// Limits of `info` and `validate-settings`, which never talk to a BMC.
+const LOCAL_LIMITS: Limits = Limits {
+    memory_bytes: 32 << 20,
+    deadline: Duration::from_secs(2),
+};
+
+/// A loaded BMC driver plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct BmcDriverPlugin {
+    runtime: PluginRuntime,
+    identity: PluginIdentity,
+    pre: BmcDriverPre<HostState>,
+    limits: Limits,
+    cache: CacheOutcome,
+}
+
+impl std::fmt::Debug for BmcDriverPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcDriverPlugin")
+            .field("identity", &self.identity)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    /// Loads a BMC driver from `path`. `reveal` is linked only for a driver that requests
+    /// `credentials/reveal` (and is granted it, or loading fails before this point); a
+    /// driver that uses it without declaring it fails here, at load time.
+    pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
+        let prepared = self.prepare(path, World::BmcDriver)?;
+        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            world: World::BmcDriver,
+            message: format!("{error:#}"),
+        };
+        let mut linker = Linker::<HostState>::new(self.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
+        log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(invalid)?;
+        credentials::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(invalid)?;
+        bmc_http::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(invalid)?;
+        if prepared
+            .identity
+            .capabilities
+            .iter()
+            .any(|capability| capability == "credentials/reveal")
+        {
+            reveal::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+                .map_err(invalid)?;
+        }
+        let instance_pre = linker
+            .instantiate_pre(&prepared.component)
+            .map_err(|error| {
+                let message = format!("{error:#}");
+                if message.contains("reveal") {
+                    LoadError::CapabilityDenied {
+                        path: path.to_path_buf(),
+                        capability: String::from("credentials/reveal"),
+                    }
+                } else {
+                    invalid(error)
+                }
+            })?;
+        let pre = BmcDriverPre::new(instance_pre).map_err(invalid)?;
+        Ok(BmcDriverPlugin {
+            runtime: self.clone(),
+            identity: prepared.identity,
+            pre,
+            limits: DEFAULT_LIMITS,
+            cache: prepared.cache,
+        })
+    }
+}
+
+/// Builds the `target` record of a call: the credential becomes a handle in the store's
+/// table; the values stay in the host.
+fn target<'a>(
+    store: &mut Store<HostState>,
+    endpoint: &'a BmcEndpoint,
+) -> wasmtime::Result<(Resource<BmcCredential>, wit::Target, &'a BmcEndpoint)> {
+    let credential = store.data_mut().table_push(BmcCredential)?;
+    let borrowed = Resource::new_borrow(credential.rep());
+    Ok((
+        credential,
+        wit::Target {
+            address: endpoint.host.clone(),
+            manufacturer_hint: endpoint.manufacturer_hint.clone(),
+            settings: endpoint.settings.clone(),
+            credential: borrowed,
+        },
+        endpoint,
+    ))
+}
+
+impl BmcDriverPlugin {
+    /// Which plugin this is.
+    pub fn identity(&self) -> &PluginIdentity {
+        &self.identity
+    }
+
+    /// Where its machine code came from when it was loaded.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// The same plugin with other limits for BMC operations.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Name, version and specialisation of the driver.
+    pub async fn info(&self) -> Result<DriverInfo, CallError> {
+        let pre = &self.pre;
+        self.runtime
+            .call(&self.identity, "info", LOCAL_LIMITS, None, async |store| {
+                let bindings = pre.instantiate_async(&mut *store).await?;
+                let info = bindings
+                    .ferrometal_plugin_driver()
+                    .call_info(&mut *store)
+                    .await?;
+                Ok(Ok(DriverInfo {
+                    name: info.name,
+                    version: info.version,
+                    manufacturers: info.manufacturers,
+                    features: info.features,
+                }))
+            })
+            .await
+    }
+
+    /// Asks the driver whether `settings` are acceptable.
+    pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
+        let pre = &self.pre;
+        let settings = settings.to_vec();
+        self.runtime
+            .call(
+                &self.identity,
+                "validate-settings",
+                LOCAL_LIMITS,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let result = bindings
+                        .ferrometal_plugin_driver()
+                        .call_validate_settings(&mut *store, &settings)
+                        .await?;
+                    Ok(result.map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+
+    /// Identifies the BMC and every system behind it.
+    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    pub async fn probe(&self, endpoint: &BmcEndpoint) -> Result<Identity, CallError> {
+        let pre = &self.pre;
+        self.runtime
+            .call(
+                &self.identity,
+                "probe",
+                self.limits,
+                Some(endpoint),
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let (_credential, target, _) = target(store, endpoint)?;
+                    let result = bindings
+                        .ferrometal_plugin_driver()
+                        .call_probe(&mut *store, &target)
+                        .await?;
+                    Ok(result.map(Identity::from).map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+
+    /// Reads the power state of the system at `system_uri`.
+    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    pub async fn power_state(
+        &self,
+        endpoint: &BmcEndpoint,
+        system_uri: &str,
+    ) -> Result<PowerState, CallError> {
+        let pre = &self.pre;
+        self.runtime
+            .call(
+                &self.identity,
+                "power-state",
+                self.limits,
+                Some(endpoint),
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let (_credential, target, _) = target(store, endpoint)?;
+                    let result = bindings
+                        .ferrometal_plugin_driver()
+                        .call_get_power_state(&mut *store, &target, system_uri)
+                        .await?;
+                    Ok(result.map(PowerState::from).map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+
+    /// Changes the power state of the system at `system_uri`.
+    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    pub async fn set_power(
+        &self,
+        endpoint: &BmcEndpoint,
+        system_uri: &str,
+        action: PowerAction,
+    ) -> Result<(), CallError> {
+        let pre = &self.pre;
+        let action = wit::PowerAction::from(action);
+        self.runtime
+            .call(
+                &self.identity,
+                "set-power",
+                self.limits,
+                Some(endpoint),
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let (_credential, target, _) = target(store, endpoint)?;
+                    let result = bindings
+                        .ferrometal_plugin_driver()
+                        .call_set_power(&mut *store, &target, system_uri, action)
+                        .await?;
+                    Ok(result.map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+
+    /// Sets a boot override on the system at `system_uri`; returns what the BMC stored.
+    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    pub async fn set_boot_override(
+        &self,
+        endpoint: &BmcEndpoint,
+        system_uri: &str,
+        boot: &BootOverride,
+    ) -> Result<BootOverride, CallError> {
+        let pre = &self.pre;
+        let boot = wit::BootOverride::from(boot.clone());
+        self.runtime
+            .call(
+                &self.identity,
+                "set-boot-override",
+                self.limits,
+                Some(endpoint),
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let (_credential, target, _) = target(store, endpoint)?;
+                    let result = bindings
+                        .ferrometal_plugin_driver()
+                        .call_set_boot_override(&mut *store, &target, system_uri, &boot)
+                        .await?;
+                    Ok(result.map(BootOverride::from).map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+}
+
+impl From<wit::PowerState> for PowerState {
+    fn from(state: wit::PowerState) -> Self {
+        match state {
+            wit::PowerState::On => Self::On,
+            wit::PowerState::Off => Self::Off,
+            wit::PowerState::PoweringOn => Self::PoweringOn,
+            wit::PowerState::PoweringOff => Self::PoweringOff,
+            wit::PowerState::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl From<PowerAction> for wit::PowerAction {
+    fn from(action: PowerAction) -> Self {
+        match action {
+            PowerAction::On => Self::On,
+            PowerAction::ForceOff => Self::ForceOff,
+            PowerAction::GracefulShutdown => Self::GracefulShutdown,
+            PowerAction::ForceRestart => Self::ForceRestart,
+            PowerAction::GracefulRestart => Self::GracefulRestart,
+            PowerAction::PowerCycle => Self::PowerCycle,
+        }
+    }
+}
+
+impl From<wit::BootTarget> for BootTarget {
+    fn from(target: wit::BootTarget) -> Self {
+        match target {
+            wit::BootTarget::None => Self::None,
+            wit::BootTarget::Pxe => Self::Pxe,
+            wit::BootTarget::Hdd => Self::Hdd,
+            wit::BootTarget::Cd => Self::Cd,
+            wit::BootTarget::UefiHttp => Self::UefiHttp,
+            wit::BootTarget::BiosSetup => Self::BiosSetup,
+            wit::BootTarget::Other => Self::Other,
+        }
+    }
+}
+
+impl From<BootTarget> for wit::BootTarget {
+    fn from(target: BootTarget) -> Self {
+        match target {
+            BootTarget::None => Self::None,
+            BootTarget::Pxe => Self::Pxe,
+            BootTarget::Hdd => Self::Hdd,
+            BootTarget::Cd => Self::Cd,
+            BootTarget::UefiHttp => Self::UefiHttp,
+            BootTarget::BiosSetup => Self::BiosSetup,
+            BootTarget::Other => Self::Other,
+        }
+    }
+}
+
+impl From<wit::BootOverride> for BootOverride {
+    fn from(boot: wit::BootOverride) -> Self {
+        Self {
+            target: boot.target.into(),
+            uefi: boot.uefi,
+            persistent: boot.persistent,
+            http_boot_uri: boot.http_boot_uri,
+        }
+    }
+}
+
+impl From<BootOverride> for wit::BootOverride {
+    fn from(boot: BootOverride) -> Self {
+        Self {
+            target: boot.target.into(),
+            uefi: boot.uefi,
+            persistent: boot.persistent,
+            http_boot_uri: boot.http_boot_uri,
+        }
+    }
+}
+
+impl From<wit::Identity> for Identity {
+    fn from(identity: wit::Identity) -> Self {
+        Self {
+            manufacturer: identity.manufacturer,
+            model: identity.model,
+            serial: identity.serial,
+            firmware: identity.firmware,
+            manager_uuid: identity.manager_uuid,
+            systems: identity
+                .systems
+                .into_iter()
+                .map(|system| System {
+                    uri: system.uri,
+                    uuid: system.uuid,
+                    manufacturer: system.manufacturer,
+                    model: system.model,
+                    serial: system.serial,
+                    power: system.power.into(),
+                    nics: system
+                        .nics
+                        .into_iter()
+                        .map(|nic| Nic {
+                            mac: nic.mac,
+                            name: nic.name,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}

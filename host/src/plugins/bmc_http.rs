@@ -1,0 +1,255 @@
+//! The host side of `bmc-http`: HTTP to the BMC of the current call and nowhere else.
+//!
+//! The plugin supplies a path; the host fixes the origin, applies the BMC's TLS policy,
+//! adds authentication, refuses headers that would subvert any of that, follows no redirects,
+//! caps the response at [`MAX_RESPONSE_BYTES`] and derives every timeout from the call's
+//! deadline.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderName, HeaderValue};
+
+use super::metrics::PluginMetrics;
+use super::runtime::PluginIdentity;
+use super::types::{BmcEndpoint, TlsPolicy};
+
+/// Largest response body handed to a plugin.
+pub const MAX_RESPONSE_BYTES: u64 = 8 << 20;
+
+/// Headers a plugin may not set: the host owns routing, framing and authentication.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "x-auth-token",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Request method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+/// How the host authenticates a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Auth {
+    None,
+    /// HTTP Basic with the call's credential.
+    Basic,
+    /// A session token, sent as `X-Auth-Token`.
+    Token(String),
+}
+
+/// A plugin's request, already decoded from the bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PluginRequest {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) auth: Auth,
+}
+
+/// The BMC's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PluginResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why there is no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HttpFailure {
+    Denied(String),
+    Timeout,
+    Connect(String),
+    Tls(String),
+    TooLarge(u64),
+    Other(String),
+}
+
+/// Everything the host needs to serve `bmc-http` during one driver call.
+pub(crate) struct BmcCall {
+    pub(crate) endpoint: BmcEndpoint,
+    client: reqwest::Client,
+    deadline: Instant,
+    plugin: PluginIdentity,
+    metrics: PluginMetrics,
+}
+
+impl BmcCall {
+    pub(crate) fn new(
+        endpoint: BmcEndpoint,
+        deadline: Instant,
+        plugin: PluginIdentity,
+        metrics: PluginMetrics,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ferrometal/", env!("CARGO_PKG_VERSION")));
+        if endpoint.scheme == "https" {
+            builder = match &endpoint.tls {
+                TlsPolicy::CaBundle(pem) => {
+                    let mut builder = builder.tls_built_in_root_certs(false);
+                    let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                        .map_err(|error| {
+                            format!("invalid CA bundle for {}: {error}", endpoint.origin())
+                        })?;
+                    for certificate in certificates {
+                        builder = builder.add_root_certificate(certificate);
+                    }
+                    builder
+                }
+                TlsPolicy::Insecure => builder.danger_accept_invalid_certs(true),
+            };
+        }
+        let client = builder
+            .build()
+            .map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+        Ok(Self {
+            endpoint,
+            client,
+            deadline,
+            plugin,
+            metrics,
+        })
+    }
+
+    fn deny(&self, why: String) -> HttpFailure {
+        tracing::warn!(
+            plugin = %self.plugin.name,
+            bmc = %self.endpoint.origin(),
+            reason = %why,
+            "denied a plugin's BMC request"
+        );
+        self.metrics
+            .capability_denied(&self.plugin.name, "bmc-http");
+        HttpFailure::Denied(why)
+    }
+
+    /// The absolute URL for a plugin-supplied path, or a denial if the path would leave the
+    /// BMC's origin.
+    pub(crate) fn url(&self, path_and_query: &str) -> Result<reqwest::Url, HttpFailure> {
+        let origin = self.endpoint.origin();
+        let well_formed = path_and_query.starts_with('/')
+            && !path_and_query.starts_with("//")
+            && !path_and_query.contains('\\')
+            && !path_and_query
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control());
+        if !well_formed {
+            return Err(self.deny(format!(
+                "{path_and_query:?} is not an absolute path on the BMC"
+            )));
+        }
+        let url = reqwest::Url::parse(&format!("{origin}{path_and_query}")).map_err(|error| {
+            self.deny(format!("{path_and_query:?} is not a valid path: {error}"))
+        })?;
+        let base = reqwest::Url::parse(&origin)
+            .map_err(|error| HttpFailure::Other(format!("invalid BMC origin {origin}: {error}")))?;
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+            return Err(self.deny(format!("{path_and_query:?} leaves the BMC origin {origin}")));
+        }
+        Ok(url)
+    }
+
+    /// Sends one request on behalf of the plugin.
+    pub(crate) async fn send(&self, request: PluginRequest) -> Result<PluginResponse, HttpFailure> {
+        let url = self.url(&request.path_and_query)?;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining < Duration::from_millis(1) {
+            return Err(HttpFailure::Timeout);
+        }
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self.client.request(method, url).timeout(remaining);
+        for (name, value) in &request.headers {
+            if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(self.deny(format!("header {name:?} is set by the host")));
+            }
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| self.deny(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| self.deny(format!("invalid value for header {name}")))?;
+            builder = builder.header(name, value);
+        }
+        builder = match &request.auth {
+            Auth::None => builder,
+            Auth::Basic => {
+                builder.basic_auth(&self.endpoint.username, Some(&self.endpoint.password))
+            }
+            Auth::Token(token) => builder.header("X-Auth-Token", token),
+        };
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        let mut response = builder.send().await.map_err(failure)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_RESPONSE_BYTES)
+        {
+            return Err(HttpFailure::TooLarge(MAX_RESPONSE_BYTES));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failure)? {
+            if body.len() as u64 + chunk.len() as u64 > MAX_RESPONSE_BYTES {
+                return Err(HttpFailure::TooLarge(MAX_RESPONSE_BYTES));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(PluginResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn failure(error: reqwest::Error) -> HttpFailure {
+    if error.is_timeout() {
+        return HttpFailure::Timeout;
+    }
+    let chain = error_chain(&error);
+    if error.is_connect() {
+        let lower = chain.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            return HttpFailure::Tls(chain);
+        }
+        return HttpFailure::Connect(chain);
+    }
+    HttpFailure::Other(chain)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
