@@ -239,3 +239,88 @@ async fn calls_and_outcomes_are_counted_in_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_ignition_generator_renders_checked_ignition() {
+    use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
+    let runtime = runtime(RuntimeConfig::default());
+    let path = testenv::components::component("ignition-minimal").expect("built");
+    let generator = runtime.load_ignition_generator(&path).expect("load");
+    let mut request = IgnitionRequest {
+        facts: ServerFacts {
+            system_uuid: "8f0b8c34-2b1e-4c5e-9a61-0d9a3c2f7e01".into(),
+            hostname: None,
+            macs: vec!["52:54:00:12:34:56".into()],
+            labels: Vec::new(),
+        },
+        registry_url: "http://10.0.0.1:8080/register?token=abc".into(),
+        ssh_authorized_keys: vec!["ssh-ed25519 AAAA test".into()],
+        settings: Vec::new(),
+    };
+    let ignition = generator.generate(&request).await.expect("generate");
+    let value: serde_json::Value = serde_json::from_str(&ignition).expect("json");
+    assert_eq!(value["ignition"]["version"], "3.4.0");
+    let unit = value["systemd"]["units"][0]["contents"]
+        .as_str()
+        .expect("unit");
+    assert!(unit.contains("--registry-url=http://10.0.0.1:8080/register?token=abc"));
+    assert!(unit.contains("--server-uuid=8f0b8c34-2b1e-4c5e-9a61-0d9a3c2f7e01"));
+
+    request.settings = vec![("broken".into(), "true".into())];
+    let error = generator
+        .generate(&request)
+        .await
+        .expect_err("not ignition");
+    assert!(
+        error
+            .to_string()
+            .contains("generated an invalid ignition: not JSON"),
+        "{error}"
+    );
+
+    // A plugin of another world is refused with both worlds named.
+    let lookup = testenv::components::component("lookup-echo").expect("built");
+    let error = runtime
+        .load_ignition_generator(&lookup)
+        .expect_err("wrong world");
+    assert!(
+        error
+            .to_string()
+            .contains("as a ignition-generator plugin: it implements credential-lookup"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_built_for_another_abi_is_refused_naming_the_supported_range() {
+    // The echo plugin with its metadata rewritten to claim ABI 0.2.0 (same length, so the
+    // binary stays valid): what an SDK from a future release would produce.
+    let original =
+        std::fs::read(testenv::components::component("lookup-echo").expect("built")).expect("read");
+    let (from, to) = (br#""abi":"0.1.0""#, br#""abi":"0.2.0""#);
+    let mut patched = original.clone();
+    let mut replaced = 0;
+    let mut i = 0;
+    while i + from.len() <= patched.len() {
+        if &patched[i..i + from.len()] == from {
+            patched[i..i + from.len()].copy_from_slice(to);
+            replaced += 1;
+        }
+        i += 1;
+    }
+    assert!(replaced > 0, "metadata section found");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("future-echo.wasm");
+    std::fs::write(&path, patched).expect("write");
+
+    let error = runtime(RuntimeConfig::default())
+        .load_credential_lookup(&path)
+        .expect_err("unsupported ABI");
+    let message = error.to_string();
+    assert!(matches!(error, LoadError::Metadata { .. }), "{message}");
+    assert!(
+        message
+            .contains("built for plugin ABI 0.2.0, but this ferrometal supports >=0.1.0, <0.2.0"),
+        "{message}"
+    );
+}

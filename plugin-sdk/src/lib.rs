@@ -12,8 +12,8 @@
 //! - `bmc-driver` — [`bmc_driver::BmcDriver`], registered with [`register_bmc_driver!`]; HTTP to
 //!   the BMC goes through [`bmc_driver::http`], generic over a [`bmc_driver::http::Transport`]
 //!   so driver logic can be unit-tested natively.
-//!
-//! The `ignition-generator` world follows in the plugin-platform issue (#5).
+//! - `ignition-generator` — [`ignition_generator::IgnitionGenerator`], registered with
+//!   [`register_ignition_generator!`].
 
 // Generated code names the SDK by its crate name, also from inside the SDK.
 extern crate self as ferrometal_plugin_sdk;
@@ -24,6 +24,8 @@ pub mod types;
 pub mod bmc_driver;
 #[cfg(feature = "credential-lookup")]
 pub mod credential_lookup;
+#[cfg(feature = "ignition-generator")]
+pub mod ignition_generator;
 
 /// The plugin ABI this SDK builds for.
 pub const ABI_VERSION: &str = "0.1.0";

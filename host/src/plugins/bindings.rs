@@ -25,3 +25,16 @@ pub mod bmc_driver {
         },
     });
 }
+
+/// `ferrometal:plugin@0.1.0` world `ignition-generator`.
+pub mod ignition_generator {
+    wasmtime::component::bindgen!({
+        world: "ignition-generator",
+        path: "../wit/v0.1",
+        exports: { default: async },
+        with: {
+            "ferrometal:plugin/types": super::credential_lookup::ferrometal::plugin::types,
+            "ferrometal:plugin/log": super::credential_lookup::ferrometal::plugin::log,
+        },
+    });
+}

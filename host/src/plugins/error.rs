@@ -55,7 +55,7 @@ pub enum LoadError {
         problem: MetadataProblem,
     },
     /// The plugin implements another world than the caller needs.
-    #[error("cannot load plugin {path} as a {expected}: it implements {found}")]
+    #[error("cannot load plugin {path} as a {expected} plugin: it implements {found}")]
     WrongWorld {
         /// The file.
         path: PathBuf,

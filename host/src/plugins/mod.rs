@@ -30,6 +30,7 @@ mod runtime;
 
 pub mod bmc_driver;
 pub mod credential_lookup;
+pub mod ignition_generator;
 pub mod types;
 
 pub use cache::CacheOutcome;

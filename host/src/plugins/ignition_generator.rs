@@ -1,0 +1,206 @@
+//! Ignition-generator plugins: render the ignition a server's discovery boot runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::credential_lookup::ferrometal::plugin::log;
+use super::bindings::ignition_generator::IgnitionGeneratorPre;
+use super::bindings::ignition_generator::exports::ferrometal::plugin::generator as wit;
+use super::cache::CacheOutcome;
+use super::error::{CallError, LoadError};
+use super::host::HostState;
+use super::metadata::World;
+use super::runtime::{Limits, PluginIdentity, PluginRuntime};
+use super::types::GuestError;
+
+/// Default limits of ignition generation: a pure function of small inputs.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    memory_bytes: 64 << 20,
+    deadline: Duration::from_secs(2),
+};
+
+/// What the host knows about the server being booted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// SMBIOS system UUID (lower case).
+    pub system_uuid: String,
+    /// Host name, if any.
+    pub hostname: Option<String>,
+    /// MAC addresses the BMC reported.
+    pub macs: Vec<String>,
+    /// The Server's labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The input of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnitionRequest {
+    /// The server.
+    pub facts: ServerFacts,
+    /// Where the probe posts its report, token included.
+    pub registry_url: String,
+    /// SSH keys to authorise.
+    pub ssh_authorized_keys: Vec<String>,
+    /// Operator-provided settings.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A loaded ignition generator. Cheap to clone.
+#[derive(Clone)]
+pub struct IgnitionGeneratorPlugin {
+    runtime: PluginRuntime,
+    identity: PluginIdentity,
+    pre: IgnitionGeneratorPre<HostState>,
+    limits: Limits,
+    cache: CacheOutcome,
+}
+
+impl std::fmt::Debug for IgnitionGeneratorPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgnitionGeneratorPlugin")
+            .field("identity", &self.identity)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    /// Loads an ignition generator from `path`.
+    pub fn load_ignition_generator(
+        &self,
+        path: &Path,
+    ) -> Result<IgnitionGeneratorPlugin, LoadError> {
+        let prepared = self.prepare(path, World::IgnitionGenerator)?;
+        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            world: World::IgnitionGenerator,
+            message: format!("{error:#}"),
+        };
+        let mut linker = Linker::<HostState>::new(self.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
+        log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(invalid)?;
+        let instance_pre = linker
+            .instantiate_pre(&prepared.component)
+            .map_err(invalid)?;
+        let pre = IgnitionGeneratorPre::new(instance_pre).map_err(invalid)?;
+        Ok(IgnitionGeneratorPlugin {
+            runtime: self.clone(),
+            identity: prepared.identity,
+            pre,
+            limits: DEFAULT_LIMITS,
+            cache: prepared.cache,
+        })
+    }
+}
+
+impl IgnitionGeneratorPlugin {
+    /// Which plugin this is.
+    pub fn identity(&self) -> &PluginIdentity {
+        &self.identity
+    }
+
+    /// Where its machine code came from when it was loaded.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Asks the generator whether `settings` are acceptable.
+    pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
+        let pre = &self.pre;
+        let settings = settings.to_vec();
+        self.runtime
+            .call(
+                &self.identity,
+                "validate-settings",
+                self.limits,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let result = bindings
+                        .ferrometal_plugin_generator()
+                        .call_validate_settings(&mut *store, &settings)
+                        .await?;
+                    Ok(result.map_err(GuestError::from))
+                },
+            )
+            .await
+    }
+
+    /// Renders the ignition for `request`. The result is checked to be an Ignition v3 JSON
+    /// document before it is returned; anything else is the plugin's error.
+    #[tracing::instrument(skip(self, request), fields(plugin = %self.identity.name, server = %request.facts.system_uuid))]
+    pub async fn generate(&self, request: &IgnitionRequest) -> Result<String, CallError> {
+        let pre = &self.pre;
+        let request = wit::Request {
+            facts: wit::ServerFacts {
+                system_uuid: request.facts.system_uuid.clone(),
+                hostname: request.facts.hostname.clone(),
+                macs: request.facts.macs.clone(),
+                labels: request.facts.labels.clone(),
+            },
+            registry_url: request.registry_url.clone(),
+            ssh_authorized_keys: request.ssh_authorized_keys.clone(),
+            settings: request.settings.clone(),
+        };
+        self.runtime
+            .call(
+                &self.identity,
+                "generate",
+                self.limits,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let result = bindings
+                        .ferrometal_plugin_generator()
+                        .call_generate(&mut *store, &request)
+                        .await?;
+                    Ok(result
+                        .map_err(GuestError::from)
+                        .and_then(|ignition| check_ignition(&ignition).map(|()| ignition)))
+                },
+            )
+            .await
+    }
+}
+
+/// Checks that `text` is an Ignition v3 document (a JSON object whose `ignition.version`
+/// is `3.x.y`).
+fn check_ignition(text: &str) -> Result<(), GuestError> {
+    let invalid =
+        |why: String| GuestError::Other(Some(format!("generated an invalid ignition: {why}")));
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| invalid(format!("not JSON ({error})")))?;
+    let version = value["ignition"]["version"]
+        .as_str()
+        .ok_or_else(|| invalid(String::from("no ignition.version")))?;
+    if version.starts_with("3.") {
+        Ok(())
+    } else {
+        Err(invalid(format!("ignition.version {version:?} is not 3.x")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignition_v3_documents_pass() {
+        assert!(check_ignition(r#"{"ignition":{"version":"3.4.0"}}"#).is_ok());
+    }
+
+    #[test]
+    fn other_documents_are_the_plugins_error() {
+        for (text, why) in [
+            ("not json", "not JSON"),
+            ("{}", "no ignition.version"),
+            (r#"{"ignition":{"version":"2.2.0"}}"#, "is not 3.x"),
+        ] {
+            let error = check_ignition(text).expect_err(text).to_string();
+            assert!(error.contains(why), "{error}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The `ignition-generator` world: render the ignition a server's discovery boot runs.
+
+use crate::types::{PluginError, Settings};
+
+#[doc(hidden)]
+pub mod bindings {
+    crate::__wit_bindgen::generate!({
+        world: "ignition-generator",
+        path: "../wit/v0.1",
+        pub_export_macro: true,
+        export_macro_name: "__export_ignition_generator",
+        default_bindings_module: "ferrometal_plugin_sdk::ignition_generator::bindings",
+        runtime_path: "ferrometal_plugin_sdk::__wit_bindgen::rt",
+    });
+}
+
+use bindings::exports::ferrometal::plugin::generator as wit;
+
+pub use bindings::ferrometal::plugin::log::Level;
+
+/// Logs through the host at `level`, with key/value fields.
+pub fn log(level: Level, message: &str, fields: &[(String, String)]) {
+    bindings::ferrometal::plugin::log::log(level, message, fields);
+}
+
+/// What the host knows about the server being booted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// SMBIOS system UUID (lower case).
+    pub system_uuid: String,
+    /// Host name to give the discovery system, if any.
+    pub hostname: Option<String>,
+    /// MAC addresses the BMC reported.
+    pub macs: Vec<String>,
+    /// The Server's labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Everything a generator gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnitionRequest {
+    /// The server.
+    pub facts: ServerFacts,
+    /// Where the probe posts its report (the per-boot token included).
+    pub registry_url: String,
+    /// SSH keys to authorise for debugging.
+    pub ssh_authorized_keys: Vec<String>,
+    /// Operator-provided settings.
+    pub settings: Vec<(String, String)>,
+}
+
+/// An ignition generator. Functions are associated (no `self`).
+pub trait IgnitionGenerator {
+    /// Checks operator-provided settings; the default accepts anything.
+    fn validate_settings(_settings: &Settings) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Returns Ignition v3 JSON; the host checks it before serving it.
+    fn generate(request: &IgnitionRequest) -> Result<String, PluginError>;
+}
+
+#[doc(hidden)]
+pub mod __glue {
+    //! Conversions used by `register_ignition_generator!`; not part of the API.
+
+    use super::*;
+
+    pub use super::wit::Guest;
+
+    fn error(error: PluginError) -> wit::PluginError {
+        use bindings::ferrometal::plugin::types::BmcFault;
+        match error {
+            PluginError::InvalidInput(text) => wit::PluginError::InvalidInput(text),
+            PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
+            PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
+            PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
+            PluginError::BmcFault {
+                http_status,
+                message_id,
+                message,
+            } => wit::PluginError::BmcFault(BmcFault {
+                http_status,
+                message_id,
+                message,
+            }),
+            PluginError::Other(text) => wit::PluginError::Other(text),
+        }
+    }
+
+    pub fn validate_settings<G: IgnitionGenerator>(
+        settings: Vec<(String, String)>,
+    ) -> Result<(), wit::PluginError> {
+        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        G::validate_settings(&settings).map_err(error)
+    }
+
+    pub fn generate<G: IgnitionGenerator>(
+        request: wit::Request,
+    ) -> Result<String, wit::PluginError> {
+        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        let request = IgnitionRequest {
+            facts: ServerFacts {
+                system_uuid: request.facts.system_uuid,
+                hostname: request.facts.hostname,
+                macs: request.facts.macs,
+                labels: request.facts.labels,
+            },
+            registry_url: request.registry_url,
+            ssh_authorized_keys: request.ssh_authorized_keys,
+            settings: request.settings,
+        };
+        G::generate(&request).map_err(error)
+    }
+}
+
+/// Registers `$ty` (implementing [`IgnitionGenerator`]) as this component's export and
+/// writes the metadata section the host checks before loading.
+#[macro_export]
+macro_rules! register_ignition_generator {
+    ($ty:ident) => {
+        const _: () = {
+            use $crate::ignition_generator::__glue;
+            use $crate::ignition_generator::bindings::exports::ferrometal::plugin::generator as __wit;
+
+            impl __glue::Guest for $ty {
+                fn validate_settings(
+                    settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), __wit::PluginError> {
+                    __glue::validate_settings::<$ty>(settings)
+                }
+                fn generate(
+                    request: __wit::Request,
+                ) -> ::std::result::Result<::std::string::String, __wit::PluginError> {
+                    __glue::generate::<$ty>(request)
+                }
+            }
+
+            $crate::__plugin_metadata!(concat!(
+                r#"{"world":"ignition-generator","abi":""#, $crate::__abi_version!(),
+                r#"","sdk":""#, $crate::__sdk_version!(),
+                r#"","capabilities":[]}"#
+            ));
+        };
+        $crate::ignition_generator::bindings::__export_ignition_generator!(
+            $ty with_types_in $crate::ignition_generator::bindings
+        );
+    };
+}
