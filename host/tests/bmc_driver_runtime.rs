@@ -166,7 +166,7 @@ async fn requests_outside_the_bmc_origin_are_denied_and_counted() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
     assert!(
-        text.contains(r#"ferrometal_plugin_capability_denials_total{plugin="driver_escape_origin",capability="bmc-http"} 7"#),
+        text.contains(r#"ferrometal_plugin_capability_denials_total{plugin="driver-escape-origin",capability="bmc-http"} 7"#),
         "{text}"
     );
 }

@@ -57,7 +57,7 @@ async fn a_well_behaved_plugin_answers_lookups() {
         error.kind,
         CallErrorKind::Plugin(GuestError::InvalidInput(_))
     ));
-    assert!(error.to_string().contains("lookup_echo"), "{error}");
+    assert!(error.to_string().contains("lookup-echo"), "{error}");
 
     echo.validate_settings(&[("port".into(), "8443".into())])
         .await
@@ -230,7 +230,7 @@ async fn calls_and_outcomes_are_counted_in_metrics() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
     assert!(
-        text.contains(r#"ferrometal_plugin_calls_total{plugin="lookup_echo",world="credential-lookup",operation="lookup",outcome="ok"} 1"#),
+        text.contains(r#"ferrometal_plugin_calls_total{plugin="lookup-echo",world="credential-lookup",operation="lookup",outcome="ok"} 1"#),
         "{text}"
     );
     assert!(text.contains(r#"outcome="plugin_error"} 1"#), "{text}");

@@ -29,6 +29,7 @@ mod metrics;
 mod runtime;
 
 pub mod bmc_driver;
+pub mod catalog;
 pub mod credential_lookup;
 pub mod ignition_generator;
 pub mod types;

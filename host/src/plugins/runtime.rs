@@ -61,7 +61,8 @@ impl Default for RuntimeConfig {
 /// Which plugin a call or error is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginIdentity {
-    /// File name without extension.
+    /// The file name without extension, `_` written as `-` (`lookup_echo.wasm` is
+    /// `lookup-echo`). Configuration refers to plugins by this name.
     pub name: String,
     /// Where it was loaded from.
     pub path: PathBuf,
@@ -197,9 +198,10 @@ impl PluginRuntime {
             world,
             message: format!("{error:#}"),
         })?;
+        // cargo writes `my-driver` as `my_driver.wasm`; the plugin's name undoes that.
         let name = path
             .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
+            .map(|stem| stem.to_string_lossy().replace('_', "-"))
             .unwrap_or_else(|| digest.clone());
         Ok(Prepared {
             identity: PluginIdentity {

@@ -1,0 +1,96 @@
+//! Loading a directory of real plugin components: broken plugins are reported and skipped,
+//! the rest are selected by protocol, manufacturer and name.
+
+use std::collections::BTreeMap;
+
+use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
+use ferrometal::plugins::{LoadError, PluginMetrics, PluginRuntime, RuntimeConfig};
+
+#[tokio::test]
+async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+    let dir = testenv::components::components_dir();
+    let config = CatalogConfig {
+        dir: dir.clone(),
+        drivers: BTreeMap::from([(
+            String::from("Redfish"),
+            vec![
+                String::from("driver-reveal"),
+                String::from("driver-minimal"),
+            ],
+        )]),
+        credential_lookup: Some(String::from("lookup-echo")),
+        ignition_generator: None,
+    };
+    let catalog = PluginCatalog::load(&runtime, config).await;
+
+    // The two reveal fixtures need a grant this runtime does not give.
+    let mut refused: Vec<String> = catalog
+        .problems
+        .iter()
+        .map(|problem| {
+            assert!(
+                matches!(problem.error, LoadError::CapabilityDenied { .. }),
+                "{}",
+                problem.error
+            );
+            problem
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        ["driver_reveal.wasm", "driver_reveal_undeclared.wasm"]
+    );
+
+    let driver = catalog
+        .driver_for("Redfish", Some("Contoso"))
+        .expect("a Redfish driver");
+    assert_eq!(driver.identity().name, "driver-minimal");
+    assert!(
+        catalog.driver_for("IPMI", None).is_none(),
+        "no driver listed for IPMI"
+    );
+
+    let lookup = catalog.credential_lookup().expect("named lookup plugin");
+    assert!(
+        lookup
+            .lookup("52:54:00:01:02:03")
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert_eq!(
+        catalog
+            .ignition_generator()
+            .map(|g| g.identity().name.clone())
+            .as_deref(),
+        Some("ignition-minimal"),
+        "the only generator is used without configuration"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_a_reported_problem_not_a_crash() {
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+    let config = CatalogConfig {
+        dir: "/nonexistent/ferrometal/plugins".into(),
+        ..CatalogConfig::default()
+    };
+    let catalog = PluginCatalog::load(&runtime, config).await;
+    assert_eq!(catalog.problems.len(), 1);
+    assert!(
+        catalog.problems[0]
+            .error
+            .to_string()
+            .contains("/nonexistent/ferrometal/plugins")
+    );
+    assert!(catalog.driver_for("Redfish", None).is_none());
+}
