@@ -1,7 +1,8 @@
 //! The ferrometal operator binary.
 //!
-//! `crdgen` and `version` exist so far; `run` and `plugin` arrive with the controller and
-//! plugin-platform issues.
+//! `crdgen`, `plugin` and `version` exist so far; `run` arrives with the controller issues.
+
+mod plugin_cli;
 
 use std::path::PathBuf;
 
@@ -24,12 +25,26 @@ enum Command {
         #[arg(long, env = "FERROMETAL_CRDGEN_ROOT", default_value = ".")]
         root: PathBuf,
     },
-    /// Print the version.
+    /// Inspect, validate or call a plugin component.
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
+    /// Print the version and the plugin ABI it runs.
     Version,
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROMETAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
+        Command::Plugin(command) => {
+            let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+            runtime.block_on(plugin_cli::run(command))
+        }
         Command::Crdgen { root } => {
             for file in ferrometal::api::generated_files()? {
                 let path = root.join(&file.path);
@@ -44,7 +59,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Version => {
-            println!("ferrometal {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "ferrometal {} (plugin ABI {})",
+                env!("CARGO_PKG_VERSION"),
+                ferrometal::plugins::SUPPORTED_ABI
+            );
             Ok(())
         }
     }

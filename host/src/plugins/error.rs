@@ -142,7 +142,6 @@ pub struct CallError {
     pub plugin: PluginIdentity,
     /// Which operation, e.g. `lookup`.
     pub operation: &'static str,
-    /// What went wrong.
-    #[source]
+    /// What went wrong (part of the message, so not repeated as a source).
     pub kind: CallErrorKind,
 }

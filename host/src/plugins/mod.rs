@@ -32,6 +32,7 @@ pub mod bmc_driver;
 pub mod catalog;
 pub mod credential_lookup;
 pub mod ignition_generator;
+pub mod inspect;
 pub mod types;
 
 pub use cache::CacheOutcome;

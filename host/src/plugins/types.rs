@@ -43,6 +43,17 @@ pub struct DefaultCredential {
     pub password: String,
 }
 
+/// Serialises with the password redacted (for `ferrometal plugin call` output and logs).
+impl serde::Serialize for DefaultCredential {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = serializer.serialize_struct("DefaultCredential", 2)?;
+        state.serialize_field("username", &self.username)?;
+        state.serialize_field("password", "<redacted>")?;
+        state.end()
+    }
+}
+
 impl std::fmt::Debug for DefaultCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DefaultCredential")
@@ -53,7 +64,8 @@ impl std::fmt::Debug for DefaultCredential {
 }
 
 /// How to talk to a BMC whose MAC matched the credential database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BmcProfile {
     /// Manufacturer (informational).
     pub manufacturer: String,
@@ -123,7 +135,8 @@ impl std::fmt::Debug for BmcEndpoint {
 }
 
 /// What a driver says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DriverInfo {
     /// Driver name.
     pub name: String,
@@ -136,7 +149,7 @@ pub struct DriverInfo {
 }
 
 /// Power state of a system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum PowerState {
     /// On.
     On,
@@ -151,7 +164,7 @@ pub enum PowerState {
 }
 
 /// A power action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum PowerAction {
     /// Power on.
     On,
@@ -168,7 +181,7 @@ pub enum PowerAction {
 }
 
 /// Where the next boot goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum BootTarget {
     /// No override.
     None,
@@ -187,7 +200,8 @@ pub enum BootTarget {
 }
 
 /// A boot override, requested or as stored by the BMC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BootOverride {
     /// Where to boot.
     pub target: BootTarget,
@@ -200,7 +214,8 @@ pub struct BootOverride {
 }
 
 /// A network interface of a system.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Nic {
     /// MAC address.
     pub mac: String,
@@ -209,7 +224,8 @@ pub struct Nic {
 }
 
 /// A computer system behind a BMC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct System {
     /// Its address on the BMC (Redfish `@odata.id`).
     pub uri: String,
@@ -228,7 +244,8 @@ pub struct System {
 }
 
 /// What a probe found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Identity {
     /// BMC manufacturer.
     pub manufacturer: Option<String>,

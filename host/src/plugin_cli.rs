@@ -1,0 +1,414 @@
+//! `ferrometal plugin inspect | validate | call`: load a `.wasm` exactly as the operator does,
+//! so plugin authors can try it against a real BMC or emulator from a laptop.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
+use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
+use ferrometal::plugins::{Limits, PluginMetrics, PluginRuntime, RuntimeConfig, World};
+
+/// Plugin tooling.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's world, ABI, SDK, capabilities, digest, imports and exports.
+    Inspect {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+    /// Load a plugin like the operator does and check settings with it.
+    Validate {
+        /// The `.wasm` component.
+        file: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Call one operation of a plugin and print the result as JSON.
+    Call {
+        /// The `.wasm` component.
+        file: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(subcommand)]
+        operation: Operation,
+    },
+}
+
+/// Options every loading command shares.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// A plugin setting `KEY=VALUE` (repeatable).
+    #[arg(long = "setting", value_parser = parse_setting, env = "FERROMETAL_PLUGIN_SETTINGS", value_delimiter = ',')]
+    settings: Vec<(String, String)>,
+    /// Grant a capability (e.g. `credentials/reveal`; repeatable).
+    #[arg(
+        long = "grant",
+        env = "FERROMETAL_PLUGIN_GRANTS",
+        value_delimiter = ','
+    )]
+    grants: Vec<String>,
+    /// Deadline of the call, in seconds.
+    #[arg(long, env = "FERROMETAL_PLUGIN_DEADLINE", default_value_t = 60.0)]
+    deadline: f64,
+}
+
+/// Where the BMC is and how to log in.
+#[derive(Debug, Args)]
+pub struct BmcArgs {
+    /// BMC URL, e.g. `https://10.0.0.5` or `http://127.0.0.1:8000`.
+    #[arg(long, env = "FERROMETAL_BMC_URL")]
+    bmc: String,
+    /// BMC user name.
+    #[arg(long, env = "FERROMETAL_BMC_USERNAME")]
+    username: String,
+    /// File holding the BMC password (first line).
+    #[arg(long, env = "FERROMETAL_BMC_PASSWORD_FILE")]
+    password_file: PathBuf,
+    /// PEM CA bundle to verify the BMC's certificate with.
+    #[arg(long, env = "FERROMETAL_BMC_CA_FILE", conflicts_with = "insecure")]
+    ca_file: Option<PathBuf>,
+    /// Accept any certificate (test BMCs only).
+    #[arg(long, env = "FERROMETAL_BMC_INSECURE")]
+    insecure: bool,
+    /// Manufacturer hint passed to the driver.
+    #[arg(long)]
+    manufacturer: Option<String>,
+}
+
+/// The operation to call.
+#[derive(Debug, Subcommand)]
+pub enum Operation {
+    /// credential-lookup: look a MAC address up.
+    Lookup {
+        /// The MAC address.
+        #[arg(long)]
+        mac: String,
+    },
+    /// bmc-driver: name, version and specialisation.
+    Info,
+    /// bmc-driver: identify the BMC and its systems.
+    Probe {
+        #[command(flatten)]
+        bmc: BmcArgs,
+    },
+    /// bmc-driver: read a system's power state.
+    PowerState {
+        #[command(flatten)]
+        bmc: BmcArgs,
+        /// The system's URI from `probe`.
+        #[arg(long)]
+        system: String,
+    },
+    /// bmc-driver: change a system's power state.
+    SetPower {
+        #[command(flatten)]
+        bmc: BmcArgs,
+        /// The system's URI from `probe`.
+        #[arg(long)]
+        system: String,
+        /// What to do.
+        #[arg(long, value_enum)]
+        action: ActionArg,
+    },
+    /// bmc-driver: set a boot override and print what the BMC stored.
+    SetBootOverride {
+        #[command(flatten)]
+        bmc: BmcArgs,
+        /// The system's URI from `probe`.
+        #[arg(long)]
+        system: String,
+        /// Where to boot.
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// UEFI (otherwise legacy) mode.
+        #[arg(long)]
+        uefi: bool,
+        /// Every boot (otherwise the next one only).
+        #[arg(long)]
+        persistent: bool,
+        /// URI for UEFI HTTP boot.
+        #[arg(long)]
+        http_boot_uri: Option<String>,
+    },
+    /// ignition-generator: render an ignition.
+    Generate {
+        /// System UUID of the server.
+        #[arg(long)]
+        uuid: String,
+        /// Registry URL the probe reports to.
+        #[arg(long)]
+        registry_url: String,
+        /// A MAC address of the server (repeatable).
+        #[arg(long = "mac")]
+        macs: Vec<String>,
+        /// An SSH public key to authorise (repeatable).
+        #[arg(long = "ssh-key")]
+        ssh_keys: Vec<String>,
+    },
+}
+
+/// Power actions on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ActionArg {
+    /// Power on.
+    On,
+    /// Cut power.
+    ForceOff,
+    /// Ask the OS to shut down.
+    GracefulShutdown,
+    /// Reset at once.
+    ForceRestart,
+    /// Ask the OS to restart.
+    GracefulRestart,
+    /// Off, then on.
+    PowerCycle,
+}
+
+/// Boot targets on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    /// No override.
+    None,
+    /// PXE.
+    Pxe,
+    /// Local disk.
+    Hdd,
+    /// Optical/virtual media.
+    Cd,
+    /// UEFI HTTP boot.
+    UefiHttp,
+    /// Firmware setup.
+    BiosSetup,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+fn runtime(common: &CommonArgs) -> anyhow::Result<PluginRuntime> {
+    Ok(PluginRuntime::new(
+        RuntimeConfig {
+            granted_capabilities: common.grants.clone(),
+            ..RuntimeConfig::default()
+        },
+        PluginMetrics::default(),
+    )?)
+}
+
+fn limits(common: &CommonArgs, default: Limits) -> anyhow::Result<Limits> {
+    if !(common.deadline.is_finite() && common.deadline > 0.0) {
+        bail!("--deadline must be a positive number of seconds");
+    }
+    Ok(Limits {
+        deadline: Duration::from_secs_f64(common.deadline),
+        ..default
+    })
+}
+
+fn world_of(runtime: &PluginRuntime, file: &Path) -> anyhow::Result<World> {
+    let inspection = runtime.inspect(file)?;
+    match inspection.world.as_str() {
+        "bmc-driver" => Ok(World::BmcDriver),
+        "credential-lookup" => Ok(World::CredentialLookup),
+        "ignition-generator" => Ok(World::IgnitionGenerator),
+        other => bail!("unknown world {other}"),
+    }
+}
+
+fn endpoint(bmc: &BmcArgs, settings: &[(String, String)]) -> anyhow::Result<BmcEndpoint> {
+    let url =
+        url::Url::parse(&bmc.bmc).with_context(|| format!("--bmc {:?} is not a URL", bmc.bmc))?;
+    let scheme = url.scheme().to_owned();
+    if scheme != "http" && scheme != "https" {
+        bail!("--bmc must be an http:// or https:// URL");
+    }
+    let host = url
+        .host_str()
+        .context("--bmc has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port_or_known_default().context("--bmc has no port")?;
+    let password = std::fs::read_to_string(&bmc.password_file)
+        .with_context(|| format!("read {}", bmc.password_file.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let tls = match (&bmc.ca_file, bmc.insecure) {
+        (Some(file), _) => TlsPolicy::CaBundle(
+            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?,
+        ),
+        (None, true) => TlsPolicy::Insecure,
+        (None, false) if scheme == "https" => {
+            bail!("an https BMC needs --ca-file (or --insecure for a test BMC)")
+        }
+        (None, false) => TlsPolicy::Insecure,
+    };
+    Ok(BmcEndpoint {
+        scheme,
+        host,
+        port,
+        tls,
+        username: bmc.username.clone(),
+        password,
+        manufacturer_hint: bmc.manufacturer.clone(),
+        settings: settings.to_vec(),
+    })
+}
+
+fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs a plugin command.
+pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Inspect { file } => {
+            let runtime = PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default())?;
+            print(&runtime.inspect(&file)?)
+        }
+        PluginCommand::Validate { file, common } => {
+            let runtime = runtime(&common)?;
+            match world_of(&runtime, &file)? {
+                World::BmcDriver => {
+                    let driver = runtime.load_bmc_driver(&file)?;
+                    let info = driver.info().await?;
+                    driver.validate_settings(&common.settings).await?;
+                    println!(
+                        "ok: bmc-driver {} {} loads and accepts the settings",
+                        info.name, info.version
+                    );
+                }
+                World::CredentialLookup => {
+                    let plugin = runtime.load_credential_lookup(&file)?;
+                    plugin.validate_settings(&common.settings).await?;
+                    println!(
+                        "ok: credential-lookup {} loads and accepts the settings",
+                        plugin.identity().name
+                    );
+                }
+                World::IgnitionGenerator => {
+                    let plugin = runtime.load_ignition_generator(&file)?;
+                    plugin.validate_settings(&common.settings).await?;
+                    println!(
+                        "ok: ignition-generator {} loads and accepts the settings",
+                        plugin.identity().name
+                    );
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Call {
+            file,
+            common,
+            operation,
+        } => call(&file, &common, operation).await,
+    }
+}
+
+async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow::Result<()> {
+    let runtime = runtime(common)?;
+    match operation {
+        Operation::Lookup { mac } => {
+            let plugin = runtime.load_credential_lookup(file)?;
+            let plugin = plugin.with_limits(limits(
+                common,
+                ferrometal::plugins::credential_lookup::DEFAULT_LIMITS,
+            )?);
+            print(&plugin.lookup(&mac).await?)
+        }
+        Operation::Generate {
+            uuid,
+            registry_url,
+            macs,
+            ssh_keys,
+        } => {
+            let plugin = runtime.load_ignition_generator(file)?;
+            let request = IgnitionRequest {
+                facts: ServerFacts {
+                    system_uuid: uuid.to_ascii_lowercase(),
+                    hostname: None,
+                    macs,
+                    labels: Vec::new(),
+                },
+                registry_url,
+                ssh_authorized_keys: ssh_keys,
+                settings: common.settings.clone(),
+            };
+            println!("{}", plugin.generate(&request).await?);
+            Ok(())
+        }
+        operation => {
+            let driver = runtime.load_bmc_driver(file)?.with_limits(limits(
+                common,
+                ferrometal::plugins::bmc_driver::DEFAULT_LIMITS,
+            )?);
+            match operation {
+                Operation::Info => print(&driver.info().await?),
+                Operation::Probe { bmc } => {
+                    print(&driver.probe(&endpoint(&bmc, &common.settings)?).await?)
+                }
+                Operation::PowerState { bmc, system } => print(
+                    &driver
+                        .power_state(&endpoint(&bmc, &common.settings)?, &system)
+                        .await?,
+                ),
+                Operation::SetPower {
+                    bmc,
+                    system,
+                    action,
+                } => {
+                    let action = match action {
+                        ActionArg::On => PowerAction::On,
+                        ActionArg::ForceOff => PowerAction::ForceOff,
+                        ActionArg::GracefulShutdown => PowerAction::GracefulShutdown,
+                        ActionArg::ForceRestart => PowerAction::ForceRestart,
+                        ActionArg::GracefulRestart => PowerAction::GracefulRestart,
+                        ActionArg::PowerCycle => PowerAction::PowerCycle,
+                    };
+                    driver
+                        .set_power(&endpoint(&bmc, &common.settings)?, &system, action)
+                        .await?;
+                    println!("ok");
+                    Ok(())
+                }
+                Operation::SetBootOverride {
+                    bmc,
+                    system,
+                    target,
+                    uefi,
+                    persistent,
+                    http_boot_uri,
+                } => {
+                    let boot = BootOverride {
+                        target: match target {
+                            TargetArg::None => BootTarget::None,
+                            TargetArg::Pxe => BootTarget::Pxe,
+                            TargetArg::Hdd => BootTarget::Hdd,
+                            TargetArg::Cd => BootTarget::Cd,
+                            TargetArg::UefiHttp => BootTarget::UefiHttp,
+                            TargetArg::BiosSetup => BootTarget::BiosSetup,
+                        },
+                        uefi,
+                        persistent,
+                        http_boot_uri,
+                    };
+                    print(
+                        &driver
+                            .set_boot_override(&endpoint(&bmc, &common.settings)?, &system, &boot)
+                            .await?,
+                    )
+                }
+                Operation::Lookup { .. } | Operation::Generate { .. } => {
+                    unreachable!("handled above")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `ferrometal plugin …` as a plugin author uses it: inspect a component, validate it, and
+//! call a driver against a real Redfish emulator over TLS.
+
+use std::process::{Command, Output};
+
+use testenv::{BasicAuth, FakeSystem, SushyEmulator, SushyOptions};
+
+const UUID: &str = "0a4f3b7e-61c2-4d3a-8e1f-7c9b2d5e6f10";
+
+fn ferrometal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrometal"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run ferrometal")
+}
+
+fn component(name: &str) -> String {
+    testenv::components::component(name)
+        .expect("built by `make plugins`")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn inspect_shows_world_abi_capabilities_and_interfaces() {
+    let output = ferrometal(&["plugin", "inspect", &component("driver-reveal")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(inspection["world"], "bmc-driver");
+    assert_eq!(inspection["abiStatus"], "supported");
+    assert_eq!(inspection["capabilities"][0], "credentials/reveal");
+    assert_eq!(inspection["exports"][0], "ferrometal:plugin/driver@0.1.0");
+    assert_eq!(inspection["digest"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn validate_loads_like_the_operator_and_names_missing_grants() {
+    let file = component("driver-reveal");
+    let refused = ferrometal(&["plugin", "validate", &file]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr)
+            .contains("requests capability `credentials/reveal`, which is not granted")
+    );
+
+    let granted = ferrometal(&["plugin", "validate", &file, "--grant", "credentials/reveal"]);
+    assert!(granted.status.success(), "{}", text(&granted.stderr));
+    assert!(text(&granted.stdout).contains("ok: bmc-driver driver-reveal"));
+
+    let bad_setting = ferrometal(&[
+        "plugin",
+        "validate",
+        &component("lookup-echo"),
+        "--setting",
+        "colour=blue",
+    ]);
+    assert!(!bad_setting.status.success());
+    assert!(text(&bad_setting.stderr).contains("unknown setting \"colour\""));
+}
+
+#[tokio::test]
+async fn call_probes_a_real_bmc_and_reports_wrong_credentials() {
+    let bmc = SushyEmulator::start(SushyOptions {
+        systems: vec![FakeSystem {
+            uuid: UUID.to_owned(),
+            name: "cli-node".to_owned(),
+            power_state: testenv::PowerState::On,
+            boot_mode: Default::default(),
+            macs: vec!["52:54:00:0c:11:01".to_owned()],
+        }],
+        auth: Some(BasicAuth {
+            username: "admin".to_owned(),
+            password: "cli-secret".to_owned(),
+        }),
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, bmc.ca_cert_pem().expect("TLS")).expect("write CA");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "cli-secret\n").expect("write password");
+    let url = bmc.base_url().to_owned();
+    let driver = component("driver-minimal");
+    let args = |password: &std::path::Path| {
+        vec![
+            "plugin".to_owned(),
+            "call".to_owned(),
+            driver.clone(),
+            "probe".to_owned(),
+            "--bmc".to_owned(),
+            url.clone(),
+            "--username".to_owned(),
+            "admin".to_owned(),
+            "--password-file".to_owned(),
+            password.to_string_lossy().into_owned(),
+            "--ca-file".to_owned(),
+            ca.to_string_lossy().into_owned(),
+        ]
+    };
+
+    let probe_args = args(&password);
+    let probe = tokio::task::spawn_blocking(move || {
+        ferrometal(&probe_args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("join");
+    assert!(probe.status.success(), "{}", text(&probe.stderr));
+    let identity: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("JSON");
+    assert_eq!(identity["systems"][0]["uuid"], UUID);
+    assert_eq!(identity["systems"][0]["power"], "On");
+    assert!(
+        !text(&probe.stdout).contains("cli-secret"),
+        "the password is never printed"
+    );
+
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "nope\n").expect("write");
+    let wrong_args = args(&wrong);
+    let refused = tokio::task::spawn_blocking(move || {
+        ferrometal(&wrong_args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("join");
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("probe: unauthorized"), "{stderr}");
+    assert!(!stderr.contains("nope"), "the wrong password is not echoed");
+}
