@@ -27,7 +27,7 @@ enum Command {
     },
     /// Inspect, validate or call a plugin component.
     #[command(subcommand)]
-    Plugin(plugin_cli::PluginCommand),
+    Plugin(Box<plugin_cli::PluginCommand>),
     /// Print the version and the plugin ABI it runs.
     Version,
 }
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Plugin(command) => {
             let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
-            runtime.block_on(plugin_cli::run(command))
+            runtime.block_on(plugin_cli::run(*command))
         }
         Command::Crdgen { root } => {
             for file in ferrometal::api::generated_files()? {
