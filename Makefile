@@ -4,7 +4,7 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins crds setup
+.PHONY: test demo plugins crds bench setup
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
@@ -21,6 +21,10 @@ plugins:
 ## make crds: regenerate crds/*.yaml and docs/api.md from the Rust API types.
 crds:
 	cargo run --quiet -p ferrometal -- crdgen
+
+## make bench: release-mode benchmarks; results go to BENCHMARKS.md.
+bench:
+	cargo xtask bench
 
 ## make setup: install and cache every tool without running anything.
 setup:

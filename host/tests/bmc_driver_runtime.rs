@@ -241,3 +241,149 @@ async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
     assert!(error.to_string().contains("timed out"), "{error}");
     silent.abort();
 }
+
+/// A loopback HTTP/1.1 server that answers every request with `body` after `delay` and
+/// records how many requests it served at once: an instrument for what the host sends, used
+/// where sushy-emulator cannot show it (concurrency, oversized bodies).
+struct Observer {
+    port: u16,
+    counters: Counters,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests in flight now and at most; observers may share one to count across servers.
+#[derive(Clone, Default)]
+struct Counters {
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Observer {
+    async fn start(delay: Duration, body: Vec<u8>, counters: Counters) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let body = Arc::new(body);
+        let (current, max) = (counters.current.clone(), counters.max.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (current, max, body) = (current.clone(), max.clone(), body.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut request = Vec::new();
+                        let mut buffer = [0u8; 1024];
+                        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match socket.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => request.extend_from_slice(&buffer[..n]),
+                            }
+                        }
+                        let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        current.fetch_sub(1, Ordering::SeqCst);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if socket.write_all(head.as_bytes()).await.is_err()
+                            || socket.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            counters,
+            task,
+        }
+    }
+
+    fn endpoint(&self) -> BmcEndpoint {
+        BmcEndpoint {
+            scheme: "http".to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: self.port,
+            tls: TlsPolicy::Insecure,
+            username: "admin".to_owned(),
+            password: "x".to_owned(),
+            manufacturer_hint: None,
+            settings: Vec::new(),
+        }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.counters.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn one_bmc_gets_one_driver_call_at_a_time_while_others_run_in_parallel() {
+    let empty = br#"{"Members":[]}"#.to_vec();
+    let first = Observer::start(
+        Duration::from_millis(200),
+        empty.clone(),
+        Counters::default(),
+    )
+    .await;
+    let second = Observer::start(
+        Duration::from_millis(200),
+        empty.clone(),
+        Counters::default(),
+    )
+    .await;
+    let runtime = runtime(&[]);
+    let driver = driver(&runtime, "driver-minimal");
+    let (a, b) = (first.endpoint(), second.endpoint());
+    let calls = [&a, &a, &a, &b, &b, &b].map(|endpoint| driver.probe(endpoint));
+    for result in futures::future::join_all(calls).await {
+        assert!(result.expect("probe").systems.is_empty());
+    }
+    assert_eq!(first.max_in_flight(), 1, "calls to one BMC never overlap");
+    assert_eq!(second.max_in_flight(), 1, "calls to one BMC never overlap");
+
+    // Two BMCs counted together: their calls do overlap.
+    let shared = Counters::default();
+    let one = Observer::start(Duration::from_millis(300), empty.clone(), shared.clone()).await;
+    let two = Observer::start(Duration::from_millis(300), empty, shared.clone()).await;
+    let (one_bmc, two_bmc) = (one.endpoint(), two.endpoint());
+    let (x, y) = tokio::join!(driver.probe(&one_bmc), driver.probe(&two_bmc));
+    x.expect("probe");
+    y.expect("probe");
+    assert_eq!(
+        one.max_in_flight(),
+        2,
+        "different BMCs are served in parallel"
+    );
+}
+
+#[tokio::test]
+async fn a_response_over_8_mib_is_refused() {
+    let huge = Observer::start(
+        Duration::ZERO,
+        vec![b' '; (8 << 20) + 1],
+        Counters::default(),
+    )
+    .await;
+    let runtime = runtime(&[]);
+    let driver = driver(&runtime, "driver-minimal");
+    let error = driver.probe(&huge.endpoint()).await.expect_err("too large");
+    assert!(
+        matches!(&error.kind, CallErrorKind::Plugin(GuestError::BmcFault { message, .. }) if message.contains("larger than 8388608 bytes")),
+        "{error}"
+    );
+}

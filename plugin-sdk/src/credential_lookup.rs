@@ -6,7 +6,7 @@ use crate::types::{PluginError, Settings};
 pub mod bindings {
     crate::__wit_bindgen::generate!({
         world: "credential-lookup",
-        path: "../wit/v0.1",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_credential_lookup",
         default_bindings_module: "ferrometal_plugin_sdk::credential_lookup::bindings",
@@ -89,24 +89,7 @@ pub fn __lookup<T: CredentialLookup>(
         .map_err(into_wit_error)
 }
 
-fn into_wit_error(error: PluginError) -> wit::PluginError {
-    match error {
-        PluginError::InvalidInput(text) => wit::PluginError::InvalidInput(text),
-        PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
-        PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
-        PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
-        PluginError::BmcFault {
-            http_status,
-            message_id,
-            message,
-        } => wit::PluginError::BmcFault(bindings::ferrometal::plugin::types::BmcFault {
-            http_status,
-            message_id,
-            message,
-        }),
-        PluginError::Other(text) => wit::PluginError::Other(text),
-    }
-}
+wit_error_conversion!(bindings::ferrometal::plugin::types);
 
 #[doc(hidden)]
 pub fn __install_panic_hook() {

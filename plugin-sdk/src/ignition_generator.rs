@@ -6,7 +6,7 @@ use crate::types::{PluginError, Settings};
 pub mod bindings {
     crate::__wit_bindgen::generate!({
         world: "ignition-generator",
-        path: "../wit/v0.1",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_ignition_generator",
         default_bindings_module: "ferrometal_plugin_sdk::ignition_generator::bindings",
@@ -68,31 +68,13 @@ pub mod __glue {
 
     pub use super::wit::Guest;
 
-    fn error(error: PluginError) -> wit::PluginError {
-        use bindings::ferrometal::plugin::types::BmcFault;
-        match error {
-            PluginError::InvalidInput(text) => wit::PluginError::InvalidInput(text),
-            PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
-            PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
-            PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
-            PluginError::BmcFault {
-                http_status,
-                message_id,
-                message,
-            } => wit::PluginError::BmcFault(BmcFault {
-                http_status,
-                message_id,
-                message,
-            }),
-            PluginError::Other(text) => wit::PluginError::Other(text),
-        }
-    }
+    wit_error_conversion!(bindings::ferrometal::plugin::types);
 
     pub fn validate_settings<G: IgnitionGenerator>(
         settings: Vec<(String, String)>,
     ) -> Result<(), wit::PluginError> {
         crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
-        G::validate_settings(&settings).map_err(error)
+        G::validate_settings(&settings).map_err(into_wit_error)
     }
 
     pub fn generate<G: IgnitionGenerator>(
@@ -110,7 +92,7 @@ pub mod __glue {
             ssh_authorized_keys: request.ssh_authorized_keys,
             settings: request.settings,
         };
-        G::generate(&request).map_err(error)
+        G::generate(&request).map_err(into_wit_error)
     }
 }
 

@@ -18,6 +18,33 @@
 // Generated code names the SDK by its crate name, also from inside the SDK.
 extern crate self as ferrometal_plugin_sdk;
 
+/// Defines `into_wit_error`, turning the SDK's [`types::PluginError`] into the `plugin-error`
+/// of one world's generated bindings (each world generates its own copy of `types`).
+macro_rules! wit_error_conversion {
+    ($($types:ident)::+) => {
+        fn into_wit_error(error: $crate::types::PluginError) -> $($types)::+::PluginError {
+            use $($types)::+ as wit_types;
+            use $crate::types::PluginError;
+            match error {
+                PluginError::InvalidInput(text) => wit_types::PluginError::InvalidInput(text),
+                PluginError::Unsupported(text) => wit_types::PluginError::Unsupported(text),
+                PluginError::Unauthorized(text) => wit_types::PluginError::Unauthorized(text),
+                PluginError::Unreachable(text) => wit_types::PluginError::Unreachable(text),
+                PluginError::BmcFault {
+                    http_status,
+                    message_id,
+                    message,
+                } => wit_types::PluginError::BmcFault(wit_types::BmcFault {
+                    http_status,
+                    message_id,
+                    message,
+                }),
+                PluginError::Other(text) => wit_types::PluginError::Other(text),
+            }
+        }
+    };
+}
+
 pub mod types;
 
 #[cfg(feature = "bmc-driver")]

@@ -3,6 +3,7 @@
 //! `cargo xtask <command>`; every command installs what it needs first, idempotently, with
 //! each tool cached under a versioned directory (see `testenv::tools`).
 
+mod bench;
 mod demo;
 mod plugins;
 mod run;
@@ -34,6 +35,8 @@ enum Command {
     },
     /// Start a local control plane with ferrometal's CRDs and keep it running until Ctrl-C.
     Demo,
+    /// Run the benchmarks (release build) and write the results into BENCHMARKS.md.
+    Bench,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +49,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Test { cargo_test_args } => test::run(&cargo_test_args),
         Command::Demo => demo::run(),
+        Command::Bench => {
+            setup::debian_wasm_toolchain()?;
+            plugins::build()?;
+            bench::run()
+        }
     }
 }

@@ -4,17 +4,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use wasmtime::Store;
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasSelf, Resource};
 
 use super::bindings::bmc_driver::BmcDriverPre;
 use super::bindings::bmc_driver::exports::ferrometal::plugin::driver as wit;
 use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
 use super::bindings::credential_lookup::ferrometal::plugin::log;
-use super::cache::CacheOutcome;
 use super::error::{CallError, LoadError};
 use super::host::{BmcCredential, HostState};
 use super::metadata::World;
-use super::runtime::{Limits, PluginIdentity, PluginRuntime};
+use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{
     BmcEndpoint, BootOverride, BootTarget, DriverInfo, GuestError, Identity, Nic, PowerAction,
     PowerState, System,
@@ -35,71 +34,41 @@ const LOCAL_LIMITS: Limits = Limits {
 /// A loaded BMC driver plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct BmcDriverPlugin {
-    runtime: PluginRuntime,
-    identity: PluginIdentity,
+    handle: PluginHandle,
     pre: BmcDriverPre<HostState>,
-    limits: Limits,
-    cache: CacheOutcome,
 }
 
-impl std::fmt::Debug for BmcDriverPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BmcDriverPlugin")
-            .field("identity", &self.identity)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
+plugin_handle_methods!(BmcDriverPlugin);
 
 impl PluginRuntime {
     /// Loads a BMC driver from `path`. `reveal` is linked only for a driver that requests
     /// `credentials/reveal` (and is granted it, or loading fails before this point); a
     /// driver that uses it without declaring it fails here, at load time.
     pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
-        let prepared = self.prepare(path, World::BmcDriver)?;
-        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+        let (handle, instance_pre) = self.link(
+            path,
+            World::BmcDriver,
+            DEFAULT_LIMITS,
+            |linker, identity| {
+                log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+                credentials::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+                bmc_http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+                if identity
+                    .capabilities
+                    .iter()
+                    .any(|c| c == "credentials/reveal")
+                {
+                    reveal::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+                }
+                Ok(())
+            },
+        )?;
+        let pre = BmcDriverPre::new(instance_pre).map_err(|error| LoadError::Invalid {
             path: path.to_path_buf(),
             world: World::BmcDriver,
             message: format!("{error:#}"),
-        };
-        let mut linker = Linker::<HostState>::new(self.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-        log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(invalid)?;
-        credentials::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(invalid)?;
-        bmc_http::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(invalid)?;
-        if prepared
-            .identity
-            .capabilities
-            .iter()
-            .any(|capability| capability == "credentials/reveal")
-        {
-            reveal::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-                .map_err(invalid)?;
-        }
-        let instance_pre = linker
-            .instantiate_pre(&prepared.component)
-            .map_err(|error| {
-                let message = format!("{error:#}");
-                if message.contains("reveal") {
-                    LoadError::CapabilityDenied {
-                        path: path.to_path_buf(),
-                        capability: String::from("credentials/reveal"),
-                    }
-                } else {
-                    invalid(error)
-                }
-            })?;
-        let pre = BmcDriverPre::new(instance_pre).map_err(invalid)?;
-        Ok(BmcDriverPlugin {
-            runtime: self.clone(),
-            identity: prepared.identity,
-            pre,
-            limits: DEFAULT_LIMITS,
-            cache: prepared.cache,
-        })
+        })?;
+        Ok(BmcDriverPlugin { handle, pre })
     }
 }
 
@@ -124,39 +93,30 @@ fn target<'a>(
 }
 
 impl BmcDriverPlugin {
-    /// Which plugin this is.
-    pub fn identity(&self) -> &PluginIdentity {
-        &self.identity
-    }
-
-    /// Where its machine code came from when it was loaded.
-    pub fn cache_outcome(&self) -> CacheOutcome {
-        self.cache
-    }
-
-    /// The same plugin with other limits for BMC operations.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
     /// Name, version and specialisation of the driver.
     pub async fn info(&self) -> Result<DriverInfo, CallError> {
         let pre = &self.pre;
-        self.runtime
-            .call(&self.identity, "info", LOCAL_LIMITS, None, async |store| {
-                let bindings = pre.instantiate_async(&mut *store).await?;
-                let info = bindings
-                    .ferrometal_plugin_driver()
-                    .call_info(&mut *store)
-                    .await?;
-                Ok(Ok(DriverInfo {
-                    name: info.name,
-                    version: info.version,
-                    manufacturers: info.manufacturers,
-                    features: info.features,
-                }))
-            })
+        self.handle
+            .runtime
+            .call(
+                &self.handle.identity,
+                "info",
+                LOCAL_LIMITS,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let info = bindings
+                        .ferrometal_plugin_driver()
+                        .call_info(&mut *store)
+                        .await?;
+                    Ok(Ok(DriverInfo {
+                        name: info.name,
+                        version: info.version,
+                        manufacturers: info.manufacturers,
+                        features: info.features,
+                    }))
+                },
+            )
             .await
     }
 
@@ -164,9 +124,10 @@ impl BmcDriverPlugin {
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
         let pre = &self.pre;
         let settings = settings.to_vec();
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "validate-settings",
                 LOCAL_LIMITS,
                 None,
@@ -183,14 +144,15 @@ impl BmcDriverPlugin {
     }
 
     /// Identifies the BMC and every system behind it.
-    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn probe(&self, endpoint: &BmcEndpoint) -> Result<Identity, CallError> {
         let pre = &self.pre;
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "probe",
-                self.limits,
+                self.handle.limits,
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
@@ -206,18 +168,19 @@ impl BmcDriverPlugin {
     }
 
     /// Reads the power state of the system at `system_uri`.
-    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn power_state(
         &self,
         endpoint: &BmcEndpoint,
         system_uri: &str,
     ) -> Result<PowerState, CallError> {
         let pre = &self.pre;
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "power-state",
-                self.limits,
+                self.handle.limits,
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
@@ -233,7 +196,7 @@ impl BmcDriverPlugin {
     }
 
     /// Changes the power state of the system at `system_uri`.
-    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn set_power(
         &self,
         endpoint: &BmcEndpoint,
@@ -242,11 +205,12 @@ impl BmcDriverPlugin {
     ) -> Result<(), CallError> {
         let pre = &self.pre;
         let action = wit::PowerAction::from(action);
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "set-power",
-                self.limits,
+                self.handle.limits,
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
@@ -262,7 +226,7 @@ impl BmcDriverPlugin {
     }
 
     /// Sets a boot override on the system at `system_uri`; returns what the BMC stored.
-    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name, bmc = %endpoint.origin()))]
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn set_boot_override(
         &self,
         endpoint: &BmcEndpoint,
@@ -271,11 +235,12 @@ impl BmcDriverPlugin {
     ) -> Result<BootOverride, CallError> {
         let pre = &self.pre;
         let boot = wit::BootOverride::from(boot.clone());
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "set-boot-override",
-                self.limits,
+                self.handle.limits,
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;

@@ -3,16 +3,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::HasSelf;
 
 use super::bindings::credential_lookup::CredentialLookup as Bindings;
 use super::bindings::credential_lookup::CredentialLookupPre;
 use super::bindings::credential_lookup::exports::ferrometal::plugin::mac_lookup as wit;
-use super::cache::CacheOutcome;
 use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::metadata::World;
-use super::runtime::{Limits, PluginIdentity, PluginRuntime};
+use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{BmcProfile, DefaultCredential, GuestError};
 
 /// Default limits of credential-lookup calls: a pure table lookup needs little of either.
@@ -24,94 +23,69 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 /// A loaded credential-lookup plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct CredentialLookupPlugin {
-    runtime: PluginRuntime,
-    identity: PluginIdentity,
+    handle: PluginHandle,
     pre: CredentialLookupPre<HostState>,
-    limits: Limits,
-    cache: CacheOutcome,
 }
 
-impl std::fmt::Debug for CredentialLookupPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialLookupPlugin")
-            .field("identity", &self.identity)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
+plugin_handle_methods!(CredentialLookupPlugin);
 
 impl PluginRuntime {
     /// Loads a credential-lookup plugin from `path` with the default limits.
     pub fn load_credential_lookup(&self, path: &Path) -> Result<CredentialLookupPlugin, LoadError> {
-        let prepared = self.prepare(path, World::CredentialLookup)?;
-        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+        let (handle, instance_pre) = self.link(
+            path,
+            World::CredentialLookup,
+            DEFAULT_LIMITS,
+            |linker, _| {
+                Bindings::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+            },
+        )?;
+        let pre = CredentialLookupPre::new(instance_pre).map_err(|error| LoadError::Invalid {
             path: path.to_path_buf(),
             world: World::CredentialLookup,
             message: format!("{error:#}"),
-        };
-        let mut linker = Linker::<HostState>::new(self.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-        Bindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(invalid)?;
-        let instance_pre = linker
-            .instantiate_pre(&prepared.component)
-            .map_err(invalid)?;
-        let pre = CredentialLookupPre::new(instance_pre).map_err(invalid)?;
-        Ok(CredentialLookupPlugin {
-            runtime: self.clone(),
-            identity: prepared.identity,
-            pre,
-            limits: DEFAULT_LIMITS,
-            cache: prepared.cache,
-        })
+        })?;
+        Ok(CredentialLookupPlugin { handle, pre })
     }
 }
 
 impl CredentialLookupPlugin {
-    /// Which plugin this is.
-    pub fn identity(&self) -> &PluginIdentity {
-        &self.identity
-    }
-
-    /// Where its machine code came from when it was loaded.
-    pub fn cache_outcome(&self) -> CacheOutcome {
-        self.cache
-    }
-
-    /// The same plugin with other call limits.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
     /// Looks `mac` up; `Ok(None)` means the plugin does not know it.
-    #[tracing::instrument(skip(self), fields(plugin = %self.identity.name))]
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name))]
     pub async fn lookup(&self, mac: &str) -> Result<Option<BmcProfile>, CallError> {
         let pre = &self.pre;
-        self.runtime
-            .call(&self.identity, "lookup", self.limits, None, async |store| {
-                let bindings = pre.instantiate_async(&mut *store).await?;
-                let result = bindings
-                    .ferrometal_plugin_mac_lookup()
-                    .call_lookup(store, mac)
-                    .await?;
-                Ok(result
-                    .map(|profile| profile.map(BmcProfile::from))
-                    .map_err(GuestError::from))
-            })
+        self.handle
+            .runtime
+            .call(
+                &self.handle.identity,
+                "lookup",
+                self.handle.limits,
+                None,
+                async |store| {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    let result = bindings
+                        .ferrometal_plugin_mac_lookup()
+                        .call_lookup(store, mac)
+                        .await?;
+                    Ok(result
+                        .map(|profile| profile.map(BmcProfile::from))
+                        .map_err(GuestError::from))
+                },
+            )
             .await
     }
 
     /// Asks the plugin whether `settings` are acceptable.
-    #[tracing::instrument(skip(self, settings), fields(plugin = %self.identity.name))]
+    #[tracing::instrument(skip(self, settings), fields(plugin = %self.handle.identity.name))]
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
         let settings = settings.to_vec();
         let pre = &self.pre;
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "validate-settings",
-                self.limits,
+                self.handle.limits,
                 None,
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;

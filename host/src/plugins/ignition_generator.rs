@@ -3,16 +3,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::HasSelf;
 
 use super::bindings::credential_lookup::ferrometal::plugin::log;
 use super::bindings::ignition_generator::IgnitionGeneratorPre;
 use super::bindings::ignition_generator::exports::ferrometal::plugin::generator as wit;
-use super::cache::CacheOutcome;
 use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::metadata::World;
-use super::runtime::{Limits, PluginIdentity, PluginRuntime};
+use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::GuestError;
 
 /// Default limits of ignition generation: a pure function of small inputs.
@@ -50,21 +49,11 @@ pub struct IgnitionRequest {
 /// A loaded ignition generator. Cheap to clone.
 #[derive(Clone)]
 pub struct IgnitionGeneratorPlugin {
-    runtime: PluginRuntime,
-    identity: PluginIdentity,
+    handle: PluginHandle,
     pre: IgnitionGeneratorPre<HostState>,
-    limits: Limits,
-    cache: CacheOutcome,
 }
 
-impl std::fmt::Debug for IgnitionGeneratorPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgnitionGeneratorPlugin")
-            .field("identity", &self.identity)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
+plugin_handle_methods!(IgnitionGeneratorPlugin);
 
 impl PluginRuntime {
     /// Loads an ignition generator from `path`.
@@ -72,50 +61,32 @@ impl PluginRuntime {
         &self,
         path: &Path,
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
-        let prepared = self.prepare(path, World::IgnitionGenerator)?;
-        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+        let (handle, instance_pre) = self.link(
+            path,
+            World::IgnitionGenerator,
+            DEFAULT_LIMITS,
+            |linker, _| log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state),
+        )?;
+        let pre = IgnitionGeneratorPre::new(instance_pre).map_err(|error| LoadError::Invalid {
             path: path.to_path_buf(),
             world: World::IgnitionGenerator,
             message: format!("{error:#}"),
-        };
-        let mut linker = Linker::<HostState>::new(self.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-        log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(invalid)?;
-        let instance_pre = linker
-            .instantiate_pre(&prepared.component)
-            .map_err(invalid)?;
-        let pre = IgnitionGeneratorPre::new(instance_pre).map_err(invalid)?;
-        Ok(IgnitionGeneratorPlugin {
-            runtime: self.clone(),
-            identity: prepared.identity,
-            pre,
-            limits: DEFAULT_LIMITS,
-            cache: prepared.cache,
-        })
+        })?;
+        Ok(IgnitionGeneratorPlugin { handle, pre })
     }
 }
 
 impl IgnitionGeneratorPlugin {
-    /// Which plugin this is.
-    pub fn identity(&self) -> &PluginIdentity {
-        &self.identity
-    }
-
-    /// Where its machine code came from when it was loaded.
-    pub fn cache_outcome(&self) -> CacheOutcome {
-        self.cache
-    }
-
     /// Asks the generator whether `settings` are acceptable.
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
         let pre = &self.pre;
         let settings = settings.to_vec();
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "validate-settings",
-                self.limits,
+                self.handle.limits,
                 None,
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
@@ -131,7 +102,7 @@ impl IgnitionGeneratorPlugin {
 
     /// Renders the ignition for `request`. The result is checked to be an Ignition v3 JSON
     /// document before it is returned; anything else is the plugin's error.
-    #[tracing::instrument(skip(self, request), fields(plugin = %self.identity.name, server = %request.facts.system_uuid))]
+    #[tracing::instrument(skip(self, request), fields(plugin = %self.handle.identity.name, server = %request.facts.system_uuid))]
     pub async fn generate(&self, request: &IgnitionRequest) -> Result<String, CallError> {
         let pre = &self.pre;
         let request = wit::Request {
@@ -145,11 +116,12 @@ impl IgnitionGeneratorPlugin {
             ssh_authorized_keys: request.ssh_authorized_keys.clone(),
             settings: request.settings.clone(),
         };
-        self.runtime
+        self.handle
+            .runtime
             .call(
-                &self.identity,
+                &self.handle.identity,
                 "generate",
-                self.limits,
+                self.handle.limits,
                 None,
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;

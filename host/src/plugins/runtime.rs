@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bmc_http::BmcCall;
@@ -84,6 +84,49 @@ impl PluginIdentity {
         &self.digest[..self.digest.len().min(12)]
     }
 }
+
+/// What every loaded plugin carries besides its world's bindings.
+#[derive(Clone)]
+pub(crate) struct PluginHandle {
+    pub(crate) runtime: PluginRuntime,
+    pub(crate) identity: PluginIdentity,
+    pub(crate) limits: Limits,
+    pub(crate) cache: CacheOutcome,
+}
+
+/// Implements `Debug` and the accessors every loaded-plugin type shares (each holds a
+/// `handle: PluginHandle`).
+macro_rules! plugin_handle_methods {
+    ($plugin:ident) => {
+        impl std::fmt::Debug for $plugin {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($plugin))
+                    .field("identity", &self.handle.identity)
+                    .field("limits", &self.handle.limits)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $plugin {
+            /// Which plugin this is.
+            pub fn identity(&self) -> &$crate::plugins::PluginIdentity {
+                &self.handle.identity
+            }
+
+            /// Where its machine code came from when it was loaded.
+            pub fn cache_outcome(&self) -> $crate::plugins::CacheOutcome {
+                self.handle.cache
+            }
+
+            /// The same plugin with other call limits.
+            pub fn with_limits(mut self, limits: $crate::plugins::Limits) -> Self {
+                self.handle.limits = limits;
+                self
+            }
+        }
+    };
+}
+pub(crate) use plugin_handle_methods;
 
 /// A component that passed every load-time check, ready to be linked for its world.
 pub(crate) struct Prepared {
@@ -216,6 +259,46 @@ impl PluginRuntime {
             component,
             cache,
         })
+    }
+
+    /// Prepares `path` for `world` and pre-instantiates it against WASI plus the imports
+    /// `link` adds (chosen per world, and per plugin for granted capabilities).
+    pub(crate) fn link(
+        &self,
+        path: &Path,
+        world: World,
+        default_limits: Limits,
+        link: impl FnOnce(&mut Linker<HostState>, &PluginIdentity) -> wasmtime::Result<()>,
+    ) -> Result<(PluginHandle, InstancePre<HostState>), LoadError> {
+        let prepared = self.prepare(path, world)?;
+        let invalid = |error: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            world,
+            message: format!("{error:#}"),
+        };
+        let mut linker = Linker::<HostState>::new(&self.inner.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
+        link(&mut linker, &prepared.identity).map_err(invalid)?;
+        let instance_pre = linker
+            .instantiate_pre(&prepared.component)
+            .map_err(|error| {
+                // A plugin importing `reveal` without the grant finds it missing here.
+                if format!("{error:#}").contains("ferrometal:plugin/reveal") {
+                    LoadError::CapabilityDenied {
+                        path: path.to_path_buf(),
+                        capability: String::from("credentials/reveal"),
+                    }
+                } else {
+                    invalid(error)
+                }
+            })?;
+        let handle = PluginHandle {
+            runtime: self.clone(),
+            identity: prepared.identity,
+            limits: default_limits,
+            cache: prepared.cache,
+        };
+        Ok((handle, instance_pre))
     }
 
     /// Runs one call: waits for a slot (and for the BMC, on driver calls), builds a fresh

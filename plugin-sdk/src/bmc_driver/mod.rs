@@ -12,7 +12,7 @@ use crate::types::{PluginError, Settings};
 pub mod bindings {
     crate::__wit_bindgen::generate!({
         world: "bmc-driver",
-        path: "../wit/v0.1",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_bmc_driver",
         default_bindings_module: "ferrometal_plugin_sdk::bmc_driver::bindings",
@@ -243,25 +243,7 @@ pub mod __glue {
         }
     }
 
-    fn error(error: PluginError) -> wit::PluginError {
-        use bindings::ferrometal::plugin::types::BmcFault;
-        match error {
-            PluginError::InvalidInput(text) => wit::PluginError::InvalidInput(text),
-            PluginError::Unsupported(text) => wit::PluginError::Unsupported(text),
-            PluginError::Unauthorized(text) => wit::PluginError::Unauthorized(text),
-            PluginError::Unreachable(text) => wit::PluginError::Unreachable(text),
-            PluginError::BmcFault {
-                http_status,
-                message_id,
-                message,
-            } => wit::PluginError::BmcFault(BmcFault {
-                http_status,
-                message_id,
-                message,
-            }),
-            PluginError::Other(text) => wit::PluginError::Other(text),
-        }
-    }
+    wit_error_conversion!(bindings::ferrometal::plugin::types);
 
     fn power(state: PowerState) -> wit::PowerState {
         match state {
@@ -312,12 +294,12 @@ pub mod __glue {
         settings: Vec<(String, String)>,
     ) -> Result<(), wit::PluginError> {
         crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
-        D::validate_settings(&settings).map_err(error)
+        D::validate_settings(&settings).map_err(into_wit_error)
     }
 
     pub fn probe<D: BmcDriver>(t: wit::Target<'_>) -> Result<wit::Identity, wit::PluginError> {
         crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
-        let identity = D::probe(&target(&t)).map_err(error)?;
+        let identity = D::probe(&target(&t)).map_err(into_wit_error)?;
         Ok(wit::Identity {
             manufacturer: identity.manufacturer,
             model: identity.model,
@@ -354,7 +336,7 @@ pub mod __glue {
         crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
         D::power_state(&target(&t), &system_uri)
             .map(power)
-            .map_err(error)
+            .map_err(into_wit_error)
     }
 
     pub fn set_power<D: BmcDriver>(
@@ -371,7 +353,7 @@ pub mod __glue {
             wit::PowerAction::GracefulRestart => PowerAction::GracefulRestart,
             wit::PowerAction::PowerCycle => PowerAction::PowerCycle,
         };
-        D::set_power(&target(&t), &system_uri, action).map_err(error)
+        D::set_power(&target(&t), &system_uri, action).map_err(into_wit_error)
     }
 
     pub fn set_boot_override<D: BmcDriver>(
@@ -386,7 +368,8 @@ pub mod __glue {
             persistent: boot.persistent,
             http_boot_uri: boot.http_boot_uri,
         };
-        let stored = D::set_boot_override(&target(&t), &system_uri, &boot).map_err(error)?;
+        let stored =
+            D::set_boot_override(&target(&t), &system_uri, &boot).map_err(into_wit_error)?;
         Ok(wit::BootOverride {
             target: boot_target_out(stored.target),
             uefi: stored.uefi,
