@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
 use ferrometal::plugins::{Limits, PluginMetrics, PluginRuntime, RuntimeConfig, World};
@@ -17,6 +18,23 @@ pub enum PluginCommand {
     Inspect {
         /// The `.wasm` component.
         file: PathBuf,
+    },
+    /// Load a plugin directory like the operator does: what is installed, what failed, and
+    /// which driver serves each protocol.
+    List {
+        /// Plugin directory (overrides the config file's `dir`).
+        #[arg(long, env = "FERROMETAL_PLUGIN_DIR")]
+        dir: Option<PathBuf>,
+        /// Plugin selection config (YAML; see docs/plugins.md).
+        #[arg(long, env = "FERROMETAL_PLUGIN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Grant a capability (e.g. `credentials/reveal`; repeatable).
+        #[arg(
+            long = "grant",
+            env = "FERROMETAL_PLUGIN_GRANTS",
+            value_delimiter = ','
+        )]
+        grants: Vec<String>,
     },
     /// Load a plugin like the operator does and check settings with it.
     Validate {
@@ -273,6 +291,11 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let runtime = PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default())?;
             print(&runtime.inspect(&file)?)
         }
+        PluginCommand::List {
+            dir,
+            config,
+            grants,
+        } => list(dir, config, grants).await,
         PluginCommand::Validate { file, common } => {
             let runtime = runtime(&common)?;
             match world_of(&runtime, &file)? {
@@ -310,6 +333,110 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             operation,
         } => call(&file, &common, operation).await,
     }
+}
+
+async fn list(
+    dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    grants: Vec<String>,
+) -> anyhow::Result<()> {
+    let mut catalog_config = match &config {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            CatalogConfig::from_yaml(&text).map_err(|error| {
+                anyhow::anyhow!("invalid plugin config {}: {error}", file.display())
+            })?
+        }
+        None => CatalogConfig::default(),
+    };
+    if let Some(dir) = dir {
+        catalog_config.dir = dir;
+    }
+    let runtime = PluginRuntime::new(
+        RuntimeConfig {
+            granted_capabilities: grants,
+            ..RuntimeConfig::default()
+        },
+        PluginMetrics::default(),
+    )?;
+    let catalog = PluginCatalog::load(&runtime, catalog_config).await;
+    println!(
+        "plugins in {}:",
+        catalog
+            .config()
+            .map(|c| c.dir.display().to_string())
+            .unwrap_or_default()
+    );
+    for driver in catalog.drivers() {
+        let specialised = if driver.info.manufacturers.is_empty() {
+            String::from("generic")
+        } else {
+            driver.info.manufacturers.join(", ")
+        };
+        println!(
+            "  bmc-driver          {:<24} {} {} ({specialised}) sha256 {}",
+            driver.plugin.identity().name,
+            driver.info.name,
+            driver.info.version,
+            driver.plugin.identity().short_digest()
+        );
+    }
+    for plugin in catalog.credential_lookups() {
+        println!(
+            "  credential-lookup   {:<24} sha256 {}",
+            plugin.identity().name,
+            plugin.identity().short_digest()
+        );
+    }
+    for plugin in catalog.ignition_generators() {
+        println!(
+            "  ignition-generator  {:<24} sha256 {}",
+            plugin.identity().name,
+            plugin.identity().short_digest()
+        );
+    }
+    println!("selection:");
+    if let Some(config) = catalog.config() {
+        for protocol in config.drivers.keys() {
+            let chosen = catalog.driver_for(protocol, None).map_or_else(
+                || String::from("(none installed)"),
+                |d| d.identity().name.clone(),
+            );
+            println!("  {protocol:<26} → {chosen}");
+        }
+    }
+    let active = |name: Option<&str>| {
+        name.map_or_else(
+            || String::from("(none: install one, or name one in the config)"),
+            str::to_owned,
+        )
+    };
+    println!(
+        "  {:<26} → {}",
+        "credential lookup",
+        active(
+            catalog
+                .credential_lookup()
+                .map(|p| p.identity().name.as_str())
+        )
+    );
+    println!(
+        "  {:<26} → {}",
+        "ignition generator",
+        active(
+            catalog
+                .ignition_generator()
+                .map(|p| p.identity().name.as_str())
+        )
+    );
+    if !catalog.problems.is_empty() {
+        println!("not loaded:");
+        for problem in &catalog.problems {
+            println!("  {}", problem.error);
+        }
+    }
+    Ok(())
 }
 
 async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow::Result<()> {

@@ -197,7 +197,13 @@ async fn reveal_works_only_when_declared_and_granted() {
         .load_bmc_driver(&undeclared)
         .expect_err("uses reveal without declaring it");
     assert!(
-        matches!(error, LoadError::CapabilityDenied { .. }),
+        matches!(error, LoadError::UndeclaredCapability { .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("uses `credentials/reveal` without declaring it"),
         "{error}"
     );
 }

@@ -134,3 +134,59 @@ async fn call_probes_a_real_bmc_and_reports_wrong_credentials() {
     assert!(stderr.contains("probe: unauthorized"), "{stderr}");
     assert!(!stderr.contains("nope"), "the wrong password is not echoed");
 }
+
+#[test]
+fn list_shows_installed_plugins_selection_and_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("plugins.yaml");
+    std::fs::write(
+        &config,
+        "drivers:\n  Redfish: [driver-reveal, driver-minimal]\ncredentialLookup: lookup-echo\n",
+    )
+    .expect("write config");
+    let components = testenv::components::components_dir();
+    let output = ferrometal(&[
+        "plugin",
+        "list",
+        "--dir",
+        &components.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("Redfish                    → driver-minimal"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("credential lookup          → lookup-echo"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("driver_reveal.wasm: it requests capability `credentials/reveal`"),
+        "{stdout}"
+    );
+
+    // With the grant, the vendor overlay listed first wins.
+    let granted = ferrometal(&[
+        "plugin",
+        "list",
+        "--dir",
+        &components.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+        "--grant",
+        "credentials/reveal",
+    ]);
+    assert!(text(&granted.stdout).contains("Redfish                    → driver-reveal"));
+
+    std::fs::write(&config, "credentialLookups: lookup-echo\n").expect("write config");
+    let typo = ferrometal(&["plugin", "list", "--config", &config.to_string_lossy()]);
+    assert!(!typo.status.success());
+    assert!(
+        text(&typo.stderr).contains("credentialLookups"),
+        "{}",
+        text(&typo.stderr)
+    );
+}

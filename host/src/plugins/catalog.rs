@@ -30,8 +30,19 @@ use super::types::DriverInfo;
 /// The default plugin directory inside the operator image.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/ferrometal/plugins";
 
-/// How plugins are chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How plugins are chosen. Read from YAML (`--plugin-config`), e.g.:
+///
+/// ```yaml
+/// dir: /usr/lib/ferrometal/plugins
+/// drivers:
+///   Redfish: [dell-redfish, redfish]
+/// credentialLookup: macdb
+/// ignitionGenerator: ignition
+/// ```
+///
+/// Protocols not listed under `drivers` keep their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CatalogConfig {
     /// Directory holding `*.wasm` plugins.
     pub dir: PathBuf,
@@ -41,6 +52,16 @@ pub struct CatalogConfig {
     pub credential_lookup: Option<String>,
     /// Name of the ignition generator to use (required when several are installed).
     pub ignition_generator: Option<String>,
+}
+
+impl CatalogConfig {
+    /// Parses a YAML configuration; protocols it does not mention keep the default drivers.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let parsed: Self = serde_saphyr::from_str(text).map_err(|error| error.to_string())?;
+        let mut drivers = Self::default().drivers;
+        drivers.extend(parsed.drivers);
+        Ok(Self { drivers, ..parsed })
+    }
 }
 
 impl Default for CatalogConfig {
@@ -158,6 +179,21 @@ impl PluginCatalog {
     /// Every installed driver.
     pub fn drivers(&self) -> &[InstalledDriver] {
         &self.drivers
+    }
+
+    /// Every installed credential-lookup plugin.
+    pub fn credential_lookups(&self) -> &[CredentialLookupPlugin] {
+        &self.credential_lookups
+    }
+
+    /// Every installed ignition generator.
+    pub fn ignition_generators(&self) -> &[IgnitionGeneratorPlugin] {
+        &self.ignition_generators
+    }
+
+    /// The configuration the catalog was loaded with.
+    pub fn config(&self) -> Option<&CatalogConfig> {
+        self.config.as_ref()
     }
 
     /// The driver for a BMC speaking `protocol`, made by `manufacturer` if known.
@@ -302,6 +338,31 @@ mod tests {
             select_driver(&candidates, &names(&["ilo"]), Some("hpe")),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_config_file_overrides_only_what_it_names() {
+        let config = CatalogConfig::from_yaml(
+            "dir: /plugins\ndrivers:\n  Redfish: [dell-redfish, redfish]\ncredentialLookup: macdb\n",
+        )
+        .expect("valid");
+        assert_eq!(config.dir, PathBuf::from("/plugins"));
+        assert_eq!(
+            config.drivers["Redfish"],
+            names(&["dell-redfish", "redfish"])
+        );
+        assert_eq!(
+            config.drivers["RedfishLocal"],
+            names(&["redfish"]),
+            "defaults kept"
+        );
+        assert_eq!(config.credential_lookup.as_deref(), Some("macdb"));
+    }
+
+    #[test]
+    fn a_misspelt_config_key_is_an_error() {
+        let error = CatalogConfig::from_yaml("credentialLookups: macdb\n").expect_err("typo");
+        assert!(error.contains("credentialLookups"), "{error}");
     }
 
     #[test]

@@ -74,6 +74,16 @@ pub enum LoadError {
         /// The capability.
         capability: String,
     },
+    /// The plugin uses a capability's import without declaring the capability.
+    #[error(
+        "cannot load plugin {path}: it uses `{capability}` without declaring it; add it to the register macro's capabilities"
+    )]
+    UndeclaredCapability {
+        /// The file.
+        path: PathBuf,
+        /// The capability.
+        capability: String,
+    },
     /// Compilation or import type-checking failed.
     #[error("cannot load plugin {path} ({world}): {message}")]
     Invalid {

@@ -193,7 +193,9 @@ impl PluginRuntime {
             Ok(_) => "ok",
             Err(LoadError::Metadata { .. }) => "invalid_metadata",
             Err(LoadError::WrongWorld { .. }) => "wrong_world",
-            Err(LoadError::CapabilityDenied { .. }) => "capability_denied",
+            Err(LoadError::CapabilityDenied { .. } | LoadError::UndeclaredCapability { .. }) => {
+                "capability_denied"
+            }
             Err(_) => "error",
         });
         if let Ok(prepared) = &result {
@@ -282,9 +284,10 @@ impl PluginRuntime {
         let instance_pre = linker
             .instantiate_pre(&prepared.component)
             .map_err(|error| {
-                // A plugin importing `reveal` without the grant finds it missing here.
+                // `reveal` is linked only for plugins that declare (and were granted) it, so
+                // one that imports it without declaring it fails here.
                 if format!("{error:#}").contains("ferrometal:plugin/reveal") {
-                    LoadError::CapabilityDenied {
+                    LoadError::UndeclaredCapability {
                         path: path.to_path_buf(),
                         capability: String::from("credentials/reveal"),
                     }
