@@ -5,25 +5,31 @@
 
 use std::time::{Duration, Instant};
 
+use ferrometal::plugins::types::{BmcProfile, DefaultCredential};
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
 
 const CALLS: usize = 3000;
 const LOADS: usize = 15;
 
 /// The echo plugin's lookup, natively: what the call would cost without a sandbox.
-fn native_lookup(mac: &str) -> Option<(String, u16, Vec<(String, String)>)> {
+fn native_lookup(mac: &str) -> Option<BmcProfile> {
     let normalised = mac.to_ascii_lowercase().replace('-', ":");
     if !normalised.starts_with("52:54:00") {
         return None;
     }
-    Some((
-        String::from("Redfish"),
-        8443,
-        vec![
-            (String::from("admin"), String::from("admin")),
-            (String::from("root"), String::from("calvin")),
-        ],
-    ))
+    let credential = |username: &str, password: &str| DefaultCredential {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    };
+    Some(BmcProfile {
+        manufacturer: String::from("QEMU"),
+        protocol: String::from("Redfish"),
+        scheme: Some(String::from("https")),
+        port: 8443,
+        default_credentials: vec![credential("admin", "admin"), credential("root", "calvin")],
+        console_protocol: Some(String::from("SSH")),
+        console_port: Some(22),
+    })
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

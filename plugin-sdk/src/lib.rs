@@ -20,6 +20,11 @@ extern crate self as ferrometal_plugin_sdk;
 
 /// Defines `into_wit_error`, turning the SDK's [`types::PluginError`] into the `plugin-error`
 /// of one world's generated bindings (each world generates its own copy of `types`).
+#[cfg(any(
+    feature = "credential-lookup",
+    feature = "bmc-driver",
+    feature = "ignition-generator"
+))]
 macro_rules! wit_error_conversion {
     ($($types:ident)::+) => {
         fn into_wit_error(error: $crate::types::PluginError) -> $($types)::+::PluginError {

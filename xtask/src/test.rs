@@ -43,6 +43,23 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
             ])
             .current_dir(&root),
     )?;
+    // The SDK's worlds are features; check and test all of them (the workspace build
+    // compiles it without any).
+    checked(
+        Command::new(&cargo)
+            .args([
+                "clippy",
+                "-p",
+                "ferrometal-plugin-sdk",
+                "--all-features",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
     // Plugins compile natively too (their logic is unit-tested that way).
     let native_plugins_target = root.join("target").join("plugins-native");
     checked(
@@ -60,7 +77,12 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
             .args(["--", "-D", "warnings"]),
     )?;
 
-    step("plugin unit tests (native)");
+    step("plugin SDK and plugin unit tests (native)");
+    checked(
+        Command::new(&cargo)
+            .args(["test", "-p", "ferrometal-plugin-sdk", "--all-features", "--quiet"])
+            .current_dir(&root),
+    )?;
     checked(
         Command::new(&cargo)
             .args(["test", "--workspace", "--quiet", "--manifest-path"])
