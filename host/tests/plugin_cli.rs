@@ -190,3 +190,39 @@ fn list_shows_installed_plugins_selection_and_problems() {
         text(&typo.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_driver_from_the_plugin_guide_probes_an_emulated_bmc() {
+    // `make plugins` builds the tutorial crate exactly as docs/plugins.md writes it; this is
+    // its step 6, against an emulator without authentication.
+    let bmc = SushyEmulator::start(SushyOptions::default())
+        .await
+        .expect("sushy-emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "anything\n").expect("write password");
+    let args = vec![
+        "plugin".to_owned(),
+        "call".to_owned(),
+        component("my-driver"),
+        "probe".to_owned(),
+        "--bmc".to_owned(),
+        bmc.base_url().to_owned(),
+        "--username".to_owned(),
+        "admin".to_owned(),
+        "--password-file".to_owned(),
+        password.to_string_lossy().into_owned(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        ferrometal(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("join");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let identity: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    // sushy-emulator's default fake system.
+    assert_eq!(
+        identity["systems"][0]["uuid"],
+        "27946b59-9e44-4fa7-8e91-f3527a1ef094"
+    );
+}

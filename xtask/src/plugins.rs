@@ -20,7 +20,8 @@ const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 /// Where Debian's wasi-libc puts the wasm32 C library the std build links against.
 const WASI_LIBDIR: &str = "/usr/lib/wasm32-wasi";
 
-/// Builds every member of the plugin workspace and copies the components into place.
+/// Builds every member of the plugin workspace, and the driver from docs/plugins.md's
+/// tutorial, and copies the components into place.
 pub fn build() -> anyhow::Result<()> {
     let root = tools::workspace_root();
     let manifest = root.join("plugins").join("Cargo.toml");
@@ -34,41 +35,11 @@ pub fn build() -> anyhow::Result<()> {
             "{DEBIAN_CARGO} is missing; run `cargo xtask setup` to install Debian's wasm toolchain"
         );
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
-    dirs.extend(std::env::split_paths(&path));
-    let path = std::env::join_paths(dirs).context("build PATH")?;
-    let mut command = Command::new(DEBIAN_CARGO);
-    command
-        .args([
-            "build",
-            "--release",
-            "--workspace",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("PATH", path)
-        // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"));
-    // `cargo xtask` runs under rustup's proxies, whose settings must not leak into Debian's
-    // toolchain.
-    for var in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        command.env_remove(var);
-    }
-    checked(&mut command)?;
+    checked(&mut debian_wasm_build(
+        &manifest,
+        &target_dir,
+        &["--workspace"],
+    )?)?;
 
     // Replace the whole directory so components of deleted crates do not linger.
     if dest.exists() {
@@ -98,7 +69,19 @@ pub fn build() -> anyhow::Result<()> {
             .with_context(|| format!("copy {} to {}", source.display(), dest.display()))?;
         note(format_args!("{}", dest.join(name).display()));
     }
-    let count = members.len();
+    let tutorial = tutorial_crate(&root)?;
+    checked(&mut debian_wasm_build(&tutorial, &target_dir, &[])?)?;
+    let tutorial_component = built.join(format!("{}.wasm", TUTORIAL_CRATE.replace('-', "_")));
+    let name = tutorial_component
+        .file_name()
+        .context("component file name")?;
+    fs::copy(&tutorial_component, dest.join(name))
+        .with_context(|| format!("copy {}", tutorial_component.display()))?;
+    note(format_args!(
+        "{} (docs/plugins.md tutorial)",
+        dest.join(name).display()
+    ));
+    let count = members.len() + 1;
     step(format_args!(
         "plugins: {count} components in {}",
         dest.display()
@@ -133,4 +116,128 @@ fn member_names(plugins: &Path) -> anyhow::Result<Vec<String>> {
         bail!("no plugin crates under {}", plugins.display());
     }
     Ok(names)
+}
+
+/// The crate name the docs/plugins.md tutorial uses.
+const TUTORIAL_CRATE: &str = "my-driver";
+
+/// `cargo build` for wasm32-wasip2 with Debian's toolchain.
+fn debian_wasm_build(
+    manifest: &Path,
+    target_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Command> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).context("build PATH")?;
+    let mut command = Command::new(DEBIAN_CARGO);
+    command
+        .args([
+            "build",
+            "--release",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("PATH", path)
+        // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"));
+    // `cargo xtask` runs under rustup's proxies, whose settings must not leak into Debian's
+    // toolchain.
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    command.args(extra);
+    Ok(command)
+}
+
+/// Writes the tutorial crate from docs/plugins.md (its first `toml` block and every `rust`
+/// block) under target/, so the documented code is built, and tested, exactly as written.
+fn tutorial_crate(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let doc_path = root.join("docs").join("plugins.md");
+    let doc =
+        fs::read_to_string(&doc_path).with_context(|| format!("read {}", doc_path.display()))?;
+    let blocks = code_blocks(&doc);
+    let manifest = blocks
+        .iter()
+        .find(|(language, _)| *language == "toml")
+        .map(|(_, code)| code.clone())
+        .context("docs/plugins.md has no toml block")?;
+    let sdk = root.join("plugin-sdk");
+    let manifest = manifest.replace("../ferrometal/plugin-sdk", &sdk.to_string_lossy());
+    if !manifest.contains(&*sdk.to_string_lossy()) || !manifest.contains(TUTORIAL_CRATE) {
+        bail!(
+            "the tutorial's Cargo.toml in docs/plugins.md no longer names `{TUTORIAL_CRATE}` and `../ferrometal/plugin-sdk`"
+        );
+    }
+    // The crate lives inside this repository's tree; make it a workspace of its own.
+    let manifest = format!("{manifest}\n[workspace]\n");
+    let source: Vec<&str> = blocks
+        .iter()
+        .filter(|(language, _)| *language == "rust")
+        .map(|(_, code)| code.as_str())
+        .collect();
+    let dir = root
+        .join("target")
+        .join("doc-tutorial")
+        .join(TUTORIAL_CRATE);
+    fs::create_dir_all(dir.join("src")).with_context(|| format!("create {}", dir.display()))?;
+    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
+    write_if_changed(&dir.join("src").join("lib.rs"), &source.join("\n"))?;
+    Ok(dir.join("Cargo.toml"))
+}
+
+fn write_if_changed(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    fs::write(path, contents).with_context(|| format!("write {}", path.display()))
+}
+
+/// Fenced code blocks of a Markdown document: `(language, code)`.
+fn code_blocks(markdown: &str) -> Vec<(&str, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(&str, String)> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.strip_prefix("```")) {
+            (None, Some(language)) => current = Some((language.trim(), String::new())),
+            (Some(_), Some(_)) => blocks.extend(current.take()),
+            (Some((_, code)), None) => {
+                code.push_str(line);
+                code.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_blocks_are_extracted_with_their_language() {
+        let doc = "text\n```toml\na = 1\n```\nmore\n```rust\nfn x() {}\n```\n";
+        assert_eq!(
+            code_blocks(doc),
+            vec![
+                ("toml", String::from("a = 1\n")),
+                ("rust", String::from("fn x() {}\n"))
+            ]
+        );
+    }
 }

@@ -80,7 +80,13 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
     step("plugin SDK and plugin unit tests (native)");
     checked(
         Command::new(&cargo)
-            .args(["test", "-p", "ferrometal-plugin-sdk", "--all-features", "--quiet"])
+            .args([
+                "test",
+                "-p",
+                "ferrometal-plugin-sdk",
+                "--all-features",
+                "--quiet",
+            ])
             .current_dir(&root),
     )?;
     checked(
