@@ -61,7 +61,7 @@ fn main() {
         for i in 0..CALLS + 100 {
             let mac = format!("52:54:00:00:{:02x}:{:02x}", i / 256 % 256, i % 256);
             let started = Instant::now();
-            let profile = echo.lookup(&mac).await.expect("lookup");
+            let profile = echo.lookup(&mac, &[]).await.expect("lookup");
             let elapsed = started.elapsed();
             assert!(profile.is_some());
             if i >= 100 {

@@ -57,9 +57,12 @@ pub enum PluginCommand {
 /// Options every loading command shares.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// A plugin setting `KEY=VALUE` (repeatable).
-    #[arg(long = "setting", value_parser = parse_setting, env = "FERROMETAL_PLUGIN_SETTINGS", value_delimiter = ',')]
+    /// A plugin setting `KEY=VALUE` (repeatable; values may contain commas).
+    #[arg(long = "setting", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
+    /// A plugin setting read from a file, `KEY=PATH` (repeatable), e.g. the MAC database.
+    #[arg(long = "setting-file", value_parser = parse_setting_file)]
+    setting_files: Vec<(String, String)>,
     /// Grant a capability (e.g. `credentials/reveal`; repeatable).
     #[arg(
         long = "grant",
@@ -207,6 +210,24 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
+fn parse_setting_file(text: &str) -> Result<(String, String), String> {
+    let (key, path) = parse_setting(text)?;
+    let contents =
+        std::fs::read_to_string(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    Ok((key, contents))
+}
+
+impl CommonArgs {
+    /// `--setting` and `--setting-file` values together.
+    fn all_settings(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .chain(&self.setting_files)
+            .cloned()
+            .collect()
+    }
+}
+
 fn runtime(common: &CommonArgs) -> anyhow::Result<PluginRuntime> {
     Ok(PluginRuntime::new(
         RuntimeConfig {
@@ -302,7 +323,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 World::BmcDriver => {
                     let driver = runtime.load_bmc_driver(&file)?;
                     let info = driver.info().await?;
-                    driver.validate_settings(&common.settings).await?;
+                    driver.validate_settings(&common.all_settings()).await?;
                     println!(
                         "ok: bmc-driver {} {} loads and accepts the settings",
                         info.name, info.version
@@ -310,7 +331,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 }
                 World::CredentialLookup => {
                     let plugin = runtime.load_credential_lookup(&file)?;
-                    plugin.validate_settings(&common.settings).await?;
+                    plugin.validate_settings(&common.all_settings()).await?;
                     println!(
                         "ok: credential-lookup {} loads and accepts the settings",
                         plugin.identity().name
@@ -318,7 +339,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 }
                 World::IgnitionGenerator => {
                     let plugin = runtime.load_ignition_generator(&file)?;
-                    plugin.validate_settings(&common.settings).await?;
+                    plugin.validate_settings(&common.all_settings()).await?;
                     println!(
                         "ok: ignition-generator {} loads and accepts the settings",
                         plugin.identity().name
@@ -448,7 +469,7 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                 common,
                 ferrometal::plugins::credential_lookup::DEFAULT_LIMITS,
             )?);
-            print(&plugin.lookup(&mac).await?)
+            print(&plugin.lookup(&mac, &common.all_settings()).await?)
         }
         Operation::Generate {
             uuid,
@@ -466,7 +487,7 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                 },
                 registry_url,
                 ssh_authorized_keys: ssh_keys,
-                settings: common.settings.clone(),
+                settings: common.all_settings(),
             };
             println!("{}", plugin.generate(&request).await?);
             Ok(())
@@ -478,12 +499,14 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
             )?);
             match operation {
                 Operation::Info => print(&driver.info().await?),
-                Operation::Probe { bmc } => {
-                    print(&driver.probe(&endpoint(&bmc, &common.settings)?).await?)
-                }
+                Operation::Probe { bmc } => print(
+                    &driver
+                        .probe(&endpoint(&bmc, &common.all_settings())?)
+                        .await?,
+                ),
                 Operation::PowerState { bmc, system } => print(
                     &driver
-                        .power_state(&endpoint(&bmc, &common.settings)?, &system)
+                        .power_state(&endpoint(&bmc, &common.all_settings())?, &system)
                         .await?,
                 ),
                 Operation::SetPower {
@@ -500,7 +523,7 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                         ActionArg::PowerCycle => PowerAction::PowerCycle,
                     };
                     driver
-                        .set_power(&endpoint(&bmc, &common.settings)?, &system, action)
+                        .set_power(&endpoint(&bmc, &common.all_settings())?, &system, action)
                         .await?;
                     println!("ok");
                     Ok(())
@@ -528,7 +551,11 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                     };
                     print(
                         &driver
-                            .set_boot_override(&endpoint(&bmc, &common.settings)?, &system, &boot)
+                            .set_boot_override(
+                                &endpoint(&bmc, &common.all_settings())?,
+                                &system,
+                                &boot,
+                            )
                             .await?,
                     )
                 }

@@ -65,7 +65,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
     let lookup = catalog.credential_lookup().expect("named lookup plugin");
     assert!(
         lookup
-            .lookup("52:54:00:01:02:03")
+            .lookup("52:54:00:01:02:03", &[])
             .await
             .expect("lookup")
             .is_some()

@@ -30,7 +30,7 @@ async fn a_well_behaved_plugin_answers_lookups() {
     assert_eq!(echo.identity().digest.len(), 64);
 
     let profile = echo
-        .lookup("52-54-00-AA-BB-CC")
+        .lookup("52-54-00-AA-BB-CC", &[])
         .await
         .expect("lookup")
         .expect("known prefix");
@@ -48,11 +48,14 @@ async fn a_well_behaved_plugin_answers_lookups() {
     );
 
     assert_eq!(
-        echo.lookup("00:1a:2b:3c:4d:5e").await.expect("lookup"),
+        echo.lookup("00:1a:2b:3c:4d:5e", &[]).await.expect("lookup"),
         None
     );
 
-    let error = echo.lookup("invalid").await.expect_err("invalid input");
+    let error = echo
+        .lookup("invalid", &[])
+        .await
+        .expect_err("invalid input");
     assert!(matches!(
         error.kind,
         CallErrorKind::Plugin(GuestError::InvalidInput(_))
@@ -81,9 +84,9 @@ async fn an_endless_loop_times_out_and_the_host_keeps_serving() {
     });
     let echo = load(&runtime, "lookup-echo");
 
-    let (stuck, served) = tokio::join!(endless.lookup("52:54:00:00:00:01"), async {
+    let (stuck, served) = tokio::join!(endless.lookup("52:54:00:00:00:01", &[]), async {
         // Runs while the endless loop spins: the loop must not hold the executor.
-        echo.lookup("52:54:00:00:00:02").await
+        echo.lookup("52:54:00:00:00:02", &[]).await
     });
     let error = stuck.expect_err("endless loop");
     assert!(
@@ -93,7 +96,7 @@ async fn an_endless_loop_times_out_and_the_host_keeps_serving() {
     assert!(error.to_string().contains("timed out"), "{error}");
     assert!(served.expect("echo").is_some());
     assert!(
-        echo.lookup("52:54:00:00:00:03")
+        echo.lookup("52:54:00:00:00:03", &[])
             .await
             .expect("after")
             .is_some()
@@ -107,7 +110,10 @@ async fn a_memory_bomb_hits_its_limit() {
         memory_bytes: 8 << 20,
         deadline: Duration::from_secs(10),
     });
-    let error = bomb.lookup("52:54:00:00:00:01").await.expect_err("bomb");
+    let error = bomb
+        .lookup("52:54:00:00:00:01", &[])
+        .await
+        .expect_err("bomb");
     match &error.kind {
         CallErrorKind::ResourceExhausted {
             limit_bytes,
@@ -120,7 +126,7 @@ async fn a_memory_bomb_hits_its_limit() {
     }
     let echo = load(&runtime, "lookup-echo");
     assert!(
-        echo.lookup("52:54:00:00:00:02")
+        echo.lookup("52:54:00:00:00:02", &[])
             .await
             .expect("after")
             .is_some()
@@ -131,7 +137,10 @@ async fn a_memory_bomb_hits_its_limit() {
 async fn a_panic_is_a_crash_that_carries_the_panic_message() {
     let runtime = runtime(RuntimeConfig::default());
     let panics = load(&runtime, "lookup-panic");
-    let error = panics.lookup("52:54:00:00:00:01").await.expect_err("panic");
+    let error = panics
+        .lookup("52:54:00:00:00:01", &[])
+        .await
+        .expect_err("panic");
     match &error.kind {
         CallErrorKind::Crashed { panic, .. } => {
             let panic = panic.as_deref().unwrap_or_default();
@@ -145,7 +154,7 @@ async fn a_panic_is_a_crash_that_carries_the_panic_message() {
     // Every call gets a fresh instance: the next one panics the same way rather than
     // finding a poisoned store.
     assert!(matches!(
-        panics.lookup("x").await.expect_err("again").kind,
+        panics.lookup("x", &[]).await.expect_err("again").kind,
         CallErrorKind::Crashed { .. }
     ));
 }
@@ -159,7 +168,7 @@ async fn many_calls_run_concurrently_under_the_global_cap() {
     let echo = load(&runtime, "lookup-echo");
     let calls = (0..64).map(|i| {
         let echo = echo.clone();
-        async move { echo.lookup(&format!("52:54:00:00:00:{i:02x}")).await }
+        async move { echo.lookup(&format!("52:54:00:00:00:{i:02x}"), &[]).await }
     });
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().all(|r| matches!(r, Ok(Some(_)))));
@@ -225,8 +234,8 @@ async fn calls_and_outcomes_are_counted_in_metrics() {
     metrics.register(&mut registry);
     let runtime = PluginRuntime::new(RuntimeConfig::default(), metrics).expect("engine");
     let echo = load(&runtime, "lookup-echo");
-    echo.lookup("52:54:00:00:00:01").await.expect("ok");
-    let _ = echo.lookup("invalid").await;
+    echo.lookup("52:54:00:00:00:01", &[]).await.expect("ok");
+    let _ = echo.lookup("invalid", &[]).await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
     assert!(

@@ -53,7 +53,8 @@ pub trait CredentialLookup {
     }
 
     /// The profile for `mac` (as given by the Endpoint), or `None` for an unknown MAC.
-    fn lookup(mac: &str) -> Result<Option<BmcProfile>, PluginError>;
+    /// `settings` are the operator's (e.g. the database itself).
+    fn lookup(mac: &str, settings: &Settings) -> Result<Option<BmcProfile>, PluginError>;
 }
 
 #[doc(hidden)]
@@ -66,8 +67,9 @@ pub fn __validate_settings<T: CredentialLookup>(
 #[doc(hidden)]
 pub fn __lookup<T: CredentialLookup>(
     mac: String,
+    settings: Vec<(String, String)>,
 ) -> Result<Option<wit::BmcProfile>, wit::PluginError> {
-    T::lookup(&mac)
+    T::lookup(&mac, &settings)
         .map(|profile| {
             profile.map(|profile| wit::BmcProfile {
                 manufacturer: profile.manufacturer,
@@ -125,9 +127,10 @@ macro_rules! register_credential_lookup {
 
                 fn lookup(
                     mac: ::std::string::String,
+                    settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<::std::option::Option<__wit::BmcProfile>, __wit::PluginError> {
                     $crate::credential_lookup::__install_panic_hook();
-                    $crate::credential_lookup::__lookup::<$ty>(mac)
+                    $crate::credential_lookup::__lookup::<$ty>(mac, settings)
                 }
             }
 

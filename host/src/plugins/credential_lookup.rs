@@ -50,9 +50,15 @@ impl PluginRuntime {
 }
 
 impl CredentialLookupPlugin {
-    /// Looks `mac` up; `Ok(None)` means the plugin does not know it.
-    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name))]
-    pub async fn lookup(&self, mac: &str) -> Result<Option<BmcProfile>, CallError> {
+    /// Looks `mac` up with the operator's `settings`; `Ok(None)` means the plugin does not
+    /// know the MAC.
+    #[tracing::instrument(skip(self, settings), fields(plugin = %self.handle.identity.name))]
+    pub async fn lookup(
+        &self,
+        mac: &str,
+        settings: &[(String, String)],
+    ) -> Result<Option<BmcProfile>, CallError> {
+        let settings = settings.to_vec();
         let pre = &self.pre;
         self.handle
             .runtime
@@ -65,7 +71,7 @@ impl CredentialLookupPlugin {
                     let bindings = pre.instantiate_async(&mut *store).await?;
                     let result = bindings
                         .ferrometal_plugin_mac_lookup()
-                        .call_lookup(store, mac)
+                        .call_lookup(store, mac, &settings)
                         .await?;
                     Ok(result
                         .map(|profile| profile.map(BmcProfile::from))
