@@ -161,6 +161,9 @@ pub enum Operation {
         /// Registry URL the probe reports to.
         #[arg(long)]
         registry_url: String,
+        /// File holding the per-boot token (first line).
+        #[arg(long)]
+        boot_token_file: PathBuf,
         /// A MAC address of the server (repeatable).
         #[arg(long = "mac")]
         macs: Vec<String>,
@@ -474,10 +477,17 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
         Operation::Generate {
             uuid,
             registry_url,
+            boot_token_file,
             macs,
             ssh_keys,
         } => {
             let plugin = runtime.load_ignition_generator(file)?;
+            let boot_token = std::fs::read_to_string(&boot_token_file)
+                .with_context(|| format!("read {}", boot_token_file.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let request = IgnitionRequest {
                 facts: ServerFacts {
                     system_uuid: uuid.to_ascii_lowercase(),
@@ -486,6 +496,7 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                     labels: Vec::new(),
                 },
                 registry_url,
+                boot_token,
                 ssh_authorized_keys: ssh_keys,
                 settings: common.all_settings(),
             };

@@ -21,7 +21,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
             ],
         )]),
         credential_lookup: Some(String::from("lookup-echo")),
-        ignition_generator: None,
+        ignition_generator: Some(String::from("ignition")),
     };
     let catalog = PluginCatalog::load(&runtime, config).await;
 
@@ -75,8 +75,8 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
             .ignition_generator()
             .map(|g| g.identity().name.clone())
             .as_deref(),
-        Some("ignition-minimal"),
-        "the only generator is used without configuration"
+        Some("ignition"),
+        "the named generator, among several"
     );
 }
 

@@ -262,7 +262,8 @@ async fn an_ignition_generator_renders_checked_ignition() {
             macs: vec!["52:54:00:12:34:56".into()],
             labels: Vec::new(),
         },
-        registry_url: "http://10.0.0.1:8080/register?token=abc".into(),
+        registry_url: "http://10.0.0.1:8080/register".into(),
+        boot_token: "abc".into(),
         ssh_authorized_keys: vec!["ssh-ed25519 AAAA test".into()],
         settings: Vec::new(),
     };
@@ -272,7 +273,7 @@ async fn an_ignition_generator_renders_checked_ignition() {
     let unit = value["systemd"]["units"][0]["contents"]
         .as_str()
         .expect("unit");
-    assert!(unit.contains("--registry-url=http://10.0.0.1:8080/register?token=abc"));
+    assert!(unit.contains("--registry-url=http://10.0.0.1:8080/register"));
     assert!(unit.contains("--server-uuid=8f0b8c34-2b1e-4c5e-9a61-0d9a3c2f7e01"));
 
     request.settings = vec![("broken".into(), "true".into())];

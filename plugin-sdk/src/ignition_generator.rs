@@ -36,17 +36,31 @@ pub struct ServerFacts {
     pub labels: Vec<(String, String)>,
 }
 
-/// Everything a generator gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything a generator gets. Its `Debug` output hides the boot token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IgnitionRequest {
     /// The server.
     pub facts: ServerFacts,
-    /// Where the probe posts its report (the per-boot token included).
+    /// Where the probe posts its report.
     pub registry_url: String,
+    /// The per-boot token the probe presents to the registry. Secret: do not log it.
+    pub boot_token: String,
     /// SSH keys to authorise for debugging.
     pub ssh_authorized_keys: Vec<String>,
     /// Operator-provided settings.
     pub settings: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for IgnitionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgnitionRequest")
+            .field("facts", &self.facts)
+            .field("registry_url", &self.registry_url)
+            .field("boot_token", &"<redacted>")
+            .field("ssh_authorized_keys", &self.ssh_authorized_keys)
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 /// An ignition generator. Functions are associated (no `self`).
@@ -89,6 +103,7 @@ pub mod __glue {
                 labels: request.facts.labels,
             },
             registry_url: request.registry_url,
+            boot_token: request.boot_token,
             ssh_authorized_keys: request.ssh_authorized_keys,
             settings: request.settings,
         };

@@ -15,6 +15,8 @@ pub const KUBERNETES_VERSION: &str = "1.36.3";
 pub const ETCD_VERSION: &str = "3.6.8";
 /// Helm release used by the chart tests.
 pub const HELM_VERSION: &str = "3.22.0";
+/// Ignition release whose `ignition-validate` checks generated ignitions.
+pub const IGNITION_VERSION: &str = "2.24.0";
 /// sushy-tools release from PyPI that provides `sushy-emulator` and `sushy-static`.
 pub const SUSHY_TOOLS_VERSION: &str = "2.2.0";
 
@@ -92,6 +94,13 @@ pub fn helm_bin_dir() -> PathBuf {
         .join(format!("helm-v{HELM_VERSION}"))
 }
 
+/// Directory holding ignition-validate of [`IGNITION_VERSION`].
+pub fn ignition_bin_dir() -> PathBuf {
+    cache_dir()
+        .join("bin")
+        .join(format!("ignition-v{IGNITION_VERSION}"))
+}
+
 /// The Python virtual environment holding sushy-tools of [`SUSHY_TOOLS_VERSION`].
 pub fn sushy_venv_dir() -> PathBuf {
     cache_dir()
@@ -135,6 +144,15 @@ pub fn helm() -> Tool {
     }
 }
 
+/// CoreOS Ignition's config validator.
+pub fn ignition_validate() -> Tool {
+    Tool {
+        name: "ignition-validate",
+        version: IGNITION_VERSION,
+        path: ignition_bin_dir().join("ignition-validate"),
+    }
+}
+
 /// The live Redfish emulator.
 pub fn sushy_emulator() -> Tool {
     Tool {
@@ -160,6 +178,7 @@ pub fn all() -> Vec<Tool> {
         kubectl(),
         etcd(),
         helm(),
+        ignition_validate(),
         sushy_emulator(),
         sushy_static(),
     ]

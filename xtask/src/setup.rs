@@ -32,6 +32,7 @@ pub fn all() -> anyhow::Result<()> {
     kubernetes()?;
     etcd()?;
     helm()?;
+    ignition_validate()?;
     step(format_args!(
         "set-up complete in {:.0}s; tools cached under {}",
         started.elapsed().as_secs_f64(),
@@ -212,6 +213,16 @@ pub fn helm() -> anyhow::Result<()> {
         &tools::helm_bin_dir(),
         "helm.sh/helm/v3/cmd/helm",
         format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"),
+    )
+}
+
+/// Builds CoreOS Ignition's validator (`github.com/coreos/ignition/v2/validate`).
+pub fn ignition_validate() -> anyhow::Result<()> {
+    single_go_binary(
+        &tools::ignition_validate(),
+        &tools::ignition_bin_dir(),
+        "github.com/coreos/ignition/v2/validate",
+        "-s -w".to_owned(),
     )
 }
 

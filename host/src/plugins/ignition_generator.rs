@@ -33,17 +33,29 @@ pub struct ServerFacts {
     pub labels: Vec<(String, String)>,
 }
 
-/// The input of a generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The input of a generation. Its `Debug` output hides the boot token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IgnitionRequest {
     /// The server.
     pub facts: ServerFacts,
-    /// Where the probe posts its report, token included.
+    /// Where the probe posts its report.
     pub registry_url: String,
+    /// The per-boot token the probe presents to the registry.
+    pub boot_token: String,
     /// SSH keys to authorise.
     pub ssh_authorized_keys: Vec<String>,
     /// Operator-provided settings.
     pub settings: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for IgnitionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgnitionRequest")
+            .field("facts", &self.facts)
+            .field("registry_url", &self.registry_url)
+            .field("boot_token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A loaded ignition generator. Cheap to clone.
@@ -113,6 +125,7 @@ impl IgnitionGeneratorPlugin {
                 labels: request.facts.labels.clone(),
             },
             registry_url: request.registry_url.clone(),
+            boot_token: request.boot_token.clone(),
             ssh_authorized_keys: request.ssh_authorized_keys.clone(),
             settings: request.settings.clone(),
         };
