@@ -25,7 +25,9 @@ pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
 pub use pki::{CertificateAuthority, IssuedCertificate};
 pub use process::reap_dead_runs;
-pub use sushy::{BasicAuth, FakeSystem, FeatureSet, PowerState, SushyEmulator, SushyOptions};
+pub use sushy::{
+    BasicAuth, FakeSystem, FeatureSet, PowerState, SushyEmulator, SushyOptions, SushyStatic,
+};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -350,3 +350,79 @@ mod tests {
         assert_eq!(py_str(r#"a'b"c\d"#), r#""a'b\"c\\d""#);
     }
 }
+
+/// A running `sushy-static`: a read-only Redfish service serving a mockup directory (GET only;
+/// POST and PATCH answer 204 and change nothing). Killed on drop.
+#[derive(Debug)]
+pub struct SushyStatic {
+    // Field order matters: the process is killed before the run directory is removed.
+    process: ManagedProcess,
+    base_url: String,
+    _run_dir: RunDir,
+}
+
+impl SushyStatic {
+    /// Serves `mockup` (a directory of `index.json` files, e.g. a DMTF public mockup) on a
+    /// free loopback port over plain HTTP.
+    pub async fn start(mockup: &std::path::Path) -> Result<Self> {
+        const READY_TIMEOUT: Duration = Duration::from_secs(60);
+        let bin = tools::sushy_static().require()?;
+        let run_dir = RunDir::create("sushy-static")?;
+        let port = free_port()?;
+        let mut command = Command::new(bin);
+        command
+            .arg("--mockup-files")
+            .arg(mockup)
+            .args(["--interface", "127.0.0.1", "--port"])
+            .arg(port.to_string());
+        let mut process = ManagedProcess::spawn("sushy-static", command, &run_dir)?;
+        let base_url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(Error::HttpClient)?;
+        let started = Instant::now();
+        loop {
+            process.ensure_running()?;
+            let last_error = match http.get(format!("{base_url}/redfish/v1/")).send().await {
+                Ok(response) if response.status().is_success() => break,
+                Ok(response) => format!("/redfish/v1/ answered {}", response.status()),
+                Err(error) => error.to_string(),
+            };
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(process.not_ready(READY_TIMEOUT, last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        progress(format_args!(
+            "sushy-static v{} ready in {:.1}s at {base_url} serving {}",
+            tools::SUSHY_TOOLS_VERSION,
+            started.elapsed().as_secs_f64(),
+            mockup.display()
+        ));
+        Ok(Self {
+            process,
+            base_url,
+            _run_dir: run_dir,
+        })
+    }
+
+    /// The service's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base_url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

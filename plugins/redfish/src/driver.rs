@@ -1,0 +1,566 @@
+//! Redfish operations, generic over the transport so they run natively in unit tests.
+
+use std::time::Duration;
+
+use ferrometal_plugin_sdk::bmc_driver::http::{
+    Method, Request, Response, Transport, check_status, decode, get_json, send_json,
+};
+use ferrometal_plugin_sdk::bmc_driver::{
+    BootOverride, BootTarget, Identity, Nic, PowerAction, PowerState, System,
+};
+use ferrometal_plugin_sdk::types::PluginError;
+use serde_json::{Value, json};
+
+use crate::model::{ComputerSystem, EthernetInterface, Manager, ServiceRoot};
+use crate::quirks::{Quirk, quirks_for};
+
+/// The Redfish service root.
+pub const ROOT: &str = "/redfish/v1";
+
+fn power(state: Option<&str>) -> PowerState {
+    match state {
+        Some("On") => PowerState::On,
+        Some("Off") => PowerState::Off,
+        Some("PoweringOn") => PowerState::PoweringOn,
+        Some("PoweringOff") => PowerState::PoweringOff,
+        _ => PowerState::Unknown,
+    }
+}
+
+/// Identifies the BMC (first manager) and every system behind it.
+pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
+    let root: ServiceRoot = get_json(http, ROOT)?;
+    let manager = match &root.managers {
+        Some(link) => {
+            let managers: crate::model::Collection = get_json(http, &link.id)?;
+            match managers.members.first() {
+                Some(first) => Some(get_json::<Manager>(http, &first.id)?),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let systems_link = root.systems.ok_or_else(|| {
+        PluginError::Unsupported(String::from(
+            "the Redfish service has no Systems collection",
+        ))
+    })?;
+    let collection: crate::model::Collection = get_json(http, &systems_link.id)?;
+    let mut systems = Vec::with_capacity(collection.members.len());
+    for member in collection.members {
+        let system: ComputerSystem = get_json(http, &member.id)?;
+        let nics = match &system.ethernet_interfaces {
+            Some(link) => nics(http, &link.id)?,
+            None => Vec::new(),
+        };
+        systems.push(System {
+            uri: member.id,
+            uuid: system.uuid.map(|uuid| uuid.to_ascii_lowercase()),
+            manufacturer: system.manufacturer,
+            model: system.model,
+            serial: system.serial_number,
+            power: power(system.power_state.as_deref()),
+            nics,
+        });
+    }
+    let manager = manager.as_ref();
+    Ok(Identity {
+        manufacturer: manager.and_then(|m| m.manufacturer.clone()),
+        model: manager.and_then(|m| m.model.clone()),
+        serial: manager.and_then(|m| m.serial_number.clone()),
+        firmware: manager.and_then(|m| m.firmware_version.clone()),
+        manager_uuid: manager.and_then(|m| m.uuid.clone()),
+        systems,
+    })
+}
+
+/// The NICs of a system; a missing collection (404, e.g. a minimal feature set) is none.
+fn nics(http: &impl Transport, path: &str) -> Result<Vec<Nic>, PluginError> {
+    let response = get(http, path)?;
+    if response.status == 404 {
+        return Ok(Vec::new());
+    }
+    let collection: crate::model::Collection = decode(&response)?;
+    let mut nics = Vec::new();
+    for member in collection.members {
+        let interface: EthernetInterface = get_json(http, &member.id)?;
+        if let Some(mac) = interface
+            .mac
+            .or(interface.permanent_mac)
+            .filter(|mac| !mac.is_empty())
+        {
+            nics.push(Nic {
+                mac: mac.to_ascii_lowercase(),
+                name: interface.name,
+            });
+        }
+    }
+    Ok(nics)
+}
+
+fn get(http: &impl Transport, path: &str) -> Result<Response, PluginError> {
+    Ok(http.send(Request {
+        method: Method::Get,
+        path: path.to_owned(),
+        headers: vec![(String::from("Accept"), String::from("application/json"))],
+        body: None,
+    })?)
+}
+
+/// The power state of the system at `uri`.
+pub fn power_state(http: &impl Transport, uri: &str) -> Result<PowerState, PluginError> {
+    let system: ComputerSystem = get_json(http, uri)?;
+    Ok(power(system.power_state.as_deref()))
+}
+
+fn reset_type(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::On => "On",
+        PowerAction::ForceOff => "ForceOff",
+        PowerAction::GracefulShutdown => "GracefulShutdown",
+        PowerAction::ForceRestart => "ForceRestart",
+        PowerAction::GracefulRestart => "GracefulRestart",
+        PowerAction::PowerCycle => "PowerCycle",
+    }
+}
+
+/// The state a system settles in after `action`.
+pub fn settled_state(action: PowerAction) -> PowerState {
+    match action {
+        PowerAction::ForceOff | PowerAction::GracefulShutdown => PowerState::Off,
+        _ => PowerState::On,
+    }
+}
+
+/// Issues `action` with `ComputerSystem.Reset`, checking the BMC offers it.
+pub fn set_power(http: &impl Transport, uri: &str, action: PowerAction) -> Result<(), PluginError> {
+    let system: ComputerSystem = get_json(http, uri)?;
+    let reset = system.actions.reset.ok_or_else(|| {
+        PluginError::Unsupported(format!("{uri} offers no #ComputerSystem.Reset action"))
+    })?;
+    let wanted = reset_type(action);
+    if !reset.allowed.is_empty() && !reset.allowed.iter().any(|allowed| allowed == wanted) {
+        return Err(PluginError::Unsupported(format!(
+            "{uri} does not offer reset type {wanted} (it offers {})",
+            reset.allowed.join(", ")
+        )));
+    }
+    send_json(
+        http,
+        Method::Post,
+        &reset.target,
+        &json!({ "ResetType": wanted }),
+    )?;
+    Ok(())
+}
+
+/// Polls the power state until it is `wanted` or `wait` has passed, sleeping 0.5 s, 1 s, 2 s…
+/// (capped at 4 s) between reads with `sleep`. Returns the last state read.
+pub fn wait_for_power(
+    http: &impl Transport,
+    uri: &str,
+    wanted: PowerState,
+    wait: Duration,
+    sleep: impl Fn(Duration),
+) -> Result<PowerState, PluginError> {
+    let mut waited = Duration::ZERO;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let state = power_state(http, uri)?;
+        if state == wanted || waited >= wait {
+            return Ok(state);
+        }
+        let step = pause.min(wait - waited);
+        sleep(step);
+        waited += step;
+        pause = (pause * 2).min(Duration::from_secs(4));
+    }
+}
+
+fn target_name(target: BootTarget) -> &'static str {
+    match target {
+        BootTarget::None => "None",
+        BootTarget::Pxe => "Pxe",
+        BootTarget::Hdd => "Hdd",
+        BootTarget::Cd => "Cd",
+        BootTarget::UefiHttp => "UefiHttp",
+        BootTarget::BiosSetup => "BiosSetup",
+        BootTarget::Other => "None",
+    }
+}
+
+fn target_from(name: Option<&str>) -> BootTarget {
+    match name {
+        Some("None") | None => BootTarget::None,
+        Some("Pxe") => BootTarget::Pxe,
+        Some("Hdd") => BootTarget::Hdd,
+        Some("Cd") => BootTarget::Cd,
+        Some("UefiHttp") => BootTarget::UefiHttp,
+        Some("BiosSetup") => BootTarget::BiosSetup,
+        Some(_) => BootTarget::Other,
+    }
+}
+
+/// The `Boot` patch for `boot` on a system with `current` settings and `quirks`.
+pub fn boot_patch(boot: &BootOverride, current: &crate::model::Boot, quirks: &[Quirk]) -> Value {
+    let mut patch = json!({ "BootSourceOverrideTarget": target_name(boot.target) });
+    let enabled = if boot.target == BootTarget::None && quirks.contains(&Quirk::NoneMeansDisabled) {
+        "Disabled"
+    } else if boot.persistent {
+        "Continuous"
+    } else {
+        "Once"
+    };
+    patch["BootSourceOverrideEnabled"] = json!(enabled);
+    // Only touch the mode when the BMC reports one, it differs, and the vendor tolerates it.
+    let mode = if boot.uefi { "UEFI" } else { "Legacy" };
+    if !quirks.contains(&Quirk::OmitBootMode)
+        && current
+            .mode
+            .as_deref()
+            .is_some_and(|current| current != mode)
+    {
+        patch["BootSourceOverrideMode"] = json!(mode);
+    }
+    if boot.target == BootTarget::UefiHttp
+        && let Some(uri) = &boot.http_boot_uri
+        && !quirks.contains(&Quirk::NoHttpBootUri)
+    {
+        patch["HttpBootUri"] = json!(uri);
+    }
+    json!({ "Boot": patch })
+}
+
+/// Sets a boot override and returns what the BMC stored (read back, not assumed).
+pub fn set_boot_override(
+    http: &impl Transport,
+    uri: &str,
+    boot: &BootOverride,
+) -> Result<BootOverride, PluginError> {
+    let system: ComputerSystem = get_json(http, uri)?;
+    let current = system.boot.unwrap_or_default();
+    let wanted = target_name(boot.target);
+    if !current.allowed_targets.is_empty() && !current.allowed_targets.iter().any(|t| t == wanted) {
+        return Err(PluginError::Unsupported(format!(
+            "{uri} does not offer boot target {wanted} (it offers {})",
+            current.allowed_targets.join(", ")
+        )));
+    }
+    let quirks = quirks_for(system.manufacturer.as_deref(), system.model.as_deref());
+    let patch = boot_patch(boot, &current, &quirks);
+    let response = http.send(Request {
+        method: Method::Patch,
+        path: uri.to_owned(),
+        headers: vec![(
+            String::from("Content-Type"),
+            String::from("application/json"),
+        )],
+        body: Some(patch.to_string().into_bytes()),
+    })?;
+    check_status(&response)?;
+    let stored: ComputerSystem = get_json(http, uri)?;
+    let stored = stored.boot.unwrap_or_default();
+    Ok(BootOverride {
+        target: target_from(stored.target.as_deref()),
+        uefi: stored
+            .mode
+            .as_deref()
+            .map_or(boot.uefi, |mode| mode == "UEFI"),
+        persistent: stored.enabled.as_deref() == Some("Continuous"),
+        http_boot_uri: stored
+            .http_boot_uri
+            .filter(|uri| !uri.is_empty() && uri != "None"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use ferrometal_plugin_sdk::bmc_driver::http::HttpError;
+
+    use super::*;
+
+    /// Canned JSON per path; records every request.
+    struct Canned {
+        answers: RefCell<BTreeMap<String, Vec<(u16, String)>>>,
+        sent: RefCell<Vec<Request>>,
+    }
+
+    impl Canned {
+        fn new(answers: &[(&str, u16, &str)]) -> Self {
+            let mut map: BTreeMap<String, Vec<(u16, String)>> = BTreeMap::new();
+            for (path, status, body) in answers {
+                map.entry((*path).to_owned())
+                    .or_default()
+                    .push((*status, (*body).to_owned()));
+            }
+            Self {
+                answers: RefCell::new(map),
+                sent: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Transport for Canned {
+        fn send(&self, request: Request) -> Result<Response, HttpError> {
+            let key = format!("{:?} {}", request.method, request.path);
+            self.sent.borrow_mut().push(request.clone());
+            let mut answers = self.answers.borrow_mut();
+            let queue = answers
+                .get_mut(&key)
+                .ok_or_else(|| HttpError::Other(Some(format!("unexpected {key}"))))?;
+            let (status, body) = if queue.len() > 1 {
+                queue.remove(0)
+            } else {
+                queue[0].clone()
+            };
+            Ok(Response {
+                status,
+                headers: Vec::new(),
+                body: body.into_bytes(),
+            })
+        }
+    }
+
+    const SYSTEM: &str = r##"{"UUID":"ABCD-1","Manufacturer":"Contoso","PowerState":"Off",
+        "Boot":{"BootSourceOverrideTarget":"None","BootSourceOverrideEnabled":"Disabled","BootSourceOverrideMode":"UEFI",
+                "BootSourceOverrideTarget@Redfish.AllowableValues":["None","Pxe","Hdd","UefiHttp"]},
+        "EthernetInterfaces":{"@odata.id":"/redfish/v1/Systems/1/EthernetInterfaces"},
+        "Actions":{"#ComputerSystem.Reset":{"target":"/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                   "ResetType@Redfish.AllowableValues":["On","ForceOff","GracefulShutdown"]}}}"##;
+
+    #[test]
+    fn probe_reads_manager_systems_and_nics() {
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1",
+                200,
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},"Managers":{"@odata.id":"/redfish/v1/Managers"}}"#,
+            ),
+            (
+                "Get /redfish/v1/Managers",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Managers/bmc"}]}"#,
+            ),
+            (
+                "Get /redfish/v1/Managers/bmc",
+                200,
+                r#"{"UUID":"m-1","FirmwareVersion":"2.1","Manufacturer":"Contoso"}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1"}]}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/EthernetInterfaces/a"}]}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/a",
+                200,
+                r#"{"MACAddress":"52:54:00:AA:BB:CC","Name":"eth0"}"#,
+            ),
+        ]);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(identity.firmware.as_deref(), Some("2.1"));
+        assert_eq!(identity.manager_uuid.as_deref(), Some("m-1"));
+        assert_eq!(identity.systems[0].uuid.as_deref(), Some("abcd-1"));
+        assert_eq!(identity.systems[0].nics[0].mac, "52:54:00:aa:bb:cc");
+        assert_eq!(identity.systems[0].power, PowerState::Off);
+    }
+
+    #[test]
+    fn a_missing_nic_collection_is_not_an_error() {
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1",
+                200,
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"}}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1"}]}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                404,
+                r#"{"error":{"code":"Base.1.0.ResourceMissingAtURI","message":"not here"}}"#,
+            ),
+        ]);
+        assert!(probe(&http).expect("probe").systems[0].nics.is_empty());
+    }
+
+    #[test]
+    fn a_500_carries_the_redfish_message_id() {
+        let http = Canned::new(&[(
+            "Get /redfish/v1",
+            500,
+            r#"{"error":{"code":"Base.1.8.InternalError","message":"boom","@Message.ExtendedInfo":[{"MessageId":"Base.1.8.InternalError","Message":"The request failed due to an internal service error."}]}}"#,
+        )]);
+        match probe(&http).expect_err("500") {
+            PluginError::BmcFault {
+                http_status,
+                message_id,
+                ..
+            } => {
+                assert_eq!(http_status, Some(500));
+                assert_eq!(message_id.as_deref(), Some("Base.1.8.InternalError"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_power_refuses_reset_types_the_bmc_does_not_offer() {
+        let http = Canned::new(&[("Get /redfish/v1/Systems/1", 200, SYSTEM)]);
+        let error = set_power(&http, "/redfish/v1/Systems/1", PowerAction::PowerCycle)
+            .expect_err("not offered");
+        assert!(matches!(error, PluginError::Unsupported(m) if m.contains("PowerCycle")));
+    }
+
+    #[test]
+    fn set_power_posts_the_reset_type() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            (
+                "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                204,
+                "",
+            ),
+        ]);
+        set_power(&http, "/redfish/v1/Systems/1", PowerAction::On).expect("on");
+        let sent = http.sent.borrow();
+        assert_eq!(sent[1].body.as_deref(), Some(&br#"{"ResetType":"On"}"#[..]));
+    }
+
+    #[test]
+    fn waiting_for_power_polls_with_backoff_until_the_state_arrives() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"Off"}"#),
+            ("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"Off"}"#),
+            ("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"On"}"#),
+        ]);
+        let slept = RefCell::new(Vec::new());
+        let state = wait_for_power(
+            &http,
+            "/redfish/v1/Systems/1",
+            PowerState::On,
+            Duration::from_secs(30),
+            |d| slept.borrow_mut().push(d),
+        )
+        .expect("wait");
+        assert_eq!(state, PowerState::On);
+        assert_eq!(
+            *slept.borrow(),
+            [Duration::from_millis(500), Duration::from_secs(1)]
+        );
+    }
+
+    #[test]
+    fn boot_patches_follow_the_quirks() {
+        let uefi = crate::model::Boot {
+            mode: Some(String::from("UEFI")),
+            ..Default::default()
+        };
+        let legacy = crate::model::Boot {
+            mode: Some(String::from("Legacy")),
+            ..Default::default()
+        };
+        let pxe_once = BootOverride {
+            target: BootTarget::Pxe,
+            uefi: true,
+            persistent: false,
+            http_boot_uri: None,
+        };
+        assert_eq!(
+            boot_patch(&pxe_once, &uefi, &[]),
+            json!({"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}),
+            "the mode is left alone when it already matches"
+        );
+        assert_eq!(
+            boot_patch(&pxe_once, &legacy, &[])["Boot"]["BootSourceOverrideMode"],
+            "UEFI"
+        );
+        assert!(
+            boot_patch(&pxe_once, &legacy, &[Quirk::OmitBootMode])["Boot"]
+                .get("BootSourceOverrideMode")
+                .is_none()
+        );
+        let none = BootOverride {
+            target: BootTarget::None,
+            ..pxe_once.clone()
+        };
+        assert_eq!(
+            boot_patch(&none, &uefi, &[Quirk::NoneMeansDisabled])["Boot"]["BootSourceOverrideEnabled"],
+            "Disabled"
+        );
+        let http_boot = BootOverride {
+            target: BootTarget::UefiHttp,
+            http_boot_uri: Some(String::from("http://boot/uki.efi")),
+            ..pxe_once
+        };
+        assert_eq!(
+            boot_patch(&http_boot, &uefi, &[])["Boot"]["HttpBootUri"],
+            "http://boot/uki.efi"
+        );
+        assert!(
+            boot_patch(&http_boot, &uefi, &[Quirk::NoHttpBootUri])["Boot"]
+                .get("HttpBootUri")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_stored_override_is_read_back_not_assumed() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            ("Patch /redfish/v1/Systems/1", 204, ""),
+            (
+                "Get /redfish/v1/Systems/1",
+                200,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI"}}"#,
+            ),
+        ]);
+        let stored = set_boot_override(
+            &http,
+            "/redfish/v1/Systems/1",
+            &BootOverride {
+                target: BootTarget::Pxe,
+                uefi: true,
+                persistent: false,
+                http_boot_uri: None,
+            },
+        )
+        .expect("override");
+        assert_eq!(stored.target, BootTarget::Pxe);
+        assert!(
+            stored.persistent,
+            "the BMC stored Continuous, and that is what is reported"
+        );
+    }
+
+    #[test]
+    fn unknown_boot_targets_are_refused_before_patching() {
+        let http = Canned::new(&[("Get /redfish/v1/Systems/1", 200, SYSTEM)]);
+        let error = set_boot_override(
+            &http,
+            "/redfish/v1/Systems/1",
+            &BootOverride {
+                target: BootTarget::Cd,
+                uefi: true,
+                persistent: false,
+                http_boot_uri: None,
+            },
+        )
+        .expect_err("Cd not offered");
+        assert!(matches!(error, PluginError::Unsupported(m) if m.contains("Cd")));
+        assert_eq!(http.sent.borrow().len(), 1, "nothing was patched");
+    }
+}
