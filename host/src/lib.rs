@@ -4,4 +4,5 @@
 //! This library holds everything the `ferrometal` binary runs; tests use it directly.
 
 pub mod api;
+pub mod controllers;
 pub mod plugins;

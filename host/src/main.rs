@@ -1,8 +1,9 @@
 //! The ferrometal operator binary.
 //!
-//! `crdgen`, `plugin` and `version` exist so far; `run` arrives with the controller issues.
+//! `run` (the operator), `crdgen`, `plugin` and `version`.
 
 mod plugin_cli;
+mod run;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: watch Endpoints and onboard BMCs (more controllers follow).
+    Run(Box<run::RunArgs>),
     /// Write the CRD manifests (crds/*.yaml) and the API reference (docs/api.md).
     Crdgen {
         /// Repository root to write into.
@@ -41,6 +44,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+            runtime.block_on(run::run(*args))
+        }
         Command::Plugin(command) => {
             let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
             runtime.block_on(plugin_cli::run(*command))

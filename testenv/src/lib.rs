@@ -24,7 +24,7 @@ pub mod tools;
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
 pub use pki::{CertificateAuthority, IssuedCertificate};
-pub use process::reap_dead_runs;
+pub use process::{Program, reap_dead_runs};
 pub use sushy::{
     BasicAuth, FakeSystem, FeatureSet, PowerState, SushyEmulator, SushyOptions, SushyStatic,
 };

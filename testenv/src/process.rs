@@ -323,3 +323,54 @@ mod tests {
         assert!(error.contains("boom"), "{error}");
     }
 }
+
+/// A program started by a test (e.g. the operator under test) with the harness's guarantees:
+/// it dies with the test process, its output goes to a log file in its own run directory, and
+/// the end of that log is printed if the test fails while it runs.
+#[derive(Debug)]
+pub struct Program {
+    // Field order matters: the process is killed before the run directory is removed.
+    process: ManagedProcess,
+    run_dir: RunDir,
+}
+
+impl Program {
+    /// Starts `command` as `name`.
+    pub fn start(name: &str, command: Command) -> Result<Self> {
+        let run_dir = RunDir::create(name)?;
+        let process = ManagedProcess::spawn(name, command, &run_dir)?;
+        Ok(Self { process, run_dir })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Fails with the end of the log if the program has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.process.ensure_running()
+    }
+
+    /// The last `lines` lines of its output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+
+    /// Its run directory (holds the log).
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            progress(format_args!(
+                "test failed; last output of {}:\n{}",
+                self.process.log().display(),
+                self.log_tail(40)
+            ));
+        }
+    }
+}

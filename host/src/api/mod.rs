@@ -12,6 +12,7 @@
 pub mod bmc;
 pub mod bmc_secret;
 pub mod common;
+pub mod conditions;
 pub mod endpoint;
 pub mod reference;
 pub mod server;

@@ -1,0 +1,100 @@
+//! Condition types and reasons ferrometal reports, in one place (users see them in
+//! `kubectl describe`; docs/conditions.md explains each), and the rule for updating a list of
+//! conditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The object is doing what it should (BMC reachable, Endpoint onboarded, ...).
+pub const READY: &str = "Ready";
+
+/// Endpoint: its MAC matched the credential database and the BMC was created.
+pub const REASON_BMC_CREATED: &str = "BMCCreated";
+/// Endpoint: no database entry matches its MAC; nothing was created.
+pub const REASON_UNKNOWN_MAC: &str = "UnknownMACAddress";
+/// Endpoint: the credential-lookup plugin failed (or none is installed).
+pub const REASON_LOOKUP_FAILED: &str = "CredentialLookupFailed";
+
+/// `True`, `False` or `Unknown`.
+pub fn status(value: bool) -> String {
+    String::from(if value { "True" } else { "False" })
+}
+
+/// Sets condition `kind` in `conditions`: the transition time changes only when the status
+/// does; reason, message and observed generation are always updated.
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    kind: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) {
+    let status = status(value);
+    match conditions.iter_mut().find(|c| c.type_ == kind) {
+        Some(existing) => {
+            if existing.status != status {
+                existing.last_transition_time = now;
+            }
+            existing.status = status;
+            existing.reason = reason.to_owned();
+            existing.message = message.to_owned();
+            existing.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: kind.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: generation,
+            last_transition_time: now,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("timestamp"))
+    }
+
+    #[test]
+    fn the_transition_time_moves_only_when_the_status_changes() {
+        let mut conditions = Vec::new();
+        set(
+            &mut conditions,
+            READY,
+            false,
+            REASON_UNKNOWN_MAC,
+            "a",
+            Some(1),
+            time(10),
+        );
+        set(
+            &mut conditions,
+            READY,
+            false,
+            REASON_LOOKUP_FAILED,
+            "b",
+            Some(2),
+            time(20),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, time(10));
+        assert_eq!(conditions[0].reason, REASON_LOOKUP_FAILED);
+        assert_eq!(conditions[0].observed_generation, Some(2));
+        set(
+            &mut conditions,
+            READY,
+            true,
+            REASON_BMC_CREATED,
+            "c",
+            Some(2),
+            time(30),
+        );
+        assert_eq!(conditions[0].last_transition_time, time(30));
+        assert_eq!(conditions[0].status, "True");
+    }
+}

@@ -1,0 +1,452 @@
+//! EndpointReconciler: an Endpoint (a BMC's MAC and IP, e.g. from DHCP) is looked up in the
+//! credential database; on a match the BMC and its BMCSecret are created, both named after the
+//! Endpoint and owned by it (metal-operator's convention).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
+use crate::api::common::{
+    ConsoleProtocol, ConsoleProtocolName, LocalObjectReference, Protocol, ProtocolName,
+    ProtocolScheme,
+};
+use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
+use crate::plugins::credential_lookup::CredentialLookupPlugin;
+use crate::plugins::types::BmcProfile;
+
+/// Field manager of everything this reconciler writes.
+pub const MANAGER: &str = "ferrometal-endpoint";
+/// How soon a failed lookup is retried.
+pub const LOOKUP_RETRY: Duration = Duration::from_secs(60);
+
+/// What the credential lookup said about the Endpoint's MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The database knows the MAC.
+    Found(BmcProfile),
+    /// It does not.
+    Unknown,
+    /// The lookup itself failed.
+    Failed(String),
+}
+
+/// What to do about one Endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Apply the BMC; create the BMCSecret unless it exists; report success.
+    Onboard {
+        /// The BMC's desired spec.
+        bmc: BMCSpec,
+        /// Credentials for a new BMCSecret (`None` keeps an existing one untouched).
+        secret: Option<(String, String)>,
+        /// Condition message.
+        message: String,
+    },
+    /// Report that the MAC is unknown; create nothing.
+    Unknown {
+        /// Condition message.
+        message: String,
+    },
+    /// Report the failure and retry later.
+    Failed {
+        /// Condition reason.
+        reason: &'static str,
+        /// Condition message.
+        message: String,
+    },
+}
+
+/// Decides what to do, from the Endpoint, the lookup result and whether its BMCSecret exists.
+pub fn plan(endpoint: &Endpoint, lookup: &Lookup, secret_exists: bool) -> Plan {
+    let name = endpoint.name_any();
+    let mac = &endpoint.spec.mac_address;
+    let profile = match lookup {
+        Lookup::Unknown => {
+            return Plan::Unknown {
+                message: format!(
+                    "no entry of the credential database matches MAC {mac}; no BMC was created"
+                ),
+            };
+        }
+        Lookup::Failed(why) => {
+            return Plan::Failed {
+                reason: conditions::REASON_LOOKUP_FAILED,
+                message: format!("cannot look MAC {mac} up: {why}"),
+            };
+        }
+        Lookup::Found(profile) => profile,
+    };
+    let failed = |message: String| Plan::Failed {
+        reason: conditions::REASON_LOOKUP_FAILED,
+        message,
+    };
+    let Ok(protocol) = ProtocolName::from_str(&profile.protocol) else {
+        return failed(format!(
+            "the credential database gives protocol {:?} for MAC {mac}, which BMCs cannot use",
+            profile.protocol
+        ));
+    };
+    let scheme = match profile.scheme.as_deref() {
+        None => None,
+        Some("http") => Some(ProtocolScheme::Http),
+        Some("https") => Some(ProtocolScheme::Https),
+        Some(other) => {
+            return failed(format!(
+                "the credential database gives scheme {other:?} for MAC {mac}"
+            ));
+        }
+    };
+    let console_protocol = match (&profile.console_protocol, profile.console_port) {
+        (Some(kind), Some(port)) => {
+            ConsoleProtocolName::from_str(kind)
+                .ok()
+                .map(|name| ConsoleProtocol {
+                    name,
+                    port: i32::from(port),
+                })
+        }
+        _ => None,
+    };
+    let Some(first) = profile.default_credentials.first() else {
+        return failed(format!(
+            "the credential database lists no default credentials for MAC {mac}"
+        ));
+    };
+    Plan::Onboard {
+        bmc: BMCSpec {
+            bmc_uuid: None,
+            endpoint_ref: Some(LocalObjectReference { name: name.clone() }),
+            access: None,
+            bmc_secret_ref: LocalObjectReference { name: name.clone() },
+            protocol: Protocol {
+                name: protocol,
+                port: i32::from(profile.port),
+                scheme,
+            },
+            console_protocol,
+            hostname: None,
+        },
+        secret: (!secret_exists).then(|| (first.username.clone(), first.password.clone())),
+        message: format!(
+            "MAC {mac} matched the credential database ({} {}); BMC {name} created",
+            profile.manufacturer, profile.protocol
+        ),
+    }
+}
+
+impl FromStr for ProtocolName {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        serde_json::from_value(json!(name)).map_err(|_| ())
+    }
+}
+
+impl FromStr for ConsoleProtocolName {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        serde_json::from_value(json!(name)).map_err(|_| ())
+    }
+}
+
+/// What the reconciler needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The active credential-lookup plugin, if one is installed.
+    pub lookup: Option<CredentialLookupPlugin>,
+    /// Settings passed to it (e.g. the MAC database).
+    pub lookup_settings: Vec<(String, String)>,
+    /// Event reporter.
+    pub reporter: Reporter,
+}
+
+/// Errors of one reconcile (requeued with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconciles one Endpoint.
+#[tracing::instrument(skip_all, fields(endpoint = %endpoint.name_any()))]
+pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let name = endpoint.name_any();
+    let lookup = match &ctx.lookup {
+        None => Lookup::Failed(String::from("no credential-lookup plugin is installed")),
+        Some(plugin) => match plugin
+            .lookup(&endpoint.spec.mac_address, &ctx.lookup_settings)
+            .await
+        {
+            Ok(Some(profile)) => Lookup::Found(profile),
+            Ok(None) => Lookup::Unknown,
+            Err(error) => Lookup::Failed(error.to_string()),
+        },
+    };
+    let secrets: Api<BMCSecret> = Api::all(ctx.client.clone());
+    let secret_exists = secrets.get_opt(&name).await?.is_some();
+    let plan = plan(&endpoint, &lookup, secret_exists);
+    let owner = endpoint.controller_owner_ref(&());
+    let (ready, reason, message, action) = match plan {
+        Plan::Onboard {
+            bmc,
+            secret,
+            message,
+        } => {
+            if let Some((username, password)) = secret {
+                let secret = BMCSecret {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        owner_references: owner.clone().map(|o| vec![o]),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(BTreeMap::from([
+                        (USERNAME_KEY.to_owned(), ByteString(username.into_bytes())),
+                        (PASSWORD_KEY.to_owned(), ByteString(password.into_bytes())),
+                    ])),
+                    ..BMCSecret::default()
+                };
+                match secrets.create(&PostParams::default(), &secret).await {
+                    Ok(_) => {}
+                    // Created meanwhile (e.g. by a user): theirs wins.
+                    Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            let desired = json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "BMC",
+                "metadata": { "name": name, "ownerReferences": owner.map(|o| vec![o]) },
+                "spec": bmc,
+            });
+            Api::<BMC>::all(ctx.client.clone())
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await?;
+            (
+                true,
+                conditions::REASON_BMC_CREATED,
+                message,
+                Action::await_change(),
+            )
+        }
+        Plan::Unknown { message } => (
+            false,
+            conditions::REASON_UNKNOWN_MAC,
+            message,
+            Action::await_change(),
+        ),
+        Plan::Failed { reason, message } => (false, reason, message, Action::requeue(LOOKUP_RETRY)),
+    };
+    publish_status(&endpoint, &ctx, ready, reason, &message).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), reason, "reconciled");
+    Ok(action)
+}
+
+async fn publish_status(
+    endpoint: &Endpoint,
+    ctx: &Context,
+    ready: bool,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let mut current = endpoint
+        .status
+        .as_ref()
+        .map(|status| status.conditions.clone())
+        .unwrap_or_default();
+    let before = current
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .cloned();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    conditions::set(
+        &mut current,
+        conditions::READY,
+        ready,
+        reason,
+        message,
+        endpoint.metadata.generation,
+        now,
+    );
+    let after = current
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .cloned();
+    let changed = before
+        .as_ref()
+        .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation))
+        != after
+            .as_ref()
+            .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation));
+    if !changed {
+        return Ok(());
+    }
+    let status = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "Endpoint",
+        "status": { "conditions": current },
+    });
+    Api::<Endpoint>::all(ctx.client.clone())
+        .patch_status(
+            &endpoint.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let event = Event {
+        type_: if ready {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: reason.to_owned(),
+        note: Some(message.to_owned()),
+        action: String::from("Onboard"),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &endpoint.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+    Ok(())
+}
+
+/// How long to wait before retrying after an error.
+pub fn error_policy(_endpoint: Arc<Endpoint>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "endpoint reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::EndpointSpec;
+    use crate::plugins::types::DefaultCredential;
+
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new(
+            "device-12345",
+            EndpointSpec {
+                mac_address: "00:1A:2B:3C:4D:5E".into(),
+                ip: "192.168.100.10".into(),
+            },
+        )
+    }
+
+    fn profile() -> BmcProfile {
+        BmcProfile {
+            manufacturer: "QEMU".into(),
+            protocol: "Redfish".into(),
+            scheme: Some("https".into()),
+            port: 8443,
+            default_credentials: vec![
+                DefaultCredential {
+                    username: "admin".into(),
+                    password: "a".into(),
+                },
+                DefaultCredential {
+                    username: "root".into(),
+                    password: "b".into(),
+                },
+            ],
+            console_protocol: Some("SSH".into()),
+            console_port: Some(22),
+        }
+    }
+
+    #[test]
+    fn a_known_mac_onboards_a_bmc_named_after_the_endpoint_with_the_first_credential() {
+        let Plan::Onboard { bmc, secret, .. } = plan(&endpoint(), &Lookup::Found(profile()), false)
+        else {
+            panic!("expected onboarding");
+        };
+        assert_eq!(
+            bmc.endpoint_ref.map(|r| r.name).as_deref(),
+            Some("device-12345")
+        );
+        assert_eq!(bmc.bmc_secret_ref.name, "device-12345");
+        assert_eq!(bmc.protocol.name, ProtocolName::Redfish);
+        assert_eq!(bmc.protocol.port, 8443);
+        assert_eq!(bmc.protocol.scheme, Some(ProtocolScheme::Https));
+        assert_eq!(
+            bmc.console_protocol.map(|c| (c.name, c.port)),
+            Some((ConsoleProtocolName::Ssh, 22))
+        );
+        assert_eq!(secret, Some(("admin".into(), "a".into())));
+    }
+
+    #[test]
+    fn an_existing_secret_is_never_overwritten() {
+        let Plan::Onboard { secret, .. } = plan(&endpoint(), &Lookup::Found(profile()), true)
+        else {
+            panic!("expected onboarding");
+        };
+        assert_eq!(secret, None);
+    }
+
+    #[test]
+    fn an_unknown_mac_creates_nothing_and_says_so() {
+        let Plan::Unknown { message } = plan(&endpoint(), &Lookup::Unknown, false) else {
+            panic!("expected unknown");
+        };
+        assert!(message.contains("00:1A:2B:3C:4D:5E"), "{message}");
+    }
+
+    #[test]
+    fn database_entries_the_api_cannot_express_fail_with_the_cause() {
+        for (change, expected) in [
+            (
+                Box::new(|p: &mut BmcProfile| p.protocol = "Telnet".into())
+                    as Box<dyn Fn(&mut BmcProfile)>,
+                "protocol \"Telnet\"",
+            ),
+            (
+                Box::new(|p: &mut BmcProfile| p.scheme = Some("ftp".into())),
+                "scheme \"ftp\"",
+            ),
+            (
+                Box::new(|p: &mut BmcProfile| p.default_credentials.clear()),
+                "no default credentials",
+            ),
+        ] {
+            let mut profile = profile();
+            change(&mut profile);
+            let Plan::Failed { message, .. } = plan(&endpoint(), &Lookup::Found(profile), false)
+            else {
+                panic!("expected failure for {expected}");
+            };
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_failed_lookup_is_retried_with_the_cause() {
+        let Plan::Failed { reason, message } = plan(
+            &endpoint(),
+            &Lookup::Failed("plugin timed out".into()),
+            false,
+        ) else {
+            panic!("expected failure");
+        };
+        assert_eq!(reason, conditions::REASON_LOOKUP_FAILED);
+        assert!(message.contains("plugin timed out"));
+    }
+}

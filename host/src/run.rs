@@ -1,0 +1,138 @@
+//! `ferrometal run`: the operator process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ferrometal::api::{BMC, Endpoint};
+use ferrometal::controllers::endpoint;
+use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
+use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::Reporter;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+
+/// Options of `ferrometal run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory holding the plugin components.
+    #[arg(long, env = "FERROMETAL_PLUGIN_DIR", default_value = ferrometal::plugins::catalog::DEFAULT_PLUGIN_DIR)]
+    plugin_dir: PathBuf,
+    /// Plugin selection config (YAML; see docs/plugins.md).
+    #[arg(long, env = "FERROMETAL_PLUGIN_CONFIG")]
+    plugin_config: Option<PathBuf>,
+    /// metal-operator-format MAC-prefix database, passed to the credential-lookup plugin as
+    /// its `database` setting.
+    #[arg(long, env = "FERROMETAL_MAC_DB")]
+    mac_db: Option<PathBuf>,
+    /// Capabilities granted to plugins that request them (e.g. `credentials/reveal`).
+    #[arg(
+        long = "grant",
+        env = "FERROMETAL_PLUGIN_GRANTS",
+        value_delimiter = ','
+    )]
+    grants: Vec<String>,
+    /// Endpoints reconciled at once.
+    #[arg(long, env = "FERROMETAL_ENDPOINT_CONCURRENCY", default_value_t = 16)]
+    endpoint_concurrency: u16,
+}
+
+/// Runs the controllers until SIGINT/SIGTERM.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster)")?;
+    check_crds(&client).await?;
+
+    let mut config = match &args.plugin_config {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            CatalogConfig::from_yaml(&text).map_err(|error| {
+                anyhow::anyhow!("invalid plugin config {}: {error}", file.display())
+            })?
+        }
+        None => CatalogConfig::default(),
+    };
+    config.dir = args.plugin_dir.clone();
+    let plugins = PluginRuntime::new(
+        RuntimeConfig {
+            granted_capabilities: args.grants.clone(),
+            ..RuntimeConfig::default()
+        },
+        PluginMetrics::default(),
+    )?;
+    let catalog = PluginCatalog::load(&plugins, config).await;
+    for problem in &catalog.problems {
+        tracing::error!(error = %problem.error, "plugin not loaded");
+    }
+    let lookup = catalog.credential_lookup().cloned();
+    if lookup.is_none() {
+        tracing::warn!(dir = %args.plugin_dir.display(), "no credential-lookup plugin is active; Endpoints will report CredentialLookupFailed");
+    }
+    let mut lookup_settings = Vec::new();
+    if let Some(file) = &args.mac_db {
+        let database = std::fs::read_to_string(file)
+            .with_context(|| format!("read MAC database {}", file.display()))?;
+        lookup_settings.push((String::from("database"), database));
+    }
+    if let Some(plugin) = &lookup
+        && let Err(error) = plugin.validate_settings(&lookup_settings).await
+    {
+        bail!("the credential-lookup plugin rejects its settings: {error}");
+    }
+
+    let context = Arc::new(endpoint::Context {
+        client: client.clone(),
+        lookup,
+        lookup_settings,
+        reporter: Reporter {
+            controller: String::from("ferrometal-endpoint"),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+    });
+    tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
+    Controller::new(
+        Api::<Endpoint>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<BMC>::all(client.clone()), watcher::Config::default())
+    .with_config(
+        kube::runtime::controller::Config::default().concurrency(args.endpoint_concurrency),
+    )
+    .shutdown_on_signal()
+    .run(endpoint::reconcile, endpoint::error_policy, context)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "endpoint reconcile stream");
+        }
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fails with the command that installs the CRDs if they are missing.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "endpoints.metal.ironcore.dev",
+        "bmcs.metal.ironcore.dev",
+        "bmcsecrets.metal.ironcore.dev",
+    ] {
+        if crds
+            .get_opt(name)
+            .await
+            .context("cannot read CRDs")?
+            .is_none()
+        {
+            bail!(
+                "CRD {name} is not installed; install ferrometal's CRDs first: kubectl apply -f crds/"
+            );
+        }
+    }
+    Ok(())
+}
