@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferrometal::api::{BMC, BMCSecret, Endpoint, EndpointSpec};
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use testenv::ControlPlane;
 
 /// Starts `ferrometal run` (killed with the test; its log is printed if the test fails).
