@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferrometal::api::{BMC, Endpoint};
-use ferrometal::controllers::endpoint;
+use ferrometal::api::BMCSecret;
+use ferrometal::api::common::ProtocolScheme;
+use ferrometal::api::{BMC, Endpoint, Server};
+use ferrometal::controllers::{bmc, endpoint};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
+use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 /// Options of `ferrometal run`.
 #[derive(Debug, Args)]
@@ -38,6 +42,25 @@ pub struct RunArgs {
     /// Endpoints reconciled at once.
     #[arg(long, env = "FERROMETAL_ENDPOINT_CONCURRENCY", default_value_t = 16)]
     endpoint_concurrency: u16,
+    /// BMCs reconciled at once (each BMC still gets one driver call at a time).
+    #[arg(long, env = "FERROMETAL_BMC_CONCURRENCY", default_value_t = 64)]
+    bmc_concurrency: u16,
+    /// Scheme for BMCs whose `spec.protocol.scheme` is unset (metal-operator's default is http).
+    #[arg(long, env = "FERROMETAL_BMC_DEFAULT_SCHEME", default_value = "http", value_parser = ["http", "https"])]
+    bmc_default_scheme: String,
+    /// PEM CA bundle to verify BMC certificates with.
+    #[arg(
+        long,
+        env = "FERROMETAL_BMC_CA_FILE",
+        conflicts_with = "bmc_insecure_tls"
+    )]
+    bmc_ca_file: Option<PathBuf>,
+    /// Accept any BMC certificate (lab fleets only).
+    #[arg(long, env = "FERROMETAL_BMC_INSECURE_TLS")]
+    bmc_insecure_tls: bool,
+    /// Seconds between probes of a BMC (also the retry interval of a failing one).
+    #[arg(long, env = "FERROMETAL_BMC_RESYNC_SECONDS", default_value_t = 120)]
+    bmc_resync_seconds: u64,
 }
 
 /// Runs the controllers until SIGINT/SIGTERM.
@@ -65,7 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         PluginMetrics::default(),
     )?;
-    let catalog = PluginCatalog::load(&plugins, config).await;
+    let catalog = Arc::new(PluginCatalog::load(&plugins, config).await);
     for problem in &catalog.problems {
         tracing::error!(error = %problem.error, "plugin not loaded");
     }
@@ -94,8 +117,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
     });
+    let tls = match (&args.bmc_ca_file, args.bmc_insecure_tls) {
+        (Some(file), _) => TlsPolicy::CaBundle(
+            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?,
+        ),
+        (None, true) => TlsPolicy::Insecure,
+        // Without a bundle, https BMCs fail verification with a clear TLS condition.
+        (None, false) => TlsPolicy::CaBundle(String::new()),
+    };
+    let bmc_context = Arc::new(bmc::Context {
+        client: client.clone(),
+        catalog: catalog.clone(),
+        settings: bmc::BmcSettings {
+            default_scheme: if args.bmc_default_scheme == "https" {
+                ProtocolScheme::Https
+            } else {
+                ProtocolScheme::Http
+            },
+            tls,
+            resync: std::time::Duration::from_secs(args.bmc_resync_seconds.max(1)),
+        },
+        reporter: Reporter {
+            controller: String::from("ferrometal-bmc"),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+    });
+
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
-    Controller::new(
+    let endpoints = Controller::new(
         Api::<Endpoint>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -109,8 +158,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Err(error) = result {
             tracing::debug!(%error, "endpoint reconcile stream");
         }
-    })
-    .await;
+    });
+    // A BMC's Endpoint and BMCSecret carry its name (metal-operator's convention), so a change
+    // to either re-evaluates the BMC of that name.
+    let bmcs = Controller::new(Api::<BMC>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<Server>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Endpoint>::all(client.clone()),
+            watcher::Config::default(),
+            |endpoint| Some(ObjectRef::<BMC>::new(&endpoint.name_any())),
+        )
+        .watches(
+            Api::<BMCSecret>::all(client.clone()),
+            watcher::Config::default(),
+            |secret| Some(ObjectRef::<BMC>::new(&secret.name_any())),
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.bmc_concurrency))
+        .shutdown_on_signal()
+        .run(bmc::reconcile, bmc::error_policy, bmc_context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "BMC reconcile stream");
+            }
+        });
+    tokio::join!(endpoints, bmcs);
     tracing::info!("stopped");
     Ok(())
 }

@@ -14,6 +14,19 @@ pub const REASON_UNKNOWN_MAC: &str = "UnknownMACAddress";
 /// Endpoint: the credential-lookup plugin failed (or none is installed).
 pub const REASON_LOOKUP_FAILED: &str = "CredentialLookupFailed";
 
+/// BMC: probed successfully.
+pub const REASON_CONNECTED: &str = "Connected";
+/// BMC: the BMC refused the credentials.
+pub const REASON_AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+/// BMC: the BMC could not be reached (connection refused, TLS failure, timeout).
+pub const REASON_CONNECTION_FAILED: &str = "ConnectionFailed";
+/// BMC: the BMC answered with an error (5xx, HTML instead of JSON, ...).
+pub const REASON_INTERNAL_SERVER_ERROR: &str = "InternalServerError";
+/// BMC: the driver plugin crashed, ran out of time or memory, or none serves the protocol.
+pub const REASON_DRIVER_FAILED: &str = "DriverFailed";
+/// BMC: its Endpoint or BMCSecret does not exist (yet).
+pub const REASON_REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+
 /// `True`, `False` or `Unknown`.
 pub fn status(value: bool) -> String {
     String::from(if value { "True" } else { "False" })

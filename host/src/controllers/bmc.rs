@@ -1,0 +1,539 @@
+//! BMCReconciler: resolve where a BMC is and how to log in, probe it through its driver
+//! plugin, report what it is in `status`, and keep one Server per system behind it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
+use crate::api::common::ProtocolScheme;
+use crate::api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, conditions};
+use crate::plugins::catalog::PluginCatalog;
+use crate::plugins::types::{BmcEndpoint, GuestError, Identity, TlsPolicy};
+use crate::plugins::{CallError, CallErrorKind};
+
+/// Field manager of everything this reconciler writes.
+pub const MANAGER: &str = "ferrometal-bmc";
+
+/// Where a BMC is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// MAC address.
+    pub mac: String,
+    /// IP address.
+    pub ip: String,
+}
+
+/// A Server the BMC reconciler keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredServer {
+    /// `<bmc>-system-<i>`.
+    pub name: String,
+    /// Lower-case SMBIOS UUID.
+    pub system_uuid: String,
+    /// The system's Redfish path.
+    pub system_uri: String,
+}
+
+/// The outcome of one reconcile, decided from what was observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The status to publish.
+    pub status: BMCStatus,
+    /// `Ready` condition: (status, reason, message).
+    pub ready: (bool, &'static str, String),
+    /// Servers to apply (none when the probe failed: existing ones are left alone).
+    pub servers: Vec<DesiredServer>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+/// What the probe gave.
+pub type ProbeResult = Result<Identity, CallError>;
+
+/// Decides status, condition and Servers from the address and the probe.
+pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration) -> Plan {
+    let name = bmc.name_any();
+    let mut status = BMCStatus {
+        mac_address: Some(address.mac.clone()),
+        ip: Some(address.ip.clone()),
+        ..BMCStatus::default()
+    };
+    match probe {
+        Ok(identity) => {
+            status.manufacturer = identity.manufacturer.clone();
+            status.model = identity.model.clone();
+            status.serial_number = identity.serial.clone();
+            status.firmware_version = identity.firmware.clone();
+            status.state = Some(String::from("Enabled"));
+            let mut systems: Vec<_> = identity
+                .systems
+                .iter()
+                .filter_map(|system| Some((system.uri.clone(), system.uuid.clone()?)))
+                .collect();
+            // Stable names across restarts and collection orderings.
+            systems.sort();
+            let skipped = identity.systems.len() - systems.len();
+            let servers: Vec<DesiredServer> = systems
+                .into_iter()
+                .enumerate()
+                .map(|(index, (uri, uuid))| DesiredServer {
+                    name: format!("{name}-system-{index}"),
+                    system_uuid: uuid.to_ascii_lowercase(),
+                    system_uri: uri,
+                })
+                .collect();
+            let mut message = format!("BMC is connected; {} system(s)", servers.len());
+            if skipped > 0 {
+                message.push_str(&format!(", {skipped} without a UUID skipped"));
+            }
+            Plan {
+                status,
+                ready: (true, conditions::REASON_CONNECTED, message),
+                servers,
+                requeue: resync,
+            }
+        }
+        Err(error) => {
+            status.state = Some(String::from("Error"));
+            let reason = match &error.kind {
+                CallErrorKind::Plugin(GuestError::Unauthorized(_)) => {
+                    conditions::REASON_AUTHENTICATION_FAILED
+                }
+                CallErrorKind::Plugin(GuestError::Unreachable(_)) | CallErrorKind::Timeout(_) => {
+                    conditions::REASON_CONNECTION_FAILED
+                }
+                CallErrorKind::Plugin(GuestError::BmcFault { .. }) => {
+                    conditions::REASON_INTERNAL_SERVER_ERROR
+                }
+                _ => conditions::REASON_DRIVER_FAILED,
+            };
+            let message = match reason {
+                conditions::REASON_AUTHENTICATION_FAILED => {
+                    format!("BMC credentials are invalid ({})", error.kind)
+                }
+                _ => format!("cannot probe the BMC: {}", error.kind),
+            };
+            Plan {
+                status,
+                ready: (false, reason, first_line(&message)),
+                servers: Vec::new(),
+                requeue: resync,
+            }
+        }
+    }
+}
+
+/// Crash reports carry backtraces; a condition message keeps the first line.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Operator settings for reaching BMCs.
+#[derive(Debug, Clone)]
+pub struct BmcSettings {
+    /// Scheme when `spec.protocol.scheme` is not set.
+    pub default_scheme: ProtocolScheme,
+    /// How to verify BMC certificates.
+    pub tls: TlsPolicy,
+    /// How often a healthy BMC is probed again (and a failing one retried).
+    pub resync: Duration,
+}
+
+/// What the reconciler needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Installed plugins.
+    pub catalog: Arc<PluginCatalog>,
+    /// How to reach BMCs.
+    pub settings: BmcSettings,
+    /// Event reporter.
+    pub reporter: Reporter,
+}
+
+/// Errors of one reconcile (requeued with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconciles one BMC.
+#[tracing::instrument(skip_all, fields(bmc = %bmc.name_any()))]
+pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = bmc.name_any();
+    let resync = ctx.settings.resync;
+    let address = match resolve_address(&bmc, &ctx.client).await? {
+        Ok(address) => address,
+        Err(message) => {
+            publish(
+                &bmc,
+                &ctx,
+                None,
+                (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let secret_name = &bmc.spec.bmc_secret_ref.name;
+    let secret = Api::<BMCSecret>::all(ctx.client.clone())
+        .get_opt(secret_name)
+        .await?;
+    let credentials = secret.as_ref().and_then(|secret| {
+        let username = String::from_utf8(secret.value(USERNAME_KEY)?).ok()?;
+        let password = String::from_utf8(secret.value(PASSWORD_KEY)?).ok()?;
+        Some((username, password))
+    });
+    let Some((username, password)) = credentials else {
+        let message = format!("BMCSecret {secret_name} does not exist or lacks username/password");
+        publish(
+            &bmc,
+            &ctx,
+            None,
+            (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let protocol = serde_json::to_value(bmc.spec.protocol.name)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let manufacturer = bmc.labels().get("manufacturer").cloned();
+    let Some(driver) = ctx.catalog.driver_for(&protocol, manufacturer.as_deref()) else {
+        let message = format!("no installed driver plugin serves protocol {protocol}");
+        publish(
+            &bmc,
+            &ctx,
+            None,
+            (false, conditions::REASON_DRIVER_FAILED, message),
+        )
+        .await?;
+        return Ok(Action::requeue(resync));
+    };
+    let scheme = bmc
+        .spec
+        .protocol
+        .scheme
+        .unwrap_or(ctx.settings.default_scheme);
+    let endpoint = BmcEndpoint {
+        scheme: String::from(match scheme {
+            ProtocolScheme::Http => "http",
+            ProtocolScheme::Https => "https",
+        }),
+        host: address.ip.clone(),
+        port: u16::try_from(bmc.spec.protocol.port).unwrap_or_default(),
+        tls: ctx.settings.tls.clone(),
+        username,
+        password,
+        manufacturer_hint: manufacturer,
+        settings: Vec::new(),
+    };
+    let probe = driver.probe(&endpoint).await;
+    let plan = plan(&bmc, &address, &probe, resync);
+    let owner = bmc.controller_owner_ref(&());
+    let servers: Api<Server> = Api::all(ctx.client.clone());
+    for server in &plan.servers {
+        let desired = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Server",
+            "metadata": {
+                "name": server.name,
+                "labels": bmc.labels(),
+                "ownerReferences": owner.clone().map(|o| vec![o]),
+            },
+            "spec": {
+                "systemUUID": server.system_uuid,
+                "systemURI": server.system_uri,
+                "bmcRef": { "name": name },
+            },
+        });
+        servers
+            .patch(
+                &server.name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+    }
+    publish(&bmc, &ctx, Some(plan.status), plan.ready).await?;
+    Ok(Action::requeue(plan.requeue))
+}
+
+/// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(message))` when the
+/// Endpoint is missing.
+async fn resolve_address(bmc: &BMC, client: &Client) -> Result<Result<Address, String>, Error> {
+    if let Some(access) = &bmc.spec.access {
+        return Ok(Ok(Address {
+            mac: access.mac_address.clone(),
+            ip: access.ip.clone(),
+        }));
+    }
+    let Some(reference) = &bmc.spec.endpoint_ref else {
+        return Ok(Err(String::from(
+            "the BMC names neither spec.access nor spec.endpointRef",
+        )));
+    };
+    Ok(
+        match Api::<Endpoint>::all(client.clone())
+            .get_opt(&reference.name)
+            .await?
+        {
+            Some(endpoint) => Ok(Address {
+                mac: endpoint.spec.mac_address,
+                ip: endpoint.spec.ip,
+            }),
+            None => Err(format!("Endpoint {} does not exist", reference.name)),
+        },
+    )
+}
+
+/// Publishes status (when given) and the Ready condition; an Event when the condition changed.
+async fn publish(
+    bmc: &BMC,
+    ctx: &Context,
+    status: Option<BMCStatus>,
+    (ready, reason, message): (bool, &'static str, String),
+) -> Result<(), Error> {
+    let current = bmc.status.clone().unwrap_or_default();
+    let mut status = status.unwrap_or_else(|| BMCStatus {
+        conditions: Vec::new(),
+        ..current.clone()
+    });
+    let mut list = current.conditions.clone();
+    let before = list.iter().find(|c| c.type_ == conditions::READY).cloned();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    conditions::set(
+        &mut list,
+        conditions::READY,
+        ready,
+        reason,
+        &message,
+        bmc.metadata.generation,
+        now,
+    );
+    status.conditions = list;
+    let condition_changed = before.as_ref().map(|c| (&c.status, &c.reason, &c.message))
+        != status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .map(|c| (&c.status, &c.reason, &c.message));
+    if !condition_changed && bmc.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "BMC",
+        "status": status,
+    });
+    Api::<BMC>::all(ctx.client.clone())
+        .patch_status(
+            &bmc.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if condition_changed {
+        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+        let event = Event {
+            type_: if ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.to_owned(),
+            note: Some(message),
+            action: String::from("Probe"),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &bmc.object_ref(&())).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
+    }
+    Ok(())
+}
+
+/// How long to wait before retrying after an error.
+pub fn error_policy(_bmc: Arc<BMC>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "BMC reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::BMCSpec;
+    use crate::api::common::{LocalObjectReference, Protocol, ProtocolName};
+    use crate::plugins::types::{PowerState, System};
+    use crate::plugins::{PluginIdentity, World};
+
+    use super::*;
+
+    fn bmc() -> BMC {
+        BMC::new(
+            "rack1-bmc",
+            BMCSpec {
+                bmc_uuid: None,
+                endpoint_ref: Some(LocalObjectReference {
+                    name: "rack1-bmc".into(),
+                }),
+                access: None,
+                bmc_secret_ref: LocalObjectReference {
+                    name: "rack1-bmc".into(),
+                },
+                protocol: Protocol {
+                    name: ProtocolName::Redfish,
+                    port: 8443,
+                    scheme: None,
+                },
+                console_protocol: None,
+                hostname: None,
+            },
+        )
+    }
+
+    fn address() -> Address {
+        Address {
+            mac: "52:54:00:00:00:01".into(),
+            ip: "10.0.0.5".into(),
+        }
+    }
+
+    fn system(uri: &str, uuid: Option<&str>) -> System {
+        System {
+            uri: uri.into(),
+            uuid: uuid.map(str::to_owned),
+            manufacturer: None,
+            model: None,
+            serial: None,
+            power: PowerState::Off,
+            nics: Vec::new(),
+        }
+    }
+
+    fn failure(kind: CallErrorKind) -> CallError {
+        CallError {
+            plugin: PluginIdentity {
+                name: "redfish".into(),
+                path: "/p/redfish.wasm".into(),
+                digest: "0".repeat(64),
+                world: World::BmcDriver,
+                abi: "0.1.0".into(),
+                sdk: "0.1.0".into(),
+                capabilities: Vec::new(),
+            },
+            operation: "probe",
+            kind,
+        }
+    }
+
+    #[test]
+    fn every_system_with_a_uuid_becomes_a_server_named_by_stable_order() {
+        let identity = Identity {
+            manufacturer: Some("Contoso".into()),
+            model: None,
+            serial: None,
+            firmware: Some("1.2".into()),
+            manager_uuid: None,
+            systems: vec![
+                system(
+                    "/redfish/v1/Systems/B",
+                    Some("BBBBBBBB-0000-0000-0000-000000000002"),
+                ),
+                system(
+                    "/redfish/v1/Systems/A",
+                    Some("aaaaaaaa-0000-0000-0000-000000000001"),
+                ),
+                system("/redfish/v1/Systems/C", None),
+            ],
+        };
+        let plan = plan(&bmc(), &address(), &Ok(identity), Duration::from_secs(120));
+        assert_eq!(
+            plan.servers,
+            vec![
+                DesiredServer {
+                    name: "rack1-bmc-system-0".into(),
+                    system_uuid: "aaaaaaaa-0000-0000-0000-000000000001".into(),
+                    system_uri: "/redfish/v1/Systems/A".into(),
+                },
+                DesiredServer {
+                    name: "rack1-bmc-system-1".into(),
+                    system_uuid: "bbbbbbbb-0000-0000-0000-000000000002".into(),
+                    system_uri: "/redfish/v1/Systems/B".into(),
+                },
+            ]
+        );
+        assert!(plan.ready.0);
+        assert!(
+            plan.ready.2.contains("1 without a UUID skipped"),
+            "{}",
+            plan.ready.2
+        );
+        assert_eq!(plan.status.firmware_version.as_deref(), Some("1.2"));
+        assert_eq!(plan.status.ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(plan.status.state.as_deref(), Some("Enabled"));
+    }
+
+    #[test]
+    fn failures_map_to_metal_operators_reasons_and_create_nothing() {
+        for (kind, reason) in [
+            (
+                CallErrorKind::Plugin(GuestError::Unauthorized(None)),
+                conditions::REASON_AUTHENTICATION_FAILED,
+            ),
+            (
+                CallErrorKind::Plugin(GuestError::Unreachable(Some("refused".into()))),
+                conditions::REASON_CONNECTION_FAILED,
+            ),
+            (
+                CallErrorKind::Timeout(Duration::from_secs(60)),
+                conditions::REASON_CONNECTION_FAILED,
+            ),
+            (
+                CallErrorKind::Plugin(GuestError::BmcFault {
+                    http_status: Some(500),
+                    message_id: None,
+                    message: "x".into(),
+                }),
+                conditions::REASON_INTERNAL_SERVER_ERROR,
+            ),
+            (
+                CallErrorKind::Crashed {
+                    reason: "trap".into(),
+                    panic: None,
+                    backtrace: "0: a\n1: b".into(),
+                },
+                conditions::REASON_DRIVER_FAILED,
+            ),
+        ] {
+            let plan = plan(
+                &bmc(),
+                &address(),
+                &Err(failure(kind)),
+                Duration::from_secs(120),
+            );
+            assert_eq!((plan.ready.0, plan.ready.1), (false, reason));
+            assert!(plan.servers.is_empty());
+            assert!(
+                !plan.ready.2.contains('\n'),
+                "one-line messages: {}",
+                plan.ready.2
+            );
+            assert_eq!(plan.status.state.as_deref(), Some("Error"));
+            assert_eq!(
+                plan.requeue,
+                Duration::from_secs(120),
+                "retried later, not hammered"
+            );
+        }
+    }
+}

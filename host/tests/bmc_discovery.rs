@@ -1,0 +1,286 @@
+//! Both discovery paths up to Servers, with `ferrometal run`, a real control plane and a real
+//! Redfish BMC (sushy-emulator over TLS with Basic auth): an Endpoint with a known MAC, and a
+//! BMC applied directly with `spec.access`; plus wrong credentials, an unreachable BMC and an
+//! operator restart.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ferrometal::api::{BMC, BMCSecret, Endpoint, EndpointSpec, Server};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use testenv::{BasicAuth, ControlPlane, FakeSystem, SushyEmulator, SushyOptions};
+
+const UUIDS: [&str; 2] = [
+    "1d3c5e7a-0000-4000-8000-00000000aa01",
+    "1d3c5e7a-0000-4000-8000-00000000aa02",
+];
+
+fn start_operator(
+    control_plane: &ControlPlane,
+    dir: &std::path::Path,
+    bmc: &SushyEmulator,
+) -> testenv::Program {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    for name in ["macdb", "redfish"] {
+        let component = testenv::components::component(name).expect("built by `make plugins`");
+        std::fs::copy(&component, plugins.join(format!("{name}.wasm"))).expect("copy plugin");
+    }
+    let macdb = dir.join("macdb.yaml");
+    std::fs::write(
+        &macdb,
+        format!(
+            "macPrefixes:\n- macPrefix: \"52:54:00:dd\"\n  manufacturer: Sushy\n  protocol: Redfish\n  protocolScheme: https\n  port: {}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: bmc-pw\n",
+            bmc.port()
+        ),
+    )
+    .expect("write macdb");
+    let ca = dir.join("bmc-ca.pem");
+    std::fs::write(&ca, bmc.ca_cert_pem().expect("TLS")).expect("write CA");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--mac-db")
+        .arg(&macdb)
+        .args(["--grant", "credentials/reveal", "--bmc-resync-seconds", "2"])
+        .arg("--bmc-ca-file")
+        .arg(&ca)
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
+}
+
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    for _ in 0..600 {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn servers_of(servers: &Api<Server>, bmc: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = servers
+        .list(&ListParams::default())
+        .await
+        .expect("list servers")
+        .items
+        .into_iter()
+        .filter(|s| s.spec.bmc_ref.as_ref().map(|r| r.name.as_str()) == Some(bmc))
+        .map(|s| {
+            (
+                s.metadata.name.unwrap_or_default(),
+                s.spec.system_uuid.unwrap_or_default(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn expected(bmc: &str) -> Vec<(String, String)> {
+    vec![
+        (format!("{bmc}-system-0"), UUIDS[0].to_owned()),
+        (format!("{bmc}-system-1"), UUIDS[1].to_owned()),
+    ]
+}
+
+async fn ready_reason(bmcs: &Api<BMC>, name: &str) -> Option<(String, String, String)> {
+    let bmc = bmcs.get_opt(name).await.ok()??;
+    let condition = bmc
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((condition.status, condition.reason, condition.message))
+}
+
+fn bmc_yaml(name: &str, port: u16, secret: &str) -> String {
+    format!(
+        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: {name}}}\nspec:\n  access: {{macAddress: '02:00:00:00:00:01', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: {secret}}}\n  protocol: {{name: Redfish, port: {port}, scheme: https}}\n"
+    )
+}
+
+#[tokio::test]
+async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let bmc = SushyEmulator::start(SushyOptions {
+        systems: UUIDS
+            .iter()
+            .enumerate()
+            .map(|(i, uuid)| FakeSystem {
+                uuid: (*uuid).to_owned(),
+                name: format!("blade-{i}"),
+                power_state: testenv::PowerState::Off,
+                boot_mode: Default::default(),
+                macs: vec![format!("52:54:00:dd:10:0{i}")],
+            })
+            .collect(),
+        auth: Some(BasicAuth {
+            username: "admin".into(),
+            password: "bmc-pw".into(),
+        }),
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let operator = start_operator(control_plane, dir.path(), &bmc);
+    let endpoints: Api<Endpoint> = Api::all(client.clone());
+    let bmcs: Api<BMC> = Api::all(client.clone());
+    let servers: Api<Server> = Api::all(client.clone());
+    let secrets: Api<BMCSecret> = Api::all(client.clone());
+
+    // (a) DHCP-based: an Endpoint with a known MAC prefix.
+    endpoints
+        .create(
+            &PostParams::default(),
+            &Endpoint::new(
+                "bmc-from-dhcp",
+                EndpointSpec {
+                    mac_address: "52:54:00:dd:00:01".into(),
+                    ip: "127.0.0.1".into(),
+                },
+            ),
+        )
+        .await
+        .expect("create endpoint");
+    let found = eventually("Servers of bmc-from-dhcp", || async {
+        let found = servers_of(&servers, "bmc-from-dhcp").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(found, expected("bmc-from-dhcp"));
+    let (status, reason, _) = eventually("bmc-from-dhcp Ready", || {
+        ready_reason(&bmcs, "bmc-from-dhcp")
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Connected"));
+    let status = bmcs
+        .get("bmc-from-dhcp")
+        .await
+        .expect("bmc")
+        .status
+        .expect("status");
+    assert_eq!(status.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(status.mac_address.as_deref(), Some("52:54:00:dd:00:01"));
+    assert_eq!(status.state.as_deref(), Some("Enabled"));
+    let server = servers.get("bmc-from-dhcp-system-0").await.expect("server");
+    assert_eq!(
+        server.spec.system_uri.as_deref(),
+        Some(format!("/redfish/v1/Systems/{}", UUIDS[0]).as_str())
+    );
+    let owner = &server.metadata.owner_references.expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("BMC", "bmc-from-dhcp")
+    );
+
+    // (b) BMC-based: applied directly with spec.access and a user's BMCSecret.
+    secrets
+        .create(
+            &PostParams::default(),
+            &BMCSecret::with_credentials("direct-creds", "admin", "bmc-pw"),
+        )
+        .await
+        .expect("secret");
+    let apply = |yaml: String| {
+        let mut kubectl = control_plane.kubectl().expect("kubectl");
+        kubectl.args(["apply", "-f", "-"]);
+        async move {
+            let output = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut child = kubectl
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("kubectl");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(yaml.as_bytes())
+                    .expect("write");
+                child.wait_with_output().expect("wait")
+            })
+            .await
+            .expect("join");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    apply(bmc_yaml("bmc-direct", bmc.port(), "direct-creds")).await;
+    let found = eventually("Servers of bmc-direct", || async {
+        let found = servers_of(&servers, "bmc-direct").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(found, expected("bmc-direct"));
+
+    // (c) Wrong credentials and an unreachable BMC are reported; nothing is created for them.
+    secrets
+        .create(
+            &PostParams::default(),
+            &BMCSecret::with_credentials("wrong-creds", "admin", "nope"),
+        )
+        .await
+        .expect("secret");
+    apply(bmc_yaml("bmc-wrong-password", bmc.port(), "wrong-creds")).await;
+    let closed = testenv::net::free_port().expect("port");
+    apply(bmc_yaml("bmc-unreachable", closed, "direct-creds")).await;
+    let (status, reason, message) = eventually("bmc-wrong-password reported", || {
+        ready_reason(&bmcs, "bmc-wrong-password")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "AuthenticationFailed"),
+        "{message}"
+    );
+    let (status, reason, message) = eventually("bmc-unreachable reported", || {
+        ready_reason(&bmcs, "bmc-unreachable")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ConnectionFailed"),
+        "{message}"
+    );
+    assert!(servers_of(&servers, "bmc-wrong-password").await.is_empty());
+    assert!(servers_of(&servers, "bmc-unreachable").await.is_empty());
+    // The healthy BMCs are unaffected.
+    assert_eq!(
+        ready_reason(&bmcs, "bmc-direct")
+            .await
+            .map(|r| r.1)
+            .as_deref(),
+        Some("Connected")
+    );
+
+    // (d) Restart the operator: after several resyncs, still exactly the same Servers.
+    drop(operator);
+    let _operator = start_operator(control_plane, &dir.path().join("again"), &bmc);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        servers_of(&servers, "bmc-from-dhcp").await,
+        expected("bmc-from-dhcp")
+    );
+    assert_eq!(
+        servers_of(&servers, "bmc-direct").await,
+        expected("bmc-direct")
+    );
+}
