@@ -58,6 +58,14 @@ pub struct RunArgs {
     /// Accept any BMC certificate (lab fleets only).
     #[arg(long, env = "FERROMETAL_BMC_INSECURE_TLS")]
     bmc_insecure_tls: bool,
+    /// Base seconds between attempts with the credential database's next default credential
+    /// (doubles per attempt, so BMCs do not lock the account).
+    #[arg(
+        long,
+        env = "FERROMETAL_CREDENTIAL_RETRY_SECONDS",
+        default_value_t = 30
+    )]
+    credential_retry_seconds: u64,
     /// Seconds between probes of a BMC (also the retry interval of a failing one).
     #[arg(long, env = "FERROMETAL_BMC_RESYNC_SECONDS", default_value_t = 120)]
     bmc_resync_seconds: u64,
@@ -111,7 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let context = Arc::new(endpoint::Context {
         client: client.clone(),
         lookup,
-        lookup_settings,
+        lookup_settings: lookup_settings.clone(),
         reporter: Reporter {
             controller: String::from("ferrometal-endpoint"),
             instance: std::env::var("HOSTNAME").ok(),
@@ -128,6 +136,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bmc_context = Arc::new(bmc::Context {
         client: client.clone(),
         catalog: catalog.clone(),
+        lookup_settings,
+        credential_retry: std::time::Duration::from_secs(args.credential_retry_seconds.max(1)),
         settings: bmc::BmcSettings {
             default_scheme: if args.bmc_default_scheme == "https" {
                 ProtocolScheme::Https

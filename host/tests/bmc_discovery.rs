@@ -31,8 +31,11 @@ fn start_operator(
     std::fs::write(
         &macdb,
         format!(
-            "macPrefixes:\n- macPrefix: \"52:54:00:dd\"\n  manufacturer: Sushy\n  protocol: Redfish\n  protocolScheme: https\n  port: {}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: bmc-pw\n",
-            bmc.port()
+            "macPrefixes:\n\
+             - macPrefix: \"52:54:00:dd\"\n  manufacturer: Sushy\n  protocol: Redfish\n  protocolScheme: https\n  port: {port}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: bmc-pw\n\
+             - macPrefix: \"52:54:00:de\"\n  protocol: Redfish\n  protocolScheme: https\n  port: {port}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: factory-default\n  - username: admin\n    password: bmc-pw\n\
+             - macPrefix: \"52:54:00:df\"\n  protocol: Redfish\n  protocolScheme: https\n  port: {port}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: one\n  - username: root\n    password: two\n",
+            port = bmc.port()
         ),
     )
     .expect("write macdb");
@@ -45,7 +48,14 @@ fn start_operator(
         .arg(&plugins)
         .arg("--mac-db")
         .arg(&macdb)
-        .args(["--grant", "credentials/reveal", "--bmc-resync-seconds", "2"])
+        .args([
+            "--grant",
+            "credentials/reveal",
+            "--bmc-resync-seconds",
+            "2",
+            "--credential-retry-seconds",
+            "1",
+        ])
         .arg("--bmc-ca-file")
         .arg(&ca)
         .env("KUBECONFIG", control_plane.kubeconfig_path())
@@ -269,6 +279,57 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
             .map(|r| r.1)
             .as_deref(),
         Some("Connected")
+    );
+
+    // (c) Default credentials: the first is refused and the second works; or all are refused.
+    for (name, mac) in [
+        ("bmc-second-credential", "52:54:00:de:00:01"),
+        ("bmc-no-credential", "52:54:00:df:00:01"),
+    ] {
+        endpoints
+            .create(
+                &PostParams::default(),
+                &Endpoint::new(
+                    name,
+                    EndpointSpec {
+                        mac_address: mac.into(),
+                        ip: "127.0.0.1".into(),
+                    },
+                ),
+            )
+            .await
+            .expect("create endpoint");
+    }
+    let found = eventually("Servers of bmc-second-credential", || async {
+        let found = servers_of(&servers, "bmc-second-credential").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(found, expected("bmc-second-credential"));
+    let secret = secrets.get("bmc-second-credential").await.expect("secret");
+    assert_eq!(secret.value("password").as_deref(), Some(&b"bmc-pw"[..]));
+    assert_eq!(
+        secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("ferrometal.dev/default-credential-index"))
+            .map(String::as_str),
+        Some("1"),
+        "the secret records which default credential worked"
+    );
+    let (status, reason, message) = eventually("bmc-no-credential exhausted", || async {
+        let reported = ready_reason(&bmcs, "bmc-no-credential").await?;
+        reported
+            .2
+            .contains("all 2 default credentials")
+            .then_some(reported)
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "AuthenticationFailed"),
+        "{message}"
     );
 
     // (d) Restart the operator: after several resyncs, still exactly the same Servers.

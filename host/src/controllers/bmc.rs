@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, conditions};
+use crate::controllers::credentials;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::types::{BmcEndpoint, GuestError, Identity, TlsPolicy};
 use crate::plugins::{CallError, CallErrorKind};
@@ -152,6 +153,10 @@ pub struct Context {
     pub client: Client,
     /// Installed plugins.
     pub catalog: Arc<PluginCatalog>,
+    /// Settings of the credential-lookup plugin (for moving to the next default credential).
+    pub lookup_settings: Vec<(String, String)>,
+    /// Base of the backoff between default-credential attempts (doubles per attempt).
+    pub credential_retry: Duration,
     /// How to reach BMCs.
     pub settings: BmcSettings,
     /// Event reporter.
@@ -239,7 +244,14 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
         settings: Vec::new(),
     };
     let probe = driver.probe(&endpoint).await;
-    let plan = plan(&bmc, &address, &probe, resync);
+    let mut plan = plan(&bmc, &address, &probe, resync);
+    let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
+    if refused && let Some(secret) = &secret {
+        if let Some((message, requeue)) = try_next_credential(secret, &address, &ctx).await? {
+            plan.ready.2 = message;
+            plan.requeue = requeue;
+        }
+    }
     let owner = bmc.controller_owner_ref(&());
     let servers: Api<Server> = Api::all(ctx.client.clone());
     for server in &plan.servers {
@@ -267,6 +279,81 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
     }
     publish(&bmc, &ctx, Some(plan.status), plan.ready).await?;
     Ok(Action::requeue(plan.requeue))
+}
+
+/// For a secret holding credential-database defaults that the BMC refused: moves it to the
+/// next default (after the backoff) and says so; `None` for secrets people wrote.
+async fn try_next_credential(
+    secret: &BMCSecret,
+    address: &Address,
+    ctx: &Context,
+) -> Result<Option<(String, Duration)>, Error> {
+    let annotations = secret.annotations();
+    let Some(index) = annotations
+        .get(credentials::INDEX_ANNOTATION)
+        .and_then(|index| index.parse::<usize>().ok())
+    else {
+        return Ok(None);
+    };
+    let Some(lookup) = ctx.catalog.credential_lookup() else {
+        return Ok(None);
+    };
+    let candidates = match lookup.lookup(&address.mac, &ctx.lookup_settings).await {
+        Ok(Some(profile)) => profile.default_credentials,
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    let count = candidates.len();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let since_last_try = annotations
+        .get(credentials::TRIED_AT_ANNOTATION)
+        .and_then(|at| at.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .and_then(|at| Duration::try_from(now.duration_since(at)).ok());
+    Ok(Some(
+        match credentials::next_step(index, count, since_last_try, ctx.credential_retry) {
+            credentials::Step::Exhausted => (
+                format!(
+                    "BMC credentials are invalid: all {count} default credentials from the credential database were refused"
+                ),
+                ctx.settings.resync,
+            ),
+            credentials::Step::Wait(wait) => (
+                format!(
+                    "BMC credentials are invalid: default credential {}/{count} was refused; the next is tried in {}s",
+                    index + 1,
+                    wait.as_secs().max(1)
+                ),
+                wait,
+            ),
+            credentials::Step::Advance { next } => {
+                let credential = &candidates[next];
+                let patch = json!({
+                    "metadata": { "annotations": {
+                        credentials::INDEX_ANNOTATION: next.to_string(),
+                        credentials::TRIED_AT_ANNOTATION: now.to_string(),
+                    }},
+                    "data": {
+                        USERNAME_KEY: k8s_openapi::ByteString(credential.username.clone().into_bytes()),
+                        PASSWORD_KEY: k8s_openapi::ByteString(credential.password.clone().into_bytes()),
+                    },
+                });
+                Api::<BMCSecret>::all(ctx.client.clone())
+                    .patch(
+                        &secret.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+                (
+                    format!(
+                        "BMC credentials are invalid: default credential {}/{count} was refused; trying {}/{count}",
+                        index + 1,
+                        next + 1
+                    ),
+                    ctx.credential_retry,
+                )
+            }
+        },
+    ))
 }
 
 /// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(message))` when the

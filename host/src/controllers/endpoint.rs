@@ -21,6 +21,7 @@ use crate::api::common::{
     ProtocolScheme,
 };
 use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
+use crate::controllers::credentials;
 use crate::plugins::credential_lookup::CredentialLookupPlugin;
 use crate::plugins::types::BmcProfile;
 
@@ -211,6 +212,12 @@ pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Act
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         owner_references: owner.clone().map(|o| vec![o]),
+                        // Marks the secret as holding database defaults the BMC reconciler
+                        // may move to the next one if the BMC refuses it.
+                        annotations: Some(BTreeMap::from([(
+                            credentials::INDEX_ANNOTATION.to_owned(),
+                            String::from("0"),
+                        )])),
                         ..ObjectMeta::default()
                     },
                     data: Some(BTreeMap::from([

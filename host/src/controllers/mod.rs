@@ -2,4 +2,5 @@
 //! and a thin I/O shell that applies the plan with server-side apply.
 
 pub mod bmc;
+pub mod credentials;
 pub mod endpoint;
