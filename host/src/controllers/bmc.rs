@@ -246,11 +246,12 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
     let probe = driver.probe(&endpoint).await;
     let mut plan = plan(&bmc, &address, &probe, resync);
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
-    if refused && let Some(secret) = &secret {
-        if let Some((message, requeue)) = try_next_credential(secret, &address, &ctx).await? {
-            plan.ready.2 = message;
-            plan.requeue = requeue;
-        }
+    if refused
+        && let Some(secret) = &secret
+        && let Some((message, requeue)) = try_next_credential(secret, &address, &ctx).await?
+    {
+        plan.ready.2 = message;
+        plan.requeue = requeue;
     }
     let owner = bmc.controller_owner_ref(&());
     let servers: Api<Server> = Api::all(ctx.client.clone());
