@@ -6,3 +6,4 @@
 pub mod api;
 pub mod controllers;
 pub mod plugins;
+pub mod telemetry;

@@ -12,6 +12,7 @@ use ferrometal::controllers::{bmc, endpoint};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
+use ferrometal::telemetry::ControllerMetrics;
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
@@ -66,6 +67,13 @@ pub struct RunArgs {
         default_value_t = 30
     )]
     credential_retry_seconds: u64,
+    /// Where to serve /metrics, /healthz and /readyz (`127.0.0.1:0` picks a free port).
+    #[arg(
+        long,
+        env = "FERROMETAL_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_bind_address: std::net::SocketAddr,
     /// Seconds between probes of a BMC (also the retry interval of a failing one).
     #[arg(long, env = "FERROMETAL_BMC_RESYNC_SECONDS", default_value_t = 120)]
     bmc_resync_seconds: u64,
@@ -89,12 +97,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => CatalogConfig::default(),
     };
     config.dir = args.plugin_dir.clone();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let plugin_metrics = PluginMetrics::default();
+    plugin_metrics.register(&mut registry);
+    let metrics = ControllerMetrics::default();
+    metrics.register(&mut registry);
+    let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", args.metrics_bind_address))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let registry = Arc::new(std::sync::Mutex::new(registry));
+    tokio::spawn(async move {
+        if let Err(error) = ferrometal::telemetry::serve(listener, registry).await {
+            tracing::error!(%error, "the metrics server stopped");
+        }
+    });
     let plugins = PluginRuntime::new(
         RuntimeConfig {
             granted_capabilities: args.grants.clone(),
             ..RuntimeConfig::default()
         },
-        PluginMetrics::default(),
+        plugin_metrics,
     )?;
     let catalog = Arc::new(PluginCatalog::load(&plugins, config).await);
     for problem in &catalog.problems {
@@ -124,6 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             controller: String::from("ferrometal-endpoint"),
             instance: std::env::var("HOSTNAME").ok(),
         },
+        metrics: metrics.clone(),
     });
     let tls = match (&args.bmc_ca_file, args.bmc_insecure_tls) {
         (Some(file), _) => TlsPolicy::CaBundle(
@@ -151,6 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             controller: String::from("ferrometal-bmc"),
             instance: std::env::var("HOSTNAME").ok(),
         },
+        metrics,
     });
 
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));

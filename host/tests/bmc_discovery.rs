@@ -20,6 +20,7 @@ fn start_operator(
     control_plane: &ControlPlane,
     dir: &std::path::Path,
     bmc: &SushyEmulator,
+    metrics_port: u16,
 ) -> testenv::Program {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
@@ -58,6 +59,8 @@ fn start_operator(
         ])
         .arg("--bmc-ca-file")
         .arg(&ca)
+        .arg("--metrics-bind-address")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
@@ -145,7 +148,8 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
     .await
     .expect("sushy-emulator");
     let dir = tempfile::tempdir().expect("tempdir");
-    let operator = start_operator(control_plane, dir.path(), &bmc);
+    let metrics_port = testenv::net::free_port().expect("port");
+    let operator = start_operator(control_plane, dir.path(), &bmc, metrics_port);
     let endpoints: Api<Endpoint> = Api::all(client.clone());
     let bmcs: Api<BMC> = Api::all(client.clone());
     let servers: Api<Server> = Api::all(client.clone());
@@ -332,9 +336,39 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         "{message}"
     );
 
+    // What the operator counted, on its metrics endpoint.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"ferrometal_reconciles_total{controller="bmc",outcome="ok"}"#,
+        r#"ferrometal_reconciles_total{controller="endpoint",outcome="ok"}"#,
+        r#"ferrometal_bmc_probes_total{reason="Connected"}"#,
+        r#"ferrometal_bmc_probes_total{reason="AuthenticationFailed"}"#,
+        r#"ferrometal_bmc_probes_total{reason="ConnectionFailed"}"#,
+        r#"ferrometal_plugin_calls_total{plugin="redfish",world="bmc-driver",operation="probe",outcome="ok"}"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+    let health = reqwest::get(format!("http://127.0.0.1:{metrics_port}/healthz"))
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+
     // (d) Restart the operator: after several resyncs, still exactly the same Servers.
     drop(operator);
-    let _operator = start_operator(control_plane, &dir.path().join("again"), &bmc);
+    let _operator = start_operator(
+        control_plane,
+        &dir.path().join("again"),
+        &bmc,
+        testenv::net::free_port().expect("port"),
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
         servers_of(&servers, "bmc-from-dhcp").await,

@@ -18,6 +18,7 @@ use crate::controllers::credentials;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::types::{BmcEndpoint, GuestError, Identity, TlsPolicy};
 use crate::plugins::{CallError, CallErrorKind};
+use crate::telemetry::ControllerMetrics;
 
 /// Field manager of everything this reconciler writes.
 pub const MANAGER: &str = "ferrometal-bmc";
@@ -161,6 +162,8 @@ pub struct Context {
     pub settings: BmcSettings,
     /// Event reporter.
     pub reporter: Reporter,
+    /// Reconcile metrics.
+    pub metrics: ControllerMetrics,
 }
 
 /// Errors of one reconcile (requeued with backoff).
@@ -174,6 +177,13 @@ pub enum Error {
 /// Reconciles one BMC.
 #[tracing::instrument(skip_all, fields(bmc = %bmc.name_any()))]
 pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile("bmc");
+    let result = reconcile_inner(bmc, &ctx).await;
+    timer.finish(result.is_ok());
+    result
+}
+
+async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> {
     let name = bmc.name_any();
     let resync = ctx.settings.resync;
     let address = match resolve_address(&bmc, &ctx.client).await? {
@@ -245,6 +255,7 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
     };
     let probe = driver.probe(&endpoint).await;
     let mut plan = plan(&bmc, &address, &probe, resync);
+    ctx.metrics.probe(plan.ready.1);
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
     if refused
         && let Some(secret) = &secret

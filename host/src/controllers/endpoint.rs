@@ -24,6 +24,7 @@ use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
 use crate::controllers::credentials;
 use crate::plugins::credential_lookup::CredentialLookupPlugin;
 use crate::plugins::types::BmcProfile;
+use crate::telemetry::ControllerMetrics;
 
 /// Field manager of everything this reconciler writes.
 pub const MANAGER: &str = "ferrometal-endpoint";
@@ -171,6 +172,8 @@ pub struct Context {
     pub lookup_settings: Vec<(String, String)>,
     /// Event reporter.
     pub reporter: Reporter,
+    /// Reconcile metrics.
+    pub metrics: ControllerMetrics,
 }
 
 /// Errors of one reconcile (requeued with backoff).
@@ -184,6 +187,13 @@ pub enum Error {
 /// Reconciles one Endpoint.
 #[tracing::instrument(skip_all, fields(endpoint = %endpoint.name_any()))]
 pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile("endpoint");
+    let result = reconcile_inner(endpoint, &ctx).await;
+    timer.finish(result.is_ok());
+    result
+}
+
+async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Action, Error> {
     let started = Instant::now();
     let name = endpoint.name_any();
     let lookup = match &ctx.lookup {

@@ -1,0 +1,151 @@
+//! Operator metrics and the HTTP endpoint that serves them with health probes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    reason: String,
+}
+
+/// Reconcile and BMC-probe metrics. Labels name controllers and outcomes, never objects.
+#[derive(Debug, Clone)]
+pub struct ControllerMetrics {
+    reconciles: Family<ReconcileLabels, Counter>,
+    durations: Family<ControllerLabels, Histogram>,
+    probes: Family<ProbeLabels, Counter>,
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 4.0, 10))
+            }),
+            probes: Family::default(),
+        }
+    }
+}
+
+impl ControllerMetrics {
+    /// Registers the metrics under the `ferrometal` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("ferrometal");
+        registry.register(
+            "reconciles",
+            "Reconciles by controller and outcome",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles by controller",
+            self.durations.clone(),
+        );
+        registry.register(
+            "bmc_probes",
+            "BMC probes by outcome (the Ready condition's reason)",
+            self.probes.clone(),
+        );
+    }
+
+    /// Starts timing a reconcile; the guard records it when finished.
+    pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer {
+        ReconcileTimer {
+            metrics: self.clone(),
+            controller,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts a BMC probe outcome.
+    pub fn probe(&self, reason: &str) {
+        self.probes
+            .get_or_create(&ProbeLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Times one reconcile; call [`ReconcileTimer::finish`] with its outcome.
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    metrics: ControllerMetrics,
+    controller: &'static str,
+    started: Instant,
+}
+
+impl ReconcileTimer {
+    /// Records the outcome (`ok` or `error`) and the duration.
+    pub fn finish(self, ok: bool) {
+        self.metrics
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                controller: self.controller.to_owned(),
+                outcome: String::from(if ok { "ok" } else { "error" }),
+            })
+            .inc();
+        self.metrics
+            .durations
+            .get_or_create(&ControllerLabels {
+                controller: self.controller.to_owned(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Serves `/metrics` (OpenMetrics text), `/healthz` and `/readyz` on `listener` until the
+/// process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Mutex<Registry>>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut text = String::new();
+                    let registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
+                    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                        Ok(()) => (
+                            StatusCode::OK,
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    axum::serve(listener, app).await
+}
