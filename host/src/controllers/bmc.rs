@@ -191,7 +191,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         Err(message) => {
             publish(
                 &bmc,
-                &ctx,
+                ctx,
                 None,
                 (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
             )
@@ -212,7 +212,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         let message = format!("BMCSecret {secret_name} does not exist or lacks username/password");
         publish(
             &bmc,
-            &ctx,
+            ctx,
             None,
             (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
         )
@@ -228,7 +228,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         let message = format!("no installed driver plugin serves protocol {protocol}");
         publish(
             &bmc,
-            &ctx,
+            ctx,
             None,
             (false, conditions::REASON_DRIVER_FAILED, message),
         )
@@ -259,7 +259,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
     if refused
         && let Some(secret) = &secret
-        && let Some((message, requeue)) = try_next_credential(secret, &address, &ctx).await?
+        && let Some((message, requeue)) = try_next_credential(secret, &address, ctx).await?
     {
         plan.ready.2 = message;
         plan.requeue = requeue;
@@ -289,7 +289,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
             )
             .await?;
     }
-    publish(&bmc, &ctx, Some(plan.status), plan.ready).await?;
+    publish(&bmc, ctx, Some(plan.status), plan.ready).await?;
     Ok(Action::requeue(plan.requeue))
 }
 

@@ -271,7 +271,7 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
         ),
         Plan::Failed { reason, message } => (false, reason, message, Action::requeue(LOOKUP_RETRY)),
     };
-    publish_status(&endpoint, &ctx, ready, reason, &message).await?;
+    publish_status(&endpoint, ctx, ready, reason, &message).await?;
     tracing::debug!(elapsed = ?started.elapsed(), reason, "reconciled");
     Ok(action)
 }
