@@ -361,6 +361,38 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         .expect("healthz");
     assert!(health.status().is_success());
 
+    // An IP change on the Endpoint reaches the BMC (here to an address nothing answers on).
+    let patch = serde_json::json!({ "spec": { "ip": "127.0.0.2" } });
+    endpoints
+        .patch(
+            "bmc-from-dhcp",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("patch endpoint");
+    eventually("the new IP on bmc-from-dhcp", || async {
+        let status = bmcs.get("bmc-from-dhcp").await.ok()?.status?;
+        (status.ip.as_deref() == Some("127.0.0.2")).then_some(())
+    })
+    .await;
+    let (status, reason, message) =
+        eventually("bmc-from-dhcp unreachable at its new IP", || async {
+            let reported = ready_reason(&bmcs, "bmc-from-dhcp").await?;
+            (reported.0 == "False").then_some(reported)
+        })
+        .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ConnectionFailed"),
+        "{message}"
+    );
+    assert_eq!(
+        servers_of(&servers, "bmc-from-dhcp").await,
+        expected("bmc-from-dhcp"),
+        "a failed probe leaves existing Servers alone"
+    );
+
     // (d) Restart the operator: after several resyncs, still exactly the same Servers.
     drop(operator);
     let _operator = start_operator(

@@ -25,8 +25,9 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
     };
     let catalog = PluginCatalog::load(&runtime, config).await;
 
-    // The two reveal fixtures: one asks for a grant this runtime does not give, the other
-    // uses reveal without asking.
+    // The plugins that need `credentials/reveal`, which this runtime does not grant: the
+    // bundled redfish driver and the reveal fixture ask for it, the other fixture uses it
+    // without asking.
     let mut refused: Vec<String> = catalog
         .problems
         .iter()
@@ -50,7 +51,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
     refused.sort();
     assert_eq!(
         refused,
-        ["driver_reveal.wasm", "driver_reveal_undeclared.wasm"]
+        ["driver_reveal.wasm", "driver_reveal_undeclared.wasm", "redfish.wasm"]
     );
 
     let driver = catalog
