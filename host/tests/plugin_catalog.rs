@@ -51,7 +51,11 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
     refused.sort();
     assert_eq!(
         refused,
-        ["driver_reveal.wasm", "driver_reveal_undeclared.wasm", "redfish.wasm"]
+        [
+            "driver_reveal.wasm",
+            "driver_reveal_undeclared.wasm",
+            "redfish.wasm"
+        ]
     );
 
     let driver = catalog
