@@ -364,16 +364,7 @@ async fn list(
     config: Option<PathBuf>,
     grants: Vec<String>,
 ) -> anyhow::Result<()> {
-    let mut catalog_config = match &config {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("read {}", file.display()))?;
-            CatalogConfig::from_yaml(&text).map_err(|error| {
-                anyhow::anyhow!("invalid plugin config {}: {error}", file.display())
-            })?
-        }
-        None => CatalogConfig::default(),
-    };
+    let mut catalog_config = CatalogConfig::load(config.as_deref()).map_err(anyhow::Error::msg)?;
     if let Some(dir) = dir {
         catalog_config.dir = dir;
     }

@@ -86,16 +86,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster)")?;
     check_crds(&client).await?;
 
-    let mut config = match &args.plugin_config {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("read {}", file.display()))?;
-            CatalogConfig::from_yaml(&text).map_err(|error| {
-                anyhow::anyhow!("invalid plugin config {}: {error}", file.display())
-            })?
-        }
-        None => CatalogConfig::default(),
-    };
+    let mut config =
+        CatalogConfig::load(args.plugin_config.as_deref()).map_err(anyhow::Error::msg)?;
     config.dir = args.plugin_dir.clone();
     let mut registry = prometheus_client::registry::Registry::default();
     let plugin_metrics = PluginMetrics::default();

@@ -9,6 +9,8 @@ use std::time::Duration;
 use ferrometal::api::{BMC, BMCSecret, Endpoint, EndpointSpec, Server};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
+mod common;
+use common::eventually;
 use testenv::{BasicAuth, ControlPlane, FakeSystem, SushyEmulator, SushyOptions};
 
 const UUIDS: [&str; 2] = [
@@ -64,19 +66,6 @@ fn start_operator(
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
-}
-
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    for _ in 0..600 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn servers_of(servers: &Api<Server>, bmc: &str) -> Vec<(String, String)> {

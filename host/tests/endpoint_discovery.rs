@@ -2,11 +2,12 @@
 //! `macdb` plugin (DHCP-based discovery up to the BMC and its BMCSecret).
 
 use std::process::Command;
-use std::time::Duration;
 
 use ferrometal::api::{BMC, BMCSecret, Endpoint, EndpointSpec};
 use kube::Api;
 use kube::api::PostParams;
+mod common;
+use common::eventually;
 use testenv::ControlPlane;
 
 /// Starts `ferrometal run` (killed with the test; its log is printed if the test fails).
@@ -30,19 +31,6 @@ fn start_operator(control_plane: &ControlPlane, dir: &std::path::Path) -> testen
         .args(["--metrics-bind-address", "127.0.0.1:0"])
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
-}
-
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    for _ in 0..300 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn endpoint(name: &str, mac: &str) -> Endpoint {

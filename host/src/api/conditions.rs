@@ -33,7 +33,8 @@ pub fn status(value: bool) -> String {
 }
 
 /// Sets condition `kind` in `conditions`: the transition time changes only when the status
-/// does; reason, message and observed generation are always updated.
+/// does; reason, message and observed generation are always updated. Returns whether status,
+/// reason or message changed (what warrants an Event).
 pub fn set(
     conditions: &mut Vec<Condition>,
     kind: &str,
@@ -42,10 +43,13 @@ pub fn set(
     message: &str,
     generation: Option<i64>,
     now: Time,
-) {
+) -> bool {
     let status = status(value);
     match conditions.iter_mut().find(|c| c.type_ == kind) {
         Some(existing) => {
+            let changed = existing.status != status
+                || existing.reason != reason
+                || existing.message != message;
             if existing.status != status {
                 existing.last_transition_time = now;
             }
@@ -53,15 +57,19 @@ pub fn set(
             existing.reason = reason.to_owned();
             existing.message = message.to_owned();
             existing.observed_generation = generation;
+            changed
         }
-        None => conditions.push(Condition {
-            type_: kind.to_owned(),
-            status,
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            observed_generation: generation,
-            last_transition_time: now,
-        }),
+        None => {
+            conditions.push(Condition {
+                type_: kind.to_owned(),
+                status,
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                observed_generation: generation,
+                last_transition_time: now,
+            });
+            true
+        }
     }
 }
 
@@ -75,6 +83,34 @@ mod tests {
 
     #[test]
     fn the_transition_time_moves_only_when_the_status_changes() {
+        let mut conditions = Vec::new();
+        let unknown = (false, REASON_UNKNOWN_MAC, "a");
+        let failed = (false, REASON_LOOKUP_FAILED, "b");
+        let created = (true, REASON_BMC_CREATED, "c");
+        let mut apply = |(value, reason, message): (bool, &str, &str), generation, at| {
+            set(
+                &mut conditions,
+                READY,
+                value,
+                reason,
+                message,
+                Some(generation),
+                time(at),
+            )
+        };
+        assert!(apply(unknown, 1, 10), "a new condition is news");
+        assert!(apply(failed, 2, 20), "a new reason is news");
+        assert!(!apply(failed, 3, 25), "a new generation alone is not");
+        assert!(apply(created, 3, 30));
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].status, "True");
+        assert_eq!(conditions[0].reason, REASON_BMC_CREATED);
+        assert_eq!(conditions[0].observed_generation, Some(3));
+        assert_eq!(conditions[0].last_transition_time, time(30));
+    }
+
+    #[test]
+    fn a_new_reason_with_the_same_status_keeps_the_transition_time() {
         let mut conditions = Vec::new();
         set(
             &mut conditions,
@@ -94,20 +130,7 @@ mod tests {
             Some(2),
             time(20),
         );
-        assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].last_transition_time, time(10));
-        assert_eq!(conditions[0].reason, REASON_LOOKUP_FAILED);
         assert_eq!(conditions[0].observed_generation, Some(2));
-        set(
-            &mut conditions,
-            READY,
-            true,
-            REASON_BMC_CREATED,
-            "c",
-            Some(2),
-            time(30),
-        );
-        assert_eq!(conditions[0].last_transition_time, time(30));
-        assert_eq!(conditions[0].status, "True");
     }
 }

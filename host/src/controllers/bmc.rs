@@ -7,14 +7,14 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, conditions};
-use crate::controllers::credentials;
+use crate::controllers::{credentials, report};
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::types::{BmcEndpoint, GuestError, Identity, TlsPolicy};
 use crate::plugins::{CallError, CallErrorKind};
@@ -409,9 +409,8 @@ async fn publish(
         ..current.clone()
     });
     let mut list = current.conditions.clone();
-    let before = list.iter().find(|c| c.type_ == conditions::READY).cloned();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    conditions::set(
+    let changed = conditions::set(
         &mut list,
         conditions::READY,
         ready,
@@ -421,13 +420,7 @@ async fn publish(
         now,
     );
     status.conditions = list;
-    let condition_changed = before.as_ref().map(|c| (&c.status, &c.reason, &c.message))
-        != status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .map(|c| (&c.status, &c.reason, &c.message));
-    if !condition_changed && bmc.status.as_ref() == Some(&status) {
+    if !changed && bmc.status.as_ref() == Some(&status) {
         return Ok(());
     }
     let patch = json!({
@@ -442,22 +435,15 @@ async fn publish(
             &Patch::Apply(&patch),
         )
         .await?;
-    if condition_changed {
-        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        let event = Event {
-            type_: if ready {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: reason.to_owned(),
-            note: Some(message),
-            action: String::from("Probe"),
-            secondary: None,
-        };
-        if let Err(error) = recorder.publish(&event, &bmc.object_ref(&())).await {
-            tracing::warn!(%error, "cannot publish event");
-        }
+    if changed {
+        report::ready_event(
+            &ctx.client,
+            &ctx.reporter,
+            &bmc.object_ref(&()),
+            (ready, reason, &message),
+            "Probe",
+        )
+        .await;
     }
     Ok(())
 }

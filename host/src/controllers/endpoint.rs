@@ -11,7 +11,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -21,7 +21,7 @@ use crate::api::common::{
     ProtocolScheme,
 };
 use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
-use crate::controllers::credentials;
+use crate::controllers::{credentials, report};
 use crate::plugins::credential_lookup::CredentialLookupPlugin;
 use crate::plugins::types::BmcProfile;
 use crate::telemetry::ControllerMetrics;
@@ -288,12 +288,12 @@ async fn publish_status(
         .as_ref()
         .map(|status| status.conditions.clone())
         .unwrap_or_default();
-    let before = current
+    let observed = current
         .iter()
         .find(|c| c.type_ == conditions::READY)
-        .cloned();
+        .and_then(|c| c.observed_generation);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    conditions::set(
+    let changed = conditions::set(
         &mut current,
         conditions::READY,
         ready,
@@ -302,17 +302,7 @@ async fn publish_status(
         endpoint.metadata.generation,
         now,
     );
-    let after = current
-        .iter()
-        .find(|c| c.type_ == conditions::READY)
-        .cloned();
-    let changed = before
-        .as_ref()
-        .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation))
-        != after
-            .as_ref()
-            .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation));
-    if !changed {
+    if !changed && observed == endpoint.metadata.generation {
         return Ok(());
     }
     let status = json!({
@@ -327,20 +317,15 @@ async fn publish_status(
             &Patch::Apply(&status),
         )
         .await?;
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    let event = Event {
-        type_: if ready {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: reason.to_owned(),
-        note: Some(message.to_owned()),
-        action: String::from("Onboard"),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, &endpoint.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
+    if changed {
+        report::ready_event(
+            &ctx.client,
+            &ctx.reporter,
+            &endpoint.object_ref(&()),
+            (ready, reason, message),
+            "Onboard",
+        )
+        .await;
     }
     Ok(())
 }

@@ -4,3 +4,4 @@
 pub mod bmc;
 pub mod credentials;
 pub mod endpoint;
+pub mod report;

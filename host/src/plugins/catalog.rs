@@ -55,6 +55,17 @@ pub struct CatalogConfig {
 }
 
 impl CatalogConfig {
+    /// Reads the configuration from `file`, or the defaults when there is none.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let Some(file) = file else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| format!("cannot read plugin config {}: {error}", file.display()))?;
+        Self::from_yaml(&text)
+            .map_err(|error| format!("invalid plugin config {}: {error}", file.display()))
+    }
+
     /// Parses a YAML configuration; protocols it does not mention keep the default drivers.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         let parsed: Self = serde_saphyr::from_str(text).map_err(|error| error.to_string())?;
