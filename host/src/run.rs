@@ -223,6 +223,7 @@ async fn check_crds(client: &Client) -> anyhow::Result<()> {
         "endpoints.metal.ironcore.dev",
         "bmcs.metal.ironcore.dev",
         "bmcsecrets.metal.ironcore.dev",
+        "servers.metal.ironcore.dev",
     ] {
         if crds
             .get_opt(name)

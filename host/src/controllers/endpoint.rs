@@ -204,7 +204,15 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
         {
             Ok(Some(profile)) => Lookup::Found(profile),
             Ok(None) => Lookup::Unknown,
-            Err(error) => Lookup::Failed(error.to_string()),
+            // Crash reports carry a backtrace; the condition keeps the first line.
+            Err(error) => Lookup::Failed(
+                error
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
         },
     };
     let secrets: Api<BMCSecret> = Api::all(ctx.client.clone());
