@@ -298,19 +298,8 @@ async fn wait_for_etcd(etcd: &mut ManagedProcess, port: u16, timeout: Duration) 
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(Error::HttpClient)?;
-    let url = format!("http://127.0.0.1:{port}/health");
-    let started = Instant::now();
-    let mut last_error = String::from("no answer yet");
-    while started.elapsed() < timeout {
-        etcd.ensure_running()?;
-        match http.get(&url).send().await {
-            Ok(response) if response.status().is_success() => return Ok(()),
-            Ok(response) => last_error = format!("/health answered {}", response.status()),
-            Err(error) => last_error = error.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(etcd.not_ready(timeout, last_error))
+    etcd.wait_until_answers(&http, &format!("http://127.0.0.1:{port}/health"), timeout)
+        .await
 }
 
 fn start_apiserver(

@@ -255,6 +255,28 @@ impl ManagedProcess {
         tail_of_file(&self.log, lines)
     }
 
+    /// Polls `url` every 100 ms until it answers with a success status. Fails at once with
+    /// the log tail if the process exits, and with the last probe failure after `timeout`.
+    pub(crate) async fn wait_until_answers(
+        &mut self,
+        http: &reqwest::Client,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut last_error = String::from("no answer yet");
+        while started.elapsed() < timeout {
+            self.ensure_running()?;
+            match http.get(url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => last_error = format!("{url} answered {}", response.status()),
+                Err(error) => last_error = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(self.not_ready(timeout, last_error))
+    }
+
     /// A readiness-timeout error carrying the log tail.
     pub(crate) fn not_ready(&self, waited: Duration, last_error: String) -> Error {
         Error::NotReady {

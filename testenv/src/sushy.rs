@@ -261,18 +261,7 @@ impl SushyEmulator {
     async fn wait_until_ready(&mut self, timeout: Duration) -> Result<()> {
         let http = self.http_client()?;
         let url = format!("{}/redfish/v1/", self.base_url);
-        let started = Instant::now();
-        let mut last_error = String::from("no answer yet");
-        while started.elapsed() < timeout {
-            self.process.ensure_running()?;
-            match http.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => last_error = format!("/redfish/v1/ answered {}", response.status()),
-                Err(error) => last_error = error.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(self.process.not_ready(timeout, last_error))
+        self.process.wait_until_answers(&http, &url, timeout).await
     }
 
     /// The service's base URL, e.g. `https://127.0.0.1:40123`.
@@ -382,18 +371,9 @@ impl SushyStatic {
             .build()
             .map_err(Error::HttpClient)?;
         let started = Instant::now();
-        loop {
-            process.ensure_running()?;
-            let last_error = match http.get(format!("{base_url}/redfish/v1/")).send().await {
-                Ok(response) if response.status().is_success() => break,
-                Ok(response) => format!("/redfish/v1/ answered {}", response.status()),
-                Err(error) => error.to_string(),
-            };
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(process.not_ready(READY_TIMEOUT, last_error));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        process
+            .wait_until_answers(&http, &format!("{base_url}/redfish/v1/"), READY_TIMEOUT)
+            .await?;
         progress(format_args!(
             "sushy-static v{} ready in {:.1}s at {base_url} serving {}",
             tools::SUSHY_TOOLS_VERSION,
