@@ -9,7 +9,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
-use ferrometal::plugins::{Limits, PluginMetrics, PluginRuntime, RuntimeConfig, World};
+use ferrometal::plugins::{
+    Limits, PluginMetadata, PluginMetrics, PluginRuntime, RuntimeConfig, World,
+};
 
 /// Plugin tooling.
 #[derive(Debug, Subcommand)]
@@ -251,14 +253,12 @@ fn limits(common: &CommonArgs, default: Limits) -> anyhow::Result<Limits> {
     })
 }
 
-fn world_of(runtime: &PluginRuntime, file: &Path) -> anyhow::Result<World> {
-    let inspection = runtime.inspect(file)?;
-    match inspection.world.as_str() {
-        "bmc-driver" => Ok(World::BmcDriver),
-        "credential-lookup" => Ok(World::CredentialLookup),
-        "ignition-generator" => Ok(World::IgnitionGenerator),
-        other => bail!("unknown world {other}"),
-    }
+/// The world a plugin implements, from its metadata section (nothing is compiled).
+fn world_of(file: &Path) -> anyhow::Result<World> {
+    let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let metadata = PluginMetadata::from_component(&bytes)
+        .map_err(|problem| anyhow::anyhow!("cannot load plugin {}: {problem}", file.display()))?;
+    Ok(metadata.world)
 }
 
 fn endpoint(bmc: &BmcArgs, settings: &[(String, String)]) -> anyhow::Result<BmcEndpoint> {
@@ -322,7 +322,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
         } => list(dir, config, grants).await,
         PluginCommand::Validate { file, common } => {
             let runtime = runtime(&common)?;
-            match world_of(&runtime, &file)? {
+            match world_of(&file)? {
                 World::BmcDriver => {
                     let driver = runtime.load_bmc_driver(&file)?;
                     let info = driver.info().await?;
