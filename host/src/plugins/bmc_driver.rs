@@ -45,7 +45,7 @@ impl PluginRuntime {
     /// `credentials/reveal` (and is granted it, or loading fails before this point); a
     /// driver that uses it without declaring it fails here, at load time.
     pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
-        let (handle, instance_pre) = self.link(
+        let (handle, pre) = self.link(
             path,
             World::BmcDriver,
             DEFAULT_LIMITS,
@@ -62,34 +62,22 @@ impl PluginRuntime {
                 }
                 Ok(())
             },
+            BmcDriverPre::new,
         )?;
-        let pre = BmcDriverPre::new(instance_pre).map_err(|error| LoadError::Invalid {
-            path: path.to_path_buf(),
-            world: World::BmcDriver,
-            message: format!("{error:#}"),
-        })?;
         Ok(BmcDriverPlugin { handle, pre })
     }
 }
 
 /// Builds the `target` record of a call: the credential becomes a handle in the store's
-/// table; the values stay in the host.
-fn target<'a>(
-    store: &mut Store<HostState>,
-    endpoint: &'a BmcEndpoint,
-) -> wasmtime::Result<(Resource<BmcCredential>, wit::Target, &'a BmcEndpoint)> {
+/// table (dropped with the store); the values stay in the host.
+fn target(store: &mut Store<HostState>, endpoint: &BmcEndpoint) -> wasmtime::Result<wit::Target> {
     let credential = store.data_mut().table_push(BmcCredential)?;
-    let borrowed = Resource::new_borrow(credential.rep());
-    Ok((
-        credential,
-        wit::Target {
-            address: endpoint.host.clone(),
-            manufacturer_hint: endpoint.manufacturer_hint.clone(),
-            settings: endpoint.settings.clone(),
-            credential: borrowed,
-        },
-        endpoint,
-    ))
+    Ok(wit::Target {
+        address: endpoint.host.clone(),
+        manufacturer_hint: endpoint.manufacturer_hint.clone(),
+        settings: endpoint.settings.clone(),
+        credential: Resource::new_borrow(credential.rep()),
+    })
 }
 
 impl BmcDriverPlugin {
@@ -156,7 +144,7 @@ impl BmcDriverPlugin {
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
-                    let (_credential, target, _) = target(store, endpoint)?;
+                    let target = target(store, endpoint)?;
                     let result = bindings
                         .ferrometal_plugin_driver()
                         .call_probe(&mut *store, &target)
@@ -184,7 +172,7 @@ impl BmcDriverPlugin {
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
-                    let (_credential, target, _) = target(store, endpoint)?;
+                    let target = target(store, endpoint)?;
                     let result = bindings
                         .ferrometal_plugin_driver()
                         .call_get_power_state(&mut *store, &target, system_uri)
@@ -214,7 +202,7 @@ impl BmcDriverPlugin {
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
-                    let (_credential, target, _) = target(store, endpoint)?;
+                    let target = target(store, endpoint)?;
                     let result = bindings
                         .ferrometal_plugin_driver()
                         .call_set_power(&mut *store, &target, system_uri, action)
@@ -244,7 +232,7 @@ impl BmcDriverPlugin {
                 Some(endpoint),
                 async |store| {
                     let bindings = pre.instantiate_async(&mut *store).await?;
-                    let (_credential, target, _) = target(store, endpoint)?;
+                    let target = target(store, endpoint)?;
                     let result = bindings
                         .ferrometal_plugin_driver()
                         .call_set_boot_override(&mut *store, &target, system_uri, &boot)

@@ -32,19 +32,15 @@ plugin_handle_methods!(CredentialLookupPlugin);
 impl PluginRuntime {
     /// Loads a credential-lookup plugin from `path` with the default limits.
     pub fn load_credential_lookup(&self, path: &Path) -> Result<CredentialLookupPlugin, LoadError> {
-        let (handle, instance_pre) = self.link(
+        let (handle, pre) = self.link(
             path,
             World::CredentialLookup,
             DEFAULT_LIMITS,
             |linker, _| {
                 Bindings::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
             },
+            CredentialLookupPre::new,
         )?;
-        let pre = CredentialLookupPre::new(instance_pre).map_err(|error| LoadError::Invalid {
-            path: path.to_path_buf(),
-            world: World::CredentialLookup,
-            message: format!("{error:#}"),
-        })?;
         Ok(CredentialLookupPlugin { handle, pre })
     }
 }

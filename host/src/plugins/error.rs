@@ -99,6 +99,21 @@ pub enum LoadError {
     Engine(String),
 }
 
+impl LoadError {
+    /// Maps a wasmtime compile or link error for the plugin at `path` to [`LoadError::Invalid`].
+    pub(crate) fn invalid(
+        path: &std::path::Path,
+        world: World,
+    ) -> impl Fn(wasmtime::Error) -> Self {
+        let path = path.to_path_buf();
+        move |error| Self::Invalid {
+            path: path.clone(),
+            world,
+            message: format!("{error:#}"),
+        }
+    }
+}
+
 /// What went wrong in a call.
 #[derive(Debug, thiserror::Error)]
 pub enum CallErrorKind {

@@ -73,17 +73,13 @@ impl PluginRuntime {
         &self,
         path: &Path,
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
-        let (handle, instance_pre) = self.link(
+        let (handle, pre) = self.link(
             path,
             World::IgnitionGenerator,
             DEFAULT_LIMITS,
             |linker, _| log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state),
+            IgnitionGeneratorPre::new,
         )?;
-        let pre = IgnitionGeneratorPre::new(instance_pre).map_err(|error| LoadError::Invalid {
-            path: path.to_path_buf(),
-            world: World::IgnitionGenerator,
-            message: format!("{error:#}"),
-        })?;
         Ok(IgnitionGeneratorPlugin { handle, pre })
     }
 }

@@ -50,12 +50,8 @@ impl PluginRuntime {
             Ok(()) => String::from("supported"),
             Err(problem) => problem.to_string(),
         };
-        let component =
-            Component::new(self.engine(), &bytes).map_err(|error| LoadError::Invalid {
-                path: path.to_path_buf(),
-                world: metadata.world,
-                message: format!("{error:#}"),
-            })?;
+        let component = Component::new(self.engine(), &bytes)
+            .map_err(LoadError::invalid(path, metadata.world))?;
         let ty = component.component_type();
         let imports = ty
             .imports(self.engine())

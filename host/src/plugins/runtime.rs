@@ -238,11 +238,7 @@ impl PluginRuntime {
             &digest,
             self.inner.config.cache_dir.as_deref(),
         )
-        .map_err(|error| LoadError::Invalid {
-            path: path.to_path_buf(),
-            world,
-            message: format!("{error:#}"),
-        })?;
+        .map_err(LoadError::invalid(path, world))?;
         // cargo writes `my-driver` as `my_driver.wasm`; the plugin's name undoes that.
         let name = path
             .file_stem()
@@ -263,24 +259,22 @@ impl PluginRuntime {
         })
     }
 
-    /// Prepares `path` for `world` and pre-instantiates it against WASI plus the imports
-    /// `link` adds (chosen per world, and per plugin for granted capabilities).
-    pub(crate) fn link(
+    /// Prepares `path` for `world`, pre-instantiates it against WASI plus the imports `link`
+    /// adds (chosen per world, and per plugin for granted capabilities), and wraps the result
+    /// in the world's typed bindings with `bind` (e.g. `CredentialLookupPre::new`).
+    pub(crate) fn link<Pre>(
         &self,
         path: &Path,
         world: World,
         default_limits: Limits,
         link: impl FnOnce(&mut Linker<HostState>, &PluginIdentity) -> wasmtime::Result<()>,
-    ) -> Result<(PluginHandle, InstancePre<HostState>), LoadError> {
+        bind: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<Pre>,
+    ) -> Result<(PluginHandle, Pre), LoadError> {
         let prepared = self.prepare(path, world)?;
-        let invalid = |error: wasmtime::Error| LoadError::Invalid {
-            path: path.to_path_buf(),
-            world,
-            message: format!("{error:#}"),
-        };
+        let invalid = LoadError::invalid(path, world);
         let mut linker = Linker::<HostState>::new(&self.inner.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-        link(&mut linker, &prepared.identity).map_err(invalid)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(&invalid)?;
+        link(&mut linker, &prepared.identity).map_err(&invalid)?;
         let instance_pre = linker
             .instantiate_pre(&prepared.component)
             .map_err(|error| {
@@ -295,13 +289,14 @@ impl PluginRuntime {
                     invalid(error)
                 }
             })?;
+        let pre = bind(instance_pre).map_err(&invalid)?;
         let handle = PluginHandle {
             runtime: self.clone(),
             identity: prepared.identity,
             limits: default_limits,
             cache: prepared.cache,
         };
-        Ok((handle, instance_pre))
+        Ok((handle, pre))
     }
 
     /// Runs one call: waits for a slot (and for the BMC, on driver calls), builds a fresh
