@@ -1,5 +1,7 @@
 //! Types shared by several kinds.
 
+use std::str::FromStr;
+
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,24 @@ pub enum ProtocolName {
     /// SSH to the BMC's shell.
     #[serde(rename = "SSH")]
     Ssh,
+}
+
+/// Parses the name as it appears in YAML (e.g. `Redfish`, `IPMI`).
+impl FromStr for ProtocolName {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        serde_json::from_value(serde_json::Value::from(name)).map_err(|_| ())
+    }
+}
+
+/// Parses the name as it appears in YAML (e.g. `SSH`).
+impl FromStr for ConsoleProtocolName {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        serde_json::from_value(serde_json::Value::from(name)).map_err(|_| ())
+    }
 }
 
 /// URL scheme used to reach a BMC.

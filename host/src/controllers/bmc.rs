@@ -124,17 +124,12 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
             };
             Plan {
                 status,
-                ready: (false, reason, first_line(&message)),
+                ready: (false, reason, report::first_line(&message)),
                 servers: Vec::new(),
                 requeue: resync,
             }
         }
     }
-}
-
-/// Crash reports carry backtraces; a condition message keeps the first line.
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Operator settings for reaching BMCs.

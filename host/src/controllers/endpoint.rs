@@ -146,22 +146,6 @@ pub fn plan(endpoint: &Endpoint, lookup: &Lookup, secret_exists: bool) -> Plan {
     }
 }
 
-impl FromStr for ProtocolName {
-    type Err = ();
-
-    fn from_str(name: &str) -> Result<Self, ()> {
-        serde_json::from_value(json!(name)).map_err(|_| ())
-    }
-}
-
-impl FromStr for ConsoleProtocolName {
-    type Err = ();
-
-    fn from_str(name: &str) -> Result<Self, ()> {
-        serde_json::from_value(json!(name)).map_err(|_| ())
-    }
-}
-
 /// What the reconciler needs.
 pub struct Context {
     /// The API client.
@@ -204,15 +188,7 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
         {
             Ok(Some(profile)) => Lookup::Found(profile),
             Ok(None) => Lookup::Unknown,
-            // Crash reports carry a backtrace; the condition keeps the first line.
-            Err(error) => Lookup::Failed(
-                error
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
+            Err(error) => Lookup::Failed(report::first_line(&error.to_string())),
         },
     };
     let secrets: Api<BMCSecret> = Api::all(ctx.client.clone());

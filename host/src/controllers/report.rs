@@ -30,3 +30,8 @@ pub async fn ready_event(
         tracing::warn!(%error, "cannot publish event");
     }
 }
+
+/// The first line of `text`: crash reports carry backtraces, condition messages do not.
+pub fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
