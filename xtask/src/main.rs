@@ -10,6 +10,8 @@ mod run;
 mod setup;
 mod test;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// ferrometal developer tasks.
@@ -39,8 +41,19 @@ enum Command {
     Bench,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Prints a failure as one readable line (the error and its causes), without the backtrace
+/// that `RUST_BACKTRACE` would add, so the reason is the last thing a CI log shows.
+fn main() -> ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => setup::all(),
         Command::Plugins => {
