@@ -4,6 +4,14 @@
 //! This library holds everything the `ferrometal` binary runs; tests use it directly.
 
 pub mod api;
+pub mod boot;
 pub mod controllers;
 pub mod plugins;
 pub mod telemetry;
+
+/// Makes ring the process-wide TLS crypto provider (the registry client needs one chosen;
+/// the Kubernetes client brings its own). Safe to call more than once.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -8,7 +8,10 @@ use clap::Args;
 use ferrometal::api::BMCSecret;
 use ferrometal::api::common::ProtocolScheme;
 use ferrometal::api::{BMC, Endpoint, Server};
-use ferrometal::controllers::{bmc, endpoint};
+use ferrometal::boot::image::{ImageResolver, RegistryConfig};
+use ferrometal::boot::index::BootIndex;
+use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
+use ferrometal::controllers::{bmc, bootconfig, endpoint};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
@@ -77,6 +80,93 @@ pub struct RunArgs {
     /// Seconds between probes of a BMC (also the retry interval of a failing one).
     #[arg(long, env = "FERROMETAL_BMC_RESYNC_SECONDS", default_value_t = 120)]
     bmc_resync_seconds: u64,
+    /// Namespace of ServerBootConfigurations and ignition Secrets (default: all namespaces).
+    #[arg(long, env = "FERROMETAL_NAMESPACE")]
+    namespace: Option<String>,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+/// Options of the boot server and the BootConfig reconciler.
+#[derive(Debug, Args)]
+struct BootArgs {
+    /// Where the boot server listens (iPXE, ignition, /httpboot, image proxy).
+    #[arg(
+        long,
+        env = "FERROMETAL_BOOT_BIND_ADDRESS",
+        default_value = "0.0.0.0:8082"
+    )]
+    boot_bind_address: std::net::SocketAddr,
+    /// The boot server's URL as machines reach it (e.g. `http://10.0.0.1:8082`); defaults to
+    /// the bind address, with 127.0.0.1 for an unspecified IP (fine for local tests only).
+    #[arg(long, env = "FERROMETAL_BOOT_SERVER_URL")]
+    boot_server_url: Option<url::Url>,
+    /// Registries (host or host:port) boot images may come from; empty allows any.
+    #[arg(
+        long,
+        env = "FERROMETAL_BOOT_ALLOWED_REGISTRIES",
+        value_delimiter = ',',
+        default_value = "ghcr.io"
+    )]
+    boot_allowed_registries: Vec<String>,
+    /// Registries spoken to over plain HTTP instead of HTTPS (lab registries).
+    #[arg(
+        long,
+        env = "FERROMETAL_BOOT_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    boot_insecure_registries: Vec<String>,
+    /// Architecture picked from multi-architecture images.
+    #[arg(long, env = "FERROMETAL_BOOT_ARCHITECTURE", default_value = "amd64")]
+    boot_architecture: String,
+    /// Proxies (IPs or CIDRs) whose X-Forwarded-For header identifies /httpboot clients.
+    #[arg(long, env = "FERROMETAL_BOOT_TRUSTED_PROXIES", value_delimiter = ',')]
+    boot_trusted_proxies: Vec<String>,
+    /// Extra kernel arguments for every iPXE boot.
+    #[arg(long, env = "FERROMETAL_BOOT_KERNEL_ARGS", default_value = "")]
+    boot_kernel_args: String,
+    /// Serve ignition Secrets that have no `boot-token` key to anyone who asks (metal-operator's
+    /// original behaviour; off by default).
+    #[arg(long, env = "FERROMETAL_BOOT_ALLOW_UNAUTHENTICATED_IGNITION")]
+    boot_allow_unauthenticated_ignition: bool,
+    /// ServerBootConfigurations reconciled at once.
+    #[arg(long, env = "FERROMETAL_BOOTCONFIG_CONCURRENCY", default_value_t = 32)]
+    bootconfig_concurrency: u16,
+}
+
+impl BootArgs {
+    fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.boot_trusted_proxies
+            .iter()
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!("--boot-trusted-proxies: {text:?} is not an IP or CIDR")
+                    })
+            })
+            .collect()
+    }
+
+    fn base_url(&self, bound: std::net::SocketAddr) -> String {
+        match &self.boot_server_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None => {
+                let ip = if bound.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    bound.ip()
+                };
+                tracing::warn!(
+                    "--boot-server-url is not set; machines are told http://{}",
+                    std::net::SocketAddr::new(ip, bound.port())
+                );
+                format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+            }
+        }
+    }
 }
 
 /// Runs the controllers until SIGINT/SIGTERM.
@@ -94,6 +184,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     plugin_metrics.register(&mut registry);
     let metrics = ControllerMetrics::default();
     metrics.register(&mut registry);
+    let boot_metrics = BootMetrics::default();
+    boot_metrics.register(&mut registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_bind_address))?;
@@ -167,7 +259,69 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             controller: String::from("ferrometal-bmc"),
             instance: std::env::var("HOSTNAME").ok(),
         },
-        metrics,
+        metrics: metrics.clone(),
+    });
+
+    let resolver = Arc::new(ImageResolver::new(RegistryConfig {
+        allowed: args
+            .boot
+            .boot_allowed_registries
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        insecure: args.boot.boot_insecure_registries.clone(),
+        architecture: args.boot.boot_architecture.clone(),
+        ..RegistryConfig::default()
+    }));
+    let boot_listener = tokio::net::TcpListener::bind(args.boot.boot_bind_address)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve the boot server on {}",
+                args.boot.boot_bind_address
+            )
+        })?;
+    let bound = boot_listener.local_addr()?;
+    let index = BootIndex::default();
+    let (reports, fetches) = tokio::sync::mpsc::channel(1024);
+    let boot_server = Arc::new(BootServer {
+        index: index.clone(),
+        resolver: resolver.clone(),
+        config: BootServerConfig {
+            base_url: args.boot.base_url(bound),
+            trusted_proxies: args.boot.trusted_proxies()?,
+            extra_kernel_args: args.boot.boot_kernel_args.clone(),
+        },
+        metrics: boot_metrics,
+        reports,
+    });
+    tracing::info!(address = %bound, url = %boot_server.config.base_url, "serving the boot server");
+    tokio::spawn(async move {
+        if let Err(error) = ferrometal::boot::server::serve(boot_listener, boot_server).await {
+            tracing::error!(%error, "the boot server stopped");
+        }
+    });
+    let boot_reporter = Reporter {
+        controller: String::from("ferrometal-boot-server"),
+        instance: std::env::var("HOSTNAME").ok(),
+    };
+    tokio::spawn(bootconfig::report_fetches(
+        client.clone(),
+        boot_reporter,
+        fetches,
+    ));
+    let bootconfig_context = Arc::new(bootconfig::Context {
+        client: client.clone(),
+        resolver,
+        resolutions: bootconfig::ResolutionCache::default(),
+        index,
+        allow_unauthenticated_ignition: args.boot.boot_allow_unauthenticated_ignition,
+        reporter: Reporter {
+            controller: String::from("ferrometal-bootconfig"),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+        metrics: metrics.clone(),
     });
 
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
@@ -211,7 +365,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::debug!(%error, "BMC reconcile stream");
             }
         });
-    tokio::join!(endpoints, bmcs);
+    let bootconfigs = bootconfig::run(
+        bootconfig_context,
+        args.namespace.as_deref(),
+        args.boot.bootconfig_concurrency,
+    );
+    tokio::join!(endpoints, bmcs, bootconfigs);
     tracing::info!("stopped");
     Ok(())
 }
@@ -224,6 +383,7 @@ async fn check_crds(client: &Client) -> anyhow::Result<()> {
         "bmcs.metal.ironcore.dev",
         "bmcsecrets.metal.ironcore.dev",
         "servers.metal.ironcore.dev",
+        "serverbootconfigurations.metal.ironcore.dev",
     ] {
         if crds
             .get_opt(name)

@@ -63,6 +63,7 @@ fn start_operator(
         .arg(&ca)
         .arg("--metrics-bind-address")
         .arg(format!("127.0.0.1:{metrics_port}"))
+        .args(["--boot-bind-address", "127.0.0.1:0"])
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")

@@ -29,6 +29,7 @@ fn start_operator(control_plane: &ControlPlane, dir: &std::path::Path) -> testen
         ))
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", "127.0.0.1:0"])
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
 }

@@ -91,6 +91,9 @@ pub enum Error {
     /// An HTTP client could not be built.
     #[error("cannot build an HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The OCI registry refused a push or pull.
+    #[error("OCI registry request failed: {0}")]
+    Registry(String),
     /// A fixture could not be serialised.
     #[error("cannot serialise {what}: {message}")]
     Serialise {

@@ -1,8 +1,8 @@
 //! Real-component test harness for ferrometal.
 //!
 //! Integration tests, end-to-end tests and `make demo` all start the same real programs
-//! through this crate: a kube-apiserver + etcd control plane and sushy-emulator Redfish BMCs,
-//! each on free loopback ports, each stopped when its handle is dropped.
+//! through this crate: a kube-apiserver + etcd control plane, sushy-emulator Redfish BMCs and
+//! an OCI registry, each on free loopback ports, each stopped when its handle is dropped.
 //!
 //! Nothing here is a mock. The binaries are built once by `cargo xtask setup` (which
 //! `make test` and `make demo` run first) into a versioned cache directory; see [`tools`].
@@ -18,6 +18,7 @@ mod process;
 pub mod components;
 pub mod control_plane;
 pub mod net;
+pub mod registry;
 pub mod sushy;
 pub mod tools;
 
@@ -25,6 +26,7 @@ pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
 pub use pki::{CertificateAuthority, IssuedCertificate};
 pub use process::{Program, reap_dead_runs};
+pub use registry::{OciRegistry, PushedImage};
 pub use sushy::{
     BasicAuth, FakeSystem, FeatureSet, PowerState, SushyEmulator, SushyOptions, SushyStatic,
 };

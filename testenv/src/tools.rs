@@ -171,6 +171,18 @@ pub fn sushy_static() -> Tool {
     }
 }
 
+/// Debian package that provides [`oci_registry`].
+pub const OCI_REGISTRY_PACKAGE: &str = "docker-registry";
+
+/// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).
+pub fn oci_registry() -> Tool {
+    Tool {
+        name: "docker-registry",
+        version: "2.8 (Debian package docker-registry)",
+        path: PathBuf::from("/usr/bin/docker-registry"),
+    }
+}
+
 /// Every tool the harness can run, for set-up and diagnostics.
 pub fn all() -> Vec<Tool> {
     vec![
@@ -181,6 +193,7 @@ pub fn all() -> Vec<Tool> {
         ignition_validate(),
         sushy_emulator(),
         sushy_static(),
+        oci_registry(),
     ]
 }
 

@@ -10,17 +10,30 @@ use testenv::tools;
 use crate::run::{output, step};
 
 /// `(section heading, cargo bench arguments)`.
-const BENCHES: &[(&str, &[&str])] = &[(
-    "## Plugin runtime",
-    &[
-        "bench",
-        "--quiet",
-        "-p",
-        "ferrometal",
-        "--bench",
-        "plugin_calls",
-    ],
-)];
+const BENCHES: &[(&str, &[&str])] = &[
+    (
+        "## Plugin runtime",
+        &[
+            "bench",
+            "--quiet",
+            "-p",
+            "ferrometal",
+            "--bench",
+            "plugin_calls",
+        ],
+    ),
+    (
+        "## Boot server",
+        &[
+            "bench",
+            "--quiet",
+            "-p",
+            "ferrometal",
+            "--bench",
+            "boot_server",
+        ],
+    ),
+];
 
 /// Runs every benchmark and updates BENCHMARKS.md.
 pub fn run() -> anyhow::Result<()> {

@@ -113,6 +113,7 @@ async fn demo(root: &Path) -> anyhow::Result<()> {
             "2",
         ])
         .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
         .env("FERROMETAL_LOG", "info");
     let mut operator = Program::start("ferrometal-run", operator)?;

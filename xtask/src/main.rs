@@ -64,6 +64,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => demo::run(),
         Command::Bench => {
             setup::debian_wasm_toolchain()?;
+            setup::wrk()?;
             plugins::build()?;
             bench::run()
         }

@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use testenv::tools;
 
-use crate::run::{checked, note, step};
+use crate::run::{checked, checked_with_retries, note, step};
 
 /// Debian's cargo, which drives Debian's rustc.
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -35,11 +35,17 @@ pub fn build() -> anyhow::Result<()> {
             "{DEBIAN_CARGO} is missing; run `cargo xtask setup` to install Debian's wasm toolchain"
         );
     }
+    // Download first, with retries, so a network hiccup does not fail the build.
+    checked_with_retries(|| {
+        let mut fetch = debian_cargo();
+        fetch.arg("fetch").arg("--manifest-path").arg(&manifest);
+        fetch
+    })?;
     checked(&mut debian_wasm_build(
         &manifest,
         &target_dir,
         &["--workspace"],
-    )?)?;
+    ))?;
 
     // Replace the whole directory so components of deleted crates do not linger.
     if dest.exists() {
@@ -70,7 +76,7 @@ pub fn build() -> anyhow::Result<()> {
         note(format_args!("{}", dest.join(name).display()));
     }
     let tutorial = tutorial_crate(&root)?;
-    checked(&mut debian_wasm_build(&tutorial, &target_dir, &[])?)?;
+    checked(&mut debian_wasm_build(&tutorial, &target_dir, &[]))?;
     let tutorial_component = built.join(format!("{}.wasm", TUTORIAL_CRATE.replace('-', "_")));
     let name = tutorial_component
         .file_name()
@@ -122,16 +128,8 @@ fn member_names(plugins: &Path) -> anyhow::Result<Vec<String>> {
 const TUTORIAL_CRATE: &str = "my-driver";
 
 /// `cargo build` for wasm32-wasip2 with Debian's toolchain.
-fn debian_wasm_build(
-    manifest: &Path,
-    target_dir: &Path,
-    extra: &[&str],
-) -> anyhow::Result<Command> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
-    dirs.extend(std::env::split_paths(&path));
-    let path = std::env::join_paths(dirs).context("build PATH")?;
-    let mut command = Command::new(DEBIAN_CARGO);
+fn debian_wasm_build(manifest: &Path, target_dir: &Path, extra: &[&str]) -> Command {
+    let mut command = debian_cargo();
     command
         .args([
             "build",
@@ -144,12 +142,24 @@ fn debian_wasm_build(
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
-        .env("PATH", path)
         // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"));
-    // `cargo xtask` runs under rustup's proxies, whose settings must not leak into Debian's
-    // toolchain.
+        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"))
+        .args(extra);
+    command
+}
+
+/// Debian's cargo with Debian's rustc first on PATH and none of rustup's settings, which
+/// `cargo xtask` runs under and which must not leak into Debian's toolchain.
+fn debian_cargo() -> Command {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let mut command = Command::new(DEBIAN_CARGO);
+    // Joining fails only for a PATH entry with a `:`, which the existing PATH cannot have.
+    if let Ok(path) = std::env::join_paths(dirs) {
+        command.env("PATH", path);
+    }
     for var in [
         "RUSTUP_TOOLCHAIN",
         "RUSTC",
@@ -160,8 +170,7 @@ fn debian_wasm_build(
     ] {
         command.env_remove(var);
     }
-    command.args(extra);
-    Ok(command)
+    command
 }
 
 /// Writes the tutorial crate from docs/plugins.md (its first `toml` block and every `rust`

@@ -30,6 +30,25 @@ pub fn checked(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the command `make` builds, up to three times with a pause between attempts: for
+/// steps that download (apt, pip, Go modules, crates), where one network hiccup should not
+/// fail a whole run.
+pub fn checked_with_retries(mut make: impl FnMut() -> Command) -> anyhow::Result<()> {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..ATTEMPTS {
+        match checked(&mut make()) {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                note(format_args!(
+                    "attempt {attempt} of {ATTEMPTS} failed ({error:#}); retrying in 10s"
+                ));
+                std::thread::sleep(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+    checked(&mut make())
+}
+
 /// Runs `command`, capturing stdout; fails with its stderr if it does not succeed.
 pub fn output(command: &mut Command) -> anyhow::Result<String> {
     let shown = describe(command);

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use testenv::tools;
 
-use crate::run::{checked, note, on_path, output, step};
+use crate::run::{checked, checked_with_retries, note, on_path, output, step};
 
 /// Debian packages that provide a Rust toolchain able to build wasm32-wasip2 components
 /// (rustup cannot add targets on these machines; see docs/development.md).
@@ -28,6 +28,7 @@ pub const WASM_PACKAGES: &[&str] = &[
 pub fn all() -> anyhow::Result<()> {
     let started = Instant::now();
     debian_wasm_toolchain()?;
+    oci_registry()?;
     sushy_tools()?;
     kubernetes()?;
     etcd()?;
@@ -59,6 +60,27 @@ pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
     apt_install(&missing)
 }
 
+/// Installs the OCI registry the boot-server tests and the demo push images to.
+pub fn oci_registry() -> anyhow::Result<()> {
+    let package = tools::OCI_REGISTRY_PACKAGE;
+    if dpkg_installed(package) && tools::oci_registry().is_installed() {
+        step(format_args!("OCI registry ({package}): installed"));
+        return Ok(());
+    }
+    step(format_args!("OCI registry: installing {package} with apt"));
+    apt_install(&[package])
+}
+
+/// Installs wrk, the load generator of the boot-server benchmark.
+pub fn wrk() -> anyhow::Result<()> {
+    if dpkg_installed("wrk") {
+        step("wrk: installed");
+        return Ok(());
+    }
+    step("wrk: installing with apt");
+    apt_install(&["wrk"])
+}
+
 fn dpkg_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
@@ -67,23 +89,27 @@ fn dpkg_installed(package: &str) -> bool {
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
-    let as_root = rustix::process::geteuid().is_root();
+    // apt-get itself as root, through sudo otherwise.
+    let prefix: &[&str] = if rustix::process::geteuid().is_root() {
+        &["apt-get"]
+    } else if on_path("sudo") {
+        &["sudo", "apt-get"]
+    } else {
+        bail!(
+            "installing {} needs root: run `sudo apt-get install -y {}` and retry",
+            packages.join(" "),
+            packages.join(" ")
+        );
+    };
     let apt = |args: &[&str]| {
-        let mut command = if as_root {
-            Command::new("apt-get")
-        } else if on_path("sudo") {
-            let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
-            sudo
-        } else {
-            return Err(anyhow::anyhow!(
-                "installing {} needs root: run `sudo apt-get install -y {}` and retry",
-                packages.join(" "),
-                packages.join(" ")
-            ));
-        };
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        checked(&mut command)
+        checked_with_retries(|| {
+            let mut command = Command::new(prefix[0]);
+            command
+                .args(&prefix[1..])
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive");
+            command
+        })
     };
     apt(&["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
@@ -119,11 +145,12 @@ pub fn sushy_tools() -> anyhow::Result<()> {
         "python"
     };
     checked(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
-    checked(
-        Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("sushy-tools=={}", tools::SUSHY_TOOLS_VERSION)),
-    )?;
+    checked_with_retries(|| {
+        let mut pip = Command::new(venv.join("bin").join("pip"));
+        pip.args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("sushy-tools=={}", tools::SUSHY_TOOLS_VERSION));
+        pip
+    })?;
     fs::write(&stamp, tools::SUSHY_TOOLS_VERSION)
         .with_context(|| format!("write {}", stamp.display()))?;
     Ok(())
@@ -161,13 +188,14 @@ pub fn kubernetes() -> anyhow::Result<()> {
         edit.arg(format!("-replace={module}={module}@v0.{minor}"));
     }
     checked(&mut edit)?;
-    checked(
-        Command::new("go")
-            .args(["get", "-tool"])
+    checked_with_retries(|| {
+        let mut get = Command::new("go");
+        get.args(["get", "-tool"])
             .arg(format!("k8s.io/kubernetes/cmd/kube-apiserver@v{version}"))
             .arg(format!("k8s.io/kubernetes/cmd/kubectl@v{version}"))
-            .current_dir(&work),
-    )?;
+            .current_dir(&work);
+        get
+    })?;
     let major_minor: Vec<&str> = version.split('.').collect();
     let ldflags = format!(
         "-s -w -X k8s.io/component-base/version.gitVersion=v{version} -X k8s.io/component-base/version.gitMajor={} -X k8s.io/component-base/version.gitMinor={}",
@@ -242,12 +270,13 @@ fn single_go_binary(
         "{name} v{version}: building from Go modules (first run only; about 1–3 minutes)"
     ));
     let work = go_workspace(&format!("{name}-v{version}"))?;
-    checked(
-        Command::new("go")
-            .args(["get", "-tool"])
+    checked_with_retries(|| {
+        let mut get = Command::new("go");
+        get.args(["get", "-tool"])
             .arg(format!("{package}@v{version}"))
-            .current_dir(&work),
-    )?;
+            .current_dir(&work);
+        get
+    })?;
     install_go_binaries(&work, dest, &[(name, package)], &ldflags)
 }
 

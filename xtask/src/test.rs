@@ -6,7 +6,7 @@ use std::process::Command;
 
 use testenv::tools;
 
-use crate::run::{checked, step};
+use crate::run::{checked, checked_with_retries, step};
 use crate::{plugins, setup};
 
 /// Runs the whole suite; `cargo_test_args` are appended to the final `cargo test`.
@@ -16,6 +16,13 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
     let root = tools::workspace_root();
     let plugins_manifest = root.join("plugins").join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    step("downloading crates");
+    checked_with_retries(|| {
+        let mut fetch = Command::new(&cargo);
+        fetch.arg("fetch").current_dir(&root);
+        fetch
+    })?;
 
     step("rustfmt --check");
     checked(

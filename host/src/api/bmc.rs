@@ -141,5 +141,7 @@ pub struct BMCStatus {
     pub last_reset_time: Option<Time>,
     /// Conditions: whether the BMC is reachable and the credentials work, and why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // A map keyed by type, so controllers can each server-side-apply their own conditions.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

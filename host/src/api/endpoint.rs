@@ -52,5 +52,7 @@ pub struct EndpointStatus {
     /// What the Endpoint reconciler concluded, e.g. whether the MAC matched the credential
     /// database.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // A map keyed by type, so controllers can each server-side-apply their own conditions.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

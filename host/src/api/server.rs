@@ -296,6 +296,8 @@ pub struct ServerStatus {
     pub storages: Vec<Storage>,
     /// Conditions of the discovery flow and of the BMC connection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // A map keyed by type, so controllers can each server-side-apply their own conditions.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

@@ -78,5 +78,7 @@ pub struct ServerBootConfigurationStatus {
     pub state: Option<ServerBootConfigurationState>,
     /// Conditions: image resolved, ignition present, iPXE script and ignition fetched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // A map keyed by type, so controllers can each server-side-apply their own conditions.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

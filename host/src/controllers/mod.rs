@@ -2,6 +2,7 @@
 //! and a thin I/O shell that applies the plan with server-side apply.
 
 pub mod bmc;
+pub mod bootconfig;
 pub mod credentials;
 pub mod endpoint;
 pub mod report;

@@ -1,0 +1,376 @@
+//! What the boot server knows: one entry per Ready ServerBootConfiguration, found by system
+//! UUID, by network identifier (IP or MAC, for `/httpboot`) and by layer digest (for the
+//! image proxy).
+//!
+//! The index is a cache of API-server state, filled by the BootConfig reconciler (which runs
+//! for every ServerBootConfiguration at start-up) and emptied when a configuration goes away,
+//! so a restarted operator serves the same answers once it has reconciled.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use oci_client::Reference;
+
+use super::image::{BootLayers, LayerKind};
+use super::uuid::SystemUuid;
+
+/// Namespace and name of a ServerBootConfiguration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConfigKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything needed to answer one machine.
+#[derive(Debug)]
+pub struct BootEntry {
+    /// The configuration it comes from.
+    pub config: ConfigKey,
+    /// The machine's system UUID.
+    pub uuid: SystemUuid,
+    /// The image the layers come from.
+    pub image: Reference,
+    /// The bootable layers.
+    pub layers: BootLayers,
+    /// The ignition to serve, if the configuration names a Secret.
+    pub ignition: Option<bytes::Bytes>,
+    /// The per-boot token the ignition fetch must carry (`None`: served without one, which
+    /// only `--boot-allow-unauthenticated-ignition` permits).
+    pub token: Option<String>,
+    /// IPs and MACs (lowercase) the machine may ask `/httpboot` from.
+    pub network_identifiers: Vec<String>,
+    /// Whether the iPXE-script fetch was already reported on the configuration.
+    pub script_reported: AtomicBool,
+    /// Whether the ignition fetch was already reported on the configuration.
+    pub ignition_reported: AtomicBool,
+}
+
+impl BootEntry {
+    /// Marks `fetch` as reported; true only the first time (so each is reported once per
+    /// entry, and a new token or image makes a new entry).
+    pub fn first_report(&self, fetch: Fetch) -> bool {
+        let flag = match fetch {
+            Fetch::Script => &self.script_reported,
+            Fetch::Ignition => &self.ignition_reported,
+        };
+        !flag.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether the entry serves the same thing as `other` (then a re-reconcile keeps the
+    /// old entry and its reported flags).
+    pub fn same_content(&self, other: &BootEntry) -> bool {
+        self.config == other.config
+            && self.uuid == other.uuid
+            && self.image == other.image
+            && self.layers == other.layers
+            && self.ignition == other.ignition
+            && self.token == other.token
+            && self.network_identifiers == other.network_identifiers
+    }
+}
+
+/// Something a machine fetched, reported on its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// `/ipxe/<uuid>`.
+    Script,
+    /// `/ignition/<uuid>`.
+    Ignition,
+}
+
+/// Where the proxy fetches a blob from.
+#[derive(Debug, Clone)]
+pub struct BlobSource {
+    /// An image that has the blob (same repository).
+    pub image: Reference,
+    /// What the blob is (decides the content type).
+    pub kind: LayerKind,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_uuid: HashMap<SystemUuid, Arc<BootEntry>>,
+    by_config: HashMap<ConfigKey, SystemUuid>,
+    by_identifier: HashMap<String, SystemUuid>,
+    /// Digest → source and how many entries use it.
+    blobs: HashMap<String, (BlobSource, usize)>,
+}
+
+/// The shared index; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct BootIndex {
+    inner: Arc<RwLock<Inner>>,
+}
+
+/// What [`BootIndex::insert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new or changed entry.
+    Updated,
+    /// The same content was there already.
+    Unchanged,
+    /// Another configuration already serves this UUID; it was replaced (the newest wins).
+    Replaced(ConfigKey),
+}
+
+impl BootIndex {
+    /// Adds or replaces the entry of `entry.config`.
+    pub fn insert(&self, entry: BootEntry) -> Inserted {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = inner.by_uuid.get(&entry.uuid)
+            && existing.same_content(&entry)
+        {
+            return Inserted::Unchanged;
+        }
+        inner.remove_config(&entry.config);
+        let replaced = inner
+            .by_uuid
+            .get(&entry.uuid)
+            .map(|other| other.config.clone());
+        if let Some(other) = &replaced {
+            inner.remove_config(other);
+        }
+        for layer in entry.layers.all() {
+            inner
+                .blobs
+                .entry(layer.digest.clone())
+                .and_modify(|(_, count)| *count += 1)
+                .or_insert_with(|| {
+                    (
+                        BlobSource {
+                            image: entry.image.clone(),
+                            kind: layer.kind,
+                        },
+                        1,
+                    )
+                });
+        }
+        for identifier in &entry.network_identifiers {
+            inner
+                .by_identifier
+                .insert(identifier.clone(), entry.uuid.clone());
+        }
+        inner
+            .by_config
+            .insert(entry.config.clone(), entry.uuid.clone());
+        inner.by_uuid.insert(entry.uuid.clone(), Arc::new(entry));
+        match replaced {
+            Some(other) => Inserted::Replaced(other),
+            None => Inserted::Updated,
+        }
+    }
+
+    /// Drops the entry of `config`, if any.
+    pub fn remove(&self, config: &ConfigKey) {
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_config(config);
+    }
+
+    /// Drops every entry whose configuration `keep` rejects (after a re-list).
+    pub fn retain(&self, keep: impl Fn(&ConfigKey) -> bool) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<ConfigKey> = inner
+            .by_config
+            .keys()
+            .filter(|config| !keep(config))
+            .cloned()
+            .collect();
+        for config in gone {
+            inner.remove_config(&config);
+        }
+    }
+
+    /// The entry for `uuid`, trying the other SMBIOS byte order second.
+    pub fn by_uuid(&self, uuid: &SystemUuid) -> Option<Arc<BootEntry>> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_uuid
+            .get(uuid)
+            .or_else(|| inner.by_uuid.get(&uuid.smbios_swapped()))
+            .cloned()
+    }
+
+    /// The entry of the first identifier (IP or lowercase MAC) that matches one.
+    pub fn by_identifier<'a>(
+        &self,
+        identifiers: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Arc<BootEntry>> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        identifiers.into_iter().find_map(|identifier| {
+            inner
+                .by_identifier
+                .get(identifier)
+                .and_then(|uuid| inner.by_uuid.get(uuid))
+                .cloned()
+        })
+    }
+
+    /// Where to fetch blob `digest` from, if a served image has it.
+    pub fn blob(&self, digest: &str) -> Option<BlobSource> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.blobs.get(digest).map(|(source, _)| source.clone())
+    }
+
+    /// How many machines are served.
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_uuid
+            .len()
+    }
+
+    /// Whether no machine is served.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn remove_config(&mut self, config: &ConfigKey) {
+        let Some(uuid) = self.by_config.remove(config) else {
+            return;
+        };
+        let Some(entry) = self.by_uuid.remove(&uuid) else {
+            return;
+        };
+        for identifier in &entry.network_identifiers {
+            if self.by_identifier.get(identifier) == Some(&uuid) {
+                self.by_identifier.remove(identifier);
+            }
+        }
+        for layer in entry.layers.all() {
+            if let Some((_, count)) = self.blobs.get_mut(&layer.digest) {
+                *count -= 1;
+                if *count == 0 {
+                    self.blobs.remove(&layer.digest);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::image::BootLayer;
+    use super::*;
+
+    fn key(name: &str) -> ConfigKey {
+        ConfigKey {
+            namespace: String::from("default"),
+            name: name.to_owned(),
+        }
+    }
+
+    fn entry(config: &str, uuid: &str, kernel: &str, token: &str) -> BootEntry {
+        BootEntry {
+            config: key(config),
+            uuid: SystemUuid::parse(uuid).expect("uuid"),
+            image: "127.0.0.1:5000/discovery:1".parse().expect("reference"),
+            layers: BootLayers {
+                kernel: Some(BootLayer {
+                    digest: format!("sha256:{kernel}"),
+                    size: 1,
+                    kind: LayerKind::Kernel,
+                }),
+                ..BootLayers::default()
+            },
+            ignition: Some(bytes::Bytes::from_static(b"{}")),
+            token: Some(token.to_owned()),
+            network_identifiers: vec![String::from("10.0.0.7"), String::from("aa:bb:cc:dd:ee:ff")],
+            script_reported: AtomicBool::new(false),
+            ignition_reported: AtomicBool::new(false),
+        }
+    }
+
+    const UUID: &str = "00112233-4455-6677-8899-aabbccddeeff";
+
+    #[test]
+    fn an_entry_is_found_by_uuid_either_byte_order_identifier_and_digest() {
+        let index = BootIndex::default();
+        assert_eq!(index.insert(entry("a", UUID, "k1", "t")), Inserted::Updated);
+        let uuid = SystemUuid::parse(UUID).expect("uuid");
+        assert!(index.by_uuid(&uuid).is_some());
+        assert!(index.by_uuid(&uuid.smbios_swapped()).is_some());
+        assert_eq!(
+            index
+                .by_identifier(["192.0.2.1", "aa:bb:cc:dd:ee:ff"])
+                .map(|e| e.config.clone()),
+            Some(key("a"))
+        );
+        assert!(index.blob("sha256:k1").is_some());
+        index.remove(&key("a"));
+        assert!(index.is_empty());
+        assert!(index.by_identifier(["10.0.0.7"]).is_none());
+        assert!(
+            index.blob("sha256:k1").is_none(),
+            "unused blobs are not proxied"
+        );
+    }
+
+    #[test]
+    fn reconciling_the_same_content_keeps_the_reported_flags() {
+        let index = BootIndex::default();
+        index.insert(entry("a", UUID, "k1", "t"));
+        let uuid = SystemUuid::parse(UUID).expect("uuid");
+        assert!(
+            index
+                .by_uuid(&uuid)
+                .expect("entry")
+                .first_report(Fetch::Script)
+        );
+        assert_eq!(
+            index.insert(entry("a", UUID, "k1", "t")),
+            Inserted::Unchanged
+        );
+        assert!(
+            !index
+                .by_uuid(&uuid)
+                .expect("entry")
+                .first_report(Fetch::Script)
+        );
+        assert_eq!(
+            index.insert(entry("a", UUID, "k1", "new-token")),
+            Inserted::Updated
+        );
+        assert!(
+            index
+                .by_uuid(&uuid)
+                .expect("entry")
+                .first_report(Fetch::Script),
+            "a new boot is reported again"
+        );
+    }
+
+    #[test]
+    fn a_second_configuration_for_one_uuid_replaces_the_first_and_shared_blobs_stay() {
+        let index = BootIndex::default();
+        index.insert(entry("a", UUID, "k1", "t"));
+        index.insert(entry(
+            "other",
+            "ffffffff-4455-6677-8899-aabbccddeeff",
+            "k1",
+            "t",
+        ));
+        assert_eq!(
+            index.insert(entry("b", UUID, "k2", "t")),
+            Inserted::Replaced(key("a"))
+        );
+        assert_eq!(index.len(), 2);
+        assert!(index.blob("sha256:k1").is_some(), "still used by `other`");
+        index.retain(|config| config.name != "other");
+        assert!(index.blob("sha256:k1").is_none());
+        assert_eq!(index.len(), 1);
+    }
+}

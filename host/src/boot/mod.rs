@@ -1,0 +1,8 @@
+//! The boot server (boot-operator's role, in-process): OS image resolution, the index of
+//! what each machine boots, iPXE scripts, ignition serving and the image proxy.
+
+pub mod image;
+pub mod index;
+pub mod script;
+pub mod server;
+pub mod uuid;

@@ -1,0 +1,214 @@
+//! iPXE scripts, rendered from a boot entry (pure; the exact text is tested).
+
+use super::image::{BootLayer, BootLayers};
+use super::uuid::SystemUuid;
+
+/// Kernel arguments every discovery boot gets after the ignition ones.
+pub const DEFAULT_KERNEL_ARGS: &str = "console=tty0 console=ttyS0,115200";
+
+/// The chain-load script served at `/ipxe`: iPXE substitutes the machine's SMBIOS UUID.
+pub fn chain(base_url: &str) -> String {
+    format!("#!ipxe\nchain --replace --autofree {base_url}/ipxe/${{uuid}}\n")
+}
+
+/// Where the boot server serves a layer: `/images/sha256-<hex>`, with `.efi` for UKIs
+/// (UEFI firmware looks at the file name).
+pub fn layer_url(base_url: &str, layer: &BootLayer) -> String {
+    let file = layer.digest.replacen(':', "-", 1);
+    match layer.kind {
+        super::image::LayerKind::Uki => format!("{base_url}/images/{file}.efi"),
+        _ => format!("{base_url}/images/{file}"),
+    }
+}
+
+/// Where a machine fetches its ignition; the per-boot token rides in the query.
+pub fn ignition_url(base_url: &str, uuid: &SystemUuid, token: Option<&str>) -> String {
+    match token {
+        Some(token) => format!("{base_url}/ignition/{uuid}?token={token}"),
+        None => format!("{base_url}/ignition/{uuid}"),
+    }
+}
+
+/// What the per-machine script needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptInput<'a> {
+    /// The boot server's URL as machines reach it.
+    pub base_url: &'a str,
+    /// The machine.
+    pub uuid: &'a SystemUuid,
+    /// Its image's layers.
+    pub layers: &'a BootLayers,
+    /// Its per-boot token, if its ignition has one.
+    pub token: Option<&'a str>,
+    /// Whether an ignition is served at all.
+    pub has_ignition: bool,
+    /// Arguments appended to the kernel command line.
+    pub extra_kernel_args: &'a str,
+}
+
+/// The per-machine script served at `/ipxe/<uuid>`: kernel + initramfs (+ squashfs as a
+/// Garden Linux live root) with the ignition URL on the command line, or the UKI when the
+/// image has only that. `None` when the image has nothing iPXE can boot.
+pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
+    let mut args = Vec::new();
+    if input.has_ignition {
+        args.push(String::from("ignition.firstboot=1"));
+        args.push(format!(
+            "ignition.config.url={}",
+            ignition_url(input.base_url, input.uuid, input.token)
+        ));
+        args.push(String::from("ignition.platform.id=metal"));
+    }
+    let layers = input.layers;
+    let mut script = format!("#!ipxe\n# ferrometal: boot for system {}\n", input.uuid);
+    match (&layers.kernel, &layers.initramfs, &layers.uki) {
+        (Some(kernel), Some(initramfs), _) => {
+            script.push_str(&format!(
+                "set kernel-url {}\nset initrd-url {}\n",
+                layer_url(input.base_url, kernel),
+                layer_url(input.base_url, initramfs)
+            ));
+            if let Some(squashfs) = &layers.squashfs {
+                script.push_str(&format!(
+                    "set squashfs-url {}\n",
+                    layer_url(input.base_url, squashfs)
+                ));
+                args.push(String::from(
+                    "gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1",
+                ));
+            }
+            push_common_args(&mut args, input.extra_kernel_args);
+            script.push_str(&format!(
+                "kernel ${{kernel-url}} initrd=initramfs {}\ninitrd --name initramfs ${{initrd-url}}\nboot\n",
+                args.join(" ")
+            ));
+        }
+        (_, _, Some(uki)) => {
+            push_common_args(&mut args, input.extra_kernel_args);
+            script.push_str(&format!(
+                "chain {} {}\n",
+                layer_url(input.base_url, uki),
+                args.join(" ")
+            ));
+        }
+        _ => return None,
+    }
+    Some(script)
+}
+
+fn push_common_args(args: &mut Vec<String>, extra: &str) {
+    args.push(String::from(DEFAULT_KERNEL_ARGS));
+    if !extra.trim().is_empty() {
+        args.push(extra.trim().to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::image::LayerKind;
+    use super::*;
+
+    fn layer(kind: LayerKind, hex: &str) -> Option<BootLayer> {
+        Some(BootLayer {
+            digest: format!("sha256:{hex}"),
+            size: 1,
+            kind,
+        })
+    }
+
+    fn uuid() -> SystemUuid {
+        SystemUuid::parse("4C4C4544-0042-4D10-8056-B4C04F4A5A31").expect("uuid")
+    }
+
+    #[test]
+    fn the_chain_script_lets_ipxe_fill_in_the_uuid() {
+        assert_eq!(
+            chain("http://10.0.0.1:8082"),
+            "#!ipxe\nchain --replace --autofree http://10.0.0.1:8082/ipxe/${uuid}\n"
+        );
+    }
+
+    #[test]
+    fn a_kernel_and_initramfs_image_boots_with_the_tokened_ignition_url() {
+        let layers = BootLayers {
+            kernel: layer(LayerKind::Kernel, "aa"),
+            initramfs: layer(LayerKind::Initramfs, "bb"),
+            ..BootLayers::default()
+        };
+        let uuid = uuid();
+        let script = per_machine(&ScriptInput {
+            base_url: "http://boot:8082",
+            uuid: &uuid,
+            layers: &layers,
+            token: Some("t0k"),
+            has_ignition: true,
+            extra_kernel_args: "",
+        });
+        assert_eq!(
+            script.as_deref(),
+            Some(
+                "#!ipxe\n\
+                 # ferrometal: boot for system 4c4c4544-0042-4d10-8056-b4c04f4a5a31\n\
+                 set kernel-url http://boot:8082/images/sha256-aa\n\
+                 set initrd-url http://boot:8082/images/sha256-bb\n\
+                 kernel ${kernel-url} initrd=initramfs ignition.firstboot=1 \
+                 ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
+                 ignition.platform.id=metal console=tty0 console=ttyS0,115200\n\
+                 initrd --name initramfs ${initrd-url}\n\
+                 boot\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_squashfs_layer_adds_the_live_root_and_extra_args_come_last() {
+        let layers = BootLayers {
+            kernel: layer(LayerKind::Kernel, "aa"),
+            initramfs: layer(LayerKind::Initramfs, "bb"),
+            squashfs: layer(LayerKind::Squashfs, "cc"),
+            ..BootLayers::default()
+        };
+        let uuid = uuid();
+        let script = per_machine(&ScriptInput {
+            base_url: "http://boot",
+            uuid: &uuid,
+            layers: &layers,
+            token: None,
+            has_ignition: false,
+            extra_kernel_args: " quiet ",
+        })
+        .expect("script");
+        assert!(script.contains("set squashfs-url http://boot/images/sha256-cc\n"));
+        assert!(script.contains(
+            "kernel ${kernel-url} initrd=initramfs gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1 console=tty0 console=ttyS0,115200 quiet\n"
+        ));
+        assert!(!script.contains("ignition"));
+    }
+
+    #[test]
+    fn a_uki_only_image_is_chained_and_an_empty_one_has_no_script() {
+        let layers = BootLayers {
+            uki: layer(LayerKind::Uki, "dd"),
+            ..BootLayers::default()
+        };
+        let uuid = uuid();
+        let input = ScriptInput {
+            base_url: "http://boot",
+            uuid: &uuid,
+            layers: &layers,
+            token: Some("t"),
+            has_ignition: true,
+            extra_kernel_args: "",
+        };
+        let script = per_machine(&input).expect("script");
+        assert!(script.contains("chain http://boot/images/sha256-dd.efi ignition.firstboot=1 "));
+        let empty = BootLayers::default();
+        assert_eq!(
+            per_machine(&ScriptInput {
+                layers: &empty,
+                ..input
+            }),
+            None
+        );
+    }
+}

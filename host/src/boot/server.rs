@@ -1,0 +1,406 @@
+//! The HTTP boot server: iPXE scripts, ignition, `/httpboot` lookups and the image proxy.
+//!
+//! Every answer comes from the in-memory [`BootIndex`]; the only I/O on a request is the
+//! registry stream behind `/images/…`. Unknown machines get a bare 404 and a log line that
+//! says why, so nothing about other machines leaks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ipnet::IpNet;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::image::ImageResolver;
+use super::index::{BootEntry, BootIndex, ConfigKey, Fetch};
+use super::script::{self, ScriptInput};
+use super::uuid::SystemUuid;
+
+/// A fetch to record on a ServerBootConfiguration (condition + event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The configuration served.
+    pub config: ConfigKey,
+    /// What was fetched.
+    pub fetch: Fetch,
+}
+
+/// How the boot server presents itself.
+#[derive(Debug, Clone)]
+pub struct BootServerConfig {
+    /// The URL machines reach this server at (no trailing slash), e.g. `http://10.0.0.1:8082`.
+    pub base_url: String,
+    /// Peers whose `X-Forwarded-For` header is believed (DHCP helpers, reverse proxies).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Appended to every kernel command line.
+    pub extra_kernel_args: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    code: u16,
+}
+
+/// Requests per endpoint and status code.
+#[derive(Debug, Clone, Default)]
+pub struct BootMetrics {
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl BootMetrics {
+    /// Registers `ferrometal_boot_requests_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.sub_registry_with_prefix("ferrometal").register(
+            "boot_requests",
+            "Boot server requests by endpoint and status code",
+            self.requests.clone(),
+        );
+    }
+
+    fn count(&self, endpoint: &'static str, code: StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                code: code.as_u16(),
+            })
+            .inc();
+    }
+}
+
+/// Shared state of the boot server.
+#[derive(Debug)]
+pub struct BootServer {
+    /// What is served.
+    pub index: BootIndex,
+    /// Registry access for the image proxy.
+    pub resolver: Arc<ImageResolver>,
+    /// URLs, proxies, kernel arguments.
+    pub config: BootServerConfig,
+    /// Request counters.
+    pub metrics: BootMetrics,
+    /// Where fetches are reported (dropped when the reporter lags; the log still has them).
+    pub reports: mpsc::Sender<FetchReport>,
+}
+
+/// The routes.
+pub fn router(server: Arc<BootServer>) -> Router {
+    Router::new()
+        .route("/ipxe", get(chain))
+        .route("/ipxe/", get(chain))
+        .route("/ipxe/{uuid}", get(ipxe_script))
+        .route("/ignition/{uuid}", get(ignition))
+        .route("/httpboot", get(httpboot))
+        .route("/images/{file}", get(image))
+        .with_state(server)
+}
+
+/// Serves until the listener fails or the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: Arc<BootServer>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(server).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+fn text(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+async fn chain(State(server): State<Arc<BootServer>>) -> Response {
+    server.metrics.count("ipxe", StatusCode::OK);
+    text(script::chain(&server.config.base_url))
+}
+
+impl BootServer {
+    fn lookup(&self, endpoint: &'static str, raw: &str) -> Option<Arc<BootEntry>> {
+        let Some(uuid) = SystemUuid::parse(raw) else {
+            tracing::info!(endpoint, uuid = raw, "not a system UUID; answering 404");
+            return None;
+        };
+        let entry = self.index.by_uuid(&uuid);
+        if entry.is_none() {
+            tracing::info!(endpoint, %uuid, "no Ready ServerBootConfiguration for this system; answering 404");
+        }
+        entry
+    }
+
+    fn report(&self, entry: &BootEntry, fetch: Fetch) {
+        if entry.first_report(fetch)
+            && self
+                .reports
+                .try_send(FetchReport {
+                    config: entry.config.clone(),
+                    fetch,
+                })
+                .is_err()
+        {
+            tracing::warn!(config = %entry.config, ?fetch, "fetch report dropped (reporter busy)");
+        }
+    }
+}
+
+async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<String>) -> Response {
+    let Some(entry) = server.lookup("ipxe", &uuid) else {
+        server.metrics.count("ipxe", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    let Some(body) = script::per_machine(&ScriptInput {
+        base_url: &server.config.base_url,
+        uuid: &entry.uuid,
+        layers: &entry.layers,
+        token: entry.token.as_deref(),
+        has_ignition: entry.ignition.is_some(),
+        extra_kernel_args: &server.config.extra_kernel_args,
+    }) else {
+        tracing::info!(config = %entry.config, "image has no kernel+initramfs or UKI for iPXE; answering 404");
+        server.metrics.count("ipxe", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    server.report(&entry, Fetch::Script);
+    server.metrics.count("ipxe", StatusCode::OK);
+    text(body)
+}
+
+/// `?token=` of an ignition fetch.
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn ignition(
+    State(server): State<Arc<BootServer>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let Some(entry) = server.lookup("ignition", &uuid) else {
+        server.metrics.count("ignition", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    let Some(ignition) = &entry.ignition else {
+        tracing::info!(config = %entry.config, "configuration names no ignition Secret; answering 404");
+        server.metrics.count("ignition", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    if let Some(expected) = &entry.token {
+        let given = query.token.as_deref().unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            tracing::warn!(
+                config = %entry.config,
+                token_given = query.token.is_some(),
+                "ignition fetch without the valid boot token; answering 403"
+            );
+            server.metrics.count("ignition", StatusCode::FORBIDDEN);
+            return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+        }
+    }
+    server.report(&entry, Fetch::Ignition);
+    server.metrics.count("ignition", StatusCode::OK);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        ignition.clone(),
+    )
+        .into_response()
+}
+
+/// Compares without an early exit, so timing does not reveal a token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `/httpboot` answer (boot-operator's field names, for DHCP helpers that ask it).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HttpBootAnswer {
+    /// The identifiers the client was recognised by.
+    #[serde(rename = "ClientIPs")]
+    pub client_ips: Vec<String>,
+    /// Where the machine fetches its unified kernel image.
+    #[serde(rename = "UKIURL")]
+    pub uki_url: String,
+    /// The machine's system UUID.
+    #[serde(rename = "SystemUUID")]
+    pub system_uuid: String,
+}
+
+/// Who is asking: the `X-Forwarded-For` entries (IPs or MACs) when the peer is a trusted
+/// proxy and sent the header, otherwise the peer's own address.
+pub fn client_identifiers(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Vec<String> {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if trusted.iter().any(|net| net.contains(&peer)) {
+        let forwarded: Vec<String> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|item| item.trim().to_ascii_lowercase())
+            .filter(|item| !item.is_empty())
+            .collect();
+        if !forwarded.is_empty() {
+            return forwarded;
+        }
+    }
+    vec![peer.to_string()]
+}
+
+async fn httpboot(
+    State(server): State<Arc<BootServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let identifiers = client_identifiers(peer.ip(), &headers, &server.config.trusted_proxies);
+    let entry = server
+        .index
+        .by_identifier(identifiers.iter().map(String::as_str));
+    let Some((entry, uki)) = entry.and_then(|entry| {
+        let uki = entry.layers.uki.clone()?;
+        Some((entry, uki))
+    }) else {
+        tracing::info!(
+            ?identifiers,
+            "no UEFI HTTP boot configuration for this client; answering 404"
+        );
+        server.metrics.count("httpboot", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    server.metrics.count("httpboot", StatusCode::OK);
+    axum::Json(HttpBootAnswer {
+        client_ips: identifiers,
+        uki_url: script::layer_url(&server.config.base_url, &uki),
+        system_uuid: entry.uuid.to_string(),
+    })
+    .into_response()
+}
+
+/// `sha256-<64 hex>` or the same with `.efi` → `sha256:<hex>`.
+fn digest_of_file(file: &str) -> Option<String> {
+    let hex = file.strip_prefix("sha256-")?;
+    let hex = hex.strip_suffix(".efi").unwrap_or(hex);
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| format!("sha256:{hex}"))
+}
+
+async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) -> Response {
+    let Some(source) = digest_of_file(&file)
+        .and_then(|digest| server.index.blob(&digest).map(|source| (digest, source)))
+    else {
+        tracing::info!(file, "not a layer of any served image; answering 404");
+        server.metrics.count("images", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    let (digest, source) = source;
+    match server.resolver.blob(&source.image, &digest).await {
+        Ok((length, stream)) => {
+            server.metrics.count("images", StatusCode::OK);
+            let mut response = Response::new(Body::from_stream(stream));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(source.kind.content_type()),
+            );
+            if let Some(length) = length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%digest, image = %source.image, %error, "cannot stream layer from the registry; answering 502");
+            server.metrics.count("images", StatusCode::BAD_GATEWAY);
+            (StatusCode::BAD_GATEWAY, "registry unavailable\n").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/24".parse().expect("net")];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("192.168.1.5, AA:BB:CC:DD:EE:FF"),
+        );
+        assert_eq!(
+            client_identifiers("10.0.0.9".parse().expect("ip"), &headers, &trusted),
+            ["192.168.1.5", "aa:bb:cc:dd:ee:ff"]
+        );
+        assert_eq!(
+            client_identifiers("172.16.0.1".parse().expect("ip"), &headers, &trusted),
+            ["172.16.0.1"],
+            "an untrusted peer is identified by its own address"
+        );
+        assert_eq!(
+            client_identifiers(
+                "::ffff:10.0.0.9".parse().expect("ip"),
+                &HeaderMap::new(),
+                &trusted
+            ),
+            ["10.0.0.9"],
+            "a trusted proxy without the header is itself the client"
+        );
+    }
+
+    #[test]
+    fn only_well_formed_layer_file_names_are_digests() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            digest_of_file(&format!("sha256-{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            digest_of_file(&format!("sha256-{hex}.efi")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(digest_of_file(&format!("sha256-{}", "A".repeat(64))), None);
+        assert_eq!(digest_of_file("sha256-abc"), None);
+        assert_eq!(digest_of_file(&format!("sha512-{hex}")), None);
+        assert_eq!(digest_of_file("../../v2/_catalog"), None);
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,912 @@
+//! BootConfigReconciler (boot-operator's role): a ServerBootConfiguration becomes `Ready` when
+//! its image resolves to bootable layers, its Server has a system UUID and its ignition Secret
+//! holds an `ignition` (and a boot token); then the boot server serves it. Otherwise it is
+//! `Error` with conditions that name the cause.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::api::{Server, ServerBootConfiguration, ServerBootConfigurationState, conditions};
+use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
+use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
+use crate::boot::server::FetchReport;
+use crate::boot::uuid::SystemUuid;
+use crate::controllers::report;
+use crate::telemetry::ControllerMetrics;
+
+/// Field manager of the reconciler's status writes.
+pub const MANAGER: &str = "ferrometal-bootconfig";
+/// Field manager of the boot server's fetch conditions.
+pub const BOOT_SERVER_MANAGER: &str = "ferrometal-boot-server";
+/// Key of the ignition Secret that holds the ignition (boot-operator's).
+pub const IGNITION_KEY: &str = "ignition";
+/// Key of the ignition Secret that holds the per-boot token the ignition fetch must carry.
+pub const BOOT_TOKEN_KEY: &str = "boot-token";
+
+/// Condition: the image resolved to bootable layers (boot-operator's type).
+pub const IMAGE_VALIDATION: &str = "ImageValidation";
+/// Condition: the ignition Secret is usable.
+pub const IGNITION_SECRET: &str = "IgnitionSecret";
+/// Condition: a machine fetched its iPXE script (boot-operator's type).
+pub const IPXE_SCRIPT_FETCHED: &str = "IPXEScriptFetched";
+/// Condition: a machine fetched its ignition (boot-operator's type).
+pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
+
+/// How often a Ready configuration's image is resolved again (tags move).
+pub const RESOLVE_AGAIN: Duration = Duration::from_secs(600);
+/// How soon a configuration in Error is evaluated again.
+pub const RETRY: Duration = Duration::from_secs(30);
+/// How long one image resolution is reused by every configuration naming the image.
+pub const RESOLUTION_TTL: Duration = Duration::from_secs(60);
+
+/// The Server a configuration boots, as far as booting cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerLookup {
+    /// No Server of that name.
+    Missing,
+    /// The Server; `uuid` is `None` when it has no (valid) system UUID.
+    Found {
+        /// Canonical system UUID.
+        uuid: Option<SystemUuid>,
+        /// IPs and lowercase MACs from its status, for `/httpboot`.
+        network_identifiers: Vec<String>,
+    },
+}
+
+/// The ignition Secret, as far as booting cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IgnitionLookup {
+    /// The configuration names no Secret: machines boot without ignition.
+    NotReferenced,
+    /// The named Secret does not exist.
+    SecretMissing(String),
+    /// The Secret has no non-empty `ignition` key.
+    KeyMissing(String),
+    /// The Secret's contents.
+    Found {
+        /// The Secret's name.
+        secret: String,
+        /// The ignition.
+        ignition: bytes::Bytes,
+        /// The boot token, if the Secret has one.
+        token: Option<String>,
+    },
+}
+
+/// Everything the decision depends on.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Namespace and name of the configuration.
+    pub config: ConfigKey,
+    /// Its generation.
+    pub generation: Option<i64>,
+    /// Its Server.
+    pub server: ServerLookup,
+    /// The image resolution.
+    pub image: Result<ResolvedImage, ImageError>,
+    /// Its ignition Secret.
+    pub ignition: IgnitionLookup,
+    /// Whether ignition without a boot token may be served.
+    pub allow_unauthenticated_ignition: bool,
+}
+
+/// One condition the reconciler owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionUpdate {
+    /// Type.
+    pub kind: &'static str,
+    /// True or False.
+    pub value: bool,
+    /// Reason.
+    pub reason: &'static str,
+    /// Message.
+    pub message: String,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug)]
+pub struct Decision {
+    /// Ready or Error.
+    pub state: ServerBootConfigurationState,
+    /// Ready, ImageValidation and IgnitionSecret.
+    pub conditions: Vec<ConditionUpdate>,
+    /// What to serve, when Ready.
+    pub entry: Option<BootEntry>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+/// Decides state, conditions and the served entry from what was observed.
+pub fn plan(observed: Observed) -> Decision {
+    let image_condition = match &observed.image {
+        Ok(resolved) => ConditionUpdate {
+            kind: IMAGE_VALIDATION,
+            value: true,
+            reason: "ImageResolved",
+            message: format!(
+                "{} resolved to manifest {} ({})",
+                resolved.reference.whole(),
+                resolved.manifest_digest,
+                describe_layers(&resolved.layers)
+            ),
+        },
+        Err(error) => ConditionUpdate {
+            kind: IMAGE_VALIDATION,
+            value: false,
+            reason: image_reason(error),
+            message: error.to_string(),
+        },
+    };
+    let (ignition_condition, ignition) = match &observed.ignition {
+        IgnitionLookup::NotReferenced => (
+            ConditionUpdate {
+                kind: IGNITION_SECRET,
+                value: true,
+                reason: "NoIgnition",
+                message: String::from("no ignitionSecretRef: machines boot without ignition"),
+            },
+            Some((None, None)),
+        ),
+        IgnitionLookup::SecretMissing(secret) => (
+            ConditionUpdate {
+                kind: IGNITION_SECRET,
+                value: false,
+                reason: "SecretNotFound",
+                message: format!(
+                    "ignition Secret {}/{secret} does not exist",
+                    observed.config.namespace
+                ),
+            },
+            None,
+        ),
+        IgnitionLookup::KeyMissing(secret) => (
+            ConditionUpdate {
+                kind: IGNITION_SECRET,
+                value: false,
+                reason: "IgnitionKeyMissing",
+                message: format!(
+                    "ignition Secret {}/{secret} has no non-empty `{IGNITION_KEY}` key",
+                    observed.config.namespace
+                ),
+            },
+            None,
+        ),
+        IgnitionLookup::Found {
+            secret,
+            token: None,
+            ..
+        } if !observed.allow_unauthenticated_ignition => (
+            ConditionUpdate {
+                kind: IGNITION_SECRET,
+                value: false,
+                reason: "BootTokenMissing",
+                message: format!(
+                    "ignition Secret {}/{secret} has no `{BOOT_TOKEN_KEY}` key; add one, or start ferrometal with --boot-allow-unauthenticated-ignition to serve ignition to anyone who asks",
+                    observed.config.namespace
+                ),
+            },
+            None,
+        ),
+        IgnitionLookup::Found {
+            secret,
+            ignition,
+            token,
+        } => (
+            ConditionUpdate {
+                kind: IGNITION_SECRET,
+                value: true,
+                reason: "IgnitionFound",
+                message: format!(
+                    "ignition from Secret {secret}{}",
+                    if token.is_some() {
+                        ", served only with its boot token"
+                    } else {
+                        ", served without a token (--boot-allow-unauthenticated-ignition)"
+                    }
+                ),
+            },
+            Some((Some(ignition.clone()), token.clone())),
+        ),
+    };
+    let server = match &observed.server {
+        ServerLookup::Missing => Err((
+            "ServerNotFound",
+            String::from("the referenced Server does not exist"),
+        )),
+        ServerLookup::Found { uuid: None, .. } => Err((
+            "SystemUUIDMissing",
+            String::from("the referenced Server has no valid spec.systemUUID"),
+        )),
+        ServerLookup::Found {
+            uuid: Some(uuid),
+            network_identifiers,
+        } => Ok((uuid.clone(), network_identifiers.clone())),
+    };
+
+    let (ready, entry) = match (&observed.image, ignition, server) {
+        (Ok(resolved), Some((ignition, token)), Ok((uuid, network_identifiers))) => (
+            ConditionUpdate {
+                kind: conditions::READY,
+                value: true,
+                reason: "BootConfigurationReady",
+                message: format!("system {uuid} can boot {}", resolved.reference.whole()),
+            },
+            Some(BootEntry {
+                config: observed.config.clone(),
+                uuid,
+                image: resolved.reference.clone(),
+                layers: resolved.layers.clone(),
+                ignition,
+                token,
+                network_identifiers,
+                script_reported: AtomicBool::new(false),
+                ignition_reported: AtomicBool::new(false),
+            }),
+        ),
+        (_, _, Err((reason, message))) => (
+            ConditionUpdate {
+                kind: conditions::READY,
+                value: false,
+                reason,
+                message,
+            },
+            None,
+        ),
+        _ => {
+            let failed = [&image_condition, &ignition_condition]
+                .into_iter()
+                .find(|c| !c.value)
+                .cloned()
+                .unwrap_or_else(|| image_condition.clone());
+            (
+                ConditionUpdate {
+                    kind: conditions::READY,
+                    value: false,
+                    reason: failed.reason,
+                    message: failed.message,
+                },
+                None,
+            )
+        }
+    };
+    let transient = matches!(observed.image, Err(ImageError::RegistryUnreachable { .. }));
+    Decision {
+        state: if entry.is_some() {
+            ServerBootConfigurationState::Ready
+        } else {
+            ServerBootConfigurationState::Error
+        },
+        requeue: if entry.is_some() {
+            RESOLVE_AGAIN
+        } else if transient {
+            RETRY
+        } else {
+            // Secrets and Servers are watched; bad references wait for an edit, but the
+            // registry may gain the image, so look again now and then.
+            RETRY * 4
+        },
+        conditions: vec![ready, image_condition, ignition_condition],
+        entry,
+    }
+}
+
+fn describe_layers(layers: &BootLayers) -> String {
+    let mut parts = Vec::new();
+    if layers.kernel.is_some() {
+        parts.push("kernel");
+    }
+    if layers.initramfs.is_some() {
+        parts.push("initramfs");
+    }
+    if layers.squashfs.is_some() {
+        parts.push("squashfs");
+    }
+    if layers.uki.is_some() {
+        parts.push("uki");
+    }
+    parts.join(", ")
+}
+
+/// The condition reason for an image failure.
+pub fn image_reason(error: &ImageError) -> &'static str {
+    match error {
+        ImageError::BadReference { .. } => "BadReference",
+        ImageError::RegistryNotAllowed { .. } => "RegistryNotAllowed",
+        ImageError::RegistryUnreachable { .. } => "RegistryUnreachable",
+        ImageError::NotFound { .. } => "ImageNotFound",
+        ImageError::NoManifestForArchitecture { .. } => "NoManifestForArchitecture",
+        ImageError::MissingLayer { .. } => "MissingLayer",
+        ImageError::NotSet => "ImageNotSet",
+    }
+}
+
+/// Resolutions shared by every configuration naming the same image for [`RESOLUTION_TTL`];
+/// concurrent reconciles of one image wait for a single registry round trip.
+#[derive(Debug, Default)]
+pub struct ResolutionCache {
+    entries: std::sync::Mutex<
+        HashMap<String, Arc<tokio::sync::Mutex<Option<(Instant, ResolvedImage)>>>>,
+    >,
+}
+
+impl ResolutionCache {
+    /// The resolution of `image`, from the cache when fresh. Failures are not cached.
+    pub async fn resolve(
+        &self,
+        resolver: &ImageResolver,
+        image: &str,
+    ) -> Result<ResolvedImage, ImageError> {
+        let slot = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(image.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some((at, resolved)) = slot.as_ref()
+            && at.elapsed() < RESOLUTION_TTL
+        {
+            return Ok(resolved.clone());
+        }
+        let resolved = resolver.resolve(image).await?;
+        *slot = Some((Instant::now(), resolved.clone()));
+        Ok(resolved)
+    }
+}
+
+/// What the reconciler needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Registry access.
+    pub resolver: Arc<ImageResolver>,
+    /// Shared image resolutions.
+    pub resolutions: ResolutionCache,
+    /// What the boot server serves.
+    pub index: BootIndex,
+    /// Whether ignition Secrets without a boot token are served.
+    pub allow_unauthenticated_ignition: bool,
+    /// Event reporter.
+    pub reporter: Reporter,
+    /// Reconcile metrics.
+    pub metrics: ControllerMetrics,
+}
+
+/// Errors of one reconcile (requeued with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconciles one ServerBootConfiguration.
+#[tracing::instrument(skip_all, fields(config = %format!("{}/{}", sbc.namespace().unwrap_or_default(), sbc.name_any())))]
+pub async fn reconcile(
+    sbc: Arc<ServerBootConfiguration>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile("bootconfig");
+    let result = reconcile_inner(&sbc, &ctx).await;
+    timer.finish(result.is_ok());
+    result
+}
+
+fn key_of(sbc: &ServerBootConfiguration) -> ConfigKey {
+    ConfigKey {
+        namespace: sbc.namespace().unwrap_or_default(),
+        name: sbc.name_any(),
+    }
+}
+
+async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Action, Error> {
+    let config = key_of(sbc);
+    let server = match Api::<Server>::all(ctx.client.clone())
+        .get_opt(&sbc.spec.server_ref.name)
+        .await?
+    {
+        None => ServerLookup::Missing,
+        Some(server) => ServerLookup::Found {
+            uuid: server
+                .spec
+                .system_uuid()
+                .and_then(|uuid| SystemUuid::parse(&uuid)),
+            network_identifiers: server
+                .status
+                .iter()
+                .flat_map(|status| &status.network_interfaces)
+                .flat_map(|nic| {
+                    nic.ip
+                        .iter()
+                        .chain(&nic.ips)
+                        .cloned()
+                        .chain([nic.mac_address.to_ascii_lowercase()])
+                })
+                .filter(|identifier| !identifier.is_empty())
+                .collect(),
+        },
+    };
+    let image = match sbc.spec.image.as_deref() {
+        None | Some("") => Err(ImageError::NotSet),
+        Some(image) => ctx.resolutions.resolve(&ctx.resolver, image).await,
+    };
+    let ignition = match &sbc.spec.ignition_secret_ref {
+        None => IgnitionLookup::NotReferenced,
+        Some(reference) => {
+            match Api::<Secret>::namespaced(ctx.client.clone(), &config.namespace)
+                .get_opt(&reference.name)
+                .await?
+            {
+                None => IgnitionLookup::SecretMissing(reference.name.clone()),
+                Some(secret) => {
+                    let value = |key: &str| {
+                        secret
+                            .data
+                            .as_ref()
+                            .and_then(|data| data.get(key))
+                            .map(|bytes| bytes.0.clone())
+                            .filter(|bytes| !bytes.is_empty())
+                    };
+                    match value(IGNITION_KEY) {
+                        None => IgnitionLookup::KeyMissing(reference.name.clone()),
+                        Some(ignition) => IgnitionLookup::Found {
+                            secret: reference.name.clone(),
+                            ignition: bytes::Bytes::from(ignition),
+                            token: value(BOOT_TOKEN_KEY)
+                                .map(|token| String::from_utf8_lossy(&token).trim().to_owned())
+                                .filter(|token| !token.is_empty()),
+                        },
+                    }
+                }
+            }
+        }
+    };
+    let decision = plan(Observed {
+        config: config.clone(),
+        generation: sbc.metadata.generation,
+        server,
+        image,
+        ignition,
+        allow_unauthenticated_ignition: ctx.allow_unauthenticated_ignition,
+    });
+    match decision.entry {
+        Some(entry) => {
+            if let Inserted::Replaced(other) = ctx.index.insert(entry) {
+                tracing::warn!(%other, "another ServerBootConfiguration served the same system; this one replaces it");
+            }
+        }
+        None => ctx.index.remove(&config),
+    }
+    publish_status(sbc, ctx, decision.state, &decision.conditions).await?;
+    Ok(Action::requeue(decision.requeue))
+}
+
+async fn publish_status(
+    sbc: &ServerBootConfiguration,
+    ctx: &Context,
+    state: ServerBootConfigurationState,
+    updates: &[ConditionUpdate],
+) -> Result<(), Error> {
+    let current = sbc.status.as_ref();
+    let mut owned: Vec<Condition> = current
+        .map(|status| status.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| updates.iter().any(|u| u.kind == c.type_))
+        .collect();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut ready_changed = false;
+    let mut changed = false;
+    for update in updates {
+        let news = conditions::set(
+            &mut owned,
+            update.kind,
+            update.value,
+            update.reason,
+            &update.message,
+            sbc.metadata.generation,
+            now.clone(),
+        );
+        changed |= news;
+        ready_changed |= news && update.kind == conditions::READY;
+    }
+    let stale = owned
+        .iter()
+        .any(|c| c.observed_generation != sbc.metadata.generation);
+    if !changed && !stale && current.and_then(|s| s.state) == Some(state) {
+        return Ok(());
+    }
+    let status = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerBootConfiguration",
+        "status": { "state": state, "conditions": owned },
+    });
+    Api::<ServerBootConfiguration>::namespaced(
+        ctx.client.clone(),
+        &sbc.namespace().unwrap_or_default(),
+    )
+    .patch_status(
+        &sbc.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&status),
+    )
+    .await?;
+    if ready_changed && let Some(ready) = updates.iter().find(|u| u.kind == conditions::READY) {
+        report::ready_event(
+            &ctx.client,
+            &ctx.reporter,
+            &sbc.object_ref(&()),
+            (ready.value, ready.reason, &ready.message),
+            "Resolve",
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// How long to wait before retrying after an error.
+pub fn error_policy(
+    _sbc: Arc<ServerBootConfiguration>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(%error, "boot configuration reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the reconciler until shutdown: watches ServerBootConfigurations (in `namespace`, or
+/// all), re-evaluates them when their ignition Secret or Server changes, and drops served
+/// entries when a configuration is deleted.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let client = ctx.client.clone();
+    let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (reader, writer) = reflector::store();
+    let index = ctx.index.clone();
+    let known = reader.clone();
+    let trigger = watcher(sbcs, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(sbc) => index.remove(&key_of(sbc)),
+            // After a re-list, configurations deleted meanwhile sent no Delete.
+            watcher::Event::InitDone => index.retain(|config| {
+                known
+                    .get(&ObjectRef::new(&config.name).within(&config.namespace))
+                    .is_some()
+            }),
+            _ => {}
+        })
+        .applied_objects();
+    let by_secret = reader.clone();
+    let by_server = reader.clone();
+    Controller::for_stream(trigger, reader)
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|sbc| {
+                        sbc.namespace() == namespace
+                            && sbc
+                                .spec
+                                .ignition_secret_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<Server>::all(client),
+            watcher::Config::default(),
+            move |server: Server| {
+                let name = server.name_any();
+                by_server
+                    .state()
+                    .into_iter()
+                    .filter(|sbc| sbc.spec.server_ref.name == name)
+                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "boot configuration reconcile stream");
+            }
+        })
+        .await;
+}
+
+/// Records the boot server's fetches on their configurations: a condition (under the boot
+/// server's own field manager, beside the reconciler's) and an Event.
+pub async fn report_fetches(
+    client: Client,
+    reporter: Reporter,
+    mut reports: mpsc::Receiver<FetchReport>,
+) {
+    let recorder = Recorder::new(client.clone(), reporter);
+    while let Some(report) = reports.recv().await {
+        let (kind, reason, message) = match report.fetch {
+            Fetch::Script => (
+                IPXE_SCRIPT_FETCHED,
+                "IPXEScriptDelivered",
+                "the machine fetched its iPXE script",
+            ),
+            Fetch::Ignition => (
+                IGNITION_DATA_FETCHED,
+                "IgnitionDataDelivered",
+                "the machine fetched its ignition",
+            ),
+        };
+        let api: Api<ServerBootConfiguration> =
+            Api::namespaced(client.clone(), &report.config.namespace);
+        // An apply states everything its manager owns: keep the other fetch condition.
+        let mut owned: Vec<Condition> = match api.get_opt(&report.config.name).await {
+            Ok(Some(sbc)) => sbc
+                .status
+                .map(|status| status.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.type_ == IPXE_SCRIPT_FETCHED || c.type_ == IGNITION_DATA_FETCHED)
+                .collect(),
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(config = %report.config, %error, "cannot record the fetch on the configuration");
+                continue;
+            }
+        };
+        conditions::set(
+            &mut owned,
+            kind,
+            true,
+            reason,
+            message,
+            None,
+            Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        let status = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "ServerBootConfiguration",
+            "status": { "conditions": owned },
+        });
+        match api
+            .patch_status(
+                &report.config.name,
+                &PatchParams::apply(BOOT_SERVER_MANAGER).force(),
+                &Patch::Apply(&status),
+            )
+            .await
+        {
+            Ok(sbc) => {
+                tracing::info!(config = %report.config, condition = kind, "machine fetch recorded");
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: reason.to_owned(),
+                    note: Some(message.to_owned()),
+                    action: String::from("Serve"),
+                    secondary: None,
+                };
+                if let Err(error) = recorder.publish(&event, &sbc.object_ref(&())).await {
+                    tracing::warn!(%error, "cannot publish event");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(config = %report.config, %error, "cannot record the fetch on the configuration");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::image::{BootLayer, LayerKind};
+
+    fn resolved() -> ResolvedImage {
+        ResolvedImage {
+            reference: "127.0.0.1:5000/discovery:1".parse().expect("reference"),
+            manifest_digest: String::from("sha256:m"),
+            layers: BootLayers {
+                kernel: Some(BootLayer {
+                    digest: String::from("sha256:k"),
+                    size: 1,
+                    kind: LayerKind::Kernel,
+                }),
+                initramfs: Some(BootLayer {
+                    digest: String::from("sha256:i"),
+                    size: 1,
+                    kind: LayerKind::Initramfs,
+                }),
+                ..BootLayers::default()
+            },
+        }
+    }
+
+    fn observed() -> Observed {
+        Observed {
+            config: ConfigKey {
+                namespace: String::from("metal"),
+                name: String::from("server-1"),
+            },
+            generation: Some(2),
+            server: ServerLookup::Found {
+                uuid: SystemUuid::parse("0b5e5e2a-0000-4000-8000-0000000000b1"),
+                network_identifiers: vec![String::from("10.0.0.5")],
+            },
+            image: Ok(resolved()),
+            ignition: IgnitionLookup::Found {
+                secret: String::from("server-1-ignition"),
+                ignition: bytes::Bytes::from_static(b"{}"),
+                token: Some(String::from("t")),
+            },
+            allow_unauthenticated_ignition: false,
+        }
+    }
+
+    fn reasons(decision: &Decision) -> Vec<(&'static str, bool, &'static str)> {
+        decision
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.value, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn everything_present_is_ready_and_served() {
+        let decision = plan(observed());
+        assert_eq!(decision.state, ServerBootConfigurationState::Ready);
+        assert_eq!(
+            reasons(&decision),
+            [
+                ("Ready", true, "BootConfigurationReady"),
+                ("ImageValidation", true, "ImageResolved"),
+                ("IgnitionSecret", true, "IgnitionFound"),
+            ]
+        );
+        let entry = decision.entry.expect("served");
+        assert_eq!(entry.token.as_deref(), Some("t"));
+        assert_eq!(entry.network_identifiers, ["10.0.0.5"]);
+        assert_eq!(decision.requeue, RESOLVE_AGAIN);
+    }
+
+    #[test]
+    fn each_failure_is_an_error_whose_ready_reason_names_it() {
+        let image_error = |error: ImageError| Observed {
+            image: Err(error),
+            ..observed()
+        };
+        let cases: Vec<(Observed, &str, Duration)> = vec![
+            (image_error(ImageError::NotSet), "ImageNotSet", RETRY * 4),
+            (
+                image_error(ImageError::RegistryUnreachable {
+                    registry: String::from("r"),
+                    reason: String::from("refused"),
+                }),
+                "RegistryUnreachable",
+                RETRY,
+            ),
+            (
+                image_error(ImageError::MissingLayer {
+                    image: String::from("i"),
+                    missing: String::from("kernel"),
+                    expected: String::new(),
+                }),
+                "MissingLayer",
+                RETRY * 4,
+            ),
+            (
+                Observed {
+                    ignition: IgnitionLookup::SecretMissing(String::from("s")),
+                    ..observed()
+                },
+                "SecretNotFound",
+                RETRY * 4,
+            ),
+            (
+                Observed {
+                    ignition: IgnitionLookup::KeyMissing(String::from("s")),
+                    ..observed()
+                },
+                "IgnitionKeyMissing",
+                RETRY * 4,
+            ),
+            (
+                Observed {
+                    ignition: IgnitionLookup::Found {
+                        secret: String::from("s"),
+                        ignition: bytes::Bytes::from_static(b"{}"),
+                        token: None,
+                    },
+                    ..observed()
+                },
+                "BootTokenMissing",
+                RETRY * 4,
+            ),
+            (
+                Observed {
+                    server: ServerLookup::Missing,
+                    ..observed()
+                },
+                "ServerNotFound",
+                RETRY * 4,
+            ),
+            (
+                Observed {
+                    server: ServerLookup::Found {
+                        uuid: None,
+                        network_identifiers: Vec::new(),
+                    },
+                    ..observed()
+                },
+                "SystemUUIDMissing",
+                RETRY * 4,
+            ),
+        ];
+        for (observed, reason, requeue) in cases {
+            let decision = plan(observed);
+            assert_eq!(
+                decision.state,
+                ServerBootConfigurationState::Error,
+                "{reason}"
+            );
+            assert!(decision.entry.is_none(), "{reason}: nothing is served");
+            assert_eq!(reasons(&decision)[0], ("Ready", false, reason));
+            assert_eq!(decision.requeue, requeue, "{reason}");
+        }
+    }
+
+    #[test]
+    fn tokenless_ignition_is_served_only_when_allowed_and_no_secret_means_no_ignition() {
+        let tokenless = Observed {
+            ignition: IgnitionLookup::Found {
+                secret: String::from("s"),
+                ignition: bytes::Bytes::from_static(b"{}"),
+                token: None,
+            },
+            allow_unauthenticated_ignition: true,
+            ..observed()
+        };
+        let entry = plan(tokenless).entry.expect("served");
+        assert_eq!(entry.token, None);
+        assert!(entry.ignition.is_some());
+
+        let decision = plan(Observed {
+            ignition: IgnitionLookup::NotReferenced,
+            ..observed()
+        });
+        assert_eq!(
+            reasons(&decision)[2],
+            ("IgnitionSecret", true, "NoIgnition")
+        );
+        assert!(decision.entry.expect("served").ignition.is_none());
+    }
+}

@@ -1,0 +1,540 @@
+//! The boot server and the BootConfig reconciler in `ferrometal run`, against a real control
+//! plane and a real OCI registry (Debian's docker-registry) holding images pushed with an OCI
+//! client: ServerBootConfigurations go Ready or Error with the cause, and a client that acts
+//! like iPXE fetches its script, kernel, initramfs and ignition.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use ferrometal::api::{Server, ServerBootConfiguration};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+mod common;
+use common::eventually;
+use testenv::{ControlPlane, OciRegistry};
+
+const NAMESPACE: &str = "boot-server-test";
+const KERNEL: &str = "application/vnd.ironcore.image.kernel";
+const INITRAMFS: &str = "application/vnd.ironcore.image.initramfs";
+const SQUASHFS: &str = "application/vnd.ironcore.image.squashfs";
+const UKI: &str = "application/vnd.ironcore.image.uki";
+const IGNITION: &str = r#"{"ignition":{"version":"3.4.0"}}"#;
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Deterministic bytes big enough to stream in several chunks.
+fn blob(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+struct Fixture {
+    client: Client,
+    base_url: String,
+    http: reqwest::Client,
+    operator: testenv::Program,
+}
+
+impl Fixture {
+    async fn server(&self, name: &str, uuid: &str) {
+        let server: Server = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Server",
+            "metadata": {"name": name},
+            "spec": {"systemUUID": uuid},
+        }))
+        .expect("server");
+        Api::<Server>::all(self.client.clone())
+            .create(&PostParams::default(), &server)
+            .await
+            .expect("create server");
+    }
+
+    async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), NAMESPACE)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+
+    async fn sbc(&self, name: &str, server: &str, image: &str, secret: Option<&str>) {
+        let mut spec = json!({"serverRef": {"name": server}, "image": image});
+        if let Some(secret) = secret {
+            spec["ignitionSecretRef"] = json!({"name": secret});
+        }
+        let sbc: ServerBootConfiguration = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "ServerBootConfiguration",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": spec,
+        }))
+        .expect("sbc");
+        self.sbcs()
+            .create(&PostParams::default(), &sbc)
+            .await
+            .expect("create sbc");
+    }
+
+    fn sbcs(&self) -> Api<ServerBootConfiguration> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    /// Waits until the configuration has `state` and returns (reason, message) of condition
+    /// `kind`; on timeout, fails showing the status last seen.
+    async fn state(&self, name: &str, state: &str, kind: &str) -> (String, String) {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..600 {
+            if let Ok(Some(sbc)) = self.sbcs().get_opt(name).await {
+                last = serde_json::to_value(&sbc.status).unwrap_or_default();
+                let condition = last["conditions"]
+                    .as_array()
+                    .and_then(|conditions| conditions.iter().find(|c| c["type"] == kind));
+                if last["state"] == state
+                    && let Some(condition) = condition
+                {
+                    return (
+                        condition["reason"].as_str().unwrap_or_default().to_owned(),
+                        condition["message"].as_str().unwrap_or_default().to_owned(),
+                    );
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{name} did not become {state} with a {kind} condition; last status: {last:#}");
+    }
+
+    async fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("boot server answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            content_type,
+            response.bytes().await.expect("body").to_vec(),
+        )
+    }
+}
+
+/// What an iPXE client does with a script: expand `set` variables and collect the URLs of
+/// `kernel`, `initrd` and `chain`, plus the kernel's ignition URL.
+fn follow_script(script: &str) -> (Vec<String>, Option<String>) {
+    let mut variables: BTreeMap<String, String> = BTreeMap::new();
+    let expand = |word: &str, variables: &BTreeMap<String, String>| {
+        variables
+            .iter()
+            .fold(word.to_owned(), |word, (name, value)| {
+                word.replace(&format!("${{{name}}}"), value)
+            })
+    };
+    let mut fetches = Vec::new();
+    let mut ignition = None;
+    for line in script.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["set", name, value] => {
+                variables.insert((*name).to_owned(), expand(value, &variables));
+            }
+            ["kernel", url, args @ ..] | ["chain", url, args @ ..] => {
+                fetches.push(expand(url, &variables));
+                ignition = args
+                    .iter()
+                    .find_map(|arg| arg.strip_prefix("ignition.config.url="))
+                    .map(str::to_owned);
+            }
+            ["initrd", "--name", _, url] => fetches.push(expand(url, &variables)),
+            _ => {}
+        }
+    }
+    (fetches, ignition)
+}
+
+#[tokio::test]
+async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let registry = OciRegistry::start().await.expect("registry");
+    let host = registry.host().to_owned();
+
+    let kernel = blob(1, 300_000);
+    let initramfs = blob(2, 70_000);
+    let squashfs = blob(3, 1_000);
+    let uki = blob(4, 5_000);
+    registry
+        .push_image(
+            "discovery:1",
+            &[
+                (KERNEL, &kernel),
+                (INITRAMFS, &initramfs),
+                (SQUASHFS, &squashfs),
+            ],
+        )
+        .await
+        .expect("push discovery image");
+    registry
+        .push_image("uki:1", &[(UKI, &uki)])
+        .await
+        .expect("push uki image");
+    registry
+        .push_image("broken:1", &[(INITRAMFS, &initramfs)])
+        .await
+        .expect("push image without kernel");
+    let arm = registry
+        .push_image(
+            "multi:arm64",
+            &[(KERNEL, b"arm kernel"), (INITRAMFS, &initramfs)],
+        )
+        .await
+        .expect("push arm64");
+    let amd = registry
+        .push_image(
+            "multi:amd64",
+            &[(KERNEL, b"amd kernel"), (INITRAMFS, &initramfs)],
+        )
+        .await
+        .expect("push amd64");
+    registry
+        .push_index("multi:1", &[("arm64", &arm), ("amd64", &amd)])
+        .await
+        .expect("push index");
+
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
+    let port = testenv::net::free_port().expect("port");
+    let dead_registry = format!("127.0.0.1:{}", testenv::net::free_port().expect("port"));
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .args(["--plugin-dir", "/nonexistent"])
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--namespace", NAMESPACE])
+        .arg("--boot-bind-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--boot-server-url")
+        .arg(&base_url)
+        .arg("--boot-allowed-registries")
+        .arg(format!("{host},{dead_registry}"))
+        .arg("--boot-insecure-registries")
+        .arg(format!("{host},{dead_registry}"))
+        .args(["--boot-trusted-proxies", "127.0.0.1/32"])
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    let operator = testenv::Program::start("ferrometal-run", command).expect("start ferrometal");
+    let fixture = Fixture {
+        client: client.clone(),
+        base_url: base_url.clone(),
+        http: reqwest::Client::new(),
+        operator,
+    };
+
+    // A ready configuration: Server (UUID as a user might type it), Secret, SBC.
+    let uuid = "0B5E5E2A-0000-4000-8000-0000000000B1";
+    let canonical = uuid.to_ascii_lowercase();
+    fixture.server("boot-1", uuid).await;
+    fixture
+        .secret(
+            "boot-1-ignition",
+            &[("ignition", IGNITION), ("boot-token", "s3cret")],
+        )
+        .await;
+    fixture
+        .sbc(
+            "boot-1",
+            "boot-1",
+            &format!("{host}/discovery:1"),
+            Some("boot-1-ignition"),
+        )
+        .await;
+    let (reason, message) = fixture.state("boot-1", "Ready", "ImageValidation").await;
+    assert_eq!(reason, "ImageResolved");
+    assert!(
+        message.contains("(kernel, initramfs, squashfs)"),
+        "{message}"
+    );
+
+    // The chain script, then the machine's own script, exactly.
+    let (status, content_type, body) = fixture.get("/ipxe").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("#!ipxe\nchain --replace --autofree {base_url}/ipxe/${{uuid}}\n")
+    );
+    let (status, _, script) = fixture.get(&format!("/ipxe/{uuid}")).await;
+    assert_eq!(status, 200);
+    let script = String::from_utf8(script).expect("utf-8");
+    let image_url = |bytes: &[u8]| format!("{base_url}/images/{}", digest(bytes).replace(':', "-"));
+    assert_eq!(
+        script,
+        format!(
+            "#!ipxe\n# ferrometal: boot for system {canonical}\n\
+             set kernel-url {}\nset initrd-url {}\nset squashfs-url {}\n\
+             kernel ${{kernel-url}} initrd=initramfs ignition.firstboot=1 \
+             ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
+             ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
+             console=tty0 console=ttyS0,115200\n\
+             initrd --name initramfs ${{initrd-url}}\nboot\n",
+            image_url(&kernel),
+            image_url(&initramfs),
+            image_url(&squashfs),
+        )
+    );
+
+    // Follow it like iPXE: kernel and initramfs stream from the registry, byte for byte.
+    let (fetches, ignition_url) = follow_script(&script);
+    assert_eq!(fetches, [image_url(&kernel), image_url(&initramfs)]);
+    for (url, expected) in fetches.iter().zip([&kernel, &initramfs]) {
+        let response = reqwest::get(url).await.expect("layer");
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/octet-stream"
+        );
+        assert_eq!(
+            &response.bytes().await.expect("bytes")[..],
+            &expected[..],
+            "{url}"
+        );
+    }
+    let ignition_url = ignition_url.expect("ignition URL on the kernel command line");
+    let response = reqwest::get(&ignition_url).await.expect("ignition");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), IGNITION);
+
+    // Without the token, or with a wrong one, no ignition; unknown machines and blobs: 404.
+    let ignition_path = format!("/ignition/{canonical}");
+    assert_eq!(fixture.get(&ignition_path).await.0, 403);
+    assert_eq!(
+        fixture.get(&format!("{ignition_path}?token=guess")).await.0,
+        403
+    );
+    let (status, _, body) = fixture
+        .get("/ipxe/ffffffff-0000-4000-8000-000000000000")
+        .await;
+    assert_eq!((status, body.as_slice()), (404, b"not found\n".as_slice()));
+    assert_eq!(fixture.get("/ipxe/not-a-uuid").await.0, 404);
+    assert_eq!(
+        fixture
+            .get("/ignition/ffffffff-0000-4000-8000-000000000000?token=s3cret")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        fixture
+            .get(&format!("/images/sha256-{}", "0".repeat(64)))
+            .await
+            .0,
+        404,
+        "the proxy serves only layers of configured images"
+    );
+
+    // The fetches are recorded on the configuration beside the reconciler's conditions.
+    for kind in [
+        "IPXEScriptFetched",
+        "IgnitionDataFetched",
+        "ImageValidation",
+    ] {
+        fixture.state("boot-1", "Ready", kind).await;
+    }
+
+    // Failures, each with its cause.
+    let cases = [
+        ("bad-ref", "Not A Reference!".to_owned(), "BadReference"),
+        (
+            "not-allowed",
+            "ghcr.io/ironcore-dev/os-images/gardenlinux:1877.0".to_owned(),
+            "RegistryNotAllowed",
+        ),
+        (
+            "unreachable",
+            format!("{dead_registry}/discovery:1"),
+            "RegistryUnreachable",
+        ),
+        (
+            "no-such-tag",
+            format!("{host}/discovery:nope"),
+            "ImageNotFound",
+        ),
+        ("no-kernel", format!("{host}/broken:1"), "MissingLayer"),
+    ];
+    for (i, (name, image, _)) in cases.iter().enumerate() {
+        fixture
+            .server(name, &format!("0b5e5e2a-0000-4000-8000-00000000010{i}"))
+            .await;
+        fixture.sbc(name, name, image, None).await;
+    }
+    for (name, _, expected) in &cases {
+        let (reason, message) = fixture.state(name, "Error", "ImageValidation").await;
+        assert_eq!(&reason, expected, "{name}: {message}");
+        let (ready_reason, _) = fixture.state(name, "Error", "Ready").await;
+        assert_eq!(&ready_reason, expected);
+    }
+
+    // A missing Secret is an error until it appears; one without a boot token stays one.
+    fixture
+        .server("late-secret", "0b5e5e2a-0000-4000-8000-000000000201")
+        .await;
+    fixture
+        .sbc(
+            "late-secret",
+            "late-secret",
+            &format!("{host}/discovery:1"),
+            Some("late"),
+        )
+        .await;
+    let (reason, message) = fixture
+        .state("late-secret", "Error", "IgnitionSecret")
+        .await;
+    assert_eq!(reason, "SecretNotFound", "{message}");
+    fixture
+        .secret("late", &[("ignition", IGNITION), ("boot-token", "t2")])
+        .await;
+    fixture
+        .state("late-secret", "Ready", "IgnitionSecret")
+        .await;
+
+    fixture
+        .server("no-token", "0b5e5e2a-0000-4000-8000-000000000202")
+        .await;
+    fixture.secret("no-token", &[("ignition", IGNITION)]).await;
+    fixture
+        .sbc(
+            "no-token",
+            "no-token",
+            &format!("{host}/discovery:1"),
+            Some("no-token"),
+        )
+        .await;
+    let (reason, message) = fixture.state("no-token", "Error", "IgnitionSecret").await;
+    assert_eq!(reason, "BootTokenMissing");
+    assert!(
+        message.contains("--boot-allow-unauthenticated-ignition"),
+        "{message}"
+    );
+
+    // An index is resolved by architecture.
+    fixture
+        .server("multi", "0b5e5e2a-0000-4000-8000-000000000301")
+        .await;
+    fixture
+        .sbc("multi", "multi", &format!("{host}/multi:1"), None)
+        .await;
+    fixture.state("multi", "Ready", "ImageValidation").await;
+    let (_, _, script) = fixture
+        .get("/ipxe/0b5e5e2a-0000-4000-8000-000000000301")
+        .await;
+    let script = String::from_utf8(script).expect("utf-8");
+    assert!(script.contains(&image_url(b"amd kernel")), "{script}");
+    assert!(
+        !script.contains("ignition"),
+        "no Secret, no ignition: {script}"
+    );
+
+    // UEFI HTTP boot: a DHCP helper asks for a machine by its MAC; the UKI is served as EFI.
+    fixture
+        .server("uki", "0b5e5e2a-0000-4000-8000-000000000401")
+        .await;
+    Api::<Server>::all(client.clone())
+        .patch_status(
+            "uki",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"networkInterfaces": [
+                {"name": "eth0", "macAddress": "52:54:00:AA:00:01", "ip": "10.9.0.5"}
+            ]}})),
+        )
+        .await
+        .expect("server status");
+    fixture
+        .sbc("uki", "uki", &format!("{host}/uki:1"), None)
+        .await;
+    fixture.state("uki", "Ready", "ImageValidation").await;
+    let answer: serde_json::Value = eventually("the /httpboot answer", || {
+        let http = fixture.http.clone();
+        let url = format!("{base_url}/httpboot");
+        async move {
+            let response = http
+                .get(url)
+                .header("X-Forwarded-For", "52:54:00:aa:00:01")
+                .send()
+                .await
+                .ok()?;
+            if response.status() != 200 {
+                return None;
+            }
+            response.json().await.ok()
+        }
+    })
+    .await;
+    let uki_url = format!("{}.efi", image_url(&uki));
+    assert_eq!(
+        answer,
+        json!({
+            "ClientIPs": ["52:54:00:aa:00:01"],
+            "UKIURL": uki_url,
+            "SystemUUID": "0b5e5e2a-0000-4000-8000-000000000401",
+        })
+    );
+    let response = reqwest::get(&uki_url).await.expect("uki");
+    assert_eq!(response.headers()["content-type"], "application/efi");
+    assert_eq!(&response.bytes().await.expect("bytes")[..], &uki[..]);
+
+    // Deleting the configuration stops serving the machine.
+    fixture
+        .sbcs()
+        .delete("boot-1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("boot-1 to be forgotten", || async {
+        (fixture.get(&format!("/ipxe/{uuid}")).await.0 == 404).then_some(())
+    })
+    .await;
+
+    let mut operator = fixture.operator;
+    operator
+        .ensure_running()
+        .unwrap_or_else(|error| panic!("ferrometal died: {error}"));
+    let log = operator.log_tail(400);
+    assert!(
+        log.contains("no Ready ServerBootConfiguration for this system; answering 404"),
+        "unknown machines are logged:\n{log}"
+    );
+}
