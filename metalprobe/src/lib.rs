@@ -1,4 +1,8 @@
-//! The in-band hardware probe.
-//!
-//! Empty until the first-boot issue (#9) lands: it will collect DMI, CPU, memory, NIC,
-//! disk and LLDP facts from a configurable sysfs root and post them to the registry.
+//! metalprobe: the in-band agent of ferrometal's discovery boot. It reads the machine's
+//! facts (DMI, CPUs, memory, NICs with addresses and link state, block devices) from `/sys`
+//! and `/proc` under a configurable root, and posts them to the registry with the per-boot
+//! token. The report is metal-operator's registry JSON, so either side talks to the other.
+
+pub mod collect;
+pub mod post;
+pub mod report;

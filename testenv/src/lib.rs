@@ -17,6 +17,7 @@ mod process;
 
 pub mod components;
 pub mod control_plane;
+pub mod machine_root;
 pub mod net;
 pub mod registry;
 pub mod sushy;
@@ -24,6 +25,7 @@ pub mod tools;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
+pub use machine_root::{FakeMachine, FakeNic};
 pub use pki::{CertificateAuthority, IssuedCertificate};
 pub use process::{Program, reap_dead_runs};
 pub use registry::{OciRegistry, PushedImage};

@@ -338,10 +338,12 @@ pub fn image_reason(error: &ImageError) -> &'static str {
 /// concurrent reconciles of one image wait for a single registry round trip.
 #[derive(Debug, Default)]
 pub struct ResolutionCache {
-    entries: std::sync::Mutex<
-        HashMap<String, Arc<tokio::sync::Mutex<Option<(Instant, ResolvedImage)>>>>,
-    >,
+    entries: std::sync::Mutex<HashMap<String, Arc<ResolutionSlot>>>,
 }
+
+/// One image's last resolution; the async lock makes concurrent reconciles wait for one
+/// registry round trip.
+type ResolutionSlot = tokio::sync::Mutex<Option<(Instant, ResolvedImage)>>;
 
 impl ResolutionCache {
     /// The resolution of `image`, from the cache when fresh. Failures are not cached.
