@@ -87,6 +87,7 @@ fn main() {
                 name: format!("server-{i}"),
             },
             uuid: uuid(i),
+            server: format!("server-{i}"),
             image: image.clone(),
             layers: BootLayers {
                 kernel: layer(LayerKind::Kernel, 1),
@@ -118,7 +119,10 @@ fn main() {
         metrics: BootMetrics::default(),
         reports,
     });
-    runtime.spawn(ferrometal::boot::server::serve(listener, server));
+    runtime.spawn(ferrometal::boot::server::serve(
+        listener,
+        ferrometal::boot::server::router(server),
+    ));
 
     // wrk picks a random configured machine per request.
     let dir = tempfile::tempdir().expect("temp dir");

@@ -7,6 +7,7 @@ pub mod api;
 pub mod boot;
 pub mod controllers;
 pub mod plugins;
+pub mod registry;
 pub mod telemetry;
 
 /// Makes ring the process-wide TLS crypto provider (the registry client needs one chosen;

@@ -15,6 +15,7 @@ use ferrometal::controllers::{bmc, bootconfig, endpoint};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
+use ferrometal::registry::Registry;
 use ferrometal::telemetry::ControllerMetrics;
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -129,6 +130,10 @@ struct BootArgs {
     /// original behaviour; off by default).
     #[arg(long, env = "FERROMETAL_BOOT_ALLOW_UNAUTHENTICATED_IGNITION")]
     boot_allow_unauthenticated_ignition: bool,
+    /// Accept probe reports without the boot token (metal-operator's own metalprobe); reports
+    /// with a wrong token are still refused.
+    #[arg(long, env = "FERROMETAL_REGISTRY_ALLOW_UNAUTHENTICATED")]
+    registry_allow_unauthenticated: bool,
     /// ServerBootConfigurations reconciled at once.
     #[arg(long, env = "FERROMETAL_BOOTCONFIG_CONCURRENCY", default_value_t = 32)]
     bootconfig_concurrency: u16,
@@ -296,9 +301,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: boot_metrics,
         reports,
     });
-    tracing::info!(address = %bound, url = %boot_server.config.base_url, "serving the boot server");
+    tracing::info!(address = %bound, url = %boot_server.config.base_url, "serving the boot server and the registry");
+    let registry = Arc::new(Registry {
+        boot: boot_server.clone(),
+        client: client.clone(),
+        allow_unauthenticated: args.boot.registry_allow_unauthenticated,
+    });
+    let app =
+        ferrometal::boot::server::router(boot_server).merge(ferrometal::registry::router(registry));
     tokio::spawn(async move {
-        if let Err(error) = ferrometal::boot::server::serve(boot_listener, boot_server).await {
+        if let Err(error) = ferrometal::boot::server::serve(boot_listener, app).await {
             tracing::error!(%error, "the boot server stopped");
         }
     });

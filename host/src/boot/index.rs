@@ -37,6 +37,8 @@ pub struct BootEntry {
     pub config: ConfigKey,
     /// The machine's system UUID.
     pub uuid: SystemUuid,
+    /// The Server it is (cluster-scoped name).
+    pub server: String,
     /// The image the layers come from.
     pub image: Reference,
     /// The bootable layers.
@@ -61,6 +63,8 @@ impl BootEntry {
         let flag = match fetch {
             Fetch::Script => &self.script_reported,
             Fetch::Ignition => &self.ignition_reported,
+            // Every boot-state post is news.
+            Fetch::BootState => return true,
         };
         !flag.swap(true, Ordering::Relaxed)
     }
@@ -70,6 +74,7 @@ impl BootEntry {
     pub fn same_content(&self, other: &BootEntry) -> bool {
         self.config == other.config
             && self.uuid == other.uuid
+            && self.server == other.server
             && self.image == other.image
             && self.layers == other.layers
             && self.ignition == other.ignition
@@ -85,6 +90,8 @@ pub enum Fetch {
     Script,
     /// `/ignition/<uuid>`.
     Ignition,
+    /// `POST /bootstate`: the discovery system says it booted.
+    BootState,
 }
 
 /// Where the proxy fetches a blob from.
@@ -277,6 +284,7 @@ mod tests {
         BootEntry {
             config: key(config),
             uuid: SystemUuid::parse(uuid).expect("uuid"),
+            server: String::from("server"),
             image: "127.0.0.1:5000/discovery:1".parse().expect("reference"),
             layers: BootLayers {
                 kernel: Some(BootLayer {

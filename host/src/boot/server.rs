@@ -68,7 +68,8 @@ impl BootMetrics {
         );
     }
 
-    fn count(&self, endpoint: &'static str, code: StatusCode) {
+    /// Counts one answer.
+    pub fn count(&self, endpoint: &'static str, code: StatusCode) {
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint,
@@ -105,14 +106,12 @@ pub fn router(server: Arc<BootServer>) -> Router {
         .with_state(server)
 }
 
-/// Serves until the listener fails or the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    server: Arc<BootServer>,
-) -> std::io::Result<()> {
+/// Serves `app` (the boot server's routes, plus the registry's in `ferrometal run`) until the
+/// listener fails or the task is dropped. Handlers see the peer address.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(server).into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
 }
@@ -138,7 +137,8 @@ async fn chain(State(server): State<Arc<BootServer>>) -> Response {
 }
 
 impl BootServer {
-    fn lookup(&self, endpoint: &'static str, raw: &str) -> Option<Arc<BootEntry>> {
+    /// The entry for a UUID as a machine spelled it; logs why there is none.
+    pub fn lookup(&self, endpoint: &'static str, raw: &str) -> Option<Arc<BootEntry>> {
         let Some(uuid) = SystemUuid::parse(raw) else {
             tracing::info!(endpoint, uuid = raw, "not a system UUID; answering 404");
             return None;
@@ -150,7 +150,8 @@ impl BootServer {
         entry
     }
 
-    fn report(&self, entry: &BootEntry, fetch: Fetch) {
+    /// Queues `fetch` for recording on the entry's configuration, once per entry.
+    pub fn report(&self, entry: &BootEntry, fetch: Fetch) {
         if entry.first_report(fetch)
             && self
                 .reports
@@ -232,7 +233,7 @@ async fn ignition(
 }
 
 /// Compares without an early exit, so timing does not reveal a token's prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

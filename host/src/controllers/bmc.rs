@@ -13,24 +13,16 @@ use serde_json::json;
 
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::ProtocolScheme;
-use crate::api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, conditions};
+use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
+use crate::controllers::connection::{Address, Connection, Unreachable, connect};
 use crate::controllers::{credentials, report};
 use crate::plugins::catalog::PluginCatalog;
-use crate::plugins::types::{BmcEndpoint, GuestError, Identity, TlsPolicy};
+use crate::plugins::types::{GuestError, Identity, TlsPolicy};
 use crate::plugins::{CallError, CallErrorKind};
 use crate::telemetry::ControllerMetrics;
 
 /// Field manager of everything this reconciler writes.
 pub const MANAGER: &str = "ferrometal-bmc";
-
-/// Where a BMC is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    /// MAC address.
-    pub mac: String,
-    /// IP address.
-    pub ip: String,
-}
 
 /// A Server the BMC reconciler keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,80 +173,30 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
 async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> {
     let name = bmc.name_any();
     let resync = ctx.settings.resync;
-    let address = match resolve_address(&bmc, &ctx.client).await? {
-        Ok(address) => address,
-        Err(message) => {
-            publish(
-                &bmc,
-                ctx,
-                None,
-                (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+    let connection = match connect(&ctx.client, &ctx.catalog, &ctx.settings, &bmc).await? {
+        Ok(connection) => connection,
+        Err(Unreachable { reason, message }) => {
+            publish(&bmc, ctx, None, (false, reason, message)).await?;
+            return Ok(Action::requeue(
+                if reason == conditions::REASON_REFERENCE_NOT_FOUND {
+                    Duration::from_secs(30)
+                } else {
+                    resync
+                },
+            ));
         }
     };
-    let secret_name = &bmc.spec.bmc_secret_ref.name;
-    let secret = Api::<BMCSecret>::all(ctx.client.clone())
-        .get_opt(secret_name)
-        .await?;
-    let credentials = secret.as_ref().and_then(|secret| {
-        let username = String::from_utf8(secret.value(USERNAME_KEY)?).ok()?;
-        let password = String::from_utf8(secret.value(PASSWORD_KEY)?).ok()?;
-        Some((username, password))
-    });
-    let Some((username, password)) = credentials else {
-        let message = format!("BMCSecret {secret_name} does not exist or lacks username/password");
-        publish(
-            &bmc,
-            ctx,
-            None,
-            (false, conditions::REASON_REFERENCE_NOT_FOUND, message),
-        )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
-    let protocol = serde_json::to_value(bmc.spec.protocol.name)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let manufacturer = bmc.labels().get("manufacturer").cloned();
-    let Some(driver) = ctx.catalog.driver_for(&protocol, manufacturer.as_deref()) else {
-        let message = format!("no installed driver plugin serves protocol {protocol}");
-        publish(
-            &bmc,
-            ctx,
-            None,
-            (false, conditions::REASON_DRIVER_FAILED, message),
-        )
-        .await?;
-        return Ok(Action::requeue(resync));
-    };
-    let scheme = bmc
-        .spec
-        .protocol
-        .scheme
-        .unwrap_or(ctx.settings.default_scheme);
-    let endpoint = BmcEndpoint {
-        scheme: String::from(match scheme {
-            ProtocolScheme::Http => "http",
-            ProtocolScheme::Https => "https",
-        }),
-        host: address.ip.clone(),
-        port: u16::try_from(bmc.spec.protocol.port).unwrap_or_default(),
-        tls: ctx.settings.tls.clone(),
-        username,
-        password,
-        manufacturer_hint: manufacturer,
-        settings: Vec::new(),
-    };
+    let Connection {
+        driver,
+        endpoint,
+        address,
+        secret,
+    } = connection;
     let probe = driver.probe(&endpoint).await;
     let mut plan = plan(&bmc, &address, &probe, resync);
     ctx.metrics.probe(plan.ready.1);
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
-    if refused
-        && let Some(secret) = &secret
-        && let Some((message, requeue)) = try_next_credential(secret, &address, ctx).await?
+    if refused && let Some((message, requeue)) = try_next_credential(&secret, &address, ctx).await?
     {
         plan.ready.2 = message;
         plan.requeue = requeue;
@@ -361,34 +303,6 @@ async fn try_next_credential(
             }
         },
     ))
-}
-
-/// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(message))` when the
-/// Endpoint is missing.
-async fn resolve_address(bmc: &BMC, client: &Client) -> Result<Result<Address, String>, Error> {
-    if let Some(access) = &bmc.spec.access {
-        return Ok(Ok(Address {
-            mac: access.mac_address.clone(),
-            ip: access.ip.clone(),
-        }));
-    }
-    let Some(reference) = &bmc.spec.endpoint_ref else {
-        return Ok(Err(String::from(
-            "the BMC names neither spec.access nor spec.endpointRef",
-        )));
-    };
-    Ok(
-        match Api::<Endpoint>::all(client.clone())
-            .get_opt(&reference.name)
-            .await?
-        {
-            Some(endpoint) => Ok(Address {
-                mac: endpoint.spec.mac_address,
-                ip: endpoint.spec.ip,
-            }),
-            None => Err(format!("Endpoint {} does not exist", reference.name)),
-        },
-    )
 }
 
 /// Publishes status (when given) and the Ready condition; an Event when the condition changed.

@@ -45,6 +45,8 @@ pub const IGNITION_SECRET: &str = "IgnitionSecret";
 pub const IPXE_SCRIPT_FETCHED: &str = "IPXEScriptFetched";
 /// Condition: a machine fetched its ignition (boot-operator's type).
 pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
+/// Condition: the discovery system posted `/bootstate` (metal-operator's type).
+pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
 
 /// How often a Ready configuration's image is resolved again (tags move).
 pub const RESOLVE_AGAIN: Duration = Duration::from_secs(600);
@@ -92,6 +94,8 @@ pub enum IgnitionLookup {
 pub struct Observed {
     /// Namespace and name of the configuration.
     pub config: ConfigKey,
+    /// The Server it names.
+    pub server_name: String,
     /// Its generation.
     pub generation: Option<i64>,
     /// Its Server.
@@ -248,6 +252,7 @@ pub fn plan(observed: Observed) -> Decision {
             Some(BootEntry {
                 config: observed.config.clone(),
                 uuid,
+                server: observed.server_name.clone(),
                 image: resolved.reference.clone(),
                 layers: resolved.layers.clone(),
                 ignition,
@@ -480,6 +485,7 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
     };
     let decision = plan(Observed {
         config: config.clone(),
+        server_name: sbc.spec.server_ref.name.clone(),
         generation: sbc.metadata.generation,
         server,
         image,
@@ -668,6 +674,11 @@ pub async fn report_fetches(
                 "IgnitionDataDelivered",
                 "the machine fetched its ignition",
             ),
+            Fetch::BootState => (
+                BOOT_STATE_RECEIVED,
+                "BootStateReceived",
+                "the discovery system reported that it booted",
+            ),
         };
         let api: Api<ServerBootConfiguration> =
             Api::namespaced(client.clone(), &report.config.namespace);
@@ -678,7 +689,14 @@ pub async fn report_fetches(
                 .map(|status| status.conditions)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|c| c.type_ == IPXE_SCRIPT_FETCHED || c.type_ == IGNITION_DATA_FETCHED)
+                .filter(|c| {
+                    [
+                        IPXE_SCRIPT_FETCHED,
+                        IGNITION_DATA_FETCHED,
+                        BOOT_STATE_RECEIVED,
+                    ]
+                    .contains(&c.type_.as_str())
+                })
                 .collect(),
             Ok(None) => continue,
             Err(error) => {
@@ -759,6 +777,7 @@ mod tests {
                 namespace: String::from("metal"),
                 name: String::from("server-1"),
             },
+            server_name: String::from("server-1"),
             generation: Some(2),
             server: ServerLookup::Found {
                 uuid: SystemUuid::parse("0b5e5e2a-0000-4000-8000-0000000000b1"),

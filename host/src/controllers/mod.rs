@@ -3,6 +3,7 @@
 
 pub mod bmc;
 pub mod bootconfig;
+pub mod connection;
 pub mod credentials;
 pub mod endpoint;
 pub mod report;

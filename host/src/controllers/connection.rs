@@ -1,0 +1,143 @@
+//! Reaching a BMC: its address (from `spec.access` or its Endpoint), its credentials (from
+//! the BMCSecret) and the driver plugin for its protocol. Shared by the BMC reconciler and the
+//! Server reconciler.
+
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
+use crate::api::common::ProtocolScheme;
+use crate::api::{BMC, BMCSecret, Endpoint, conditions};
+use crate::controllers::bmc::BmcSettings;
+use crate::plugins::bmc_driver::BmcDriverPlugin;
+use crate::plugins::catalog::PluginCatalog;
+use crate::plugins::types::BmcEndpoint;
+
+/// The BMC's MAC and IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// MAC address of the BMC.
+    pub mac: String,
+    /// IP address of the BMC.
+    pub ip: String,
+}
+
+/// Everything needed to call the BMC's driver.
+pub struct Connection<'a> {
+    /// The driver serving the BMC's protocol.
+    pub driver: &'a BmcDriverPlugin,
+    /// Where and how to reach the BMC.
+    pub endpoint: BmcEndpoint,
+    /// The BMC's address.
+    pub address: Address,
+    /// The BMCSecret, when it was found.
+    pub secret: BMCSecret,
+}
+
+/// Why the BMC cannot be called: a condition reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// `ReferenceNotFound` or `DriverFailed`.
+    pub reason: &'static str,
+    /// What is missing.
+    pub message: String,
+}
+
+/// Resolves address, credentials and driver of `bmc`. `Ok(Err(_))` says what is missing.
+pub async fn connect<'a>(
+    client: &Client,
+    catalog: &'a PluginCatalog,
+    settings: &BmcSettings,
+    bmc: &BMC,
+) -> Result<Result<Connection<'a>, Unreachable>, kube::Error> {
+    let not_found = |message: String| {
+        Ok(Err(Unreachable {
+            reason: conditions::REASON_REFERENCE_NOT_FOUND,
+            message,
+        }))
+    };
+    let address = match resolve_address(bmc, client).await? {
+        Ok(address) => address,
+        Err(message) => return not_found(message),
+    };
+    let secret_name = &bmc.spec.bmc_secret_ref.name;
+    let Some(secret) = Api::<BMCSecret>::all(client.clone())
+        .get_opt(secret_name)
+        .await?
+    else {
+        return not_found(format!(
+            "BMCSecret {secret_name} does not exist or lacks username/password"
+        ));
+    };
+    let credentials = (|| {
+        let username = String::from_utf8(secret.value(USERNAME_KEY)?).ok()?;
+        let password = String::from_utf8(secret.value(PASSWORD_KEY)?).ok()?;
+        Some((username, password))
+    })();
+    let Some((username, password)) = credentials else {
+        return not_found(format!(
+            "BMCSecret {secret_name} does not exist or lacks username/password"
+        ));
+    };
+    let protocol = serde_json::to_value(bmc.spec.protocol.name)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let manufacturer = bmc.labels().get("manufacturer").cloned();
+    let Some(driver) = catalog.driver_for(&protocol, manufacturer.as_deref()) else {
+        return Ok(Err(Unreachable {
+            reason: conditions::REASON_DRIVER_FAILED,
+            message: format!("no installed driver plugin serves protocol {protocol}"),
+        }));
+    };
+    let scheme = bmc.spec.protocol.scheme.unwrap_or(settings.default_scheme);
+    let endpoint = BmcEndpoint {
+        scheme: String::from(match scheme {
+            ProtocolScheme::Http => "http",
+            ProtocolScheme::Https => "https",
+        }),
+        host: address.ip.clone(),
+        port: u16::try_from(bmc.spec.protocol.port).unwrap_or_default(),
+        tls: settings.tls.clone(),
+        username,
+        password,
+        manufacturer_hint: manufacturer,
+        settings: Vec::new(),
+    };
+    Ok(Ok(Connection {
+        driver,
+        endpoint,
+        address,
+        secret,
+    }))
+}
+
+/// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(message))` when the
+/// Endpoint is missing.
+pub async fn resolve_address(
+    bmc: &BMC,
+    client: &Client,
+) -> Result<Result<Address, String>, kube::Error> {
+    if let Some(access) = &bmc.spec.access {
+        return Ok(Ok(Address {
+            mac: access.mac_address.clone(),
+            ip: access.ip.clone(),
+        }));
+    }
+    let Some(reference) = &bmc.spec.endpoint_ref else {
+        return Ok(Err(String::from(
+            "the BMC names neither spec.access nor spec.endpointRef",
+        )));
+    };
+    Ok(
+        match Api::<Endpoint>::all(client.clone())
+            .get_opt(&reference.name)
+            .await?
+        {
+            Some(endpoint) => Ok(Address {
+                mac: endpoint.spec.mac_address,
+                ip: endpoint.spec.ip,
+            }),
+            None => Err(format!("Endpoint {} does not exist", reference.name)),
+        },
+    )
+}

@@ -1,0 +1,474 @@
+//! The registry: where metalprobe reports a machine's hardware (metal-operator's API:
+//! `POST /register`, `GET /systems/<uuid>`, `DELETE /delete/<uuid>`, `POST /bootstate`).
+//!
+//! It is served by the boot server (one address for machines to reach). A report is accepted
+//! only for a machine the boot server is serving, with that boot's token as a bearer token
+//! (`--registry-allow-unauthenticated` also accepts reports without one, for metal-operator's
+//! own metalprobe), and is written straight through to the Server's status under its own
+//! field manager, with a `ProbeReported` condition: nothing lives only in memory.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use metalprobe::report::{LldpInterface, LldpNeighbor as ProbeNeighbor, Registration, Report};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::Server;
+use crate::api::server::{
+    LldpNeighbor, NetworkInterface, Processor, ServerStatus, Storage, StorageDrive,
+};
+use crate::boot::index::{BootEntry, Fetch};
+use crate::boot::server::BootServer;
+
+/// Field manager of the registry's writes to Server status.
+pub const MANAGER: &str = "ferrometal-registry";
+/// Condition on the Server: a probe report arrived (its `lastTransitionTime` is the arrival).
+pub const PROBE_REPORTED: &str = "ProbeReported";
+/// Largest report accepted.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// What the registry needs besides the boot server's index.
+pub struct Registry {
+    /// The boot server (index of machines being booted, metrics, fetch reports).
+    pub boot: Arc<BootServer>,
+    /// The API client.
+    pub client: Client,
+    /// Accept reports without a token (metal-operator's metalprobe).
+    pub allow_unauthenticated: bool,
+}
+
+/// The registry's routes.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/register", post(register))
+        .route("/systems/{uuid}", get(system))
+        .route("/delete/{uuid}", delete(forget))
+        .route("/bootstate", post(boot_state))
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
+        .with_state(registry)
+}
+
+/// Why a request was refused, answered with a status and one line.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+impl Registry {
+    /// The machine `uuid` names, if it is being booted and the caller holds its token.
+    fn authorize(
+        &self,
+        endpoint: &'static str,
+        uuid: &str,
+        headers: &HeaderMap,
+    ) -> Result<Arc<BootEntry>, Refusal> {
+        let Some(entry) = self.boot.lookup(endpoint, uuid) else {
+            self.boot.metrics.count(endpoint, StatusCode::NOT_FOUND);
+            return Err(Refusal(
+                StatusCode::NOT_FOUND,
+                format!("system {uuid} is not being discovered"),
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        let refusal = match (&entry.token, given) {
+            (None, _) => None,
+            (Some(_), None) if self.allow_unauthenticated => None,
+            (Some(_), None) => Some((StatusCode::UNAUTHORIZED, "a boot token is required")),
+            (Some(expected), Some(given)) => {
+                (!crate::boot::server::constant_time_eq(given.as_bytes(), expected.as_bytes()))
+                    .then_some((StatusCode::FORBIDDEN, "wrong boot token"))
+            }
+        };
+        if let Some((status, message)) = refusal {
+            tracing::warn!(endpoint, server = %entry.server, "registry request refused: {message}");
+            self.boot.metrics.count(endpoint, status);
+            return Err(Refusal(status, message.to_owned()));
+        }
+        Ok(entry)
+    }
+
+    async fn apply(&self, server: &str, status: serde_json::Value) -> Result<(), Refusal> {
+        let patch = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Server",
+            "status": status,
+        });
+        Api::<Server>::all(self.client.clone())
+            .patch_status(
+                server,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::warn!(server, %error, "cannot write the probe report to the Server");
+                Refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    String::from("cannot store the report; try again"),
+                )
+            })
+    }
+}
+
+async fn register(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let registration: Registration = serde_json::from_slice(&body).map_err(|error| {
+        registry
+            .boot
+            .metrics
+            .count("register", StatusCode::BAD_REQUEST);
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("not a registration: {error}"),
+        )
+    })?;
+    let entry = registry.authorize("register", &registration.system_uuid, &headers)?;
+    let status = status_from_report(&registration.data);
+    let summary = format!(
+        "metalprobe reported {} network interfaces, {} CPUs and {} block devices",
+        status.network_interfaces.len(),
+        registration.data.cpu.len(),
+        registration.data.storage.len()
+    );
+    let mut value = serde_json::to_value(&status).unwrap_or_default();
+    value["conditions"] = json!([{
+        "type": PROBE_REPORTED,
+        "status": "True",
+        "reason": "ReportReceived",
+        "message": summary,
+        // The arrival time, so a report from an earlier boot is recognisably old.
+        "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now()),
+    }]);
+    registry.apply(&entry.server, value).await?;
+    tracing::info!(server = %entry.server, "{summary}");
+    registry.boot.metrics.count("register", StatusCode::CREATED);
+    Ok((StatusCode::CREATED, "registered\n").into_response())
+}
+
+async fn system(
+    State(registry): State<Arc<Registry>>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let entry = registry.authorize("systems", &uuid, &headers)?;
+    let server = Api::<Server>::all(registry.client.clone())
+        .get_opt(&entry.server)
+        .await
+        .ok()
+        .flatten();
+    let status = server.and_then(|server| server.status).unwrap_or_default();
+    if !status.conditions.iter().any(|c| c.type_ == PROBE_REPORTED) {
+        registry
+            .boot
+            .metrics
+            .count("systems", StatusCode::NOT_FOUND);
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            format!("no report for system {uuid}"),
+        ));
+    }
+    registry.boot.metrics.count("systems", StatusCode::OK);
+    Ok(axum::Json(report_from_status(&status)).into_response())
+}
+
+async fn forget(
+    State(registry): State<Arc<Registry>>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let entry = registry.authorize("delete", &uuid, &headers)?;
+    // Applying nothing under the registry's manager removes every field it wrote.
+    registry.apply(&entry.server, json!({})).await?;
+    registry.boot.metrics.count("delete", StatusCode::OK);
+    Ok((StatusCode::OK, "deleted\n").into_response())
+}
+
+/// `POST /bootstate` body.
+#[derive(Debug, Deserialize)]
+struct BootState {
+    #[serde(rename = "systemUUID")]
+    system_uuid: String,
+    #[serde(default)]
+    booted: bool,
+}
+
+async fn boot_state(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let state: BootState = serde_json::from_slice(&body).map_err(|error| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("not a boot state: {error}"),
+        )
+    })?;
+    let entry = registry.authorize("bootstate", &state.system_uuid, &headers)?;
+    if state.booted {
+        registry.boot.report(&entry, Fetch::BootState);
+    }
+    registry.boot.metrics.count("bootstate", StatusCode::OK);
+    Ok((StatusCode::OK, "ok\n").into_response())
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+/// Bytes as a Kubernetes quantity: binary units when exact (`16Gi`), plain bytes otherwise.
+pub fn quantity(bytes: u64) -> Quantity {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= size && bytes % size == 0 {
+            return Quantity(format!("{}{unit}", bytes / size));
+        }
+    }
+    Quantity(bytes.to_string())
+}
+
+/// The Server status fields a report fills (the registry's part of the status).
+pub fn status_from_report(report: &Report) -> ServerStatus {
+    let neighbors = |name: &str| -> Vec<LldpNeighbor> {
+        report
+            .lldp
+            .iter()
+            .filter(|lldp| lldp.name == name)
+            .flat_map(|lldp| &lldp.neighbors)
+            .map(|n| LldpNeighbor {
+                mac_address: non_empty(&n.chassis_id),
+                port_id: non_empty(&n.port_id),
+                port_description: non_empty(&n.port_description),
+                system_name: non_empty(&n.system_name),
+                system_description: non_empty(&n.system_description),
+            })
+            .collect()
+    };
+    let system = &report.system_info.system_information;
+    ServerStatus {
+        manufacturer: non_empty(&system.manufacturer),
+        model: non_empty(&system.product_name),
+        serial_number: non_empty(&system.serial_number),
+        sku: non_empty(&system.sku_number),
+        bios_version: non_empty(&report.system_info.bios_information.version),
+        network_interfaces: report
+            .network_interfaces
+            .iter()
+            .filter(|nic| !nic.mac_address.is_empty())
+            .map(|nic| {
+                let mut ips: Vec<String> = nic
+                    .ip_addresses
+                    .iter()
+                    .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+                    .cloned()
+                    .collect();
+                if ips.is_empty() && nic.ip_address.parse::<std::net::IpAddr>().is_ok() {
+                    ips.push(nic.ip_address.clone());
+                }
+                NetworkInterface {
+                    name: nic.name.clone(),
+                    ip: ips.first().cloned(),
+                    ips,
+                    mac_address: nic.mac_address.to_ascii_lowercase(),
+                    carrier_status: non_empty(&nic.carrier_status),
+                    neighbors: neighbors(&nic.name),
+                }
+            })
+            .collect(),
+        processors: report
+            .cpu
+            .iter()
+            .map(|cpu| Processor {
+                id: cpu.id.to_string(),
+                type_: Some(String::from("CPU")),
+                manufacturer: non_empty(&cpu.vendor),
+                model: non_empty(&cpu.model),
+                total_cores: i32::try_from(cpu.total_cores).ok(),
+                total_threads: i32::try_from(cpu.total_hardware_threads).ok(),
+                ..Processor::default()
+            })
+            .collect(),
+        total_system_memory: Some(report.memory.iter().map(|m| m.size).sum::<u64>())
+            .filter(|total| *total > 0)
+            .map(quantity),
+        storages: if report.storage.is_empty() {
+            Vec::new()
+        } else {
+            vec![Storage {
+                name: String::from("metalprobe"),
+                drives: report
+                    .storage
+                    .iter()
+                    .map(|disk| StorageDrive {
+                        name: disk.name.clone(),
+                        media_type: Some(String::from(if disk.rotational { "HDD" } else { "SSD" })),
+                        capacity: Some(quantity(disk.size_bytes)),
+                        vendor: non_empty(&disk.vendor),
+                        model: non_empty(&disk.model),
+                        ..StorageDrive::default()
+                    })
+                    .collect(),
+                ..Storage::default()
+            }]
+        },
+        ..ServerStatus::default()
+    }
+}
+
+/// metal-operator's `GET /systems/<uuid>` answer from what the Server's status holds
+/// (network interfaces with LLDP neighbours and the DMI identity: what its controller reads).
+pub fn report_from_status(status: &ServerStatus) -> Report {
+    let mut report = Report::default();
+    report.system_info.system_information.manufacturer =
+        status.manufacturer.clone().unwrap_or_default();
+    report.system_info.system_information.product_name = status.model.clone().unwrap_or_default();
+    report.system_info.system_information.serial_number =
+        status.serial_number.clone().unwrap_or_default();
+    for nic in &status.network_interfaces {
+        report
+            .network_interfaces
+            .push(metalprobe::report::NetworkInterface {
+                name: nic.name.clone(),
+                ip_address: nic.ip.clone().unwrap_or_default(),
+                ip_addresses: nic.ips.clone(),
+                mac_address: nic.mac_address.clone(),
+                carrier_status: nic.carrier_status.clone().unwrap_or_default(),
+            });
+        if !nic.neighbors.is_empty() {
+            report.lldp.push(LldpInterface {
+                name: nic.name.clone(),
+                neighbors: nic
+                    .neighbors
+                    .iter()
+                    .map(|n| ProbeNeighbor {
+                        chassis_id: n.mac_address.clone().unwrap_or_default(),
+                        port_id: n.port_id.clone().unwrap_or_default(),
+                        port_description: n.port_description.clone().unwrap_or_default(),
+                        system_name: n.system_name.clone().unwrap_or_default(),
+                        system_description: n.system_description.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use metalprobe::report::{BlockDevice, Cpu, Memory};
+
+    use super::*;
+
+    fn report() -> Report {
+        let mut report = Report {
+            network_interfaces: vec![
+                metalprobe::report::NetworkInterface {
+                    name: String::from("eth0"),
+                    ip_address: String::from("10.0.0.5"),
+                    ip_addresses: vec![String::from("10.0.0.5"), String::from("not-an-ip")],
+                    mac_address: String::from("52:54:00:AA:00:01"),
+                    carrier_status: String::from("up"),
+                },
+                metalprobe::report::NetworkInterface {
+                    name: String::from("eth1"),
+                    ip_address: String::from("192.0.2.9"),
+                    mac_address: String::from("52:54:00:aa:00:02"),
+                    ..Default::default()
+                },
+            ],
+            lldp: vec![LldpInterface {
+                name: String::from("eth0"),
+                neighbors: vec![ProbeNeighbor {
+                    chassis_id: String::from("aa:bb:cc:00:00:01"),
+                    port_id: String::from("Ethernet1/7"),
+                    system_name: String::from("leaf-1"),
+                    ..Default::default()
+                }],
+            }],
+            cpu: vec![Cpu {
+                id: 0,
+                total_cores: 8,
+                total_hardware_threads: 16,
+                vendor: String::from("GenuineIntel"),
+                model: String::from("Xeon"),
+                capabilities: Vec::new(),
+            }],
+            memory: vec![Memory { size: 64 << 30 }],
+            storage: vec![BlockDevice {
+                name: String::from("nvme0n1"),
+                size_bytes: 960_197_124_096,
+                ..Default::default()
+            }],
+            ..Report::default()
+        };
+        report.system_info.system_information.manufacturer = String::from("Contoso");
+        report
+    }
+
+    #[test]
+    fn a_report_becomes_server_status() {
+        let status = status_from_report(&report());
+        assert_eq!(status.manufacturer.as_deref(), Some("Contoso"));
+        let eth0 = &status.network_interfaces[0];
+        assert_eq!(eth0.mac_address, "52:54:00:aa:00:01");
+        assert_eq!(eth0.ips, ["10.0.0.5"], "invalid addresses are dropped");
+        assert_eq!(eth0.neighbors[0].system_name.as_deref(), Some("leaf-1"));
+        assert_eq!(
+            status.network_interfaces[1].ips,
+            ["192.0.2.9"],
+            "the deprecated single address is the fallback"
+        );
+        assert_eq!(status.processors[0].total_threads, Some(16));
+        assert_eq!(
+            status.total_system_memory,
+            Some(Quantity(String::from("64Gi")))
+        );
+        assert_eq!(
+            status.storages[0].drives[0].capacity,
+            Some(Quantity(String::from("960197124096")))
+        );
+    }
+
+    #[test]
+    fn the_status_answers_metal_operators_systems_query() {
+        let report = report_from_status(&status_from_report(&report()));
+        assert_eq!(report.network_interfaces.len(), 2);
+        assert_eq!(report.lldp[0].neighbors[0].port_id, "Ethernet1/7");
+        assert_eq!(
+            report.system_info.system_information.manufacturer,
+            "Contoso"
+        );
+    }
+
+    #[test]
+    fn quantities_use_binary_units_when_exact() {
+        assert_eq!(quantity(16 << 30).0, "16Gi");
+        assert_eq!(quantity(1536 << 20).0, "1536Mi");
+        assert_eq!(quantity(1000).0, "1000");
+    }
+}
