@@ -7,11 +7,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ferrometal::api::BMCSecret;
 use ferrometal::api::common::ProtocolScheme;
-use ferrometal::api::{BMC, Endpoint, Server};
+use ferrometal::api::{BMC, Endpoint, Server, ServerBootConfiguration};
 use ferrometal::boot::image::{ImageResolver, RegistryConfig};
 use ferrometal::boot::index::BootIndex;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
-use ferrometal::controllers::{bmc, bootconfig, endpoint};
+use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
@@ -86,6 +86,65 @@ pub struct RunArgs {
     namespace: Option<String>,
     #[command(flatten)]
     boot: BootArgs,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
+}
+
+/// Options of the first boot (the Server reconciler).
+#[derive(Debug, Args)]
+struct DiscoveryArgs {
+    /// OCI reference of the discovery OS image Servers boot into.
+    #[arg(long, env = "FERROMETAL_DISCOVERY_IMAGE")]
+    discovery_image: Option<String>,
+    /// Where metalprobe reports (default: the boot server URL, which serves the registry).
+    #[arg(long, env = "FERROMETAL_DISCOVERY_REGISTRY_URL")]
+    discovery_registry_url: Option<url::Url>,
+    /// A setting of the ignition-generator plugin, `key=value` (e.g.
+    /// `metalprobe-url=http://10.0.0.1:8082/metalprobe`); repeatable.
+    #[arg(
+        long = "ignition-setting",
+        env = "FERROMETAL_IGNITION_SETTINGS",
+        value_delimiter = ','
+    )]
+    ignition_settings: Vec<String>,
+    /// SSH public key for the discovery system's user; repeatable.
+    #[arg(long = "discovery-ssh-key", env = "FERROMETAL_DISCOVERY_SSH_KEYS")]
+    discovery_ssh_keys: Vec<String>,
+    /// Seconds a discovery may take before it times out and is retried (a Server's
+    /// `ferrometal.dev/discovery-timeout-seconds` annotation overrides it).
+    #[arg(
+        long,
+        env = "FERROMETAL_DISCOVERY_TIMEOUT_SECONDS",
+        default_value_t = 1800
+    )]
+    discovery_timeout_seconds: u64,
+    /// First delay before retrying a timed-out discovery (doubles per attempt, at most 1 h).
+    #[arg(long, env = "FERROMETAL_DISCOVERY_RETRY_SECONDS", default_value_t = 60)]
+    discovery_retry_seconds: u64,
+    /// Leave servers powered on after discovery (default: power them off).
+    #[arg(long, env = "FERROMETAL_KEEP_POWER_AFTER_DISCOVERY")]
+    keep_power_after_discovery: bool,
+    /// Seconds between looks at a Server when nothing happens (power, spec.power).
+    #[arg(long, env = "FERROMETAL_SERVER_RESYNC_SECONDS", default_value_t = 120)]
+    server_resync_seconds: u64,
+    /// Servers reconciled at once (each BMC still gets one driver call at a time).
+    #[arg(long, env = "FERROMETAL_SERVER_CONCURRENCY", default_value_t = 64)]
+    server_concurrency: u16,
+}
+
+impl DiscoveryArgs {
+    fn ignition_settings(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.ignition_settings
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|setting| {
+                setting
+                    .split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .with_context(|| format!("--ignition-setting {setting:?} is not key=value"))
+            })
+            .collect()
+    }
 }
 
 /// Options of the boot server and the BootConfig reconciler.
@@ -246,20 +305,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Without a bundle, https BMCs fail verification with a clear TLS condition.
         (None, false) => TlsPolicy::CaBundle(String::new()),
     };
+    let bmc_settings = bmc::BmcSettings {
+        default_scheme: if args.bmc_default_scheme == "https" {
+            ProtocolScheme::Https
+        } else {
+            ProtocolScheme::Http
+        },
+        tls,
+        resync: std::time::Duration::from_secs(args.bmc_resync_seconds.max(1)),
+    };
     let bmc_context = Arc::new(bmc::Context {
         client: client.clone(),
         catalog: catalog.clone(),
         lookup_settings,
         credential_retry: std::time::Duration::from_secs(args.credential_retry_seconds.max(1)),
-        settings: bmc::BmcSettings {
-            default_scheme: if args.bmc_default_scheme == "https" {
-                ProtocolScheme::Https
-            } else {
-                ProtocolScheme::Http
-            },
-            tls,
-            resync: std::time::Duration::from_secs(args.bmc_resync_seconds.max(1)),
-        },
+        settings: bmc_settings.clone(),
         reporter: Reporter {
             controller: String::from("ferrometal-bmc"),
             instance: std::env::var("HOSTNAME").ok(),
@@ -307,6 +367,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client: client.clone(),
         allow_unauthenticated: args.boot.registry_allow_unauthenticated,
     });
+    let base_url = boot_server.config.base_url.clone();
     let app =
         ferrometal::boot::server::router(boot_server).merge(ferrometal::registry::router(registry));
     tokio::spawn(async move {
@@ -335,6 +396,46 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
     });
+
+    let server_context = Arc::new(server::Context {
+        client: client.clone(),
+        catalog: catalog.clone(),
+        bmc: bmc_settings,
+        discovery: server::DiscoverySettings {
+            image: args.discovery.discovery_image.clone(),
+            namespace: args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| String::from("default")),
+            registry_url: args
+                .discovery
+                .discovery_registry_url
+                .as_ref()
+                .map_or(base_url, |url| {
+                    url.as_str().trim_end_matches('/').to_owned()
+                }),
+            ignition_settings: args.discovery.ignition_settings()?,
+            ssh_authorized_keys: args.discovery.discovery_ssh_keys.clone(),
+            timeout: std::time::Duration::from_secs(
+                args.discovery.discovery_timeout_seconds.max(1),
+            ),
+            retry_base: std::time::Duration::from_secs(
+                args.discovery.discovery_retry_seconds.max(1),
+            ),
+            power_off_after: !args.discovery.keep_power_after_discovery,
+            resync: std::time::Duration::from_secs(args.discovery.server_resync_seconds.max(1)),
+        },
+        reporter: Reporter {
+            controller: String::from("ferrometal-server"),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+        metrics: metrics.clone(),
+    });
+    if args.discovery.discovery_image.is_none() {
+        tracing::warn!(
+            "--discovery-image is not set; Servers will report NoDiscoveryImage instead of booting"
+        );
+    }
 
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
     let endpoints = Controller::new(
@@ -382,7 +483,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.namespace.as_deref(),
         args.boot.bootconfig_concurrency,
     );
-    tokio::join!(endpoints, bmcs, bootconfigs);
+    let discovery_namespace = server_context.discovery.namespace.clone();
+    let servers = Controller::new(
+        Api::<Server>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
+        watcher::Config::default(),
+    )
+    .with_config(
+        kube::runtime::controller::Config::default().concurrency(args.discovery.server_concurrency),
+    )
+    .shutdown_on_signal()
+    .run(server::reconcile, server::error_policy, server_context)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "server reconcile stream");
+        }
+    });
+    tokio::join!(endpoints, bmcs, bootconfigs, servers);
     tracing::info!("stopped");
     Ok(())
 }

@@ -34,6 +34,23 @@ pub fn component(name: &str) -> Result<PathBuf> {
     }
 }
 
+/// A binary of this workspace built by cargo (e.g. `metalprobe`), for tests of other crates
+/// that run it. `cargo test --workspace` builds every workspace binary; otherwise the error
+/// names the command that does.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| tools::workspace_root().join("target"), PathBuf::from);
+    let path = target.join("debug").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::BinaryMissing {
+            name: name.to_owned(),
+            path,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,14 @@ pub enum Error {
         /// Where the component should be.
         path: PathBuf,
     },
+    /// A workspace binary has not been built.
+    #[error("{path} does not exist; run `cargo build -p {name}` (or `make test`, which builds it)")]
+    BinaryMissing {
+        /// Binary (and package) name.
+        name: String,
+        /// Where it should be.
+        path: PathBuf,
+    },
     /// A file-system or process operation failed.
     #[error("cannot {action}: {source}")]
     Io {

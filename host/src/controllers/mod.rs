@@ -7,3 +7,4 @@ pub mod connection;
 pub mod credentials;
 pub mod endpoint;
 pub mod report;
+pub mod server;

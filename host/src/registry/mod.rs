@@ -450,7 +450,7 @@ mod tests {
         );
         assert_eq!(
             status.storages[0].drives[0].capacity,
-            Some(Quantity(String::from("960197124096")))
+            Some(Quantity(String::from("937692504Ki")))
         );
     }
 

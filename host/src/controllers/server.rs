@@ -1,0 +1,1150 @@
+//! ServerReconciler: the first boot. A new Server is booted into the discovery image
+//! (Initial → Discovery), its probe's report is awaited, and once every NIC its BMC reported
+//! has been seen it becomes `Available`. A discovery that never reports times out into
+//! `Error` and is retried with backoff; in `Available`, `spec.power` is honoured.
+//!
+//! Progress that must survive a restart lives on the Server: the attempt, when it started,
+//! whether the boot was requested and when to retry are annotations; the facts are in its
+//! status (written by the registry).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::common::{Power, PowerState};
+use crate::api::{
+    BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
+};
+use crate::controllers::bmc::BmcSettings;
+use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
+use crate::controllers::connection::{Connection, connect};
+use crate::plugins::catalog::PluginCatalog;
+use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
+use crate::plugins::types::{BootOverride, BootTarget, PowerAction};
+use crate::registry::PROBE_REPORTED;
+use crate::telemetry::ControllerMetrics;
+
+/// Field manager of the reconciler's writes.
+pub const MANAGER: &str = "ferrometal-server";
+/// Condition: how discovery is going.
+pub const DISCOVERY: &str = "Discovery";
+/// Condition: whether the Server's BMC can be called.
+pub const BMC_REACHABLE: &str = "BMCReachable";
+/// Annotation: the discovery attempt in progress (1, 2, ...).
+pub const ATTEMPT_ANNOTATION: &str = "ferrometal.dev/discovery-attempt";
+/// Annotation: when the current discovery attempt started (RFC 3339).
+pub const STARTED_ANNOTATION: &str = "ferrometal.dev/discovery-started";
+/// Annotation: the attempt whose network boot was requested.
+pub const BOOTED_ANNOTATION: &str = "ferrometal.dev/discovery-boot-requested";
+/// Annotation: when a timed-out discovery is retried (RFC 3339).
+pub const RETRY_ANNOTATION: &str = "ferrometal.dev/discovery-retry-at";
+/// Annotation (set by people): this Server's discovery timeout in seconds.
+pub const TIMEOUT_ANNOTATION: &str = "ferrometal.dev/discovery-timeout-seconds";
+/// metal-operator's marker for boot configurations the operator made for itself.
+pub const TYPE_ANNOTATION: &str = "metal.ironcore.dev/type";
+
+/// Operator-wide discovery settings.
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// The OS image machines boot for discovery (OCI reference); without one, discovery
+    /// cannot start and Servers say so.
+    pub image: Option<String>,
+    /// Namespace of the discovery ServerBootConfigurations and ignition Secrets.
+    pub namespace: String,
+    /// Where metalprobe reports (the boot server's URL).
+    pub registry_url: String,
+    /// Settings passed to the ignition generator (e.g. `metalprobe-url`).
+    pub ignition_settings: Vec<(String, String)>,
+    /// SSH keys for the discovery system's user.
+    pub ssh_authorized_keys: Vec<String>,
+    /// How long a discovery may take before it is retried.
+    pub timeout: Duration,
+    /// First retry delay after a timeout (doubles per attempt, at most an hour).
+    pub retry_base: Duration,
+    /// Power the server off once it is discovered.
+    pub power_off_after: bool,
+    /// How often a Server is looked at when nothing happens.
+    pub resync: Duration,
+}
+
+/// Discovery progress recorded on the Server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Attempt number (0 before the first).
+    pub attempt: u32,
+    /// When the attempt started.
+    pub started: Option<Timestamp>,
+    /// Whether this attempt's network boot was requested.
+    pub boot_requested: bool,
+    /// When to retry after a timeout.
+    pub retry_at: Option<Timestamp>,
+}
+
+impl Progress {
+    /// Reads the annotations.
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
+        let time = |key: &str| {
+            annotations
+                .get(key)
+                .and_then(|t| t.parse::<Timestamp>().ok())
+        };
+        let attempt = annotations
+            .get(ATTEMPT_ANNOTATION)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        Self {
+            attempt,
+            started: time(STARTED_ANNOTATION),
+            boot_requested: annotations.get(BOOTED_ANNOTATION).map(String::as_str)
+                == Some(attempt.to_string().as_str())
+                && attempt > 0,
+            retry_at: time(RETRY_ANNOTATION),
+        }
+    }
+}
+
+/// What the Server reconciler saw.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// `status.state` (`None` for a new Server).
+    pub state: Option<ServerState>,
+    /// Recorded discovery progress.
+    pub progress: Progress,
+    /// The discovery boot configuration's state (`None`: it does not exist).
+    pub boot_configuration: Option<Option<ServerBootConfigurationState>>,
+    /// When the last probe report arrived.
+    pub reported_at: Option<Timestamp>,
+    /// MACs the probe reported (lowercase).
+    pub reported_macs: Vec<String>,
+    /// MACs the BMC reports for the system (lowercase); `None` when the BMC was not asked.
+    pub expected_macs: Option<Vec<String>>,
+    /// `spec.power`.
+    pub power: Option<Power>,
+    /// The power state the BMC reports.
+    pub power_state: Option<PowerState>,
+    /// This Server's discovery timeout.
+    pub timeout: Duration,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// The one thing to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Generate ignition and token, create the boot configuration, enter Discovery.
+    StartDiscovery {
+        /// The attempt starting.
+        attempt: u32,
+    },
+    /// The boot configuration is not Ready yet.
+    AwaitBootConfiguration,
+    /// One-time network boot, then power on (or restart).
+    RequestBoot,
+    /// Waiting for the probe; the message says for what.
+    AwaitReport {
+        /// Condition message.
+        message: String,
+    },
+    /// Everything arrived: Available, boot configuration removed, power off if configured.
+    Complete,
+    /// No complete report in time: boot configuration removed, Error until `retry_at`.
+    TimeOut {
+        /// When to try again.
+        retry_at: Timestamp,
+        /// Condition message.
+        message: String,
+    },
+    /// In Error, waiting to retry.
+    AwaitRetry {
+        /// When.
+        at: Timestamp,
+    },
+    /// In Available, bring the power to `spec.power`.
+    SetPower(PowerAction),
+    /// Nothing to do.
+    Idle,
+}
+
+/// The retry delay after `attempt` timed out: `base`, doubling, at most an hour.
+pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(12))
+        .min(Duration::from_secs(3600))
+}
+
+fn after(time: Timestamp, delay: Duration) -> Timestamp {
+    time.checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(time)
+}
+
+/// Decides the next step (pure; see the tests for every transition).
+pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
+    let progress = &observed.progress;
+    match observed.state {
+        None | Some(ServerState::Initial) => Step::StartDiscovery {
+            attempt: progress.attempt + 1,
+        },
+        Some(ServerState::Discovery) => {
+            let Some(started) = progress.started else {
+                return Step::StartDiscovery {
+                    attempt: progress.attempt.max(1),
+                };
+            };
+            let fresh = observed.reported_at.is_some_and(|at| at >= started);
+            let missing: Vec<&String> = match &observed.expected_macs {
+                Some(expected) => expected
+                    .iter()
+                    .filter(|mac| !observed.reported_macs.contains(mac))
+                    .collect(),
+                None => Vec::new(),
+            };
+            if fresh && observed.expected_macs.is_some() && missing.is_empty() {
+                return Step::Complete;
+            }
+            let waiting_for = if fresh {
+                format!(
+                    "the probe reported, but not the NICs the BMC knows: {}",
+                    missing
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else if progress.boot_requested {
+                String::from("booted into the discovery image; waiting for the probe's report")
+            } else {
+                String::from("waiting for the discovery boot configuration to be Ready")
+            };
+            if after(started, observed.timeout) <= observed.now {
+                return Step::TimeOut {
+                    retry_at: after(observed.now, retry_delay(retry_base, progress.attempt)),
+                    message: format!(
+                        "attempt {} timed out after {}s ({waiting_for})",
+                        progress.attempt,
+                        observed.timeout.as_secs()
+                    ),
+                };
+            }
+            match observed.boot_configuration {
+                None => Step::StartDiscovery {
+                    attempt: progress.attempt.max(1),
+                },
+                Some(Some(ServerBootConfigurationState::Ready)) if !progress.boot_requested => {
+                    Step::RequestBoot
+                }
+                Some(_) if !progress.boot_requested => Step::AwaitBootConfiguration,
+                Some(_) => Step::AwaitReport {
+                    message: waiting_for,
+                },
+            }
+        }
+        Some(ServerState::Error) => match progress.retry_at {
+            Some(at) if at > observed.now => Step::AwaitRetry { at },
+            _ => Step::StartDiscovery {
+                attempt: progress.attempt + 1,
+            },
+        },
+        Some(ServerState::Available) => match (observed.power, observed.power_state) {
+            (Some(Power::On), Some(state)) if state != PowerState::On => {
+                Step::SetPower(PowerAction::On)
+            }
+            (Some(Power::Off), Some(state)) if state != PowerState::Off => {
+                Step::SetPower(PowerAction::GracefulShutdown)
+            }
+            _ => Step::Idle,
+        },
+        Some(_) => Step::Idle,
+    }
+}
+
+/// What the reconciler needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Installed plugins (driver, ignition generator).
+    pub catalog: Arc<PluginCatalog>,
+    /// How to reach BMCs.
+    pub bmc: BmcSettings,
+    /// Discovery settings.
+    pub discovery: DiscoverySettings,
+    /// Event reporter.
+    pub reporter: Reporter,
+    /// Reconcile metrics.
+    pub metrics: ControllerMetrics,
+}
+
+/// Errors of one reconcile (requeued with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconciles one Server.
+#[tracing::instrument(skip_all, fields(server = %server.name_any()))]
+pub async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile("server");
+    let result = reconcile_inner(&server, &ctx).await;
+    timer.finish(result.is_ok());
+    result
+}
+
+/// How long to wait before retrying after an error.
+pub fn error_policy(_server: Arc<Server>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "server reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+fn lowercase_macs<'a>(macs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    macs.into_iter().map(|m| m.to_ascii_lowercase()).collect()
+}
+
+async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error> {
+    let name = server.name_any();
+    let settings = &ctx.discovery;
+    let status = server.status.clone().unwrap_or_default();
+    let progress = Progress::from_annotations(server.annotations());
+    let Some(bmc_name) = server.spec.bmc_ref.as_ref().map(|r| r.name.clone()) else {
+        // Servers without a BMC (e.g. inline `spec.bmc`) are not driven yet.
+        return Ok(Action::await_change());
+    };
+    let Some(bmc) = Api::<BMC>::all(ctx.client.clone())
+        .get_opt(&bmc_name)
+        .await?
+    else {
+        let message = format!("BMC {bmc_name} does not exist");
+        apply_status(
+            server,
+            ctx,
+            status.state,
+            None,
+            &[(BMC_REACHABLE, false, "BMCNotFound", &message)],
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let connection = match connect(&ctx.client, &ctx.catalog, &ctx.bmc, &bmc).await? {
+        Ok(connection) => connection,
+        Err(unreachable) => {
+            apply_status(
+                server,
+                ctx,
+                status.state,
+                None,
+                &[(
+                    BMC_REACHABLE,
+                    false,
+                    unreachable.reason,
+                    &unreachable.message,
+                )],
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let system_uri = server.spec.system_uri.clone().unwrap_or_default();
+    let power_state = match connection
+        .driver
+        .power_state(&connection.endpoint, &system_uri)
+        .await
+    {
+        Ok(state) => Some(api_power_state(state)),
+        Err(error) => {
+            let message = format!(
+                "cannot read the power state: {}",
+                crate::controllers::report::first_line(&error.to_string())
+            );
+            apply_status(
+                server,
+                ctx,
+                status.state,
+                None,
+                &[(
+                    BMC_REACHABLE,
+                    false,
+                    conditions::REASON_CONNECTION_FAILED,
+                    &message,
+                )],
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let sbcs: Api<ServerBootConfiguration> =
+        Api::namespaced(ctx.client.clone(), &settings.namespace);
+    let boot_configuration = sbcs
+        .get_opt(&name)
+        .await?
+        .map(|sbc| sbc.status.and_then(|s| s.state));
+    let report = status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED);
+    let reported_at = report.map(|c| c.last_transition_time.0);
+    let discovering = status.state == Some(ServerState::Discovery);
+    // The BMC's view of the NICs, needed only to judge a report.
+    let expected_macs = if discovering && reported_at.is_some() {
+        expected_macs(&connection, &system_uri, server).await
+    } else {
+        None
+    };
+    let timeout = server
+        .annotations()
+        .get(TIMEOUT_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+        .map_or(settings.timeout, Duration::from_secs);
+    let observed = Observed {
+        state: status.state,
+        progress: progress.clone(),
+        boot_configuration,
+        reported_at,
+        reported_macs: lowercase_macs(status.network_interfaces.iter().map(|n| &n.mac_address)),
+        expected_macs,
+        power: server.spec.power,
+        power_state,
+        timeout,
+        now: Timestamp::now(),
+    };
+    let step = plan(&observed, settings.retry_base);
+    tracing::debug!(?step, "planned");
+    let reachable: Condition4<'_> = (
+        BMC_REACHABLE,
+        true,
+        conditions::REASON_CONNECTED,
+        "the BMC answers",
+    );
+    let (state, power, discovery, requeue): (
+        Option<ServerState>,
+        Option<PowerState>,
+        Option<(bool, &str, String)>,
+        Duration,
+    ) = match step {
+        Step::StartDiscovery { attempt } => {
+            if let Some((reason, message)) =
+                start_discovery(server, ctx, &connection, attempt).await?
+            {
+                event(ctx, server, EventType::Warning, reason, &message).await;
+                (
+                    status.state,
+                    power_state,
+                    Some((false, reason, message)),
+                    Duration::from_secs(60),
+                )
+            } else {
+                let message = format!(
+                    "attempt {attempt}: discovery boot configuration created with image {}",
+                    settings.image.as_deref().unwrap_or_default()
+                );
+                event(ctx, server, EventType::Normal, "DiscoveryStarted", &message).await;
+                (
+                    Some(ServerState::Discovery),
+                    power_state,
+                    Some((false, "WaitingForBootConfiguration", message)),
+                    Duration::from_secs(5),
+                )
+            }
+        }
+        Step::AwaitBootConfiguration => (
+            Some(ServerState::Discovery),
+            power_state,
+            Some((
+                false,
+                "WaitingForBootConfiguration",
+                String::from("waiting for the discovery boot configuration to be Ready"),
+            )),
+            Duration::from_secs(30),
+        ),
+        Step::RequestBoot => {
+            let boot = BootOverride {
+                target: BootTarget::Pxe,
+                uefi: true,
+                persistent: false,
+                http_boot_uri: None,
+            };
+            let result = async {
+                connection
+                    .driver
+                    .set_boot_override(&connection.endpoint, &system_uri, &boot)
+                    .await?;
+                let action = if power_state == Some(PowerState::On) {
+                    PowerAction::ForceRestart
+                } else {
+                    PowerAction::On
+                };
+                connection
+                    .driver
+                    .set_power(&connection.endpoint, &system_uri, action)
+                    .await
+            }
+            .await;
+            match result {
+                Err(error) => {
+                    let message = format!(
+                        "cannot start the discovery boot: {}",
+                        crate::controllers::report::first_line(&error.to_string())
+                    );
+                    (
+                        status.state,
+                        power_state,
+                        Some((false, "BootFailed", message)),
+                        Duration::from_secs(30),
+                    )
+                }
+                Ok(()) => {
+                    annotate(
+                        ctx,
+                        &name,
+                        &[(BOOTED_ANNOTATION, Some(progress.attempt.to_string()))],
+                    )
+                    .await?;
+                    event(
+                        ctx,
+                        server,
+                        EventType::Normal,
+                        "DiscoveryBoot",
+                        "one-time network boot set; powering on",
+                    )
+                    .await;
+                    (
+                        Some(ServerState::Discovery),
+                        Some(PowerState::On),
+                        Some((
+                            false,
+                            "Booting",
+                            String::from(
+                                "one-time network boot set and power on requested; waiting for the probe's report",
+                            ),
+                        )),
+                        Duration::from_secs(30),
+                    )
+                }
+            }
+        }
+        Step::AwaitReport { message } => (
+            Some(ServerState::Discovery),
+            power_state,
+            Some((false, "WaitingForReport", message)),
+            Duration::from_secs(30),
+        ),
+        Step::Complete => {
+            remove_boot_configuration(ctx, &name).await?;
+            let mut power = power_state;
+            if settings.power_off_after {
+                match connection
+                    .driver
+                    .set_power(&connection.endpoint, &system_uri, PowerAction::ForceOff)
+                    .await
+                {
+                    Ok(()) => power = Some(PowerState::Off),
+                    Err(error) => tracing::warn!(%error, "cannot power the discovered server off"),
+                }
+            }
+            annotate(
+                ctx,
+                &name,
+                &[
+                    (STARTED_ANNOTATION, None),
+                    (BOOTED_ANNOTATION, None),
+                    (RETRY_ANNOTATION, None),
+                ],
+            )
+            .await?;
+            event(
+                ctx,
+                server,
+                EventType::Normal,
+                "Discovered",
+                "hardware reported; the server is Available",
+            )
+            .await;
+            (
+                Some(ServerState::Available),
+                power,
+                Some((
+                    true,
+                    "Discovered",
+                    String::from(
+                        "the probe reported every NIC the BMC knows; the server is Available",
+                    ),
+                )),
+                settings.resync,
+            )
+        }
+        Step::TimeOut { retry_at, message } => {
+            remove_boot_configuration(ctx, &name).await?;
+            let mut power = power_state;
+            match connection
+                .driver
+                .set_power(&connection.endpoint, &system_uri, PowerAction::ForceOff)
+                .await
+            {
+                Ok(()) => power = Some(PowerState::Off),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot power the server off after the discovery timeout")
+                }
+            }
+            annotate(
+                ctx,
+                &name,
+                &[(RETRY_ANNOTATION, Some(retry_at.to_string()))],
+            )
+            .await?;
+            let message = format!("{message}; retrying at {retry_at}");
+            event(
+                ctx,
+                server,
+                EventType::Warning,
+                "DiscoveryTimedOut",
+                &message,
+            )
+            .await;
+            (
+                Some(ServerState::Error),
+                power,
+                Some((false, "DiscoveryTimedOut", message)),
+                until(retry_at),
+            )
+        }
+        Step::AwaitRetry { at } => (Some(ServerState::Error), power_state, None, until(at)),
+        Step::SetPower(action) => {
+            if let Err(error) = connection
+                .driver
+                .set_power(&connection.endpoint, &system_uri, action)
+                .await
+            {
+                tracing::warn!(%error, ?action, "cannot apply spec.power");
+            }
+            (status.state, power_state, None, Duration::from_secs(10))
+        }
+        Step::Idle => (status.state, power_state, None, settings.resync),
+    };
+    let discovery = discovery
+        .as_ref()
+        .map(|(value, reason, message)| (DISCOVERY, *value, *reason, message.as_str()));
+    let updates: Vec<Condition4<'_>> = [Some(reachable), discovery].into_iter().flatten().collect();
+    apply_status(server, ctx, state, power, &updates).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// A condition to set: type, status, reason, message.
+type Condition4<'a> = (&'a str, bool, &'a str, &'a str);
+
+/// The driver's power state in the API's terms.
+fn api_power_state(state: crate::plugins::types::PowerState) -> PowerState {
+    use crate::plugins::types::PowerState as Driver;
+    match state {
+        Driver::On => PowerState::On,
+        Driver::Off => PowerState::Off,
+        Driver::PoweringOn => PowerState::PoweringOn,
+        Driver::PoweringOff => PowerState::PoweringOff,
+        Driver::Unknown => PowerState::Unknown,
+    }
+}
+
+fn until(at: Timestamp) -> Duration {
+    let left = at.duration_since(Timestamp::now());
+    Duration::try_from(left)
+        .unwrap_or_default()
+        .max(Duration::from_secs(1))
+}
+
+/// The NIC MACs the BMC reports for the Server's system.
+async fn expected_macs(
+    connection: &Connection<'_>,
+    system_uri: &str,
+    server: &Server,
+) -> Option<Vec<String>> {
+    let identity = connection.driver.probe(&connection.endpoint).await.ok()?;
+    let uuid = server.spec.system_uuid().map(|u| u.to_ascii_lowercase());
+    let system = identity.systems.iter().find(|system| {
+        system.uri == system_uri
+            || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
+    })?;
+    Some(lowercase_macs(system.nics.iter().map(|nic| &nic.mac)))
+}
+
+/// A fresh token: 32 random bytes, hex.
+fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Creates the discovery ignition (new token), boot configuration and Secret and records the
+/// attempt; `Ok(Some((reason, message)))` when it cannot.
+async fn start_discovery(
+    server: &Server,
+    ctx: &Context,
+    connection: &Connection<'_>,
+    attempt: u32,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let name = server.name_any();
+    let settings = &ctx.discovery;
+    let Some(image) = &settings.image else {
+        return Ok(Some((
+            "NoDiscoveryImage",
+            String::from(
+                "no discovery image is configured; start ferrometal with --discovery-image",
+            ),
+        )));
+    };
+    let Some(generator) = ctx.catalog.ignition_generator() else {
+        return Ok(Some((
+            "NoIgnitionGenerator",
+            String::from("no ignition-generator plugin is installed"),
+        )));
+    };
+    let Some(uuid) = server.spec.system_uuid() else {
+        return Ok(Some((
+            "SystemUUIDMissing",
+            String::from("the Server has no spec.systemUUID"),
+        )));
+    };
+    let token = match new_token() {
+        Ok(token) => token,
+        Err(error) => {
+            return Ok(Some((
+                "TokenFailed",
+                format!("cannot read /dev/urandom: {error}"),
+            )));
+        }
+    };
+    let macs = expected_macs(
+        connection,
+        server.spec.system_uri.as_deref().unwrap_or_default(),
+        server,
+    )
+    .await
+    .unwrap_or_default();
+    let request = IgnitionRequest {
+        facts: ServerFacts {
+            system_uuid: uuid.to_ascii_lowercase(),
+            hostname: Some(name.clone()),
+            macs,
+            labels: server
+                .labels()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        registry_url: settings.registry_url.clone(),
+        boot_token: token.clone(),
+        ssh_authorized_keys: settings.ssh_authorized_keys.clone(),
+        settings: settings.ignition_settings.clone(),
+    };
+    let ignition = match generator.generate(&request).await {
+        Ok(ignition) => ignition,
+        Err(error) => {
+            return Ok(Some((
+                "IgnitionFailed",
+                format!(
+                    "the ignition generator failed: {}",
+                    crate::controllers::report::first_line(&error.to_string())
+                ),
+            )));
+        }
+    };
+    // Boot configuration first (owned by the Server), then its Secret (owned by it).
+    let sbcs: Api<ServerBootConfiguration> =
+        Api::namespaced(ctx.client.clone(), &settings.namespace);
+    let sbc = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerBootConfiguration",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "annotations": { TYPE_ANNOTATION: "Internal" },
+            "ownerReferences": server.controller_owner_ref(&()).map(|o| vec![o]),
+        },
+        "spec": {
+            "serverRef": { "name": name },
+            "image": image,
+            "ignitionSecretRef": { "name": name },
+        },
+    });
+    let sbc = sbcs
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&sbc),
+        )
+        .await?;
+    let secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(settings.namespace.clone()),
+            owner_references: sbc.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            (IGNITION_KEY.to_owned(), ByteString(ignition.into_bytes())),
+            (BOOT_TOKEN_KEY.to_owned(), ByteString(token.into_bytes())),
+        ])),
+        type_: Some(String::from("Opaque")),
+        ..Secret::default()
+    };
+    let mut secret_value = serde_json::to_value(&secret).unwrap_or_default();
+    secret_value["apiVersion"] = json!("v1");
+    secret_value["kind"] = json!("Secret");
+    Api::<Secret>::namespaced(ctx.client.clone(), &settings.namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret_value),
+        )
+        .await?;
+    annotate(
+        ctx,
+        &name,
+        &[
+            (ATTEMPT_ANNOTATION, Some(attempt.to_string())),
+            (STARTED_ANNOTATION, Some(Timestamp::now().to_string())),
+            (BOOTED_ANNOTATION, None),
+            (RETRY_ANNOTATION, None),
+        ],
+    )
+    .await?;
+    Api::<Server>::all(ctx.client.clone())
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "bootConfigurationRef": {
+                "namespace": settings.namespace,
+                "name": name,
+            }}})),
+        )
+        .await?;
+    Ok(None)
+}
+
+/// Deletes the discovery boot configuration and its Secret (which ends the boot token) and
+/// clears `spec.bootConfigurationRef`.
+async fn remove_boot_configuration(ctx: &Context, name: &str) -> Result<(), Error> {
+    let namespace = &ctx.discovery.namespace;
+    for result in [
+        Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Api::<Server>::all(ctx.client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "bootConfigurationRef": null } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sets (`Some`) or removes (`None`) progress annotations.
+async fn annotate(
+    ctx: &Context,
+    name: &str,
+    values: &[(&str, Option<String>)],
+) -> Result<(), Error> {
+    let annotations: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(key, value)| {
+            (
+                (*key).to_owned(),
+                value
+                    .clone()
+                    .map_or(serde_json::Value::Null, serde_json::Value::String),
+            )
+        })
+        .collect();
+    Api::<Server>::all(ctx.client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": annotations } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Server-side-applies state, power state and the reconciler's conditions (the registry's
+/// fields and condition are left alone).
+async fn apply_status(
+    server: &Server,
+    ctx: &Context,
+    state: Option<ServerState>,
+    power_state: Option<PowerState>,
+    updates: &[Condition4<'_>],
+) -> Result<(), Error> {
+    let current = server.status.clone().unwrap_or_default();
+    let mut owned: Vec<Condition> = current
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == DISCOVERY || c.type_ == BMC_REACHABLE)
+        .cloned()
+        .collect();
+    let mut changed = false;
+    for (kind, value, reason, message) in updates {
+        changed |= conditions::set(
+            &mut owned,
+            kind,
+            *value,
+            reason,
+            message,
+            server.metadata.generation,
+            Time(Timestamp::now()),
+        );
+    }
+    if !changed && current.state == state && current.power_state == power_state {
+        return Ok(());
+    }
+    let mut status = serde_json::Map::new();
+    if let Some(state) = state {
+        status.insert(String::from("state"), json!(state));
+    }
+    if let Some(power_state) = power_state {
+        status.insert(String::from("powerState"), json!(power_state));
+    }
+    status.insert(String::from("conditions"), json!(owned));
+    Api::<Server>::all(ctx.client.clone())
+        .patch_status(
+            &server.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "Server",
+                "status": status,
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn event(ctx: &Context, server: &Server, type_: EventType, reason: &str, note: &str) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: String::from("Discover"),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &server.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_secs(60);
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).expect("time")
+    }
+
+    fn observed(state: Option<ServerState>) -> Observed {
+        Observed {
+            state,
+            progress: Progress::default(),
+            boot_configuration: None,
+            reported_at: None,
+            reported_macs: Vec::new(),
+            expected_macs: None,
+            power: None,
+            power_state: Some(PowerState::Off),
+            timeout: Duration::from_secs(1800),
+            now: at(100),
+        }
+    }
+
+    fn discovering(attempt: u32, boot_requested: bool) -> Observed {
+        Observed {
+            progress: Progress {
+                attempt,
+                started: Some(at(0)),
+                boot_requested,
+                retry_at: None,
+            },
+            boot_configuration: Some(Some(ServerBootConfigurationState::Ready)),
+            ..observed(Some(ServerState::Discovery))
+        }
+    }
+
+    #[test]
+    fn a_new_or_initial_server_starts_its_first_discovery() {
+        assert_eq!(
+            plan(&observed(None), BASE),
+            Step::StartDiscovery { attempt: 1 }
+        );
+        assert_eq!(
+            plan(&observed(Some(ServerState::Initial)), BASE),
+            Step::StartDiscovery { attempt: 1 }
+        );
+    }
+
+    #[test]
+    fn discovery_waits_for_the_boot_configuration_then_boots_once() {
+        let pending = Observed {
+            boot_configuration: Some(Some(ServerBootConfigurationState::Error)),
+            ..discovering(1, false)
+        };
+        assert_eq!(plan(&pending, BASE), Step::AwaitBootConfiguration);
+        assert_eq!(plan(&discovering(1, false), BASE), Step::RequestBoot);
+        assert!(matches!(
+            plan(&discovering(1, true), BASE),
+            Step::AwaitReport { message } if message.contains("waiting for the probe")
+        ));
+    }
+
+    #[test]
+    fn a_lost_boot_configuration_or_lost_progress_starts_over_with_the_same_attempt() {
+        let lost = Observed {
+            boot_configuration: None,
+            ..discovering(2, true)
+        };
+        assert_eq!(plan(&lost, BASE), Step::StartDiscovery { attempt: 2 });
+        let no_start = Observed {
+            progress: Progress {
+                attempt: 2,
+                ..Progress::default()
+            },
+            ..observed(Some(ServerState::Discovery))
+        };
+        assert_eq!(plan(&no_start, BASE), Step::StartDiscovery { attempt: 2 });
+    }
+
+    #[test]
+    fn a_fresh_report_with_every_nic_completes_discovery() {
+        let complete = Observed {
+            reported_at: Some(at(50)),
+            reported_macs: vec![
+                String::from("aa:00:00:00:00:01"),
+                String::from("aa:00:00:00:00:02"),
+            ],
+            expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
+            ..discovering(1, true)
+        };
+        assert_eq!(plan(&complete, BASE), Step::Complete);
+    }
+
+    #[test]
+    fn an_old_or_incomplete_report_keeps_waiting_and_says_what_is_missing() {
+        let old = Observed {
+            reported_at: Some(at(-10)),
+            reported_macs: vec![String::from("aa:00:00:00:00:01")],
+            expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
+            ..discovering(1, true)
+        };
+        assert!(matches!(plan(&old, BASE), Step::AwaitReport { .. }));
+        let incomplete = Observed {
+            reported_at: Some(at(50)),
+            reported_macs: vec![String::from("aa:00:00:00:00:01")],
+            expected_macs: Some(vec![
+                String::from("aa:00:00:00:00:01"),
+                String::from("aa:00:00:00:00:09"),
+            ]),
+            ..discovering(1, true)
+        };
+        assert!(matches!(
+            plan(&incomplete, BASE),
+            Step::AwaitReport { message } if message.contains("aa:00:00:00:00:09")
+        ));
+    }
+
+    #[test]
+    fn no_report_in_time_times_out_with_a_doubling_retry() {
+        let late = Observed {
+            now: at(1800),
+            ..discovering(3, true)
+        };
+        match plan(&late, BASE) {
+            Step::TimeOut { retry_at, message } => {
+                assert_eq!(retry_at, at(1800 + 240), "60 s doubled twice for attempt 3");
+                assert!(
+                    message.contains("attempt 3 timed out after 1800s"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_waits_for_its_retry_time_then_starts_the_next_attempt() {
+        let waiting = Observed {
+            progress: Progress {
+                attempt: 1,
+                retry_at: Some(at(200)),
+                ..Progress::default()
+            },
+            ..observed(Some(ServerState::Error))
+        };
+        assert_eq!(plan(&waiting, BASE), Step::AwaitRetry { at: at(200) });
+        let due = Observed {
+            now: at(200),
+            ..waiting
+        };
+        assert_eq!(plan(&due, BASE), Step::StartDiscovery { attempt: 2 });
+    }
+
+    #[test]
+    fn available_servers_follow_spec_power() {
+        let available = |power, state| Observed {
+            power,
+            power_state: Some(state),
+            ..observed(Some(ServerState::Available))
+        };
+        assert_eq!(
+            plan(&available(Some(Power::On), PowerState::Off), BASE),
+            Step::SetPower(PowerAction::On)
+        );
+        assert_eq!(
+            plan(&available(Some(Power::Off), PowerState::On), BASE),
+            Step::SetPower(PowerAction::GracefulShutdown)
+        );
+        assert_eq!(
+            plan(&available(Some(Power::On), PowerState::On), BASE),
+            Step::Idle
+        );
+        assert_eq!(plan(&available(None, PowerState::On), BASE), Step::Idle);
+        assert_eq!(
+            plan(&observed(Some(ServerState::Reserved)), BASE),
+            Step::Idle
+        );
+    }
+
+    #[test]
+    fn progress_is_read_back_from_annotations() {
+        let annotations = BTreeMap::from([
+            (ATTEMPT_ANNOTATION.to_owned(), String::from("2")),
+            (STARTED_ANNOTATION.to_owned(), at(5).to_string()),
+            (BOOTED_ANNOTATION.to_owned(), String::from("1")),
+        ]);
+        let progress = Progress::from_annotations(&annotations);
+        assert_eq!(progress.attempt, 2);
+        assert_eq!(progress.started, Some(at(5)));
+        assert!(
+            !progress.boot_requested,
+            "the boot was for the previous attempt"
+        );
+        assert_eq!(retry_delay(BASE, 1), BASE);
+        assert_eq!(retry_delay(BASE, 30), Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,422 @@
+//! The first boot, end to end with real components: a real control plane, a real Redfish BMC
+//! (sushy-emulator) with three systems, a real OCI registry with the discovery image, the real
+//! redfish and ignition plugins, and the real metalprobe binary run against generated machine
+//! trees. The test plays the machines' firmware: it follows the iPXE script the boot server
+//! hands out and runs metalprobe the way the discovery system's ignition says.
+//!
+//! Covered: Initial → Discovery → Available with the probe's facts in status; a wrong token
+//! refused; a probe that never reports times out into Error and is retried; the operator
+//! restarted during Discovery carries on to Available.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ferrometal::api::{Server, ServerBootConfiguration};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+mod common;
+use common::eventually;
+use testenv::{
+    BasicAuth, ControlPlane, FakeMachine, FakeNic, FakeSystem, OciRegistry, SushyEmulator,
+    SushyOptions,
+};
+
+const NAMESPACE: &str = "first-boot";
+/// Discovery reasons once the network boot was requested.
+const BOOTED: &str = "Booting|WaitingForReport";
+const UUIDS: [&str; 3] = [
+    "f1b0000a-0000-4000-8000-000000000001",
+    "f1b0000a-0000-4000-8000-000000000002",
+    "f1b0000a-0000-4000-8000-000000000003",
+];
+
+fn mac(i: usize) -> String {
+    format!("52:54:00:f1:00:0{i}")
+}
+
+struct Setup {
+    client: Client,
+    base_url: String,
+    plugins: std::path::PathBuf,
+    image: String,
+    registry_host: String,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Setup {
+    fn operator(&self, port: u16) -> testenv::Program {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+        command
+            .arg("run")
+            .arg("--plugin-dir")
+            .arg(&self.plugins)
+            .args(["--grant", "credentials/reveal"])
+            .args(["--metrics-bind-address", "127.0.0.1:0"])
+            .args(["--namespace", NAMESPACE])
+            .arg("--boot-bind-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--boot-server-url")
+            .arg(&self.base_url)
+            .arg("--boot-allowed-registries")
+            .arg(&self.registry_host)
+            .arg("--boot-insecure-registries")
+            .arg(&self.registry_host)
+            .arg("--discovery-image")
+            .arg(&self.image)
+            .arg("--ignition-setting")
+            .arg(format!("metalprobe-url={}/metalprobe", self.base_url))
+            .args(["--discovery-retry-seconds", "1"])
+            .args(["--server-resync-seconds", "2"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("FERROMETAL_LOG", "info,ferrometal=debug");
+        testenv::Program::start("ferrometal-run", command).expect("start ferrometal run")
+    }
+
+    fn servers(&self) -> Api<Server> {
+        Api::all(self.client.clone())
+    }
+
+    /// Waits for `server` to be in `state` with a `Discovery` condition whose reason is one
+    /// of `reasons` (`|`-separated).
+    async fn discovery(&self, server: &str, state: &str, reasons: &str) -> Server {
+        let servers = self.servers();
+        let mut last = serde_json::Value::Null;
+        for _ in 0..900 {
+            if let Ok(Some(found)) = servers.get_opt(server).await {
+                last = serde_json::to_value(&found.status).unwrap_or_default();
+                let condition = last["conditions"]
+                    .as_array()
+                    .and_then(|list| list.iter().find(|c| c["type"] == "Discovery"));
+                if last["state"] == state
+                    && condition
+                        .is_some_and(|c| reasons.split('|').any(|reason| c["reason"] == reason))
+                {
+                    return found;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{server} did not reach {state}/{reasons}; last status: {last:#}");
+    }
+
+    /// Does what the firmware and the discovery system's ignition do: fetch the iPXE script,
+    /// find the ignition URL, fetch the ignition and read the registry URL and token from it.
+    async fn boot(&self, uuid: &str) -> (String, String) {
+        let script = reqwest::get(format!("{}/ipxe/{uuid}", self.base_url))
+            .await
+            .expect("iPXE script")
+            .text()
+            .await
+            .expect("text");
+        let ignition_url = script
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("ignition.config.url="))
+            .unwrap_or_else(|| panic!("no ignition URL in:\n{script}"))
+            .to_owned();
+        let ignition: serde_json::Value = reqwest::get(&ignition_url)
+            .await
+            .expect("ignition")
+            .json()
+            .await
+            .expect("ignition JSON");
+        let token = ignition["storage"]["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == "/etc/metalprobe/token")
+            .and_then(|f| f["contents"]["source"].as_str())
+            .and_then(|source| source.strip_prefix("data:,"))
+            .expect("token file")
+            .to_owned();
+        let unit = ignition["systemd"]["units"][0]["contents"]
+            .as_str()
+            .expect("metalprobe unit")
+            .to_owned();
+        let registry = unit
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("--registry-url="))
+            .expect("registry URL in the unit")
+            .to_owned();
+        (registry, token)
+    }
+}
+
+/// Runs the real metalprobe for machine `i` with `token`.
+fn metalprobe(i: usize, registry: &str, token: &str) -> std::process::Output {
+    let root = tempfile::tempdir().expect("temp dir");
+    FakeMachine {
+        uuid: UUIDS[i].to_uppercase(),
+        manufacturer: String::from("Sushy Emulator"),
+        model: String::from("fake"),
+        serial: format!("SN-{i}"),
+        nics: vec![FakeNic {
+            name: String::from("eno1"),
+            mac: mac(i),
+            ipv4: Some((format!("10.77.0.{}", 10 + i), 24)),
+            link_up: true,
+        }],
+        cpus: (1, 4),
+        memory_kib: 8 * 1024 * 1024,
+        disks: vec![(String::from("vda"), 64 << 30, false)],
+    }
+    .write(root.path())
+    .expect("machine tree");
+    let token_file = root.path().join("token");
+    std::fs::write(&token_file, token).expect("token file");
+    Command::new(testenv::components::workspace_binary("metalprobe").expect("metalprobe is built"))
+        .args(["--registry-url", registry, "--attempts", "3", "--root"])
+        .arg(root.path())
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("metalprobe runs")
+}
+
+/// The system's power state and boot override, as the BMC has them.
+async fn bmc_view(bmc: &SushyEmulator, uuid: &str) -> (String, String, String) {
+    let system: serde_json::Value = bmc
+        .http_client()
+        .expect("client")
+        .get(format!("{}/redfish/v1/Systems/{uuid}", bmc.base_url()))
+        .basic_auth("admin", Some("bmc-pw"))
+        .send()
+        .await
+        .expect("BMC answers")
+        .json()
+        .await
+        .expect("system JSON");
+    (
+        system["PowerState"].as_str().unwrap_or_default().to_owned(),
+        system["Boot"]["BootSourceOverrideTarget"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        system["Boot"]["BootSourceOverrideEnabled"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn servers_are_discovered_through_a_real_first_boot() {
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let registry = OciRegistry::start().await.expect("registry");
+    let image = registry
+        .push_image(
+            "discovery:1",
+            &[
+                ("application/vnd.ironcore.image.kernel", b"kernel"),
+                ("application/vnd.ironcore.image.initramfs", b"initramfs"),
+            ],
+        )
+        .await
+        .expect("push discovery image");
+    let bmc = SushyEmulator::start(SushyOptions {
+        systems: UUIDS
+            .iter()
+            .enumerate()
+            .map(|(i, uuid)| FakeSystem {
+                uuid: (*uuid).to_owned(),
+                name: format!("machine-{i}"),
+                power_state: testenv::PowerState::Off,
+                boot_mode: Default::default(),
+                macs: vec![mac(i)],
+            })
+            .collect(),
+        auth: Some(BasicAuth {
+            username: "admin".into(),
+            password: "bmc-pw".into(),
+        }),
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    for name in ["redfish", "ignition"] {
+        let component = testenv::components::component(name).expect("built by `make plugins`");
+        std::fs::copy(&component, plugins.join(format!("{name}.wasm"))).expect("copy plugin");
+    }
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
+    let port = testenv::net::free_port().expect("port");
+    let setup = Setup {
+        client: client.clone(),
+        base_url: format!("http://127.0.0.1:{port}"),
+        plugins,
+        image: image.reference.clone(),
+        registry_host: registry.host().to_owned(),
+        kubeconfig: control_plane.kubeconfig_path().to_owned(),
+    };
+    let operator = setup.operator(port);
+
+    // The BMC, applied directly (the BMC-based discovery path) → three Servers.
+    let objects = format!(
+        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: fb-bmc}}\nstringData: {{username: admin, password: bmc-pw}}\n\
+         ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: fb-bmc}}\nspec:\n  access: {{macAddress: '52:54:00:f1:ff:01', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: fb-bmc}}\n  protocol: {{name: Redfish, port: {}, scheme: http}}\n",
+        bmc.port()
+    );
+    let path = dir.path().join("bmc.yaml");
+    std::fs::write(&path, objects).expect("write objects");
+    let applied = control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args(["apply", "-f"])
+        .arg(&path)
+        .output()
+        .expect("kubectl apply");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let names: Vec<String> = (0..3).map(|i| format!("fb-bmc-system-{i}")).collect();
+
+    // Machine 2 never reports: a short timeout (per-Server annotation) sends it to Error,
+    // from where it is retried.
+    eventually("the third Server", || async {
+        setup.servers().get_opt(&names[2]).await.ok()?
+    })
+    .await;
+    setup
+        .servers()
+        .patch(
+            &names[2],
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "ferrometal.dev/discovery-timeout-seconds": "4"
+            }}})),
+        )
+        .await
+        .expect("annotate");
+
+    // Machine 0: the discovery boot is set up on the BMC.
+    let booting = setup.discovery(&names[0], "Discovery", BOOTED).await;
+    assert_eq!(
+        booting
+            .spec
+            .boot_configuration_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+        Some(names[0].as_str())
+    );
+    // sushy-emulator applies power changes seconds late and reads every override back as
+    // `Continuous` (a documented quirk), so wait for On and check the target.
+    let (_, target, _) = eventually("the BMC to power machine 0 on", || async {
+        let view = bmc_view(&bmc, UUIDS[0]).await;
+        (view.0 == "On").then_some(view)
+    })
+    .await;
+    assert_eq!(target, "Pxe");
+
+    // A report with a wrong token is refused, and metalprobe says so.
+    let (registry_url, token) = setup.boot(UUIDS[0]).await;
+    assert_eq!(registry_url, setup.base_url);
+    let refused = metalprobe(0, &registry_url, "not-the-token");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused the report: HTTP 403"), "{stderr}");
+
+    // The right token: the facts land in the Server's status and it becomes Available.
+    let reported = metalprobe(0, &registry_url, &token);
+    assert!(
+        reported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reported.stderr)
+    );
+    let available = setup.discovery(&names[0], "Available", "Discovered").await;
+    let status = available.status.expect("status");
+    assert_eq!(status.network_interfaces.len(), 1);
+    assert_eq!(status.network_interfaces[0].mac_address, mac(0));
+    assert_eq!(status.network_interfaces[0].ips, ["10.77.0.10"]);
+    assert_eq!(status.processors.len(), 1);
+    assert_eq!(status.processors[0].total_cores, Some(4));
+    assert_eq!(
+        status.total_system_memory.map(|q| q.0).as_deref(),
+        Some("8Gi")
+    );
+    assert_eq!(status.storages[0].drives[0].name, "vda");
+    assert_eq!(status.serial_number.as_deref(), Some("SN-0"));
+    assert!(available.spec.boot_configuration_ref.is_none());
+    let sbcs: Api<ServerBootConfiguration> = Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        "the discovery boot configuration and token to be gone",
+        || async {
+            (sbcs.get_opt(&names[0]).await.ok()?.is_none()
+                && secrets.get_opt(&names[0]).await.ok()?.is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        reqwest::get(format!("{}/ipxe/{}", setup.base_url, UUIDS[0]))
+            .await
+            .expect("boot server")
+            .status(),
+        404,
+        "a discovered machine is no longer served"
+    );
+    eventually("machine 0 to be powered off after discovery", || async {
+        (bmc_view(&bmc, UUIDS[0]).await.0 == "Off").then_some(())
+    })
+    .await;
+
+    // Machine 2 timed out and went to Error, then was retried.
+    let errored = setup
+        .discovery(&names[2], "Error", "DiscoveryTimedOut")
+        .await;
+    let message = errored
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Discovery"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("timed out after 4s"), "{message}");
+    assert!(message.contains("; retrying at "), "{message}");
+    eventually("a further discovery attempt", || async {
+        let server = setup.servers().get_opt(&names[2]).await.ok()??;
+        let attempt: u32 = server
+            .annotations()
+            .get("ferrometal.dev/discovery-attempt")?
+            .parse()
+            .ok()?;
+        (attempt >= 2).then_some(())
+    })
+    .await;
+
+    // Machine 1: the operator restarts while it is booting; the new one carries on.
+    setup.discovery(&names[1], "Discovery", BOOTED).await;
+    let (registry_url, token) = setup.boot(UUIDS[1]).await;
+    drop(operator);
+    let _operator = setup.operator(port);
+    // The new operator serves the same machine (rebuilt from the API server).
+    let (_, token_again) = eventually("the restarted boot server", || async {
+        let response = reqwest::get(format!("{}/ipxe/{}", setup.base_url, UUIDS[1]))
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())?;
+        Some(setup.boot(UUIDS[1]).await)
+    })
+    .await;
+    assert_eq!(token_again, token, "the boot token survives the restart");
+    let reported = metalprobe(1, &registry_url, &token);
+    assert!(
+        reported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reported.stderr)
+    );
+    setup.discovery(&names[1], "Available", "Discovered").await;
+}
