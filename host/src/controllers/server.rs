@@ -420,12 +420,7 @@ async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error
         conditions::REASON_CONNECTED,
         "the BMC answers",
     );
-    let (state, power, discovery, requeue): (
-        Option<ServerState>,
-        Option<PowerState>,
-        Option<(bool, &str, String)>,
-        Duration,
-    ) = match step {
+    let (state, power, discovery, requeue): Outcome = match step {
         Step::StartDiscovery { attempt } => {
             if let Some((reason, message)) =
                 start_discovery(server, ctx, &connection, attempt).await?
@@ -632,6 +627,15 @@ async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error
     apply_status(server, ctx, state, power, &updates).await?;
     Ok(Action::requeue(requeue))
 }
+
+/// What a step leaves behind: state, power state, the `Discovery` condition (status, reason,
+/// message) if it changes, and when to look again.
+type Outcome = (
+    Option<ServerState>,
+    Option<PowerState>,
+    Option<(bool, &'static str, String)>,
+    Duration,
+);
 
 /// A condition to set: type, status, reason, message.
 type Condition4<'a> = (&'a str, bool, &'a str, &'a str);
