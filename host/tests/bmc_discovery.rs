@@ -24,12 +24,7 @@ fn start_operator(
     bmc: &SushyEmulator,
     metrics_port: u16,
 ) -> testenv::Program {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    for name in ["macdb", "redfish"] {
-        let component = testenv::components::component(name).expect("built by `make plugins`");
-        std::fs::copy(&component, plugins.join(format!("{name}.wasm"))).expect("copy plugin");
-    }
+    let plugins = common::plugin_dir(dir, &["macdb", "redfish"]);
     let macdb = dir.join("macdb.yaml");
     std::fs::write(
         &macdb,

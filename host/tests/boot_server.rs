@@ -8,7 +8,7 @@ use std::process::Command;
 
 use ferrometal::api::{Server, ServerBootConfiguration};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -228,13 +228,7 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         .await
         .expect("push index");
 
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
+    common::create_namespace(&client, NAMESPACE).await;
     let port = testenv::net::free_port().expect("port");
     let dead_registry = format!("127.0.0.1:{}", testenv::net::free_port().expect("port"));
     let base_url = format!("http://127.0.0.1:{port}");

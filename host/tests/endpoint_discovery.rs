@@ -13,10 +13,7 @@ use testenv::ControlPlane;
 /// Starts `ferrometal run` (killed with the test; its log is printed if the test fails).
 fn start_operator(control_plane: &ControlPlane, dir: &std::path::Path) -> testenv::Program {
     // Only the bundled lookup plugin, so it is the active one without configuration.
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    let macdb = testenv::components::component("macdb").expect("built by `make plugins`");
-    std::fs::copy(&macdb, plugins.join("macdb.wasm")).expect("copy macdb");
+    let plugins = common::plugin_dir(dir, &["macdb"]);
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
     command
         .arg("run")

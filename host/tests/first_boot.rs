@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferrometal::api::{Server, ServerBootConfiguration};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 mod common;
@@ -239,19 +239,8 @@ async fn servers_are_discovered_through_a_real_first_boot() {
     .expect("sushy-emulator");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    for name in ["redfish", "ignition"] {
-        let component = testenv::components::component(name).expect("built by `make plugins`");
-        std::fs::copy(&component, plugins.join(format!("{name}.wasm"))).expect("copy plugin");
-    }
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
+    let plugins = common::plugin_dir(dir.path(), &["redfish", "ignition"]);
+    common::create_namespace(&client, NAMESPACE).await;
     let port = testenv::net::free_port().expect("port");
     let setup = Setup {
         client: client.clone(),

@@ -20,6 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::Error;
 use crate::api::{Server, ServerBootConfiguration, ServerBootConfigurationState, conditions};
 use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
 use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
@@ -392,14 +393,6 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
-}
-
-/// Errors of one reconcile (requeued with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API request failed.
-    #[error("kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
 }
 
 /// Reconciles one ServerBootConfiguration.

@@ -15,6 +15,7 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::Error;
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::{
     ConsoleProtocol, ConsoleProtocolName, LocalObjectReference, Protocol, ProtocolName,
@@ -158,14 +159,6 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
-}
-
-/// Errors of one reconcile (requeued with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API request failed.
-    #[error("kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
 }
 
 /// Reconciles one Endpoint.

@@ -8,3 +8,12 @@ pub mod credentials;
 pub mod endpoint;
 pub mod report;
 pub mod server;
+
+/// Errors of one reconcile, shared by every reconciler (requeued with backoff by its error
+/// policy; what users should see goes into conditions instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}

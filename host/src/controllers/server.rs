@@ -21,6 +21,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::Error;
 use crate::api::common::{Power, PowerState};
 use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
@@ -280,14 +281,6 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
-}
-
-/// Errors of one reconcile (requeued with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API request failed.
-    #[error("kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
 }
 
 /// Reconciles one Server.
