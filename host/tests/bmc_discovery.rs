@@ -396,3 +396,130 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         expected("bmc-direct")
     );
 }
+
+/// With Kubernetes' garbage collector running (kube-controller-manager), deleting an owner
+/// removes what ferrometal made for it: a BMC takes its Servers along, an Endpoint its BMC,
+/// BMCSecret and (through the BMC) Servers. A BMC deleted while its Endpoint stays is made
+/// again from the Endpoint.
+#[tokio::test]
+async fn deleting_owners_removes_what_was_discovered_for_them() {
+    let control_plane = ControlPlane::start_with(testenv::ControlPlaneOptions {
+        garbage_collector: true,
+        ..Default::default()
+    })
+    .await
+    .expect("control plane with garbage collector");
+    let client = control_plane.client().await.expect("client");
+    let bmc = SushyEmulator::start(SushyOptions {
+        systems: UUIDS
+            .iter()
+            .enumerate()
+            .map(|(i, uuid)| FakeSystem {
+                uuid: (*uuid).to_owned(),
+                name: format!("blade-{i}"),
+                power_state: testenv::PowerState::Off,
+                boot_mode: Default::default(),
+                macs: vec![format!("52:54:00:dd:20:0{i}")],
+            })
+            .collect(),
+        auth: Some(BasicAuth {
+            username: "admin".into(),
+            password: "bmc-pw".into(),
+        }),
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_port = testenv::net::free_port().expect("port");
+    let _operator = start_operator(&control_plane, dir.path(), &bmc, metrics_port);
+    let endpoints: Api<Endpoint> = Api::all(client.clone());
+    let bmcs: Api<BMC> = Api::all(client.clone());
+    let servers: Api<Server> = Api::all(client.clone());
+    let secrets: Api<BMCSecret> = Api::all(client.clone());
+
+    // A BMC applied directly: deleting it deletes its Servers.
+    secrets
+        .create(
+            &PostParams::default(),
+            &BMCSecret::with_credentials("gc-direct", "admin", "bmc-pw"),
+        )
+        .await
+        .expect("secret");
+    let yaml = dir.path().join("bmc.yaml");
+    std::fs::write(&yaml, bmc_yaml("gc-direct", bmc.port(), "gc-direct")).expect("yaml");
+    let applied = control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args(["apply", "-f"])
+        .arg(&yaml)
+        .output()
+        .expect("kubectl");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    eventually("Servers of gc-direct", || async {
+        (servers_of(&servers, "gc-direct").await.len() == 2).then_some(())
+    })
+    .await;
+    bmcs.delete("gc-direct", &Default::default())
+        .await
+        .expect("delete BMC");
+    eventually("the Servers of the deleted BMC to be collected", || async {
+        servers_of(&servers, "gc-direct")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        bmcs.get_opt("gc-direct").await.expect("get").is_none(),
+        "not made again"
+    );
+
+    // An Endpoint's BMC deleted alone comes back from the Endpoint; deleting the Endpoint
+    // removes BMC, BMCSecret and Servers.
+    endpoints
+        .create(
+            &PostParams::default(),
+            &Endpoint::new(
+                "gc-endpoint",
+                EndpointSpec {
+                    mac_address: "52:54:00:dd:00:09".into(),
+                    ip: "127.0.0.1".into(),
+                },
+            ),
+        )
+        .await
+        .expect("create endpoint");
+    eventually("Servers of gc-endpoint", || async {
+        (servers_of(&servers, "gc-endpoint").await.len() == 2).then_some(())
+    })
+    .await;
+    let first = bmcs.get("gc-endpoint").await.expect("bmc").metadata.uid;
+    bmcs.delete("gc-endpoint", &Default::default())
+        .await
+        .expect("delete BMC");
+    eventually("the Endpoint's BMC to be made again", || async {
+        let again = bmcs.get_opt("gc-endpoint").await.ok()??;
+        (again.metadata.uid != first && again.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    endpoints
+        .delete("gc-endpoint", &Default::default())
+        .await
+        .expect("delete endpoint");
+    eventually(
+        "everything made for the Endpoint to be collected",
+        || async {
+            let gone = bmcs.get_opt("gc-endpoint").await.ok()?.is_none()
+                && secrets.get_opt("gc-endpoint").await.ok()?.is_none()
+                && servers_of(&servers, "gc-endpoint").await.is_empty();
+            gone.then_some(())
+        },
+    )
+    .await;
+}

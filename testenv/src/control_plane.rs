@@ -30,6 +30,9 @@ pub struct ControlPlaneOptions {
     pub crds_dir: Option<PathBuf>,
     /// How long to wait for etcd and kube-apiserver to become ready.
     pub ready_timeout: Duration,
+    /// Also run kube-controller-manager with only the garbage collector, so deleting an
+    /// owner deletes its dependents as in a real cluster.
+    pub garbage_collector: bool,
 }
 
 impl Default for ControlPlaneOptions {
@@ -37,6 +40,7 @@ impl Default for ControlPlaneOptions {
         Self {
             crds_dir: Some(tools::workspace_root().join("crds")),
             ready_timeout: Duration::from_secs(120),
+            garbage_collector: false,
         }
     }
 }
@@ -46,6 +50,7 @@ impl Default for ControlPlaneOptions {
 #[derive(Debug)]
 pub struct ControlPlane {
     // Field order matters: processes are killed before the run directory is removed.
+    controller_manager: Option<ManagedProcess>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     server_url: String,
@@ -101,6 +106,11 @@ impl ControlPlane {
             Some(crds_dir) => install_crds(&client, crds_dir).await?,
             None => Vec::new(),
         };
+        let controller_manager = if options.garbage_collector {
+            Some(start_garbage_collector(&kubeconfig_path, &run_dir)?)
+        } else {
+            None
+        };
 
         let started_in = started.elapsed();
         progress(format_args!(
@@ -114,6 +124,7 @@ impl ControlPlane {
             kubeconfig_path.display(),
         ));
         Ok(Self {
+            controller_manager,
             apiserver,
             etcd,
             server_url,
@@ -169,13 +180,21 @@ impl ControlPlane {
 
     /// The last lines of both servers' logs, for failure reports.
     pub fn log_tails(&self, lines: usize) -> String {
-        format!(
+        let mut tails = format!(
             "--- kube-apiserver ({}) ---\n{}\n--- etcd ({}) ---\n{}",
             self.apiserver.log().display(),
             self.apiserver.log_tail(lines),
             self.etcd.log().display(),
             self.etcd.log_tail(lines),
-        )
+        );
+        if let Some(manager) = &self.controller_manager {
+            tails.push_str(&format!(
+                "\n--- kube-controller-manager ({}) ---\n{}",
+                manager.log().display(),
+                manager.log_tail(lines)
+            ));
+        }
+        tails
     }
 
     /// A guard that prints the servers' log tails if the current test panics before it is
@@ -472,4 +491,29 @@ pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// kube-controller-manager with only the garbage collector, as cluster admin. It needs no
+/// readiness wait: dependents are collected once it has synced, which tests poll for anyway.
+fn start_garbage_collector(kubeconfig: &Path, run_dir: &RunDir) -> Result<ManagedProcess> {
+    let bin = tools::kube_controller_manager().require()?;
+    let mut command = Command::new(bin);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!(
+            "--authentication-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg(format!(
+            "--authorization-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .args([
+            "--controllers=garbagecollector",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--use-service-account-credentials=false",
+        ]);
+    ManagedProcess::spawn("kube-controller-manager", command, run_dir)
 }

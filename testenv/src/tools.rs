@@ -126,6 +126,16 @@ pub fn kubectl() -> Tool {
     }
 }
 
+/// kube-controller-manager, run with only the garbage collector so owner-reference cascades
+/// happen in tests as in a cluster.
+pub fn kube_controller_manager() -> Tool {
+    Tool {
+        name: "kube-controller-manager",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kube-controller-manager"),
+    }
+}
+
 /// etcd.
 pub fn etcd() -> Tool {
     Tool {
@@ -188,6 +198,7 @@ pub fn all() -> Vec<Tool> {
     vec![
         kube_apiserver(),
         kubectl(),
+        kube_controller_manager(),
         etcd(),
         helm(),
         ignition_validate(),

@@ -156,15 +156,21 @@ pub fn sushy_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds kube-apiserver and kubectl from the `k8s.io/kubernetes` Go module.
+/// Builds kube-apiserver, kube-controller-manager and kubectl from the `k8s.io/kubernetes`
+/// Go module.
 pub fn kubernetes() -> anyhow::Result<()> {
     let version = tools::KUBERNETES_VERSION;
-    if tools::kube_apiserver().is_installed() && tools::kubectl().is_installed() {
-        step(format_args!("kube-apiserver + kubectl v{version}: cached"));
+    if tools::kube_apiserver().is_installed()
+        && tools::kubectl().is_installed()
+        && tools::kube_controller_manager().is_installed()
+    {
+        step(format_args!(
+            "kube-apiserver + kube-controller-manager + kubectl v{version}: cached"
+        ));
         return Ok(());
     }
     step(format_args!(
-        "kube-apiserver + kubectl v{version}: building from Go modules (first run only; about 5–15 minutes)"
+        "kube-apiserver + kube-controller-manager + kubectl v{version}: building from Go modules (first run only; about 5–15 minutes)"
     ));
     let work = go_workspace(&format!("kubernetes-v{version}"))?;
     // k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
@@ -193,6 +199,9 @@ pub fn kubernetes() -> anyhow::Result<()> {
         get.args(["get", "-tool"])
             .arg(format!("k8s.io/kubernetes/cmd/kube-apiserver@v{version}"))
             .arg(format!("k8s.io/kubernetes/cmd/kubectl@v{version}"))
+            .arg(format!(
+                "k8s.io/kubernetes/cmd/kube-controller-manager@v{version}"
+            ))
             .current_dir(&work);
         get
     })?;
@@ -208,6 +217,10 @@ pub fn kubernetes() -> anyhow::Result<()> {
         &[
             ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
             ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+            (
+                "kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+            ),
         ],
         &ldflags,
     )

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::Error;
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
+use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
 use crate::controllers::connection::{Address, Connection, Unreachable, connect};
@@ -67,6 +68,8 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
             status.serial_number = identity.serial.clone();
             status.firmware_version = identity.firmware.clone();
             status.state = Some(String::from("Enabled"));
+            // The BMC's own power: a manager that answers is on.
+            status.power_state = Some(PowerState::On);
             let mut systems: Vec<_> = identity
                 .systems
                 .iter()
@@ -109,6 +112,13 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
                 }
                 _ => conditions::REASON_DRIVER_FAILED,
             };
+            // A BMC that refused credentials or answered with an error is running; one that
+            // could not be reached (or not asked) is of unknown power.
+            status.power_state = Some(match reason {
+                conditions::REASON_AUTHENTICATION_FAILED
+                | conditions::REASON_INTERNAL_SERVER_ERROR => PowerState::On,
+                _ => PowerState::Unknown,
+            });
             let message = match reason {
                 conditions::REASON_AUTHENTICATION_FAILED => {
                     format!("BMC credentials are invalid ({})", error.kind)
@@ -468,6 +478,10 @@ mod tests {
         assert_eq!(plan.status.firmware_version.as_deref(), Some("1.2"));
         assert_eq!(plan.status.ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(plan.status.state.as_deref(), Some("Enabled"));
+        assert_eq!(
+            plan.status.power_state,
+            Some(crate::api::common::PowerState::On)
+        );
     }
 
     #[test]
@@ -516,6 +530,17 @@ mod tests {
                 plan.ready.2
             );
             assert_eq!(plan.status.state.as_deref(), Some("Error"));
+            let answered = reason == conditions::REASON_AUTHENTICATION_FAILED
+                || reason == conditions::REASON_INTERNAL_SERVER_ERROR;
+            assert_eq!(
+                plan.status.power_state,
+                Some(if answered {
+                    crate::api::common::PowerState::On
+                } else {
+                    crate::api::common::PowerState::Unknown
+                }),
+                "{reason}"
+            );
             assert_eq!(
                 plan.requeue,
                 Duration::from_secs(120),
