@@ -1,7 +1,7 @@
 //! Both discovery paths up to Servers, with `ferrometal run`, a real control plane and a real
 //! Redfish BMC (sushy-emulator over TLS with Basic auth): an Endpoint with a known MAC, and a
 //! BMC applied directly with `spec.access`; plus wrong credentials, an unreachable BMC and an
-//! operator restart.
+//! operator restart (after convergence and in the middle of an onboarding).
 
 use std::process::Command;
 use std::time::Duration;
@@ -380,7 +380,7 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
 
     // (d) Restart the operator: after several resyncs, still exactly the same Servers.
     drop(operator);
-    let _operator = start_operator(
+    let operator = start_operator(
         control_plane,
         &dir.path().join("again"),
         &bmc,
@@ -394,6 +394,52 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
     assert_eq!(
         servers_of(&servers, "bmc-direct").await,
         expected("bmc-direct")
+    );
+
+    // ... and in the middle of an onboarding: the Endpoint's BMC exists, its Servers may not
+    // yet. The next operator finishes the job with no duplicates.
+    endpoints
+        .create(
+            &PostParams::default(),
+            &Endpoint::new(
+                "bmc-mid-restart",
+                EndpointSpec {
+                    mac_address: "52:54:00:dd:00:03".into(),
+                    ip: "127.0.0.1".into(),
+                },
+            ),
+        )
+        .await
+        .expect("create endpoint");
+    eventually("the BMC of bmc-mid-restart", || async {
+        bmcs.get_opt("bmc-mid-restart").await.ok()?
+    })
+    .await;
+    drop(operator);
+    let _operator = start_operator(
+        control_plane,
+        &dir.path().join("third"),
+        &bmc,
+        testenv::net::free_port().expect("port"),
+    );
+    let found = eventually("Servers of bmc-mid-restart", || async {
+        let found = servers_of(&servers, "bmc-mid-restart").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(found, expected("bmc-mid-restart"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        servers_of(&servers, "bmc-mid-restart").await,
+        expected("bmc-mid-restart"),
+        "no duplicates after further resyncs"
+    );
+    assert!(
+        secrets
+            .get_opt("bmc-mid-restart")
+            .await
+            .expect("get")
+            .is_some()
     );
 }
 
