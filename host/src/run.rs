@@ -127,6 +127,11 @@ struct DiscoveryArgs {
     /// Seconds between looks at a Server when nothing happens (power, spec.power).
     #[arg(long, env = "FERROMETAL_SERVER_RESYNC_SECONDS", default_value_t = 120)]
     server_resync_seconds: u64,
+    /// How Servers are discovered: `in-band` (boot the discovery image, metalprobe reports)
+    /// or `out-of-band` (take the BMC's inventory, no boot); a Server's
+    /// `ferrometal.dev/discovery-mode` annotation overrides it.
+    #[arg(long, env = "FERROMETAL_DISCOVERY_MODE", default_value = "in-band", value_parser = ["in-band", "out-of-band"])]
+    discovery_mode: String,
     /// Servers reconciled at once (each BMC still gets one driver call at a time).
     #[arg(long, env = "FERROMETAL_SERVER_CONCURRENCY", default_value_t = 64)]
     server_concurrency: u16,
@@ -424,6 +429,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ),
             power_off_after: !args.discovery.keep_power_after_discovery,
             resync: std::time::Duration::from_secs(args.discovery.server_resync_seconds.max(1)),
+            mode: args
+                .discovery
+                .discovery_mode
+                .parse()
+                .map_err(anyhow::Error::msg)?,
         },
         reporter: Reporter {
             controller: String::from("ferrometal-server"),

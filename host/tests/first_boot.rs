@@ -409,3 +409,95 @@ async fn servers_are_discovered_through_a_real_first_boot() {
     );
     setup.discovery(&names[1], "Available", "Discovered").await;
 }
+
+/// Out-of-band discovery: the Server takes what the BMC reports and is Available without a
+/// boot. It has its own control plane, since an operator owns every Server it sees.
+#[tokio::test]
+async fn out_of_band_discovery_takes_the_bmc_inventory_without_booting() {
+    let control_plane = ControlPlane::start().await.expect("control plane");
+    let client = control_plane.client().await.expect("client");
+    let uuid = String::from("0b000000-0000-4000-8000-000000000001");
+    let bmc = SushyEmulator::start(SushyOptions {
+        systems: vec![FakeSystem {
+            uuid: uuid.clone(),
+            name: String::from("oob-machine"),
+            power_state: testenv::PowerState::Off,
+            boot_mode: Default::default(),
+            macs: vec![String::from("52:54:00:0B:00:01")],
+        }],
+        auth: Some(BasicAuth {
+            username: "admin".into(),
+            password: "bmc-pw".into(),
+        }),
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = common::plugin_dir(dir.path(), &["redfish"]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--grant", "credentials/reveal"])
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", "127.0.0.1:0"])
+        .args(["--discovery-mode", "out-of-band"])
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    let _operator = testenv::Program::start("ferrometal-run", command).expect("start");
+    let path = dir.path().join("bmc.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: oob-bmc}}\nstringData: {{username: admin, password: bmc-pw}}\n\
+             ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: oob-bmc}}\nspec:\n  access: {{macAddress: '52:54:00:0b:ff:01', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: oob-bmc}}\n  protocol: {{name: Redfish, port: {}, scheme: http}}\n",
+            bmc.port()
+        ),
+    )
+    .expect("write objects");
+    let applied = control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args(["apply", "-f"])
+        .arg(&path)
+        .output()
+        .expect("kubectl apply");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let servers: Api<Server> = Api::all(client.clone());
+    let server = eventually("the Server to be Available out-of-band", || async {
+        let server = servers.get_opt("oob-bmc-system-0").await.ok()??;
+        let status = server.status.clone()?;
+        let discovered = status.conditions.iter().any(|c| {
+            c.type_ == "Discovery" && c.status == "True" && c.reason == "DiscoveredOutOfBand"
+        });
+        (status.state == Some(ferrometal::api::ServerState::Available) && discovered)
+            .then_some(server)
+    })
+    .await;
+    let status = server.status.expect("status");
+    let macs: Vec<&str> = status
+        .network_interfaces
+        .iter()
+        .map(|nic| nic.mac_address.as_str())
+        .collect();
+    assert_eq!(macs, ["52:54:00:0b:00:01"]);
+    assert!(
+        Api::<ServerBootConfiguration>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "no boot configuration for an out-of-band discovery"
+    );
+    let (power, _, _) = bmc_view(&bmc, &uuid).await;
+    assert_eq!(power, "Off", "the machine was never booted");
+}

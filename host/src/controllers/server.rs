@@ -51,8 +51,35 @@ pub const BOOTED_ANNOTATION: &str = "ferrometal.dev/discovery-boot-requested";
 pub const RETRY_ANNOTATION: &str = "ferrometal.dev/discovery-retry-at";
 /// Annotation (set by people): this Server's discovery timeout in seconds.
 pub const TIMEOUT_ANNOTATION: &str = "ferrometal.dev/discovery-timeout-seconds";
+/// Annotation (set by people): `in-band` or `out-of-band` discovery for this Server.
+pub const MODE_ANNOTATION: &str = "ferrometal.dev/discovery-mode";
 /// metal-operator's marker for boot configurations the operator made for itself.
 pub const TYPE_ANNOTATION: &str = "metal.ironcore.dev/type";
+
+/// How a Server's hardware is discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscoveryMode {
+    /// Boot the discovery image and let metalprobe report (sees link state, disks behind
+    /// HBAs, addresses).
+    #[default]
+    InBand,
+    /// Take what the BMC reports and go straight to Available, without booting.
+    OutOfBand,
+}
+
+impl std::str::FromStr for DiscoveryMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "in-band" => Ok(Self::InBand),
+            "out-of-band" => Ok(Self::OutOfBand),
+            other => Err(format!(
+                "discovery mode {other:?} is neither in-band nor out-of-band"
+            )),
+        }
+    }
+}
 
 /// Operator-wide discovery settings.
 #[derive(Debug, Clone)]
@@ -76,6 +103,8 @@ pub struct DiscoverySettings {
     pub power_off_after: bool,
     /// How often a Server is looked at when nothing happens.
     pub resync: Duration,
+    /// The default discovery mode (a Server's `ferrometal.dev/discovery-mode` overrides it).
+    pub mode: DiscoveryMode,
 }
 
 /// Discovery progress recorded on the Server.
@@ -135,6 +164,8 @@ pub struct Observed {
     pub power_state: Option<PowerState>,
     /// This Server's discovery timeout.
     pub timeout: Duration,
+    /// This Server's discovery mode.
+    pub mode: DiscoveryMode,
     /// Now.
     pub now: Timestamp,
 }
@@ -142,6 +173,8 @@ pub struct Observed {
 /// The one thing to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// Take the BMC's inventory as the Server's facts and go to Available (out-of-band).
+    Inventory,
     /// Generate ignition and token, create the boot configuration, enter Discovery.
     StartDiscovery {
         /// The attempt starting.
@@ -190,6 +223,13 @@ fn after(time: Timestamp, delay: Duration) -> Timestamp {
 /// Decides the next step (pure; see the tests for every transition).
 pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
     let progress = &observed.progress;
+    let undiscovered = matches!(
+        observed.state,
+        None | Some(ServerState::Initial | ServerState::Discovery | ServerState::Error)
+    );
+    if observed.mode == DiscoveryMode::OutOfBand && undiscovered {
+        return Step::Inventory;
+    }
     match observed.state {
         None | Some(ServerState::Initial) => Step::StartDiscovery {
             attempt: progress.attempt + 1,
@@ -393,7 +433,18 @@ async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error
         .get(TIMEOUT_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .map_or(settings.timeout, Duration::from_secs);
+    let mode = match server.annotations().get(MODE_ANNOTATION) {
+        None => settings.mode,
+        Some(text) => match text.parse() {
+            Ok(mode) => mode,
+            Err(message) => {
+                tracing::warn!(%message, "ignoring the discovery-mode annotation");
+                settings.mode
+            }
+        },
+    };
     let observed = Observed {
+        mode,
         state: status.state,
         progress: progress.clone(),
         boot_configuration,
@@ -439,6 +490,24 @@ async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error
                 )
             }
         }
+        Step::Inventory => match inventory(server, ctx, &connection, &system_uri).await? {
+            Ok(message) => {
+                remove_boot_configuration(ctx, &name).await?;
+                event(ctx, server, EventType::Normal, "Discovered", &message).await;
+                (
+                    Some(ServerState::Available),
+                    power_state,
+                    Some((true, "DiscoveredOutOfBand", message)),
+                    settings.resync,
+                )
+            }
+            Err(message) => (
+                status.state,
+                power_state,
+                Some((false, "InventoryFailed", message)),
+                Duration::from_secs(30),
+            ),
+        },
         Step::AwaitBootConfiguration => (
             Some(ServerState::Discovery),
             power_state,
@@ -665,6 +734,68 @@ async fn expected_macs(
             || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
     })?;
     Some(lowercase_macs(system.nics.iter().map(|nic| &nic.mac)))
+}
+
+/// Out-of-band discovery: writes what the BMC reports for the system (NICs, manufacturer,
+/// model, serial) as the Server's facts. `Ok(Err(message))` when the BMC cannot say.
+async fn inventory(
+    server: &Server,
+    ctx: &Context,
+    connection: &Connection<'_>,
+    system_uri: &str,
+) -> Result<Result<String, String>, Error> {
+    let identity = match connection.driver.probe(&connection.endpoint).await {
+        Ok(identity) => identity,
+        Err(error) => {
+            return Ok(Err(format!(
+                "cannot read the inventory from the BMC: {}",
+                crate::controllers::report::first_line(&error.to_string())
+            )));
+        }
+    };
+    let uuid = server.spec.system_uuid().map(|u| u.to_ascii_lowercase());
+    let Some(system) = identity.systems.iter().find(|system| {
+        system.uri == system_uri
+            || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
+    }) else {
+        return Ok(Err(String::from(
+            "the BMC no longer reports this Server's system",
+        )));
+    };
+    let facts = inventory_facts(system);
+    let message = format!(
+        "out-of-band: the BMC reported {} NIC(s); CPUs, memory and disks need an in-band discovery (the driver ABI does not carry them yet)",
+        facts.network_interfaces.len()
+    );
+    crate::registry::write_facts(
+        &ctx.client,
+        &server.name_any(),
+        &facts,
+        "OutOfBandInventory",
+        &message,
+    )
+    .await?;
+    Ok(Ok(message))
+}
+
+/// The Server facts a BMC's view of a system gives.
+pub fn inventory_facts(system: &crate::plugins::types::System) -> crate::api::ServerStatus {
+    crate::api::ServerStatus {
+        manufacturer: system.manufacturer.clone(),
+        model: system.model.clone(),
+        serial_number: system.serial.clone(),
+        network_interfaces: system
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(index, nic)| crate::api::server::NetworkInterface {
+                name: nic.name.clone().unwrap_or_else(|| format!("nic{index}")),
+                mac_address: nic.mac.to_ascii_lowercase(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// A fresh token: 32 random bytes, hex.
@@ -967,6 +1098,7 @@ mod tests {
             power: None,
             power_state: Some(PowerState::Off),
             timeout: Duration::from_secs(1800),
+            mode: DiscoveryMode::InBand,
             now: at(100),
         }
     }
@@ -1125,6 +1257,29 @@ mod tests {
             plan(&observed(Some(ServerState::Reserved)), BASE),
             Step::Idle
         );
+    }
+
+    #[test]
+    fn out_of_band_servers_take_the_inventory_until_available() {
+        for state in [
+            None,
+            Some(ServerState::Initial),
+            Some(ServerState::Discovery),
+            Some(ServerState::Error),
+        ] {
+            let oob = Observed {
+                mode: DiscoveryMode::OutOfBand,
+                ..observed(state)
+            };
+            assert_eq!(plan(&oob, BASE), Step::Inventory, "{state:?}");
+        }
+        let available = Observed {
+            mode: DiscoveryMode::OutOfBand,
+            ..observed(Some(ServerState::Available))
+        };
+        assert_eq!(plan(&available, BASE), Step::Idle);
+        assert_eq!("out-of-band".parse(), Ok(DiscoveryMode::OutOfBand));
+        assert!("sideways".parse::<DiscoveryMode>().is_err());
     }
 
     #[test]

@@ -105,27 +105,62 @@ impl Registry {
     }
 
     async fn apply(&self, server: &str, status: serde_json::Value) -> Result<(), Refusal> {
-        let patch = json!({
-            "apiVersion": "metal.ironcore.dev/v1alpha1",
-            "kind": "Server",
-            "status": status,
-        });
-        Api::<Server>::all(self.client.clone())
-            .patch_status(
-                server,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        apply_facts(&self.client, server, status)
             .await
-            .map(|_| ())
-            .map_err(|error| {
-                tracing::warn!(server, %error, "cannot write the probe report to the Server");
-                Refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    String::from("cannot store the report; try again"),
-                )
-            })
+            .map_err(|error| unavailable(server, &error))
     }
+}
+
+/// A write to the API server failed: the caller should try again.
+fn unavailable(server: &str, error: &kube::Error) -> Refusal {
+    tracing::warn!(server, %error, "cannot write the probe report to the Server");
+    Refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        String::from("cannot store the report; try again"),
+    )
+}
+
+/// Server-side-applies `status` as everything the registry's field manager owns.
+async fn apply_facts(
+    client: &Client,
+    server: &str,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let patch = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "Server",
+        "status": status,
+    });
+    Api::<Server>::all(client.clone())
+        .patch_status(
+            server,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Writes hardware facts to a Server's status under the registry's field manager (replacing
+/// the previous ones), with a `ProbeReported` condition dated now. The registry calls it for
+/// metalprobe's reports; out-of-band discovery for what the BMC reports.
+pub async fn write_facts(
+    client: &Client,
+    server: &str,
+    facts: &ServerStatus,
+    reason: &str,
+    message: &str,
+) -> Result<(), kube::Error> {
+    let mut value = serde_json::to_value(facts).unwrap_or_default();
+    value["conditions"] = json!([{
+        "type": PROBE_REPORTED,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        // The arrival time, so a report from an earlier boot is recognisably old.
+        "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now()),
+    }]);
+    apply_facts(client, server, value).await
 }
 
 async fn register(
@@ -151,16 +186,15 @@ async fn register(
         registration.data.cpu.len(),
         registration.data.storage.len()
     );
-    let mut value = serde_json::to_value(&status).unwrap_or_default();
-    value["conditions"] = json!([{
-        "type": PROBE_REPORTED,
-        "status": "True",
-        "reason": "ReportReceived",
-        "message": summary,
-        // The arrival time, so a report from an earlier boot is recognisably old.
-        "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now()),
-    }]);
-    registry.apply(&entry.server, value).await?;
+    write_facts(
+        &registry.client,
+        &entry.server,
+        &status,
+        "ReportReceived",
+        &summary,
+    )
+    .await
+    .map_err(|error| unavailable(&entry.server, &error))?;
     tracing::info!(server = %entry.server, "{summary}");
     registry.boot.metrics.count("register", StatusCode::CREATED);
     Ok((StatusCode::CREATED, "registered\n").into_response())
