@@ -29,6 +29,10 @@ struct Args {
     /// Timeout of one request, in seconds.
     #[arg(long, default_value_t = 10)]
     timeout_seconds: u64,
+    /// lldpd's client, asked for LLDP neighbours (`none` skips LLDP; with `--root` other than
+    /// `/` it is skipped too, since lldpd describes the real machine).
+    #[arg(long, default_value = "lldpctl")]
+    lldpctl: String,
     /// Print the report as JSON instead of sending it.
     #[arg(long)]
     dry_run: bool,
@@ -48,6 +52,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let mut report = metalprobe::collect::collect(&args.root);
+    if args.lldpctl != "none" && args.root == std::path::Path::new("/") {
+        report.lldp = metalprobe::lldp::collect(&args.lldpctl);
+    }
     report.timestamp = jiff::Timestamp::now().to_string();
     let system_uuid = match args.server_uuid {
         Some(uuid) => uuid,
