@@ -181,8 +181,9 @@ pub fn sushy_static() -> Tool {
     }
 }
 
-/// Debian package that provides [`oci_registry`].
-pub const OCI_REGISTRY_PACKAGE: &str = "docker-registry";
+/// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]) and
+/// `lldpd` (metalprobe's LLDP source).
+pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd"];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).
 pub fn oci_registry() -> Tool {

@@ -28,7 +28,7 @@ pub const WASM_PACKAGES: &[&str] = &[
 pub fn all() -> anyhow::Result<()> {
     let started = Instant::now();
     debian_wasm_toolchain()?;
-    oci_registry()?;
+    test_services()?;
     sushy_tools()?;
     kubernetes()?;
     etcd()?;
@@ -60,15 +60,26 @@ pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
     apt_install(&missing)
 }
 
-/// Installs the OCI registry the boot-server tests and the demo push images to.
-pub fn oci_registry() -> anyhow::Result<()> {
-    let package = tools::OCI_REGISTRY_PACKAGE;
-    if dpkg_installed(package) && tools::oci_registry().is_installed() {
-        step(format_args!("OCI registry ({package}): installed"));
+/// Installs the Debian packages tests run for real: the OCI registry the boot-server tests
+/// and the demo push images to, and lldpd, metalprobe's LLDP source.
+pub fn test_services() -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools::TEST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        step(format_args!(
+            "test services ({}): installed",
+            tools::TEST_PACKAGES.join(", ")
+        ));
         return Ok(());
     }
-    step(format_args!("OCI registry: installing {package} with apt"));
-    apt_install(&[package])
+    step(format_args!(
+        "test services: installing {} with apt",
+        missing.join(" ")
+    ));
+    apt_install(&missing)
 }
 
 /// Installs wrk, the load generator of the boot-server benchmark.
