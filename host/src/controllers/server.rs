@@ -156,6 +156,8 @@ pub struct Observed {
     pub reported_at: Option<Timestamp>,
     /// MACs the probe reported (lowercase).
     pub reported_macs: Vec<String>,
+    /// Which other parts the probe reported.
+    pub reported_sections: ReportedSections,
     /// MACs the BMC reports for the system (lowercase); `None` when the BMC was not asked.
     pub expected_macs: Option<Vec<String>>,
     /// `spec.power`.
@@ -168,6 +170,18 @@ pub struct Observed {
     pub mode: DiscoveryMode,
     /// Now.
     pub now: Timestamp,
+}
+
+/// The parts of a report besides NICs that discovery waits for. Disks are reported when
+/// present but not required: diskless machines exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportedSections {
+    /// At least one CPU.
+    pub cpus: bool,
+    /// The memory size.
+    pub memory: bool,
+    /// DMI manufacturer or serial number.
+    pub identity: bool,
 }
 
 /// The one thing to do next.
@@ -241,25 +255,28 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 };
             };
             let fresh = observed.reported_at.is_some_and(|at| at >= started);
-            let missing: Vec<&String> = match &observed.expected_macs {
+            let mut missing: Vec<String> = match &observed.expected_macs {
                 Some(expected) => expected
                     .iter()
                     .filter(|mac| !observed.reported_macs.contains(mac))
+                    .map(|mac| format!("NIC {mac}"))
                     .collect(),
                 None => Vec::new(),
             };
+            for (present, what) in [
+                (observed.reported_sections.cpus, "CPUs"),
+                (observed.reported_sections.memory, "memory"),
+                (observed.reported_sections.identity, "DMI identity"),
+            ] {
+                if !present {
+                    missing.push(String::from(what));
+                }
+            }
             if fresh && observed.expected_macs.is_some() && missing.is_empty() {
                 return Step::Complete;
             }
             let waiting_for = if fresh {
-                format!(
-                    "the probe reported, but not the NICs the BMC knows: {}",
-                    missing
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("the probe reported, but without {}", missing.join(", "))
             } else if progress.boot_requested {
                 String::from("booted into the discovery image; waiting for the probe's report")
             } else {
@@ -450,6 +467,11 @@ async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error
         boot_configuration,
         reported_at,
         reported_macs: lowercase_macs(status.network_interfaces.iter().map(|n| &n.mac_address)),
+        reported_sections: ReportedSections {
+            cpus: !status.processors.is_empty(),
+            memory: status.total_system_memory.is_some(),
+            identity: status.manufacturer.is_some() || status.serial_number.is_some(),
+        },
         expected_macs,
         power: server.spec.power,
         power_state,
@@ -1094,6 +1116,11 @@ mod tests {
             boot_configuration: None,
             reported_at: None,
             reported_macs: Vec::new(),
+            reported_sections: ReportedSections {
+                cpus: true,
+                memory: true,
+                identity: true,
+            },
             expected_macs: None,
             power: None,
             power_state: Some(PowerState::Off),
@@ -1194,6 +1221,25 @@ mod tests {
         assert!(matches!(
             plan(&incomplete, BASE),
             Step::AwaitReport { message } if message.contains("aa:00:00:00:00:09")
+        ));
+    }
+
+    #[test]
+    fn a_report_without_cpus_memory_or_identity_is_not_complete() {
+        let partial = Observed {
+            reported_at: Some(at(50)),
+            reported_macs: vec![String::from("aa:00:00:00:00:01")],
+            reported_sections: ReportedSections {
+                cpus: true,
+                memory: false,
+                identity: false,
+            },
+            expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
+            ..discovering(1, true)
+        };
+        assert!(matches!(
+            plan(&partial, BASE),
+            Step::AwaitReport { message } if message.ends_with("without memory, DMI identity")
         ));
     }
 
