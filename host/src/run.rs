@@ -445,6 +445,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!(
             "--discovery-image is not set; Servers will report NoDiscoveryImage instead of booting"
         );
+    } else if let Some(generator) = catalog.ignition_generator()
+        && let Err(error) = generator
+            .validate_settings(&server_context.discovery.ignition_settings)
+            .await
+    {
+        bail!("the ignition-generator plugin rejects its settings (--ignition-setting): {error}");
     }
 
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));

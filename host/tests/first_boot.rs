@@ -501,3 +501,34 @@ async fn out_of_band_discovery_takes_the_bmc_inventory_without_booting() {
     let (power, _, _) = bmc_view(&bmc, &uuid).await;
     assert_eq!(power, "Off", "the machine was never booted");
 }
+
+/// Settings the ignition generator would reject stop `ferrometal run` at start-up, with the
+/// plugin's reason, instead of failing every Server's discovery later.
+#[tokio::test]
+async fn run_refuses_ignition_settings_the_generator_rejects() {
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = common::plugin_dir(dir.path(), &["ignition"]);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrometal"))
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", "127.0.0.1:0"])
+        .args(["--discovery-image", "ghcr.io/example/discovery:1"])
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("RUST_BACKTRACE", "0")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .expect("ferrometal run exits")
+        .expect("ferrometal run starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rejects its settings (--ignition-setting)")
+            && stderr.contains("metalprobe-url"),
+        "{stderr}"
+    );
+}
