@@ -11,7 +11,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 mod common;
 use common::eventually;
-use testenv::{BasicAuth, ControlPlane, FakeSystem, SushyEmulator, SushyOptions};
+use testenv::{ControlPlane, SushyEmulator};
 
 const UUIDS: [&str; 2] = [
     "1d3c5e7a-0000-4000-8000-00000000aa01",
@@ -111,27 +111,12 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
     let control_plane = ControlPlane::shared().await.expect("control plane");
     let _logs = control_plane.logs_on_failure();
     let client = control_plane.client().await.expect("client");
-    let bmc = SushyEmulator::start(SushyOptions {
-        systems: UUIDS
-            .iter()
-            .enumerate()
-            .map(|(i, uuid)| FakeSystem {
-                uuid: (*uuid).to_owned(),
-                name: format!("blade-{i}"),
-                power_state: testenv::PowerState::Off,
-                boot_mode: Default::default(),
-                macs: vec![format!("52:54:00:dd:10:0{i}")],
-            })
-            .collect(),
-        auth: Some(BasicAuth {
-            username: "admin".into(),
-            password: "bmc-pw".into(),
-        }),
-        tls: true,
-        ..Default::default()
-    })
-    .await
-    .expect("sushy-emulator");
+    let systems: Vec<(&str, Vec<String>)> = UUIDS
+        .iter()
+        .enumerate()
+        .map(|(i, uuid)| (*uuid, vec![format!("52:54:00:dd:10:0{i}")]))
+        .collect();
+    let bmc = common::emulated_bmc(&systems, true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = testenv::net::free_port().expect("port");
     let operator = start_operator(control_plane, dir.path(), &bmc, metrics_port);
@@ -456,27 +441,12 @@ async fn deleting_owners_removes_what_was_discovered_for_them() {
     .await
     .expect("control plane with garbage collector");
     let client = control_plane.client().await.expect("client");
-    let bmc = SushyEmulator::start(SushyOptions {
-        systems: UUIDS
-            .iter()
-            .enumerate()
-            .map(|(i, uuid)| FakeSystem {
-                uuid: (*uuid).to_owned(),
-                name: format!("blade-{i}"),
-                power_state: testenv::PowerState::Off,
-                boot_mode: Default::default(),
-                macs: vec![format!("52:54:00:dd:20:0{i}")],
-            })
-            .collect(),
-        auth: Some(BasicAuth {
-            username: "admin".into(),
-            password: "bmc-pw".into(),
-        }),
-        tls: true,
-        ..Default::default()
-    })
-    .await
-    .expect("sushy-emulator");
+    let systems: Vec<(&str, Vec<String>)> = UUIDS
+        .iter()
+        .enumerate()
+        .map(|(i, uuid)| (*uuid, vec![format!("52:54:00:dd:20:0{i}")]))
+        .collect();
+    let bmc = common::emulated_bmc(&systems, true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = testenv::net::free_port().expect("port");
     let _operator = start_operator(&control_plane, dir.path(), &bmc, metrics_port);
@@ -493,19 +463,9 @@ async fn deleting_owners_removes_what_was_discovered_for_them() {
         )
         .await
         .expect("secret");
-    let yaml = dir.path().join("bmc.yaml");
-    std::fs::write(&yaml, bmc_yaml("gc-direct", bmc.port(), "gc-direct")).expect("yaml");
-    let applied = control_plane
-        .kubectl()
-        .expect("kubectl")
-        .args(["apply", "-f"])
-        .arg(&yaml)
-        .output()
-        .expect("kubectl");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
+    common::kubectl_apply(
+        &control_plane,
+        &bmc_yaml("gc-direct", bmc.port(), "gc-direct"),
     );
     eventually("Servers of gc-direct", || async {
         (servers_of(&servers, "gc-direct").await.len() == 2).then_some(())

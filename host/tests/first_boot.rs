@@ -18,10 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 mod common;
 use common::eventually;
-use testenv::{
-    BasicAuth, ControlPlane, FakeMachine, FakeNic, FakeSystem, OciRegistry, SushyEmulator,
-    SushyOptions,
-};
+use testenv::{ControlPlane, FakeMachine, FakeNic, OciRegistry, SushyEmulator};
 
 const NAMESPACE: &str = "first-boot";
 /// Discovery reasons once the network boot was requested.
@@ -216,27 +213,12 @@ async fn servers_are_discovered_through_a_real_first_boot() {
         )
         .await
         .expect("push discovery image");
-    let bmc = SushyEmulator::start(SushyOptions {
-        systems: UUIDS
-            .iter()
-            .enumerate()
-            .map(|(i, uuid)| FakeSystem {
-                uuid: (*uuid).to_owned(),
-                name: format!("machine-{i}"),
-                power_state: testenv::PowerState::Off,
-                boot_mode: Default::default(),
-                macs: vec![mac(i)],
-            })
-            .collect(),
-        auth: Some(BasicAuth {
-            username: "admin".into(),
-            password: "bmc-pw".into(),
-        }),
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .expect("sushy-emulator");
+    let systems: Vec<(&str, Vec<String>)> = UUIDS
+        .iter()
+        .enumerate()
+        .map(|(i, uuid)| (*uuid, vec![mac(i)]))
+        .collect();
+    let bmc = common::emulated_bmc(&systems, false).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = common::plugin_dir(dir.path(), &["redfish", "ignition"]);
@@ -258,20 +240,7 @@ async fn servers_are_discovered_through_a_real_first_boot() {
          ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: fb-bmc}}\nspec:\n  access: {{macAddress: '52:54:00:f1:ff:01', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: fb-bmc}}\n  protocol: {{name: Redfish, port: {}, scheme: http}}\n",
         bmc.port()
     );
-    let path = dir.path().join("bmc.yaml");
-    std::fs::write(&path, objects).expect("write objects");
-    let applied = control_plane
-        .kubectl()
-        .expect("kubectl")
-        .args(["apply", "-f"])
-        .arg(&path)
-        .output()
-        .expect("kubectl apply");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    common::kubectl_apply(control_plane, &objects);
     let names: Vec<String> = (0..3).map(|i| format!("fb-bmc-system-{i}")).collect();
 
     // Machine 2 never reports: a short timeout (per-Server annotation) sends it to Error,
@@ -417,23 +386,11 @@ async fn out_of_band_discovery_takes_the_bmc_inventory_without_booting() {
     let control_plane = ControlPlane::start().await.expect("control plane");
     let client = control_plane.client().await.expect("client");
     let uuid = String::from("0b000000-0000-4000-8000-000000000001");
-    let bmc = SushyEmulator::start(SushyOptions {
-        systems: vec![FakeSystem {
-            uuid: uuid.clone(),
-            name: String::from("oob-machine"),
-            power_state: testenv::PowerState::Off,
-            boot_mode: Default::default(),
-            macs: vec![String::from("52:54:00:0B:00:01")],
-        }],
-        auth: Some(BasicAuth {
-            username: "admin".into(),
-            password: "bmc-pw".into(),
-        }),
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .expect("sushy-emulator");
+    let bmc = common::emulated_bmc(
+        &[(uuid.as_str(), vec![String::from("52:54:00:0B:00:01")])],
+        false,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = common::plugin_dir(dir.path(), &["redfish"]);
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
@@ -448,28 +405,12 @@ async fn out_of_band_discovery_takes_the_bmc_inventory_without_booting() {
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     let _operator = testenv::Program::start("ferrometal-run", command).expect("start");
-    let path = dir.path().join("bmc.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: oob-bmc}}\nstringData: {{username: admin, password: bmc-pw}}\n\
+    let objects = format!(
+        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: oob-bmc}}\nstringData: {{username: admin, password: bmc-pw}}\n\
              ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: oob-bmc}}\nspec:\n  access: {{macAddress: '52:54:00:0b:ff:01', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: oob-bmc}}\n  protocol: {{name: Redfish, port: {}, scheme: http}}\n",
-            bmc.port()
-        ),
-    )
-    .expect("write objects");
-    let applied = control_plane
-        .kubectl()
-        .expect("kubectl")
-        .args(["apply", "-f"])
-        .arg(&path)
-        .output()
-        .expect("kubectl apply");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
+        bmc.port()
     );
+    common::kubectl_apply(&control_plane, &objects);
 
     let servers: Api<Server> = Api::all(client.clone());
     let server = eventually("the Server to be Available out-of-band", || async {

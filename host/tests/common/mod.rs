@@ -39,3 +39,51 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
         .await
         .expect("create namespace");
 }
+
+/// `kubectl apply` of `yaml` against `control_plane`, as a user would; panics with kubectl's
+/// message if it is refused.
+#[allow(dead_code)] // Only tests that apply YAML use it.
+pub fn kubectl_apply(control_plane: &testenv::ControlPlane, yaml: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("objects.yaml");
+    std::fs::write(&path, yaml).expect("write objects");
+    let applied = control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args(["apply", "-f"])
+        .arg(&path)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        applied.status.success(),
+        "kubectl apply refused:\n{yaml}\n{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+/// A sushy-emulator BMC with Basic auth `admin`/`bmc-pw` and one powered-off system per
+/// `(uuid, MACs)`.
+#[allow(dead_code)] // Not every test binary talks to a BMC.
+pub async fn emulated_bmc(systems: &[(&str, Vec<String>)], tls: bool) -> testenv::SushyEmulator {
+    testenv::SushyEmulator::start(testenv::SushyOptions {
+        systems: systems
+            .iter()
+            .enumerate()
+            .map(|(i, (uuid, macs))| testenv::FakeSystem {
+                uuid: (*uuid).to_owned(),
+                name: format!("machine-{i}"),
+                power_state: testenv::PowerState::Off,
+                boot_mode: Default::default(),
+                macs: macs.clone(),
+            })
+            .collect(),
+        auth: Some(testenv::BasicAuth {
+            username: "admin".into(),
+            password: "bmc-pw".into(),
+        }),
+        tls,
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator")
+}
