@@ -115,6 +115,7 @@ fn main() {
             base_url: format!("http://{address}"),
             trusted_proxies: Vec::new(),
             extra_kernel_args: String::new(),
+            metalprobe_binary: None,
         },
         metrics: BootMetrics::default(),
         reports,

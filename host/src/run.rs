@@ -138,8 +138,14 @@ struct DiscoveryArgs {
 }
 
 impl DiscoveryArgs {
-    fn ignition_settings(&self) -> anyhow::Result<Vec<(String, String)>> {
-        self.ignition_settings
+    /// The `--ignition-setting`s; with the boot server offering metalprobe (its URL given),
+    /// `metalprobe-url` defaults to `<url>/metalprobe`.
+    fn ignition_settings(
+        &self,
+        boot_url: Option<&String>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut settings: Vec<(String, String)> = self
+            .ignition_settings
             .iter()
             .filter(|s| !s.trim().is_empty())
             .map(|setting| {
@@ -148,7 +154,13 @@ impl DiscoveryArgs {
                     .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
                     .with_context(|| format!("--ignition-setting {setting:?} is not key=value"))
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(url) = boot_url
+            && !settings.iter().any(|(key, _)| key == "metalprobe-url")
+        {
+            settings.push((String::from("metalprobe-url"), format!("{url}/metalprobe")));
+        }
+        Ok(settings)
     }
 }
 
@@ -198,6 +210,10 @@ struct BootArgs {
     /// with a wrong token are still refused.
     #[arg(long, env = "FERROMETAL_REGISTRY_ALLOW_UNAUTHENTICATED")]
     registry_allow_unauthenticated: bool,
+    /// The metalprobe binary the boot server offers at `/metalprobe`; the ignition
+    /// generator's `metalprobe-url` defaults to it.
+    #[arg(long, env = "FERROMETAL_METALPROBE_BINARY")]
+    metalprobe_binary: Option<PathBuf>,
     /// ServerBootConfigurations reconciled at once.
     #[arg(long, env = "FERROMETAL_BOOTCONFIG_CONCURRENCY", default_value_t = 32)]
     bootconfig_concurrency: u16,
@@ -362,6 +378,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             base_url: args.boot.base_url(bound),
             trusted_proxies: args.boot.trusted_proxies()?,
             extra_kernel_args: args.boot.boot_kernel_args.clone(),
+            metalprobe_binary: args.boot.metalprobe_binary.clone(),
         },
         metrics: boot_metrics,
         reports,
@@ -412,14 +429,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| String::from("default")),
-            registry_url: args
+            registry_url: args.discovery.discovery_registry_url.as_ref().map_or_else(
+                || base_url.clone(),
+                |url| url.as_str().trim_end_matches('/').to_owned(),
+            ),
+            ignition_settings: args
                 .discovery
-                .discovery_registry_url
-                .as_ref()
-                .map_or(base_url, |url| {
-                    url.as_str().trim_end_matches('/').to_owned()
-                }),
-            ignition_settings: args.discovery.ignition_settings()?,
+                .ignition_settings(args.boot.metalprobe_binary.is_some().then_some(&base_url))?,
             ssh_authorized_keys: args.discovery.discovery_ssh_keys.clone(),
             timeout: std::time::Duration::from_secs(
                 args.discovery.discovery_timeout_seconds.max(1),

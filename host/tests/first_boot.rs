@@ -62,8 +62,9 @@ impl Setup {
             .arg(&self.registry_host)
             .arg("--discovery-image")
             .arg(&self.image)
-            .arg("--ignition-setting")
-            .arg(format!("metalprobe-url={}/metalprobe", self.base_url))
+            // Offered at /metalprobe; the ignition's metalprobe-url points there.
+            .arg("--metalprobe-binary")
+            .arg(testenv::components::workspace_binary("metalprobe").expect("metalprobe is built"))
             .args(["--discovery-retry-seconds", "1"])
             .args(["--server-resync-seconds", "2"])
             .env("KUBECONFIG", &self.kubeconfig)
@@ -99,8 +100,9 @@ impl Setup {
     }
 
     /// Does what the firmware and the discovery system's ignition do: fetch the iPXE script,
-    /// find the ignition URL, fetch the ignition and read the registry URL and token from it.
-    async fn boot(&self, uuid: &str) -> (String, String) {
+    /// find the ignition URL, fetch the ignition and read the registry URL, the token and
+    /// where metalprobe is downloaded from.
+    async fn boot(&self, uuid: &str) -> Boot {
         let script = reqwest::get(format!("{}/ipxe/{uuid}", self.base_url))
             .await
             .expect("iPXE script")
@@ -136,12 +138,53 @@ impl Setup {
             .find_map(|word| word.strip_prefix("--registry-url="))
             .expect("registry URL in the unit")
             .to_owned();
-        (registry, token)
+        let probe_url = ignition["storage"]["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == "/usr/local/bin/metalprobe")
+            .and_then(|f| f["contents"]["source"].as_str())
+            .expect("metalprobe download in the ignition")
+            .to_owned();
+        Boot {
+            registry,
+            token,
+            probe_url,
+        }
     }
 }
 
-/// Runs the real metalprobe for machine `i` with `token`.
-fn metalprobe(i: usize, registry: &str, token: &str) -> std::process::Output {
+/// What a discovery boot hands the machine.
+struct Boot {
+    registry: String,
+    token: String,
+    probe_url: String,
+}
+
+/// Downloads metalprobe like the discovery system does, into `dir`, executable.
+async fn download_probe(url: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = reqwest::get(url)
+        .await
+        .expect("metalprobe download")
+        .error_for_status()
+        .expect("metalprobe is offered")
+        .bytes()
+        .await
+        .expect("metalprobe bytes");
+    let path = dir.join("metalprobe");
+    std::fs::write(&path, &binary).expect("write metalprobe");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Runs the real metalprobe (`binary`) for machine `i` with `token`.
+fn metalprobe(
+    binary: &std::path::Path,
+    i: usize,
+    registry: &str,
+    token: &str,
+) -> std::process::Output {
     let root = tempfile::tempdir().expect("temp dir");
     FakeMachine {
         uuid: UUIDS[i].to_uppercase(),
@@ -162,7 +205,7 @@ fn metalprobe(i: usize, registry: &str, token: &str) -> std::process::Output {
     .expect("machine tree");
     let token_file = root.path().join("token");
     std::fs::write(&token_file, token).expect("token file");
-    Command::new(testenv::components::workspace_binary("metalprobe").expect("metalprobe is built"))
+    Command::new(binary)
         .args(["--registry-url", registry, "--attempts", "3", "--root"])
         .arg(root.path())
         .arg("--token-file")
@@ -280,16 +323,26 @@ async fn servers_are_discovered_through_a_real_first_boot() {
     .await;
     assert_eq!(target, "Pxe");
 
+    // The discovery system downloads metalprobe from the boot server: the very binary.
+    let boot = setup.boot(UUIDS[0]).await;
+    assert_eq!(boot.registry, setup.base_url);
+    assert_eq!(boot.probe_url, format!("{}/metalprobe", setup.base_url));
+    let probe = download_probe(&boot.probe_url, dir.path()).await;
+    let built = testenv::components::workspace_binary("metalprobe").expect("metalprobe is built");
+    assert_eq!(
+        std::fs::read(&probe).expect("downloaded"),
+        std::fs::read(&built).expect("built"),
+    );
+
     // A report with a wrong token is refused, and metalprobe says so.
-    let (registry_url, token) = setup.boot(UUIDS[0]).await;
-    assert_eq!(registry_url, setup.base_url);
-    let refused = metalprobe(0, &registry_url, "not-the-token");
+    let (registry_url, token) = (boot.registry, boot.token);
+    let refused = metalprobe(&probe, 0, &registry_url, "not-the-token");
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("refused the report: HTTP 403"), "{stderr}");
 
     // The right token: the facts land in the Server's status and it becomes Available.
-    let reported = metalprobe(0, &registry_url, &token);
+    let reported = metalprobe(&probe, 0, &registry_url, &token);
     assert!(
         reported.status.success(),
         "{}",
@@ -357,11 +410,15 @@ async fn servers_are_discovered_through_a_real_first_boot() {
 
     // Machine 1: the operator restarts while it is booting; the new one carries on.
     setup.discovery(&names[1], "Discovery", BOOTED).await;
-    let (registry_url, token) = setup.boot(UUIDS[1]).await;
+    let Boot {
+        registry: registry_url,
+        token,
+        ..
+    } = setup.boot(UUIDS[1]).await;
     drop(operator);
     let _operator = setup.operator(port);
     // The new operator serves the same machine (rebuilt from the API server).
-    let (_, token_again) = eventually("the restarted boot server", || async {
+    let again = eventually("the restarted boot server", || async {
         let response = reqwest::get(format!("{}/ipxe/{}", setup.base_url, UUIDS[1]))
             .await
             .ok()?;
@@ -369,8 +426,8 @@ async fn servers_are_discovered_through_a_real_first_boot() {
         Some(setup.boot(UUIDS[1]).await)
     })
     .await;
-    assert_eq!(token_again, token, "the boot token survives the restart");
-    let reported = metalprobe(1, &registry_url, &token);
+    assert_eq!(again.token, token, "the boot token survives the restart");
+    let reported = metalprobe(&probe, 1, &registry_url, &token);
     assert!(
         reported.status.success(),
         "{}",

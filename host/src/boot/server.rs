@@ -44,6 +44,8 @@ pub struct BootServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Appended to every kernel command line.
     pub extra_kernel_args: String,
+    /// The metalprobe binary served at `/metalprobe` for discovery systems to download.
+    pub metalprobe_binary: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +105,7 @@ pub fn router(server: Arc<BootServer>) -> Router {
         .route("/ignition/{uuid}", get(ignition))
         .route("/httpboot", get(httpboot))
         .route("/images/{file}", get(image))
+        .route("/metalprobe", get(metalprobe))
         .with_state(server)
 }
 
@@ -344,6 +347,41 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
             tracing::warn!(%digest, image = %source.image, %error, "cannot stream layer from the registry; answering 502");
             server.metrics.count("images", StatusCode::BAD_GATEWAY);
             (StatusCode::BAD_GATEWAY, "registry unavailable\n").into_response()
+        }
+    }
+}
+
+/// The metalprobe binary, for discovery systems (the ignition points `metalprobe-url` here).
+async fn metalprobe(State(server): State<Arc<BootServer>>) -> Response {
+    let Some(path) = &server.config.metalprobe_binary else {
+        tracing::info!(
+            "/metalprobe asked for, but no --metalprobe-binary is configured; answering 404"
+        );
+        server.metrics.count("metalprobe", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    match tokio::fs::read(path).await {
+        Ok(binary) => {
+            server.metrics.count("metalprobe", StatusCode::OK);
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )],
+                binary,
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read the metalprobe binary; answering 500");
+            server
+                .metrics
+                .count("metalprobe", StatusCode::INTERNAL_SERVER_ERROR);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metalprobe unavailable\n",
+            )
+                .into_response()
         }
     }
 }
