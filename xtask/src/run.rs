@@ -30,6 +30,19 @@ pub fn checked(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `command` like [`checked`] but prints nothing after it on success, so the output ends
+/// with the command's own (the test runner's summary lines, which CI shows last).
+pub fn checked_last(command: &mut Command) -> anyhow::Result<()> {
+    let shown = describe(command);
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs the command `make` builds, up to three times with a pause between attempts: for
 /// steps that download (apt, pip, Go modules, crates), where one network hiccup should not
 /// fail a whole run.

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use testenv::tools;
 
-use crate::run::{checked, checked_with_retries, step};
+use crate::run::{checked, checked_last, checked_with_retries, step};
 use crate::{plugins, setup};
 
 /// Runs the whole suite; `cargo_test_args` are appended to the final `cargo test`.
@@ -105,7 +105,7 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
     )?;
 
     step("unit, integration and end-to-end tests");
-    checked(
+    checked_last(
         Command::new(&cargo)
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_test_args)
