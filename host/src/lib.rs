@@ -6,6 +6,7 @@
 pub mod api;
 pub mod boot;
 pub mod controllers;
+pub mod dhcp;
 pub mod plugins;
 pub mod registry;
 pub mod telemetry;

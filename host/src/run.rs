@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Namespace of ServerBootConfigurations and ignition Secrets (default: all namespaces).
     #[arg(long, env = "FERROMETAL_NAMESPACE")]
     namespace: Option<String>,
+    /// DHCP server configuration (YAML, see docs/dhcp.md); without it no DHCP is served.
+    #[arg(long, env = "FERROMETAL_DHCP_CONFIG")]
+    dhcp_config: Option<PathBuf>,
     #[command(flatten)]
     boot: BootArgs,
     #[command(flatten)]
@@ -271,6 +274,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.register(&mut registry);
     let boot_metrics = BootMetrics::default();
     boot_metrics.register(&mut registry);
+    let dhcp_metrics = ferrometal::dhcp::server::DhcpMetrics::default();
+    dhcp_metrics.register(&mut registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_bind_address))?;
@@ -384,14 +389,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reports,
     });
     tracing::info!(address = %bound, url = %boot_server.config.base_url, "serving the boot server and the registry");
-    let registry = Arc::new(Registry {
+    let probe_registry = Arc::new(Registry {
         boot: boot_server.clone(),
         client: client.clone(),
         allow_unauthenticated: args.boot.registry_allow_unauthenticated,
     });
     let base_url = boot_server.config.base_url.clone();
-    let app =
-        ferrometal::boot::server::router(boot_server).merge(ferrometal::registry::router(registry));
+    let app = ferrometal::boot::server::router(boot_server)
+        .merge(ferrometal::registry::router(probe_registry));
     tokio::spawn(async move {
         if let Err(error) = ferrometal::boot::server::serve(boot_listener, app).await {
             tracing::error!(%error, "the boot server stopped");
@@ -467,6 +472,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
     {
         bail!("the ignition-generator plugin rejects its settings (--ignition-setting): {error}");
+    }
+
+    if let Some(path) = &args.dhcp_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read DHCP configuration {}", path.display()))?;
+        let config = ferrometal::dhcp::config::DhcpConfig::parse(&text)
+            .map_err(|error| anyhow::anyhow!("DHCP configuration {}: {error}", path.display()))?;
+        let (onboard, onboarded) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(ferrometal::dhcp::server::write_endpoints(
+            client.clone(),
+            onboarded,
+        ));
+        let dhcp = ferrometal::dhcp::server::serve(config, dhcp_metrics, onboard);
+        tokio::spawn(async move {
+            if let Err(error) = dhcp.await {
+                tracing::error!(%error, "the DHCP server stopped");
+            }
+        });
     }
 
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));

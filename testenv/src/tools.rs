@@ -181,9 +181,9 @@ pub fn sushy_static() -> Tool {
     }
 }
 
-/// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]) and
-/// `lldpd` (metalprobe's LLDP source).
-pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd"];
+/// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]),
+/// `lldpd` (metalprobe's LLDP source) and `busybox` (its `udhcpc` is the DHCP test client).
+pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd", "busybox"];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).
 pub fn oci_registry() -> Tool {

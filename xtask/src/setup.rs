@@ -61,7 +61,8 @@ pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
 }
 
 /// Installs the Debian packages tests run for real: the OCI registry the boot-server tests
-/// and the demo push images to, and lldpd, metalprobe's LLDP source.
+/// and the demo push images to, lldpd (metalprobe's LLDP source) and busybox (udhcpc, the
+/// DHCP test client).
 pub fn test_services() -> anyhow::Result<()> {
     let missing: Vec<&str> = tools::TEST_PACKAGES
         .iter()

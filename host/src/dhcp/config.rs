@@ -1,0 +1,242 @@
+//! The DHCP server's configuration (`ferrometal run --dhcp-config FILE`, YAML).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// What the DHCP server serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DhcpConfig {
+    /// Network interface to serve on (requests arriving elsewhere are not seen).
+    pub interface: String,
+    /// This server's address on that interface (server identifier, TFTP `siaddr`).
+    pub server_address: Ipv4Addr,
+    /// Address pools: the one containing a relay's `giaddr`, or `serverAddress` for clients
+    /// on the interface itself.
+    pub subnets: Vec<Subnet>,
+    /// Where leases are kept across restarts.
+    pub lease_file: PathBuf,
+    /// Which clients become Endpoints (BMCs).
+    #[serde(default)]
+    pub onboarding: Onboarding,
+    /// Boot replies for PXE, iPXE and UEFI HTTP clients.
+    #[serde(default)]
+    pub boot: BootReplies,
+}
+
+/// One pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subnet {
+    /// Network address, e.g. `10.0.0.0`.
+    pub network: Ipv4Addr,
+    /// Prefix length, e.g. `24`.
+    pub prefix: u8,
+    /// First address handed out.
+    pub range_start: Ipv4Addr,
+    /// Last address handed out.
+    pub range_end: Ipv4Addr,
+    /// Default gateway.
+    #[serde(default)]
+    pub router: Option<Ipv4Addr>,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Lease time in seconds.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u32,
+}
+
+fn default_lease_seconds() -> u32 {
+    3600
+}
+
+impl Subnet {
+    /// The subnet mask.
+    pub fn mask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(
+            u32::MAX
+                .checked_shl(32 - u32::from(self.prefix))
+                .unwrap_or(0),
+        )
+    }
+
+    /// Whether `address` is in this subnet.
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        let mask = u32::from(self.mask());
+        u32::from(address) & mask == u32::from(self.network) & mask
+    }
+
+    /// The addresses of the range, in order.
+    pub fn range(&self) -> impl Iterator<Item = Ipv4Addr> + use<> {
+        (u32::from(self.range_start)..=u32::from(self.range_end)).map(Ipv4Addr::from)
+    }
+}
+
+/// Which DHCP clients are BMCs to onboard as Endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Onboarding {
+    /// MAC prefixes (`52:54:00:dd`, any case, `:` or `-` or none).
+    #[serde(default)]
+    pub mac_prefixes: Vec<String>,
+    /// Whole MAC addresses.
+    #[serde(default)]
+    pub macs: Vec<String>,
+}
+
+/// Hex digits of a MAC or prefix, lowercase, separators dropped.
+pub fn mac_digits(mac: &str) -> String {
+    mac.chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+impl Onboarding {
+    /// Whether `mac` is to be onboarded.
+    pub fn wants(&self, mac: &str) -> bool {
+        let digits = mac_digits(mac);
+        self.macs.iter().any(|m| mac_digits(m) == digits)
+            || self
+                .mac_prefixes
+                .iter()
+                .any(|p| !p.is_empty() && digits.starts_with(&mac_digits(p)))
+    }
+}
+
+/// What network-booting clients are told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootReplies {
+    /// For iPXE (user class `iPXE`): the boot server's chain script, e.g.
+    /// `http://10.0.0.1:8082/ipxe`. Unset: no boot reply.
+    #[serde(default)]
+    pub ipxe_url: Option<String>,
+    /// For UEFI HTTP boot clients (vendor class `HTTPClient`): what they fetch.
+    #[serde(default)]
+    pub http_boot_url: Option<String>,
+    /// For legacy BIOS PXE firmware: the iPXE image on the TFTP server (`siaddr`).
+    #[serde(default = "default_bios_file")]
+    pub bios_file: String,
+    /// For UEFI PXE firmware: the iPXE image on the TFTP server.
+    #[serde(default = "default_efi_file")]
+    pub efi_file: String,
+}
+
+fn default_bios_file() -> String {
+    String::from("undionly.kpxe")
+}
+
+fn default_efi_file() -> String {
+    String::from("ipxe.efi")
+}
+
+impl Default for BootReplies {
+    fn default() -> Self {
+        Self {
+            ipxe_url: None,
+            http_boot_url: None,
+            bios_file: default_bios_file(),
+            efi_file: default_efi_file(),
+        }
+    }
+}
+
+impl DhcpConfig {
+    /// Parses and checks a configuration.
+    pub fn parse(yaml: &str) -> Result<Self, String> {
+        let config: Self = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+        for subnet in &config.subnets {
+            if subnet.prefix > 32
+                || !subnet.contains(subnet.range_start)
+                || !subnet.contains(subnet.range_end)
+                || subnet.range_start > subnet.range_end
+            {
+                return Err(format!(
+                    "subnet {}/{}: the range {}–{} must lie inside it, start before end",
+                    subnet.network, subnet.prefix, subnet.range_start, subnet.range_end
+                ));
+            }
+        }
+        if !config
+            .subnets
+            .iter()
+            .any(|s| s.contains(config.server_address))
+        {
+            return Err(format!(
+                "serverAddress {} is in none of the subnets, so clients on {} get no pool",
+                config.server_address, config.interface
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The pool for a request: the relay's subnet, or the interface's own.
+    pub fn subnet_for(&self, giaddr: Ipv4Addr) -> Option<&Subnet> {
+        let address = if giaddr.is_unspecified() {
+            self.server_address
+        } else {
+            giaddr
+        };
+        self.subnets.iter().find(|s| s.contains(address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "interface: eth1\nserverAddress: 10.0.0.1\nleaseFile: /tmp/l.json\n\
+        subnets:\n\
+        - {network: 10.0.0.0, prefix: 24, rangeStart: 10.0.0.100, rangeEnd: 10.0.0.199}\n\
+        - {network: 10.1.0.0, prefix: 16, rangeStart: 10.1.2.0, rangeEnd: 10.1.2.255}\n";
+
+    #[test]
+    fn relayed_requests_get_the_relays_subnet_and_local_ones_the_interfaces() {
+        let config = DhcpConfig::parse(CONFIG).expect("config");
+        assert_eq!(
+            config.subnet_for(Ipv4Addr::UNSPECIFIED).map(|s| s.network),
+            Some(Ipv4Addr::new(10, 0, 0, 0))
+        );
+        assert_eq!(
+            config
+                .subnet_for(Ipv4Addr::new(10, 1, 9, 1))
+                .map(|s| s.network),
+            Some(Ipv4Addr::new(10, 1, 0, 0))
+        );
+        assert!(config.subnet_for(Ipv4Addr::new(192, 0, 2, 1)).is_none());
+        assert_eq!(config.subnets[1].mask(), Ipv4Addr::new(255, 255, 0, 0));
+        assert_eq!(config.subnets[0].lease_seconds, 3600);
+    }
+
+    #[test]
+    fn inconsistent_configurations_are_refused_with_the_reason() {
+        let outside = CONFIG.replace("rangeEnd: 10.0.0.199", "rangeEnd: 10.0.1.5");
+        assert!(
+            DhcpConfig::parse(&outside)
+                .expect_err("range outside")
+                .contains("must lie inside it")
+        );
+        let stray = CONFIG.replace("serverAddress: 10.0.0.1", "serverAddress: 192.0.2.1");
+        assert!(
+            DhcpConfig::parse(&stray)
+                .expect_err("server elsewhere")
+                .contains("in none of the subnets")
+        );
+        assert!(DhcpConfig::parse("interface: eth1\nbogus: 1\n").is_err());
+    }
+
+    #[test]
+    fn onboarding_matches_prefixes_and_macs_in_any_spelling() {
+        let onboarding = Onboarding {
+            mac_prefixes: vec![String::from("52-54-00-DD")],
+            macs: vec![String::from("aabb.ccdd.eeff")],
+        };
+        assert!(onboarding.wants("52:54:00:dd:00:01"));
+        assert!(onboarding.wants("AA:BB:CC:DD:EE:FF"));
+        assert!(!onboarding.wants("52:54:00:de:00:01"));
+    }
+}

@@ -1,0 +1,175 @@
+//! Leases: which MAC holds which address until when, kept in a file so a restart never hands
+//! a leased address to another client.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::Subnet;
+
+/// One lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Unix seconds when it ends.
+    pub expires: u64,
+}
+
+/// Every lease, by MAC (hex digits).
+#[derive(Debug, Default)]
+pub struct Leases {
+    by_mac: BTreeMap<String, Lease>,
+    path: Option<PathBuf>,
+}
+
+impl Leases {
+    /// Loads `path` (a missing file is an empty table).
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let by_mac = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(std::io::Error::other)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => return Err(error),
+        };
+        Ok(Self {
+            by_mac,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// Writes the table (to a temporary file renamed into place, so a crash leaves the old
+    /// or the new table, never half of one).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.by_mac)?)?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// The address `mac` may have in `subnet`: its current lease, else `requested` if free,
+    /// else the first free address of the range (expired leases count as free).
+    pub fn choose(
+        &self,
+        mac: &str,
+        subnet: &Subnet,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
+        if let Some(lease) = self.by_mac.get(mac)
+            && subnet.contains(lease.ip)
+        {
+            return Some(lease.ip);
+        }
+        let taken = |ip: Ipv4Addr| {
+            self.by_mac
+                .iter()
+                .any(|(other, lease)| other != mac && lease.ip == ip && lease.expires > now)
+        };
+        let in_range = |ip: Ipv4Addr| {
+            u32::from(ip) >= u32::from(subnet.range_start)
+                && u32::from(ip) <= u32::from(subnet.range_end)
+        };
+        if let Some(ip) = requested
+            && in_range(ip)
+            && !taken(ip)
+        {
+            return Some(ip);
+        }
+        subnet.range().find(|ip| !taken(*ip))
+    }
+
+    /// Records that `mac` holds `ip` for `seconds` from `now`.
+    pub fn bind(&mut self, mac: &str, ip: Ipv4Addr, now: u64, seconds: u32) {
+        // Another MAC's expired lease on the same address is gone now.
+        self.by_mac
+            .retain(|other, lease| other == mac || lease.ip != ip);
+        self.by_mac.insert(
+            mac.to_owned(),
+            Lease {
+                ip,
+                expires: now + u64::from(seconds),
+            },
+        );
+    }
+
+    /// Ends `mac`'s lease.
+    pub fn release(&mut self, mac: &str) -> bool {
+        self.by_mac.remove(mac).is_some()
+    }
+
+    /// `mac`'s lease.
+    pub fn get(&self, mac: &str) -> Option<Lease> {
+        self.by_mac.get(mac).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet() -> Subnet {
+        Subnet {
+            network: Ipv4Addr::new(10, 0, 0, 0),
+            prefix: 24,
+            range_start: Ipv4Addr::new(10, 0, 0, 100),
+            range_end: Ipv4Addr::new(10, 0, 0, 102),
+            router: None,
+            dns_servers: Vec::new(),
+            lease_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn a_client_keeps_its_address_and_others_get_free_ones() {
+        let mut leases = Leases::default();
+        let a = leases.choose("aa", &subnet(), None, 0).expect("address");
+        assert_eq!(a, Ipv4Addr::new(10, 0, 0, 100));
+        leases.bind("aa", a, 0, 60);
+        assert_eq!(leases.choose("aa", &subnet(), None, 10), Some(a));
+        assert_eq!(
+            leases.choose("bb", &subnet(), Some(a), 10),
+            Some(Ipv4Addr::new(10, 0, 0, 101)),
+            "a leased address is not given to another client, even when asked for"
+        );
+        assert_eq!(
+            leases.choose("bb", &subnet(), Some(Ipv4Addr::new(10, 0, 0, 102)), 10),
+            Some(Ipv4Addr::new(10, 0, 0, 102)),
+            "a free requested address is granted"
+        );
+    }
+
+    #[test]
+    fn a_full_pool_offers_nothing_until_a_lease_expires() {
+        let mut leases = Leases::default();
+        for (mac, host) in [("a", 100), ("b", 101), ("c", 102)] {
+            leases.bind(mac, Ipv4Addr::new(10, 0, 0, host), 0, 60);
+        }
+        assert_eq!(leases.choose("d", &subnet(), None, 30), None);
+        assert_eq!(
+            leases.choose("d", &subnet(), None, 61),
+            Some(Ipv4Addr::new(10, 0, 0, 100))
+        );
+    }
+
+    #[test]
+    fn leases_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("leases.json");
+        let mut leases = Leases::load(&path).expect("empty");
+        leases.bind("aa", Ipv4Addr::new(10, 0, 0, 100), 0, 60);
+        leases.save().expect("save");
+        let again = Leases::load(&path).expect("load");
+        assert_eq!(
+            again.get("aa").map(|l| l.ip),
+            Some(Ipv4Addr::new(10, 0, 0, 100))
+        );
+        assert_eq!(
+            again.choose("bb", &subnet(), None, 1),
+            Some(Ipv4Addr::new(10, 0, 0, 101))
+        );
+    }
+}

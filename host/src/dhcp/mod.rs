@@ -1,0 +1,8 @@
+//! DHCPv4 in the operator: addresses from configured pools with leases kept in a file, BMCs
+//! on an allow-list onboarded as Endpoints, and boot replies that send PXE, iPXE and UEFI
+//! HTTP boot clients to ferrometal's boot server.
+
+pub mod config;
+pub mod leases;
+pub mod reply;
+pub mod server;

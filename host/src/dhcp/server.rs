@@ -1,0 +1,189 @@
+//! The DHCP socket loop and the Endpoint writer.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use dhcproto::v4::{Message, MessageType};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::config::{DhcpConfig, mac_digits};
+use super::leases::Leases;
+use super::reply::{Onboard, respond};
+use crate::api::Endpoint;
+
+/// Field manager of the Endpoints the DHCP server writes.
+pub const MANAGER: &str = "ferrometal-dhcp";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PacketLabels {
+    outcome: &'static str,
+}
+
+/// Packets by outcome (`offer`, `ack`, `nak`, `malformed`, …).
+#[derive(Debug, Clone, Default)]
+pub struct DhcpMetrics {
+    packets: Family<PacketLabels, Counter>,
+}
+
+impl DhcpMetrics {
+    /// Registers `ferrometal_dhcp_packets_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.sub_registry_with_prefix("ferrometal").register(
+            "dhcp_packets",
+            "DHCP packets by outcome",
+            self.packets.clone(),
+        );
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.packets.get_or_create(&PacketLabels { outcome }).inc();
+    }
+}
+
+/// Why the DHCP server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The socket could not be opened or bound.
+    #[error("cannot listen for DHCP on {interface} port 67: {source}")]
+    Socket {
+        /// The interface.
+        interface: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lease file could not be read.
+    #[error("cannot read the lease file {path}: {source}")]
+    Leases {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn socket(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket.bind_device(Some(interface.as_bytes()))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67)).into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// Opens the socket and serves until the task is dropped; acknowledged allow-listed clients
+/// go to `onboard`.
+pub async fn serve(
+    config: DhcpConfig,
+    metrics: DhcpMetrics,
+    onboard: mpsc::Sender<Onboard>,
+) -> Result<(), StartError> {
+    let socket = socket(&config.interface).map_err(|source| StartError::Socket {
+        interface: config.interface.clone(),
+        source,
+    })?;
+    let mut leases = Leases::load(&config.lease_file).map_err(|source| StartError::Leases {
+        path: config.lease_file.display().to_string(),
+        source,
+    })?;
+    tracing::info!(interface = %config.interface, "serving DHCP");
+    let mut buffer = vec![0u8; 1500];
+    loop {
+        let (length, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::warn!(%error, "DHCP receive failed");
+                continue;
+            }
+        };
+        let request = match Message::decode(&mut Decoder::new(&buffer[..length])) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::debug!(%peer, length, %error, "dropping a malformed DHCP packet");
+                metrics.count("malformed");
+                continue;
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let outcome = respond(&config, &mut leases, &request, now);
+        metrics.count(outcome.outcome);
+        if outcome.leases_changed
+            && let Err(error) = leases.save()
+        {
+            tracing::error!(%error, path = %config.lease_file.display(), "cannot save leases");
+        }
+        if let Some(client) = outcome.onboard
+            && onboard.try_send(client).is_err()
+        {
+            tracing::warn!("Endpoint writer busy; onboarding retried on the client's renewal");
+        }
+        let Some(reply) = outcome.reply else {
+            tracing::debug!(%peer, outcome = outcome.outcome, "no reply");
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if let Err(error) = reply.encode(&mut Encoder::new(&mut bytes)) {
+            tracing::warn!(%error, "cannot encode a DHCP reply");
+            continue;
+        }
+        // RFC 2131 §4.1: relay → giaddr:67; renewing client → ciaddr:68; else broadcast.
+        let destination = if !reply.giaddr().is_unspecified() {
+            SocketAddrV4::new(reply.giaddr(), 67)
+        } else if !request.ciaddr().is_unspecified()
+            && reply.opts().msg_type() != Some(MessageType::Nak)
+        {
+            SocketAddrV4::new(request.ciaddr(), 68)
+        } else {
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+        };
+        if let Err(error) = socket.send_to(&bytes, destination).await {
+            tracing::warn!(%error, %destination, "cannot send a DHCP reply");
+        }
+    }
+}
+
+/// Creates or updates the Endpoint of each onboarded client (named `dhcp-<mac digits>`),
+/// skipping clients whose address did not change since the last write.
+pub async fn write_endpoints(client: Client, mut onboard: mpsc::Receiver<Onboard>) {
+    let mut written: HashMap<String, Ipv4Addr> = HashMap::new();
+    let endpoints: Api<Endpoint> = Api::all(client);
+    while let Some(Onboard { mac, ip }) = onboard.recv().await {
+        if written.get(&mac) == Some(&ip) {
+            continue;
+        }
+        let name = format!("dhcp-{}", mac_digits(&mac));
+        let endpoint = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Endpoint",
+            "metadata": { "name": name },
+            "spec": { "macAddress": mac, "ip": ip.to_string() },
+        });
+        match endpoints
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&endpoint),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(%mac, %ip, endpoint = %name, "BMC onboarded from DHCP");
+                written.insert(mac, ip);
+            }
+            Err(error) => tracing::warn!(%mac, %error, "cannot write the Endpoint"),
+        }
+    }
+}

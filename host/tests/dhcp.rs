@@ -1,0 +1,224 @@
+//! The DHCP server in `ferrometal run` against a real DHCP client (busybox udhcpc) in a
+//! network namespace joined to the host by a veth pair: addresses from the pool, an
+//! allow-listed BMC onboarded as an Endpoint, an iPXE client sent to the boot server, leases
+//! kept across a restart, and garbage packets dropped without harm.
+
+use std::process::Command;
+
+use ferrometal::api::Endpoint;
+use kube::Api;
+mod common;
+use common::eventually;
+use testenv::ControlPlane;
+
+/// The namespace, removed (with its veth pair) when dropped.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs udhcpc once in `namespace` with `mac`; the variables of its `bound` event.
+fn lease(
+    namespace: &str,
+    interface: &str,
+    mac: &str,
+    extra: &[&str],
+    dir: &std::path::Path,
+) -> Option<String> {
+    ip(&["-n", namespace, "link", "set", interface, "down"]);
+    ip(&["-n", namespace, "link", "set", interface, "address", mac]);
+    ip(&["-n", namespace, "link", "set", interface, "up"]);
+    let script = dir.join("udhcpc.sh");
+    let env = dir.join("bound.env");
+    let _ = std::fs::remove_file(&env);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+            env.display()
+        ),
+    )
+    .expect("script");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    let output = Command::new("ip")
+        .args([
+            "netns", "exec", namespace, "busybox", "udhcpc", "-i", interface,
+        ])
+        .args(["-n", "-q", "-f", "-t", "6", "-T", "1", "-s"])
+        .arg(&script)
+        .args(extra)
+        .output()
+        .expect("udhcpc runs");
+    output
+        .status
+        .success()
+        .then(|| std::fs::read_to_string(&env).unwrap_or_default())
+}
+
+fn var<'a>(env: &'a str, name: &str) -> Option<&'a str> {
+    env.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+}
+
+#[tokio::test]
+async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: network namespaces and DHCP's port 67 need root (CI runs as root)");
+        return;
+    }
+    assert!(
+        std::path::Path::new("/bin/busybox").is_file(),
+        "busybox (udhcpc) is missing; `make test` installs Debian's busybox"
+    );
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+
+    let id = std::process::id();
+    let (namespace, host_if, client_if) =
+        (format!("fm{id}d"), format!("fm{id}h"), format!("fm{id}c"));
+    let net = 90 + id % 100;
+    ip(&["netns", "add", &namespace]);
+    let _namespace = Namespace(namespace.clone());
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &client_if, "netns", &namespace,
+    ]);
+    ip(&["addr", "add", &format!("10.97.{net}.1/24"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leases = dir.path().join("leases.json");
+    let config = dir.path().join("dhcp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interface: {host_if}\nserverAddress: 10.97.{net}.1\nleaseFile: {}\n\
+             subnets:\n- {{network: 10.97.{net}.0, prefix: 24, rangeStart: 10.97.{net}.100, rangeEnd: 10.97.{net}.120, router: 10.97.{net}.1, leaseSeconds: 600}}\n\
+             onboarding: {{macPrefixes: ['52:54:00:dd']}}\n\
+             boot: {{ipxeUrl: 'http://10.97.{net}.1:8082/ipxe'}}\n",
+            leases.display()
+        ),
+    )
+    .expect("config");
+    let metrics_port = testenv::net::free_port().expect("port");
+    let operator = |label: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+        command
+            .arg("run")
+            .args(["--plugin-dir", "/nonexistent"])
+            .arg("--metrics-bind-address")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .args(["--boot-bind-address", "127.0.0.1:0"])
+            .arg("--dhcp-config")
+            .arg(&config)
+            .env("KUBECONFIG", control_plane.kubeconfig_path())
+            .env("FERROMETAL_LOG", "info,ferrometal=debug");
+        testenv::Program::start(label, command).expect("start ferrometal run")
+    };
+    let running = operator("ferrometal-run");
+
+    // A BMC with an allow-listed MAC: a lease from the pool, and its Endpoint.
+    let bmc_mac = "52:54:00:dd:ab:01";
+    let bound =
+        lease(&namespace, &client_if, bmc_mac, &[], dir.path()).expect("the BMC gets a lease");
+    let bmc_ip = var(&bound, "ip").expect("ip").to_owned();
+    assert_eq!(bmc_ip, format!("10.97.{net}.100"));
+    assert_eq!(
+        var(&bound, "router"),
+        Some(format!("10.97.{net}.1").as_str())
+    );
+    assert_eq!(var(&bound, "boot_file"), None, "a BMC is not booted");
+    let endpoints: Api<Endpoint> = Api::all(client.clone());
+    let endpoint = eventually("the BMC's Endpoint", || async {
+        endpoints.get_opt("dhcp-525400ddab01").await.ok()?
+    })
+    .await;
+    assert_eq!(endpoint.spec.mac_address, bmc_mac);
+    assert_eq!(endpoint.spec.ip, bmc_ip);
+
+    // Garbage on port 67 is dropped and counted; the server keeps answering.
+    let garbage = Command::new("ip")
+        .args(["netns", "exec", &namespace, "python3", "-c"])
+        .arg(format!(
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1); s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'{client_if}'); s.sendto(b'\\x01garbage', ('255.255.255.255', 67))"
+        ))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        garbage.status.success(),
+        "{}",
+        String::from_utf8_lossy(&garbage.stderr)
+    );
+
+    // An iPXE client (user class "iPXE") with another MAC: its own address and the boot
+    // server's chain script; not a BMC, so no Endpoint.
+    let machine_mac = "02:00:00:00:00:09";
+    let bound = lease(
+        &namespace,
+        &client_if,
+        machine_mac,
+        &["-x", "0x4d:69505845"],
+        dir.path(),
+    )
+    .expect("the iPXE client gets a lease");
+    let machine_ip = var(&bound, "ip").expect("ip").to_owned();
+    assert_ne!(machine_ip, bmc_ip);
+    assert_eq!(
+        var(&bound, "boot_file"),
+        Some(format!("http://10.97.{net}.1:8082/ipxe").as_str())
+    );
+    assert!(
+        endpoints
+            .get_opt("dhcp-020000000009")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    let metrics = eventually("the malformed packet in the metrics", || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("ferrometal_dhcp_packets_total{outcome=\"malformed\"} 1")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("ferrometal_dhcp_packets_total{outcome=\"ack\"}"),
+        "{metrics}"
+    );
+
+    // After a restart the leases are still held: a new client gets neither address.
+    drop(running);
+    let _running = operator("ferrometal-run-again");
+    let bound = eventually("a lease from the restarted server", || async {
+        lease(&namespace, &client_if, "02:00:00:00:00:0a", &[], dir.path())
+    })
+    .await;
+    let third = var(&bound, "ip").expect("ip");
+    assert!(
+        third != bmc_ip && third != machine_ip,
+        "{third} was leased already"
+    );
+    assert!(leases.is_file());
+}
