@@ -1,7 +1,8 @@
 //! The DHCP server in `ferrometal run` against a real DHCP client (busybox udhcpc) in a
 //! network namespace joined to the host by a veth pair: addresses from the pool, an
 //! allow-listed BMC onboarded as an Endpoint, an iPXE client sent to the boot server, leases
-//! kept across a restart, and garbage packets dropped without harm.
+//! kept across a restart, garbage packets dropped without harm, and a PXE client told to
+//! load Debian's iPXE image, which it then fetches over TFTP.
 
 use std::process::Command;
 
@@ -83,10 +84,15 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
         eprintln!("skipped: network namespaces and DHCP's port 67 need root (CI runs as root)");
         return;
     }
-    assert!(
-        std::path::Path::new("/bin/busybox").is_file(),
-        "busybox (udhcpc) is missing; `make test` installs Debian's busybox"
-    );
+    for (path, package) in [
+        ("/bin/busybox", "busybox"),
+        ("/usr/lib/ipxe/undionly.kpxe", "ipxe"),
+    ] {
+        assert!(
+            std::path::Path::new(path).is_file(),
+            "{path} is missing; `make test` installs Debian's {package}"
+        );
+    }
     let control_plane = ControlPlane::shared().await.expect("control plane");
     let _logs = control_plane.logs_on_failure();
     let client = control_plane.client().await.expect("client");
@@ -112,7 +118,8 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
             "interface: {host_if}\nserverAddress: 10.97.{net}.1\nleaseFile: {}\n\
              subnets:\n- {{network: 10.97.{net}.0, prefix: 24, rangeStart: 10.97.{net}.100, rangeEnd: 10.97.{net}.120, router: 10.97.{net}.1, leaseSeconds: 600}}\n\
              onboarding: {{macPrefixes: ['52:54:00:dd']}}\n\
-             boot: {{ipxeUrl: 'http://10.97.{net}.1:8082/ipxe'}}\n",
+             boot: {{ipxeUrl: 'http://10.97.{net}.1:8082/ipxe'}}\n\
+             tftpRoot: /usr/lib/ipxe\n",
             leases.display()
         ),
     )
@@ -207,6 +214,79 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
         metrics.contains("ferrometal_dhcp_packets_total{outcome=\"ack\"}"),
         "{metrics}"
     );
+
+    // Legacy PXE firmware: the iPXE image's name and this server as TFTP server, then the
+    // image itself over TFTP (from Debian's ipxe package), byte for byte.
+    let bound = lease(
+        &namespace,
+        &client_if,
+        "02:00:00:00:00:0b",
+        &["-V", "PXEClient:Arch:00000:UNDI:002001"],
+        dir.path(),
+    )
+    .expect("the PXE client gets a lease");
+    assert_eq!(var(&bound, "boot_file"), Some("undionly.kpxe"));
+    assert_eq!(
+        var(&bound, "siaddr"),
+        Some(format!("10.97.{net}.1").as_str())
+    );
+    let pxe_ip = var(&bound, "ip").expect("ip").to_owned();
+    ip(&[
+        "-n",
+        &namespace,
+        "addr",
+        "add",
+        &format!("{pxe_ip}/24"),
+        "dev",
+        &client_if,
+    ]);
+    let fetched = dir.path().join("undionly.kpxe");
+    let tftp = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &namespace,
+            "busybox",
+            "tftp",
+            "-g",
+            "-r",
+            "undionly.kpxe",
+            "-l",
+        ])
+        .arg(&fetched)
+        .arg(format!("10.97.{net}.1"))
+        .output()
+        .expect("tftp runs");
+    assert!(
+        tftp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tftp.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&fetched).expect("fetched"),
+        std::fs::read("/usr/lib/ipxe/undionly.kpxe").expect("Debian's image")
+    );
+    let escape = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &namespace,
+            "busybox",
+            "tftp",
+            "-g",
+            "-r",
+            "../../etc/passwd",
+            "-l",
+        ])
+        .arg(dir.path().join("passwd"))
+        .arg(format!("10.97.{net}.1"))
+        .output()
+        .expect("tftp runs");
+    assert!(
+        !escape.status.success(),
+        "only files of the TFTP root are served"
+    );
+    ip(&["-n", &namespace, "addr", "flush", "dev", &client_if]);
 
     // After a restart the leases are still held: a new client gets neither address.
     drop(running);

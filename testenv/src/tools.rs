@@ -182,8 +182,9 @@ pub fn sushy_static() -> Tool {
 }
 
 /// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]),
-/// `lldpd` (metalprobe's LLDP source) and `busybox` (its `udhcpc` is the DHCP test client).
-pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd", "busybox"];
+/// `lldpd` (metalprobe's LLDP source), `busybox` (its `udhcpc` and `tftp` are the DHCP and
+/// TFTP test clients) and `ipxe` (the images PXE firmware loads).
+pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd", "busybox", "ipxe"];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).
 pub fn oci_registry() -> Tool {

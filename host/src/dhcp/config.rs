@@ -24,6 +24,10 @@ pub struct DhcpConfig {
     /// Boot replies for PXE, iPXE and UEFI HTTP clients.
     #[serde(default)]
     pub boot: BootReplies,
+    /// Directory served read-only over TFTP on `serverAddress` (e.g. `/usr/lib/ipxe` from
+    /// Debian's `ipxe` package); unset: no TFTP.
+    #[serde(default)]
+    pub tftp_root: Option<PathBuf>,
 }
 
 /// One pool.
