@@ -484,13 +484,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             onboarded,
         ));
-        if let Some(root) = config.tftp_root.clone() {
-            let address = config.server_address;
-            tokio::spawn(async move {
-                if let Err(error) = ferrometal::dhcp::tftp::serve(address, root).await {
-                    tracing::error!(%error, "the TFTP server stopped");
-                }
-            });
+        if let Some(root) = &config.tftp_root {
+            for interface in &config.interfaces {
+                let (address, root) = (interface.server_address, root.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = ferrometal::dhcp::tftp::serve(address, root).await {
+                        tracing::error!(%error, %address, "the TFTP server stopped");
+                    }
+                });
+            }
         }
         let dhcp = ferrometal::dhcp::server::serve(config, dhcp_metrics, onboard);
         tokio::spawn(async move {

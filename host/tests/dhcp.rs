@@ -108,6 +108,28 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
     ]);
     ip(&["addr", "add", &format!("10.97.{net}.1/24"), "dev", &host_if]);
     ip(&["link", "set", &host_if, "up"]);
+    // A second segment on a second interface, with its own pool.
+    let (host_if2, client_if2) = (format!("fm{id}h2"), format!("fm{id}c2"));
+    ip(&[
+        "link",
+        "add",
+        &host_if2,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &client_if2,
+        "netns",
+        &namespace,
+    ]);
+    ip(&[
+        "addr",
+        "add",
+        &format!("10.96.{net}.1/24"),
+        "dev",
+        &host_if2,
+    ]);
+    ip(&["link", "set", &host_if2, "up"]);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let leases = dir.path().join("leases.json");
@@ -115,8 +137,9 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
     std::fs::write(
         &config,
         format!(
-            "interface: {host_if}\nserverAddress: 10.97.{net}.1\nleaseFile: {}\n\
+            "interfaces: [{{name: {host_if}, serverAddress: 10.97.{net}.1}}, {{name: {host_if2}, serverAddress: 10.96.{net}.1}}]\nleaseFile: {}\n\
              subnets:\n- {{network: 10.97.{net}.0, prefix: 24, rangeStart: 10.97.{net}.100, rangeEnd: 10.97.{net}.120, router: 10.97.{net}.1, leaseSeconds: 600}}\n\
+             - {{network: 10.96.{net}.0, prefix: 24, rangeStart: 10.96.{net}.50, rangeEnd: 10.96.{net}.60, router: 10.96.{net}.1}}\n\
              onboarding: {{macPrefixes: ['52:54:00:dd']}}\n\
              boot: {{ipxeUrl: 'http://10.97.{net}.1:8082/ipxe'}}\n\
              tftpRoot: /usr/lib/ipxe\n",
@@ -287,6 +310,21 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
         "only files of the TFTP root are served"
     );
     ip(&["-n", &namespace, "addr", "flush", "dev", &client_if]);
+
+    // A client on the second interface gets an address of the second pool.
+    let bound = lease(
+        &namespace,
+        &client_if2,
+        "02:00:00:00:00:0c",
+        &[],
+        dir.path(),
+    )
+    .expect("a lease on the second interface");
+    assert_eq!(var(&bound, "ip"), Some(format!("10.96.{net}.50").as_str()));
+    assert_eq!(
+        var(&bound, "router"),
+        Some(format!("10.96.{net}.1").as_str())
+    );
 
     // After a restart the leases are still held: a new client gets neither address.
     drop(running);

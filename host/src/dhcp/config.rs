@@ -9,12 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DhcpConfig {
-    /// Network interface to serve on (requests arriving elsewhere are not seen).
-    pub interface: String,
-    /// This server's address on that interface (server identifier, TFTP `siaddr`).
-    pub server_address: Ipv4Addr,
-    /// Address pools: the one containing a relay's `giaddr`, or `serverAddress` for clients
-    /// on the interface itself.
+    /// Network interfaces to serve on (requests arriving elsewhere are not seen).
+    pub interfaces: Vec<Interface>,
+    /// Address pools: the one containing a relay's `giaddr`, or the interface's
+    /// `serverAddress` for clients on the segment itself.
     pub subnets: Vec<Subnet>,
     /// Where leases are kept across restarts.
     pub lease_file: PathBuf,
@@ -24,10 +22,20 @@ pub struct DhcpConfig {
     /// Boot replies for PXE, iPXE and UEFI HTTP clients.
     #[serde(default)]
     pub boot: BootReplies,
-    /// Directory served read-only over TFTP on `serverAddress` (e.g. `/usr/lib/ipxe` from
-    /// Debian's `ipxe` package); unset: no TFTP.
+    /// Directory served read-only over TFTP on each `serverAddress` (e.g. `/usr/lib/ipxe`
+    /// from Debian's `ipxe` package); unset: no TFTP.
     #[serde(default)]
     pub tftp_root: Option<PathBuf>,
+}
+
+/// One served interface.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Interface {
+    /// Kernel name, e.g. `eth1`.
+    pub name: String,
+    /// This server's address on it: server identifier, TFTP server (`siaddr`).
+    pub server_address: Ipv4Addr,
 }
 
 /// One pool.
@@ -165,23 +173,29 @@ impl DhcpConfig {
                 ));
             }
         }
-        if !config
-            .subnets
-            .iter()
-            .any(|s| s.contains(config.server_address))
-        {
-            return Err(format!(
-                "serverAddress {} is in none of the subnets, so clients on {} get no pool",
-                config.server_address, config.interface
-            ));
+        if config.interfaces.is_empty() {
+            return Err(String::from("no interfaces to serve"));
+        }
+        for interface in &config.interfaces {
+            if !config
+                .subnets
+                .iter()
+                .any(|s| s.contains(interface.server_address))
+            {
+                return Err(format!(
+                    "serverAddress {} of {} is in none of the subnets, so its clients get no pool",
+                    interface.server_address, interface.name
+                ));
+            }
         }
         Ok(config)
     }
 
-    /// The pool for a request: the relay's subnet, or the interface's own.
-    pub fn subnet_for(&self, giaddr: Ipv4Addr) -> Option<&Subnet> {
+    /// The pool for a request that arrived on `interface`: the relay's subnet, or the
+    /// interface's own.
+    pub fn subnet_for(&self, interface: &Interface, giaddr: Ipv4Addr) -> Option<&Subnet> {
         let address = if giaddr.is_unspecified() {
-            self.server_address
+            interface.server_address
         } else {
             giaddr
         };
@@ -193,7 +207,7 @@ impl DhcpConfig {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = "interface: eth1\nserverAddress: 10.0.0.1\nleaseFile: /tmp/l.json\n\
+    const CONFIG: &str = "interfaces: [{name: eth1, serverAddress: 10.0.0.1}]\nleaseFile: /tmp/l.json\n\
         subnets:\n\
         - {network: 10.0.0.0, prefix: 24, rangeStart: 10.0.0.100, rangeEnd: 10.0.0.199}\n\
         - {network: 10.1.0.0, prefix: 16, rangeStart: 10.1.2.0, rangeEnd: 10.1.2.255}\n";
@@ -201,17 +215,24 @@ mod tests {
     #[test]
     fn relayed_requests_get_the_relays_subnet_and_local_ones_the_interfaces() {
         let config = DhcpConfig::parse(CONFIG).expect("config");
+        let eth1 = &config.interfaces[0];
         assert_eq!(
-            config.subnet_for(Ipv4Addr::UNSPECIFIED).map(|s| s.network),
+            config
+                .subnet_for(eth1, Ipv4Addr::UNSPECIFIED)
+                .map(|s| s.network),
             Some(Ipv4Addr::new(10, 0, 0, 0))
         );
         assert_eq!(
             config
-                .subnet_for(Ipv4Addr::new(10, 1, 9, 1))
+                .subnet_for(eth1, Ipv4Addr::new(10, 1, 9, 1))
                 .map(|s| s.network),
             Some(Ipv4Addr::new(10, 1, 0, 0))
         );
-        assert!(config.subnet_for(Ipv4Addr::new(192, 0, 2, 1)).is_none());
+        assert!(
+            config
+                .subnet_for(eth1, Ipv4Addr::new(192, 0, 2, 1))
+                .is_none()
+        );
         assert_eq!(config.subnets[1].mask(), Ipv4Addr::new(255, 255, 0, 0));
         assert_eq!(config.subnets[0].lease_seconds, 3600);
     }
@@ -230,7 +251,12 @@ mod tests {
                 .expect_err("server elsewhere")
                 .contains("in none of the subnets")
         );
-        assert!(DhcpConfig::parse("interface: eth1\nbogus: 1\n").is_err());
+        assert!(DhcpConfig::parse("interfaces: []\nbogus: 1\n").is_err());
+        assert!(
+            DhcpConfig::parse(&CONFIG.replace("[{name: eth1, serverAddress: 10.0.0.1}]", "[]"))
+                .expect_err("no interfaces")
+                .contains("no interfaces")
+        );
     }
 
     #[test]

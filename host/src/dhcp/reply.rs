@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 
-use super::config::{DhcpConfig, mac_digits};
+use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
 
 /// What kind of network boot a client asks for.
@@ -102,8 +102,14 @@ fn set_file(reply: &mut Message, file: &str) {
     }
 }
 
-/// Answers `request` at time `now` (unix seconds).
-pub fn respond(config: &DhcpConfig, leases: &mut Leases, request: &Message, now: u64) -> Outcome {
+/// Answers `request`, which arrived on `interface`, at time `now` (unix seconds).
+pub fn respond(
+    config: &DhcpConfig,
+    interface: &Interface,
+    leases: &mut Leases,
+    request: &Message,
+    now: u64,
+) -> Outcome {
     if request.opcode() != Opcode::BootRequest || request.hlen() != 6 {
         return outcome("ignored");
     }
@@ -112,7 +118,7 @@ pub fn respond(config: &DhcpConfig, leases: &mut Leases, request: &Message, now:
     };
     let mac = colon_mac(request.chaddr());
     let key = mac_digits(&mac);
-    let Some(subnet) = config.subnet_for(request.giaddr()) else {
+    let Some(subnet) = config.subnet_for(interface, request.giaddr()) else {
         return outcome("no-subnet");
     };
     let requested = match request.opts().get(OptionCode::RequestedIpAddress) {
@@ -120,7 +126,7 @@ pub fn respond(config: &DhcpConfig, leases: &mut Leases, request: &Message, now:
         _ => (!request.ciaddr().is_unspecified()).then(|| request.ciaddr()),
     };
     let for_us = match request.opts().get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(id)) => *id == config.server_address,
+        Some(DhcpOption::ServerIdentifier(id)) => *id == interface.server_address,
         _ => true,
     };
     let mut reply = Message::new_with_id(
@@ -134,7 +140,7 @@ pub fn respond(config: &DhcpConfig, leases: &mut Leases, request: &Message, now:
     reply.set_opcode(Opcode::BootReply);
     reply.set_flags(request.flags());
     let opts = reply.opts_mut();
-    opts.insert(DhcpOption::ServerIdentifier(config.server_address));
+    opts.insert(DhcpOption::ServerIdentifier(interface.server_address));
     match kind {
         MessageType::Discover => {
             let Some(ip) = leases.choose(&key, subnet, requested, now) else {
@@ -213,7 +219,7 @@ pub fn respond(config: &DhcpConfig, leases: &mut Leases, request: &Message, now:
             };
             opts.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
             opts.insert(DhcpOption::BootfileName(file.as_bytes().to_vec()));
-            reply.set_siaddr(config.server_address);
+            reply.set_siaddr(interface.server_address);
             set_file(&mut reply, file);
         }
         BootClient::None => {}
@@ -240,7 +246,7 @@ mod tests {
 
     fn config() -> DhcpConfig {
         DhcpConfig::parse(
-            "interface: veth0\nserverAddress: 10.0.0.1\nleaseFile: /nonexistent\n\
+            "interfaces: [{name: veth0, serverAddress: 10.0.0.1}]\nleaseFile: /nonexistent\n\
              subnets:\n- {network: 10.0.0.0, prefix: 24, rangeStart: 10.0.0.100, rangeEnd: 10.0.0.110, router: 10.0.0.1}\n\
              onboarding: {macPrefixes: ['52:54:00:dd']}\n\
              boot: {ipxeUrl: 'http://10.0.0.1:8082/ipxe', httpBootUrl: 'http://10.0.0.1:8082/boot.efi'}\n",
@@ -273,6 +279,7 @@ mod tests {
         let mut leases = Leases::default();
         let offer = respond(
             &config,
+            &config.interfaces[0],
             &mut leases,
             &request(MessageType::Discover, BMC, &[]),
             0,
@@ -282,13 +289,14 @@ mod tests {
         assert!(!offer.leases_changed, "an offer binds nothing");
         let ack = respond(
             &config,
+            &config.interfaces[0],
             &mut leases,
             &request(
                 MessageType::Request,
                 BMC,
                 &[
                     DhcpOption::RequestedIpAddress(offered),
-                    DhcpOption::ServerIdentifier(config.server_address),
+                    DhcpOption::ServerIdentifier(config.interfaces[0].server_address),
                 ],
             ),
             1,
@@ -313,6 +321,7 @@ mod tests {
         leases.bind("525400dd0001", Ipv4Addr::new(10, 0, 0, 100), 0, 3600);
         let nak = respond(
             &config,
+            &config.interfaces[0],
             &mut leases,
             &request(
                 MessageType::Request,
@@ -324,6 +333,7 @@ mod tests {
         assert_eq!(nak.outcome, "nak");
         let ack = respond(
             &config,
+            &config.interfaces[0],
             &mut leases,
             &request(
                 MessageType::Request,
@@ -343,6 +353,7 @@ mod tests {
         let bootfile = |extra: &[DhcpOption], leases: &mut Leases| {
             let outcome = respond(
                 &config,
+                &config.interfaces[0],
                 leases,
                 &request(MessageType::Discover, OTHER, extra),
                 0,
@@ -395,14 +406,17 @@ mod tests {
         let mut leases = Leases::default();
         let mut reply = request(MessageType::Offer, OTHER, &[]);
         reply.set_opcode(Opcode::BootReply);
-        assert_eq!(respond(&config, &mut leases, &reply, 0).outcome, "ignored");
+        assert_eq!(
+            respond(&config, &config.interfaces[0], &mut leases, &reply, 0).outcome,
+            "ignored"
+        );
         let elsewhere = request(
             MessageType::Request,
             OTHER,
             &[DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 2))],
         );
         assert_eq!(
-            respond(&config, &mut leases, &elsewhere, 0).outcome,
+            respond(&config, &config.interfaces[0], &mut leases, &elsewhere, 0).outcome,
             "other-server"
         );
     }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dhcproto::v4::{Message, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
@@ -14,7 +15,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::config::{DhcpConfig, mac_digits};
+use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
 use super::reply::{Onboard, respond};
 use crate::api::Endpoint;
@@ -82,28 +83,59 @@ fn socket(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
-/// Opens the socket and serves until the task is dropped; acknowledged allow-listed clients
-/// go to `onboard`.
+/// Opens one socket per configured interface and serves until the task is dropped;
+/// acknowledged allow-listed clients go to `onboard`. The lease table is shared by all
+/// interfaces.
 pub async fn serve(
     config: DhcpConfig,
     metrics: DhcpMetrics,
     onboard: mpsc::Sender<Onboard>,
 ) -> Result<(), StartError> {
-    let socket = socket(&config.interface).map_err(|source| StartError::Socket {
-        interface: config.interface.clone(),
-        source,
-    })?;
-    let mut leases = Leases::load(&config.lease_file).map_err(|source| StartError::Leases {
+    let leases = Leases::load(&config.lease_file).map_err(|source| StartError::Leases {
         path: config.lease_file.display().to_string(),
         source,
     })?;
-    tracing::info!(interface = %config.interface, "serving DHCP");
+    let leases = Arc::new(Mutex::new(leases));
+    // Every socket first, so a bad interface fails the start rather than half of it.
+    let mut sockets = Vec::new();
+    for interface in &config.interfaces {
+        let socket = socket(&interface.name).map_err(|source| StartError::Socket {
+            interface: interface.name.clone(),
+            source,
+        })?;
+        sockets.push((interface.clone(), socket));
+    }
+    let config = Arc::new(config);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (interface, socket) in sockets {
+        tracing::info!(interface = %interface.name, address = %interface.server_address, "serving DHCP");
+        tasks.spawn(serve_interface(
+            config.clone(),
+            interface,
+            socket,
+            leases.clone(),
+            metrics.clone(),
+            onboard.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn serve_interface(
+    config: Arc<DhcpConfig>,
+    interface: Interface,
+    socket: tokio::net::UdpSocket,
+    leases: Arc<Mutex<Leases>>,
+    metrics: DhcpMetrics,
+    onboard: mpsc::Sender<Onboard>,
+) {
     let mut buffer = vec![0u8; 1500];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
             Err(error) => {
-                tracing::warn!(%error, "DHCP receive failed");
+                tracing::warn!(interface = %interface.name, %error, "DHCP receive failed");
                 continue;
             }
         };
@@ -118,13 +150,17 @@ pub async fn serve(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let outcome = respond(&config, &mut leases, &request, now);
+        let outcome = {
+            let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
+            let outcome = respond(&config, &interface, &mut leases, &request, now);
+            if outcome.leases_changed
+                && let Err(error) = leases.save()
+            {
+                tracing::error!(%error, path = %config.lease_file.display(), "cannot save leases");
+            }
+            outcome
+        };
         metrics.count(outcome.outcome);
-        if outcome.leases_changed
-            && let Err(error) = leases.save()
-        {
-            tracing::error!(%error, path = %config.lease_file.display(), "cannot save leases");
-        }
         if let Some(client) = outcome.onboard
             && onboard.try_send(client).is_err()
         {
