@@ -2,7 +2,8 @@
 //! network namespace joined to the host by a veth pair: addresses from the pool, an
 //! allow-listed BMC onboarded as an Endpoint, an iPXE client sent to the boot server, leases
 //! kept across a restart, garbage packets dropped without harm, and a PXE client told to
-//! load Debian's iPXE image, which it then fetches over TFTP.
+//! load Debian's iPXE image, which it then fetches over TFTP; and a client behind a real
+//! relay agent.
 
 use std::process::Command;
 
@@ -339,4 +340,128 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
         "{third} was leased already"
     );
     assert!(leases.is_file());
+}
+
+/// A client behind a real DHCP relay agent (ISC dhcrelay in its own namespace) gets an address
+/// from the pool of the relay's segment, through the relay.
+#[tokio::test]
+async fn a_relayed_client_gets_an_address_of_the_relays_subnet() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: network namespaces and DHCP's port 67 need root (CI runs as root)");
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/sbin/dhcrelay").is_file(),
+        "/usr/sbin/dhcrelay is missing; `make test` installs Debian's isc-dhcp-relay"
+    );
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let id = std::process::id();
+    let net = 90 + id % 100;
+    let (relay_ns, client_ns) = (format!("fm{id}r"), format!("fm{id}x"));
+    ip(&["netns", "add", &relay_ns]);
+    let _relay_ns = Namespace(relay_ns.clone());
+    ip(&["netns", "add", &client_ns]);
+    let _client_ns = Namespace(client_ns.clone());
+    // client ─ (cA | rA) relay (rB | hB) ─ this host
+    let (client_if, relay_down, relay_up, host_if) = (
+        format!("fm{id}cA"),
+        format!("fm{id}rA"),
+        format!("fm{id}rB"),
+        format!("fm{id}hB"),
+    );
+    ip(&[
+        "link",
+        "add",
+        &client_if,
+        "netns",
+        &client_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &relay_down,
+        "netns",
+        &relay_ns,
+    ]);
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &relay_up, "netns", &relay_ns,
+    ]);
+    ip(&[
+        "-n",
+        &relay_ns,
+        "addr",
+        "add",
+        &format!("10.95.{net}.1/24"),
+        "dev",
+        &relay_down,
+    ]);
+    ip(&[
+        "-n",
+        &relay_ns,
+        "addr",
+        "add",
+        &format!("10.94.{net}.2/24"),
+        "dev",
+        &relay_up,
+    ]);
+    ip(&["-n", &relay_ns, "link", "set", &relay_down, "up"]);
+    ip(&["-n", &relay_ns, "link", "set", &relay_up, "up"]);
+    ip(&["addr", "add", &format!("10.94.{net}.1/24"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&[
+        "route",
+        "add",
+        &format!("10.95.{net}.0/24"),
+        "via",
+        &format!("10.94.{net}.2"),
+        "dev",
+        &host_if,
+    ]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut relay = Command::new("ip");
+    relay
+        .args(["netns", "exec", &relay_ns, "dhcrelay", "-d", "-4", "-pf"])
+        .arg(dir.path().join("relay.pid"))
+        .args([
+            "-id",
+            &relay_down,
+            "-iu",
+            &relay_up,
+            &format!("10.94.{net}.1"),
+        ]);
+    let _relay = testenv::Program::start("dhcrelay", relay).expect("dhcrelay starts");
+
+    let config = dir.path().join("dhcp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces: [{{name: {host_if}, serverAddress: 10.94.{net}.1}}]\nleaseFile: {}\n\
+             subnets:\n- {{network: 10.94.{net}.0, prefix: 24, rangeStart: 10.94.{net}.100, rangeEnd: 10.94.{net}.110}}\n\
+             - {{network: 10.95.{net}.0, prefix: 24, rangeStart: 10.95.{net}.150, rangeEnd: 10.95.{net}.160, router: 10.95.{net}.1}}\n",
+            dir.path().join("leases.json").display()
+        ),
+    )
+    .expect("config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .args(["--plugin-dir", "/nonexistent"])
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", "127.0.0.1:0"])
+        .arg("--dhcp-config")
+        .arg(&config)
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    let _operator = testenv::Program::start("ferrometal-run-relay", command).expect("start");
+
+    let bound = eventually("a lease through the relay", || async {
+        lease(&client_ns, &client_if, "02:00:00:00:00:0d", &[], dir.path())
+    })
+    .await;
+    assert_eq!(var(&bound, "ip"), Some(format!("10.95.{net}.150").as_str()));
+    assert_eq!(
+        var(&bound, "router"),
+        Some(format!("10.95.{net}.1").as_str())
+    );
 }

@@ -183,8 +183,15 @@ pub fn sushy_static() -> Tool {
 
 /// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]),
 /// `lldpd` (metalprobe's LLDP source), `busybox` (its `udhcpc` and `tftp` are the DHCP and
-/// TFTP test clients) and `ipxe` (the images PXE firmware loads).
-pub const TEST_PACKAGES: &[&str] = &["docker-registry", "lldpd", "busybox", "ipxe"];
+/// TFTP test clients), `ipxe` (the images PXE firmware loads) and `isc-dhcp-relay` (a real
+/// relay agent).
+pub const TEST_PACKAGES: &[&str] = &[
+    "docker-registry",
+    "lldpd",
+    "busybox",
+    "ipxe",
+    "isc-dhcp-relay",
+];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).
 pub fn oci_registry() -> Tool {
