@@ -12,25 +12,7 @@ use kube::Api;
 mod common;
 use common::eventually;
 use testenv::ControlPlane;
-
-/// The namespace, removed (with its veth pair) when dropped.
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use testenv::netns::{NetworkNamespace, ip};
 
 /// Runs udhcpc once in `namespace` with `mac`; the variables of its `bound` event.
 fn lease(
@@ -81,7 +63,7 @@ fn var<'a>(env: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server() {
-    if !rustix::process::geteuid().is_root() {
+    if !testenv::netns::available() {
         eprintln!("skipped: network namespaces and DHCP's port 67 need root (CI runs as root)");
         return;
     }
@@ -102,8 +84,7 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
     let (namespace, host_if, client_if) =
         (format!("fm{id}d"), format!("fm{id}h"), format!("fm{id}c"));
     let net = 90 + id % 100;
-    ip(&["netns", "add", &namespace]);
-    let _namespace = Namespace(namespace.clone());
+    let _namespace = NetworkNamespace::create(&namespace);
     ip(&[
         "link", "add", &host_if, "type", "veth", "peer", "name", &client_if, "netns", &namespace,
     ]);
@@ -346,7 +327,7 @@ async fn clients_get_leases_bmcs_become_endpoints_and_ipxe_gets_the_boot_server(
 /// from the pool of the relay's segment, through the relay.
 #[tokio::test]
 async fn a_relayed_client_gets_an_address_of_the_relays_subnet() {
-    if !rustix::process::geteuid().is_root() {
+    if !testenv::netns::available() {
         eprintln!("skipped: network namespaces and DHCP's port 67 need root (CI runs as root)");
         return;
     }
@@ -358,10 +339,8 @@ async fn a_relayed_client_gets_an_address_of_the_relays_subnet() {
     let id = std::process::id();
     let net = 90 + id % 100;
     let (relay_ns, client_ns) = (format!("fm{id}r"), format!("fm{id}x"));
-    ip(&["netns", "add", &relay_ns]);
-    let _relay_ns = Namespace(relay_ns.clone());
-    ip(&["netns", "add", &client_ns]);
-    let _client_ns = Namespace(client_ns.clone());
+    let relay_namespace = NetworkNamespace::create(&relay_ns);
+    let _client_namespace = NetworkNamespace::create(&client_ns);
     // client ─ (cA | rA) relay (rB | hB) ─ this host
     let (client_if, relay_down, relay_up, host_if) = (
         format!("fm{id}cA"),
@@ -419,9 +398,9 @@ async fn a_relayed_client_gets_an_address_of_the_relays_subnet() {
     ]);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut relay = Command::new("ip");
+    let mut relay = relay_namespace.command("dhcrelay");
     relay
-        .args(["netns", "exec", &relay_ns, "dhcrelay", "-d", "-4", "-pf"])
+        .args(["-d", "-4", "-pf"])
         .arg(dir.path().join("relay.pid"))
         .args([
             "-id",

@@ -7,42 +7,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use metalprobe::report::Registration;
-
-/// Network namespaces and their lldpd processes, removed when dropped.
-struct Namespaces {
-    names: [String; 2],
-    daemons: Vec<testenv::Program>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        // lldpd first (Program kills on drop), then the namespaces and their veths.
-        self.daemons.clear();
-        for name in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn in_namespace(namespace: &str, program: &str) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", namespace, program]);
-    command
-}
+use testenv::netns::{NetworkNamespace, ip};
 
 #[test]
 fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
-    if !rustix::process::geteuid().is_root() {
+    if !testenv::netns::available() {
         eprintln!("skipped: creating network namespaces needs root (CI runs as root)");
         return;
     }
@@ -55,13 +24,10 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
     let id = std::process::id();
     let (switch, machine) = (format!("fm{id}s"), format!("fm{id}m"));
     let (switch_if, machine_if) = (format!("fm{id}sw"), format!("fm{id}nic"));
-    ip(&["netns", "add", &switch]);
-    let mut namespaces = Namespaces {
-        names: [switch.clone(), String::new()],
-        daemons: Vec::new(),
-    };
-    ip(&["netns", "add", &machine]);
-    namespaces.names[1] = machine.clone();
+    let switch_ns = NetworkNamespace::create(&switch);
+    let machine_ns = NetworkNamespace::create(&machine);
+    // Declared after the namespaces, so the daemons are stopped before those are removed.
+    let mut daemons: Vec<testenv::Program> = Vec::new();
     ip(&[
         "link",
         "add",
@@ -91,28 +57,28 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = |name: &str| dir.path().join(format!("{name}.sock"));
     for (namespace, interface, description) in [
-        (&switch, &switch_if, "ferrometal test switch"),
-        (&machine, &machine_if, "machine"),
+        (&switch_ns, &switch_if, "ferrometal test switch"),
+        (&machine_ns, &machine_if, "machine"),
     ] {
-        let mut lldpd = in_namespace(namespace, "lldpd");
+        let mut lldpd = namespace.command("lldpd");
         lldpd
             .args(["-d", "-u"])
-            .arg(socket(namespace))
+            .arg(socket(namespace.name()))
             .args(["-I", interface, "-S", description]);
-        namespaces
-            .daemons
-            .push(testenv::Program::start("lldpd", lldpd).expect("lldpd starts"));
+        daemons.push(testenv::Program::start("lldpd", lldpd).expect("lldpd starts"));
     }
 
     // lldpd sends on start and every 30 s; ask the switch to send until the machine sees it.
     let started = Instant::now();
     loop {
-        let _ = in_namespace(&switch, "lldpcli")
+        let _ = switch_ns
+            .command("lldpcli")
             .arg("-u")
             .arg(socket(&switch))
             .arg("update")
             .output();
-        let neighbours = in_namespace(&machine, "lldpctl")
+        let neighbours = machine_ns
+            .command("lldpctl")
             .arg("-u")
             .arg(socket(&machine))
             .args(["-f", "json0"])
@@ -124,8 +90,7 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the machine's lldpd never saw the switch:\n{}",
-            namespaces
-                .daemons
+            daemons
                 .iter()
                 .map(|d| d.log_tail(20))
                 .collect::<Vec<_>>()
@@ -149,7 +114,8 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
         .arg(&lldpctl)
         .status()
         .expect("chmod");
-    let output = in_namespace(&machine, env!("CARGO_BIN_EXE_metalprobe"))
+    let output = machine_ns
+        .command(env!("CARGO_BIN_EXE_metalprobe"))
         .args([
             "--registry-url",
             "http://127.0.0.1:9",
@@ -168,8 +134,9 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
     );
     let report: Registration = serde_json::from_slice(&output.stdout).expect("report JSON");
 
-    let mac = |namespace: &str, interface: &str| {
-        let output = in_namespace(namespace, "cat")
+    let mac = |namespace: &NetworkNamespace, interface: &str| {
+        let output = namespace
+            .command("cat")
             .arg(format!("/sys/class/net/{interface}/address"))
             .output()
             .expect("cat");
@@ -181,7 +148,7 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
         .iter()
         .find(|nic| nic.name == machine_if)
         .unwrap_or_else(|| panic!("no {machine_if} in {:?}", report.data.network_interfaces));
-    assert_eq!(nic.mac_address, mac(&machine, &machine_if));
+    assert_eq!(nic.mac_address, mac(&machine_ns, &machine_if));
     assert_eq!(nic.ip_addresses, ["10.99.0.2"]);
     assert_eq!(nic.carrier_status, "up");
     assert!(
@@ -199,7 +166,7 @@ fn the_report_of_a_real_interface_includes_its_lldp_neighbour() {
         .find(|lldp| lldp.name == machine_if)
         .expect("LLDP neighbours of the machine's interface");
     assert_eq!(lldp.neighbors.len(), 1);
-    assert_eq!(lldp.neighbors[0].chassis_id, mac(&switch, &switch_if));
+    assert_eq!(lldp.neighbors[0].chassis_id, mac(&switch_ns, &switch_if));
     assert_eq!(
         lldp.neighbors[0].system_description,
         "ferrometal test switch"

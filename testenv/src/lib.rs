@@ -19,6 +19,7 @@ pub mod components;
 pub mod control_plane;
 pub mod machine_root;
 pub mod net;
+pub mod netns;
 pub mod registry;
 pub mod sushy;
 pub mod tools;

@@ -1,0 +1,58 @@
+//! Network namespaces that tests create for their own hosts (DHCP clients, LLDP neighbours,
+//! relays): run `ip`, run programs inside a namespace, and remove the namespace (with the
+//! veth pairs in it) when the handle is dropped. Needs root.
+
+use std::process::Command;
+
+/// A network namespace, deleted when dropped.
+#[derive(Debug)]
+pub struct NetworkNamespace {
+    name: String,
+}
+
+impl NetworkNamespace {
+    /// Creates namespace `name` (panics with `ip`'s message if it cannot).
+    pub fn create(name: &str) -> Self {
+        ip(&["netns", "add", name]);
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for NetworkNamespace {
+    fn drop(&mut self) {
+        // Best effort: the namespace may be gone already.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs `ip ARGS…`; panics with `ip`'s message if it fails (for test set-up).
+pub fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Whether this process may create namespaces (runs as root).
+pub fn available() -> bool {
+    rustix::process::geteuid().is_root()
+}
