@@ -750,12 +750,21 @@ async fn expected_macs(
     server: &Server,
 ) -> Option<Vec<String>> {
     let identity = connection.driver.probe(&connection.endpoint).await.ok()?;
+    let system = find_system(&identity, system_uri, server)?;
+    Some(lowercase_macs(system.nics.iter().map(|nic| &nic.mac)))
+}
+
+/// The Server's system among those the BMC reports: by URI, else by UUID (any case).
+fn find_system<'a>(
+    identity: &'a crate::plugins::types::Identity,
+    system_uri: &str,
+    server: &Server,
+) -> Option<&'a crate::plugins::types::System> {
     let uuid = server.spec.system_uuid().map(|u| u.to_ascii_lowercase());
-    let system = identity.systems.iter().find(|system| {
+    identity.systems.iter().find(|system| {
         system.uri == system_uri
             || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
-    })?;
-    Some(lowercase_macs(system.nics.iter().map(|nic| &nic.mac)))
+    })
 }
 
 /// Out-of-band discovery: writes what the BMC reports for the system (NICs, manufacturer,
@@ -775,11 +784,7 @@ async fn inventory(
             )));
         }
     };
-    let uuid = server.spec.system_uuid().map(|u| u.to_ascii_lowercase());
-    let Some(system) = identity.systems.iter().find(|system| {
-        system.uri == system_uri
-            || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
-    }) else {
+    let Some(system) = find_system(&identity, system_uri, server) else {
         return Ok(Err(String::from(
             "the BMC no longer reports this Server's system",
         )));
