@@ -10,9 +10,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 test:
 	cargo xtask test
 
-## make demo: local control plane (kube-apiserver + etcd) with ferrometal's CRDs.
+## make demo [SERVERS=N]: local control plane, OCI registry, simulated fleet and
+## `ferrometal run`; watch the fleet reach Available, then look around until Ctrl-C.
 demo:
-	cargo xtask demo
+	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS))
 
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:

@@ -1,3 +1,381 @@
-//! Fleet simulator for scale tests and `make demo`.
+//! ferrometal's fleet simulator: N Redfish BMCs and the machines behind them, in one
+//! process, deterministic from a seed.
 //!
-//! Empty until the fleet-demo issue (#11) lands.
+//! A BMC serves the Redfish resources the redfish plugin uses (systems, EthernetInterfaces,
+//! managers, power, boot override) with Basic auth, optional TLS and injectable faults. It
+//! listens on its own loopback address (`127.1.x.y`, or the address DHCP gives it when it
+//! announces itself) and a port shared by the fleet. A machine powered on with a network
+//! boot override behaves like firmware: it (optionally) asks DHCP, fetches the iPXE script
+//! from ferrometal's boot server, follows it, fetches the discovery ignition with its token
+//! and runs the real metalprobe collection and report against a generated `/sys` + `/proc`
+//! tree whose UUID and MACs match what its BMC reports.
+
+pub mod bmc;
+pub mod dhcp;
+pub mod faults;
+pub mod firmware;
+pub mod lab;
+pub mod machine;
+pub mod serve;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use bmc::Bmc;
+pub use faults::Faults;
+pub use machine::{Machine, MachineBehaviour, Phase, Probe};
+pub use spec::{BMC_MAC_PREFIX, FleetSpec};
+
+use dhcp::{ClientClass, DhcpClient};
+use machine::BootEnvironment;
+use tokio::task::JoinSet;
+
+/// Ports of the DHCP server the fleet talks to (over loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpPorts {
+    /// Where the server listens (67 on a real network).
+    pub server: u16,
+    /// Where clients listen (68 on a real network).
+    pub client: u16,
+}
+
+/// How to run a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// What the fleet consists of.
+    pub spec: FleetSpec,
+    /// Serve Redfish over TLS with certificates from a generated CA ([`Fleet::ca_pem`]).
+    pub tls: bool,
+    /// The BMCs' port (0: pick a free one).
+    pub port: u16,
+    /// The first this-many BMCs get their address by DHCP (and so become Endpoints when the
+    /// server onboards them); the rest listen on `127.1.x.y` from the start.
+    pub dhcp_bmcs: usize,
+    /// The DHCP server, for BMCs that announce themselves and machines that ask for their
+    /// boot file.
+    pub dhcp: Option<DhcpPorts>,
+    /// Whether machines ask DHCP for their boot file (otherwise they go to `boot_url`).
+    pub machine_dhcp: bool,
+    /// ferrometal's boot server (e.g. `http://127.0.0.1:8082`).
+    pub boot_url: Option<String>,
+    /// Faults every BMC injects from the start.
+    pub faults: Faults,
+    /// How machines behave.
+    pub behaviour: MachineBehaviour,
+    /// Scratch space for machine trees.
+    pub work_dir: PathBuf,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            spec: FleetSpec::default(),
+            tls: false,
+            port: 0,
+            dhcp_bmcs: 0,
+            dhcp: None,
+            machine_dhcp: false,
+            boot_url: None,
+            faults: Faults::default(),
+            behaviour: MachineBehaviour::default(),
+            work_dir: std::env::temp_dir().join(format!("ferrometal-sim-{}", std::process::id())),
+        }
+    }
+}
+
+/// Why a fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A socket could not be opened.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The options do not fit together.
+    #[error("invalid fleet options: {0}")]
+    Options(String),
+    /// TLS set-up failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The DHCP client could not start.
+    #[error(transparent)]
+    Dhcp(#[from] dhcp::DhcpError),
+    /// The scratch directory could not be made.
+    #[error("cannot create {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running fleet. Dropping it stops every BMC and machine.
+pub struct Fleet {
+    bmcs: Vec<Arc<Bmc>>,
+    port: u16,
+    ca: Option<Arc<testenv::CertificateAuthority>>,
+    /// Listeners and DHCP announcers; dropping the set aborts them.
+    _tasks: JoinSet<()>,
+    work_dir: PathBuf,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for machine in self.machines() {
+            machine.halt();
+        }
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+fn acceptor(
+    ca: Option<&testenv::CertificateAuthority>,
+    address: Ipv4Addr,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, SimError> {
+    let Some(ca) = ca else { return Ok(None) };
+    let cert = ca
+        .issue_server("ferrometal-sim BMC", &[&address.to_string()])
+        .map_err(|error| SimError::Tls(error.to_string()))?;
+    serve::tls_acceptor(&cert.cert_pem, &cert.key_pem)
+        .map(Some)
+        .map_err(SimError::Tls)
+}
+
+impl Fleet {
+    /// Builds the fleet and starts its BMCs (those announcing by DHCP start when their lease
+    /// arrives; see [`Fleet::wait_for_addresses`]).
+    pub async fn start(options: FleetOptions) -> Result<Self, SimError> {
+        if options.dhcp_bmcs > options.spec.bmcs {
+            return Err(SimError::Options(format!(
+                "{} DHCP BMCs in a fleet of {}",
+                options.dhcp_bmcs, options.spec.bmcs
+            )));
+        }
+        let needs_dhcp = options.dhcp_bmcs > 0 || options.machine_dhcp;
+        let dhcp = match (needs_dhcp, options.dhcp) {
+            (false, _) => None,
+            (true, Some(ports)) => Some(DhcpClient::bind(ports.client, ports.server)?),
+            (true, None) => {
+                return Err(SimError::Options(String::from(
+                    "DHCP BMCs or machine DHCP need the DHCP server's ports",
+                )));
+            }
+        };
+        std::fs::create_dir_all(&options.work_dir).map_err(|source| SimError::WorkDir {
+            path: options.work_dir.clone(),
+            source,
+        })?;
+        let env = Arc::new(BootEnvironment {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|error| SimError::Options(error.to_string()))?,
+            boot_url: options.boot_url.clone(),
+            dhcp: options.machine_dhcp.then(|| dhcp.clone()).flatten(),
+            behaviour: options.behaviour.clone(),
+            work_dir: options.work_dir.clone(),
+        });
+        let bmcs: Vec<Arc<Bmc>> = options
+            .spec
+            .generate()
+            .into_iter()
+            .map(|spec| {
+                let machines = spec
+                    .systems
+                    .iter()
+                    .map(|machine| Arc::new(Machine::new(machine.clone(), env.clone())))
+                    .collect();
+                Arc::new(Bmc::new(
+                    spec,
+                    machines,
+                    options.spec.username.clone(),
+                    options.spec.password.clone(),
+                    options.faults.clone(),
+                    options.spec.seed,
+                ))
+            })
+            .collect();
+        let ca = if options.tls {
+            Some(Arc::new(
+                testenv::CertificateAuthority::new("ferrometal-sim BMC CA")
+                    .map_err(|error| SimError::Tls(error.to_string()))?,
+            ))
+        } else {
+            None
+        };
+
+        let static_bmcs = &bmcs[options.dhcp_bmcs..];
+        let (port, listeners) = Self::bind_static(static_bmcs, options.port)?;
+        let mut tasks = JoinSet::new();
+        for (bmc, listener) in static_bmcs.iter().zip(listeners) {
+            let address = bmc.address().map_or(Ipv4Addr::LOCALHOST, |a| match a {
+                SocketAddr::V4(v4) => *v4.ip(),
+                SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
+            });
+            let tls = acceptor(ca.as_deref(), address)?;
+            tasks.spawn(serve::serve(bmc.clone(), listener, tls));
+        }
+        if let Some(dhcp) = &dhcp {
+            for bmc in &bmcs[..options.dhcp_bmcs] {
+                tasks.spawn(announce(bmc.clone(), dhcp.clone(), port, ca.clone()));
+            }
+        }
+        Ok(Self {
+            bmcs,
+            port,
+            ca,
+            _tasks: tasks,
+            work_dir: options.work_dir,
+        })
+    }
+
+    /// Binds every statically addressed BMC on one port (retrying with another port when
+    /// the first choice is taken on some address).
+    fn bind_static(
+        bmcs: &[Arc<Bmc>],
+        port: u16,
+    ) -> Result<(u16, Vec<tokio::net::TcpListener>), SimError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut chosen = if port == 0 {
+                testenv::net::free_port().map_err(|e| SimError::Options(e.to_string()))?
+            } else {
+                port
+            };
+            let mut listeners = Vec::with_capacity(bmcs.len());
+            let mut failed = None;
+            for bmc in bmcs {
+                let address = SocketAddr::from((spec::loopback_address(bmc.spec().index), chosen));
+                match listen(address) {
+                    Ok(listener) => {
+                        if chosen == 0 {
+                            chosen = listener.local_addr().map_or(0, |a| a.port());
+                        }
+                        listeners.push(listener);
+                    }
+                    Err(source) => {
+                        failed = Some(SimError::Listen { address, source });
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    for (bmc, listener) in bmcs.iter().zip(&listeners) {
+                        if let Ok(address) = listener.local_addr() {
+                            bmc.set_address(address);
+                        }
+                    }
+                    return Ok((chosen, listeners));
+                }
+                Some(error) if port == 0 => last = Some(error),
+                Some(error) => return Err(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| SimError::Options(String::from("no port"))))
+    }
+
+    /// Every BMC.
+    pub fn bmcs(&self) -> &[Arc<Bmc>] {
+        &self.bmcs
+    }
+
+    /// Every machine.
+    pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
+        self.bmcs.iter().flat_map(|bmc| bmc.machines())
+    }
+
+    /// The port every BMC listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA that signed the BMCs' certificates (with TLS).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca.as_ref().map(|ca| ca.cert_pem())
+    }
+
+    /// How many machines are in each phase (by [`Phase::name`]).
+    pub fn phases(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for machine in self.machines() {
+            *counts.entry(machine.phase().name()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Waits until every BMC listens (DHCP leases arrived), or `timeout` passes; returns how
+    /// many do.
+    pub async fn wait_for_addresses(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let listening = self.bmcs.iter().filter(|b| b.address().is_some()).count();
+            if listening == self.bmcs.len() || tokio::time::Instant::now() >= deadline {
+                return listening;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A BMC that gets its address by DHCP: leases (retrying like a real BMC does), then
+/// listens on the leased address.
+async fn announce(
+    bmc: Arc<Bmc>,
+    dhcp: Arc<DhcpClient>,
+    port: u16,
+    ca: Option<Arc<testenv::CertificateAuthority>>,
+) {
+    let mut pause = Duration::from_millis(500);
+    let lease = loop {
+        match dhcp.lease(&bmc.spec().mac, ClientClass::Plain).await {
+            Ok(lease) => break lease,
+            Err(error) => {
+                tracing::warn!(bmc = bmc.spec().index, %error, "no DHCP lease yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let address = SocketAddr::from((lease.address, port));
+    let tls = match acceptor(ca.as_deref(), lease.address) {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::error!(bmc = bmc.spec().index, %error, "cannot set up TLS");
+            return;
+        }
+    };
+    let listener = match listen(address) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(bmc = bmc.spec().index, %address, %error, "cannot listen on the leased address");
+            return;
+        }
+    };
+    bmc.set_address(address);
+    tracing::info!(bmc = bmc.spec().index, %address, "BMC announced by DHCP and listening");
+    serve::serve(bmc, listener, tls).await;
+}

@@ -33,6 +33,10 @@ const BENCHES: &[(&str, &[&str])] = &[
             "boot_server",
         ],
     ),
+    (
+        "## Fleet discovery",
+        &["bench", "--quiet", "-p", "ferrometal", "--bench", "fleet"],
+    ),
 ];
 
 /// Runs every benchmark and updates BENCHMARKS.md.

@@ -1,191 +1,200 @@
-//! `make demo`: a local control plane, an emulated Redfish BMC with a few servers, and
-//! `ferrometal run` discovering them through both paths (an Endpoint, as DHCP would create,
-//! and a BMC applied directly). Runs until Ctrl-C.
-//!
-//! The first-boot and fleet-demo issues (#9, #11) take the servers on to `Available` and
-//! scale the fleet with the simulator.
+//! `make demo`: a local control plane, an OCI registry with a discovery image, a simulated
+//! fleet and `ferrometal run`, onboarding the fleet through both discovery paths (BMCs that
+//! announce themselves by DHCP become Endpoints; the others are applied as BMC objects) and
+//! showing progress until every Server is Available. Runs until Ctrl-C.
 
-use std::fs;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use testenv::{BasicAuth, ControlPlane, FakeSystem, Program, SushyEmulator, SushyOptions, tools};
+use ferrometal_sim::lab::{Lab, LabOptions};
+use ferrometal_sim::{FleetSpec, MachineBehaviour};
+use testenv::tools;
 
 use crate::run::{checked, step};
 use crate::{plugins, setup};
 
-/// Servers behind the emulated BMC.
-const SERVERS: usize = 3;
-/// The emulated BMC's password (also in the demo's MAC database).
-const BMC_PASSWORD: &str = "demo-password";
+/// What `make demo` runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Servers in the simulated fleet (one per BMC); half of the BMCs announce themselves by
+    /// DHCP, the other half are applied as BMC objects.
+    #[arg(long, default_value_t = 12, env = "SERVERS")]
+    pub servers: usize,
+    /// Seed of the fleet's UUIDs, serial numbers and hardware.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated firmware start-up time per boot, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub boot_delay_ms: u64,
+    /// Serve the simulated BMCs' Redfish over TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Exit once every Server is Available instead of waiting for Ctrl-C.
+    #[arg(long)]
+    pub exit_when_available: bool,
+}
 
 /// Runs the demo until interrupted.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    if args.servers == 0 {
+        bail!("--servers must be at least 1");
+    }
     setup::all()?;
     plugins::build()?;
     let root = tools::workspace_root();
-    step("building ferrometal");
+    step("building ferrometal and metalprobe");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     checked(
         Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ferrometal"])
+            .args(["build", "--quiet", "-p", "ferrometal", "-p", "metalprobe"])
             .current_dir(&root),
     )?;
     let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
-    runtime.block_on(demo(&root))
+    runtime.block_on(demo(&root, args))
 }
 
-async fn demo(root: &Path) -> anyhow::Result<()> {
-    let demo_dir = root.join("target").join("demo");
-    if demo_dir.exists() {
-        fs::remove_dir_all(&demo_dir).with_context(|| format!("remove {}", demo_dir.display()))?;
+async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    let work_dir = root.join("target").join("demo");
+    if work_dir.exists() {
+        std::fs::remove_dir_all(&work_dir)
+            .with_context(|| format!("remove {}", work_dir.display()))?;
     }
-    fs::create_dir_all(demo_dir.join("plugins"))
-        .with_context(|| format!("create {}", demo_dir.display()))?;
-
-    step("starting the local control plane (kube-apiserver + etcd)");
-    let control_plane = ControlPlane::start().await?;
-    let kubeconfig = demo_dir.join("kubeconfig");
-    fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
-        .with_context(|| format!("write {}", kubeconfig.display()))?;
-
-    step(format_args!(
-        "starting an emulated Redfish BMC with {SERVERS} servers (sushy-emulator, TLS, Basic auth)"
-    ));
-    let bmc = SushyEmulator::start(SushyOptions {
-        systems: (0..SERVERS)
-            .map(|i| FakeSystem {
-                uuid: format!("d3e0c0de-0000-4000-8000-0000000000{i:02}"),
-                name: format!("demo-server-{i}"),
-                power_state: testenv::PowerState::Off,
-                boot_mode: Default::default(),
-                macs: vec![format!("52:54:00:d0:10:{i:02x}")],
-            })
-            .collect(),
-        auth: Some(BasicAuth {
-            username: String::from("admin"),
-            password: String::from(BMC_PASSWORD),
-        }),
-        tls: true,
-        ..Default::default()
-    })
+    let binaries = root.join("target").join("debug");
+    let mut lab = Lab::start(
+        LabOptions {
+            fleet: FleetSpec {
+                seed: args.seed,
+                bmcs: args.servers,
+                ..FleetSpec::default()
+            },
+            dhcp_bmcs: args.servers / 2,
+            tls: args.tls,
+            apply_bmcs: true,
+            behaviour: MachineBehaviour {
+                boot_delay: Duration::from_millis(args.boot_delay_ms),
+                power_delay: Duration::from_millis(500),
+                ..MachineBehaviour::default()
+            },
+            ferrometal: binaries.join("ferrometal"),
+            metalprobe: Some(binaries.join("metalprobe")),
+            components: root.join("target").join("components"),
+            operator_args: vec![
+                String::from("--credential-retry-seconds"),
+                String::from("2"),
+                String::from("--server-resync-seconds"),
+                String::from("5"),
+            ],
+            operator_log: String::from("info"),
+            work_dir: work_dir.clone(),
+        },
+        |line| step(line),
+    )
     .await?;
 
-    // Only the bundled plugins, so each world has one active plugin.
-    for name in ["macdb", "redfish"] {
-        let component = testenv::components::component(name)?;
-        fs::copy(
-            &component,
-            demo_dir.join("plugins").join(format!("{name}.wasm")),
-        )
-        .with_context(|| format!("copy {}", component.display()))?;
-    }
-    let macdb = demo_dir.join("macdb.yaml");
-    fs::write(
-        &macdb,
-        format!(
-            "macPrefixes:\n- macPrefix: \"52:54:00:d0\"\n  manufacturer: Sushy\n  protocol: Redfish\n  protocolScheme: https\n  port: {}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: factory-default\n  - username: admin\n    password: {BMC_PASSWORD}\n",
-            bmc.port()
-        ),
-    )
-    .with_context(|| format!("write {}", macdb.display()))?;
-    let ca = demo_dir.join("bmc-ca.pem");
-    fs::write(&ca, bmc.ca_cert_pem().unwrap_or_default())
-        .with_context(|| format!("write {}", ca.display()))?;
-
-    step("starting ferrometal run");
-    let mut operator = Command::new(root.join("target").join("debug").join("ferrometal"));
-    operator
-        .arg("run")
-        .arg("--plugin-dir")
-        .arg(demo_dir.join("plugins"))
-        .arg("--mac-db")
-        .arg(&macdb)
-        .arg("--bmc-ca-file")
-        .arg(&ca)
-        .args([
-            "--grant",
-            "credentials/reveal",
-            "--credential-retry-seconds",
-            "2",
-        ])
-        .args(["--metrics-bind-address", "127.0.0.1:0"])
-        .args(["--boot-bind-address", "127.0.0.1:0"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("FERROMETAL_LOG", "info");
-    let mut operator = Program::start("ferrometal-run", operator)?;
-
-    step("discovering: an Endpoint (as DHCP would create it) and a BMC applied directly");
-    let objects = format!(
-        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: Endpoint\nmetadata: {{name: rack1-bmc}}\nspec: {{macAddress: '52:54:00:d0:00:01', ip: 127.0.0.1}}\n\
-         ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: rack2-bmc}}\nstringData: {{username: admin, password: {BMC_PASSWORD}}}\n\
-         ---\napiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: rack2-bmc}}\nspec:\n  access: {{macAddress: '52:54:00:d0:00:02', ip: 127.0.0.1}}\n  bmcSecretRef: {{name: rack2-bmc}}\n  protocol: {{name: Redfish, port: {}, scheme: https}}\n",
-        bmc.port()
-    );
-    kubectl_apply(&control_plane, &objects)?;
-
+    step(format_args!(
+        "onboarding {} servers: {} BMCs announce themselves by DHCP (→ Endpoints), {} are applied as BMC objects",
+        args.servers,
+        args.servers / 2,
+        args.servers - args.servers / 2
+    ));
     let started = Instant::now();
-    let table = loop {
-        operator.ensure_running()?;
-        let table = kubectl(&control_plane, &["get", "servers", "-o", "wide"])?;
-        let servers = table
-            .lines()
-            .skip(1)
-            .filter(|line| !line.trim().is_empty())
-            .count();
-        if servers >= 2 * SERVERS {
-            break table;
+    let tty = std::io::stdout().is_terminal();
+    let mut last_line = String::new();
+    loop {
+        if let Some(operator) = lab.operator() {
+            operator.ensure_running()?;
         }
-        if started.elapsed() > Duration::from_secs(180) {
+        let states = lab.server_states().await?;
+        let available = states.get("Available").copied().unwrap_or(0);
+        let servers: usize = states.values().sum();
+        let phases = lab.fleet.phases();
+        let line = format!(
+            "{:>4.0}s  Servers {servers}/{}: {}  |  machines: {}",
+            started.elapsed().as_secs_f64(),
+            args.servers,
+            join(states.iter().map(|(k, v)| (k.as_str(), *v))),
+            join(phases.iter().map(|(k, v)| (*k, *v))),
+        );
+        if tty {
+            print!("\r\x1b[2K{line}");
+            let _ = std::io::stdout().flush();
+        } else if line.split_once("  ").map(|(_, rest)| rest)
+            != last_line.split_once("  ").map(|(_, rest)| rest)
+        {
+            println!("{line}");
+        }
+        last_line = line;
+        if available == args.servers {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120 + args.servers as u64 / 5) {
+            println!();
+            let log = lab.operator_log_tail(40);
             bail!(
-                "only {servers} of {} Servers appeared in 3 minutes; operator log:\n{}",
-                2 * SERVERS,
-                operator.log_tail(40)
+                "only {available} of {} Servers became Available; operator log:\n{log}",
+                args.servers
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    }
+    println!();
     step(format_args!(
-        "{} Servers discovered in {:.0}s",
-        2 * SERVERS,
+        "all {} Servers Available in {:.1}s",
+        args.servers,
         started.elapsed().as_secs_f64()
     ));
-    println!("\n{}", kubectl(&control_plane, &["get", "mep,bmcs"])?);
-    println!("{table}");
+    if args.servers <= 20 {
+        println!(
+            "\n{}",
+            kubectl(&lab, &["get", "endpoints.metal.ironcore.dev,bmcs"])?
+        );
+        println!("{}", kubectl(&lab, &["get", "servers"])?);
+    }
+    if args.exit_when_available {
+        return Ok(());
+    }
 
     let kubectl_path = tools::kubectl().path;
     println!("In another shell:");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  export KUBECONFIG={}", lab.kubeconfig().display());
     println!("  alias kubectl={}", kubectl_path.display());
     println!("  kubectl get mep,bmcs,servers");
     println!(
-        "  kubectl describe bmc rack1-bmc      # conditions and events; the first default credential was refused"
-    );
-    println!("  kubectl get bmcsecret rack1-bmc -o yaml");
-    println!(
-        "  kubectl apply -f {}",
-        root.join("examples").join("seed").display()
+        "  kubectl get server sim-bmc-{}-system-0 -o yaml   # what metalprobe reported",
+        args.servers - 1
     );
     println!(
-        "Operator log: {}/ferrometal-run.log",
-        operator.run_dir().display()
+        "  kubectl describe bmc sim-bmc-{}      # conditions and events",
+        args.servers - 1
     );
+    println!("  kubectl get serverbootconfigurations -A");
+    if let Some(operator) = lab.operator() {
+        println!(
+            "Operator log: {}/ferrometal-run.log",
+            operator.run_dir().display()
+        );
+    }
     println!();
     println!("Press Ctrl-C to stop and clean up.");
     tokio::signal::ctrl_c().await.context("wait for Ctrl-C")?;
     step("stopping");
-    drop(operator);
-    drop(bmc);
-    drop(control_plane);
-    let _ = fs::remove_file(&kubeconfig);
+    drop(lab);
     Ok(())
 }
 
-fn kubectl(control_plane: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
-    let output = control_plane
+fn join<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
+    counts
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
+    let output = lab
+        .control_plane
         .kubectl()?
         .args(args)
         .output()
@@ -198,26 +207,4 @@ fn kubectl(control_plane: &ControlPlane, args: &[&str]) -> anyhow::Result<String
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn kubectl_apply(control_plane: &ControlPlane, yaml: &str) -> anyhow::Result<()> {
-    let mut child = control_plane
-        .kubectl()?
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run kubectl")?;
-    child
-        .stdin
-        .take()
-        .context("kubectl stdin")?
-        .write_all(yaml.as_bytes())
-        .context("write to kubectl")?;
-    let output = child.wait_with_output().context("wait for kubectl")?;
-    if !output.status.success() {
-        bail!("kubectl apply: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(())
 }

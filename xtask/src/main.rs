@@ -35,8 +35,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_test_args: Vec<String>,
     },
-    /// Start a local control plane with ferrometal's CRDs and keep it running until Ctrl-C.
-    Demo,
+    /// Start a local control plane, an OCI registry, a simulated fleet and `ferrometal run`;
+    /// show the fleet reaching Available, then keep everything running until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Run the benchmarks (release build) and write the results into BENCHMARKS.md.
     Bench,
 }
@@ -61,7 +62,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             plugins::build()
         }
         Command::Test { cargo_test_args } => test::run(&cargo_test_args),
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
         Command::Bench => {
             setup::debian_wasm_toolchain()?;
             setup::wrk()?;

@@ -26,6 +26,21 @@ pub struct DhcpConfig {
     /// from Debian's `ipxe` package); unset: no TFTP.
     #[serde(default)]
     pub tftp_root: Option<PathBuf>,
+    /// UDP port the server listens on (67 on a real network; another port lets a simulated
+    /// fleet and its server share a machine's loopback).
+    #[serde(default = "default_server_port")]
+    pub server_port: u16,
+    /// UDP port replies are broadcast to (68 on a real network).
+    #[serde(default = "default_client_port")]
+    pub client_port: u16,
+}
+
+fn default_server_port() -> u16 {
+    67
+}
+
+fn default_client_port() -> u16 {
+    68
 }
 
 /// One served interface.

@@ -53,10 +53,12 @@ impl DhcpMetrics {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The socket could not be opened or bound.
-    #[error("cannot listen for DHCP on {interface} port 67: {source}")]
+    #[error("cannot listen for DHCP on {interface} port {port}: {source}")]
     Socket {
         /// The interface.
         interface: String,
+        /// The UDP port.
+        port: u16,
         /// The cause.
         #[source]
         source: std::io::Error,
@@ -72,14 +74,14 @@ pub enum StartError {
     },
 }
 
-fn socket(interface: &str) -> std::io::Result<tokio::net::UdpSocket> {
+fn socket(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
     socket.bind_device(Some(interface.as_bytes()))?;
     socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67)).into())?;
+    socket.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
@@ -99,10 +101,12 @@ pub async fn serve(
     // Every socket first, so a bad interface fails the start rather than half of it.
     let mut sockets = Vec::new();
     for interface in &config.interfaces {
-        let socket = socket(&interface.name).map_err(|source| StartError::Socket {
-            interface: interface.name.clone(),
-            source,
-        })?;
+        let socket =
+            socket(&interface.name, config.server_port).map_err(|source| StartError::Socket {
+                interface: interface.name.clone(),
+                port: config.server_port,
+                source,
+            })?;
         sockets.push((interface.clone(), socket));
     }
     let config = Arc::new(config);
@@ -175,15 +179,16 @@ async fn serve_interface(
             tracing::warn!(%error, "cannot encode a DHCP reply");
             continue;
         }
-        // RFC 2131 §4.1: relay → giaddr:67; renewing client → ciaddr:68; else broadcast.
+        // RFC 2131 §4.1: relay → giaddr:67; renewing client → ciaddr:68; else broadcast
+        // (with the configured ports in place of 67 and 68).
         let destination = if !reply.giaddr().is_unspecified() {
-            SocketAddrV4::new(reply.giaddr(), 67)
+            SocketAddrV4::new(reply.giaddr(), config.server_port)
         } else if !request.ciaddr().is_unspecified()
             && reply.opts().msg_type() != Some(MessageType::Nak)
         {
-            SocketAddrV4::new(request.ciaddr(), 68)
+            SocketAddrV4::new(request.ciaddr(), config.client_port)
         } else {
-            SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, config.client_port)
         };
         if let Err(error) = socket.send_to(&bytes, destination).await {
             tracing::warn!(%error, %destination, "cannot send a DHCP reply");

@@ -1,0 +1,276 @@
+//! End to end with the fleet simulator: a real control plane, a real OCI registry, the real
+//! plugins and `ferrometal run` (boot server, registry, DHCP server on loopback), and
+//! simulated BMCs whose machines network-boot through the boot server and run metalprobe's
+//! real collection and report.
+//!
+//! Covered: both discovery paths (DHCP-announced BMCs → Endpoints, BMCs applied with
+//! `spec.access`) to Available with several systems per BMC over TLS; and, in one fleet, a
+//! 5xx burst, wrong credentials, a probe that never reports and an operator restart, each
+//! ending in its documented state while the rest of the fleet reaches Available.
+
+use std::time::Duration;
+
+use ferrometal::api::{BMC, Endpoint, Server};
+use ferrometal_sim::lab::{Lab, LabOptions};
+use ferrometal_sim::{Faults, FleetSpec, MachineBehaviour, Probe};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+fn options(name: &str, bmcs: usize, systems_per_bmc: usize, dhcp_bmcs: usize) -> LabOptions {
+    let work_dir =
+        std::env::temp_dir().join(format!("ferrometal-fleet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    LabOptions {
+        fleet: FleetSpec {
+            seed: 42,
+            bmcs,
+            systems_per_bmc,
+            ..FleetSpec::default()
+        },
+        dhcp_bmcs,
+        tls: false,
+        apply_bmcs: true,
+        behaviour: MachineBehaviour::default(),
+        ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
+        metalprobe: None,
+        components: testenv::components::component("redfish")
+            .expect("plugins are built (cargo xtask plugins)")
+            .parent()
+            .expect("component directory")
+            .to_owned(),
+        operator_args: [
+            "--credential-retry-seconds",
+            "1",
+            "--server-resync-seconds",
+            "2",
+            "--bmc-resync-seconds",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
+        operator_log: String::from("info,ferrometal=debug"),
+        work_dir,
+    }
+}
+
+async fn start(options: LabOptions) -> Lab {
+    Lab::start(options, |line| eprintln!("lab: {line}"))
+        .await
+        .expect("the lab starts")
+}
+
+/// Waits until `check` holds for the Servers, printing the operator log if it never does.
+async fn until_servers(lab: &Lab, what: &str, check: impl Fn(&[Server]) -> bool) {
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    let mut last = Vec::new();
+    for _ in 0..1200 {
+        if let Ok(list) = servers.list(&ListParams::default()).await {
+            last = list.items;
+            if check(&last) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let summary: Vec<String> = last
+        .iter()
+        .map(|s| {
+            let status = s.status.clone().unwrap_or_default();
+            format!(
+                "{}: {:?} {:?}",
+                s.name_any(),
+                status.state,
+                status
+                    .conditions
+                    .iter()
+                    .map(|c| (&c.reason, &c.message))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    let log = lab.operator_log_tail(60);
+    panic!(
+        "{what} did not happen; Servers:\n{}\noperator log:\n{log}",
+        summary.join("\n")
+    );
+}
+
+fn state(server: &Server) -> Option<String> {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .map(|s| format!("{s:?}"))
+}
+
+fn available(server: &Server) -> bool {
+    state(server).as_deref() == Some("Available")
+}
+
+#[tokio::test]
+async fn a_fleet_reaches_available_through_both_discovery_paths() {
+    let lab = start(LabOptions {
+        tls: true,
+        ..options("paths", 4, 2, 2)
+    })
+    .await;
+    until_servers(&lab, "8 Servers Available", |servers| {
+        servers.len() == 8 && servers.iter().all(available)
+    })
+    .await;
+
+    // The DHCP-announced BMCs went through Endpoints named after their MACs.
+    let endpoints: Vec<String> = Api::<Endpoint>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("endpoints")
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(endpoints, ["dhcp-5254fe000000", "dhcp-5254fe000001"]);
+    let bmcs: Vec<String> = Api::<BMC>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("bmcs")
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(
+        bmcs,
+        [
+            "dhcp-5254fe000000",
+            "dhcp-5254fe000001",
+            "sim-bmc-2",
+            "sim-bmc-3"
+        ]
+    );
+
+    // Every Server carries what its machine's probe saw, and matches its machine.
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    for machine in lab.fleet.machines() {
+        let spec = machine.spec();
+        let server = servers
+            .list(&ListParams::default())
+            .await
+            .expect("servers")
+            .into_iter()
+            .find(|s| s.spec.system_uuid.as_deref() == Some(spec.uuid.as_str()))
+            .unwrap_or_else(|| panic!("no Server for machine {}", spec.uuid));
+        let status = serde_json::to_value(server.status.as_ref().expect("status")).expect("json");
+        let macs: Vec<String> = status["networkInterfaces"]
+            .as_array()
+            .expect("networkInterfaces")
+            .iter()
+            .filter_map(|nic| nic["macAddress"].as_str().map(str::to_lowercase))
+            .collect();
+        assert!(macs.contains(&spec.macs[0]), "{status:#}");
+        assert_eq!(status["serialNumber"], spec.serial.as_str(), "{status:#}");
+        assert!(machine.boots() >= 1);
+    }
+    // Discovery over, the operator powers the machines off.
+    until_servers(&lab, "machines powered off", |_| {
+        lab.fleet.machines().all(|machine| !machine.powered())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
+    let mut lab = start(LabOptions {
+        apply_bmcs: false,
+        ..options("faults", 5, 1, 0)
+    })
+    .await;
+    // BMC 0 answers its first requests with a 5xx burst, machine 2 never reports, BMC 1 is
+    // given a wrong password.
+    lab.fleet.bmcs()[0].set_faults(Faults {
+        server_error_burst: 6,
+        ..Faults::default()
+    });
+    lab.fleet.bmcs()[2].machines()[0].set_probe(Probe::Never);
+    lab.apply_bmcs(0..1, None).await.expect("apply");
+    lab.apply_bmcs(1..2, Some("wrong-password"))
+        .await
+        .expect("apply");
+    lab.apply_bmcs(2..5, None).await.expect("apply");
+
+    // Machine 2's discovery times out after 4 s.
+    until_servers(&lab, "the Server of BMC 2", |servers| {
+        servers.iter().any(|s| s.name_any() == "sim-bmc-2-system-0")
+    })
+    .await;
+    Api::<Server>::all(lab.client.clone())
+        .patch(
+            "sim-bmc-2-system-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "ferrometal.dev/discovery-timeout-seconds": "4"
+            }}})),
+        )
+        .await
+        .expect("annotate");
+
+    // Restart the operator while Servers are on their way.
+    until_servers(&lab, "a Server in Discovery", |servers| {
+        servers
+            .iter()
+            .any(|s| state(s).as_deref() == Some("Discovery"))
+    })
+    .await;
+    lab.restart_operator().expect("restart");
+
+    until_servers(
+        &lab,
+        "the healthy Servers Available and BMC 2's in Error",
+        |servers| {
+            let by_name = |name: &str| servers.iter().find(|s| s.name_any() == name);
+            [
+                "sim-bmc-0-system-0",
+                "sim-bmc-3-system-0",
+                "sim-bmc-4-system-0",
+            ]
+            .iter()
+            .all(|name| by_name(name).is_some_and(available))
+                && by_name("sim-bmc-2-system-0").is_some_and(|s| {
+                    state(s).as_deref() == Some("Error")
+                        && s.status.as_ref().is_some_and(|status| {
+                            status
+                                .conditions
+                                .iter()
+                                .any(|c| c.reason == "DiscoveryTimedOut")
+                        })
+                })
+        },
+    )
+    .await;
+
+    // Wrong credentials: no Servers, and the BMC says why.
+    let bmc = Api::<BMC>::all(lab.client.clone())
+        .get("sim-bmc-1")
+        .await
+        .expect("BMC 1");
+    let ready = bmc
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "AuthenticationFailed"),
+        "{}",
+        ready.message
+    );
+    let servers = Api::<Server>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("servers");
+    assert!(
+        servers
+            .iter()
+            .all(|s| !s.name_any().starts_with("sim-bmc-1-")),
+        "a BMC with wrong credentials has no Servers"
+    );
+    // The burst was served and outlived.
+    assert_eq!(lab.fleet.bmcs()[0].faults().server_error_burst, 0);
+}

@@ -1,0 +1,405 @@
+//! A whole ferrometal installation on one machine, for `make demo`, the end-to-end tests
+//! and the scale benchmark: a real control plane (kube-apiserver + etcd), a real OCI
+//! registry holding a discovery image, `ferrometal run` with its boot server, registry and
+//! DHCP server (on loopback, on ports of its own), and a simulated fleet.
+//!
+//! BMCs reach ferrometal by both discovery paths: the first `dhcp_bmcs` announce themselves
+//! by DHCP and become Endpoints, the rest are applied as BMC objects with `spec.access`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+use testenv::{ControlPlane, OciRegistry, Program};
+
+use crate::{DhcpPorts, Fleet, FleetOptions, FleetSpec, MachineBehaviour};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// The fleet.
+    pub fleet: FleetSpec,
+    /// How many BMCs announce themselves by DHCP (the rest are applied as BMC objects).
+    pub dhcp_bmcs: usize,
+    /// Redfish over TLS.
+    pub tls: bool,
+    /// Apply the BMC objects of the BMCs that do not announce themselves at start (otherwise
+    /// the caller does, with [`Lab::apply_bmcs`]).
+    pub apply_bmcs: bool,
+    /// How machines behave.
+    pub behaviour: MachineBehaviour,
+    /// The `ferrometal` binary.
+    pub ferrometal: PathBuf,
+    /// The `metalprobe` binary the boot server offers, if any.
+    pub metalprobe: Option<PathBuf>,
+    /// Directory holding the built plugin components (`redfish.wasm`, …).
+    pub components: PathBuf,
+    /// More `ferrometal run` arguments.
+    pub operator_args: Vec<String>,
+    /// `FERROMETAL_LOG` of the operator.
+    pub operator_log: String,
+    /// Scratch directory (kubeconfig, configuration files, plugin directory).
+    pub work_dir: PathBuf,
+}
+
+/// Why the lab could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A harness component failed.
+    #[error(transparent)]
+    Harness(#[from] testenv::Error),
+    /// The fleet failed.
+    #[error(transparent)]
+    Fleet(#[from] crate::SimError),
+    /// The API server refused something.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A file could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.into();
+    move |source| LabError::Io { what, source }
+}
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> Result<u16, LabError> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map(|address| address.port())
+        .map_err(io("pick a UDP port"))
+}
+
+/// The running installation. Dropping it stops everything.
+pub struct Lab {
+    /// The simulated fleet (dropped first: it talks to the rest).
+    pub fleet: Fleet,
+    operator: Option<Program>,
+    operator_command: Vec<String>,
+    operator_env: Vec<(String, String)>,
+    ferrometal: PathBuf,
+    credentials: (String, String),
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The OCI registry with the discovery image.
+    pub registry: OciRegistry,
+    /// The control plane.
+    pub control_plane: ControlPlane,
+    /// The boot server's URL.
+    pub boot_url: String,
+    work_dir: PathBuf,
+}
+
+/// The `Server` kind, read without ferrometal's Rust types.
+pub fn server_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "metal.ironcore.dev",
+        "v1alpha1",
+        "Server",
+    ))
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "metal.ironcore.dev",
+        "v1alpha1",
+        kind,
+    ))
+}
+
+impl Lab {
+    /// Starts everything; the BMCs that do not announce themselves are applied as BMC
+    /// objects. Progress lines go to `progress`.
+    pub async fn start(options: LabOptions, progress: impl Fn(&str)) -> Result<Self, LabError> {
+        std::fs::create_dir_all(options.work_dir.join("plugins"))
+            .map_err(io(format!("create {}", options.work_dir.display())))?;
+        progress("starting the control plane (kube-apiserver + etcd)");
+        let control_plane = ControlPlane::start().await?;
+        let kubeconfig = options.work_dir.join("kubeconfig");
+        std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
+            .map_err(io(format!("write {}", kubeconfig.display())))?;
+        let client = control_plane.client().await?;
+
+        progress("starting an OCI registry with the discovery image");
+        let registry = OciRegistry::start().await?;
+        let image = registry
+            .push_image(
+                "ferrometal/discovery:sim",
+                &[
+                    (
+                        "application/vnd.ironcore.image.kernel",
+                        b"simulated discovery kernel",
+                    ),
+                    (
+                        "application/vnd.ironcore.image.initramfs",
+                        b"simulated discovery initramfs",
+                    ),
+                ],
+            )
+            .await?;
+
+        let boot_port = testenv::net::free_port()?;
+        let boot_url = format!("http://127.0.0.1:{boot_port}");
+        let dhcp = DhcpPorts {
+            server: free_udp_port()?,
+            client: free_udp_port()?,
+        };
+        progress(&format!(
+            "starting the fleet: {} BMCs with {} servers ({} announced by DHCP)",
+            options.fleet.bmcs,
+            options.fleet.bmcs * options.fleet.systems_per_bmc,
+            options.dhcp_bmcs
+        ));
+        let fleet = Fleet::start(FleetOptions {
+            spec: options.fleet.clone(),
+            tls: options.tls,
+            port: 0,
+            dhcp_bmcs: options.dhcp_bmcs,
+            dhcp: Some(dhcp),
+            machine_dhcp: options.dhcp_bmcs > 0,
+            boot_url: Some(boot_url.clone()),
+            faults: crate::Faults::default(),
+            behaviour: options.behaviour.clone(),
+            work_dir: options.work_dir.join("machines"),
+        })
+        .await?;
+
+        for name in ["redfish", "macdb", "ignition"] {
+            let from = options.components.join(format!("{name}.wasm"));
+            std::fs::copy(
+                &from,
+                options
+                    .work_dir
+                    .join("plugins")
+                    .join(format!("{name}.wasm")),
+            )
+            .map_err(io(format!(
+                "copy {} (built by `cargo xtask plugins`)",
+                from.display()
+            )))?;
+        }
+        let scheme = if options.tls { "https" } else { "http" };
+        let macdb = options.work_dir.join("macdb.yaml");
+        std::fs::write(
+            &macdb,
+            format!(
+                "macPrefixes:\n- macPrefix: \"{}\"\n  manufacturer: {}\n  protocol: Redfish\n  protocolScheme: {scheme}\n  port: {}\n  type: bmc\n  defaultCredentials:\n  - username: admin\n    password: factory-default\n  - username: {}\n    password: {}\n",
+                crate::BMC_MAC_PREFIX,
+                crate::spec::MANUFACTURER,
+                fleet.port(),
+                options.fleet.username,
+                options.fleet.password,
+            ),
+        )
+        .map_err(io(format!("write {}", macdb.display())))?;
+        let dhcp_config = options.work_dir.join("dhcp.yaml");
+        std::fs::write(
+            &dhcp_config,
+            format!(
+                "interfaces: [{{name: lo, serverAddress: 127.0.0.1}}]\n\
+                 subnets:\n- {{network: 127.0.0.0, prefix: 8, rangeStart: 127.2.0.1, rangeEnd: 127.2.255.254, leaseSeconds: 86400}}\n\
+                 leaseFile: {}\nonboarding: {{macPrefixes: ['{}']}}\n\
+                 boot: {{ipxeUrl: '{boot_url}/ipxe'}}\nserverPort: {}\nclientPort: {}\n",
+                options.work_dir.join("leases.json").display(),
+                crate::BMC_MAC_PREFIX,
+                dhcp.server,
+                dhcp.client,
+            ),
+        )
+        .map_err(io(format!("write {}", dhcp_config.display())))?;
+
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--plugin-dir".into(),
+            options.work_dir.join("plugins").display().to_string(),
+            "--mac-db".into(),
+            macdb.display().to_string(),
+            "--dhcp-config".into(),
+            dhcp_config.display().to_string(),
+            "--grant".into(),
+            "credentials/reveal".into(),
+            "--metrics-bind-address".into(),
+            "127.0.0.1:0".into(),
+            "--boot-bind-address".into(),
+            format!("127.0.0.1:{boot_port}"),
+            "--boot-server-url".into(),
+            boot_url.clone(),
+            "--boot-allowed-registries".into(),
+            registry.host().to_owned(),
+            "--boot-insecure-registries".into(),
+            registry.host().to_owned(),
+            "--discovery-image".into(),
+            image.reference.clone(),
+        ];
+        if let Some(metalprobe) = &options.metalprobe {
+            args.push("--metalprobe-binary".into());
+            args.push(metalprobe.display().to_string());
+        }
+        if let Some(ca) = fleet.ca_pem() {
+            let file = options.work_dir.join("bmc-ca.pem");
+            std::fs::write(&file, ca).map_err(io(format!("write {}", file.display())))?;
+            args.push("--bmc-ca-file".into());
+            args.push(file.display().to_string());
+        }
+        args.extend(options.operator_args.iter().cloned());
+        let mut lab = Self {
+            fleet,
+            operator: None,
+            operator_command: args,
+            operator_env: vec![
+                (String::from("KUBECONFIG"), kubeconfig.display().to_string()),
+                (String::from("FERROMETAL_LOG"), options.operator_log.clone()),
+            ],
+            ferrometal: options.ferrometal.clone(),
+            credentials: (
+                options.fleet.username.clone(),
+                options.fleet.password.clone(),
+            ),
+            client,
+            registry,
+            control_plane,
+            boot_url,
+            work_dir: options.work_dir.clone(),
+        };
+        progress("starting ferrometal run");
+        lab.start_operator()?;
+        if options.apply_bmcs {
+            progress("applying BMC objects for the BMCs that do not use DHCP");
+            lab.apply_bmcs(options.dhcp_bmcs..options.fleet.bmcs, None)
+                .await?;
+        }
+        Ok(lab)
+    }
+
+    fn start_operator(&mut self) -> Result<(), LabError> {
+        let mut command = Command::new(&self.ferrometal);
+        command.args(&self.operator_command);
+        for (key, value) in &self.operator_env {
+            command.env(key, value);
+        }
+        self.operator = Some(Program::start("ferrometal-run", command)?);
+        Ok(())
+    }
+
+    /// Stops `ferrometal run` and starts it again.
+    pub fn restart_operator(&mut self) -> Result<(), LabError> {
+        self.operator = None;
+        self.start_operator()
+    }
+
+    /// The operator process.
+    pub fn operator(&mut self) -> Option<&mut Program> {
+        self.operator.as_mut()
+    }
+
+    /// The operator's process id.
+    pub fn operator_pid(&self) -> Option<u32> {
+        self.operator.as_ref().map(Program::pid)
+    }
+
+    /// The last `lines` lines of the operator's log.
+    pub fn operator_log_tail(&self, lines: usize) -> String {
+        self.operator
+            .as_ref()
+            .map(|operator| operator.log_tail(lines))
+            .unwrap_or_default()
+    }
+
+    /// The kubeconfig of the control plane (a copy in the work directory).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.work_dir.join("kubeconfig")
+    }
+
+    /// The work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Applies a BMCSecret and a BMC (with `spec.access`) named `sim-bmc-<index>` for each
+    /// BMC in `range`, with the fleet's password or `password`.
+    pub async fn apply_bmcs(
+        &self,
+        range: std::ops::Range<usize>,
+        password: Option<&str>,
+    ) -> Result<(), LabError> {
+        let bmcs: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource("BMC"));
+        let secrets: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &resource("BMCSecret"));
+        let scheme = if self.fleet.ca_pem().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let username = self.credentials.0.clone();
+        let password = password.unwrap_or(&self.credentials.1).to_owned();
+        let bmcs_to_apply: Vec<Arc<crate::Bmc>> = self.fleet.bmcs()[range].to_vec();
+        let futures = bmcs_to_apply.into_iter().map(|bmc| {
+            let bmcs = bmcs.clone();
+            let secrets = secrets.clone();
+            let (username, password) = (username.clone(), password.clone());
+            async move {
+                let name = format!("sim-bmc-{}", bmc.spec().index);
+                let address = bmc.address().map(|a| a.ip().to_string()).unwrap_or_default();
+                let secret: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1",
+                    "kind": "BMCSecret",
+                    "metadata": {"name": name},
+                    "stringData": {
+                        "username": username,
+                        "password": password,
+                    },
+                }))
+                .map_err(kube::Error::SerdeError)?;
+                let object: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1",
+                    "kind": "BMC",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "access": {"macAddress": bmc.spec().mac, "ip": address},
+                        "bmcSecretRef": {"name": name},
+                        "protocol": {"name": "Redfish", "port": bmc.address().map_or(0, |a| a.port()), "scheme": scheme},
+                    },
+                }))
+                .map_err(kube::Error::SerdeError)?;
+                secrets.create(&PostParams::default(), &secret).await?;
+                bmcs.create(&PostParams::default(), &object).await?;
+                Ok::<(), kube::Error>(())
+            }
+        });
+        use futures::StreamExt;
+        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(futures)
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// How many Servers are in each state (`Pending` while a Server has no state yet).
+    pub async fn server_states(&self) -> Result<BTreeMap<String, usize>, LabError> {
+        let servers: Api<DynamicObject> = Api::all_with(self.client.clone(), &server_resource());
+        let mut counts = BTreeMap::new();
+        for server in servers.list(&ListParams::default()).await? {
+            let state = server.data["status"]["state"]
+                .as_str()
+                .unwrap_or("Pending")
+                .to_owned();
+            *counts.entry(state).or_default() += 1;
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,524 @@
+//! A simulated machine: power, the boot override its BMC stores, and what it does when it
+//! starts — boot from disk, or network-boot like firmware: (DHCP,) iPXE script, kernel and
+//! initrd, the discovery ignition, and the real metalprobe code against a generated
+//! `/sys` + `/proc` tree whose UUID and MACs match what its BMC reports.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use testenv::{FakeMachine, FakeNic};
+use tokio::task::AbortHandle;
+
+use crate::dhcp::{ClientClass, DhcpClient};
+use crate::firmware::{self, Step};
+use crate::spec::{MANUFACTURER, MachineSpec};
+
+/// What the machine's discovery system does with its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Probe {
+    /// Runs metalprobe and reports.
+    #[default]
+    Report,
+    /// Hangs before reporting (a probe that never arrives).
+    Never,
+    /// Reports with a wrong token.
+    WrongToken,
+}
+
+/// How machines behave, fleet-wide.
+#[derive(Debug, Clone, Default)]
+pub struct MachineBehaviour {
+    /// Firmware start-up time before the network boot begins.
+    pub boot_delay: Duration,
+    /// How late power changes take effect (real BMCs apply them seconds later).
+    pub power_delay: Duration,
+    /// What the discovery system does.
+    pub probe: Probe,
+}
+
+/// Where a machine is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Powered off.
+    Off,
+    /// On, booted from its disk (no network boot was asked for).
+    LocalDisk,
+    /// On, firmware starting / asking DHCP.
+    Firmware,
+    /// Following the iPXE script.
+    Ipxe,
+    /// The discovery system runs metalprobe.
+    Probing,
+    /// metalprobe's report was accepted.
+    Reported,
+    /// The boot went wrong; the machine waits for the next power action.
+    Failed(String),
+}
+
+impl Phase {
+    /// A short name, for progress tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::LocalDisk => "local-disk",
+            Self::Firmware => "firmware",
+            Self::Ipxe => "ipxe",
+            Self::Probing => "probing",
+            Self::Reported => "reported",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The boot override as the BMC stores it (Redfish `ComputerSystem.Boot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootSettings {
+    /// `BootSourceOverrideTarget`.
+    pub target: String,
+    /// `BootSourceOverrideEnabled`: `Once`, `Continuous` or `Disabled`.
+    pub enabled: String,
+    /// `BootSourceOverrideMode`: `UEFI` or `Legacy`.
+    pub mode: String,
+    /// `HttpBootUri`.
+    pub http_boot_uri: Option<String>,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        Self {
+            target: String::from("None"),
+            enabled: String::from("Disabled"),
+            mode: String::from("UEFI"),
+            http_boot_uri: None,
+        }
+    }
+}
+
+/// Where a starting machine boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSource {
+    /// Its own disk.
+    Disk,
+    /// PXE: DHCP, then iPXE.
+    Pxe,
+    /// UEFI HTTP boot from this URI (or the one DHCP names).
+    Http(Option<String>),
+}
+
+impl BootSettings {
+    /// Where the next start boots from; a `Once` override is used up.
+    pub fn take_next(&mut self) -> BootSource {
+        if self.enabled == "Disabled" {
+            return BootSource::Disk;
+        }
+        let source = match self.target.as_str() {
+            "Pxe" => BootSource::Pxe,
+            "UefiHttp" => BootSource::Http(self.http_boot_uri.clone()),
+            _ => BootSource::Disk,
+        };
+        if self.enabled == "Once" {
+            self.enabled = String::from("Disabled");
+            self.target = String::from("None");
+        }
+        source
+    }
+}
+
+/// What every machine of a fleet shares for booting.
+#[derive(Debug)]
+pub struct BootEnvironment {
+    /// HTTP client for the boot server and registry.
+    pub http: reqwest::Client,
+    /// The boot server's base URL: the chain script is at `<url>/ipxe` when there is no
+    /// DHCP to name it.
+    pub boot_url: Option<String>,
+    /// DHCP client, when machines ask DHCP for their boot file.
+    pub dhcp: Option<Arc<DhcpClient>>,
+    /// Fleet-wide behaviour.
+    pub behaviour: MachineBehaviour,
+    /// Where machine trees are written while metalprobe reads them.
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct State {
+    powered: bool,
+    boot: BootSettings,
+    phase: Phase,
+    probe: Probe,
+    task: Option<AbortHandle>,
+    boots: u32,
+}
+
+/// One simulated machine.
+#[derive(Debug)]
+pub struct Machine {
+    spec: MachineSpec,
+    env: Arc<BootEnvironment>,
+    state: Mutex<State>,
+}
+
+/// A Redfish reset type the machine does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reset type {0}")]
+pub struct UnknownReset(pub String);
+
+/// The reset types machines accept.
+pub const RESET_TYPES: [&str; 6] = [
+    "On",
+    "ForceOff",
+    "GracefulShutdown",
+    "ForceRestart",
+    "GracefulRestart",
+    "PowerCycle",
+];
+
+impl Machine {
+    /// A powered-off machine.
+    pub fn new(spec: MachineSpec, env: Arc<BootEnvironment>) -> Self {
+        let probe = env.behaviour.probe;
+        Self {
+            spec,
+            env,
+            state: Mutex::new(State {
+                powered: false,
+                boot: BootSettings::default(),
+                phase: Phase::Off,
+                probe,
+                task: None,
+                boots: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the machine is.
+    pub fn spec(&self) -> &MachineSpec {
+        &self.spec
+    }
+
+    /// Whether it is powered on.
+    pub fn powered(&self) -> bool {
+        self.state().powered
+    }
+
+    /// Where it is in its life.
+    pub fn phase(&self) -> Phase {
+        self.state().phase.clone()
+    }
+
+    /// How many times it has started.
+    pub fn boots(&self) -> u32 {
+        self.state().boots
+    }
+
+    /// The stored boot override.
+    pub fn boot_settings(&self) -> BootSettings {
+        self.state().boot.clone()
+    }
+
+    /// Stores a boot override.
+    pub fn set_boot_settings(&self, boot: BootSettings) {
+        self.state().boot = boot;
+    }
+
+    /// Changes what its discovery system does from the next boot on.
+    pub fn set_probe(&self, probe: Probe) {
+        self.state().probe = probe;
+    }
+
+    /// Applies a Redfish reset type, `power_delay` later.
+    pub fn reset(self: &Arc<Self>, reset_type: &str) -> Result<(), UnknownReset> {
+        if !RESET_TYPES.contains(&reset_type) {
+            return Err(UnknownReset(reset_type.to_owned()));
+        }
+        let delay = self.env.behaviour.power_delay;
+        if delay.is_zero() {
+            self.apply(reset_type);
+        } else {
+            let machine = self.clone();
+            let reset_type = reset_type.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                machine.apply(&reset_type);
+            });
+        }
+        Ok(())
+    }
+
+    fn apply(self: &Arc<Self>, reset_type: &str) {
+        let mut state = self.state();
+        let start = match reset_type {
+            "On" => !state.powered,
+            "ForceOff" | "GracefulShutdown" => {
+                state.powered = false;
+                state.phase = Phase::Off;
+                false
+            }
+            _ => true,
+        };
+        // Power off or a restart ends whatever the machine was doing.
+        if (start || !state.powered)
+            && let Some(task) = state.task.take()
+        {
+            task.abort();
+        }
+        if !start {
+            return;
+        }
+        state.powered = true;
+        state.boots += 1;
+        let source = state.boot.take_next();
+        if source == BootSource::Disk {
+            state.phase = Phase::LocalDisk;
+            return;
+        }
+        state.phase = Phase::Firmware;
+        let machine = self.clone();
+        let probe = state.probe;
+        let task = tokio::spawn(async move {
+            let outcome = machine.network_boot(source, probe).await;
+            let mut state = machine.state();
+            match outcome {
+                Ok(()) => state.phase = Phase::Reported,
+                Err(error) => {
+                    tracing::warn!(machine = machine.spec.index, uuid = %machine.spec.uuid, %error, "network boot failed");
+                    state.phase = Phase::Failed(error);
+                }
+            }
+        });
+        state.task = Some(task.abort_handle());
+    }
+
+    /// Stops whatever the machine is doing (the fleet is going away).
+    pub fn halt(&self) {
+        if let Some(task) = self.state().task.take() {
+            task.abort();
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.state().phase = phase;
+    }
+
+    async fn fetch(&self, url: &str) -> Result<reqwest::Response, String> {
+        self.env
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|error| format!("GET {url}: {error}"))
+    }
+
+    async fn network_boot(&self, source: BootSource, probe: Probe) -> Result<(), String> {
+        tokio::time::sleep(self.env.behaviour.boot_delay).await;
+        let mac = &self.spec.macs[0];
+        let (class, given) = match source {
+            BootSource::Http(uri) => (ClientClass::HttpBoot, uri),
+            _ => (ClientClass::Ipxe, None),
+        };
+        let mut address = None;
+        let first = match (given, &self.env.dhcp) {
+            (Some(uri), _) => uri,
+            (None, Some(dhcp)) => {
+                let lease = dhcp
+                    .lease(mac, class)
+                    .await
+                    .map_err(|error| format!("DHCP: {error}"))?;
+                address = Some(lease.address);
+                lease
+                    .boot_file
+                    .ok_or_else(|| format!("DHCP gave {} no boot file", lease.address))?
+            }
+            (None, None) => match &self.env.boot_url {
+                Some(url) => format!("{}/ipxe", url.trim_end_matches('/')),
+                None => return Err(String::from("no DHCP and no boot server URL")),
+            },
+        };
+        self.set_phase(Phase::Ipxe);
+        let vars = HashMap::from([
+            (String::from("uuid"), self.spec.uuid.clone()),
+            (String::from("mac"), mac.clone()),
+        ]);
+        let mut url = first;
+        let mut kernel_args = None;
+        for _ in 0..8 {
+            let response = self.fetch(&url).await?;
+            let text = response
+                .text()
+                .await
+                .map_err(|error| format!("GET {url}: {error}"))?;
+            let steps = firmware::interpret(&text, &vars).map_err(|e| format!("{url}: {e}"))?;
+            let mut next = None;
+            for step in steps {
+                match step {
+                    Step::Chain { url, .. } => {
+                        next = Some(url);
+                        break;
+                    }
+                    Step::Kernel { url, args } => {
+                        self.fetch(&url)
+                            .await?
+                            .bytes()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        kernel_args = Some(args);
+                    }
+                    Step::Initrd { url } => {
+                        self.fetch(&url)
+                            .await?
+                            .bytes()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Step::Boot => break,
+                    Step::LocalBoot => {
+                        self.set_phase(Phase::LocalDisk);
+                        return Ok(());
+                    }
+                }
+            }
+            match next {
+                Some(chained) => url = chained,
+                None => break,
+            }
+        }
+        let args = kernel_args.ok_or_else(|| format!("{url} loaded no kernel"))?;
+        let ignition_url = firmware::kernel_arg(&args, "ignition.config.url")
+            .ok_or_else(|| format!("the kernel command line has no ignition URL: {args}"))?;
+        let ignition: serde_json::Value = self
+            .fetch(ignition_url)
+            .await?
+            .json()
+            .await
+            .map_err(|error| format!("the ignition is not JSON: {error}"))?;
+        let instructions =
+            firmware::discovery_instructions(&ignition).map_err(|error| error.to_string())?;
+        self.set_phase(Phase::Probing);
+        if probe == Probe::Never {
+            std::future::pending::<()>().await;
+        }
+        let token = match probe {
+            Probe::WrongToken => Some(String::from("not-the-boot-token")),
+            _ => instructions.token.clone(),
+        };
+        self.run_metalprobe(&instructions, token.as_deref(), address)
+            .await
+    }
+
+    /// Writes this machine's tree, runs metalprobe's collection over it and posts the
+    /// report, as the discovery system's metalprobe unit does.
+    async fn run_metalprobe(
+        &self,
+        instructions: &firmware::DiscoveryInstructions,
+        token: Option<&str>,
+        address: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), String> {
+        let root = self
+            .env
+            .work_dir
+            .join(format!("machine-{}", self.spec.index));
+        let address = address.unwrap_or_else(|| {
+            let n = self.spec.index as u32;
+            std::net::Ipv4Addr::new(10, 200 + (n >> 16) as u8, (n >> 8) as u8, n as u8)
+        });
+        let tree = self.fake_machine(address);
+        let collect_root = root.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            tree.write(&collect_root)
+                .map_err(|error| format!("cannot write the machine tree: {error}"))?;
+            let report = metalprobe::collect::collect(&collect_root);
+            let _ = std::fs::remove_dir_all(&collect_root);
+            Ok::<_, String>(report)
+        })
+        .await
+        .map_err(|error| error.to_string())??;
+        let mut report = report;
+        report.timestamp = jiff::Timestamp::now().to_string();
+        let registration = metalprobe::report::Registration {
+            system_uuid: instructions
+                .server_uuid
+                .clone()
+                .unwrap_or_else(|| report.system_info.system_information.uuid.clone()),
+            data: report,
+        };
+        metalprobe::post::register(
+            &self.env.http,
+            &instructions.registry_url,
+            token,
+            &registration,
+            5,
+        )
+        .await
+        .map_err(|error| error.to_string())
+    }
+
+    fn fake_machine(&self, address: std::net::Ipv4Addr) -> FakeMachine {
+        let spec = &self.spec;
+        FakeMachine {
+            uuid: spec.uuid.to_uppercase(),
+            manufacturer: MANUFACTURER.to_owned(),
+            model: spec.model.clone(),
+            serial: spec.serial.clone(),
+            nics: spec
+                .macs
+                .iter()
+                .enumerate()
+                .map(|(n, mac)| FakeNic {
+                    name: format!("eno{}", n + 1),
+                    mac: mac.clone(),
+                    ipv4: (n == 0).then(|| (address.to_string(), 16)),
+                    link_up: n == 0,
+                })
+                .collect(),
+            cpus: spec.cpus,
+            memory_kib: spec.memory_gib * 1024 * 1024,
+            disks: spec.disks.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(target: &str, enabled: &str) -> BootSettings {
+        BootSettings {
+            target: target.to_owned(),
+            enabled: enabled.to_owned(),
+            http_boot_uri: Some(String::from("http://h/boot.efi")),
+            ..BootSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_once_override_is_used_up_by_one_start() {
+        let mut settings = boot("Pxe", "Once");
+        assert_eq!(settings.take_next(), BootSource::Pxe);
+        assert_eq!(settings.take_next(), BootSource::Disk);
+        assert_eq!(settings.enabled, "Disabled");
+    }
+
+    #[test]
+    fn a_continuous_override_stays_and_http_boot_carries_its_uri() {
+        let mut settings = boot("UefiHttp", "Continuous");
+        for _ in 0..2 {
+            assert_eq!(
+                settings.take_next(),
+                BootSource::Http(Some(String::from("http://h/boot.efi")))
+            );
+        }
+    }
+
+    #[test]
+    fn without_an_override_machines_boot_from_disk() {
+        assert_eq!(BootSettings::default().take_next(), BootSource::Disk);
+        assert_eq!(boot("Hdd", "Once").take_next(), BootSource::Disk);
+    }
+}
