@@ -7,18 +7,22 @@
 //! them.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use testenv::tools;
 
-use crate::run::{checked, checked_with_retries, note, step};
+use crate::run::{checked, checked_with_retries, note, output, step};
 
 /// Debian's cargo, which drives Debian's rustc.
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 /// Where Debian's wasi-libc puts the wasm32 C library the std build links against.
 const WASI_LIBDIR: &str = "/usr/lib/wasm32-wasi";
+/// Where Debian's `lld-22` puts `wasm-ld`, which `wasm-component-ld` runs.
+const LLD_BIN_DIR: &str = "/usr/lib/llvm-22/bin";
+/// The component linker built from crates.io when no Rust toolchain here ships one.
+const COMPONENT_LINKER_VERSION: &str = "0.5.21";
 
 /// Builds every member of the plugin workspace, and the driver from docs/plugins.md's
 /// tutorial, and copies the components into place.
@@ -35,6 +39,7 @@ pub fn build() -> anyhow::Result<()> {
             "{DEBIAN_CARGO} is missing; run `cargo xtask setup` to install Debian's wasm toolchain"
         );
     }
+    let linker = component_linker()?;
     // Download first, with retries, so a network hiccup does not fail the build.
     checked_with_retries(|| {
         let mut fetch = debian_cargo();
@@ -44,6 +49,7 @@ pub fn build() -> anyhow::Result<()> {
     checked(&mut debian_wasm_build(
         &manifest,
         &target_dir,
+        &linker,
         &["--workspace"],
     ))?;
 
@@ -76,7 +82,7 @@ pub fn build() -> anyhow::Result<()> {
         note(format_args!("{}", dest.join(name).display()));
     }
     let tutorial = tutorial_crate(&root)?;
-    checked(&mut debian_wasm_build(&tutorial, &target_dir, &[]))?;
+    checked(&mut debian_wasm_build(&tutorial, &target_dir, &linker, &[]))?;
     let tutorial_component = built.join(format!("{}.wasm", TUTORIAL_CRATE.replace('-', "_")));
     let name = tutorial_component
         .file_name()
@@ -127,8 +133,58 @@ fn member_names(plugins: &Path) -> anyhow::Result<Vec<String>> {
 /// The crate name the docs/plugins.md tutorial uses.
 const TUTORIAL_CRATE: &str = "my-driver";
 
-/// `cargo build` for wasm32-wasip2 with Debian's toolchain.
-fn debian_wasm_build(manifest: &Path, target_dir: &Path, extra: &[&str]) -> Command {
+/// `wasm-component-ld`, the linker that turns rustc's wasm32-wasip2 output into a component.
+///
+/// Debian's rustc (1.96, bookworm-security) does not ship it, so it comes from, in order: PATH,
+/// the rustup toolchain `cargo xtask` runs under (rustup ships it beside rust-lld), or a
+/// `cargo install` of a pinned version into the tool cache.
+fn component_linker() -> anyhow::Result<PathBuf> {
+    const NAME: &str = "wasm-component-ld";
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(NAME))
+            .find(|path| path.is_file())
+    }) {
+        return Ok(found);
+    }
+    if let Ok(sysroot) = output(Command::new("rustc").args(["--print", "sysroot"])) {
+        let rustlib = Path::new(sysroot.trim()).join("lib").join("rustlib");
+        if let Ok(hosts) = fs::read_dir(&rustlib) {
+            for host in hosts.flatten() {
+                let candidate = host.path().join("bin").join(NAME);
+                if candidate.is_file() {
+                    return Ok(candidate);
+                }
+            }
+        }
+    }
+    let root = tools::cache_dir()
+        .join("wasm-component-ld")
+        .join(COMPONENT_LINKER_VERSION);
+    let installed = root.join("bin").join(NAME);
+    if !installed.is_file() {
+        step(format_args!(
+            "plugins: building {NAME} {COMPONENT_LINKER_VERSION} (no Rust toolchain here ships it)"
+        ));
+        checked_with_retries(|| {
+            let mut install = Command::new("cargo");
+            install
+                .args(["install", "--locked", "--version", COMPONENT_LINKER_VERSION, NAME])
+                .arg("--root")
+                .arg(&root);
+            install
+        })?;
+    }
+    Ok(installed)
+}
+
+/// `cargo build` for wasm32-wasip2 with Debian's toolchain, linking with `linker`.
+fn debian_wasm_build(
+    manifest: &Path,
+    target_dir: &Path,
+    linker: &Path,
+    extra: &[&str],
+) -> Command {
     let mut command = debian_cargo();
     command
         .args([
@@ -145,15 +201,17 @@ fn debian_wasm_build(manifest: &Path, target_dir: &Path, extra: &[&str]) -> Comm
         // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"))
+        .env("CARGO_TARGET_WASM32_WASIP2_LINKER", linker)
         .args(extra);
     command
 }
 
-/// Debian's cargo with Debian's rustc first on PATH and none of rustup's settings, which
-/// `cargo xtask` runs under and which must not leak into Debian's toolchain.
+/// Debian's cargo with Debian's rustc first on PATH (and `wasm-ld` after it) and none of
+/// rustup's settings, which `cargo xtask` runs under and which must not leak into Debian's
+/// toolchain.
 fn debian_cargo() -> Command {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![std::path::PathBuf::from("/usr/bin")];
+    let mut dirs = vec![PathBuf::from("/usr/bin"), PathBuf::from(LLD_BIN_DIR)];
     dirs.extend(std::env::split_paths(&path));
     let mut command = Command::new(DEBIAN_CARGO);
     // Joining fails only for a PATH entry with a `:`, which the existing PATH cannot have.
@@ -175,7 +233,7 @@ fn debian_cargo() -> Command {
 
 /// Writes the tutorial crate from docs/plugins.md (its first `toml` block and every `rust`
 /// block) under target/, so the documented code is built, and tested, exactly as written.
-fn tutorial_crate(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn tutorial_crate(root: &Path) -> anyhow::Result<PathBuf> {
     let doc_path = root.join("docs").join("plugins.md");
     let doc =
         fs::read_to_string(&doc_path).with_context(|| format!("read {}", doc_path.display()))?;
