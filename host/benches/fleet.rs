@@ -79,7 +79,8 @@ async fn run(servers: usize) -> Result {
             apply_bmcs: false,
             behaviour: MachineBehaviour::default(),
             ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
-            metalprobe: None,
+            metalprobe: testenv::components::workspace_binary("metalprobe")
+                .expect("metalprobe is built"),
             components,
             operator_args: Vec::new(),
             operator_log: String::from("warn"),

@@ -553,9 +553,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Api::<Server>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(
+    // Not `owns`: it looks for the owner in the child's namespace, and Servers are
+    // cluster-scoped, so it would queue a second, namespaced key for the same Server whose
+    // reconciles run beside the Server's own (two discovery starts, two boot tokens).
+    .watches(
         Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
         watcher::Config::default(),
+        |config| server::owner(&config),
     )
     .with_config(
         kube::runtime::controller::Config::default().concurrency(args.discovery.server_concurrency),

@@ -18,6 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 mod common;
 use common::eventually;
+use ferrometal_sim::firmware;
 use testenv::{ControlPlane, FakeMachine, FakeNic, OciRegistry, SushyEmulator};
 
 const NAMESPACE: &str = "first-boot";
@@ -101,7 +102,7 @@ impl Setup {
 
     /// Does what the firmware and the discovery system's ignition do: fetch the iPXE script,
     /// find the ignition URL, fetch the ignition and read the registry URL, the token and
-    /// where metalprobe is downloaded from.
+    /// where metalprobe is downloaded from (with the fleet simulator's interpreters).
     async fn boot(&self, uuid: &str) -> Boot {
         let script = reqwest::get(format!("{}/ipxe/{uuid}", self.base_url))
             .await
@@ -109,9 +110,15 @@ impl Setup {
             .text()
             .await
             .expect("text");
-        let ignition_url = script
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("ignition.config.url="))
+        let steps = firmware::interpret(&script, &Default::default()).expect("iPXE script");
+        let ignition_url = steps
+            .iter()
+            .find_map(|step| match step {
+                firmware::Step::Kernel { args, .. } => {
+                    firmware::kernel_arg(args, "ignition.config.url")
+                }
+                _ => None,
+            })
             .unwrap_or_else(|| panic!("no ignition URL in:\n{script}"))
             .to_owned();
         let ignition: serde_json::Value = reqwest::get(&ignition_url)
@@ -120,36 +127,14 @@ impl Setup {
             .json()
             .await
             .expect("ignition JSON");
-        let token = ignition["storage"]["files"]
-            .as_array()
-            .expect("files")
-            .iter()
-            .find(|f| f["path"] == "/etc/metalprobe/token")
-            .and_then(|f| f["contents"]["source"].as_str())
-            .and_then(|source| source.strip_prefix("data:,"))
-            .expect("token file")
-            .to_owned();
-        let unit = ignition["systemd"]["units"][0]["contents"]
-            .as_str()
-            .expect("metalprobe unit")
-            .to_owned();
-        let registry = unit
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("--registry-url="))
-            .expect("registry URL in the unit")
-            .to_owned();
-        let probe_url = ignition["storage"]["files"]
-            .as_array()
-            .expect("files")
-            .iter()
-            .find(|f| f["path"] == "/usr/local/bin/metalprobe")
-            .and_then(|f| f["contents"]["source"].as_str())
-            .expect("metalprobe download in the ignition")
-            .to_owned();
+        let instructions =
+            firmware::discovery_instructions(&ignition).expect("metalprobe instructions");
         Boot {
-            registry,
-            token,
-            probe_url,
+            registry: instructions.registry_url,
+            token: instructions.token.expect("token file"),
+            probe_url: instructions
+                .probe_url
+                .expect("metalprobe download in the ignition"),
         }
     }
 }

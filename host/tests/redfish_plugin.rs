@@ -43,6 +43,7 @@ async fn bmc(systems: usize, feature_set: FeatureSet) -> SushyEmulator {
         }),
         tls: true,
         feature_set,
+        listen: None,
     })
     .await
     .expect("sushy-emulator")

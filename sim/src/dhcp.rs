@@ -189,8 +189,19 @@ impl DhcpClient {
         Err(DhcpError::NoAnswer(what, self.attempts))
     }
 
-    /// Gets a lease for `mac`.
+    /// Gets a lease for `mac`; a refusal (NAK) starts over with a new DISCOVER, as RFC 2131
+    /// clients do, up to [`DhcpClient::attempts`] times.
     pub async fn lease(&self, mac: &str, class: ClientClass) -> Result<Lease, DhcpError> {
+        let mut refusals = 0;
+        loop {
+            match self.lease_once(mac, class).await {
+                Err(DhcpError::Refused) if refusals + 1 < self.attempts => refusals += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn lease_once(&self, mac: &str, class: ClientClass) -> Result<Lease, DhcpError> {
         let bytes = mac_bytes(mac).ok_or_else(|| DhcpError::BadMac(mac.to_owned()))?;
         let xid = self.next_xid.fetch_add(1, Ordering::Relaxed);
         let offer = self

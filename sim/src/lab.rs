@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -34,8 +33,9 @@ pub struct LabOptions {
     pub behaviour: MachineBehaviour,
     /// The `ferrometal` binary.
     pub ferrometal: PathBuf,
-    /// The `metalprobe` binary the boot server offers, if any.
-    pub metalprobe: Option<PathBuf>,
+    /// The `metalprobe` binary the boot server offers: the discovery ignition names its URL
+    /// (simulated machines run metalprobe's code in-process and do not download it).
+    pub metalprobe: PathBuf,
     /// Directory holding the built plugin components (`redfish.wasm`, …).
     pub components: PathBuf,
     /// More `ferrometal run` arguments.
@@ -80,6 +80,25 @@ fn free_udp_port() -> Result<u16, LabError> {
         .and_then(|socket| socket.local_addr())
         .map(|address| address.port())
         .map_err(io("pick a UDP port"))
+}
+
+/// How ferrometal reaches a BMC applied with `spec.access`.
+#[derive(Debug, Clone)]
+pub struct BmcAccess {
+    /// Name of the BMC and its BMCSecret.
+    pub name: String,
+    /// The BMC's MAC.
+    pub mac: String,
+    /// Its IP address.
+    pub ip: String,
+    /// Its Redfish port.
+    pub port: u16,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
 }
 
 /// The running installation. Dropping it stops everything.
@@ -243,10 +262,8 @@ impl Lab {
             "--discovery-image".into(),
             image.reference.clone(),
         ];
-        if let Some(metalprobe) = &options.metalprobe {
-            args.push("--metalprobe-binary".into());
-            args.push(metalprobe.display().to_string());
-        }
+        args.push("--metalprobe-binary".into());
+        args.push(options.metalprobe.display().to_string());
         if let Some(ca) = fleet.ca_pem() {
             let file = options.work_dir.join("bmc-ca.pem");
             std::fs::write(&file, ca).map_err(io(format!("write {}", file.display())))?;
@@ -334,58 +351,64 @@ impl Lab {
         range: std::ops::Range<usize>,
         password: Option<&str>,
     ) -> Result<(), LabError> {
-        let bmcs: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource("BMC"));
-        let secrets: Api<DynamicObject> =
-            Api::all_with(self.client.clone(), &resource("BMCSecret"));
         let scheme = if self.fleet.ca_pem().is_some() {
             "https"
         } else {
             "http"
         };
-        let username = self.credentials.0.clone();
-        let password = password.unwrap_or(&self.credentials.1).to_owned();
-        let bmcs_to_apply: Vec<Arc<crate::Bmc>> = self.fleet.bmcs()[range].to_vec();
-        let futures = bmcs_to_apply.into_iter().map(|bmc| {
-            let bmcs = bmcs.clone();
-            let secrets = secrets.clone();
-            let (username, password) = (username.clone(), password.clone());
-            async move {
-                let name = format!("sim-bmc-{}", bmc.spec().index);
-                let address = bmc.address().map(|a| a.ip().to_string()).unwrap_or_default();
-                let secret: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "metal.ironcore.dev/v1alpha1",
-                    "kind": "BMCSecret",
-                    "metadata": {"name": name},
-                    "stringData": {
-                        "username": username,
-                        "password": password,
-                    },
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                let object: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "metal.ironcore.dev/v1alpha1",
-                    "kind": "BMC",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "access": {"macAddress": bmc.spec().mac, "ip": address},
-                        "bmcSecretRef": {"name": name},
-                        "protocol": {"name": "Redfish", "port": bmc.address().map_or(0, |a| a.port()), "scheme": scheme},
-                    },
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                secrets.create(&PostParams::default(), &secret).await?;
-                bmcs.create(&PostParams::default(), &object).await?;
-                Ok::<(), kube::Error>(())
-            }
-        });
+        let password = password.unwrap_or(&self.credentials.1);
+        let accesses: Vec<BmcAccess> = self.fleet.bmcs()[range]
+            .iter()
+            .map(|bmc| BmcAccess {
+                name: format!("sim-bmc-{}", bmc.spec().index),
+                mac: bmc.spec().mac.clone(),
+                ip: bmc
+                    .address()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default(),
+                port: bmc.address().map_or(0, |a| a.port()),
+                scheme,
+                username: self.credentials.0.clone(),
+                password: password.to_owned(),
+            })
+            .collect();
         use futures::StreamExt;
-        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(futures)
+        let results: Vec<Result<(), LabError>> = futures::stream::iter(&accesses)
+            .map(|access| self.apply_bmc(access))
             .buffer_unordered(32)
             .collect()
             .await;
-        for result in results {
-            result?;
-        }
+        results.into_iter().collect()
+    }
+
+    /// Applies a BMCSecret and a BMC with `spec.access`, both named `access.name`.
+    pub async fn apply_bmc(&self, access: &BmcAccess) -> Result<(), LabError> {
+        let bmcs: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource("BMC"));
+        let secrets: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &resource("BMCSecret"));
+        let secret: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "BMCSecret",
+            "metadata": {"name": access.name},
+            "stringData": {
+                "username": access.username,
+                "password": access.password,
+            },
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "BMC",
+            "metadata": {"name": access.name},
+            "spec": {
+                "access": {"macAddress": access.mac, "ip": access.ip},
+                "bmcSecretRef": {"name": access.name},
+                "protocol": {"name": "Redfish", "port": access.port, "scheme": access.scheme},
+            },
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        secrets.create(&PostParams::default(), &secret).await?;
+        bmcs.create(&PostParams::default(), &object).await?;
         Ok(())
     }
 

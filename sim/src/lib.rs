@@ -12,6 +12,7 @@
 
 pub mod bmc;
 pub mod dhcp;
+pub mod external;
 pub mod faults;
 pub mod firmware;
 pub mod lab;
@@ -122,6 +123,8 @@ pub enum SimError {
 /// A running fleet. Dropping it stops every BMC and machine.
 pub struct Fleet {
     bmcs: Vec<Arc<Bmc>>,
+    env: Arc<BootEnvironment>,
+    dhcp: Option<Arc<DhcpClient>>,
     port: u16,
     ca: Option<Arc<testenv::CertificateAuthority>>,
     /// Listeners and DHCP announcers; dropping the set aborts them.
@@ -176,8 +179,8 @@ impl Fleet {
         }
         let needs_dhcp = options.dhcp_bmcs > 0 || options.machine_dhcp;
         let dhcp = match (needs_dhcp, options.dhcp) {
-            (false, _) => None,
-            (true, Some(ports)) => Some(DhcpClient::bind(ports.client, ports.server)?),
+            (_, Some(ports)) => Some(DhcpClient::bind(ports.client, ports.server)?),
+            (false, None) => None,
             (true, None) => {
                 return Err(SimError::Options(String::from(
                     "DHCP BMCs or machine DHCP need the DHCP server's ports",
@@ -245,6 +248,8 @@ impl Fleet {
         }
         Ok(Self {
             bmcs,
+            env,
+            dhcp,
             port,
             ca,
             _tasks: tasks,
@@ -306,6 +311,28 @@ impl Fleet {
     /// Every machine.
     pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
         self.bmcs.iter().flat_map(|bmc| bmc.machines())
+    }
+
+    /// A machine of this fleet's kind whose power and boot override live in another BMC's
+    /// Redfish `system` (e.g. sushy-emulator's fake driver); it boots while following it.
+    /// `spec.index` names its scratch directory, so it must not be a fleet machine's.
+    pub fn follow_external(
+        &self,
+        spec: spec::MachineSpec,
+        system: external::RedfishSystem,
+    ) -> (Arc<Machine>, external::Follower) {
+        let machine = Arc::new(Machine::new(spec, self.env.clone()));
+        let follower = external::follow(machine.clone(), system);
+        (machine, follower)
+    }
+
+    /// Leases an address for `mac` from the DHCP server, as a BMC announcing itself does
+    /// (so that an external BMC can listen there).
+    pub async fn lease(&self, mac: &str) -> Result<Ipv4Addr, SimError> {
+        let dhcp = self.dhcp.as_ref().ok_or_else(|| {
+            SimError::Options(String::from("the fleet was started without DHCP ports"))
+        })?;
+        Ok(dhcp.lease(mac, ClientClass::Plain).await?.address)
     }
 
     /// The port every BMC listens on.

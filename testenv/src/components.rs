@@ -34,21 +34,21 @@ pub fn component(name: &str) -> Result<PathBuf> {
     }
 }
 
-/// A binary of this workspace built by cargo (e.g. `metalprobe`), for tests of other crates
-/// that run it. `cargo test --workspace` builds every workspace binary; otherwise the error
-/// names the command that does.
+/// A binary of this workspace built by cargo (e.g. `metalprobe`), for tests and benchmarks
+/// of other crates that run it: the debug build, else the release build. `cargo test
+/// --workspace` builds every workspace binary, `make bench` the release metalprobe; otherwise
+/// the error names the command that does.
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| tools::workspace_root().join("target"), PathBuf::from);
-    let path = target.join("debug").join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(Error::BinaryMissing {
+    let debug = target.join("debug").join(name);
+    [debug.clone(), target.join("release").join(name)]
+        .into_iter()
+        .find(|path| path.is_file())
+        .ok_or(Error::BinaryMissing {
             name: name.to_owned(),
-            path,
+            path: debug,
         })
-    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ pub struct SushyOptions {
     pub tls: bool,
     /// Which resources to offer.
     pub feature_set: FeatureSet,
+    /// Where to listen; `None` picks a free port on 127.0.0.1. Keep it on loopback.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// A running sushy-emulator; killed on drop.
@@ -134,10 +136,13 @@ impl SushyEmulator {
         let bin = tools::sushy_emulator().require()?;
         let run_dir = RunDir::create("sushy")?;
         let dir = run_dir.path().to_path_buf();
-        let port = free_port()?;
+        let (ip, port) = match options.listen {
+            Some(address) => (address.ip().to_string(), address.port()),
+            None => (String::from("127.0.0.1"), free_port()?),
+        };
 
         let mut config = String::from("import json\n");
-        config.push_str("SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n");
+        let _ = writeln!(config, "SUSHY_EMULATOR_LISTEN_IP = {}", py_str(&ip));
         let _ = writeln!(config, "SUSHY_EMULATOR_LISTEN_PORT = {port}");
         config.push_str("SUSHY_EMULATOR_FAKE_DRIVER = True\n");
         let _ = writeln!(
@@ -183,7 +188,7 @@ impl SushyEmulator {
         }
         let ca_cert_pem = if options.tls {
             let ca = CertificateAuthority::new("ferrometal-testenv-bmc-ca")?;
-            let leaf = ca.issue_server("sushy-emulator", &["127.0.0.1", "localhost"])?;
+            let leaf = ca.issue_server("sushy-emulator", &[ip.as_str(), "localhost"])?;
             let cert = dir.join("tls.crt");
             let key = dir.join("tls.key");
             fs::write(&cert, &leaf.cert_pem)
@@ -218,7 +223,7 @@ impl SushyEmulator {
         let scheme = if options.tls { "https" } else { "http" };
         let mut emulator = Self {
             process,
-            base_url: format!("{scheme}://127.0.0.1:{port}"),
+            base_url: format!("{scheme}://{ip}:{port}"),
             ca_cert_pem,
             auth: options.auth,
             systems: options.systems,

@@ -7,7 +7,8 @@ use std::process::Command;
 use anyhow::Context;
 use testenv::tools;
 
-use crate::run::{output, step};
+use crate::run::{checked, output, step};
+use crate::{plugins, setup};
 
 /// `(section heading, cargo bench arguments)`.
 const BENCHES: &[(&str, &[&str])] = &[
@@ -45,6 +46,14 @@ pub fn run() -> anyhow::Result<()> {
     let path = root.join("BENCHMARKS.md");
     let mut document = std::fs::read_to_string(&path).unwrap_or_else(|_| header());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    setup::all()?;
+    plugins::build()?;
+    // The fleet benchmark's boot server offers metalprobe (the discovery ignition names it).
+    checked(
+        Command::new(&cargo)
+            .args(["build", "--quiet", "--release", "-p", "metalprobe"])
+            .current_dir(&root),
+    )?;
     for (heading, args) in BENCHES {
         step(format_args!("benchmark: cargo {}", args.join(" ")));
         let section = output(Command::new(&cargo).args(*args).current_dir(&root))?;

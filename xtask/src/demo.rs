@@ -79,7 +79,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 ..MachineBehaviour::default()
             },
             ferrometal: binaries.join("ferrometal"),
-            metalprobe: Some(binaries.join("metalprobe")),
+            metalprobe: binaries.join("metalprobe"),
             components: root.join("target").join("components"),
             operator_args: vec![
                 String::from("--credential-retry-seconds"),

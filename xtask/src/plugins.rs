@@ -169,7 +169,13 @@ fn component_linker() -> anyhow::Result<PathBuf> {
         checked_with_retries(|| {
             let mut install = Command::new("cargo");
             install
-                .args(["install", "--locked", "--version", COMPONENT_LINKER_VERSION, NAME])
+                .args([
+                    "install",
+                    "--locked",
+                    "--version",
+                    COMPONENT_LINKER_VERSION,
+                    NAME,
+                ])
                 .arg("--root")
                 .arg(&root);
             install
@@ -179,12 +185,7 @@ fn component_linker() -> anyhow::Result<PathBuf> {
 }
 
 /// `cargo build` for wasm32-wasip2 with Debian's toolchain, linking with `linker`.
-fn debian_wasm_build(
-    manifest: &Path,
-    target_dir: &Path,
-    linker: &Path,
-    extra: &[&str],
-) -> Command {
+fn debian_wasm_build(manifest: &Path, target_dir: &Path, linker: &Path, extra: &[&str]) -> Command {
     let mut command = debian_cargo();
     command
         .args([

@@ -207,12 +207,11 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
     let owner = bmc.controller_owner_ref(&());
     let servers: Api<Server> = Api::all(ctx.client.clone());
     for server in &plan.servers {
-        let desired = json!({
+        let mut desired = json!({
             "apiVersion": "metal.ironcore.dev/v1alpha1",
             "kind": "Server",
             "metadata": {
                 "name": server.name,
-                "labels": bmc.labels(),
                 "ownerReferences": owner.clone().map(|o| vec![o]),
             },
             "spec": {
@@ -221,6 +220,12 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
                 "bmcRef": { "name": name },
             },
         });
+        // An empty `labels: {}` is dropped on storage, so applying it is never a no-op:
+        // every apply would bump the Server (and, as the BMC controller watches its
+        // Servers, run this reconcile again, without end).
+        if !bmc.labels().is_empty() {
+            desired["metadata"]["labels"] = json!(bmc.labels());
+        }
         servers
             .patch(
                 &server.name,

@@ -18,6 +18,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -254,7 +255,10 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                     attempt: progress.attempt.max(1),
                 };
             };
-            let fresh = observed.reported_at.is_some_and(|at| at >= started);
+            // Condition times have whole seconds: a report that arrives within the second
+            // discovery started in must count, or the Server waits for one that never comes.
+            let started_second = Timestamp::from_second(started.as_second()).unwrap_or(started);
+            let fresh = observed.reported_at.is_some_and(|at| at >= started_second);
             let mut missing: Vec<String> = match &observed.expected_macs {
                 Some(expected) => expected
                     .iter()
@@ -349,6 +353,16 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
+/// The Server a boot configuration belongs to (its controlling owner), as the cluster-scoped
+/// key the Server controller queues.
+pub fn owner(config: &ServerBootConfiguration) -> Option<ObjectRef<Server>> {
+    config
+        .owner_references()
+        .iter()
+        .find(|owner| owner.kind == "Server" && owner.controller == Some(true))
+        .map(|owner| ObjectRef::new(&owner.name))
+}
+
 /// How long to wait before retrying after an error.
 pub fn error_policy(_server: Arc<Server>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "server reconcile failed");
@@ -359,7 +373,17 @@ fn lowercase_macs<'a>(macs: impl IntoIterator<Item = &'a String>) -> Vec<String>
     macs.into_iter().map(|m| m.to_ascii_lowercase()).collect()
 }
 
-async fn reconcile_inner(server: &Server, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error> {
+    // Decide on the stored Server, not the watch cache: the cache can lag behind this
+    // reconciler's own last writes, and a step planned on it would run twice (a second boot
+    // token that fails the machine already booting with the first, a second power-on).
+    let Some(server) = Api::<Server>::all(ctx.client.clone())
+        .get_opt(&cached.name_any())
+        .await?
+    else {
+        return Ok(Action::await_change());
+    };
+    let server = &server;
     let name = server.name_any();
     let settings = &ctx.discovery;
     let status = server.status.clone().unwrap_or_default();
@@ -1203,6 +1227,53 @@ mod tests {
             ..discovering(1, true)
         };
         assert_eq!(plan(&complete, BASE), Step::Complete);
+    }
+
+    #[test]
+    fn a_boot_configuration_maps_to_its_cluster_scoped_server() {
+        let mut config: ServerBootConfiguration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "ServerBootConfiguration",
+            "metadata": {"name": "s1", "namespace": "default", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "u0"},
+                {"apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server", "name": "s1",
+                 "uid": "u1", "controller": true}
+            ]},
+            "spec": {"serverRef": {"name": "s1"}, "image": "i"}
+        }))
+        .expect("config");
+        let key = owner(&config).expect("owner");
+        assert_eq!(key, ObjectRef::<Server>::new("s1"));
+        assert_eq!(key.namespace, None);
+        config.metadata.owner_references = None;
+        assert_eq!(owner(&config), None);
+    }
+
+    #[test]
+    fn a_report_within_the_second_discovery_started_is_fresh() {
+        // The report's condition time is the start's second, truncated.
+        let started = at(7)
+            .checked_add(SignedDuration::from_millis(900))
+            .expect("time");
+        let same_second = Observed {
+            progress: Progress {
+                started: Some(started),
+                ..discovering(1, true).progress
+            },
+            reported_at: Some(at(7)),
+            reported_macs: vec![String::from("aa:00:00:00:00:01")],
+            expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
+            ..discovering(1, true)
+        };
+        assert_eq!(plan(&same_second, BASE), Step::Complete);
+        let second_before = Observed {
+            reported_at: Some(at(6)),
+            ..same_second
+        };
+        assert!(matches!(
+            plan(&second_before, BASE),
+            Step::AwaitReport { .. }
+        ));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct Lease {
     pub expires: u64,
 }
 
+/// How long an offered address stays reserved for the client it was offered to.
+pub const OFFER_HOLD_SECONDS: u32 = 30;
+
 /// Every lease, by MAC (hex digits).
 #[derive(Debug, Default)]
 pub struct Leases {
@@ -64,11 +67,15 @@ impl Leases {
         {
             return Some(lease.ip);
         }
-        let taken = |ip: Ipv4Addr| {
-            self.by_mac
-                .iter()
-                .any(|(other, lease)| other != mac && lease.ip == ip && lease.expires > now)
-        };
+        // Collected once: a scan of every lease per candidate address would make a fleet
+        // booting at once quadratic.
+        let held: std::collections::HashSet<Ipv4Addr> = self
+            .by_mac
+            .iter()
+            .filter(|(other, lease)| *other != mac && lease.expires > now)
+            .map(|(_, lease)| lease.ip)
+            .collect();
+        let taken = |ip: Ipv4Addr| held.contains(&ip);
         let in_range = |ip: Ipv4Addr| {
             u32::from(ip) >= u32::from(subnet.range_start)
                 && u32::from(ip) <= u32::from(subnet.range_end)
@@ -96,6 +103,21 @@ impl Leases {
         );
     }
 
+    /// Holds `ip` for `mac` for [`OFFER_HOLD_SECONDS`] after an offer, unless `mac` already
+    /// has a lease, so that clients asking at the same moment are offered different
+    /// addresses (RFC 2131 §4.3.1: the server should reserve what it offers).
+    /// A hold is an ordinary short lease (it is saved with the next acknowledged one) and
+    /// ends by itself after the hold time.
+    pub fn hold_offer(&mut self, mac: &str, ip: Ipv4Addr, now: u64) {
+        if self
+            .by_mac
+            .get(mac)
+            .is_none_or(|lease| lease.expires <= now)
+        {
+            self.bind(mac, ip, now, OFFER_HOLD_SECONDS);
+        }
+    }
+
     /// Ends `mac`'s lease.
     pub fn release(&mut self, mac: &str) -> bool {
         self.by_mac.remove(mac).is_some()
@@ -110,6 +132,22 @@ impl Leases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offer_is_held_so_clients_asking_together_get_different_addresses() {
+        let mut leases = Leases::default();
+        let a = leases.choose("aa", &subnet(), None, 0).expect("address");
+        leases.hold_offer("aa", a, 0);
+        let b = leases.choose("bb", &subnet(), None, 0).expect("address");
+        assert_ne!(a, b, "the address offered to aa is held");
+        // The hold ends: the address is free again.
+        let later = u64::from(OFFER_HOLD_SECONDS) + 1;
+        assert_eq!(leases.choose("bb", &subnet(), Some(a), later), Some(a));
+        // A client with a lease keeps it whole.
+        leases.bind("cc", Ipv4Addr::new(10, 0, 0, 102), 0, 600);
+        leases.hold_offer("cc", Ipv4Addr::new(10, 0, 0, 102), 10);
+        assert_eq!(leases.get("cc").map(|l| l.expires), Some(600));
+    }
 
     fn subnet() -> Subnet {
         Subnet {

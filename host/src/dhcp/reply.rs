@@ -146,6 +146,7 @@ pub fn respond(
             let Some(ip) = leases.choose(&key, subnet, requested, now) else {
                 return outcome("exhausted");
             };
+            leases.hold_offer(&key, ip, now);
             opts.insert(DhcpOption::MessageType(MessageType::Offer));
             reply.set_yiaddr(ip);
         }
