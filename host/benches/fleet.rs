@@ -19,6 +19,8 @@ struct Result {
     servers: usize,
     seconds: f64,
     cpu_seconds: f64,
+    control_plane_cpu_seconds: f64,
+    simulator_cpu_seconds: f64,
     peak_rss_mib: f64,
     lab_seconds: f64,
 }
@@ -92,6 +94,15 @@ async fn run(servers: usize) -> Result {
     .expect("the lab starts");
     let lab_seconds = started.elapsed().as_secs_f64();
     let pid = lab.operator_pid().expect("operator runs");
+    let control_plane_cpu = || {
+        lab.control_plane
+            .pids()
+            .into_iter()
+            .map(cpu_seconds)
+            .sum::<f64>()
+    };
+    let (control_plane_before, simulator_before) =
+        (control_plane_cpu(), cpu_seconds(std::process::id()));
     let onboarding = Instant::now();
     lab.apply_bmcs(servers / 2..servers, None)
         .await
@@ -113,6 +124,8 @@ async fn run(servers: usize) -> Result {
         servers,
         seconds: onboarding.elapsed().as_secs_f64(),
         cpu_seconds: cpu_seconds(pid),
+        control_plane_cpu_seconds: control_plane_cpu() - control_plane_before,
+        simulator_cpu_seconds: cpu_seconds(std::process::id()) - simulator_before,
         peak_rss_mib: peak_rss_mib(pid),
         lab_seconds,
     }
@@ -139,16 +152,18 @@ fn main() {
             .join(",")
     );
     println!(
-        "| Servers | Onboarding → all Available | Operator CPU | Operator peak RSS | Lab start-up |"
+        "| Servers | Onboarding → all Available | Operator CPU | Operator peak RSS | kube-apiserver + etcd CPU | Simulator CPU | Lab start-up |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for result in results {
         println!(
-            "| {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} s |",
+            "| {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} s | {:.1} s | {:.1} s |",
             result.servers,
             result.seconds,
             result.cpu_seconds,
             result.peak_rss_mib,
+            result.control_plane_cpu_seconds,
+            result.simulator_cpu_seconds,
             result.lab_seconds
         );
     }

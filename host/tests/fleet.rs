@@ -142,21 +142,9 @@ async fn a_fleet_reaches_available_through_both_discovery_paths() {
     .await;
 
     // The DHCP-announced BMCs went through Endpoints named after their MACs.
-    let endpoints: Vec<String> = Api::<Endpoint>::all(lab.client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("endpoints")
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let endpoints = names::<Endpoint>(&lab).await;
     assert_eq!(endpoints, ["dhcp-5254fe000000", "dhcp-5254fe000001"]);
-    let bmcs: Vec<String> = Api::<BMC>::all(lab.client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("bmcs")
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let bmcs = names::<BMC>(&lab).await;
     assert_eq!(
         bmcs,
         [
@@ -169,17 +157,16 @@ async fn a_fleet_reaches_available_through_both_discovery_paths() {
 
     // Every Server carries what its machine's probe saw, and matches its machine.
     let servers: Api<Server> = Api::all(lab.client.clone());
+    let listed = servers
+        .list(&ListParams::default())
+        .await
+        .expect("servers")
+        .items;
     for machine in lab.fleet.machines() {
         let spec = machine.spec();
-        let server = servers
-            .list(&ListParams::default())
-            .await
-            .expect("servers")
-            .into_iter()
-            .find(|s| s.spec.system_uuid.as_deref() == Some(spec.uuid.as_str()))
-            .unwrap_or_else(|| panic!("no Server for machine {}", spec.uuid));
+        let server = server_of(&listed, &spec.uuid);
         let status = serde_json::to_value(server.status.as_ref().expect("status")).expect("json");
-        assert!(server_macs(&server).contains(&spec.macs[0]), "{status:#}");
+        assert!(server_macs(server).contains(&spec.macs[0]), "{status:#}");
         assert_eq!(status["serialNumber"], spec.serial.as_str(), "{status:#}");
         assert!(machine.boots() >= 1);
     }
@@ -203,6 +190,28 @@ async fn a_fleet_reaches_available_through_both_discovery_paths() {
     let before = versions().await;
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(versions().await, before, "settled Servers were rewritten");
+}
+
+/// The names of every object of kind `K`.
+async fn names<K>(lab: &Lab) -> Vec<String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Api::<K>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect()
+}
+
+/// The Server of the machine with `uuid`.
+fn server_of<'a>(servers: &'a [Server], uuid: &str) -> &'a Server {
+    servers
+        .iter()
+        .find(|s| s.spec.system_uuid.as_deref() == Some(uuid))
+        .unwrap_or_else(|| panic!("no Server for machine {uuid}"))
 }
 
 /// The MACs each Server reports, lowercase.
@@ -292,25 +301,17 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
         servers.len() == 2 && servers.iter().all(available)
     })
     .await;
-    let endpoints: Vec<String> = Api::<Endpoint>::all(lab.client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("endpoints")
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let endpoints = names::<Endpoint>(&lab).await;
     let announced_name = format!("dhcp-{}", specs[0].mac.replace(':', ""));
     assert_eq!(endpoints, [announced_name]);
     let servers = Api::<Server>::all(lab.client.clone())
         .list(&ListParams::default())
         .await
-        .expect("servers");
+        .expect("servers")
+        .items;
     for (machine, _) in &machines {
         let spec = machine.spec();
-        let server = servers
-            .iter()
-            .find(|s| s.spec.system_uuid.as_deref() == Some(spec.uuid.as_str()))
-            .unwrap_or_else(|| panic!("no Server for machine {}", spec.uuid));
+        let server = server_of(&servers, &spec.uuid);
         assert!(server_macs(server).contains(&spec.macs[0]));
         assert!(
             machine.boots() >= 1,

@@ -59,6 +59,9 @@ pub enum DhcpError {
     BadMac(String),
 }
 
+/// How many leases a fleet negotiates at once.
+const MAX_IN_FLIGHT: usize = 64;
+
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
 
 /// A fleet's DHCP client.
@@ -69,6 +72,9 @@ pub struct DhcpClient {
     pending: Pending,
     next_xid: AtomicU32,
     receiver: AbortHandle,
+    /// Leases in progress at once: a fleet of thousands starting together would otherwise
+    /// overflow the server's receive buffer and spend its time in retry back-off.
+    in_flight: tokio::sync::Semaphore,
     /// Wait for each answer.
     pub answer_timeout: Duration,
     /// Attempts per message before giving up.
@@ -87,6 +93,8 @@ fn bind(port: u16) -> std::io::Result<UdpSocket> {
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
     socket.bind_device(Some(b"lo"))?;
+    // Every reply of a fleet arrives on this one socket.
+    let _ = socket.set_recv_buffer_size(4 << 20);
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     UdpSocket::from_std(socket.into())
@@ -158,6 +166,7 @@ impl DhcpClient {
             pending,
             next_xid: AtomicU32::new(0x5e11_0000),
             receiver,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             answer_timeout: Duration::from_secs(2),
             attempts: 5,
         }))
@@ -203,6 +212,8 @@ impl DhcpClient {
 
     async fn lease_once(&self, mac: &str, class: ClientClass) -> Result<Lease, DhcpError> {
         let bytes = mac_bytes(mac).ok_or_else(|| DhcpError::BadMac(mac.to_owned()))?;
+        // Closed never: the semaphore lives as long as the client.
+        let _permit = self.in_flight.acquire().await;
         let xid = self.next_xid.fetch_add(1, Ordering::Relaxed);
         let offer = self
             .exchange(&request(xid, bytes, MessageType::Discover, class), "OFFER")

@@ -74,12 +74,18 @@ pub enum StartError {
     },
 }
 
+/// The receive buffer asked for on each DHCP socket.
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
 fn socket(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
     socket.bind_device(Some(interface.as_bytes()))?;
+    // A rack powered on at once sends a burst of DISCOVERs; the default receive buffer
+    // (about 200 KiB) holds only ~100 of them. The kernel caps this at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     tokio::net::UdpSocket::from_std(socket.into())
@@ -196,35 +202,61 @@ async fn serve_interface(
     }
 }
 
+/// Endpoint writes in flight at once: each is an API round trip, and a rack of BMCs
+/// onboarding together would otherwise wait for them one by one.
+const ENDPOINT_WRITERS: usize = 16;
+
 /// Creates or updates the Endpoint of each onboarded client (named `dhcp-<mac digits>`),
-/// skipping clients whose address did not change since the last write.
+/// skipping clients whose address did not change since the last write. Writes run
+/// concurrently; two for the same MAC can only overlap when its address changes twice
+/// within one round trip.
 pub async fn write_endpoints(client: Client, mut onboard: mpsc::Receiver<Onboard>) {
-    let mut written: HashMap<String, Ipv4Addr> = HashMap::new();
+    let written: Arc<Mutex<HashMap<String, Ipv4Addr>>> = Arc::default();
     let endpoints: Api<Endpoint> = Api::all(client);
+    let slots = Arc::new(tokio::sync::Semaphore::new(ENDPOINT_WRITERS));
+    let mut writes = tokio::task::JoinSet::new();
     while let Some(Onboard { mac, ip }) = onboard.recv().await {
-        if written.get(&mac) == Some(&ip) {
+        while writes.try_join_next().is_some() {}
+        let unchanged = written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&mac)
+            == Some(&ip);
+        if unchanged {
             continue;
         }
-        let name = format!("dhcp-{}", mac_digits(&mac));
-        let endpoint = json!({
-            "apiVersion": "metal.ironcore.dev/v1alpha1",
-            "kind": "Endpoint",
-            "metadata": { "name": name },
-            "spec": { "macAddress": mac, "ip": ip.to_string() },
-        });
-        match endpoints
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&endpoint),
-            )
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(%mac, %ip, endpoint = %name, "BMC onboarded from DHCP");
-                written.insert(mac, ip);
+        // The semaphore is never closed.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (endpoints, written) = (endpoints.clone(), written.clone());
+        writes.spawn(async move {
+            let _slot = slot;
+            let name = format!("dhcp-{}", mac_digits(&mac));
+            let endpoint = json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "Endpoint",
+                "metadata": { "name": name },
+                "spec": { "macAddress": mac, "ip": ip.to_string() },
+            });
+            match endpoints
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&endpoint),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%mac, %ip, endpoint = %name, "BMC onboarded from DHCP");
+                    written
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(mac, ip);
+                }
+                Err(error) => tracing::warn!(%mac, %error, "cannot write the Endpoint"),
             }
-            Err(error) => tracing::warn!(%mac, %error, "cannot write the Endpoint"),
-        }
+        });
     }
+    while writes.join_next().await.is_some() {}
 }
