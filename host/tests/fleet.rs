@@ -322,7 +322,6 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
         machines.iter().all(|(machine, _)| !machine.powered())
     })
     .await;
-    drop((announced, applied));
 }
 
 #[tokio::test]
