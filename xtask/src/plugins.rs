@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use testenv::tools;
 
-use crate::run::{checked, checked_with_retries, note, output, step};
+use crate::run::{checked, checked_with_retries, find_on_path, note, output, step};
 
 /// Debian's cargo, which drives Debian's rustc.
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -140,11 +140,7 @@ const TUTORIAL_CRATE: &str = "my-driver";
 /// `cargo install` of a pinned version into the tool cache.
 fn component_linker() -> anyhow::Result<PathBuf> {
     const NAME: &str = "wasm-component-ld";
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(NAME))
-            .find(|path| path.is_file())
-    }) {
+    if let Some(found) = find_on_path(NAME) {
         return Ok(found);
     }
     if let Ok(sysroot) = output(Command::new("rustc").args(["--print", "sysroot"])) {

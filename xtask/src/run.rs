@@ -80,8 +80,15 @@ pub fn output(command: &mut Command) -> anyhow::Result<String> {
 
 /// Whether `program` is on PATH.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| Path::new(&dir).join(program).is_file())
+    find_on_path(program).is_some()
+}
+
+/// Where `program` is on PATH, if it is.
+pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| Path::new(&dir).join(program))
+            .find(|path| path.is_file())
     })
 }
 
