@@ -79,6 +79,7 @@ async fn run(servers: usize) -> Result {
             dhcp_bmcs: servers / 2,
             tls: false,
             apply_bmcs: false,
+            start_operator: true,
             behaviour: MachineBehaviour::default(),
             ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
             metalprobe: testenv::components::workspace_binary("metalprobe")

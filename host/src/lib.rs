@@ -7,6 +7,7 @@ pub mod api;
 pub mod boot;
 pub mod controllers;
 pub mod dhcp;
+pub mod leader;
 pub mod plugins;
 pub mod registry;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use ferrometal::boot::image::{ImageResolver, RegistryConfig};
 use ferrometal::boot::index::BootIndex;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
+use ferrometal::leader::{ElectionSettings, Leadership};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
@@ -87,10 +88,53 @@ pub struct RunArgs {
     /// DHCP server configuration (YAML, see docs/dhcp.md); without it no DHCP is served.
     #[arg(long, env = "FERROMETAL_DHCP_CONFIG")]
     dhcp_config: Option<PathBuf>,
+    /// Directory for compiled plugins, so restarts skip compilation (default: none, compile
+    /// at every start).
+    #[arg(long, env = "FERROMETAL_PLUGIN_CACHE_DIR")]
+    plugin_cache_dir: Option<PathBuf>,
     #[command(flatten)]
     boot: BootArgs,
     #[command(flatten)]
     discovery: DiscoveryArgs,
+    #[command(flatten)]
+    election: ElectionArgs,
+}
+
+/// Options of leader election.
+#[derive(Debug, Args)]
+struct ElectionArgs {
+    /// Elect a leader with a Lease so several replicas can run: only the leader reconciles
+    /// and serves DHCP; every replica serves the boot server and the probe registry.
+    #[arg(long, env = "FERROMETAL_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "FERROMETAL_LEADER_ELECTION_LEASE_NAME",
+        default_value = "ferrometal-leader"
+    )]
+    leader_election_lease_name: String,
+    /// Namespace of the leader Lease (default: the namespace of the kubeconfig context, or of
+    /// the Pod in a cluster).
+    #[arg(long, env = "FERROMETAL_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Identity written into the Lease (default: host name plus a random suffix).
+    #[arg(long, env = "FERROMETAL_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
+    /// Seconds the lease lasts without renewal: a crashed leader is replaced within this.
+    #[arg(
+        long,
+        env = "FERROMETAL_LEADER_ELECTION_LEASE_SECONDS",
+        default_value_t = 15
+    )]
+    leader_election_lease_seconds: u64,
+    /// Seconds before expiry the leader renews its lease.
+    #[arg(
+        long,
+        env = "FERROMETAL_LEADER_ELECTION_RENEW_SECONDS",
+        default_value_t = 5
+    )]
+    leader_election_renew_seconds: u64,
 }
 
 /// Options of the first boot (the Server reconciler).
@@ -276,6 +320,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     boot_metrics.register(&mut registry);
     let dhcp_metrics = ferrometal::dhcp::server::DhcpMetrics::default();
     dhcp_metrics.register(&mut registry);
+    let leader_metrics = ferrometal::leader::LeaderMetrics::default();
+    leader_metrics.register(&mut registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_bind_address))?;
@@ -286,9 +332,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(%error, "the metrics server stopped");
         }
     });
+    let (leadership, elector) = if args.election.leader_elect {
+        let settings = ElectionSettings {
+            lease_name: args.election.leader_election_lease_name.clone(),
+            namespace: args
+                .election
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            identity: args
+                .election
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(ferrometal::leader::default_identity),
+            lease_duration: std::time::Duration::from_secs(
+                args.election.leader_election_lease_seconds,
+            ),
+            renew_before: std::time::Duration::from_secs(
+                args.election.leader_election_renew_seconds,
+            ),
+        };
+        let (leadership, elector) =
+            ferrometal::leader::elect(client.clone(), settings, leader_metrics).await?;
+        (leadership, Some(elector))
+    } else {
+        leader_metrics.set_leading(true);
+        (Leadership::always(), None)
+    };
     let plugins = PluginRuntime::new(
         RuntimeConfig {
             granted_capabilities: args.grants.clone(),
+            cache_dir: args.plugin_cache_dir.clone(),
             ..RuntimeConfig::default()
         },
         plugin_metrics,
@@ -417,6 +491,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resolutions: bootconfig::ResolutionCache::default(),
         index,
         allow_unauthenticated_ignition: args.boot.boot_allow_unauthenticated_ignition,
+        leadership: leadership.clone(),
         reporter: Reporter {
             controller: String::from("ferrometal-bootconfig"),
             instance: std::env::var("HOSTNAME").ok(),
@@ -474,20 +549,93 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("the ignition-generator plugin rejects its settings (--ignition-setting): {error}");
     }
 
-    if let Some(path) = &args.dhcp_config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("read DHCP configuration {}", path.display()))?;
-        let config = ferrometal::dhcp::config::DhcpConfig::parse(&text)
-            .map_err(|error| anyhow::anyhow!("DHCP configuration {}: {error}", path.display()))?;
+    // Read at start on every replica, so a bad file fails every replica at once; served
+    // only by the leader.
+    let dhcp_config = match &args.dhcp_config {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read DHCP configuration {}", path.display()))?;
+            Some(
+                ferrometal::dhcp::config::DhcpConfig::parse(&text).map_err(|error| {
+                    anyhow::anyhow!("DHCP configuration {}: {error}", path.display())
+                })?,
+            )
+        }
+    };
+
+    tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
+    let bootconfigs = tokio::spawn(bootconfig::run(
+        bootconfig_context,
+        args.namespace.clone(),
+        args.boot.bootconfig_concurrency,
+    ));
+    let leading = lead(
+        leadership.clone(),
+        Leader {
+            client: client.clone(),
+            endpoint: context,
+            bmc: bmc_context,
+            server: server_context,
+            dhcp: dhcp_config.map(|config| (config, dhcp_metrics)),
+            concurrency: (
+                args.endpoint_concurrency,
+                args.bmc_concurrency,
+                args.discovery.server_concurrency,
+            ),
+        },
+    );
+    let result = leading.await;
+    if let Some(elector) = elector {
+        elector.release().await;
+    }
+    // Leadership lost: exit at once; the restart rejoins as a standby.
+    result?;
+    let _ = bootconfigs.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the leader runs.
+struct Leader {
+    client: Client,
+    endpoint: Arc<endpoint::Context>,
+    bmc: Arc<bmc::Context>,
+    server: Arc<server::Context>,
+    dhcp: Option<(
+        ferrometal::dhcp::config::DhcpConfig,
+        ferrometal::dhcp::server::DhcpMetrics,
+    )>,
+    /// Endpoints, BMCs and Servers reconciled at once.
+    concurrency: (u16, u16, u16),
+}
+
+/// Waits for leadership, then runs the Endpoint, BMC and Server reconcilers and the DHCP
+/// server until shutdown (Ok) or until leadership is lost (Err).
+async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> {
+    tokio::select! {
+        () = leadership.acquired() => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    let Leader {
+        client,
+        endpoint: context,
+        bmc: bmc_context,
+        server: server_context,
+        dhcp,
+        concurrency: (endpoint_concurrency, bmc_concurrency, server_concurrency),
+    } = leader;
+    let mut dhcp_tasks = tokio::task::JoinSet::new();
+    if let Some((config, dhcp_metrics)) = dhcp {
         let (onboard, onboarded) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(ferrometal::dhcp::server::write_endpoints(
+        dhcp_tasks.spawn(ferrometal::dhcp::server::write_endpoints(
             client.clone(),
             onboarded,
         ));
         if let Some(root) = &config.tftp_root {
             for interface in &config.interfaces {
                 let (address, root) = (interface.server_address, root.clone());
-                tokio::spawn(async move {
+                dhcp_tasks.spawn(async move {
                     if let Err(error) = ferrometal::dhcp::tftp::serve(address, root).await {
                         tracing::error!(%error, %address, "the TFTP server stopped");
                     }
@@ -495,22 +643,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         let dhcp = ferrometal::dhcp::server::serve(config, dhcp_metrics, onboard);
-        tokio::spawn(async move {
+        dhcp_tasks.spawn(async move {
             if let Err(error) = dhcp.await {
                 tracing::error!(%error, "the DHCP server stopped");
             }
         });
     }
 
-    tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
     let endpoints = Controller::new(
         Api::<Endpoint>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<BMC>::all(client.clone()), watcher::Config::default())
-    .with_config(
-        kube::runtime::controller::Config::default().concurrency(args.endpoint_concurrency),
-    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(endpoint_concurrency))
     .shutdown_on_signal()
     .run(endpoint::reconcile, endpoint::error_policy, context)
     .for_each(|result| async move {
@@ -535,7 +680,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             watcher::Config::default(),
             |secret| Some(ObjectRef::<BMC>::new(&secret.name_any())),
         )
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.bmc_concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(bmc_concurrency))
         .shutdown_on_signal()
         .run(bmc::reconcile, bmc::error_policy, bmc_context)
         .for_each(|result| async move {
@@ -543,11 +688,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::debug!(%error, "BMC reconcile stream");
             }
         });
-    let bootconfigs = bootconfig::run(
-        bootconfig_context,
-        args.namespace.as_deref(),
-        args.boot.bootconfig_concurrency,
-    );
     let discovery_namespace = server_context.discovery.namespace.clone();
     let servers = Controller::new(
         Api::<Server>::all(client.clone()),
@@ -561,9 +701,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         watcher::Config::default(),
         |config| server::owner(&config),
     )
-    .with_config(
-        kube::runtime::controller::Config::default().concurrency(args.discovery.server_concurrency),
-    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(server_concurrency))
     .shutdown_on_signal()
     .run(server::reconcile, server::error_policy, server_context)
     .for_each(|result| async move {
@@ -571,9 +709,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::debug!(%error, "server reconcile stream");
         }
     });
-    tokio::join!(endpoints, bmcs, bootconfigs, servers);
-    tracing::info!("stopped");
-    Ok(())
+    let result = tokio::select! {
+        _ = async { tokio::join!(endpoints, bmcs, servers) } => Ok(()),
+        () = leadership.lost() => Err(anyhow::anyhow!(
+            "lost the leader lease; exiting so that a restart rejoins as a standby"
+        )),
+    };
+    dhcp_tasks.shutdown().await;
+    result
+}
+
+/// Returns on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// Fails with the command that installs the CRDs if they are missing.

@@ -33,6 +33,7 @@ fn options(name: &str, bmcs: usize, systems_per_bmc: usize, dhcp_bmcs: usize) ->
         dhcp_bmcs,
         tls: false,
         apply_bmcs: true,
+        start_operator: true,
         behaviour: MachineBehaviour::default(),
         ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
         metalprobe: testenv::components::workspace_binary("metalprobe")

@@ -22,6 +22,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
         )]),
         credential_lookup: Some(String::from("lookup-echo")),
         ignition_generator: Some(String::from("ignition")),
+        digests: BTreeMap::new(),
     };
     let catalog = PluginCatalog::load(&runtime, config).await;
 
@@ -102,4 +103,67 @@ async fn a_missing_directory_is_a_reported_problem_not_a_crash() {
             .contains("/nonexistent/ferrometal/plugins")
     );
     assert!(catalog.driver_for("Redfish", None).is_none());
+}
+
+#[tokio::test]
+async fn pinned_digests_refuse_a_changed_or_missing_plugin_and_load_a_matching_one() {
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let components = testenv::components::components_dir();
+    for name in ["ignition", "lookup_echo"] {
+        std::fs::copy(
+            components.join(format!("{name}.wasm")),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .expect("copy component");
+    }
+    let ignition_digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(dir.path().join("ignition.wasm")).expect("read"),
+        ))
+    };
+    let wrong = "0".repeat(64);
+    let config = CatalogConfig {
+        dir: dir.path().to_owned(),
+        digests: BTreeMap::from([
+            (
+                String::from("ignition"),
+                format!("sha256:{ignition_digest}"),
+            ),
+            (String::from("lookup-echo"), wrong.clone()),
+            (String::from("redfish"), wrong.clone()),
+        ]),
+        ..CatalogConfig::default()
+    };
+    let catalog = PluginCatalog::load(&runtime, config).await;
+
+    assert!(
+        catalog.ignition_generator().is_some(),
+        "the plugin matching its pin loads"
+    );
+    assert!(
+        catalog.credential_lookup().is_none(),
+        "a plugin whose file differs from its pin is refused"
+    );
+    let messages: Vec<String> = catalog
+        .problems
+        .iter()
+        .map(|p| p.error.to_string())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        catalog.problems.iter().any(|p| matches!(
+            &p.error,
+            LoadError::DigestMismatch { expected, .. } if *expected == wrong
+        )),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("redfish") && m.contains("no redfish.wasm")),
+        "{messages:?}"
+    );
 }

@@ -29,6 +29,9 @@ pub struct LabOptions {
     /// Apply the BMC objects of the BMCs that do not announce themselves at start (otherwise
     /// the caller does, with [`Lab::apply_bmcs`]).
     pub apply_bmcs: bool,
+    /// Start `ferrometal run` (otherwise the caller does, with [`Lab::spawn_operator`], e.g.
+    /// after installing the Helm chart whose ServiceAccount it runs as).
+    pub start_operator: bool,
     /// How machines behave.
     pub behaviour: MachineBehaviour,
     /// The `ferrometal` binary.
@@ -290,8 +293,10 @@ impl Lab {
             boot_url,
             work_dir: options.work_dir.clone(),
         };
-        progress("starting ferrometal run");
-        lab.start_operator()?;
+        if options.start_operator {
+            progress("starting ferrometal run");
+            lab.start_operator()?;
+        }
         if options.apply_bmcs {
             progress("applying BMC objects for the BMCs that do not use DHCP");
             lab.apply_bmcs(options.dhcp_bmcs..options.fleet.bmcs, None)
@@ -301,13 +306,40 @@ impl Lab {
     }
 
     fn start_operator(&mut self) -> Result<(), LabError> {
+        self.operator = Some(self.spawn_operator("ferrometal-run", &[], None)?);
+        Ok(())
+    }
+
+    /// Starts another `ferrometal run` with the lab's arguments, where `overrides` replace
+    /// the value of a flag the lab passes (e.g. `--boot-bind-address`, so two operators can
+    /// run side by side) or add a flag, and `kubeconfig` replaces the admin kubeconfig. The
+    /// caller owns the process.
+    pub fn spawn_operator(
+        &self,
+        name: &str,
+        overrides: &[(&str, String)],
+        kubeconfig: Option<&Path>,
+    ) -> Result<Program, LabError> {
+        let mut args = self.operator_command.clone();
+        for (flag, value) in overrides {
+            match args.iter().position(|arg| arg == flag) {
+                Some(at) if at + 1 < args.len() && !args[at + 1].starts_with("--") => {
+                    args[at + 1].clone_from(value);
+                }
+                Some(_) => {}
+                None if value.is_empty() => args.push((*flag).to_owned()),
+                None => args.extend([(*flag).to_owned(), value.clone()]),
+            }
+        }
         let mut command = Command::new(&self.ferrometal);
-        command.args(&self.operator_command);
+        command.args(&args);
         for (key, value) in &self.operator_env {
             command.env(key, value);
         }
-        self.operator = Some(Program::start("ferrometal-run", command)?);
-        Ok(())
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        Ok(Program::start(name, command)?)
     }
 
     /// Stops `ferrometal run` and starts it again.

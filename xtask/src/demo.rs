@@ -73,6 +73,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             dhcp_bmcs: args.servers / 2,
             tls: args.tls,
             apply_bmcs: true,
+            start_operator: true,
             behaviour: MachineBehaviour {
                 boot_delay: Duration::from_millis(args.boot_delay_ms),
                 power_delay: Duration::from_millis(500),

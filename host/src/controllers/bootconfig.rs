@@ -27,6 +27,7 @@ use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
 use crate::boot::server::FetchReport;
 use crate::boot::uuid::SystemUuid;
 use crate::controllers::report;
+use crate::leader::Leadership;
 use crate::telemetry::ControllerMetrics;
 
 /// Field manager of the reconciler's status writes.
@@ -389,6 +390,9 @@ pub struct Context {
     pub index: BootIndex,
     /// Whether ignition Secrets without a boot token are served.
     pub allow_unauthenticated_ignition: bool,
+    /// Whether this replica leads: every replica keeps the boot index, only the leader
+    /// writes status.
+    pub leadership: Leadership,
     /// Event reporter.
     pub reporter: Reporter,
     /// Reconcile metrics.
@@ -493,7 +497,9 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
         }
         None => ctx.index.remove(&config),
     }
-    publish_status(sbc, ctx, decision.state, &decision.conditions).await?;
+    if ctx.leadership.is_leader() {
+        publish_status(sbc, ctx, decision.state, &decision.conditions).await?;
+    }
     Ok(Action::requeue(decision.requeue))
 }
 
@@ -572,10 +578,12 @@ pub fn error_policy(
 
 /// Runs the reconciler until shutdown: watches ServerBootConfigurations (in `namespace`, or
 /// all), re-evaluates them when their ignition Secret or Server changes, and drops served
-/// entries when a configuration is deleted.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+/// entries when a configuration is deleted. Every configuration is re-evaluated when this
+/// replica becomes the leader, so their status catches up with what standbys only indexed.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, concurrency: u16) {
     let client = ctx.client.clone();
-    let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match namespace {
+    let became_leader = ctx.leadership.acquisitions();
+    let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match namespace.as_deref() {
         Some(namespace) => (
             Api::namespaced(client.clone(), namespace),
             Api::namespaced(client.clone(), namespace),
@@ -636,6 +644,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                     .collect::<Vec<_>>()
             },
         )
+        .reconcile_all_on(became_leader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

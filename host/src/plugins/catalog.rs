@@ -15,6 +15,10 @@
 //!   the driver named `redfish`, so a vendor overlay is added by listing it first.
 //! - **Credential lookup** and **ignition generator**: exactly one of each is active, chosen
 //!   by name; when only one is installed it is used.
+//!
+//! Digest pinning: `digests` maps plugin names to the sha256 their file must have. A pinned
+//! plugin whose file differs (or is missing) is reported and not loaded; unpinned plugins load
+//! as before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +28,7 @@ use super::credential_lookup::CredentialLookupPlugin;
 use super::error::LoadError;
 use super::ignition_generator::IgnitionGeneratorPlugin;
 use super::metadata::{PluginMetadata, World};
-use super::runtime::PluginRuntime;
+use super::runtime::{PluginRuntime, plugin_name};
 use super::types::DriverInfo;
 
 /// The default plugin directory inside the operator image.
@@ -38,6 +42,8 @@ pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/ferrometal/plugins";
 ///   Redfish: [dell-redfish, redfish]
 /// credentialLookup: macdb
 /// ignitionGenerator: ignition
+/// digests:
+///   redfish: 5f0c…  # sha256 of redfish.wasm (`ferrometal plugin inspect` prints it)
 /// ```
 ///
 /// Protocols not listed under `drivers` keep their defaults.
@@ -52,6 +58,8 @@ pub struct CatalogConfig {
     pub credential_lookup: Option<String>,
     /// Name of the ignition generator to use (required when several are installed).
     pub ignition_generator: Option<String>,
+    /// Plugin name → the sha256 (hex) its file must have.
+    pub digests: BTreeMap<String, String>,
 }
 
 impl CatalogConfig {
@@ -92,6 +100,7 @@ impl Default for CatalogConfig {
             drivers,
             credential_lookup: None,
             ignition_generator: None,
+            digests: BTreeMap::new(),
         }
     }
 }
@@ -147,8 +156,26 @@ impl PluginCatalog {
             }
         };
         files.sort();
+        for (name, expected) in &config.digests {
+            if !files
+                .iter()
+                .any(|path| plugin_name(path).as_ref() == Some(name))
+            {
+                let error = LoadError::PinnedMissing {
+                    name: name.clone(),
+                    expected: expected.clone(),
+                    dir: config.dir.clone(),
+                };
+                tracing::warn!(%error, "pinned plugin missing");
+                catalog.problems.push(LoadProblem {
+                    path: config.dir.join(format!("{name}.wasm")),
+                    error,
+                });
+            }
+        }
         for path in files {
-            if let Err(error) = catalog.load_one(runtime, &path).await {
+            let pinned = plugin_name(&path).and_then(|name| config.digests.get(&name));
+            if let Err(error) = catalog.load_one(runtime, &path, pinned).await {
                 tracing::warn!(path = %path.display(), %error, "skipping plugin");
                 catalog.problems.push(LoadProblem { path, error });
             }
@@ -157,7 +184,12 @@ impl PluginCatalog {
         catalog
     }
 
-    async fn load_one(&mut self, runtime: &PluginRuntime, path: &Path) -> Result<(), LoadError> {
+    async fn load_one(
+        &mut self,
+        runtime: &PluginRuntime,
+        path: &Path,
+        pinned: Option<&String>,
+    ) -> Result<(), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -167,9 +199,25 @@ impl PluginCatalog {
                 path: path.to_path_buf(),
                 problem,
             })?;
+        // Checked on the digest of the bytes that were compiled, before any plugin code runs.
+        let check = |identity: &super::PluginIdentity| match pinned {
+            Some(expected)
+                if !identity
+                    .digest
+                    .eq_ignore_ascii_case(expected.trim().trim_start_matches("sha256:")) =>
+            {
+                Err(LoadError::DigestMismatch {
+                    path: path.to_path_buf(),
+                    expected: expected.clone(),
+                    actual: identity.digest.clone(),
+                })
+            }
+            _ => Ok(()),
+        };
         match metadata.world {
             World::BmcDriver => {
                 let plugin = runtime.load_bmc_driver(path)?;
+                check(plugin.identity())?;
                 let info = plugin.info().await.map_err(|error| LoadError::Invalid {
                     path: path.to_path_buf(),
                     world: World::BmcDriver,
@@ -177,12 +225,16 @@ impl PluginCatalog {
                 })?;
                 self.drivers.push(InstalledDriver { plugin, info });
             }
-            World::CredentialLookup => self
-                .credential_lookups
-                .push(runtime.load_credential_lookup(path)?),
-            World::IgnitionGenerator => self
-                .ignition_generators
-                .push(runtime.load_ignition_generator(path)?),
+            World::CredentialLookup => {
+                let plugin = runtime.load_credential_lookup(path)?;
+                check(plugin.identity())?;
+                self.credential_lookups.push(plugin);
+            }
+            World::IgnitionGenerator => {
+                let plugin = runtime.load_ignition_generator(path)?;
+                check(plugin.identity())?;
+                self.ignition_generators.push(plugin);
+            }
         }
         Ok(())
     }

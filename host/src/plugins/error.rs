@@ -94,6 +94,28 @@ pub enum LoadError {
         /// wasmtime's explanation.
         message: String,
     },
+    /// The file's sha256 is not the one pinned for its name in the plugin configuration.
+    #[error(
+        "refusing plugin {path}: its sha256 is {actual}, but the plugin configuration pins {expected}"
+    )]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The pinned digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// A plugin pinned in the plugin configuration is not in the plugin directory.
+    #[error("plugin {name} is pinned to sha256 {expected} but there is no {name}.wasm in {dir}")]
+    PinnedMissing {
+        /// The plugin's name.
+        name: String,
+        /// The pinned digest.
+        expected: String,
+        /// The plugin directory.
+        dir: PathBuf,
+    },
     /// The engine could not be set up.
     #[error("cannot start the plugin engine: {0}")]
     Engine(String),

@@ -40,4 +40,4 @@ pub use engine::EPOCH_TICK;
 pub use error::{CallError, CallErrorKind, LoadError};
 pub use metadata::{PluginMetadata, SUPPORTED_ABI, World};
 pub use metrics::PluginMetrics;
-pub use runtime::{Limits, PluginIdentity, PluginRuntime, RuntimeConfig};
+pub use runtime::{Limits, PluginIdentity, PluginRuntime, RuntimeConfig, plugin_name};

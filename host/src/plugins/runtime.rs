@@ -12,6 +12,13 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+/// A plugin's name: its file name without `.wasm`, with `_` read as `-` (cargo writes
+/// `my-driver` as `my_driver.wasm`).
+pub fn plugin_name(path: &Path) -> Option<String> {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().replace('_', "-"))
+}
+
 use super::bmc_http::BmcCall;
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
@@ -239,11 +246,7 @@ impl PluginRuntime {
             self.inner.config.cache_dir.as_deref(),
         )
         .map_err(LoadError::invalid(path, world))?;
-        // cargo writes `my-driver` as `my_driver.wasm`; the plugin's name undoes that.
-        let name = path
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().replace('_', "-"))
-            .unwrap_or_else(|| digest.clone());
+        let name = plugin_name(path).unwrap_or_else(|| digest.clone());
         Ok(Prepared {
             identity: PluginIdentity {
                 name,

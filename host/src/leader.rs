@@ -1,0 +1,248 @@
+//! Leader election with a `coordination.k8s.io/v1` Lease, so several replicas of the
+//! operator can run and only one of them reconciles.
+//!
+//! Every replica serves the boot server, the probe registry and the boot index (so a Service
+//! in front of all replicas always answers machines); only the leader runs the Endpoint, BMC
+//! and Server reconcilers and the DHCP server, and only the leader writes the status of
+//! ServerBootConfigurations. A replica that loses the lease exits, so its restart rejoins as a
+//! standby with no half-finished work in memory.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use kube::Client;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{oneshot, watch};
+
+/// Why leader election could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Lease could not be read or created.
+    #[error("cannot use Lease {namespace}/{name} for leader election: {source}")]
+    Lease {
+        /// The Lease's namespace.
+        namespace: String,
+        /// The Lease's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    /// The lease timing is impossible.
+    #[error(
+        "the leader lease must last longer than its renewal margin (lease {lease:?}, renew {renew:?} before expiry)"
+    )]
+    Timing {
+        /// Lease duration.
+        lease: Duration,
+        /// Renewal margin.
+        renew: Duration,
+    },
+}
+
+/// Where and how the lease is held.
+#[derive(Debug, Clone)]
+pub struct ElectionSettings {
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// This replica's identity (the Lease's `holderIdentity` while it leads).
+    pub identity: String,
+    /// How long the lease lasts without renewal; a crashed leader is replaced after at most
+    /// this long.
+    pub lease_duration: Duration,
+    /// How long before expiry the leader renews.
+    pub renew_before: Duration,
+}
+
+/// A unique identity for this process: the host name (the Pod's name in a cluster) and a
+/// random suffix, so a restarted container never mistakes its predecessor's lease for its own.
+pub fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| String::from("ferrometal"));
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{host}_{:08x}", random as u32)
+}
+
+/// Whether this replica leads, as it changes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    state: watch::Receiver<bool>,
+    // Keeps the channel open when there is no election (`always`), so waits never end.
+    _always: Option<Arc<watch::Sender<bool>>>,
+}
+
+impl Leadership {
+    /// Leadership without an election: this process always leads.
+    pub fn always() -> Self {
+        let (sender, state) = watch::channel(true);
+        Self {
+            state,
+            _always: Some(Arc::new(sender)),
+        }
+    }
+
+    /// Whether this replica leads now.
+    pub fn is_leader(&self) -> bool {
+        *self.state.borrow()
+    }
+
+    /// Returns once this replica leads.
+    pub async fn acquired(&mut self) {
+        if self.state.wait_for(|leads| *leads).await.is_err() {
+            // The elector stopped before ever leading: never lead.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Returns once this replica no longer leads (or can no longer know that it does).
+    pub async fn lost(&mut self) {
+        let _ = self.state.wait_for(|leads| !*leads).await;
+    }
+
+    /// Yields each time this replica becomes the leader.
+    pub fn acquisitions(&self) -> impl Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.state.clone(), |mut state| async move {
+            loop {
+                state.changed().await.ok()?;
+                if *state.borrow_and_update() {
+                    return Some(((), state));
+                }
+            }
+        })
+    }
+}
+
+/// The running election; [`Elector::release`] gives the lease up on shutdown.
+#[derive(Debug)]
+pub struct Elector {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Elector {
+    /// Stops campaigning and releases the lease if held, so a standby takes over at once
+    /// instead of after the lease expires.
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Metric of this replica's leadership.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderMetrics {
+    leader: Gauge,
+}
+
+impl LeaderMetrics {
+    /// Sets the gauge (for a process that leads without an election).
+    pub fn set_leading(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
+    }
+
+    /// Registers `ferrometal_leader`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.sub_registry_with_prefix("ferrometal").register(
+            "leader",
+            "1 while this replica holds the leader lease (always 1 without leader election)",
+            self.leader.clone(),
+        );
+    }
+}
+
+/// Starts campaigning for the lease in the background.
+pub async fn elect(
+    client: Client,
+    settings: ElectionSettings,
+    metrics: LeaderMetrics,
+) -> Result<(Leadership, Elector), Error> {
+    let seconds = |d: Duration| d.as_secs().max(1);
+    if seconds(settings.renew_before) >= seconds(settings.lease_duration) {
+        return Err(Error::Timing {
+            lease: settings.lease_duration,
+            renew: settings.renew_before,
+        });
+    }
+    let manager = LeaseManagerBuilder::new(client, &settings.lease_name)
+        .with_namespace(&settings.namespace)
+        .with_identity(&settings.identity)
+        .with_duration(seconds(settings.lease_duration))
+        .with_grace(seconds(settings.renew_before))
+        .with_field_manager(format!("ferrometal-leader-{}", settings.identity))
+        .build()
+        .await
+        .map_err(|source| Error::Lease {
+            namespace: settings.namespace.clone(),
+            name: settings.lease_name.clone(),
+            source,
+        })?;
+    let (sender, state) = watch::channel(false);
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(campaign(manager, settings, sender, stopped, metrics));
+    Ok((
+        Leadership {
+            state,
+            _always: None,
+        },
+        Elector { stop, task },
+    ))
+}
+
+async fn campaign(
+    manager: LeaseManager,
+    settings: ElectionSettings,
+    sender: watch::Sender<bool>,
+    mut stopped: oneshot::Receiver<()>,
+    metrics: LeaderMetrics,
+) {
+    let span = tracing::info_span!("leader-election", lease = %format!("{}/{}", settings.namespace, settings.lease_name), identity = %settings.identity);
+    let _entered = span.enter();
+    tracing::info!("waiting to become the leader");
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => {
+                if *sender.borrow() {
+                    match manager.release().await {
+                        Ok(()) => tracing::info!("released the leader lease"),
+                        Err(error) => tracing::warn!(%error, "could not release the leader lease; a standby takes over when it expires"),
+                    }
+                }
+                metrics.leader.set(0);
+                return;
+            }
+            changed = manager.changed() => match changed {
+                Ok(leads) => {
+                    if leads {
+                        tracing::info!("became the leader");
+                    } else {
+                        tracing::warn!("lost the leader lease");
+                    }
+                    metrics.leader.set(i64::from(leads));
+                    sender.send_replace(leads);
+                }
+                Err(error) => {
+                    // Unsure whether the lease is still ours: stop leading (a leader exits),
+                    // keep campaigning as a standby.
+                    if sender.send_replace(false) {
+                        tracing::warn!(%error, "cannot renew the leader lease; stepping down");
+                    } else {
+                        tracing::warn!(%error, "leader election request failed; retrying");
+                    }
+                    metrics.leader.set(0);
+                    tokio::time::sleep(settings.renew_before.min(Duration::from_secs(2))).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,759 @@
+//! The Helm chart and running several replicas, with the real helm and a real control plane:
+//! `helm lint` and `helm template` (default and production values, values the schema or the
+//! templates refuse), `helm install`/`upgrade`/`uninstall` against the API server, the
+//! chart's RBAC proven sufficient by running `ferrometal run` with its ServiceAccount's token
+//! through a whole discovery (and proven narrow by requests it must not make), and leader
+//! election between two operator processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ferrometal::api::Server;
+use ferrometal_sim::FleetSpec;
+use ferrometal_sim::lab::{Lab, LabOptions};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::Value;
+use testenv::{ControlPlane, ControlPlaneOptions, Program};
+
+const RELEASE_NAMESPACE: &str = "ferrometal-system";
+
+fn chart() -> PathBuf {
+    testenv::tools::workspace_root().join("charts/ferrometal")
+}
+
+fn production_values() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/chart-values-production.yaml")
+}
+
+/// Runs helm (against `kubeconfig` if given) and returns its output.
+fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Output {
+    let mut command = Command::new(testenv::tools::helm().require().expect("helm is installed"));
+    command.args(args).env(
+        "HELM_CACHE_HOME",
+        std::env::temp_dir().join("ferrometal-helm-cache"),
+    );
+    match kubeconfig {
+        Some(kubeconfig) => command.env("KUBECONFIG", kubeconfig),
+        None => command.env_remove("KUBECONFIG"),
+    };
+    command.output().expect("run helm")
+}
+
+/// Runs helm and fails the test with its output if it fails.
+fn helm_ok(args: &[&str], kubeconfig: Option<&Path>) -> String {
+    let output = helm(args, kubeconfig);
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The objects `helm template` renders.
+fn template(extra: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "ferrometal",
+        chart.to_str().expect("path"),
+        "--namespace",
+        RELEASE_NAMESPACE,
+    ];
+    args.extend_from_slice(extra);
+    let text = helm_ok(&args, None);
+    serde_saphyr::from_multiple::<Value>(&text)
+        .expect("helm template renders YAML")
+        .into_iter()
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container(objects: &[Value]) -> &Value {
+    &find(objects, "Deployment", "ferrometal")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(objects: &[Value]) -> Vec<String> {
+    container(objects)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_and_renders_safe_defaults() {
+    let chart = chart();
+    let chart = chart.to_str().expect("path");
+    helm_ok(&["lint", "--strict", chart], None);
+    let values = production_values();
+    helm_ok(
+        &[
+            "lint",
+            "--strict",
+            chart,
+            "-f",
+            values.to_str().expect("path"),
+        ],
+        None,
+    );
+
+    let objects = template(&[]);
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let args = args(&objects);
+    for expected in [
+        "--leader-elect",
+        "--leader-election-namespace=ferrometal-system",
+        "--namespace=ferrometal-system",
+        "--plugin-dir=/usr/lib/ferrometal/plugins",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+    }
+    assert!(
+        !args.iter().any(|a| a.starts_with("--dhcp-config")),
+        "no DHCP by default"
+    );
+    let deployment = find(&objects, "Deployment", "ferrometal");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["hostNetwork"].is_null());
+    let security = &container(&objects)["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert!(security["capabilities"]["add"].is_null());
+    assert_eq!(
+        container(&objects)["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+    assert_eq!(
+        container(&objects)["livenessProbe"]["httpGet"]["path"],
+        "/healthz"
+    );
+
+    // Secrets only in the boot namespace; nothing cluster-wide can touch them.
+    let cluster_role = find(&objects, "ClusterRole", "ferrometal");
+    assert!(
+        !cluster_role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|rule| rule["resources"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == "secrets"))),
+        "the ClusterRole grants no Secrets: {cluster_role}"
+    );
+    let boot_role = find(&objects, "Role", "ferrometal-boot");
+    assert_eq!(boot_role["metadata"]["namespace"], RELEASE_NAMESPACE);
+}
+
+#[test]
+fn production_values_render_dhcp_replicas_and_monitoring() {
+    let values = production_values();
+    let objects = template(&["-f", values.to_str().expect("path")]);
+    let deployment = find(&objects, "Deployment", "ferrometal");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 0,
+        "host ports: no surge"
+    );
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(pod["securityContext"]["runAsUser"], 0);
+    let security = &container(&objects)["securityContext"];
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        security["capabilities"]["add"],
+        serde_json::json!(["NET_BIND_SERVICE"])
+    );
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        container(&objects)["image"],
+        "ghcr.io/ferrometal/ferrometal@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    let args = args(&objects);
+    for expected in [
+        "--dhcp-config=/etc/ferrometal/config/dhcp.yaml",
+        "--mac-db=/etc/ferrometal/macdb/macdb.yaml",
+        "--namespace=metal-boot",
+        "--plugin-dir=/etc/ferrometal/plugins",
+        "--boot-server-url=http://10.0.0.1:8082",
+        "--discovery-image=ghcr.io/ironcore-dev/os-images/discovery:1.0",
+        "--bmc-ca-file=/etc/ferrometal/bmc-ca/ca.crt",
+        "--bmc-default-scheme=https",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+    }
+
+    // The configuration files the operator reads are what it accepts.
+    let config = find(&objects, "ConfigMap", "ferrometal-config");
+    let dhcp = config["data"]["dhcp.yaml"].as_str().expect("dhcp.yaml");
+    ferrometal::dhcp::config::DhcpConfig::parse(dhcp).expect("the rendered DHCP config parses");
+    assert!(dhcp.contains("leaseFile: /var/lib/ferrometal/dhcp/leases.json"));
+    let plugins = config["data"]["plugins.yaml"]
+        .as_str()
+        .expect("plugins.yaml");
+    let catalog = ferrometal::plugins::catalog::CatalogConfig::from_yaml(plugins)
+        .expect("the rendered plugin config parses");
+    assert!(catalog.digests.contains_key("redfish"));
+    assert!(
+        config["data"]["macdb.yaml"]
+            .as_str()
+            .expect("macdb.yaml")
+            .contains("52:54:00")
+    );
+
+    let dhcp_service = find(&objects, "Service", "ferrometal-dhcp");
+    assert_eq!(dhcp_service["spec"]["ports"][0]["protocol"], "UDP");
+    assert_eq!(
+        find(&objects, "Role", "ferrometal-boot")["metadata"]["namespace"],
+        "metal-boot"
+    );
+    let monitor = find(&objects, "ServiceMonitor", "ferrometal");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    find(&objects, "PodDisruptionBudget", "ferrometal");
+}
+
+#[test]
+fn values_the_chart_cannot_honour_are_refused_with_the_reason() {
+    let chart = chart();
+    let chart = chart.to_str().expect("path");
+    for (set, expected) in [
+        ("replicaCount=two", "/replicaCount"),
+        ("discovery.mode=inband", "in-band"),
+        ("dhcp.enable=true", "additional properties 'enable'"),
+        (
+            "plugins.config.digests.redfish=abc",
+            "/plugins/config/digests/redfish",
+        ),
+        ("discovery.image=ghcr.io/x/y:1", "needs bootServer.url"),
+        (
+            "replicaCount=2,leaderElection.enabled=false",
+            "needs leaderElection.enabled",
+        ),
+        ("plugins.source=configMap", "needs plugins.configMap"),
+        ("dhcp.enabled=true", "needs dhcp.config"),
+    ] {
+        let output = helm(&["template", "ferrometal", chart, "--set", set], None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--set {set} was accepted");
+        assert!(
+            stderr.contains(expected),
+            "--set {set}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn helm_install_upgrade_and_uninstall_against_the_api_server() {
+    let control_plane = ControlPlane::start_with(ControlPlaneOptions {
+        crds_dir: None,
+        ..ControlPlaneOptions::default()
+    })
+    .await
+    .expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let kubeconfig = control_plane.kubeconfig_path();
+    let client = control_plane.client().await.expect("client");
+    let chart = chart();
+    let chart = chart.to_str().expect("path");
+    helm_ok(
+        &[
+            "install",
+            "ferrometal",
+            chart,
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+        ],
+        Some(kubeconfig),
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ferrometal::api::crds() {
+        let name = crd.name_any();
+        let installed = crds.get(&name).await.expect("the chart installs the CRD");
+        let established = installed
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{name} is established");
+    }
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let deployment = deployments.get("ferrometal").await.expect("Deployment");
+    assert_eq!(deployment.spec.and_then(|s| s.replicas), Some(1));
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        client.clone(),
+        RELEASE_NAMESPACE,
+    )
+    .get("ferrometal")
+    .await
+    .expect("ServiceAccount");
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+        .get("ferrometal")
+        .await
+        .expect("ClusterRole");
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .get("ferrometal-boot")
+        .await
+        .expect("boot Service");
+
+    helm_ok(
+        &[
+            "upgrade",
+            "ferrometal",
+            chart,
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--reuse-values",
+            "--set",
+            "replicaCount=2",
+        ],
+        Some(kubeconfig),
+    );
+    let deployment = deployments.get("ferrometal").await.expect("Deployment");
+    assert_eq!(deployment.spec.and_then(|s| s.replicas), Some(2));
+
+    helm_ok(
+        &["uninstall", "ferrometal", "--namespace", RELEASE_NAMESPACE],
+        Some(kubeconfig),
+    );
+    assert!(
+        deployments
+            .get_opt("ferrometal")
+            .await
+            .expect("read")
+            .is_none(),
+        "uninstall removes the Deployment"
+    );
+    assert!(
+        crds.get_opt("servers.metal.ironcore.dev")
+            .await
+            .expect("read")
+            .is_some(),
+        "uninstall keeps the CRDs (and so every Server)"
+    );
+}
+
+fn lab_options(name: &str, bmcs: usize, dhcp_bmcs: usize) -> LabOptions {
+    let work_dir =
+        std::env::temp_dir().join(format!("ferrometal-deploy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    LabOptions {
+        fleet: FleetSpec {
+            seed: 7,
+            bmcs,
+            systems_per_bmc: 2,
+            ..FleetSpec::default()
+        },
+        dhcp_bmcs,
+        tls: false,
+        apply_bmcs: false,
+        start_operator: false,
+        behaviour: ferrometal_sim::MachineBehaviour::default(),
+        ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
+        metalprobe: testenv::components::workspace_binary("metalprobe")
+            .expect("metalprobe is built"),
+        components: testenv::components::component("redfish")
+            .expect("plugins are built (cargo xtask plugins)")
+            .parent()
+            .expect("component directory")
+            .to_owned(),
+        operator_args: [
+            "--credential-retry-seconds",
+            "1",
+            "--server-resync-seconds",
+            "2",
+            "--bmc-resync-seconds",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
+        operator_log: String::from("info,ferrometal=debug"),
+        work_dir,
+    }
+}
+
+/// Waits until `count` Servers are Available, printing the operators' logs if they never are.
+async fn until_available(lab: &Lab, count: usize, operators: &[&Program]) {
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut states = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(list) = servers.list(&ListParams::default()).await {
+            states = list
+                .items
+                .iter()
+                .map(|s| {
+                    let status = s.status.clone().unwrap_or_default();
+                    format!(
+                        "{}: {:?} {:?}",
+                        s.name_any(),
+                        status.state,
+                        status
+                            .conditions
+                            .iter()
+                            .map(|c| (&c.reason, &c.message))
+                            .collect::<Vec<_>>()
+                    )
+                })
+                .collect();
+            let available = list
+                .items
+                .iter()
+                .filter(|s| {
+                    s.status
+                        .as_ref()
+                        .and_then(|s| s.state.as_ref())
+                        .is_some_and(|state| format!("{state:?}") == "Available")
+                })
+                .count();
+            if available >= count {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs: Vec<String> = operators.iter().map(|p| p.log_tail(60)).collect();
+    panic!(
+        "{count} Servers did not become Available:\n{}\noperator logs:\n{}",
+        states.join("\n"),
+        logs.join("\n----\n")
+    );
+}
+
+/// Writes a kubeconfig for the control plane that authenticates with `token`.
+fn token_kubeconfig(lab: &Lab, token: &str) -> PathBuf {
+    let path = lab.work_dir().join("serviceaccount.kubeconfig");
+    std::fs::copy(lab.kubeconfig(), &path).expect("copy kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let output = lab
+            .control_plane
+            .kubectl()
+            .expect("kubectl")
+            .env("KUBECONFIG", &path)
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let token = format!("--token={token}");
+    kubectl(&["config", "set-credentials", "ferrometal-sa", &token]);
+    kubectl(&["config", "set-context", "--current", "--user=ferrometal-sa"]);
+    path
+}
+
+#[tokio::test]
+async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
+    // One BMC announced by DHCP (Endpoint → default credentials → BMCSecret and BMC), one
+    // applied with spec.access; both discovered in-band through the boot server.
+    let lab = Lab::start(lab_options("rbac", 2, 1), |line| eprintln!("lab: {line}"))
+        .await
+        .expect("the lab starts");
+    let chart = chart();
+    helm_ok(
+        &[
+            "install",
+            "ferrometal",
+            chart.to_str().expect("path"),
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+        ],
+        Some(&lab.kubeconfig()),
+    );
+    let output = lab
+        .control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args([
+            "create",
+            "token",
+            "ferrometal",
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--duration",
+            "1h",
+        ])
+        .output()
+        .expect("kubectl create token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let kubeconfig = token_kubeconfig(&lab, &token);
+
+    // The chart's arguments that matter for permissions: its boot namespace and its Lease.
+    let operator = lab
+        .spawn_operator(
+            "ferrometal-sa",
+            &[
+                ("--namespace", RELEASE_NAMESPACE.to_owned()),
+                ("--leader-elect", String::new()),
+                ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
+            ],
+            Some(&kubeconfig),
+        )
+        .expect("start ferrometal run");
+    lab.apply_bmcs(1..2, None).await.expect("apply BMC");
+    until_available(&lab, 4, &[&operator]).await;
+    let log = operator.log_tail(10_000);
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something it needs:\n{}",
+        log.lines()
+            .filter(|l| l.to_lowercase().contains("forbidden"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(lab.client.clone(), "default");
+    assert!(
+        !events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .is_empty(),
+        "the operator published Events about cluster-scoped objects"
+    );
+
+    // What the ServiceAccount must not do.
+    let can_i = |args: &[&str]| {
+        let output = lab
+            .control_plane
+            .kubectl()
+            .expect("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .arg("auth")
+            .arg("can-i")
+            .args(args)
+            .output()
+            .expect("kubectl auth can-i");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(can_i(&["get", "secrets", "-n", RELEASE_NAMESPACE]), "yes");
+    for forbidden in [
+        ["get", "secrets", "-n", "kube-system"],
+        ["list", "secrets", "-n", "default"],
+        ["delete", "servers", "-n", "default"],
+        ["create", "pods", "-n", RELEASE_NAMESPACE],
+        ["update", "clusterroles", "-n", "default"],
+    ] {
+        assert_eq!(can_i(&forbidden), "no", "can-i {forbidden:?}");
+    }
+    let output = lab
+        .control_plane
+        .kubectl()
+        .expect("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["get", "secrets", "--namespace", "kube-system"])
+        .output()
+        .expect("kubectl get secrets");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "reading Secrets elsewhere works");
+    assert!(
+        stderr.contains("Forbidden") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
+}
+
+/// The value of the sample `name` (with labels as written) on a metrics page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
+async fn metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics page")
+}
+
+async fn holder(lab: &Lab) -> Option<String> {
+    Api::<Lease>::namespaced(lab.client.clone(), RELEASE_NAMESPACE)
+        .get_opt("ferrometal-leader")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec?.holder_identity)
+        .filter(|holder| !holder.is_empty())
+}
+
+#[tokio::test]
+async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
+    // Out-of-band discovery: the Servers need only the BMC, not the boot server of the
+    // operator that is killed.
+    let lab = Lab::start(lab_options("leader", 2, 0), |line| eprintln!("lab: {line}"))
+        .await
+        .expect("the lab starts");
+    let lease_seconds = 4;
+    let replica = |identity: &str, metrics_port: u16| {
+        let boot_port = testenv::net::free_port().expect("port");
+        lab.spawn_operator(
+            &format!("ferrometal-{identity}"),
+            &[
+                ("--boot-bind-address", format!("127.0.0.1:{boot_port}")),
+                (
+                    "--metrics-bind-address",
+                    format!("127.0.0.1:{metrics_port}"),
+                ),
+                ("--discovery-mode", String::from("out-of-band")),
+                ("--leader-elect", String::new()),
+                ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
+                ("--leader-election-identity", identity.to_owned()),
+                ("--leader-election-lease-seconds", lease_seconds.to_string()),
+                ("--leader-election-renew-seconds", String::from("1")),
+            ],
+            None,
+        )
+        .expect("start ferrometal run")
+    };
+    lab.control_plane
+        .kubectl()
+        .expect("kubectl")
+        .args(["create", "namespace", RELEASE_NAMESPACE])
+        .output()
+        .expect("create namespace");
+    let (first_port, second_port) = (
+        testenv::net::free_port().expect("port"),
+        testenv::net::free_port().expect("port"),
+    );
+    let first = replica("first", first_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while holder(&lab).await.as_deref() != Some("first") {
+        assert!(
+            Instant::now() < deadline,
+            "the first operator never led:\n{}",
+            first.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = replica("second", second_port);
+
+    lab.apply_bmcs(0..1, None).await.expect("apply BMC");
+    until_available(&lab, 2, &[&first, &second]).await;
+    let (leader, standby) = (metrics(first_port).await, metrics(second_port).await);
+    assert_eq!(sample(&leader, "ferrometal_leader"), Some(1.0), "{leader}");
+    assert_eq!(
+        sample(&standby, "ferrometal_leader"),
+        Some(0.0),
+        "{standby}"
+    );
+    for controller in ["endpoint", "bmc", "server"] {
+        let name =
+            format!("ferrometal_reconciles_total{{controller=\"{controller}\",outcome=\"ok\"}}");
+        // (No Endpoints here: the BMCs are applied with spec.access.)
+        assert!(
+            controller == "endpoint" || sample(&leader, &name).is_some_and(|n| n > 0.0),
+            "the leader reconciles {controller}s"
+        );
+        assert_eq!(
+            sample(&standby, &name),
+            None,
+            "the standby reconciles no {controller}s:\n{standby}"
+        );
+    }
+
+    // The leader dies without releasing its lease; the standby takes over once it expires.
+    drop(first);
+    let killed = Instant::now();
+    while holder(&lab).await.as_deref() != Some("second") {
+        assert!(
+            killed.elapsed() < Duration::from_secs(lease_seconds * 3),
+            "no handover {:?} after the leader died:\n{}",
+            killed.elapsed(),
+            second.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "handover {:?} after the leader died (lease {lease_seconds} s)",
+        killed.elapsed()
+    );
+    lab.apply_bmcs(1..2, None).await.expect("apply BMC");
+    until_available(&lab, 4, &[&second]).await;
+    let page = metrics(second_port).await;
+    assert_eq!(sample(&page, "ferrometal_leader"), Some(1.0), "{page}");
+
+    // A leader stopped with SIGTERM finishes its work, gives the lease up and exits cleanly.
+    let mut second = second;
+    let third = replica("third", testenv::net::free_port().expect("port"));
+    let status = Command::new("kill")
+        .args(["-TERM", &second.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        match second.ensure_running() {
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "SIGTERM did not stop the leader");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => break error.to_string(),
+        }
+    };
+    assert!(exit.contains("exit status: 0"), "{exit}");
+    assert!(
+        second.log_tail(20).contains("released the leader lease"),
+        "{}",
+        second.log_tail(20)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while holder(&lab).await.as_deref() != Some("third") {
+        assert!(
+            Instant::now() < deadline,
+            "the third operator never led:\n{}",
+            third.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
