@@ -19,7 +19,7 @@ demo:
 plugins:
 	cargo xtask plugins
 
-## make crds: regenerate crds/*.yaml and docs/api.md from the Rust API types.
+## make crds: regenerate crds/*.yaml (and the chart's copies) and docs/api.md from the Rust API types.
 crds:
 	cargo run --quiet -p ferrometal -- crdgen
 

@@ -246,3 +246,58 @@ async fn campaign(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn elected() -> (watch::Sender<bool>, Leadership) {
+        let (sender, state) = watch::channel(false);
+        (
+            sender,
+            Leadership {
+                state,
+                _always: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn without_an_election_this_process_leads_and_never_loses() {
+        let mut leadership = Leadership::always();
+        assert!(leadership.is_leader());
+        leadership.acquired().await;
+        let lost = tokio::time::timeout(Duration::from_millis(50), leadership.lost()).await;
+        assert!(lost.is_err(), "leadership without election is never lost");
+        let mut acquisitions = std::pin::pin!(leadership.acquisitions());
+        let next = tokio::time::timeout(Duration::from_millis(50), acquisitions.next()).await;
+        assert!(next.is_err(), "and never acquired anew");
+    }
+
+    #[tokio::test]
+    async fn acquisitions_yield_once_per_rise_and_loss_is_seen() {
+        let (sender, mut leadership) = elected();
+        assert!(!leadership.is_leader());
+        let mut acquisitions = std::pin::pin!(leadership.acquisitions());
+        sender.send_replace(true);
+        acquisitions.next().await.expect("first acquisition");
+        assert!(leadership.is_leader());
+        sender.send_replace(false);
+        leadership.lost().await;
+        sender.send_replace(true);
+        acquisitions.next().await.expect("second acquisition");
+        drop(sender);
+        assert!(
+            acquisitions.next().await.is_none(),
+            "the stream ends with the election"
+        );
+        leadership.lost().await;
+    }
+
+    #[test]
+    fn identities_differ_per_process_start() {
+        assert_ne!(default_identity(), default_identity());
+    }
+}

@@ -757,3 +757,108 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The shared libraries an ELF binary needs (`readelf -d`).
+fn needed_libraries(binary: &Path) -> Vec<String> {
+    let output = Command::new("readelf")
+        .arg("-d")
+        .arg(binary)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(output.status.success(), "readelf {}", binary.display());
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| Some(line.split_once('[')?.1.trim_end_matches(']').to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_image_definition_packages_what_the_chart_expects() {
+    // What gcr.io/distroless/cc-debian12 provides: glibc (with libm) and libgcc_s.
+    let provided = [
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+    ];
+    let binaries = [
+        PathBuf::from(env!("CARGO_BIN_EXE_ferrometal")),
+        testenv::components::workspace_binary("metalprobe").expect("metalprobe is built"),
+    ];
+    for binary in &binaries {
+        let needed = needed_libraries(binary);
+        assert!(
+            !needed.is_empty(),
+            "{} is dynamically linked",
+            binary.display()
+        );
+        let missing: Vec<&String> = needed
+            .iter()
+            .filter(|library| !provided.contains(&library.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} needs {missing:?}, which the runtime image does not have; add them to the \
+             Containerfile's base or docs/install.md",
+            binary.display()
+        );
+    }
+
+    let containerfile =
+        std::fs::read_to_string(testenv::tools::workspace_root().join("Containerfile"))
+            .expect("read Containerfile");
+    let values = std::fs::read_to_string(chart().join("values.yaml")).expect("read values.yaml");
+    let metalprobe = "/usr/lib/ferrometal/metalprobe";
+    assert!(values.contains(&format!("metalprobeBinary: {metalprobe}")));
+    assert!(containerfile.contains(&format!("/out{metalprobe}")));
+    assert!(containerfile.contains(&format!(
+        "/out{}",
+        ferrometal::plugins::catalog::DEFAULT_PLUGIN_DIR
+    )));
+    for plugin in ["redfish", "macdb", "ignition"] {
+        testenv::components::component(plugin).expect("the bundled plugin is built");
+        assert!(
+            containerfile.contains(&format!("target/components/{plugin}.wasm")),
+            "the image bundles {plugin}.wasm"
+        );
+    }
+}
+
+/// Keys of `value` (under `path`) that docs/install.md does not name; a documented key
+/// covers everything below it.
+fn undocumented_values(path: &str, value: &Value, doc: &str, missing: &mut Vec<String>) {
+    if !path.is_empty() && doc.contains(&format!("`{path}`")) {
+        return;
+    }
+    match value.as_object() {
+        Some(children) if !children.is_empty() => {
+            for (key, child) in children {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                undocumented_values(&child_path, child, doc, missing);
+            }
+        }
+        _ => missing.push(path.to_owned()),
+    }
+}
+
+#[test]
+fn every_chart_value_is_documented_in_the_install_guide() {
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("read values.yaml"),
+    )
+    .expect("values.yaml parses");
+    let doc = std::fs::read_to_string(testenv::tools::workspace_root().join("docs/install.md"))
+        .expect("read docs/install.md");
+    let mut missing = Vec::new();
+    undocumented_values("", &values, &doc, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "values.yaml keys missing from docs/install.md's Values table: {missing:?}"
+    );
+}

@@ -34,11 +34,7 @@ pub fn build() -> anyhow::Result<()> {
     step(format_args!(
         "plugins: building wasm32-wasip2 components (the first build also compiles std, about 1–2 minutes)"
     ));
-    if !Path::new(DEBIAN_CARGO).is_file() {
-        bail!(
-            "{DEBIAN_CARGO} is missing; run `cargo xtask setup` to install Debian's wasm toolchain"
-        );
-    }
+    crate::setup::debian_wasm_toolchain()?;
     let linker = component_linker()?;
     // Download first, with retries, so a network hiccup does not fail the build.
     checked_with_retries(|| {
