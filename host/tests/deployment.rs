@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ferrometal::api::Server;
-use ferrometal_sim::FleetSpec;
 use ferrometal_sim::lab::{Lab, LabOptions};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,6 +17,17 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 use testenv::{ControlPlane, ControlPlaneOptions, Program};
+
+mod common;
+
+/// A lab whose operator and BMC objects the test starts and applies itself.
+fn lab_options(name: &str, bmcs: usize, dhcp_bmcs: usize) -> LabOptions {
+    LabOptions {
+        apply_bmcs: false,
+        start_operator: false,
+        ..common::lab_options(name, bmcs, 2, dhcp_bmcs)
+    }
+}
 
 const RELEASE_NAMESPACE: &str = "ferrometal-system";
 
@@ -373,45 +383,6 @@ async fn helm_install_upgrade_and_uninstall_against_the_api_server() {
     );
 }
 
-fn lab_options(name: &str, bmcs: usize, dhcp_bmcs: usize) -> LabOptions {
-    let work_dir =
-        std::env::temp_dir().join(format!("ferrometal-deploy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work_dir);
-    LabOptions {
-        fleet: FleetSpec {
-            seed: 7,
-            bmcs,
-            systems_per_bmc: 2,
-            ..FleetSpec::default()
-        },
-        dhcp_bmcs,
-        tls: false,
-        apply_bmcs: false,
-        start_operator: false,
-        behaviour: ferrometal_sim::MachineBehaviour::default(),
-        ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
-        metalprobe: testenv::components::workspace_binary("metalprobe")
-            .expect("metalprobe is built"),
-        components: testenv::components::component("redfish")
-            .expect("plugins are built (cargo xtask plugins)")
-            .parent()
-            .expect("component directory")
-            .to_owned(),
-        operator_args: [
-            "--credential-retry-seconds",
-            "1",
-            "--server-resync-seconds",
-            "2",
-            "--bmc-resync-seconds",
-            "3",
-        ]
-        .map(String::from)
-        .to_vec(),
-        operator_log: String::from("info,ferrometal=debug"),
-        work_dir,
-    }
-}
-
 /// Waits until `count` Servers are Available, printing the operators' logs if they never are.
 async fn until_available(lab: &Lab, count: usize, operators: &[&Program]) {
     let servers: Api<Server> = Api::all(lab.client.clone());
@@ -627,6 +598,19 @@ async fn holder(lab: &Lab) -> Option<String> {
         .filter(|holder| !holder.is_empty())
 }
 
+/// Waits until the Lease names `identity`, failing with `operator`'s log after `timeout`.
+async fn until_leader(lab: &Lab, operator: &Program, identity: &str, timeout: Duration) {
+    let started = Instant::now();
+    while holder(lab).await.as_deref() != Some(identity) {
+        assert!(
+            started.elapsed() < timeout,
+            "{identity} did not lead within {timeout:?}:\n{}",
+            operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
     // Out-of-band discovery: the Servers need only the BMC, not the boot server of the
@@ -667,15 +651,7 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
         testenv::net::free_port().expect("port"),
     );
     let first = replica("first", first_port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while holder(&lab).await.as_deref() != Some("first") {
-        assert!(
-            Instant::now() < deadline,
-            "the first operator never led:\n{}",
-            first.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_leader(&lab, &first, "first", Duration::from_secs(60)).await;
     let second = replica("second", second_port);
 
     lab.apply_bmcs(0..1, None).await.expect("apply BMC");
@@ -705,15 +681,15 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
     // The leader dies without releasing its lease; the standby takes over once it expires.
     drop(first);
     let killed = Instant::now();
-    while holder(&lab).await.as_deref() != Some("second") {
-        assert!(
-            killed.elapsed() < Duration::from_secs(lease_seconds * 3),
-            "no handover {:?} after the leader died:\n{}",
-            killed.elapsed(),
-            second.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The lease expires at most `lease_seconds` after the kill; the rest is slack for a
+    // loaded machine.
+    until_leader(
+        &lab,
+        &second,
+        "second",
+        Duration::from_secs(lease_seconds * 3),
+    )
+    .await;
     eprintln!(
         "handover {:?} after the leader died (lease {lease_seconds} s)",
         killed.elapsed()
@@ -747,15 +723,7 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
         "{}",
         second.log_tail(20)
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while holder(&lab).await.as_deref() != Some("third") {
-        assert!(
-            Instant::now() < deadline,
-            "the third operator never led:\n{}",
-            third.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_leader(&lab, &third, "third", Duration::from_secs(30)).await;
 }
 
 /// The shared libraries an ELF binary needs (`readelf -d`).

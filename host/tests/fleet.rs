@@ -14,49 +14,12 @@ use std::time::Duration;
 use ferrometal::api::{BMC, Endpoint, Server};
 use ferrometal_sim::external::RedfishSystem;
 use ferrometal_sim::lab::{BmcAccess, Lab, LabOptions};
-use ferrometal_sim::{Faults, FleetSpec, MachineBehaviour, Probe};
+use ferrometal_sim::{Faults, FleetSpec, Probe};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-fn options(name: &str, bmcs: usize, systems_per_bmc: usize, dhcp_bmcs: usize) -> LabOptions {
-    let work_dir =
-        std::env::temp_dir().join(format!("ferrometal-fleet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work_dir);
-    LabOptions {
-        fleet: FleetSpec {
-            seed: 42,
-            bmcs,
-            systems_per_bmc,
-            ..FleetSpec::default()
-        },
-        dhcp_bmcs,
-        tls: false,
-        apply_bmcs: true,
-        start_operator: true,
-        behaviour: MachineBehaviour::default(),
-        ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
-        metalprobe: testenv::components::workspace_binary("metalprobe")
-            .expect("metalprobe is built"),
-        components: testenv::components::component("redfish")
-            .expect("plugins are built (cargo xtask plugins)")
-            .parent()
-            .expect("component directory")
-            .to_owned(),
-        operator_args: [
-            "--credential-retry-seconds",
-            "1",
-            "--server-resync-seconds",
-            "2",
-            "--bmc-resync-seconds",
-            "3",
-        ]
-        .map(String::from)
-        .to_vec(),
-        operator_log: String::from("info,ferrometal=debug"),
-        work_dir,
-    }
-}
+mod common;
 
 async fn start(options: LabOptions) -> Lab {
     Lab::start(options, |line| eprintln!("lab: {line}"))
@@ -134,7 +97,7 @@ fn available(server: &Server) -> bool {
 async fn a_fleet_reaches_available_through_both_discovery_paths() {
     let lab = start(LabOptions {
         tls: true,
-        ..options("paths", 4, 2, 2)
+        ..common::lab_options("paths", 4, 2, 2)
     })
     .await;
     until_servers(&lab, "8 Servers Available", |servers| {
@@ -232,7 +195,7 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
     // follow their systems' power state and boot override.
     let lab = start(LabOptions {
         apply_bmcs: false,
-        ..options("sushy", 0, 1, 0)
+        ..common::lab_options("sushy", 0, 1, 0)
     })
     .await;
     let fleet = FleetSpec {
@@ -327,7 +290,7 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
 
 #[tokio::test]
 async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
-    let mut faults = options("faults", 5, 1, 0);
+    let mut faults = common::lab_options("faults", 5, 1, 0);
     // A boot in flight when the operator restarts can fail (the new boot server answers
     // 404 until it has indexed the boot configurations again); such a Server times out and
     // retries, which this short timeout keeps within the test's patience.

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Polls `probe` every 100 ms until it returns `Some`, for at most 60 s.
+#[allow(dead_code)] // Not every test binary waits this way.
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
     mut probe: impl FnMut() -> F,
@@ -86,4 +87,53 @@ pub async fn emulated_bmc(systems: &[(&str, Vec<String>)], tls: bool) -> testenv
     })
     .await
     .expect("sushy-emulator")
+}
+
+/// Lab options for the end-to-end tests: `bmcs` simulated BMCs with `systems_per_bmc` systems
+/// each (seed 42), the first `dhcp_bmcs` announced by DHCP and the rest applied at start, the
+/// real `ferrometal` and `metalprobe` binaries and plugins, fast resyncs, and a fresh work
+/// directory named after `name`.
+#[allow(dead_code)] // Only the tests that start a lab use it.
+pub fn lab_options(
+    name: &str,
+    bmcs: usize,
+    systems_per_bmc: usize,
+    dhcp_bmcs: usize,
+) -> ferrometal_sim::lab::LabOptions {
+    let work_dir =
+        std::env::temp_dir().join(format!("ferrometal-lab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    ferrometal_sim::lab::LabOptions {
+        fleet: ferrometal_sim::FleetSpec {
+            seed: 42,
+            bmcs,
+            systems_per_bmc,
+            ..ferrometal_sim::FleetSpec::default()
+        },
+        dhcp_bmcs,
+        tls: false,
+        apply_bmcs: true,
+        start_operator: true,
+        behaviour: ferrometal_sim::MachineBehaviour::default(),
+        ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
+        metalprobe: testenv::components::workspace_binary("metalprobe")
+            .expect("metalprobe is built"),
+        components: testenv::components::component("redfish")
+            .expect("plugins are built (cargo xtask plugins)")
+            .parent()
+            .expect("component directory")
+            .to_owned(),
+        operator_args: [
+            "--credential-retry-seconds",
+            "1",
+            "--server-resync-seconds",
+            "2",
+            "--bmc-resync-seconds",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
+        operator_log: String::from("info,ferrometal=debug"),
+        work_dir,
+    }
 }
