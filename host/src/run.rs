@@ -137,6 +137,36 @@ struct ElectionArgs {
     leader_election_renew_seconds: u64,
 }
 
+impl ElectionArgs {
+    /// Starts campaigning for the lease, or leads at once without `--leader-elect`.
+    async fn start(
+        &self,
+        client: &Client,
+        metrics: ferrometal::leader::LeaderMetrics,
+    ) -> anyhow::Result<(Leadership, Option<ferrometal::leader::Elector>)> {
+        if !self.leader_elect {
+            metrics.set_leading(true);
+            return Ok((Leadership::always(), None));
+        }
+        let settings = ElectionSettings {
+            lease_name: self.leader_election_lease_name.clone(),
+            namespace: self
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            identity: self
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(ferrometal::leader::default_identity),
+            lease_duration: std::time::Duration::from_secs(self.leader_election_lease_seconds),
+            renew_before: std::time::Duration::from_secs(self.leader_election_renew_seconds),
+        };
+        let (leadership, elector) =
+            ferrometal::leader::elect(client.clone(), settings, metrics).await?;
+        Ok((leadership, Some(elector)))
+    }
+}
+
 /// Options of the first boot (the Server reconciler).
 #[derive(Debug, Args)]
 struct DiscoveryArgs {
@@ -332,33 +362,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(%error, "the metrics server stopped");
         }
     });
-    let (leadership, elector) = if args.election.leader_elect {
-        let settings = ElectionSettings {
-            lease_name: args.election.leader_election_lease_name.clone(),
-            namespace: args
-                .election
-                .leader_election_namespace
-                .clone()
-                .unwrap_or_else(|| client.default_namespace().to_owned()),
-            identity: args
-                .election
-                .leader_election_identity
-                .clone()
-                .unwrap_or_else(ferrometal::leader::default_identity),
-            lease_duration: std::time::Duration::from_secs(
-                args.election.leader_election_lease_seconds,
-            ),
-            renew_before: std::time::Duration::from_secs(
-                args.election.leader_election_renew_seconds,
-            ),
-        };
-        let (leadership, elector) =
-            ferrometal::leader::elect(client.clone(), settings, leader_metrics).await?;
-        (leadership, Some(elector))
-    } else {
-        leader_metrics.set_leading(true);
-        (Leadership::always(), None)
-    };
     let plugins = PluginRuntime::new(
         RuntimeConfig {
             granted_capabilities: args.grants.clone(),
@@ -485,19 +488,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         boot_reporter,
         fetches,
     ));
-    let bootconfig_context = Arc::new(bootconfig::Context {
-        client: client.clone(),
-        resolver,
-        resolutions: bootconfig::ResolutionCache::default(),
-        index,
-        allow_unauthenticated_ignition: args.boot.boot_allow_unauthenticated_ignition,
-        leadership: leadership.clone(),
-        reporter: Reporter {
-            controller: String::from("ferrometal-bootconfig"),
-            instance: std::env::var("HOSTNAME").ok(),
-        },
-        metrics: metrics.clone(),
-    });
 
     let server_context = Arc::new(server::Context {
         client: client.clone(),
@@ -564,6 +554,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
+    // Campaign only once everything is validated, so a replica that cannot run never holds
+    // the lease.
+    let (leadership, elector) = args.election.start(&client, leader_metrics).await?;
+    let bootconfig_context = Arc::new(bootconfig::Context {
+        client: client.clone(),
+        resolver,
+        resolutions: bootconfig::ResolutionCache::default(),
+        index,
+        allow_unauthenticated_ignition: args.boot.boot_allow_unauthenticated_ignition,
+        leadership: leadership.clone(),
+        reporter: Reporter {
+            controller: String::from("ferrometal-bootconfig"),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+        metrics: metrics.clone(),
+    });
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
     let bootconfigs = tokio::spawn(bootconfig::run(
         bootconfig_context,
