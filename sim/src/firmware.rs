@@ -148,11 +148,7 @@ pub fn interpret(script: &str, vars: &HashMap<String, String>) -> Result<Vec<Ste
     Ok(steps)
 }
 
-/// The value of `name=` on a kernel command line.
-pub fn kernel_arg<'a>(args: &'a str, name: &str) -> Option<&'a str> {
-    args.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-}
+pub use metalprobe::ignition::kernel_arg;
 
 /// What the discovery ignition tells the machine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -102,6 +102,14 @@ pub enum Error {
     /// The OCI registry refused a push or pull.
     #[error("OCI registry request failed: {0}")]
     Registry(String),
+    /// An external command (apt-get, dpkg-deb, ldd, strip, …) failed.
+    #[error("{command} failed: {message}")]
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// Its exit status and error output.
+        message: String,
+    },
     /// A fixture could not be serialised.
     #[error("cannot serialise {what}: {message}")]
     Serialise {

@@ -17,6 +17,7 @@ mod process;
 
 pub mod components;
 pub mod control_plane;
+pub mod discovery_image;
 pub mod machine_root;
 pub mod net;
 pub mod netns;

@@ -183,14 +183,15 @@ pub fn sushy_static() -> Tool {
 
 /// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]),
 /// `lldpd` (metalprobe's LLDP source), `busybox` (its `udhcpc` and `tftp` are the DHCP and
-/// TFTP test clients), `ipxe` (the images PXE firmware loads) and `isc-dhcp-relay` (a real
-/// relay agent).
+/// TFTP test clients), `ipxe` (the images PXE firmware loads, and `ipxe.lkrn` the VMs boot),
+/// `isc-dhcp-relay` (a real relay agent) and `qemu-system-x86` (the real-boot VMs).
 pub const TEST_PACKAGES: &[&str] = &[
     "docker-registry",
     "lldpd",
     "busybox",
     "ipxe",
     "isc-dhcp-relay",
+    "qemu-system-x86",
 ];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).

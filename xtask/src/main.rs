@@ -40,6 +40,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the benchmarks (release build) and write the results into BENCHMARKS.md.
     Bench,
+    /// Build the discovery OS image (Debian kernel + initramfs with busybox, the virtio
+    /// modules and ferrometal-ignite) into target/discovery-image.
+    DiscoveryImage,
 }
 
 /// Prints a failure as one readable line (the error and its causes), without the backtrace
@@ -63,6 +66,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Test { cargo_test_args } => test::run(&cargo_test_args),
         Command::Demo(args) => demo::run(&args),
+        Command::DiscoveryImage => {
+            setup::test_services()?;
+            discovery_image()
+        }
         Command::Bench => {
             setup::debian_wasm_toolchain()?;
             setup::wrk()?;
@@ -70,4 +77,26 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             bench::run()
         }
     }
+}
+
+/// Builds the workspace binaries the image holds, then the image.
+fn discovery_image() -> anyhow::Result<()> {
+    run::checked(std::process::Command::new("cargo").args([
+        "build",
+        "--quiet",
+        "-p",
+        "metalprobe",
+        "--bins",
+    ]))?;
+    let dir = testenv::tools::workspace_root().join("target/discovery-image");
+    let image = testenv::discovery_image::build(&dir)?;
+    run::step(format_args!(
+        "discovery image: kernel {} ({}), initramfs {} ({} KiB), metalprobe {}",
+        image.kernel.display(),
+        image.kernel_release,
+        image.initramfs.display(),
+        std::fs::metadata(&image.initramfs).map_or(0, |m| m.len() / 1024),
+        image.metalprobe.display()
+    ));
+    Ok(())
 }

@@ -1,0 +1,417 @@
+//! The discovery OS image for real first boots, built from Debian packages: Debian's kernel
+//! (`linux-image-amd64`) and an initramfs holding `busybox-static`, the virtio modules, the
+//! real `ferrometal-ignite` (it applies the discovery ignition) with its libraries, and an
+//! `/init` that brings the network up with DHCP, applies the ignition named on the kernel
+//! command line — which downloads and runs metalprobe — and powers the machine off.
+//!
+//! Packages are downloaded with `apt-get download` and unpacked with `dpkg-deb` into the
+//! tool cache, keyed by package version; the initramfs is assembled again on every build (a
+//! second or so).
+//!
+//! Test faults, set per VM through QEMU's firmware configuration
+//! (`-fw_cfg name=opt/ferrometal/probe,string=…`): `wrong-token` reports with a corrupted
+//! token, `never` does not report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::tools;
+use crate::{Error, Result};
+
+/// The kernel modules `/init` loads, in dependency order.
+pub const MODULES: [&str; 10] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "virtio_blk",
+    "qemu_fw_cfg",
+];
+
+/// Media types of an IronCore OS image's layers.
+pub const KERNEL_MEDIA_TYPE: &str = "application/vnd.ironcore.image.kernel";
+/// Media type of the initramfs layer.
+pub const INITRAMFS_MEDIA_TYPE: &str = "application/vnd.ironcore.image.initramfs";
+
+const INIT: &str = r#"#!/bin/busybox sh
+# ferrometal discovery image: network up, apply the discovery ignition, power off.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "ferrometal discovery image, kernel $(uname -r)"
+for module in MODULES; do
+  insmod /lib/modules/$module.ko || echo "ferrometal: module $module not loaded"
+done
+ip link set lo up
+for i in $(seq 1 100); do [ -e /sys/class/net/eth0 ] && break; usleep 100000; done
+ip link set eth0 up
+udhcpc -i eth0 -f -q -n -t 20 -s /etc/udhcpc.script || echo "ferrometal: no DHCP lease"
+fault=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/ferrometal/probe/raw 2>/dev/null)
+case "$fault" in
+  never) echo "ferrometal: test fault: not reporting" ;;
+  wrong-token) ferrometal-ignite --corrupt-token; echo "ferrometal: ignite exited with $?" ;;
+  *) ferrometal-ignite; echo "ferrometal: ignite exited with $?" ;;
+esac
+case " $(cat /proc/cmdline) " in
+  *" ferrometal.after=wait "*) echo "ferrometal: waiting (ferrometal.after=wait)"; while true; do sleep 3600; done ;;
+esac
+echo "ferrometal: powering off"
+sync
+poweroff -f
+"#;
+
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for gateway in $router; do ip route add default via "$gateway" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
+    echo "ferrometal: $interface has $ip/${mask:-24}"
+    ;;
+esac
+"#;
+
+/// A built discovery image.
+#[derive(Debug, Clone)]
+pub struct DiscoveryImage {
+    /// The kernel (`vmlinuz`).
+    pub kernel: PathBuf,
+    /// The initramfs (uncompressed newc cpio).
+    pub initramfs: PathBuf,
+    /// A stripped metalprobe for the boot server to offer (`--metalprobe-binary`).
+    pub metalprobe: PathBuf,
+    /// The kernel's release, e.g. `6.1.0-57-amd64`.
+    pub kernel_release: String,
+}
+
+impl DiscoveryImage {
+    /// The image's layers as `(media type, bytes)`, for [`crate::OciRegistry::push_image`].
+    pub fn layers(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(vec![
+            (
+                KERNEL_MEDIA_TYPE,
+                std::fs::read(&self.kernel)
+                    .map_err(Error::io(format!("read {}", self.kernel.display())))?,
+            ),
+            (
+                INITRAMFS_MEDIA_TYPE,
+                std::fs::read(&self.initramfs)
+                    .map_err(Error::io(format!("read {}", self.initramfs.display())))?,
+            ),
+        ])
+    }
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let described = format!("{command:?}");
+    let output = command
+        .output()
+        .map_err(Error::io(format!("run {described}")))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(Error::CommandFailed {
+            command: described,
+            message: format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })
+    }
+}
+
+/// The candidate version of a Debian package.
+fn candidate_version(package: &str) -> Result<String> {
+    let policy = run(Command::new("apt-cache").args(["policy", package]))?;
+    policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .map(|version| version.trim().to_owned())
+        .filter(|version| version != "(none)")
+        .ok_or_else(|| Error::CommandFailed {
+            command: format!("apt-cache policy {package}"),
+            message: String::from("no candidate version (run `apt-get update`)"),
+        })
+}
+
+/// The versioned kernel package `linux-image-amd64` depends on.
+fn kernel_package() -> Result<String> {
+    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    depends
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Depends:"))
+        .map(|package| package.trim().to_owned())
+        .ok_or_else(|| Error::CommandFailed {
+            command: String::from("apt-cache depends linux-image-amd64"),
+            message: String::from("no kernel package dependency"),
+        })
+}
+
+/// Downloads and unpacks `package` into the tool cache once per version; returns the tree.
+pub fn unpacked_package(package: &str) -> Result<PathBuf> {
+    let version = candidate_version(package)?;
+    let dir = tools::cache_dir()
+        .join("debian")
+        .join(format!("{package}_{}", version.replace(':', "%3a")));
+    let marker = dir.join(".unpacked");
+    if marker.is_file() {
+        return Ok(dir);
+    }
+    let download = dir.with_extension("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)
+        .map_err(Error::io(format!("create {}", download.display())))?;
+    eprintln!("testenv: downloading Debian package {package} {version}");
+    run(Command::new("apt-get")
+        .args(["download", "-qq", &format!("{package}={version}")])
+        .current_dir(&download))?;
+    let deb = std::fs::read_dir(&download)
+        .map_err(Error::io(format!("list {}", download.display())))?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
+        .ok_or_else(|| Error::CommandFailed {
+            command: format!("apt-get download {package}={version}"),
+            message: String::from("no .deb was downloaded"),
+        })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::write(&marker, &version).map_err(Error::io(format!("write {}", marker.display())))?;
+    Ok(dir)
+}
+
+/// The shared libraries `binary` loads, as absolute paths (from `ldd`), the loader included.
+fn libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let listing = run(Command::new("ldd").arg(binary))?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, target)) => target.trim(),
+                None => line,
+            };
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// A stripped copy of `binary` at `to`.
+fn stripped(binary: &Path, to: &Path) -> Result<()> {
+    run(Command::new("strip").arg("-o").arg(to).arg(binary))?;
+    Ok(())
+}
+
+/// A newc ("070701") cpio archive, the initramfs format.
+#[derive(Debug, Default)]
+pub struct Cpio {
+    bytes: Vec<u8>,
+    inode: u32,
+}
+
+impl Cpio {
+    fn header(&mut self, name: &str, mode: u32, size: usize) {
+        self.inode += 1;
+        let fields = [
+            self.inode,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            size as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ];
+        self.bytes.extend_from_slice(b"070701");
+        for field in fields {
+            self.bytes
+                .extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.push(0);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.bytes.len().is_multiple_of(4) {
+            self.bytes.push(0);
+        }
+    }
+
+    /// Adds a directory (parents must come first).
+    pub fn directory(&mut self, name: &str) {
+        self.header(name, 0o040_755, 0);
+    }
+
+    /// Adds a regular file with permission bits `mode`.
+    pub fn file(&mut self, name: &str, mode: u32, contents: &[u8]) {
+        self.header(name, 0o100_000 | mode, contents.len());
+        self.bytes.extend_from_slice(contents);
+        self.pad();
+    }
+
+    /// Ends the archive and returns it.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.header("TRAILER!!!", 0, 0);
+        self.bytes
+    }
+}
+
+/// Builds the image into `out_dir` from the Debian packages and the workspace's
+/// `ferrometal-ignite` and `metalprobe` binaries.
+pub fn build(out_dir: &Path) -> Result<DiscoveryImage> {
+    std::fs::create_dir_all(out_dir).map_err(Error::io(format!("create {}", out_dir.display())))?;
+    let kernel_package = kernel_package()?;
+    let kernel_tree = unpacked_package(&kernel_package)?;
+    let busybox_tree = unpacked_package("busybox-static")?;
+    let kernel_release = kernel_package
+        .strip_prefix("linux-image-")
+        .unwrap_or(&kernel_package)
+        .to_owned();
+    let kernel = kernel_tree
+        .join("boot")
+        .join(format!("vmlinuz-{kernel_release}"));
+    let modules = kernel_tree.join("lib/modules").join(&kernel_release);
+
+    let ignite_binary = crate::components::workspace_binary("ferrometal-ignite")?;
+    let ignite = out_dir.join("ferrometal-ignite");
+    stripped(&ignite_binary, &ignite)?;
+    let metalprobe = out_dir.join("metalprobe");
+    stripped(
+        &crate::components::workspace_binary("metalprobe")?,
+        &metalprobe,
+    )?;
+
+    let read =
+        |path: &Path| std::fs::read(path).map_err(Error::io(format!("read {}", path.display())));
+    let mut cpio = Cpio::default();
+    for dir in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "lib64",
+        "proc",
+        "root",
+        "run",
+        "sys",
+        "tmp",
+        "usr",
+        "usr/bin",
+        "usr/local",
+        "usr/local/bin",
+    ] {
+        cpio.directory(dir);
+    }
+    cpio.file(
+        "init",
+        0o755,
+        INIT.replace("MODULES", &MODULES.join(" ")).as_bytes(),
+    );
+    cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
+    cpio.file(
+        "bin/busybox",
+        0o755,
+        &read(&busybox_tree.join("bin/busybox"))?,
+    );
+    for module in MODULES {
+        let found = find_module(&modules, module)?;
+        cpio.file(&format!("lib/modules/{module}.ko"), 0o644, &read(&found)?);
+    }
+    cpio.file("usr/bin/ferrometal-ignite", 0o755, &read(&ignite)?);
+    let mut made = std::collections::BTreeSet::new();
+    for library in libraries(&ignite_binary)?
+        .into_iter()
+        .chain(libraries(&metalprobe)?)
+    {
+        let name = library.to_string_lossy().trim_start_matches('/').to_owned();
+        if !made.insert(name.clone()) {
+            continue;
+        }
+        let mut parent = String::new();
+        for part in Path::new(&name).parent().into_iter().flat_map(Path::iter) {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(&part.to_string_lossy());
+            if made.insert(parent.clone())
+                && !["lib", "lib64", "usr", "usr/bin"].contains(&parent.as_str())
+            {
+                cpio.directory(&parent);
+            }
+        }
+        cpio.file(&name, 0o755, &read(&library)?);
+    }
+    let initramfs = out_dir.join("initramfs.cpio");
+    std::fs::write(&initramfs, cpio.finish())
+        .map_err(Error::io(format!("write {}", initramfs.display())))?;
+    let kernel_copy = out_dir.join("vmlinuz");
+    std::fs::copy(&kernel, &kernel_copy)
+        .map_err(Error::io(format!("copy {}", kernel.display())))?;
+    Ok(DiscoveryImage {
+        kernel: kernel_copy,
+        initramfs,
+        metalprobe,
+        kernel_release,
+    })
+}
+
+fn find_module(modules: &Path, name: &str) -> Result<PathBuf> {
+    let wanted = format!("{name}.ko");
+    let mut stack = vec![modules.join("kernel")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(Error::io(format!("list {}", dir.display())))?
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|file| file == wanted.as_str()) {
+                return Ok(path);
+            }
+        }
+    }
+    Err(Error::CommandFailed {
+        command: format!("find {wanted} in {}", modules.display()),
+        message: String::from("the kernel package has no such module"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpio_entries_are_newc_and_four_byte_aligned() {
+        let mut cpio = Cpio::default();
+        cpio.directory("etc");
+        cpio.file("etc/x", 0o600, b"hello");
+        let bytes = cpio.finish();
+        assert!(bytes.starts_with(b"070701"));
+        assert_eq!(bytes.len() % 4, 0);
+        let text = String::from_utf8_lossy(&bytes);
+        // The file's header: mode 0100600, size 5, name length 6.
+        assert!(text.contains("000081800000000000000000000000010000000000000005"));
+        assert!(text.contains("etc/x\0"));
+        assert!(text.contains("hello"));
+        assert!(text.contains("TRAILER!!!\0"));
+    }
+}
