@@ -80,6 +80,7 @@ async fn run(servers: usize) -> Result {
             tls: false,
             apply_bmcs: false,
             start_operator: true,
+            vms: Vec::new(),
             behaviour: MachineBehaviour::default(),
             ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
             metalprobe: testenv::components::workspace_binary("metalprobe")

@@ -247,9 +247,12 @@ mod tests {
 
     #[test]
     fn data_urls_decode_percent_and_base64() {
-        assert_eq!(decode_data_url("data:,tok%2Ben%0A").unwrap(), b"tok+en\n");
         assert_eq!(
-            decode_data_url("data:text/plain;base64,aGVsbG8gd29ybGQ=").unwrap(),
+            decode_data_url("data:,tok%2Ben%0A").expect("percent"),
+            b"tok+en\n"
+        );
+        assert_eq!(
+            decode_data_url("data:text/plain;base64,aGVsbG8gd29ybGQ=").expect("base64"),
             b"hello world"
         );
         assert!(decode_data_url("data:,bad%zz").is_err());
@@ -299,13 +302,18 @@ mod tests {
             {"path": "/etc/../root/x", "contents": {"source": "data:,x"}}]}});
         assert!(
             plan(&escape)
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("/etc/../root/x")
         );
         let quoted = json!({"ignition": {"version": "3.4.0"}, "systemd": {"units": [
             {"name": "q.service", "enabled": true, "contents": "ExecStart=/bin/sh -c 'x'"}]}});
-        assert!(plan(&quoted).unwrap_err().to_string().contains("q.service"));
+        assert!(
+            plan(&quoted)
+                .expect_err("refused")
+                .to_string()
+                .contains("q.service")
+        );
         let relative = json!({"ignition": {"version": "3.4.0"}, "systemd": {"units": [
             {"name": "r.service", "enabled": true, "contents": "ExecStart=metalprobe"}]}});
         assert!(plan(&relative).is_err());

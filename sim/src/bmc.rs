@@ -365,7 +365,7 @@ impl Bmc {
             "SerialNumber": spec.serial,
             "PowerState": if machine.powered() { "On" } else { "Off" },
             "ProcessorSummary": {"Count": spec.cpus.0, "LogicalProcessorCount": spec.cpus.0 * spec.cpus.1},
-            "MemorySummary": {"TotalSystemMemoryGiB": spec.memory_gib},
+            "MemorySummary": {"TotalSystemMemoryGiB": spec.memory_mib as f64 / 1024.0},
             "Boot": {
                 "BootSourceOverrideTarget": boot.target,
                 "BootSourceOverrideEnabled": boot.enabled,
@@ -453,6 +453,8 @@ mod tests {
             dhcp: None,
             behaviour: MachineBehaviour::default(),
             work_dir: PathBuf::from("/nonexistent"),
+            vm: None,
+            host_alias: None,
         });
         let machines = spec
             .systems

@@ -20,6 +20,10 @@ use crate::{DhcpPorts, Fleet, FleetOptions, FleetSpec, MachineBehaviour};
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
+    /// Real QEMU VMs beside the simulated fleet, one per shape, behind one more BMC
+    /// (`vm-bmc-60000`); with any, the discovery image is the real one built from Debian
+    /// packages and machines are told the boot server's address as VMs see it (`10.0.2.2`).
+    pub vms: Vec<crate::vm::VmShape>,
     /// The fleet.
     pub fleet: FleetSpec,
     /// How many BMCs announce themselves by DHCP (the rest are applied as BMC objects).
@@ -108,6 +112,8 @@ pub struct BmcAccess {
 pub struct Lab {
     /// The simulated fleet (dropped first: it talks to the rest).
     pub fleet: Fleet,
+    /// The fleet of real VMs, when [`LabOptions::vms`] asks for some.
+    pub vm_fleet: Option<Fleet>,
     operator: Option<Program>,
     operator_command: Vec<String>,
     operator_env: Vec<(String, String)>,
@@ -133,6 +139,9 @@ pub fn server_resource() -> ApiResource {
     ))
 }
 
+/// Index of the VM fleet's BMC (far from the simulated fleet's, so MACs and addresses differ).
+pub const VM_FIRST_BMC: usize = 60_000;
+
 fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
         "metal.ironcore.dev",
@@ -156,24 +165,49 @@ impl Lab {
 
         progress("starting an OCI registry with the discovery image");
         let registry = OciRegistry::start().await?;
-        let image = registry
-            .push_image(
-                "ferrometal/discovery:sim",
-                &[
-                    (
-                        "application/vnd.ironcore.image.kernel",
-                        b"simulated discovery kernel",
-                    ),
-                    (
-                        "application/vnd.ironcore.image.initramfs",
-                        b"simulated discovery initramfs",
-                    ),
-                ],
-            )
-            .await?;
+        let with_vms = !options.vms.is_empty();
+        let (image, metalprobe) = if with_vms {
+            progress(
+                "building the discovery image from Debian packages (kernel, busybox, ferrometal-ignite)",
+            );
+            let built = testenv::discovery_image::build(&options.work_dir.join("discovery-image"))?;
+            let layers = built.layers()?;
+            let layers: Vec<(&str, &[u8])> = layers
+                .iter()
+                .map(|(media_type, bytes)| (*media_type, bytes.as_slice()))
+                .collect();
+            let image = registry
+                .push_image("ferrometal/discovery:debian", &layers)
+                .await?;
+            (image, built.metalprobe)
+        } else {
+            let image = registry
+                .push_image(
+                    "ferrometal/discovery:sim",
+                    &[
+                        (
+                            testenv::discovery_image::KERNEL_MEDIA_TYPE,
+                            b"simulated discovery kernel",
+                        ),
+                        (
+                            testenv::discovery_image::INITRAMFS_MEDIA_TYPE,
+                            b"simulated discovery initramfs",
+                        ),
+                    ],
+                )
+                .await?;
+            (image, options.metalprobe.clone())
+        };
 
         let boot_port = testenv::net::free_port()?;
-        let boot_url = format!("http://127.0.0.1:{boot_port}");
+        // VMs reach the host's loopback as 10.0.2.2; simulated machines are told the same
+        // URL and map it back to loopback.
+        let boot_host = if with_vms {
+            crate::vm::GUEST_HOST_ADDRESS
+        } else {
+            "127.0.0.1"
+        };
+        let boot_url = format!("http://{boot_host}:{boot_port}");
         let dhcp = DhcpPorts {
             server: free_udp_port()?,
             client: free_udp_port()?,
@@ -195,8 +229,43 @@ impl Lab {
             faults: crate::Faults::default(),
             behaviour: options.behaviour.clone(),
             work_dir: options.work_dir.join("machines"),
+            vm: None,
+            host_alias: with_vms.then(|| {
+                (
+                    crate::vm::GUEST_HOST_ADDRESS.to_owned(),
+                    String::from("127.0.0.1"),
+                )
+            }),
         })
         .await?;
+        let vm_fleet = if with_vms {
+            progress(&format!(
+                "starting {} QEMU VMs behind BMC vm-bmc-{VM_FIRST_BMC} (consoles in {})",
+                options.vms.len(),
+                options.work_dir.join("vms").display()
+            ));
+            Some(
+                Fleet::start(FleetOptions {
+                    spec: FleetSpec {
+                        seed: options.fleet.seed ^ 0x0051_3d00,
+                        bmcs: 1,
+                        systems_per_bmc: options.vms.len(),
+                        first_bmc: VM_FIRST_BMC,
+                        ..options.fleet.clone()
+                    },
+                    boot_url: Some(boot_url.clone()),
+                    vm: Some(crate::vm::VmOptions::debian(
+                        options.vms.clone(),
+                        options.work_dir.join("vms"),
+                    )),
+                    work_dir: options.work_dir.join("vm-machines"),
+                    ..FleetOptions::default()
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
 
         for name in ["redfish", "macdb", "ignition"] {
             let from = options.components.join(format!("{name}.wasm"));
@@ -266,7 +335,12 @@ impl Lab {
             image.reference.clone(),
         ];
         args.push("--metalprobe-binary".into());
-        args.push(options.metalprobe.display().to_string());
+        args.push(metalprobe.display().to_string());
+        if with_vms {
+            // The kernel's messages go to the VM's serial console, saved to a file.
+            args.push("--boot-kernel-args".into());
+            args.push("console=ttyS0".into());
+        }
         if let Some(ca) = fleet.ca_pem() {
             let file = options.work_dir.join("bmc-ca.pem");
             std::fs::write(&file, ca).map_err(io(format!("write {}", file.display())))?;
@@ -276,6 +350,7 @@ impl Lab {
         args.extend(options.operator_args.iter().cloned());
         let mut lab = Self {
             fleet,
+            vm_fleet,
             operator: None,
             operator_command: args,
             operator_env: vec![
@@ -301,6 +376,7 @@ impl Lab {
             progress("applying BMC objects for the BMCs that do not use DHCP");
             lab.apply_bmcs(options.dhcp_bmcs..options.fleet.bmcs, None)
                 .await?;
+            lab.apply_vm_bmcs().await?;
         }
         Ok(lab)
     }
@@ -411,6 +487,29 @@ impl Lab {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    /// Applies the BMC of the VM fleet (`vm-bmc-…`, plain HTTP), if there is one.
+    pub async fn apply_vm_bmcs(&self) -> Result<(), LabError> {
+        let Some(fleet) = &self.vm_fleet else {
+            return Ok(());
+        };
+        for bmc in fleet.bmcs() {
+            self.apply_bmc(&BmcAccess {
+                name: format!("vm-bmc-{}", bmc.spec().index),
+                mac: bmc.spec().mac.clone(),
+                ip: bmc
+                    .address()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default(),
+                port: bmc.address().map_or(0, |a| a.port()),
+                scheme: "http",
+                username: self.credentials.0.clone(),
+                password: self.credentials.1.clone(),
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Applies a BMCSecret and a BMC with `spec.access`, both named `access.name`.

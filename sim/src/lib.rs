@@ -19,6 +19,7 @@ pub mod lab;
 pub mod machine;
 pub mod serve;
 pub mod spec;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -69,6 +70,11 @@ pub struct FleetOptions {
     pub behaviour: MachineBehaviour,
     /// Scratch space for machine trees.
     pub work_dir: PathBuf,
+    /// Make every machine a real QEMU VM ([`vm`]).
+    pub vm: Option<vm::VmOptions>,
+    /// `(from, to)`: simulated machines reach URLs naming host `from` at `to` (see
+    /// [`machine::BootEnvironment::host_alias`]).
+    pub host_alias: Option<(String, String)>,
 }
 
 impl Default for FleetOptions {
@@ -84,6 +90,8 @@ impl Default for FleetOptions {
             faults: Faults::default(),
             behaviour: MachineBehaviour::default(),
             work_dir: std::env::temp_dir().join(format!("ferrometal-sim-{}", std::process::id())),
+            vm: None,
+            host_alias: None,
         }
     }
 }
@@ -200,12 +208,19 @@ impl Fleet {
             dhcp: options.machine_dhcp.then(|| dhcp.clone()).flatten(),
             behaviour: options.behaviour.clone(),
             work_dir: options.work_dir.clone(),
+            vm: options.vm.clone(),
+            host_alias: options.host_alias.clone(),
         });
         let bmcs: Vec<Arc<Bmc>> = options
             .spec
             .generate()
             .into_iter()
-            .map(|spec| {
+            .map(|mut spec| {
+                if let Some(vm) = &options.vm {
+                    for machine in &mut spec.systems {
+                        vm::shape_spec(machine, vm.shape(machine.index));
+                    }
+                }
                 let machines = spec
                     .systems
                     .iter()

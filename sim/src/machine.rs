@@ -140,6 +140,21 @@ pub struct BootEnvironment {
     pub behaviour: MachineBehaviour,
     /// Where machine trees are written while metalprobe reads them.
     pub work_dir: PathBuf,
+    /// Run machines as real QEMU VMs instead of simulating them.
+    pub vm: Option<crate::vm::VmOptions>,
+    /// `(from, to)`: simulated machines reach URLs naming host `from` at `to` instead — they
+    /// share a fleet's boot server URL with VMs, which see the host as `10.0.2.2`.
+    pub host_alias: Option<(String, String)>,
+}
+
+impl BootEnvironment {
+    /// `url` as a simulated machine reaches it.
+    fn local_url(&self, url: &str) -> String {
+        match &self.host_alias {
+            Some((from, to)) => url.replacen(&format!("//{from}:"), &format!("//{to}:"), 1),
+            None => url.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -150,6 +165,8 @@ struct State {
     probe: Probe,
     task: Option<AbortHandle>,
     boots: u32,
+    /// The running QEMU process of a VM machine (dropping it kills it).
+    vm: Option<testenv::Program>,
 }
 
 /// One simulated machine.
@@ -189,6 +206,7 @@ impl Machine {
                 probe,
                 task: None,
                 boots: 0,
+                vm: None,
             }),
         }
     }
@@ -263,10 +281,11 @@ impl Machine {
             _ => true,
         };
         // Power off or a restart ends whatever the machine was doing.
-        if (start || !state.powered)
-            && let Some(task) = state.task.take()
-        {
-            task.abort();
+        if start || !state.powered {
+            if let Some(task) = state.task.take() {
+                task.abort();
+            }
+            state.vm = None;
         }
         if !start {
             return;
@@ -274,6 +293,11 @@ impl Machine {
         state.powered = true;
         state.boots += 1;
         let source = state.boot.take_next();
+        if let Some(options) = &self.env.vm {
+            let options = options.clone();
+            self.start_vm(&mut state, &options, source);
+            return;
+        }
         if source == BootSource::Disk {
             state.phase = Phase::LocalDisk;
             return;
@@ -297,9 +321,75 @@ impl Machine {
 
     /// Stops whatever the machine is doing (the fleet is going away).
     pub fn halt(&self) {
-        if let Some(task) = self.state().task.take() {
+        let mut state = self.state();
+        if let Some(task) = state.task.take() {
             task.abort();
         }
+        state.vm = None;
+    }
+
+    /// Starts the machine's VM for `source` and watches for the guest powering itself off.
+    fn start_vm(
+        self: &Arc<Self>,
+        state: &mut State,
+        options: &crate::vm::VmOptions,
+        source: BootSource,
+    ) {
+        let boot_file = self
+            .env
+            .boot_url
+            .as_ref()
+            .map(|url| format!("{}/ipxe", url.trim_end_matches('/')));
+        let start = match (&source, &boot_file) {
+            (BootSource::Disk, _) => crate::vm::Start::Disk,
+            (BootSource::Http(_), _) => {
+                state.powered = false;
+                state.phase = Phase::Failed(String::from(
+                    "UEFI HTTP boot needs OVMF, which VM machines do not use",
+                ));
+                return;
+            }
+            (BootSource::Pxe, Some(boot_file)) => crate::vm::Start::Network { boot_file },
+            (BootSource::Pxe, None) => {
+                state.powered = false;
+                state.phase = Phase::Failed(String::from("no boot server URL for the VM"));
+                return;
+            }
+        };
+        match crate::vm::start(options, &self.spec, &start, state.probe) {
+            Ok(program) => {
+                tracing::info!(machine = self.spec.index, uuid = %self.spec.uuid, pid = program.pid(), console = %options.console(self.spec.index).display(), "VM started");
+                state.vm = Some(program);
+                state.phase = match start {
+                    crate::vm::Start::Disk => Phase::LocalDisk,
+                    crate::vm::Start::Network { .. } => Phase::Firmware,
+                };
+            }
+            Err(error) => {
+                state.powered = false;
+                state.phase = Phase::Failed(error);
+                return;
+            }
+        }
+        let machine = self.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let mut state = machine.state();
+                let exited = match state.vm.as_mut() {
+                    Some(vm) => vm.ensure_running().is_err(),
+                    None => return,
+                };
+                if exited {
+                    tracing::info!(machine = machine.spec.index, uuid = %machine.spec.uuid, "the VM powered off");
+                    state.vm = None;
+                    state.powered = false;
+                    state.phase = Phase::Off;
+                    return;
+                }
+            }
+        });
+        state.task = Some(watcher.abort_handle());
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -309,7 +399,7 @@ impl Machine {
     async fn fetch(&self, url: &str) -> Result<reqwest::Response, String> {
         self.env
             .http
-            .get(url)
+            .get(self.env.local_url(url))
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
@@ -450,7 +540,7 @@ impl Machine {
         };
         metalprobe::post::register(
             &self.env.http,
-            &instructions.registry_url,
+            &self.env.local_url(&instructions.registry_url),
             token,
             &registration,
             5,
@@ -478,7 +568,7 @@ impl Machine {
                 })
                 .collect(),
             cpus: spec.cpus,
-            memory_kib: spec.memory_gib * 1024 * 1024,
+            memory_kib: spec.memory_mib * 1024,
             disks: spec.disks.clone(),
         }
     }

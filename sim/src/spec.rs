@@ -25,6 +25,9 @@ pub struct FleetSpec {
     pub username: String,
     /// Password every BMC accepts.
     pub password: String,
+    /// Index of the first BMC: fleets with disjoint ranges have distinct MACs, addresses and
+    /// machine numbers, so they can share a cluster.
+    pub first_bmc: usize,
 }
 
 impl Default for FleetSpec {
@@ -35,6 +38,7 @@ impl Default for FleetSpec {
             systems_per_bmc: 1,
             username: String::from("admin"),
             password: String::from("sim-password"),
+            first_bmc: 0,
         }
     }
 }
@@ -69,8 +73,8 @@ pub struct MachineSpec {
     pub macs: Vec<String>,
     /// CPU packages × cores per package.
     pub cpus: (u32, u32),
-    /// Memory in GiB.
-    pub memory_gib: u64,
+    /// Memory in MiB.
+    pub memory_mib: u64,
     /// Disks: `(kernel name, bytes, rotational)`.
     pub disks: Vec<(String, u64, bool)>,
 }
@@ -153,7 +157,9 @@ const SHAPES: [Shape; 4] = [
 impl FleetSpec {
     /// Every BMC with its machines.
     pub fn generate(&self) -> Vec<BmcSpec> {
-        (0..self.bmcs).map(|index| self.bmc(index)).collect()
+        (self.first_bmc..self.first_bmc + self.bmcs)
+            .map(|index| self.bmc(index))
+            .collect()
     }
 
     /// BMC `index` with its machines.
@@ -182,7 +188,7 @@ impl FleetSpec {
             model: model.to_owned(),
             macs: vec![mac("52:54:fd", index), mac("52:54:fc", index)],
             cpus: (packages, cores),
-            memory_gib,
+            memory_mib: memory_gib * 1024,
             disks: disks
                 .iter()
                 .enumerate()

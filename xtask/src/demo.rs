@@ -74,6 +74,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             tls: args.tls,
             apply_bmcs: true,
             start_operator: true,
+            vms: Vec::new(),
             behaviour: MachineBehaviour {
                 boot_delay: Duration::from_millis(args.boot_delay_ms),
                 power_delay: Duration::from_millis(500),

@@ -114,6 +114,7 @@ pub fn lab_options(
         tls: false,
         apply_bmcs: true,
         start_operator: true,
+        vms: Vec::new(),
         behaviour: ferrometal_sim::MachineBehaviour::default(),
         ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
         metalprobe: testenv::components::workspace_binary("metalprobe")
