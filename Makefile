@@ -10,10 +10,11 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 test:
 	cargo xtask test
 
-## make demo [SERVERS=N]: local control plane, OCI registry, simulated fleet and
-## `ferrometal run`; watch the fleet reach Available, then look around until Ctrl-C.
+## make demo [SERVERS=N] [VMS=N]: local control plane, OCI registry, simulated fleet (and
+## real QEMU VMs) and `ferrometal run`; watch the fleet reach Available, then look around
+## until Ctrl-C.
 demo:
-	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS))
+	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS)) $(if $(VMS),--vms $(VMS))
 
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:

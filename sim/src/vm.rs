@@ -72,8 +72,9 @@ impl VmOptions {
 }
 
 /// Gives `spec` the hardware of `shape`: one CPU package with `cpus` cores, its memory and
-/// one virtio disk, so the BMC reports what the VM has.
+/// one virtio disk, so the BMC reports what the VM has (model `SimVM`).
 pub fn shape_spec(spec: &mut MachineSpec, shape: VmShape) {
+    spec.model = String::from("SimVM");
     spec.cpus = (1, shape.cpus);
     spec.memory_mib = shape.memory_mib;
     spec.disks = vec![(String::from("vda"), shape.disk_bytes, false)];
@@ -279,6 +280,7 @@ mod tests {
                 disk_bytes: 2 << 30,
             },
         );
+        assert_eq!(spec.model, "SimVM");
         assert_eq!(spec.cpus, (1, 4));
         assert_eq!(spec.memory_mib, 1024);
         assert_eq!(spec.disks, [(String::from("vda"), 2 << 30, false)]);

@@ -1,7 +1,8 @@
 //! `make demo`: a local control plane, an OCI registry with a discovery image, a simulated
 //! fleet and `ferrometal run`, onboarding the fleet through both discovery paths (BMCs that
 //! announce themselves by DHCP become Endpoints; the others are applied as BMC objects) and
-//! showing progress until every Server is Available. Runs until Ctrl-C.
+//! showing progress until every Server is Available. With `--vms N` (`make demo VMS=2`) real
+//! QEMU VMs boot the Debian discovery image beside the simulated fleet. Runs until Ctrl-C.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -35,6 +36,19 @@ pub struct DemoArgs {
     /// Exit once every Server is Available instead of waiting for Ctrl-C.
     #[arg(long)]
     pub exit_when_available: bool,
+    /// Real QEMU VMs beside the simulated fleet, behind one more BMC (software emulation;
+    /// each takes about half a minute to discover).
+    #[arg(long, default_value_t = 0, env = "VMS")]
+    pub vms: usize,
+}
+
+/// The hardware of demo VM `index`: alternately small and larger, so their Servers differ.
+fn vm_shape(index: usize) -> ferrometal_sim::vm::VmShape {
+    ferrometal_sim::vm::VmShape {
+        cpus: 1 + (index % 2) as u32,
+        memory_mib: 512 + 256 * (index % 2) as u64,
+        disk_bytes: (1 + index as u64 % 3) << 30,
+    }
 }
 
 /// Runs the demo until interrupted.
@@ -74,7 +88,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             tls: args.tls,
             apply_bmcs: true,
             start_operator: true,
-            vms: Vec::new(),
+            vms: (0..args.vms).map(vm_shape).collect(),
             behaviour: MachineBehaviour {
                 boot_delay: Duration::from_millis(args.boot_delay_ms),
                 power_delay: Duration::from_millis(500),
@@ -102,6 +116,15 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         args.servers / 2,
         args.servers - args.servers / 2
     ));
+    let total = args.servers + args.vms;
+    if args.vms > 0 {
+        step(format_args!(
+            "and {} real VMs behind BMC vm-bmc-{}: iPXE, the Debian discovery image, metalprobe; consoles in {}",
+            args.vms,
+            ferrometal_sim::lab::VM_FIRST_BMC,
+            lab.work_dir().join("vms").display()
+        ));
+    }
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut last_line = String::new();
@@ -112,11 +135,15 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         let states = lab.server_states().await?;
         let available = states.get("Available").copied().unwrap_or(0);
         let servers: usize = states.values().sum();
-        let phases = lab.fleet.phases();
+        let mut phases = lab.fleet.phases();
+        if let Some(vms) = &lab.vm_fleet {
+            for (phase, count) in vms.phases() {
+                *phases.entry(phase).or_default() += count;
+            }
+        }
         let line = format!(
-            "{:>4.0}s  Servers {servers}/{}: {}  |  machines: {}",
+            "{:>4.0}s  Servers {servers}/{total}: {}  |  machines: {}",
             started.elapsed().as_secs_f64(),
-            args.servers,
             join(states.iter().map(|(k, v)| (k.as_str(), *v))),
             join(phases.iter().map(|(k, v)| (*k, *v))),
         );
@@ -129,23 +156,21 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             println!("{line}");
         }
         last_line = line;
-        if available == args.servers {
+        if available == total {
             break;
         }
-        if started.elapsed() > Duration::from_secs(120 + args.servers as u64 / 5) {
+        if started.elapsed()
+            > Duration::from_secs(120 + args.servers as u64 / 5 + 60 * args.vms as u64)
+        {
             println!();
             let log = lab.operator_log_tail(40);
-            bail!(
-                "only {available} of {} Servers became Available; operator log:\n{log}",
-                args.servers
-            );
+            bail!("only {available} of {total} Servers became Available; operator log:\n{log}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     println!();
     step(format_args!(
-        "all {} Servers Available in {:.1}s",
-        args.servers,
+        "all {total} Servers Available in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
     if args.servers <= 20 {
@@ -173,6 +198,16 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         args.servers - 1
     );
     println!("  kubectl get serverbootconfigurations -A");
+    if args.vms > 0 {
+        println!(
+            "  kubectl get server vm-bmc-{}-system-0 -o yaml   # what a real VM reported",
+            ferrometal_sim::lab::VM_FIRST_BMC
+        );
+        println!(
+            "VM consoles (every boot appended): {}/vm-*.console.log",
+            lab.work_dir().join("vms").display()
+        );
+    }
     if let Some(operator) = lab.operator() {
         println!(
             "Operator log: {}/ferrometal-run.log",
