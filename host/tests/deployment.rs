@@ -387,26 +387,10 @@ async fn helm_install_upgrade_and_uninstall_against_the_api_server() {
 async fn until_available(lab: &Lab, count: usize, operators: &[&Program]) {
     let servers: Api<Server> = Api::all(lab.client.clone());
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut states = Vec::new();
+    let mut summary = String::new();
     while Instant::now() < deadline {
         if let Ok(list) = servers.list(&ListParams::default()).await {
-            states = list
-                .items
-                .iter()
-                .map(|s| {
-                    let status = s.status.clone().unwrap_or_default();
-                    format!(
-                        "{}: {:?} {:?}",
-                        s.name_any(),
-                        status.state,
-                        status
-                            .conditions
-                            .iter()
-                            .map(|c| (&c.reason, &c.message))
-                            .collect::<Vec<_>>()
-                    )
-                })
-                .collect();
+            summary = common::server_summary(&list.items);
             let available = list
                 .items
                 .iter()
@@ -426,9 +410,19 @@ async fn until_available(lab: &Lab, count: usize, operators: &[&Program]) {
     let logs: Vec<String> = operators.iter().map(|p| p.log_tail(60)).collect();
     panic!(
         "{count} Servers did not become Available:\n{}\noperator logs:\n{}",
-        states.join("\n"),
+        summary,
         logs.join("\n----\n")
     );
+}
+
+/// Runs kubectl against the lab's control plane as the user of `kubeconfig` (the admin's
+/// when `None`).
+fn kubectl(lab: &Lab, kubeconfig: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = lab.control_plane.kubectl().expect("kubectl");
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    command.args(args).output().expect("run kubectl")
 }
 
 /// Writes a kubeconfig for the control plane that authenticates with `token`.
@@ -436,14 +430,7 @@ fn token_kubeconfig(lab: &Lab, token: &str) -> PathBuf {
     let path = lab.work_dir().join("serviceaccount.kubeconfig");
     std::fs::copy(lab.kubeconfig(), &path).expect("copy kubeconfig");
     let kubectl = |args: &[&str]| {
-        let output = lab
-            .control_plane
-            .kubectl()
-            .expect("kubectl")
-            .env("KUBECONFIG", &path)
-            .args(args)
-            .output()
-            .expect("run kubectl");
+        let output = kubectl(lab, Some(&path), args);
         assert!(
             output.status.success(),
             "kubectl {args:?}: {}",
@@ -475,11 +462,10 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
         ],
         Some(&lab.kubeconfig()),
     );
-    let output = lab
-        .control_plane
-        .kubectl()
-        .expect("kubectl")
-        .args([
+    let output = kubectl(
+        &lab,
+        None,
+        &[
             "create",
             "token",
             "ferrometal",
@@ -487,9 +473,8 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
             RELEASE_NAMESPACE,
             "--duration",
             "1h",
-        ])
-        .output()
-        .expect("kubectl create token");
+        ],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -535,16 +520,11 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
 
     // What the ServiceAccount must not do.
     let can_i = |args: &[&str]| {
-        let output = lab
-            .control_plane
-            .kubectl()
-            .expect("kubectl")
-            .env("KUBECONFIG", &kubeconfig)
-            .arg("auth")
-            .arg("can-i")
-            .args(args)
-            .output()
-            .expect("kubectl auth can-i");
+        let output = kubectl(
+            &lab,
+            Some(&kubeconfig),
+            &[&["auth", "can-i"], args].concat(),
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     };
     assert_eq!(can_i(&["get", "secrets", "-n", RELEASE_NAMESPACE]), "yes");
@@ -557,14 +537,11 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
     ] {
         assert_eq!(can_i(&forbidden), "no", "can-i {forbidden:?}");
     }
-    let output = lab
-        .control_plane
-        .kubectl()
-        .expect("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args(["get", "secrets", "--namespace", "kube-system"])
-        .output()
-        .expect("kubectl get secrets");
+    let output = kubectl(
+        &lab,
+        Some(&kubeconfig),
+        &["get", "secrets", "--namespace", "kube-system"],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "reading Secrets elsewhere works");
     assert!(
@@ -640,12 +617,7 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
         )
         .expect("start ferrometal run")
     };
-    lab.control_plane
-        .kubectl()
-        .expect("kubectl")
-        .args(["create", "namespace", RELEASE_NAMESPACE])
-        .output()
-        .expect("create namespace");
+    kubectl(&lab, None, &["create", "namespace", RELEASE_NAMESPACE]);
     let (first_port, second_port) = (
         testenv::net::free_port().expect("port"),
         testenv::net::free_port().expect("port"),

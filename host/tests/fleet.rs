@@ -40,22 +40,7 @@ async fn until_servers(lab: &Lab, what: &str, check: impl Fn(&[Server]) -> bool)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let summary: Vec<String> = last
-        .iter()
-        .map(|s| {
-            let status = s.status.clone().unwrap_or_default();
-            format!(
-                "{}: {:?} {:?}",
-                s.name_any(),
-                status.state,
-                status
-                    .conditions
-                    .iter()
-                    .map(|c| (&c.reason, &c.message))
-                    .collect::<Vec<_>>()
-            )
-        })
-        .collect();
+    let summary = common::server_summary(&last);
     let log = lab.operator_log_tail(60);
     // The whole object of one Server that is not Available, to see who wrote what.
     let stuck = last
@@ -75,7 +60,7 @@ async fn until_servers(lab: &Lab, what: &str, check: impl Fn(&[Server]) -> bool)
         .collect();
     panic!(
         "{what} did not happen; Servers:\n{}\nmachine phases: {:?}; failed boots:\n{}\nfirst Server not Available:\n{stuck}\noperator log:\n{log}",
-        summary.join("\n"),
+        summary,
         lab.fleet.phases(),
         failed.join("\n")
     );

@@ -136,20 +136,9 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
             break list;
         }
         if Instant::now() > deadline {
-            let states: Vec<String> = list
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}: {} {:?}",
-                        s.name_any(),
-                        state(s),
-                        s.status.as_ref().map(|s| &s.conditions)
-                    )
-                })
-                .collect();
             panic!(
                 "the VMs did not settle:\n{}\noperator log:\n{}\nconsoles:\n{}",
-                states.join("\n"),
+                common::server_summary(&list),
                 lab.operator_log_tail(40),
                 consoles(&lab)
             );

@@ -108,6 +108,29 @@ pub struct BmcAccess {
     pub password: String,
 }
 
+impl BmcAccess {
+    /// How to reach `bmc` of a fleet: named `<prefix>-<index>`, at its address and port.
+    pub fn of(
+        bmc: &crate::Bmc,
+        prefix: &str,
+        scheme: &'static str,
+        (username, password): (&str, &str),
+    ) -> Self {
+        Self {
+            name: format!("{prefix}-{}", bmc.spec().index),
+            mac: bmc.spec().mac.clone(),
+            ip: bmc
+                .address()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            port: bmc.address().map_or(0, |a| a.port()),
+            scheme,
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
 /// The running installation. Dropping it stops everything.
 pub struct Lab {
     /// The simulated fleet (dropped first: it talks to the rest).
@@ -467,18 +490,7 @@ impl Lab {
         let password = password.unwrap_or(&self.credentials.1);
         let accesses: Vec<BmcAccess> = self.fleet.bmcs()[range]
             .iter()
-            .map(|bmc| BmcAccess {
-                name: format!("sim-bmc-{}", bmc.spec().index),
-                mac: bmc.spec().mac.clone(),
-                ip: bmc
-                    .address()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default(),
-                port: bmc.address().map_or(0, |a| a.port()),
-                scheme,
-                username: self.credentials.0.clone(),
-                password: password.to_owned(),
-            })
+            .map(|bmc| BmcAccess::of(bmc, "sim-bmc", scheme, (&self.credentials.0, password)))
             .collect();
         use futures::StreamExt;
         let results: Vec<Result<(), LabError>> = futures::stream::iter(&accesses)
@@ -495,19 +507,9 @@ impl Lab {
             return Ok(());
         };
         for bmc in fleet.bmcs() {
-            self.apply_bmc(&BmcAccess {
-                name: format!("vm-bmc-{}", bmc.spec().index),
-                mac: bmc.spec().mac.clone(),
-                ip: bmc
-                    .address()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default(),
-                port: bmc.address().map_or(0, |a| a.port()),
-                scheme: "http",
-                username: self.credentials.0.clone(),
-                password: self.credentials.1.clone(),
-            })
-            .await?;
+            let (username, password) = &self.credentials;
+            self.apply_bmc(&BmcAccess::of(bmc, "vm-bmc", "http", (username, password)))
+                .await?;
         }
         Ok(())
     }

@@ -138,3 +138,27 @@ pub fn lab_options(
         work_dir,
     }
 }
+
+/// One line per Server: name, state and its conditions' reasons and messages, for failure
+/// reports.
+#[allow(dead_code)] // Only the tests that wait for Servers use it.
+pub fn server_summary(servers: &[ferrometal::api::Server]) -> String {
+    use kube::ResourceExt;
+    servers
+        .iter()
+        .map(|server| {
+            let status = server.status.clone().unwrap_or_default();
+            format!(
+                "{}: {:?} {:?}",
+                server.name_any(),
+                status.state,
+                status
+                    .conditions
+                    .iter()
+                    .map(|c| (&c.reason, &c.message))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
