@@ -18,6 +18,10 @@ mod common;
 
 const GIB: u64 = 1 << 30;
 
+/// The VM tests run one at a time: emulated VMs are CPU-bound, and a test that shares the
+/// CPUs with another's VMs can miss its timeouts.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Bytes of a Kubernetes quantity as the registry writes them (`512Mi`, `3Gi`, `1234`).
 fn bytes(quantity: &str) -> u64 {
     let units = [
@@ -45,6 +49,7 @@ fn state(server: &Server) -> String {
 
 #[tokio::test]
 async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let shapes = vec![
         VmShape {
@@ -89,7 +94,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
                 &name(2),
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"annotations": {
-                    "ferrometal.dev/discovery-timeout-seconds": "45"}}})),
+                    "ferrometal.dev/discovery-timeout-seconds": "60"}}})),
             )
             .await;
         if patched.is_ok() {
@@ -231,4 +236,187 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
     let work_dir = lab.work_dir().to_owned();
     drop(lab);
     let _ = std::fs::remove_dir_all(work_dir);
+}
+
+/// A VM on a tap device in a network namespace: its firmware and its discovery system get
+/// their addresses and boot file from ferrometal's own DHCP server (on the host end of a veth
+/// pair into the namespace), not from QEMU's.
+#[tokio::test]
+async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
+    use ferrometal_sim::vm::{VmNetwork, VmOptions};
+    use testenv::netns::{NetworkNamespace, ip};
+
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    if !testenv::netns::available() {
+        eprintln!(
+            "skipped: network namespaces, tap devices and DHCP's port 67 need root (CI runs as root)"
+        );
+        return;
+    }
+    let id = std::process::id();
+    let net = 60 + id % 100;
+    let (namespace, host_if, ns_if) =
+        (format!("fm{id}v"), format!("fm{id}vh"), format!("fm{id}vn"));
+    let _namespace = NetworkNamespace::create(&namespace);
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &namespace,
+    ]);
+    let server_ip = format!("10.93.{net}.1");
+    ip(&["addr", "add", &format!("{server_ip}/24"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&["-n", &namespace, "link", "add", "br0", "type", "bridge"]);
+    ip(&[
+        "-n", &namespace, "link", "set", &ns_if, "master", "br0", "up",
+    ]);
+    ip(&["-n", &namespace, "link", "set", "br0", "up"]);
+
+    let work_dir = tempfile::tempdir().expect("temp dir");
+    let control_plane = testenv::ControlPlane::start().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let registry = testenv::OciRegistry::start().await.expect("registry");
+    let image = testenv::discovery_image::build(&work_dir.path().join("image")).expect("image");
+    let layers = image.layers().expect("layers");
+    let layers: Vec<(&str, &[u8])> = layers.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+    let pushed = registry
+        .push_image("ferrometal/discovery:debian", &layers)
+        .await
+        .expect("push");
+
+    let shape = VmShape {
+        cpus: 2,
+        memory_mib: 512,
+        disk_bytes: 2 * GIB,
+    };
+    let vm_dir = work_dir.path().join("vms");
+    let fleet = ferrometal_sim::Fleet::start(ferrometal_sim::FleetOptions {
+        spec: ferrometal_sim::FleetSpec {
+            seed: 11,
+            bmcs: 1,
+            systems_per_bmc: 1,
+            first_bmc: 61_000,
+            ..ferrometal_sim::FleetSpec::default()
+        },
+        vm: Some(VmOptions {
+            network: VmNetwork::Tap {
+                namespace: namespace.clone(),
+                bridge: String::from("br0"),
+            },
+            ..VmOptions::debian(vec![shape], vm_dir.clone())
+        }),
+        work_dir: work_dir.path().join("machines"),
+        ..ferrometal_sim::FleetOptions::default()
+    })
+    .await
+    .expect("the VM fleet starts");
+    let machine = fleet.machines().next().expect("one VM").clone();
+    let bmc = &fleet.bmcs()[0];
+
+    let boot_port = testenv::net::free_port().expect("port");
+    let boot_url = format!("http://{server_ip}:{boot_port}");
+    let dhcp_config = work_dir.path().join("dhcp.yaml");
+    std::fs::write(
+        &dhcp_config,
+        format!(
+            "interfaces: [{{name: {host_if}, serverAddress: {server_ip}}}]\nleaseFile: {}\n\
+             subnets:\n- {{network: 10.93.{net}.0, prefix: 24, rangeStart: 10.93.{net}.100, rangeEnd: 10.93.{net}.120, router: {server_ip}}}\n\
+             boot: {{ipxeUrl: '{boot_url}/ipxe'}}\n",
+            work_dir.path().join("leases.json").display()
+        ),
+    )
+    .expect("DHCP config");
+    let plugins = common::plugin_dir(work_dir.path(), &["redfish", "ignition"]);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--grant", "credentials/reveal"])
+        .arg("--dhcp-config")
+        .arg(&dhcp_config)
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", &format!("{server_ip}:{boot_port}")])
+        .args(["--boot-server-url", &boot_url])
+        .args(["--boot-allowed-registries", registry.host()])
+        .args(["--boot-insecure-registries", registry.host()])
+        .args(["--discovery-image", &pushed.reference])
+        .arg("--metalprobe-binary")
+        .arg(&image.metalprobe)
+        .args(["--boot-kernel-args", "console=ttyS0"])
+        .args(["--server-resync-seconds", "2"])
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    let operator =
+        testenv::Program::start("ferrometal-run", command).expect("start ferrometal run");
+
+    let address = bmc.address().expect("BMC address");
+    common::kubectl_apply(
+        &control_plane,
+        &format!(
+            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: tap-bmc}}\n\
+             stringData: {{username: admin, password: sim-password}}\n---\n\
+             apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: tap-bmc}}\n\
+             spec:\n  access: {{macAddress: '{}', ip: '{}'}}\n  bmcSecretRef: {{name: tap-bmc}}\n\
+             \x20 protocol: {{name: Redfish, port: {}, scheme: http}}\n",
+            bmc.spec().mac,
+            address.ip(),
+            address.port()
+        ),
+    );
+
+    let servers: Api<Server> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let server = loop {
+        let list = servers
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items;
+        if let Some(server) = list.iter().find(|s| state(s) == "Available") {
+            break server.clone();
+        }
+        if Instant::now() > deadline {
+            let console = std::fs::read_to_string(
+                VmOptions::debian(vec![shape], vm_dir.clone()).console(machine.spec().index),
+            )
+            .unwrap_or_default();
+            panic!(
+                "the VM did not become Available:\n{}\noperator log:\n{}\nconsole:\n{console}",
+                common::server_summary(&list),
+                operator.log_tail(40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let status = server.status.as_ref().expect("status");
+    let nic = status
+        .network_interfaces
+        .iter()
+        .find(|nic| nic.name == "eth0")
+        .expect("eth0");
+    assert_eq!(nic.mac_address, machine.spec().macs[0]);
+    assert_eq!(
+        nic.ips,
+        [format!("10.93.{net}.100")],
+        "the first address of ferrometal's pool, not QEMU's 10.0.2.15"
+    );
+    let threads: i32 = status
+        .processors
+        .iter()
+        .filter_map(|p| p.total_threads)
+        .sum();
+    assert_eq!(threads, 2);
+    // The lease file is keyed by the MAC's hex digits.
+    let leases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work_dir.path().join("leases.json")).expect("leases"),
+    )
+    .expect("lease file is JSON");
+    let mac_digits = machine.spec().macs[0].replace(':', "");
+    assert_eq!(
+        leases[&mac_digits]["ip"],
+        format!("10.93.{net}.100"),
+        "ferrometal's DHCP server leased the VM its address: {leases}"
+    );
+    drop(operator);
+    drop(fleet);
 }

@@ -340,17 +340,25 @@ impl Machine {
             .boot_url
             .as_ref()
             .map(|url| format!("{}/ipxe", url.trim_end_matches('/')));
-        let start = match (&source, &boot_file) {
-            (BootSource::Disk, _) => crate::vm::Start::Disk,
-            (BootSource::Http(_), _) => {
+        let start = match (&source, &boot_file, &options.network) {
+            (BootSource::Disk, _, _) => crate::vm::Start::Disk,
+            (BootSource::Http(_), _, _) => {
                 state.powered = false;
                 state.phase = Phase::Failed(String::from(
                     "UEFI HTTP boot needs OVMF, which VM machines do not use",
                 ));
                 return;
             }
-            (BootSource::Pxe, Some(boot_file)) => crate::vm::Start::Network { boot_file },
-            (BootSource::Pxe, None) => {
+            // On a tap network the segment's DHCP server names the boot file.
+            (BootSource::Pxe, _, crate::vm::VmNetwork::Tap { .. }) => {
+                crate::vm::Start::Network { boot_file: None }
+            }
+            (BootSource::Pxe, Some(boot_file), crate::vm::VmNetwork::User) => {
+                crate::vm::Start::Network {
+                    boot_file: Some(boot_file),
+                }
+            }
+            (BootSource::Pxe, None, crate::vm::VmNetwork::User) => {
                 state.powered = false;
                 state.phase = Phase::Failed(String::from("no boot server URL for the VM"));
                 return;

@@ -41,6 +41,26 @@ pub struct VmOptions {
     /// Use KVM when `/dev/kvm` is usable; otherwise (the default) software emulation, which
     /// works everywhere — nested KVM in CI machines is often broken.
     pub kvm: bool,
+    /// How the VMs are networked.
+    pub network: VmNetwork,
+}
+
+/// A VM's network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum VmNetwork {
+    /// QEMU's user-mode network: its built-in DHCP server hands out `10.0.2.15` and the boot
+    /// file; the host's loopback is `10.0.2.2`.
+    #[default]
+    User,
+    /// A tap device `vmtap<index>` on `bridge` inside network namespace `namespace` (which
+    /// the caller created, with whatever DHCP server it wants on the bridge's segment — e.g.
+    /// ferrometal's). QEMU runs inside the namespace.
+    Tap {
+        /// The network namespace.
+        namespace: String,
+        /// The bridge the taps join.
+        bridge: String,
+    },
 }
 
 impl VmOptions {
@@ -53,6 +73,7 @@ impl VmOptions {
             shapes,
             dir,
             kvm: std::env::var("FERROMETAL_VM_KVM").is_ok_and(|value| value == "1"),
+            network: VmNetwork::User,
         }
     }
 
@@ -86,10 +107,11 @@ pub fn shape_spec(spec: &mut MachineSpec, shape: VmShape) {
 pub enum Start<'a> {
     /// From its disk (which is empty: the VM idles at "no bootable device").
     Disk,
-    /// Network boot: iPXE asks DHCP and chains this boot file.
+    /// Network boot: iPXE asks DHCP and chains the boot file it names.
     Network {
-        /// The boot file URL as the guest reaches it.
-        boot_file: &'a str,
+        /// The boot file URL QEMU's built-in DHCP hands out (user network only; on a tap
+        /// network the segment's DHCP server names it).
+        boot_file: Option<&'a str>,
     },
 }
 
@@ -137,9 +159,20 @@ pub fn qemu_args(
             options.disk(spec.index).display()
         ),
     ];
-    let netdev = match start {
-        Start::Network { boot_file } => format!("user,id=net0,bootfile={boot_file}"),
-        Start::Disk => String::from("user,id=net0"),
+    let netdev = match (&options.network, start) {
+        (VmNetwork::Tap { .. }, _) => format!(
+            "tap,id=net0,ifname={},script=no,downscript=no",
+            tap_name(spec.index)
+        ),
+        (
+            VmNetwork::User,
+            Start::Network {
+                boot_file: Some(boot_file),
+            },
+        ) => {
+            format!("user,id=net0,bootfile={boot_file}")
+        }
+        (VmNetwork::User, _) => String::from("user,id=net0"),
     };
     args.extend([
         "-netdev".into(),
@@ -165,6 +198,11 @@ pub fn qemu_args(
     args
 }
 
+/// The tap device of machine `index` on a tap network.
+pub fn tap_name(index: usize) -> String {
+    format!("vmtap{index}")
+}
+
 /// Whether KVM can be used here.
 pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()
@@ -186,10 +224,39 @@ pub fn start(
     let disk = options.disk(spec.index);
     ensure_disk(&disk, options.shape(spec.index).disk_bytes)?;
     let kvm = options.kvm && kvm_usable();
-    let mut command = Command::new(&options.qemu);
+    let mut command = match &options.network {
+        VmNetwork::User => Command::new(&options.qemu),
+        VmNetwork::Tap { namespace, bridge } => {
+            let tap = tap_name(spec.index);
+            // Made once per machine, then reused by every start.
+            let _ = ip(&["-n", namespace, "tuntap", "add", "dev", &tap, "mode", "tap"]);
+            ip(&["-n", namespace, "link", "set", &tap, "master", bridge, "up"])?;
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", namespace])
+                .arg(&options.qemu);
+            command
+        }
+    };
     command.args(qemu_args(options, spec, start, probe, kvm));
     testenv::Program::start(&format!("vm-{}", spec.index), command)
         .map_err(|error| format!("cannot start QEMU: {error}"))
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run ip: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
 }
 
 fn ensure_disk(path: &Path, bytes: u64) -> Result<(), String> {
@@ -237,7 +304,7 @@ mod tests {
             &options(),
             &spec(),
             &Start::Network {
-                boot_file: "http://10.0.2.2:8082/ipxe",
+                boot_file: Some("http://10.0.2.2:8082/ipxe"),
             },
             Probe::Report,
             false,
@@ -266,6 +333,28 @@ mod tests {
         assert!(!args.contains("bootfile"));
         assert!(args.contains("-accel kvm"));
         assert!(args.contains("-fw_cfg name=opt/ferrometal/probe,string=wrong-token"));
+    }
+
+    #[test]
+    fn a_tap_network_leaves_dhcp_to_the_segment() {
+        let options = VmOptions {
+            network: VmNetwork::Tap {
+                namespace: String::from("ns"),
+                bridge: String::from("br0"),
+            },
+            ..options()
+        };
+        let args = qemu_args(
+            &options,
+            &spec(),
+            &Start::Network { boot_file: None },
+            Probe::Report,
+            false,
+        )
+        .join(" ");
+        assert!(args.contains("-netdev tap,id=net0,ifname=vmtap3,script=no,downscript=no"));
+        assert!(!args.contains("bootfile"));
+        assert!(args.contains("-kernel /usr/lib/ipxe/ipxe.lkrn"));
     }
 
     #[test]
