@@ -174,9 +174,22 @@ pub fn unpacked_package(package: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&download)
         .map_err(Error::io(format!("create {}", download.display())))?;
     eprintln!("testenv: downloading Debian package {package} {version}");
-    run(Command::new("apt-get")
-        .args(["download", "-qq", &format!("{package}={version}")])
-        .current_dir(&download))?;
+    // Retried twice, like every other download of the set-up.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run(Command::new("apt-get")
+            .args(["download", "-qq", &format!("{package}={version}")])
+            .current_dir(&download))
+        {
+            Ok(_) => break,
+            Err(error) if attempt >= 3 => return Err(error),
+            Err(error) => {
+                eprintln!("testenv: {error}; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+        }
+    }
     let deb = std::fs::read_dir(&download)
         .map_err(Error::io(format!("list {}", download.display())))?
         .flatten()
