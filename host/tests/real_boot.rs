@@ -280,10 +280,8 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
     let client = control_plane.client().await.expect("client");
     let registry = testenv::OciRegistry::start().await.expect("registry");
     let image = testenv::discovery_image::build(&work_dir.path().join("image")).expect("image");
-    let layers = image.layers().expect("layers");
-    let layers: Vec<(&str, &[u8])> = layers.iter().map(|(t, b)| (*t, b.as_slice())).collect();
-    let pushed = registry
-        .push_image("ferrometal/discovery:debian", &layers)
+    let pushed = image
+        .push(&registry, "ferrometal/discovery:debian")
         .await
         .expect("push");
 

@@ -162,6 +162,40 @@ pub fn server_resource() -> ApiResource {
     ))
 }
 
+/// Pushes the discovery image and names the metalprobe the boot server offers: with VMs the
+/// real image built from Debian packages (and its stripped metalprobe), otherwise a
+/// placeholder image whose layers simulated machines only download.
+async fn discovery_image(
+    registry: &OciRegistry,
+    options: &LabOptions,
+    progress: &impl Fn(&str),
+) -> Result<(testenv::PushedImage, PathBuf), LabError> {
+    if options.vms.is_empty() {
+        let image = registry
+            .push_image(
+                "ferrometal/discovery:sim",
+                &[
+                    (
+                        testenv::discovery_image::KERNEL_MEDIA_TYPE,
+                        b"simulated discovery kernel",
+                    ),
+                    (
+                        testenv::discovery_image::INITRAMFS_MEDIA_TYPE,
+                        b"simulated discovery initramfs",
+                    ),
+                ],
+            )
+            .await?;
+        return Ok((image, options.metalprobe.clone()));
+    }
+    progress(
+        "building the discovery image from Debian packages (kernel, busybox, ferrometal-ignite)",
+    );
+    let built = testenv::discovery_image::build(&options.work_dir.join("discovery-image"))?;
+    let image = built.push(registry, "ferrometal/discovery:debian").await?;
+    Ok((image, built.metalprobe))
+}
+
 /// Index of the VM fleet's BMC (far from the simulated fleet's, so MACs and addresses differ).
 pub const VM_FIRST_BMC: usize = 60_000;
 
@@ -189,38 +223,7 @@ impl Lab {
         progress("starting an OCI registry with the discovery image");
         let registry = OciRegistry::start().await?;
         let with_vms = !options.vms.is_empty();
-        let (image, metalprobe) = if with_vms {
-            progress(
-                "building the discovery image from Debian packages (kernel, busybox, ferrometal-ignite)",
-            );
-            let built = testenv::discovery_image::build(&options.work_dir.join("discovery-image"))?;
-            let layers = built.layers()?;
-            let layers: Vec<(&str, &[u8])> = layers
-                .iter()
-                .map(|(media_type, bytes)| (*media_type, bytes.as_slice()))
-                .collect();
-            let image = registry
-                .push_image("ferrometal/discovery:debian", &layers)
-                .await?;
-            (image, built.metalprobe)
-        } else {
-            let image = registry
-                .push_image(
-                    "ferrometal/discovery:sim",
-                    &[
-                        (
-                            testenv::discovery_image::KERNEL_MEDIA_TYPE,
-                            b"simulated discovery kernel",
-                        ),
-                        (
-                            testenv::discovery_image::INITRAMFS_MEDIA_TYPE,
-                            b"simulated discovery initramfs",
-                        ),
-                    ],
-                )
-                .await?;
-            (image, options.metalprobe.clone())
-        };
+        let (image, metalprobe) = discovery_image(&registry, &options, &progress).await?;
 
         let boot_port = testenv::net::free_port()?;
         // VMs reach the host's loopback as 10.0.2.2; simulated machines are told the same

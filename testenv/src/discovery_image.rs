@@ -96,20 +96,25 @@ pub struct DiscoveryImage {
 }
 
 impl DiscoveryImage {
-    /// The image's layers as `(media type, bytes)`, for [`crate::OciRegistry::push_image`].
-    pub fn layers(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        Ok(vec![
-            (
-                KERNEL_MEDIA_TYPE,
-                std::fs::read(&self.kernel)
-                    .map_err(Error::io(format!("read {}", self.kernel.display())))?,
-            ),
-            (
-                INITRAMFS_MEDIA_TYPE,
-                std::fs::read(&self.initramfs)
-                    .map_err(Error::io(format!("read {}", self.initramfs.display())))?,
-            ),
-        ])
+    /// Pushes the image to `registry` as an IronCore OS image (kernel and initramfs layers).
+    pub async fn push(
+        &self,
+        registry: &crate::OciRegistry,
+        repository_tag: &str,
+    ) -> Result<crate::PushedImage> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(Error::io(format!("read {}", path.display())))
+        };
+        let (kernel, initramfs) = (read(&self.kernel)?, read(&self.initramfs)?);
+        registry
+            .push_image(
+                repository_tag,
+                &[
+                    (KERNEL_MEDIA_TYPE, kernel.as_slice()),
+                    (INITRAMFS_MEDIA_TYPE, initramfs.as_slice()),
+                ],
+            )
+            .await
     }
 }
 
