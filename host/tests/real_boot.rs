@@ -38,6 +38,16 @@ fn bytes(quantity: &str) -> u64 {
     quantity.parse().expect("plain quantity")
 }
 
+/// A VM's console log, headed by its path.
+fn console(machine: &ferrometal_sim::Machine) -> String {
+    let path = machine.console().expect("a VM machine");
+    format!(
+        "--- {} ---\n{}",
+        path.display(),
+        std::fs::read_to_string(&path).unwrap_or_default()
+    )
+}
+
 fn state(server: &Server) -> String {
     server
         .status
@@ -108,21 +118,10 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let consoles = |lab: &Lab| {
+    let consoles = || {
         machines
             .iter()
-            .map(|m| {
-                let path = ferrometal_sim::vm::VmOptions::debian(
-                    shapes.clone(),
-                    lab.work_dir().join("vms"),
-                )
-                .console(m.spec().index);
-                format!(
-                    "--- {} ---\n{}",
-                    path.display(),
-                    std::fs::read_to_string(&path).unwrap_or_default()
-                )
-            })
+            .map(|m| console(m))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -145,7 +144,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
                 "the VMs did not settle:\n{}\noperator log:\n{}\nconsoles:\n{}",
                 common::server_summary(&list),
                 lab.operator_log_tail(40),
-                consoles(&lab)
+                consoles()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -223,7 +222,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
         !conditions.iter().any(|c| c.type_ == "ProbeReported"),
         "no report was accepted: {conditions:?}"
     );
-    let console = consoles(&lab);
+    let console = consoles();
     assert!(
         console.contains("corrupted the token"),
         "the guest ran the corrupted-token fault:\n{console}"
@@ -290,7 +289,6 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
         memory_mib: 512,
         disk_bytes: 2 * GIB,
     };
-    let vm_dir = work_dir.path().join("vms");
     let fleet = ferrometal_sim::Fleet::start(ferrometal_sim::FleetOptions {
         spec: ferrometal_sim::FleetSpec {
             seed: 11,
@@ -304,7 +302,7 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
                 namespace: namespace.clone(),
                 bridge: String::from("br0"),
             },
-            ..VmOptions::debian(vec![shape], vm_dir.clone())
+            ..VmOptions::debian(vec![shape], work_dir.path().join("vms"))
         }),
         work_dir: work_dir.path().join("machines"),
         ..ferrometal_sim::FleetOptions::default()
@@ -378,14 +376,11 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
             break server.clone();
         }
         if Instant::now() > deadline {
-            let console = std::fs::read_to_string(
-                VmOptions::debian(vec![shape], vm_dir.clone()).console(machine.spec().index),
-            )
-            .unwrap_or_default();
             panic!(
-                "the VM did not become Available:\n{}\noperator log:\n{}\nconsole:\n{console}",
+                "the VM did not become Available:\n{}\noperator log:\n{}\n{}",
                 common::server_summary(&list),
-                operator.log_tail(40)
+                operator.log_tail(40),
+                console(&machine)
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

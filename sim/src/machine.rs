@@ -245,6 +245,11 @@ impl Machine {
         self.state().boot = boot;
     }
 
+    /// The serial console log of a VM machine (none for simulated ones).
+    pub fn console(&self) -> Option<PathBuf> {
+        self.env.vm.as_ref().map(|vm| vm.console(self.spec.index))
+    }
+
     /// Changes what its discovery system does from the next boot on.
     pub fn set_probe(&self, probe: Probe) {
         self.state().probe = probe;
@@ -294,8 +299,7 @@ impl Machine {
         state.boots += 1;
         let source = state.boot.take_next();
         if let Some(options) = &self.env.vm {
-            let options = options.clone();
-            self.start_vm(&mut state, &options, source);
+            self.start_vm(&mut state, options, source);
             return;
         }
         if source == BootSource::Disk {

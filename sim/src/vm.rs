@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use testenv::netns::try_ip;
+
 use crate::machine::Probe;
 use crate::spec::MachineSpec;
 
@@ -229,8 +231,8 @@ pub fn start(
         VmNetwork::Tap { namespace, bridge } => {
             let tap = tap_name(spec.index);
             // Made once per machine, then reused by every start.
-            let _ = ip(&["-n", namespace, "tuntap", "add", "dev", &tap, "mode", "tap"]);
-            ip(&["-n", namespace, "link", "set", &tap, "master", bridge, "up"])?;
+            let _ = try_ip(&["-n", namespace, "tuntap", "add", "dev", &tap, "mode", "tap"]);
+            try_ip(&["-n", namespace, "link", "set", &tap, "master", bridge, "up"])?;
             let mut command = Command::new("ip");
             command
                 .args(["netns", "exec", namespace])
@@ -241,22 +243,6 @@ pub fn start(
     command.args(qemu_args(options, spec, start, probe, kvm));
     testenv::Program::start(&format!("vm-{}", spec.index), command)
         .map_err(|error| format!("cannot start QEMU: {error}"))
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| format!("cannot run ip: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
 }
 
 fn ensure_disk(path: &Path, bytes: u64) -> Result<(), String> {

@@ -102,9 +102,6 @@ impl DiscoveryImage {
         registry: &crate::OciRegistry,
         repository_tag: &str,
     ) -> Result<crate::PushedImage> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(Error::io(format!("read {}", path.display())))
-        };
         let (kernel, initramfs) = (read(&self.kernel)?, read(&self.initramfs)?);
         registry
             .push_image(
@@ -116,6 +113,10 @@ impl DiscoveryImage {
             )
             .await
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(Error::io(format!("read {}", path.display())))
 }
 
 fn run(command: &mut Command) -> Result<String> {
@@ -234,11 +235,13 @@ fn stripped(binary: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A newc ("070701") cpio archive, the initramfs format.
+/// A newc ("070701") cpio archive, the initramfs format. Parent directories are added
+/// before the first entry inside them.
 #[derive(Debug, Default)]
 pub struct Cpio {
     bytes: Vec<u8>,
     inode: u32,
+    directories: std::collections::BTreeSet<String>,
 }
 
 impl Cpio {
@@ -275,13 +278,21 @@ impl Cpio {
         }
     }
 
-    /// Adds a directory (parents must come first).
+    /// Adds a directory and its missing parents (once each).
     pub fn directory(&mut self, name: &str) {
-        self.header(name, 0o040_755, 0);
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.directory(parent);
+        }
+        if self.directories.insert(name.to_owned()) {
+            self.header(name, 0o040_755, 0);
+        }
     }
 
-    /// Adds a regular file with permission bits `mode`.
+    /// Adds a regular file with permission bits `mode` (and its missing parent directories).
     pub fn file(&mut self, name: &str, mode: u32, contents: &[u8]) {
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.directory(parent);
+        }
         self.header(name, 0o100_000 | mode, contents.len());
         self.bytes.extend_from_slice(contents);
         self.pad();
@@ -319,26 +330,9 @@ pub fn build(out_dir: &Path) -> Result<DiscoveryImage> {
         &metalprobe,
     )?;
 
-    let read =
-        |path: &Path| std::fs::read(path).map_err(Error::io(format!("read {}", path.display())));
     let mut cpio = Cpio::default();
-    for dir in [
-        "bin",
-        "dev",
-        "etc",
-        "lib",
-        "lib/modules",
-        "lib64",
-        "proc",
-        "root",
-        "run",
-        "sys",
-        "tmp",
-        "usr",
-        "usr/bin",
-        "usr/local",
-        "usr/local/bin",
-    ] {
+    // Mount points and directories /init and the ignition write into.
+    for dir in ["dev", "proc", "root", "run", "sys", "tmp", "usr/local/bin"] {
         cpio.directory(dir);
     }
     cpio.file(
@@ -357,28 +351,13 @@ pub fn build(out_dir: &Path) -> Result<DiscoveryImage> {
         cpio.file(&format!("lib/modules/{module}.ko"), 0o644, &read(&found)?);
     }
     cpio.file("usr/bin/ferrometal-ignite", 0o755, &read(&ignite)?);
-    let mut made = std::collections::BTreeSet::new();
-    for library in libraries(&ignite_binary)?
+    let libraries: std::collections::BTreeSet<PathBuf> = libraries(&ignite_binary)?
         .into_iter()
         .chain(libraries(&metalprobe)?)
-    {
-        let name = library.to_string_lossy().trim_start_matches('/').to_owned();
-        if !made.insert(name.clone()) {
-            continue;
-        }
-        let mut parent = String::new();
-        for part in Path::new(&name).parent().into_iter().flat_map(Path::iter) {
-            if !parent.is_empty() {
-                parent.push('/');
-            }
-            parent.push_str(&part.to_string_lossy());
-            if made.insert(parent.clone())
-                && !["lib", "lib64", "usr", "usr/bin"].contains(&parent.as_str())
-            {
-                cpio.directory(&parent);
-            }
-        }
-        cpio.file(&name, 0o755, &read(&library)?);
+        .collect();
+    for library in &libraries {
+        let name = library.to_string_lossy();
+        cpio.file(name.trim_start_matches('/'), 0o755, &read(library)?);
     }
     let initramfs = out_dir.join("initramfs.cpio");
     std::fs::write(&initramfs, cpio.finish())
@@ -419,6 +398,21 @@ fn find_module(modules: &Path, name: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_directories_come_once_before_their_entries() {
+        let mut cpio = Cpio::default();
+        cpio.file("lib/x86_64-linux-gnu/libc.so.6", 0o755, b"c");
+        cpio.file("lib/x86_64-linux-gnu/libm.so.6", 0o755, b"m");
+        cpio.directory("lib");
+        let bytes = cpio.finish();
+        let text = String::from_utf8_lossy(&bytes);
+        let position = |name: &str| text.find(&format!("{name}\0")).expect(name);
+        assert_eq!(text.matches("lib\0").count(), 1);
+        assert_eq!(text.matches("lib/x86_64-linux-gnu\0").count(), 1);
+        assert!(position("lib") < position("lib/x86_64-linux-gnu"));
+        assert!(position("lib/x86_64-linux-gnu") < position("lib/x86_64-linux-gnu/libc.so.6"));
+    }
 
     #[test]
     fn cpio_entries_are_newc_and_four_byte_aligned() {

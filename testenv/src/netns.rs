@@ -43,13 +43,26 @@ impl Drop for NetworkNamespace {
 
 /// Runs `ip ARGS…`; panics with `ip`'s message if it fails (for test set-up).
 pub fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(message) = try_ip(args) {
+        panic!("{message}");
+    }
+}
+
+/// Runs `ip ARGS…`; the error names the command and carries `ip`'s message.
+pub fn try_ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run ip: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
 }
 
 /// Whether this process may create namespaces (runs as root).

@@ -60,20 +60,17 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => setup::all(),
-        Command::Plugins => {
-            setup::debian_wasm_toolchain()?;
-            plugins::build()
-        }
+        // Installs Debian's wasm toolchain itself when it is missing.
+        Command::Plugins => plugins::build(),
         Command::Test { cargo_test_args } => test::run(&cargo_test_args),
         Command::Demo(args) => demo::run(&args),
         Command::DiscoveryImage => {
             setup::test_services()?;
             discovery_image()
         }
+        // bench::run sets up and builds the plugins itself; wrk is its own extra.
         Command::Bench => {
-            setup::debian_wasm_toolchain()?;
             setup::wrk()?;
-            plugins::build()?;
             bench::run()
         }
     }

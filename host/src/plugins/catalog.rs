@@ -156,11 +156,10 @@ impl PluginCatalog {
             }
         };
         files.sort();
+        let installed: std::collections::BTreeSet<String> =
+            files.iter().filter_map(|path| plugin_name(path)).collect();
         for (name, expected) in &config.digests {
-            if !files
-                .iter()
-                .any(|path| plugin_name(path).as_ref() == Some(name))
-            {
+            if !installed.contains(name) {
                 let error = LoadError::PinnedMissing {
                     name: name.clone(),
                     expected: expected.clone(),

@@ -12,13 +12,6 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-/// A plugin's name: its file name without `.wasm`, with `_` read as `-` (cargo writes
-/// `my-driver` as `my_driver.wasm`).
-pub fn plugin_name(path: &Path) -> Option<String> {
-    path.file_stem()
-        .map(|stem| stem.to_string_lossy().replace('_', "-"))
-}
-
 use super::bmc_http::BmcCall;
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
@@ -27,6 +20,13 @@ use super::host::HostState;
 use super::metadata::{PluginMetadata, World};
 use super::metrics::PluginMetrics;
 use super::types::{BmcEndpoint, GuestError};
+
+/// A plugin's name: its file name without `.wasm`, with `_` read as `-` (cargo writes
+/// `my-driver` as `my_driver.wasm`).
+pub fn plugin_name(path: &Path) -> Option<String> {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().replace('_', "-"))
+}
 
 /// Capabilities a plugin may request and an operator may grant.
 pub const KNOWN_CAPABILITIES: &[&str] = &["credentials/reveal"];
