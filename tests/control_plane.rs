@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use testenv::ControlPlane;
 
 mod common;
-use common::ensure_namespace;
+use common::{assert_stopped, ensure_namespace};
 
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -171,17 +172,33 @@ async fn a_dropped_control_plane_stops_its_servers() {
     let pids = control_plane.pids();
     drop(control_plane);
 
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err(),
-        "nothing listens on the API server port any more"
-    );
-    for pid in pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} was killed and reaped"
-        );
+    assert_stopped(port, &pids, &run_dir).await;
+}
+
+#[tokio::test]
+async fn every_crd_of_the_repository_is_installed_and_established() {
+    let control_plane = ControlPlane::shared().await.expect("control plane starts");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+
+    let mut expected: Vec<String> = ferrometal::api::crds()
+        .into_iter()
+        .filter_map(|crd| crd.metadata.name)
+        .collect();
+    expected.sort();
+    let mut installed = control_plane.crds().to_vec();
+    installed.sort();
+    assert_eq!(installed, expected, "the harness installs every CRD in crds/");
+
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    for name in &expected {
+        let crd = api.get(name).await.expect("CRD exists");
+        let established = crd
+            .status
+            .and_then(|status| status.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .any(|condition| condition.type_ == "Established" && condition.status == "True");
+        assert!(established, "{name} is Established");
     }
-    assert!(!run_dir.exists(), "the run directory was removed");
 }

@@ -5,6 +5,9 @@ use serde_json::Value;
 use testenv::{BasicAuth, FakeSystem, PowerState, SushyEmulator, SushyOptions};
 use tokio::sync::OnceCell;
 
+mod common;
+use common::assert_stopped;
+
 const UUIDS: [&str; 2] = [
     "3f2d9a52-8f4a-4b8e-9d0c-6a1e2b3c4d01",
     "3f2d9a52-8f4a-4b8e-9d0c-6a1e2b3c4d02",
@@ -170,4 +173,26 @@ async fn every_emulator_has_its_own_systems() {
             format!("/redfish/v1/Systems/{}", UUIDS[i])
         );
     }
+}
+
+#[tokio::test]
+async fn a_dropped_emulator_stops_and_leaves_nothing_behind() {
+    let emulator = SushyEmulator::start(SushyOptions {
+        systems: vec![FakeSystem {
+            uuid: UUIDS[0].to_owned(),
+            name: "short-lived".into(),
+            power_state: PowerState::Off,
+            boot_mode: Default::default(),
+            macs: vec!["52:54:00:dd:00:01".into()],
+        }],
+        ..Default::default()
+    })
+    .await
+    .expect("sushy-emulator starts");
+    let (port, pid) = (emulator.port(), emulator.pid());
+    let run_dir = emulator.run_dir().to_path_buf();
+    assert!(run_dir.exists(), "the emulator has its own state directory");
+    drop(emulator);
+
+    assert_stopped(port, &[pid], &run_dir).await;
 }

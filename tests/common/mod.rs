@@ -20,3 +20,26 @@ pub async fn ensure_namespace(client: &Client, name: &str) {
         Err(error) => panic!("create namespace {name}: {error}"),
     }
 }
+
+/// Asserts that a harness component was stopped for good: nothing listens on `port` any more,
+/// each of `pids` was killed and reaped, and its run directory is gone.
+#[allow(dead_code)] // Only the tests of the harness's own teardown use it.
+pub async fn assert_stopped(port: u16, pids: &[u32], run_dir: &std::path::Path) {
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on port {port} any more"
+    );
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} was killed and reaped"
+        );
+    }
+    assert!(
+        !run_dir.exists(),
+        "the run directory {} was removed",
+        run_dir.display()
+    );
+}
