@@ -188,7 +188,10 @@ async fn every_crd_of_the_repository_is_installed_and_established() {
     expected.sort();
     let mut installed = control_plane.crds().to_vec();
     installed.sort();
-    assert_eq!(installed, expected, "the harness installs every CRD in crds/");
+    assert_eq!(
+        installed, expected,
+        "the harness installs every CRD in crds/"
+    );
 
     let api: Api<CustomResourceDefinition> = Api::all(client);
     for name in &expected {

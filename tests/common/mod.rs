@@ -5,6 +5,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 /// Creates namespace `name` unless it exists already.
+#[allow(dead_code)] // Only the tests that create namespaced objects use it.
 pub async fn ensure_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace = Namespace {

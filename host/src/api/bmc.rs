@@ -4,7 +4,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{ConsoleProtocol, InlineEndpoint, LocalObjectReference, PowerState, Protocol};
+use super::common::{
+    ConsoleProtocol, InlineEndpoint, LocalObjectReference, MAC_ADDRESS_PATTERN, PowerState,
+    Protocol, field_docs_win,
+};
 
 /// Desired state of a BMC: how to reach it, with which credentials and protocol.
 ///
@@ -40,21 +43,21 @@ use super::common::{ConsoleProtocol, InlineEndpoint, LocalObjectReference, Power
         name = "SKU",
         type_ = "string",
         json_path = ".status.sku",
-        priority = 1,
+        priority = 100,
         description = "BMC SKU"
     ),
     printcolumn(
         name = "SerialNumber",
         type_ = "string",
         json_path = ".status.serialNumber",
-        priority = 1,
+        priority = 100,
         description = "BMC serial number"
     ),
     printcolumn(
         name = "FirmwareVersion",
         type_ = "string",
         json_path = ".status.firmwareVersion",
-        priority = 1,
+        priority = 100,
         description = "BMC firmware version"
     ),
     printcolumn(
@@ -107,9 +110,11 @@ pub struct BMCSpec {
 /// Observed state of a BMC.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = field_docs_win)]
 pub struct BMCStatus {
     /// MAC address the BMC is reached at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(MAC_ADDRESS_PATTERN))]
     pub mac_address: Option<String>,
     /// IP address the BMC is reached at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,8 +135,9 @@ pub struct BMCStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_version: Option<String>,
     /// State of the BMC: `Enabled`, `Error` or `Pending`, or the Redfish manager state as
-    /// reported (e.g. `StandbyOffline`).
+    /// reported (e.g. `StandbyOffline`). `Pending` until the BMC was first probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Pending"))]
     pub state: Option<String>,
     /// Power state of the BMC itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +145,14 @@ pub struct BMCStatus {
     /// When the BMC was last reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reset_time: Option<Time>,
+    /// Link of the Redfish metrics report subscription made for this BMC (metal-operator sets
+    /// it; ferrometal keeps it for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_report_subscription_link: Option<String>,
+    /// Link of the Redfish event subscription made for this BMC (metal-operator sets it;
+    /// ferrometal keeps it for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_subscription_link: Option<String>,
     /// Conditions: whether the BMC is reachable and the credentials work, and why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     // A map keyed by type, so controllers can each server-side-apply their own conditions.

@@ -84,6 +84,7 @@ pub enum ProtocolScheme {
 
 /// How to talk to a BMC: protocol, port and optional scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[schemars(transform = field_docs_win)]
 pub struct Protocol {
     /// Protocol name; selects the BMC driver plugin.
     pub name: ProtocolName,
@@ -157,6 +158,43 @@ pub struct InlineEndpoint {
     #[x_kube(validation = ip_rule())]
     #[schemars(length(max = 45))]
     pub ip: String,
+}
+
+/// Schema transform for a struct with optional enum fields: each field keeps its own doc
+/// comment as its description.
+///
+/// An `Option<Enum>` field's schema is `anyOf: [<the enum's schema>, null]` with the field's
+/// doc beside it. kube's `OptionalEnum` rewrite hoists the enum's schema over the field's, and
+/// with it the enum type's doc, so `kubectl explain` would show "Desired power state." where
+/// the field says it is deprecated. Dropping the inner description first lets the field's doc
+/// win; apply with `#[schemars(transform = field_docs_win)]` on the struct.
+pub fn field_docs_win(schema: &mut schemars::Schema) {
+    let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for property in properties.values_mut() {
+        let Some(property) = property.as_object_mut() else {
+            continue;
+        };
+        if !property.contains_key("description") {
+            continue;
+        }
+        for key in ["anyOf", "allOf"] {
+            let members = property
+                .get_mut(key)
+                .and_then(serde_json::Value::as_array_mut);
+            for member in members
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_object_mut)
+            {
+                member.remove("description");
+            }
+        }
+    }
 }
 
 /// The CEL rule checking a MAC address, with a message in the user's words.

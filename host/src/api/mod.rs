@@ -97,11 +97,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         JSONSchemaProps, JSONSchemaPropsOrArray,
     };
+    use serde_json::Value;
 
     use super::*;
 
@@ -121,7 +123,14 @@ mod tests {
         );
     }
 
-    fn undocumented(path: &str, schema: &JSONSchemaProps, missing: &mut Vec<String>) {
+    /// Every field below `schema` with its description (`None` when it has none), keyed by
+    /// path (`Server.spec.taints[].effect`); the top-level `apiVersion`, `kind` and `metadata`
+    /// are Kubernetes' own and left out.
+    fn descriptions(
+        path: &str,
+        schema: &JSONSchemaProps,
+        out: &mut BTreeMap<String, Option<String>>,
+    ) {
         for (name, property) in schema.properties.iter().flatten() {
             let path = format!("{path}.{name}");
             if matches!(name.as_str(), "apiVersion" | "kind" | "metadata")
@@ -129,44 +138,142 @@ mod tests {
             {
                 continue;
             }
-            if property
-                .description
-                .as_deref()
-                .unwrap_or("")
-                .trim()
-                .is_empty()
-            {
-                missing.push(path.clone());
-            }
-            undocumented(&path, property, missing);
+            out.insert(path.clone(), property.description.clone());
+            descriptions(&path, property, out);
             if let Some(JSONSchemaPropsOrArray::Schema(item)) = &property.items {
-                undocumented(&format!("{path}[]"), item, missing);
+                descriptions(&format!("{path}[]"), item, out);
             }
         }
     }
 
-    #[test]
-    fn every_field_has_a_description_for_kubectl_explain() {
-        let mut missing = Vec::new();
-        for crd in crds() {
-            for version in &crd.spec.versions {
-                let schema = version
+    /// The schema of every CRD's first version.
+    fn schemas() -> Vec<(String, JSONSchemaProps)> {
+        crds()
+            .into_iter()
+            .map(|crd| {
+                let schema = crd.spec.versions[0]
                     .schema
                     .as_ref()
-                    .and_then(|schema| schema.open_api_v3_schema.as_ref())
+                    .and_then(|schema| schema.open_api_v3_schema.clone())
                     .expect("schema");
-                assert!(
-                    schema.description.is_some(),
-                    "{} has no description",
-                    crd.spec.names.kind
-                );
-                undocumented(&crd.spec.names.kind, schema, &mut missing);
-            }
+                (crd.spec.names.kind, schema)
+            })
+            .collect()
+    }
+
+    /// Every field's description of every CRD.
+    fn all_descriptions() -> BTreeMap<String, Option<String>> {
+        let mut all = BTreeMap::new();
+        for (kind, schema) in schemas() {
+            all.insert(kind.clone(), schema.description.clone());
+            descriptions(&kind, &schema, &mut all);
         }
+        all
+    }
+
+    #[test]
+    fn every_field_has_a_description_for_kubectl_explain() {
+        let all = all_descriptions();
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|(_, description)| description.as_deref().unwrap_or("").trim().is_empty())
+            .map(|(path, _)| path)
+            .collect();
         assert!(
             missing.is_empty(),
             "fields without a description: {missing:#?}"
         );
+        // Descriptions are for kubectl users: no rustdoc links or Rust paths.
+        let rusty: Vec<(&String, &str)> = all
+            .iter()
+            .filter_map(|(path, description)| Some((path, description.as_deref()?)))
+            .filter(|(_, description)| description.contains("[`") || description.contains("::"))
+            .collect();
+        assert!(rusty.is_empty(), "descriptions that speak Rust: {rusty:#?}");
+        let power = all["Server.spec.power"].as_deref().unwrap_or_default();
+        assert!(
+            power.contains("Deprecated") && power.contains("Available"),
+            "spec.power must say it is deprecated and when ferrometal honours it: {power:?}"
+        );
+    }
+
+    /// The doc comment of every field, as plain schemars reports it beside the field (before
+    /// kube inlines types and rewrites optional enums), keyed like [`descriptions`].
+    fn field_docs<T: schemars::JsonSchema>(kind: &str) -> BTreeMap<String, Option<String>> {
+        fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+            if let Some(name) = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|reference| reference.strip_prefix("#/$defs/"))
+            {
+                return resolve(root, &root["$defs"][name]);
+            }
+            // `Option<T>`: the member that is not `null`.
+            let member = schema
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .and_then(|members| {
+                    members
+                        .iter()
+                        .find(|member| member.get("type") != Some(&Value::from("null")))
+                });
+            match member {
+                Some(member) => resolve(root, member),
+                None => schema,
+            }
+        }
+        fn walk(
+            root: &Value,
+            path: &str,
+            schema: &Value,
+            out: &mut BTreeMap<String, Option<String>>,
+        ) {
+            let schema = resolve(root, schema);
+            for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                let path = format!("{path}.{name}");
+                let resolved = resolve(root, property);
+                let description = property
+                    .get("description")
+                    .or_else(|| resolved.get("description"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                out.insert(path.clone(), description);
+                walk(root, &path, resolved, out);
+                if let Some(item) = resolved.get("items") {
+                    walk(root, &format!("{path}[]"), item, out);
+                }
+            }
+        }
+        let root = schemars::SchemaGenerator::default()
+            .into_root_schema_for::<T>()
+            .to_value();
+        let mut out = BTreeMap::new();
+        walk(&root, kind, &root, &mut out);
+        out
+    }
+
+    #[test]
+    fn every_field_is_explained_by_its_own_doc_comment() {
+        let mut expected = BTreeMap::new();
+        expected.extend(field_docs::<BMC>("BMC"));
+        expected.extend(field_docs::<Endpoint>("Endpoint"));
+        expected.extend(field_docs::<Server>("Server"));
+        expected.extend(field_docs::<ServerBootConfiguration>(
+            "ServerBootConfiguration",
+        ));
+        let mut wrong = Vec::new();
+        for (path, description) in all_descriptions() {
+            // The kinds' own descriptions and the hand-written BMCSecret have no Rust field.
+            if path.starts_with("BMCSecret") || !path.contains('.') || path.ends_with(".metadata") {
+                continue;
+            }
+            match expected.get(&path) {
+                Some(doc) if *doc == description => {}
+                Some(doc) => wrong.push(format!("{path}: {description:?}, its doc is {doc:?}")),
+                None => wrong.push(format!("{path}: no such Rust field")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]
@@ -201,6 +308,15 @@ mod tests {
                     .is_some(),
                 "{kind} has a status subresource"
             );
+            // metal-operator hides its wide-only columns with priority 100.
+            for column in version.additional_printer_columns.iter().flatten() {
+                assert!(
+                    matches!(column.priority, None | Some(0) | Some(100)),
+                    "{kind} column {} has priority {:?}",
+                    column.name,
+                    column.priority
+                );
+            }
         }
     }
 }

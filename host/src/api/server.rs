@@ -6,14 +6,14 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    LocalObjectReference, ObjectReference, Power, PowerState, Protocol, uuid_rule,
+    LocalObjectReference, ObjectReference, Power, PowerState, Protocol, field_docs_win, uuid_rule,
 };
 
 /// Desired state of a Server.
 ///
 /// `spec.systemUUID` is the canonical identity. `spec.uuid` is metal-operator v0.1's name for
 /// it and still accepted: give at least one, and if both are given they must be the same UUID
-/// (case-insensitive). [`ServerSpec::system_uuid`] resolves the two.
+/// (case-insensitive). ferrometal reads `systemUUID`, or `uuid` when only that is given.
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[kube(
     group = "metal.ironcore.dev",
@@ -50,14 +50,14 @@ use super::common::{
         name = "SKU",
         type_ = "string",
         json_path = ".status.sku",
-        priority = 1,
+        priority = 100,
         description = "SKU"
     ),
     printcolumn(
         name = "SerialNumber",
         type_ = "string",
         json_path = ".status.serialNumber",
-        priority = 1,
+        priority = 100,
         description = "Serial number"
     ),
     printcolumn(
@@ -70,7 +70,7 @@ use super::common::{
         name = "IndicatorLED",
         type_ = "string",
         json_path = ".status.indicatorLED",
-        priority = 1,
+        priority = 100,
         description = "Indicator LED"
     ),
     printcolumn(
@@ -83,7 +83,7 @@ use super::common::{
         name = "Unclaimable",
         type_ = "boolean",
         json_path = ".spec.unclaimable",
-        priority = 1,
+        priority = 100,
         description = "Whether the server can be claimed"
     ),
     printcolumn(
@@ -96,6 +96,7 @@ use super::common::{
 #[x_kube(validation = Rule::new("!has(self.systemUUID) || !has(self.uuid) || self.systemUUID.lowerAscii() == self.uuid.lowerAscii()").message("spec.uuid and spec.systemUUID name different UUIDs; give only spec.systemUUID"))]
 #[x_kube(validation = Rule::new("!(has(self.bmcRef) && has(self.bmc))").message("set at most one of spec.bmcRef and spec.bmc"))]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = field_docs_win)]
 pub struct ServerSpec {
     /// Deprecated alias of `systemUUID` (metal-operator v0.1). Use `systemUUID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,8 +115,8 @@ pub struct ServerSpec {
     /// Redfish `@odata.id` of the system, e.g. `/redfish/v1/Systems/437XR1138R2`.
     #[serde(rename = "systemURI", default, skip_serializing_if = "Option::is_none")]
     pub system_uri: Option<String>,
-    /// Desired power state. Deprecated in metal-operator (claims own power); honoured while
-    /// the server is Available.
+    /// Desired power state. Deprecated in metal-operator, where a ServerClaim's power wins;
+    /// ferrometal honours it while the server is Available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power: Option<Power>,
     /// Desired state of the chassis indicator LED.
@@ -125,8 +126,10 @@ pub struct ServerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub indicator_led: Option<IndicatorLED>,
-    /// What happens when a claim releases the server.
+    /// What happens when a claim releases the server: `Recycle` returns it to the pool,
+    /// `Retain` keeps it Released until an operator acts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Recycle"))]
     pub reclaim_policy: Option<ReclaimPolicy>,
     /// The ServerClaim bound to this server. Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,8 +150,9 @@ pub struct ServerSpec {
     /// Taints that keep claims away unless tolerated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
-    /// When true, the server cannot be claimed.
+    /// When true, no new claim can bind the server (a bound claim stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub unclaimable: Option<bool>,
 }
 
@@ -211,14 +215,18 @@ pub struct BootOrder {
 
 /// A taint that repels claims that do not tolerate it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[schemars(transform = field_docs_win)]
 pub struct Taint {
     /// Taint key.
+    #[schemars(length(min = 1))]
     pub key: String,
     /// Taint value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Effect on claims that do not tolerate it.
+    /// Effect on claims that do not tolerate it: `NoBind` (the default) keeps new claims
+    /// away, `Evict` also evicts bound ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "NoBind"))]
     pub effect: Option<TaintEffect>,
 }
 
@@ -253,6 +261,7 @@ pub enum ServerState {
 /// Observed state of a server.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = field_docs_win)]
 pub struct ServerStatus {
     /// Manufacturer reported by the BMC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -386,7 +395,8 @@ pub struct Processor {
 pub struct Storage {
     /// Controller name.
     pub name: String,
-    /// `Enabled`, `Disabled` or `Absent`.
+    /// State of the controller as the BMC reports it, typically `Enabled`, `Disabled` or
+    /// `Absent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Volumes.

@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::LocalObjectReference;
+use super::common::{LocalObjectReference, field_docs_win};
 
 /// Desired state of a ServerBootConfiguration: what to boot and with which ignition.
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,8 +72,10 @@ pub enum ServerBootConfigurationState {
 /// Observed state of a boot configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = field_docs_win)]
 pub struct ServerBootConfigurationStatus {
-    /// Pending, Ready or Error.
+    /// `Pending` until the boot server has looked at it, then `Ready` (the server may boot)
+    /// or `Error` (the conditions say what is missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ServerBootConfigurationState>,
     /// Conditions: image resolved, ignition present, iPXE script and ignition fetched.

@@ -91,6 +91,18 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
             if skipped > 0 {
                 message.push_str(&format!(", {skipped} without a UUID skipped"));
             }
+            let no_network_boot: Vec<String> = identity
+                .systems
+                .iter()
+                .filter(|system| !offers_network_boot(system))
+                .map(|system| format!("{} (offers {})", system.uri, system.boot_targets.join(", ")))
+                .collect();
+            if !no_network_boot.is_empty() {
+                message.push_str(&format!(
+                    "; no one-time network boot (Pxe) offered, in-band discovery cannot boot: {}",
+                    no_network_boot.join("; ")
+                ));
+            }
             Plan {
                 status,
                 ready: (true, conditions::REASON_CONNECTED, message),
@@ -133,6 +145,16 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
             }
         }
     }
+}
+
+/// Whether the system can take the one-time PXE boot that in-band discovery sets. A BMC that
+/// does not list its boot targets is given the benefit of the doubt.
+fn offers_network_boot(system: &crate::plugins::types::System) -> bool {
+    system.boot_targets.is_empty()
+        || system
+            .boot_targets
+            .iter()
+            .any(|target| target.eq_ignore_ascii_case("pxe"))
 }
 
 /// Operator settings for reaching BMCs.
@@ -419,6 +441,7 @@ mod tests {
             serial: None,
             power: PowerState::Off,
             nics: Vec::new(),
+            boot_targets: Vec::new(),
         }
     }
 
@@ -486,6 +509,42 @@ mod tests {
         assert_eq!(
             plan.status.power_state,
             Some(crate::api::common::PowerState::On)
+        );
+    }
+
+    #[test]
+    fn systems_that_cannot_network_boot_are_named_in_the_ready_message() {
+        let mut no_pxe = system(
+            "/redfish/v1/Systems/A",
+            Some("aaaaaaaa-0000-0000-0000-000000000001"),
+        );
+        no_pxe.boot_targets = vec!["Hdd".into(), "Cd".into()];
+        let mut pxe = system(
+            "/redfish/v1/Systems/B",
+            Some("bbbbbbbb-0000-0000-0000-000000000002"),
+        );
+        pxe.boot_targets = vec!["None".into(), "Pxe".into(), "Hdd".into()];
+        let unknown = system(
+            "/redfish/v1/Systems/C",
+            Some("cccccccc-0000-0000-0000-000000000003"),
+        );
+        let identity = Identity {
+            manufacturer: None,
+            model: None,
+            serial: None,
+            firmware: None,
+            manager_uuid: None,
+            systems: vec![no_pxe, pxe, unknown],
+        };
+        let plan = plan(&bmc(), &address(), &Ok(identity), Duration::from_secs(120));
+        assert!(plan.ready.0, "the BMC itself is fine");
+        assert_eq!(plan.servers.len(), 3, "every system still becomes a Server");
+        assert!(
+            plan.ready
+                .2
+                .ends_with("in-band discovery cannot boot: /redfish/v1/Systems/A (offers Hdd, Cd)"),
+            "{}",
+            plan.ready.2
         );
     }
 
