@@ -63,7 +63,7 @@ pub struct CommonArgs {
     #[arg(long = "setting", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
     /// A plugin setting read from a file, `KEY=PATH` (repeatable), e.g. the MAC database.
-    #[arg(long = "setting-file", value_parser = parse_setting_file)]
+    #[arg(long = "setting-file", visible_alias = "settings", value_parser = parse_setting_file)]
     setting_files: Vec<(String, String)>,
     /// Grant a capability (e.g. `credentials/reveal`; repeatable).
     #[arg(
@@ -84,7 +84,7 @@ pub struct BmcArgs {
     #[arg(long, env = "FERROMETAL_BMC_URL")]
     bmc: String,
     /// BMC user name.
-    #[arg(long, env = "FERROMETAL_BMC_USERNAME")]
+    #[arg(long, visible_alias = "user", env = "FERROMETAL_BMC_USERNAME")]
     username: String,
     /// File holding the BMC password (first line).
     #[arg(long, env = "FERROMETAL_BMC_PASSWORD_FILE")]

@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// at every start).
     #[arg(long, env = "FERROMETAL_PLUGIN_CACHE_DIR")]
     plugin_cache_dir: Option<PathBuf>,
+    /// Plugin calls running at once across all plugins; more wait. Calls queued for a busy
+    /// BMC do not count.
+    #[arg(long, env = "FERROMETAL_PLUGIN_MAX_CONCURRENT_CALLS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    plugin_max_concurrent_calls: u32,
     #[command(flatten)]
     boot: BootArgs,
     #[command(flatten)]
@@ -366,7 +371,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         RuntimeConfig {
             granted_capabilities: args.grants.clone(),
             cache_dir: args.plugin_cache_dir.clone(),
-            ..RuntimeConfig::default()
+            max_concurrent_calls: usize::try_from(args.plugin_max_concurrent_calls)
+                .unwrap_or(usize::MAX),
         },
         plugin_metrics,
     )?;

@@ -169,6 +169,16 @@ async fn requests_outside_the_bmc_origin_are_denied_and_counted() {
         text.contains(r#"ferrometal_plugin_capability_denials_total{plugin="driver-escape-origin",capability="bmc-http"} 7"#),
         "{text}"
     );
+    // Denials are answers, not crashes: the same plugin and others keep being served.
+    assert_eq!(
+        driver.info().await.expect("info").name,
+        "driver-escape-origin"
+    );
+    let identity = crate::driver(&runtime, "driver-minimal")
+        .probe(&endpoint(bmc, "redfish-pw"))
+        .await
+        .expect("probe after the denials");
+    assert_eq!(identity.systems.len(), 1);
 }
 
 #[tokio::test]
@@ -176,13 +186,27 @@ async fn reveal_works_only_when_declared_and_granted() {
     let bmc = bmc().await;
     let path = testenv::components::component("driver-reveal").expect("built");
 
-    let denied = runtime(&[])
-        .load_bmc_driver(&path)
-        .expect_err("not granted");
+    let metrics = PluginMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let ungranted = PluginRuntime::new(RuntimeConfig::default(), metrics).expect("engine");
+    let denied = ungranted.load_bmc_driver(&path).expect_err("not granted");
     assert!(
         matches!(&denied, LoadError::CapabilityDenied { capability, .. } if capability == "credentials/reveal"),
         "{denied}"
     );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"ferrometal_plugin_capability_denials_total{plugin="driver-reveal",capability="credentials/reveal"} 1"#),
+        "{text}"
+    );
+    // The runtime that refused it keeps loading and serving other drivers.
+    let identity = driver(&ungranted, "driver-minimal")
+        .probe(&endpoint(bmc, "redfish-pw"))
+        .await
+        .expect("probe after the refusal");
+    assert_eq!(identity.systems.len(), 1);
 
     let granted = runtime(&["credentials/reveal"]);
     let driver = granted.load_bmc_driver(&path).expect("granted");
@@ -208,25 +232,40 @@ async fn reveal_works_only_when_declared_and_granted() {
     );
 }
 
-#[tokio::test]
-async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
-    // A real socket that accepts connections and never answers, like a wedged BMC.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let runtime = runtime(&[]);
-    let driver = driver(&runtime, "driver-minimal").with_limits(Limits {
-        deadline: Duration::from_millis(800),
-        ..DEFAULT_LIMITS
-    });
-    let endpoint = BmcEndpoint {
+/// A real socket that accepts connections and never answers: a wedged BMC.
+struct SilentBmc {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentBmc {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Self { port, task }
+    }
+
+    fn endpoint(&self) -> BmcEndpoint {
+        http_endpoint(self.port)
+    }
+}
+
+impl Drop for SilentBmc {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn http_endpoint(port: u16) -> BmcEndpoint {
+    BmcEndpoint {
         scheme: "http".to_owned(),
         host: "127.0.0.1".to_owned(),
         port,
@@ -235,22 +274,103 @@ async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
         password: "x".to_owned(),
         manufacturer_hint: None,
         settings: Vec::new(),
-    };
-    let error = driver.probe(&endpoint).await.expect_err("deadline");
+    }
+}
+
+fn with_deadline(driver: BmcDriverPlugin, deadline: Duration) -> BmcDriverPlugin {
+    driver.with_limits(Limits {
+        deadline,
+        ..DEFAULT_LIMITS
+    })
+}
+
+/// A well-behaved driver call on `runtime` against a fresh answering BMC succeeds.
+async fn still_serves(runtime: &PluginRuntime) {
+    let healthy = Observer::start(
+        Duration::ZERO,
+        br#"{"Members":[]}"#.to_vec(),
+        Counters::default(),
+    )
+    .await;
+    let identity = driver(runtime, "driver-minimal")
+        .probe(&healthy.endpoint())
+        .await
+        .expect("the host keeps serving other calls");
+    assert!(identity.systems.is_empty());
+}
+
+#[tokio::test]
+async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
+    let silent = SilentBmc::start().await;
+    let runtime = runtime(&[]);
+    let driver = with_deadline(
+        driver(&runtime, "driver-minimal"),
+        Duration::from_millis(800),
+    );
+    let started = std::time::Instant::now();
+    let error = driver
+        .probe(&silent.endpoint())
+        .await
+        .expect_err("deadline");
     assert!(
-        matches!(
-            &error.kind,
-            CallErrorKind::Timeout(_) | CallErrorKind::Plugin(GuestError::Unreachable(Some(_)))
-        ),
+        matches!(&error.kind, CallErrorKind::Timeout(d) if *d == Duration::from_millis(800)),
         "{error}"
     );
     assert!(error.to_string().contains("timed out"), "{error}");
-    silent.abort();
+    // Ended at the deadline (give or take a loaded machine), not by the outer timeout's margin.
+    assert!(
+        started.elapsed() < Duration::from_millis(2300),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serves(&runtime).await;
 }
 
-/// A loopback HTTP/1.1 server that answers every request with `body` after `delay` and
-/// records how many requests it served at once: an instrument for what the host sends, used
-/// where sushy-emulator cannot show it (concurrency, oversized bodies).
+#[tokio::test]
+async fn a_driver_that_keeps_calling_its_bmc_past_its_deadline_is_ended_with_a_timeout() {
+    // The fixture loops on requests and would report success with the first error it got:
+    // only the host ending the call turns it into a timeout.
+    let slow = Observer::start(
+        Duration::from_millis(150),
+        br#"{}"#.to_vec(),
+        Counters::default(),
+    )
+    .await;
+    let silent = SilentBmc::start().await;
+    let runtime = runtime(&[]);
+    let deadline = Duration::from_millis(700);
+    let stubborn = with_deadline(driver(&runtime, "driver-slow-host-call"), deadline);
+
+    for endpoint in [slow.endpoint(), silent.endpoint()] {
+        let started = std::time::Instant::now();
+        let error = stubborn.probe(&endpoint).await.expect_err("past deadline");
+        assert!(
+            matches!(&error.kind, CallErrorKind::Timeout(d) if *d == deadline),
+            "{error}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= deadline && took < deadline + Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+    assert!(
+        slow.served() >= 3,
+        "the plugin kept calling: {}",
+        slow.served()
+    );
+    // The same plugin still serves a call that needs no BMC, and other plugins serve theirs.
+    assert_eq!(
+        stubborn.info().await.expect("info").name,
+        "driver-slow-host-call"
+    );
+    still_serves(&runtime).await;
+}
+
+/// A loopback HTTP/1.1 server that answers every request with one reply after `delay` and
+/// records how many requests it served, and how many at once: a misbehaving or instrumented
+/// BMC for what sushy-emulator cannot show (concurrency, oversized or streamed bodies,
+/// redirects).
 struct Observer {
     port: u16,
     counters: Counters,
@@ -262,10 +382,35 @@ struct Observer {
 struct Counters {
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     max: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What an [`Observer`] answers.
+#[derive(Clone)]
+struct Reply {
+    /// Status line and extra header lines, e.g. `302 Found\r\nLocation: /x`.
+    status_and_headers: String,
+    body: Vec<u8>,
+    /// Send the body chunked, without `Content-Length`, in pieces as a streaming BMC would.
+    chunked: bool,
+}
+
+impl Reply {
+    fn json(body: Vec<u8>) -> Self {
+        Self {
+            status_and_headers: String::from("200 OK\r\nContent-Type: application/json"),
+            body,
+            chunked: false,
+        }
+    }
 }
 
 impl Observer {
     async fn start(delay: Duration, body: Vec<u8>, counters: Counters) -> Self {
+        Self::start_with(delay, Reply::json(body), counters).await
+    }
+
+    async fn start_with(delay: Duration, reply: Reply, counters: Counters) -> Self {
         use std::sync::Arc;
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -274,11 +419,16 @@ impl Observer {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let body = Arc::new(body);
-        let (current, max) = (counters.current.clone(), counters.max.clone());
+        let reply = Arc::new(reply);
+        let (current, max, served) = (
+            counters.current.clone(),
+            counters.max.clone(),
+            counters.served.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let (current, max, body) = (current.clone(), max.clone(), body.clone());
+                let (current, max, served, reply) =
+                    (current.clone(), max.clone(), served.clone(), reply.clone());
                 tokio::spawn(async move {
                     loop {
                         let mut request = Vec::new();
@@ -289,17 +439,37 @@ impl Observer {
                                 Ok(n) => request.extend_from_slice(&buffer[..n]),
                             }
                         }
+                        served.fetch_add(1, Ordering::SeqCst);
                         let now = current.fetch_add(1, Ordering::SeqCst) + 1;
                         max.fetch_max(now, Ordering::SeqCst);
                         tokio::time::sleep(delay).await;
                         current.fetch_sub(1, Ordering::SeqCst);
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                            body.len()
-                        );
-                        if socket.write_all(head.as_bytes()).await.is_err()
-                            || socket.write_all(&body).await.is_err()
-                        {
+                        let framing = if reply.chunked {
+                            String::from("Transfer-Encoding: chunked")
+                        } else {
+                            format!("Content-Length: {}", reply.body.len())
+                        };
+                        let head =
+                            format!("HTTP/1.1 {}\r\n{framing}\r\n\r\n", reply.status_and_headers);
+                        if socket.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let written = if reply.chunked {
+                            let mut ok = true;
+                            for piece in reply.body.chunks(64 << 10) {
+                                let frame = format!("{:x}\r\n", piece.len());
+                                ok = socket.write_all(frame.as_bytes()).await.is_ok()
+                                    && socket.write_all(piece).await.is_ok()
+                                    && socket.write_all(b"\r\n").await.is_ok();
+                                if !ok {
+                                    break;
+                                }
+                            }
+                            ok && socket.write_all(b"0\r\n\r\n").await.is_ok()
+                        } else {
+                            socket.write_all(&reply.body).await.is_ok()
+                        };
+                        if !written {
                             return;
                         }
                     }
@@ -328,6 +498,12 @@ impl Observer {
 
     fn max_in_flight(&self) -> usize {
         self.counters.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn served(&self) -> usize {
+        self.counters
+            .served
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -392,4 +568,181 @@ async fn a_response_over_8_mib_is_refused() {
         matches!(&error.kind, CallErrorKind::Plugin(GuestError::BmcFault { message, .. }) if message.contains("larger than 8388608 bytes")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_streamed_response_over_8_mib_without_content_length_is_refused() {
+    let streaming = Observer::start_with(
+        Duration::ZERO,
+        Reply {
+            chunked: true,
+            ..Reply::json(vec![b' '; (8 << 20) + 1])
+        },
+        Counters::default(),
+    )
+    .await;
+    let runtime = runtime(&[]);
+    let driver = driver(&runtime, "driver-minimal");
+    let error = driver
+        .probe(&streaming.endpoint())
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(&error.kind, CallErrorKind::Plugin(GuestError::BmcFault { message, .. }) if message.contains("larger than 8388608 bytes")),
+        "{error}"
+    );
+    still_serves(&runtime).await;
+}
+
+#[tokio::test]
+async fn redirects_reach_the_plugin_and_are_not_followed() {
+    // Where the redirect points: another origin serving a valid (empty) collection.
+    let elsewhere = Observer::start(
+        Duration::ZERO,
+        br#"{"Members":[]}"#.to_vec(),
+        Counters::default(),
+    )
+    .await;
+    for location in [
+        format!("http://127.0.0.1:{}/redfish/v1/Systems", elsewhere.port),
+        String::from("/redfish/v1/Other"),
+    ] {
+        let redirecting = Observer::start_with(
+            Duration::ZERO,
+            Reply {
+                status_and_headers: format!("302 Found\r\nLocation: {location}"),
+                body: b"moved".to_vec(),
+                chunked: false,
+            },
+            Counters::default(),
+        )
+        .await;
+        let runtime = runtime(&[]);
+        let error = driver(&runtime, "driver-minimal")
+            .probe(&redirecting.endpoint())
+            .await
+            .expect_err("a 302 is not a collection");
+        assert!(
+            matches!(
+                &error.kind,
+                CallErrorKind::Plugin(GuestError::BmcFault {
+                    http_status: Some(302),
+                    ..
+                })
+            ),
+            "{location}: {error}"
+        );
+        assert_eq!(
+            redirecting.served(),
+            1,
+            "{location}: no request was repeated"
+        );
+    }
+    assert_eq!(
+        elsewhere.served(),
+        0,
+        "the host never followed the redirect"
+    );
+}
+
+#[tokio::test]
+async fn insecure_tls_must_be_asked_for_explicitly() {
+    let bmc = bmc().await;
+    let runtime = runtime(&[]);
+    let driver = driver(&runtime, "driver-minimal");
+    // `ferrometal run` without --bmc-ca-file or --bmc-insecure-tls trusts no certificate.
+    let mut endpoint = endpoint(bmc, "redfish-pw");
+    endpoint.tls = TlsPolicy::CaBundle(String::new());
+    let error = driver.probe(&endpoint).await.expect_err("untrusted");
+    assert!(
+        matches!(&error.kind, CallErrorKind::Plugin(GuestError::Unreachable(Some(m))) if m.contains("TLS")),
+        "{error}"
+    );
+    endpoint.tls = TlsPolicy::Insecure;
+    let identity = driver.probe(&endpoint).await.expect("insecure TLS");
+    assert_eq!(identity.systems[0].uuid.as_deref(), Some(UUID));
+}
+
+fn capped_runtime(max_concurrent_calls: usize) -> PluginRuntime {
+    PluginRuntime::new(
+        RuntimeConfig {
+            max_concurrent_calls,
+            ..RuntimeConfig::default()
+        },
+        PluginMetrics::default(),
+    )
+    .expect("engine")
+}
+
+#[tokio::test]
+async fn the_global_cap_bounds_calls_in_flight() {
+    let shared = Counters::default();
+    let mut bmcs = Vec::new();
+    for _ in 0..6 {
+        bmcs.push(
+            Observer::start(
+                Duration::from_millis(250),
+                br#"{"Members":[]}"#.to_vec(),
+                shared.clone(),
+            )
+            .await,
+        );
+    }
+    let runtime = capped_runtime(2);
+    let driver = driver(&runtime, "driver-minimal");
+    let endpoints: Vec<BmcEndpoint> = bmcs.iter().map(Observer::endpoint).collect();
+    let calls = futures::future::join_all(endpoints.iter().map(|e| driver.probe(e)));
+    let sample = async {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        runtime.metrics().calls_in_flight()
+    };
+    let (results, in_flight) = tokio::join!(calls, sample);
+    for result in results {
+        result.expect("probe");
+    }
+    assert_eq!(in_flight, 2, "the gauge shows the cap reached");
+    assert_eq!(
+        bmcs[0].max_in_flight(),
+        2,
+        "six BMCs, but two calls at a time"
+    );
+    assert_eq!(runtime.metrics().calls_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn calls_queued_behind_a_wedged_bmc_do_not_starve_other_bmcs() {
+    let wedged = SilentBmc::start().await;
+    let healthy = Observer::start(
+        Duration::ZERO,
+        br#"{"Members":[]}"#.to_vec(),
+        Counters::default(),
+    )
+    .await;
+    let runtime = capped_runtime(2);
+    let stuck = with_deadline(driver(&runtime, "driver-minimal"), Duration::from_secs(5));
+    let queued: Vec<_> = (0..4)
+        .map(|_| {
+            let (driver, endpoint) = (stuck.clone(), wedged.endpoint());
+            tokio::spawn(async move { driver.probe(&endpoint).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One call holds the wedged BMC; the three queued behind it hold no global slot.
+    assert_eq!(runtime.metrics().calls_in_flight(), 1);
+    let started = std::time::Instant::now();
+    let identity = tokio::time::timeout(
+        Duration::from_secs(2),
+        driver(&runtime, "driver-minimal").probe(&healthy.endpoint()),
+    )
+    .await
+    .expect("not starved by the wedged BMC's queue")
+    .expect("probe");
+    assert!(identity.systems.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    for call in &queued {
+        assert!(!call.is_finished(), "still waiting on the wedged BMC");
+    }
+    for call in queued {
+        call.abort();
+    }
 }

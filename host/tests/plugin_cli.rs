@@ -61,6 +61,54 @@ fn validate_loads_like_the_operator_and_names_missing_grants() {
     ]);
     assert!(!bad_setting.status.success());
     assert!(text(&bad_setting.stderr).contains("unknown setting \"colour\""));
+
+    // `--settings KEY=PATH` (alias of `--setting-file`) reads the value from a file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = dir.path().join("port");
+    std::fs::write(&port, "8443").expect("write");
+    let port = format!("port={}", port.display());
+    let colour = format!("colour={}", dir.path().join("port").display());
+    let from_file = ferrometal(&[
+        "plugin",
+        "validate",
+        &component("lookup-echo"),
+        "--settings",
+        &port,
+    ]);
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let bad_file = ferrometal(&[
+        "plugin",
+        "validate",
+        &component("lookup-echo"),
+        "--settings",
+        &colour,
+    ]);
+    assert!(!bad_file.status.success());
+    assert!(text(&bad_file.stderr).contains("unknown setting \"colour\""));
+    let missing = ferrometal(&[
+        "plugin",
+        "validate",
+        &component("lookup-echo"),
+        "--settings",
+        "port=/nonexistent/port",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("cannot read /nonexistent/port"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn the_plugin_call_cap_of_run_must_be_at_least_one() {
+    let output = ferrometal(&["run", "--plugin-max-concurrent-calls", "0"]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("--plugin-max-concurrent-calls") && stderr.contains("0 is not in 1.."),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -208,7 +256,8 @@ async fn the_driver_from_the_plugin_guide_probes_an_emulated_bmc() {
         "probe".to_owned(),
         "--bmc".to_owned(),
         bmc.base_url().to_owned(),
-        "--username".to_owned(),
+        // As docs/plugins.md writes it: `--user`, the alias of `--username`.
+        "--user".to_owned(),
         "admin".to_owned(),
         "--password-file".to_owned(),
         password.to_string_lossy().into_owned(),

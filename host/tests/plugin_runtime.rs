@@ -7,7 +7,8 @@ use std::time::Duration;
 use ferrometal::plugins::credential_lookup::{CredentialLookupPlugin, DEFAULT_LIMITS};
 use ferrometal::plugins::types::GuestError;
 use ferrometal::plugins::{
-    CacheOutcome, CallErrorKind, Limits, LoadError, PluginMetrics, PluginRuntime, RuntimeConfig,
+    CacheOutcome, CallErrorKind, Limits, LoadError, MetadataProblem, PluginMetrics, PluginRuntime,
+    RuntimeConfig,
 };
 
 fn runtime(config: RuntimeConfig) -> PluginRuntime {
@@ -131,32 +132,51 @@ async fn a_memory_bomb_hits_its_limit() {
             .expect("after")
             .is_some()
     );
+    bomb.validate_settings(&[])
+        .await
+        .expect("the bomb's other operation still runs");
 }
 
 #[tokio::test]
-async fn a_panic_is_a_crash_that_carries_the_panic_message() {
+async fn a_panic_is_a_crash_that_carries_the_panic_message_and_a_backtrace() {
     let runtime = runtime(RuntimeConfig::default());
     let panics = load(&runtime, "lookup-panic");
+    let echo = load(&runtime, "lookup-echo");
     let error = panics
         .lookup("52:54:00:00:00:01", &[])
         .await
         .expect_err("panic");
     match &error.kind {
-        CallErrorKind::Crashed { panic, .. } => {
+        CallErrorKind::Crashed {
+            panic, backtrace, ..
+        } => {
             let panic = panic.as_deref().unwrap_or_default();
             assert!(
                 panic.contains("MAC database is corrupt near 52:54:00:00:00:01"),
                 "{panic}"
             );
+            // The wasm frames, innermost first, down to the exported function.
+            assert!(backtrace.contains("wasm backtrace"), "{backtrace}");
+            assert!(backtrace.contains("lookup"), "{backtrace}");
         }
         other => panic!("expected Crashed, got {other}"),
     }
     // Every call gets a fresh instance: the next one panics the same way rather than
-    // finding a poisoned store.
+    // finding a poisoned store, and the same plugin still answers calls that do not panic.
     assert!(matches!(
         panics.lookup("x", &[]).await.expect_err("again").kind,
         CallErrorKind::Crashed { .. }
     ));
+    panics
+        .validate_settings(&[])
+        .await
+        .expect("the panicking plugin's other operation");
+    assert!(
+        echo.lookup("52:54:00:00:00:02", &[])
+            .await
+            .expect("other plugins keep being served")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -247,6 +267,44 @@ async fn calls_and_outcomes_are_counted_in_metrics() {
         text.contains(r#"ferrometal_plugin_loads_total{outcome="ok"} 1"#),
         "{text}"
     );
+    // Both calls were timed.
+    assert!(
+        text.contains(r#"ferrometal_plugin_call_duration_seconds_count{plugin="lookup-echo",world="credential-lookup",operation="lookup"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ferrometal_plugin_compile_cache_total{outcome="disabled"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn compile_cache_hits_and_misses_are_counted() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let metrics = PluginMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let runtime = PluginRuntime::new(
+        RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        },
+        metrics,
+    )
+    .expect("engine");
+    for _ in 0..3 {
+        load(&runtime, "lookup-echo");
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"ferrometal_plugin_compile_cache_total{outcome="miss"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ferrometal_plugin_compile_cache_total{outcome="hit"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -301,36 +359,45 @@ async fn an_ignition_generator_renders_checked_ignition() {
     );
 }
 
-#[test]
-fn a_plugin_built_for_another_abi_is_refused_naming_the_supported_range() {
-    // The echo plugin with its metadata rewritten to claim ABI 0.2.0 (same length, so the
-    // binary stays valid): what an SDK from a future release would produce.
-    let original =
-        std::fs::read(testenv::components::component("lookup-echo").expect("built")).expect("read");
-    let (from, to) = (br#""abi":"0.1.0""#, br#""abi":"0.2.0""#);
-    let mut patched = original.clone();
-    let mut replaced = 0;
-    let mut i = 0;
-    while i + from.len() <= patched.len() {
-        if &patched[i..i + from.len()] == from {
-            patched[i..i + from.len()].copy_from_slice(to);
-            replaced += 1;
-        }
-        i += 1;
-    }
-    assert!(replaced > 0, "metadata section found");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("future-echo.wasm");
-    std::fs::write(&path, patched).expect("write");
-
-    let error = runtime(RuntimeConfig::default())
+#[tokio::test]
+async fn a_plugin_built_for_another_abi_is_refused_naming_the_supported_range() {
+    // A real component whose metadata section claims ABI 0.2.0, as a future SDK would write.
+    let metrics = PluginMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let runtime = PluginRuntime::new(RuntimeConfig::default(), metrics).expect("engine");
+    let path = testenv::components::component("lookup-future-abi").expect("built");
+    let error = runtime
         .load_credential_lookup(&path)
         .expect_err("unsupported ABI");
     let message = error.to_string();
-    assert!(matches!(error, LoadError::Metadata { .. }), "{message}");
+    assert!(
+        matches!(
+            &error,
+            LoadError::Metadata {
+                problem: MetadataProblem::UnsupportedAbi { found, .. },
+                ..
+            } if found == "0.2.0"
+        ),
+        "{message}"
+    );
     assert!(
         message
             .contains("built for plugin ABI 0.2.0, but this ferrometal supports >=0.1.0, <0.2.0"),
         "{message}"
+    );
+    // The runtime that refused it keeps loading and serving other plugins.
+    let echo = load(&runtime, "lookup-echo");
+    assert!(
+        echo.lookup("52:54:00:00:00:01", &[])
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"ferrometal_plugin_loads_total{outcome="invalid_metadata"} 1"#),
+        "{text}"
     );
 }

@@ -1,6 +1,8 @@
 //! The bundled `redfish` driver through the real runtime against real Redfish services:
 //! sushy-emulator (live, TLS + Basic auth, one or many systems, delayed power changes, a
-//! minimal feature set) and sushy-static serving DMTF's multi-system mockup.
+//! minimal feature set), the project's simulator with vendor profiles (sessions, HPE- and
+//! Supermicro-X10-shaped boot override rules, injected HTML and 5xx faults), and
+//! sushy-static serving DMTF's bladed, tower and local-storage mockups.
 
 use std::time::Duration;
 
@@ -283,6 +285,12 @@ async fn the_cli_drives_a_bmc_probe_power_and_pxe_override() {
     let probe: serde_json::Value =
         serde_json::from_str(&run(vec!["probe".into()]).await.expect("join")).expect("JSON");
     assert_eq!(probe["systems"][0]["uri"], uri.as_str());
+    assert!(
+        probe["systems"][0]["bootTargets"]
+            .as_array()
+            .is_some_and(|targets| targets.contains(&serde_json::json!("Pxe"))),
+        "{probe}"
+    );
 
     let on = run(vec![
         "set-power".into(),
@@ -314,4 +322,485 @@ async fn the_cli_drives_a_bmc_probe_power_and_pxe_override() {
     ]);
     let stored: serde_json::Value = serde_json::from_str(&pxe.await.expect("join")).expect("JSON");
     assert_eq!(stored["target"], "Pxe");
+}
+
+// ---- vendor-shaped BMCs from the project's simulator ----
+
+/// One simulated BMC (plain HTTP) presenting itself as `profile`, with its scratch space.
+async fn sim_bmc(
+    first_bmc: usize,
+    profile: ferrometal_sim::Profile,
+    behaviour: ferrometal_sim::MachineBehaviour,
+) -> (ferrometal_sim::Fleet, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = ferrometal_sim::Fleet::start(ferrometal_sim::FleetOptions {
+        spec: ferrometal_sim::FleetSpec {
+            seed: 6,
+            first_bmc,
+            ..ferrometal_sim::FleetSpec::default()
+        },
+        profile,
+        behaviour,
+        work_dir: dir.path().join("machines"),
+        ..ferrometal_sim::FleetOptions::default()
+    })
+    .await
+    .expect("simulated BMC");
+    (fleet, dir)
+}
+
+fn sim_endpoint(fleet: &ferrometal_sim::Fleet, settings: &[(&str, &str)]) -> BmcEndpoint {
+    let address = fleet.bmcs()[0].address().expect("listening");
+    BmcEndpoint {
+        scheme: "http".into(),
+        host: address.ip().to_string(),
+        port: address.port(),
+        tls: TlsPolicy::Insecure,
+        username: "admin".into(),
+        password: ferrometal_sim::FleetSpec::default().password,
+        manufacturer_hint: None,
+        settings: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+const SIM_SYSTEM: &str = "/redfish/v1/Systems/1";
+
+fn pxe_once(uefi: bool) -> BootOverride {
+    BootOverride {
+        target: BootTarget::Pxe,
+        uefi,
+        persistent: false,
+        http_boot_uri: None,
+    }
+}
+
+fn clear() -> BootOverride {
+    BootOverride {
+        target: BootTarget::None,
+        ..pxe_once(true)
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_shared_within_a_call_and_always_logged_out() {
+    let (fleet, _dir) = sim_bmc(
+        66_000,
+        ferrometal_sim::Profile {
+            reset_types: vec!["On", "ForceOff"],
+            ..ferrometal_sim::Profile::default()
+        },
+        Default::default(),
+    )
+    .await;
+    let bmc = &fleet.bmcs()[0];
+    let session = sim_endpoint(&fleet, &[("auth", "session")]);
+    let redfish = redfish();
+
+    let before = bmc.requests();
+    let identity = redfish.probe(&session).await.expect("probe over a session");
+    assert_eq!(identity.systems.len(), 1);
+    assert!(bmc.requests() - before > 4, "the probe made many requests");
+    assert_eq!(bmc.sessions_created(), 1, "one session for the whole call");
+    assert_eq!(bmc.open_sessions(), 0, "and it was logged out");
+
+    // The operation fails after the login: the BMC does not offer the reset type.
+    let error = redfish
+        .set_power(&session, SIM_SYSTEM, PowerAction::PowerCycle)
+        .await
+        .expect_err("PowerCycle is not offered");
+    assert!(
+        matches!(
+            error.kind,
+            CallErrorKind::Plugin(GuestError::Unsupported(_))
+        ),
+        "{error}"
+    );
+    // The BMC faults after the login: no such system.
+    let error = redfish
+        .power_state(&session, "/redfish/v1/Systems/99")
+        .await
+        .expect_err("404");
+    assert!(
+        matches!(
+            &error.kind,
+            CallErrorKind::Plugin(GuestError::BmcFault { http_status: Some(404), message_id: Some(id), .. })
+                if id == "Base.1.8.ResourceMissingAtURI"
+        ),
+        "{error}"
+    );
+    assert_eq!(bmc.sessions_created(), 3);
+    assert_eq!(bmc.open_sessions(), 0, "failed calls log out too");
+
+    let mut wrong = session.clone();
+    wrong.password = "nope".into();
+    let error = redfish.probe(&wrong).await.expect_err("bad password");
+    assert!(
+        matches!(
+            error.kind,
+            CallErrorKind::Plugin(GuestError::Unauthorized(_))
+        ),
+        "{error}"
+    );
+    assert_eq!(bmc.open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn an_hpe_like_bmc_is_cleared_with_a_pxe_target_and_never_gets_a_mode() {
+    let (fleet, _dir) = sim_bmc(
+        66_010,
+        ferrometal_sim::Profile::hpe_ilo5(),
+        Default::default(),
+    )
+    .await;
+    let machine = &fleet.bmcs()[0].machines()[0];
+    let endpoint = sim_endpoint(&fleet, &[("auth", "session")]);
+    let redfish = redfish();
+    // Legacy differs from the stored UEFI mode; iLO 5 refuses writing the mode (400), so
+    // the driver must leave it out.
+    let stored = redfish
+        .set_boot_override(&endpoint, SIM_SYSTEM, &pxe_once(false))
+        .await
+        .expect("one-time PXE on iLO 5");
+    assert_eq!(stored.target, BootTarget::Pxe);
+    assert!(!stored.persistent);
+    assert!(stored.uefi, "the BMC kept its UEFI mode and says so");
+
+    // iLO refuses Disabled with target None (400 iLO.2.30.UnsupportedOperation).
+    let stored = redfish
+        .set_boot_override(&endpoint, SIM_SYSTEM, &clear())
+        .await
+        .expect("clearing on HPE");
+    assert_eq!(stored.target, BootTarget::None);
+    let settings = machine.boot_settings();
+    assert_eq!(
+        (settings.enabled.as_str(), settings.target.as_str()),
+        ("Disabled", "Pxe")
+    );
+    assert_eq!(fleet.bmcs()[0].open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn a_bmc_without_a_boot_mode_still_takes_a_one_time_override() {
+    let (fleet, _dir) = sim_bmc(
+        66_020,
+        ferrometal_sim::Profile::supermicro_x10(),
+        Default::default(),
+    )
+    .await;
+    let stored = redfish()
+        .set_boot_override(&sim_endpoint(&fleet, &[]), SIM_SYSTEM, &pxe_once(true))
+        .await
+        .expect("the PATCH names no mode");
+    assert_eq!(stored.target, BootTarget::Pxe);
+    assert!(!stored.persistent, "the simulator stores Once as sent");
+    let settings = fleet.bmcs()[0].machines()[0].boot_settings();
+    assert_eq!(
+        (settings.target.as_str(), settings.enabled.as_str()),
+        ("Pxe", "Once")
+    );
+}
+
+#[tokio::test]
+async fn html_bodies_and_5xx_are_bmc_faults_and_the_next_call_works() {
+    let (fleet, _dir) = sim_bmc(
+        66_030,
+        ferrometal_sim::Profile::default(),
+        Default::default(),
+    )
+    .await;
+    let bmc = &fleet.bmcs()[0];
+    let endpoint = sim_endpoint(&fleet, &[]);
+    let redfish = redfish();
+    for (faults, status, id) in [
+        (
+            ferrometal_sim::Faults {
+                server_error_burst: 1,
+                ..Default::default()
+            },
+            500,
+            Some("Base.1.8.InternalError"),
+        ),
+        (
+            ferrometal_sim::Faults {
+                server_error_rate: 1.0,
+                ..Default::default()
+            },
+            503,
+            Some("Base.1.8.ServiceTemporarilyUnavailable"),
+        ),
+        (
+            ferrometal_sim::Faults {
+                html_rate: 1.0,
+                ..Default::default()
+            },
+            200,
+            None,
+        ),
+    ] {
+        bmc.set_faults(faults);
+        let error = redfish.probe(&endpoint).await.expect_err("fault");
+        match &error.kind {
+            CallErrorKind::Plugin(GuestError::BmcFault {
+                http_status,
+                message_id,
+                message,
+            }) => {
+                assert_eq!(*http_status, Some(status), "{error}");
+                assert_eq!(message_id.as_deref(), id, "{error}");
+                if id.is_none() {
+                    assert!(message.contains("Session expired"), "{message}");
+                }
+            }
+            other => panic!("not a BMC fault: {other:?}"),
+        }
+        bmc.set_faults(ferrometal_sim::Faults::default());
+        let identity = redfish.probe(&endpoint).await.expect("the next call works");
+        assert_eq!(identity.systems.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_uefi_http_override_round_trips_with_its_uri_and_clears() {
+    let (fleet, _dir) = sim_bmc(
+        66_040,
+        ferrometal_sim::Profile::default(),
+        Default::default(),
+    )
+    .await;
+    let endpoint = sim_endpoint(&fleet, &[]);
+    let redfish = redfish();
+    let uri = "http://boot.example/uki.efi";
+    let stored = redfish
+        .set_boot_override(
+            &endpoint,
+            SIM_SYSTEM,
+            &BootOverride {
+                target: BootTarget::UefiHttp,
+                http_boot_uri: Some(uri.into()),
+                ..pxe_once(true)
+            },
+        )
+        .await
+        .expect("HTTP boot");
+    assert_eq!(stored.target, BootTarget::UefiHttp);
+    assert_eq!(stored.http_boot_uri.as_deref(), Some(uri));
+    let stored = redfish
+        .set_boot_override(&endpoint, SIM_SYSTEM, &clear())
+        .await
+        .expect("clear");
+    assert_eq!(stored.target, BootTarget::None);
+    assert_eq!(
+        fleet.bmcs()[0].machines()[0].boot_settings().enabled,
+        "Disabled"
+    );
+}
+
+#[tokio::test]
+async fn the_power_wait_ends_within_its_budget_and_still_logs_out() {
+    let (fleet, _dir) = sim_bmc(
+        66_050,
+        ferrometal_sim::Profile::default(),
+        ferrometal_sim::MachineBehaviour {
+            power_delay: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
+    .await;
+    let redfish = redfish();
+    let error = redfish
+        .validate_settings(&[("power-wait-seconds".into(), "60".into())])
+        .await
+        .expect_err("past the call deadline");
+    assert!(error.to_string().contains("0 to 45"), "{error}");
+
+    let endpoint = sim_endpoint(&fleet, &[("auth", "session"), ("power-wait-seconds", "3")]);
+    let started = std::time::Instant::now();
+    let error = redfish
+        .set_power(&endpoint, SIM_SYSTEM, PowerAction::On)
+        .await
+        .expect_err("the machine takes two minutes");
+    let took = started.elapsed();
+    assert!(
+        matches!(&error.kind, CallErrorKind::Plugin(GuestError::Other(Some(m))) if m.contains("still Off")),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(fleet.bmcs()[0].open_sessions(), 0);
+}
+
+// ---- sushy-emulator: power actions and boot override edges ----
+
+#[tokio::test]
+async fn graceful_shutdown_and_a_restart_settle_on_the_emulator() {
+    let bmc = bmc(1, FeatureSet::Full).await;
+    let redfish = redfish();
+    let uri = format!("/redfish/v1/Systems/{}", system(0).uuid);
+    let waiting = endpoint(&bmc, "rf-pw", &[("power-wait-seconds", "40")]);
+    redfish
+        .set_power(&waiting, &uri, PowerAction::On)
+        .await
+        .expect("power on");
+    redfish
+        .set_power(&waiting, &uri, PowerAction::GracefulRestart)
+        .await
+        .expect("restart comes back On");
+    assert_eq!(
+        redfish.power_state(&waiting, &uri).await.expect("state"),
+        PowerState::On
+    );
+    redfish
+        .set_power(&waiting, &uri, PowerAction::GracefulShutdown)
+        .await
+        .expect("graceful shutdown");
+    assert_eq!(
+        redfish.power_state(&waiting, &uri).await.expect("state"),
+        PowerState::Off
+    );
+}
+
+#[tokio::test]
+async fn uefi_http_on_the_emulator_leaves_the_uri_out_and_reports_its_fallback() {
+    let bmc = bmc(1, FeatureSet::Full).await;
+    let redfish = redfish();
+    let uri = format!("/redfish/v1/Systems/{}", system(0).uuid);
+    let endpoint = endpoint(&bmc, "rf-pw", &[]);
+    // With the URI sushy-emulator answers 400 (it tries to download it); the quirk leaves
+    // it out, and the emulator then stores Pxe, which is what the driver reports.
+    let stored = redfish
+        .set_boot_override(
+            &endpoint,
+            &uri,
+            &BootOverride {
+                target: BootTarget::UefiHttp,
+                http_boot_uri: Some("http://127.0.0.1:9/uki.efi".into()),
+                ..pxe_once(true)
+            },
+        )
+        .await
+        .expect("HTTP boot without the URI");
+    assert_eq!(stored.target, BootTarget::Pxe);
+    assert_eq!(stored.http_boot_uri, None);
+    let stored = redfish
+        .set_boot_override(&endpoint, &uri, &clear())
+        .await
+        .expect("clear");
+    assert_eq!(stored.target, BootTarget::None);
+}
+
+// ---- DMTF mockups of other shapes under sushy-static ----
+
+async fn probe_mockup(name: &str) -> ferrometal::plugins::types::Identity {
+    let mockup = testenv::tools::workspace_root()
+        .join("tests/data/redfish")
+        .join(name);
+    let service = SushyStatic::start(&mockup).await.expect("sushy-static");
+    let endpoint = BmcEndpoint {
+        scheme: "http".into(),
+        host: "127.0.0.1".into(),
+        port: service.port(),
+        tls: TlsPolicy::Insecure,
+        username: "admin".into(),
+        password: "unused".into(),
+        manufacturer_hint: None,
+        settings: Vec::new(),
+    };
+    tokio::time::timeout(Duration::from_secs(60), redfish().probe(&endpoint))
+        .await
+        .expect("in time")
+        .expect("probe")
+}
+
+#[tokio::test]
+async fn dmtfs_tower_and_local_storage_mockups_probe_as_declared() {
+    for (name, uri, model, firmware, macs) in [
+        (
+            "public-tower",
+            "/redfish/v1/Systems/437XR1238R2",
+            "3500",
+            "1.45.455b66-rev4",
+            &["fb:aa:1d:4e:d0:7a", "fb:aa:1d:4e:d0:7c"][..],
+        ),
+        (
+            "public-localstorage",
+            "/redfish/v1/Systems/437XR1138R2",
+            "3500RX",
+            "1.00",
+            // The second NIC's MACAddress differs from its permanent one; the current wins.
+            &["12:44:6a:3b:04:11", "aa:bb:cc:dd:ee:00"][..],
+        ),
+    ] {
+        let identity = probe_mockup(name).await;
+        assert_eq!(identity.firmware.as_deref(), Some(firmware), "{name}");
+        assert_eq!(
+            identity.manager_uuid.as_deref(),
+            Some("58893887-8974-2487-2389-841168418919"),
+            "{name}"
+        );
+        assert_eq!(identity.systems.len(), 1, "{name}");
+        let system = &identity.systems[0];
+        assert_eq!(system.uri, uri);
+        assert_eq!(
+            system.uuid.as_deref(),
+            Some("38947555-7742-3448-3784-823347823834")
+        );
+        assert_eq!(system.manufacturer.as_deref(), Some("Contoso"));
+        assert_eq!(system.model.as_deref(), Some(model));
+        assert_eq!(system.power, PowerState::On);
+        let mut found: Vec<&str> = system.nics.iter().map(|n| n.mac.as_str()).collect();
+        found.sort();
+        assert_eq!(found, macs, "{name}");
+        assert!(
+            system.boot_targets.iter().any(|t| t == "Pxe")
+                && system.boot_targets.iter().any(|t| t == "UefiTarget"),
+            "{name}: {:?}",
+            system.boot_targets
+        );
+    }
+}
+
+/// Every file of the tree under `root`, relative, sorted.
+fn tree(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).expect("inside").to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_mockup_copies_match_the_shared_originals() {
+    let shared = std::path::Path::new("/work/shared/fixtures/redfish");
+    if !shared.is_dir() {
+        eprintln!(
+            "no shared fixtures at {}; nothing to compare",
+            shared.display()
+        );
+        return;
+    }
+    let copies = testenv::tools::workspace_root().join("tests/data/redfish");
+    for name in ["public-bladed", "public-tower", "public-localstorage"] {
+        let (original, copy) = (shared.join(name), copies.join(name));
+        let files = tree(&original);
+        assert_eq!(files, tree(&copy), "{name}: the file lists differ");
+        for file in files {
+            assert!(
+                std::fs::read(original.join(&file)).expect("original")
+                    == std::fs::read(copy.join(&file)).expect("copy"),
+                "{name}/{} differs from the shared original",
+                file.display()
+            );
+        }
+    }
 }

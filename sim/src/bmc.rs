@@ -1,8 +1,10 @@
 //! A simulated BMC: the Redfish resources the redfish plugin reads and writes (service
 //! root, managers, systems with EthernetInterfaces, power via `ComputerSystem.Reset`, the
-//! boot override via `PATCH`), Basic auth, and injected faults. Request handling is plain
+//! boot override via `PATCH`), Basic auth, Redfish sessions (`SessionService`,
+//! `X-Auth-Token`), a vendor [`Profile`] and injected faults. Request handling is plain
 //! data in, data out; `serve` puts it on the network.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -17,6 +19,89 @@ use crate::spec::{BmcSpec, MANUFACTURER, Rng};
 /// Boot override targets the simulated systems accept.
 pub const BOOT_TARGETS: [&str; 6] = ["None", "Pxe", "Hdd", "Cd", "UefiHttp", "BiosSetup"];
 
+/// Where the simulated BMCs create sessions.
+pub const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+
+/// How `BootSourceOverrideMode` behaves on a BMC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// Reported and writable.
+    Writable,
+    /// Reported, but a PATCH writing it is refused with 400 (HPE iLO 5:
+    /// `iLO.2.30.UnsupportedOperation`, metal-operator #606).
+    ReadOnly,
+    /// Not reported, and a PATCH naming it is refused with 400 `PropertyUnknown`
+    /// (Supermicro X10, metal-operator #982).
+    Absent,
+}
+
+/// Who a simulated BMC claims to be and which vendor behaviour it copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// `Manufacturer` of the manager and the systems.
+    pub manufacturer: String,
+    /// `Model` of the manager.
+    pub manager_model: String,
+    /// The manager's `FirmwareVersion`; `None` keeps the generated one.
+    pub firmware: Option<String>,
+    /// Offer a `SessionService` (sessions next to Basic auth).
+    pub session_service: bool,
+    /// `BootSourceOverrideMode` support.
+    pub boot_mode: BootMode,
+    /// Refuse a PATCH that sets `BootSourceOverrideEnabled` while the target is (or becomes)
+    /// `None`, with 400 `iLO.2.30.UnsupportedOperation` (HPE iLO, metal-operator PR #998).
+    pub enabled_needs_target: bool,
+    /// Reset types offered (`ResetType@Redfish.AllowableValues`) and accepted.
+    pub reset_types: Vec<&'static str>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            manufacturer: String::from(MANUFACTURER),
+            manager_model: String::from("SimBMC"),
+            firmware: None,
+            session_service: true,
+            boot_mode: BootMode::Writable,
+            enabled_needs_target: false,
+            reset_types: RESET_TYPES.to_vec(),
+        }
+    }
+}
+
+impl Profile {
+    /// An HPE iLO 5 lookalike: refuses `Enabled` with target `None` and writing the mode;
+    /// offers no `PowerCycle`.
+    pub fn hpe_ilo5() -> Self {
+        Self {
+            manufacturer: String::from("HPE"),
+            manager_model: String::from("iLO 5"),
+            firmware: Some(String::from("iLO 5 v2.72")),
+            session_service: true,
+            boot_mode: BootMode::ReadOnly,
+            enabled_needs_target: true,
+            reset_types: vec![
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "ForceRestart",
+                "GracefulRestart",
+            ],
+        }
+    }
+
+    /// A Supermicro X10 lookalike: no `BootSourceOverrideMode` at all.
+    pub fn supermicro_x10() -> Self {
+        Self {
+            manufacturer: String::from("Supermicro"),
+            manager_model: String::from("X10DRi"),
+            firmware: Some(String::from("03.88")),
+            boot_mode: BootMode::Absent,
+            ..Self::default()
+        }
+    }
+}
+
 /// An HTTP request, as far as the BMC cares.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -26,6 +111,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The `Authorization` header.
     pub authorization: Option<&'a str>,
+    /// The `X-Auth-Token` header (a Redfish session).
+    pub auth_token: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
 }
@@ -45,6 +132,15 @@ pub enum Reply {
     Drop,
     /// Do not answer for a minute, then `504`.
     Hang,
+    /// `201 Created` for a new session: `X-Auth-Token` and `Location` headers and a body.
+    SessionCreated {
+        /// The session's token.
+        token: String,
+        /// The session's path.
+        location: String,
+        /// The session resource.
+        body: Value,
+    },
 }
 
 /// One simulated BMC.
@@ -57,6 +153,10 @@ pub struct Bmc {
     faults: Mutex<(Faults, Rng)>,
     address: OnceLock<SocketAddr>,
     requests: AtomicU64,
+    profile: Profile,
+    /// Open sessions: id → token.
+    sessions: Mutex<BTreeMap<u64, String>>,
+    sessions_created: AtomicU64,
 }
 
 fn error(status: u16, message_id: &str, message: &str) -> Reply {
@@ -103,7 +203,34 @@ impl Bmc {
             faults: Mutex::new((faults, rng)),
             address: OnceLock::new(),
             requests: AtomicU64::new(0),
+            profile: Profile::default(),
+            sessions: Mutex::new(BTreeMap::new()),
+            sessions_created: AtomicU64::new(0),
         }
+    }
+
+    /// The same BMC presenting itself as `profile`.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Who it claims to be.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Sessions logged in and not yet logged out.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Sessions created so far.
+    pub fn sessions_created(&self) -> u64 {
+        self.sessions_created.load(Ordering::Relaxed)
     }
 
     /// What the BMC is.
@@ -153,8 +280,16 @@ impl Bmc {
             .latency
     }
 
-    fn authorized(&self, header: Option<&str>) -> bool {
-        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
+    fn authorized(&self, request: &Request<'_>) -> bool {
+        if let Some(token) = request.auth_token {
+            return self
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .any(|open| open == token);
+        }
+        let Some(encoded) = request.authorization.and_then(|h| h.strip_prefix("Basic ")) else {
             return false;
         };
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
@@ -197,7 +332,11 @@ impl Bmc {
         if path == "/redfish/v1" || path == "/redfish" {
             return self.service_root(request.method);
         }
-        if !self.authorized(request.authorization) {
+        // Logging in needs no credentials but the ones in the body.
+        if self.profile.session_service && request.method == "POST" && path == SESSIONS {
+            return self.login(request.body);
+        }
+        if !self.authorized(request) {
             return Reply::Unauthorized;
         }
         let segments: Vec<&str> = path
@@ -215,6 +354,49 @@ impl Bmc {
                 ),
             ),
             ("GET", ["Managers", "BMC"]) => Reply::Json(200, self.manager()),
+            ("GET", ["SessionService"]) if self.profile.session_service => Reply::Json(
+                200,
+                json!({
+                    "@odata.id": "/redfish/v1/SessionService",
+                    "Id": "SessionService",
+                    "ServiceEnabled": true,
+                    "SessionTimeout": 1800,
+                    "Sessions": link(SESSIONS),
+                }),
+            ),
+            ("GET", ["SessionService", "Sessions"]) if self.profile.session_service => {
+                let ids: Vec<u64> = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .keys()
+                    .copied()
+                    .collect();
+                Reply::Json(
+                    200,
+                    collection(
+                        SESSIONS,
+                        "Session Collection",
+                        ids.into_iter().map(|id| format!("{SESSIONS}/{id}")),
+                    ),
+                )
+            }
+            ("DELETE", ["SessionService", "Sessions", id]) if self.profile.session_service => {
+                let removed = id.parse::<u64>().ok().and_then(|id| {
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&id)
+                });
+                match removed {
+                    Some(_) => Reply::Empty(204),
+                    None => error(
+                        404,
+                        "Base.1.8.ResourceMissingAtURI",
+                        &format!("no session {id}"),
+                    ),
+                }
+            }
             ("GET", ["Systems"]) => Reply::Json(
                 200,
                 collection(
@@ -224,7 +406,7 @@ impl Bmc {
                 ),
             ),
             (method, ["Systems", id, rest @ ..]) => match self.system(id) {
-                Some((n, machine)) => Self::system_request(method, n, machine, rest, request.body),
+                Some((n, machine)) => self.system_request(method, n, machine, rest, request.body),
                 None => error(
                     404,
                     "Base.1.8.ResourceMissingAtURI",
@@ -248,19 +430,60 @@ impl Bmc {
         if method != "GET" {
             return error(405, "Base.1.8.OperationNotAllowed", "read-only");
         }
-        Reply::Json(
-            200,
-            json!({
-                "@odata.id": "/redfish/v1",
-                "@odata.type": "#ServiceRoot.v1_11_0.ServiceRoot",
-                "Id": "RootService",
-                "Name": "ferrometal-sim Redfish service",
-                "RedfishVersion": "1.11.0",
-                "UUID": self.spec.uuid,
-                "Systems": link("/redfish/v1/Systems"),
-                "Managers": link("/redfish/v1/Managers"),
+        let mut root = json!({
+            "@odata.id": "/redfish/v1",
+            "@odata.type": "#ServiceRoot.v1_11_0.ServiceRoot",
+            "Id": "RootService",
+            "Name": "ferrometal-sim Redfish service",
+            "RedfishVersion": "1.11.0",
+            "UUID": self.spec.uuid,
+            "Systems": link("/redfish/v1/Systems"),
+            "Managers": link("/redfish/v1/Managers"),
+        });
+        if self.profile.session_service {
+            root["SessionService"] = link("/redfish/v1/SessionService");
+            root["Links"] = json!({ "Sessions": link(SESSIONS) });
+        }
+        Reply::Json(200, root)
+    }
+
+    /// `POST` to the sessions collection: a new session for the right user name and
+    /// password, `401` otherwise.
+    fn login(&self, body: &[u8]) -> Reply {
+        let credentials: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let (Some(user), Some(password)) = (
+            credentials["UserName"].as_str(),
+            credentials["Password"].as_str(),
+        ) else {
+            return error(
+                400,
+                "Base.1.8.PropertyMissing",
+                "UserName and Password are required",
+            );
+        };
+        if user != self.username || password != self.password {
+            return Reply::Unauthorized;
+        }
+        let id = self.sessions_created.fetch_add(1, Ordering::Relaxed) + 1;
+        let token = {
+            let mut guard = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+            format!("{:016x}{:016x}", guard.1.next_u64(), guard.1.next_u64())
+        };
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, token.clone());
+        let location = format!("{SESSIONS}/{id}");
+        Reply::SessionCreated {
+            token,
+            body: json!({
+                "@odata.id": location,
+                "Id": id.to_string(),
+                "Name": "User Session",
+                "UserName": user,
             }),
-        )
+            location,
+        }
     }
 
     fn manager(&self) -> Value {
@@ -270,9 +493,9 @@ impl Bmc {
             "Name": "Simulated BMC",
             "ManagerType": "BMC",
             "UUID": self.spec.uuid,
-            "FirmwareVersion": self.spec.firmware,
-            "Manufacturer": MANUFACTURER,
-            "Model": "SimBMC",
+            "FirmwareVersion": self.profile.firmware.as_deref().unwrap_or(&self.spec.firmware),
+            "Manufacturer": self.profile.manufacturer,
+            "Model": self.profile.manager_model,
             "SerialNumber": format!("BMC{:08}", self.spec.index),
             "Status": {"State": "Enabled", "Health": "OK"},
         })
@@ -284,6 +507,7 @@ impl Bmc {
     }
 
     fn system_request(
+        &self,
         method: &str,
         n: usize,
         machine: &Arc<Machine>,
@@ -293,8 +517,8 @@ impl Bmc {
         let base = format!("/redfish/v1/Systems/{n}");
         let spec = machine.spec();
         match (method, rest) {
-            ("GET", []) => Reply::Json(200, Self::system_document(&base, machine)),
-            ("PATCH", []) => Self::patch_boot(machine, body),
+            ("GET", []) => Reply::Json(200, self.system_document(&base, machine)),
+            ("PATCH", []) => self.patch_boot(machine, body),
             ("GET", ["EthernetInterfaces"]) => Reply::Json(
                 200,
                 collection(
@@ -333,6 +557,13 @@ impl Bmc {
                         "the ResetType property is required",
                     );
                 };
+                if !self.profile.reset_types.contains(&reset_type) {
+                    return error(
+                        400,
+                        "Base.1.8.ActionParameterValueNotInList",
+                        &format!("reset type {reset_type} is not offered"),
+                    );
+                }
                 match machine.reset(reset_type) {
                     Ok(()) => Reply::Empty(204),
                     Err(unknown) => error(
@@ -350,17 +581,17 @@ impl Bmc {
         }
     }
 
-    fn system_document(base: &str, machine: &Machine) -> Value {
+    fn system_document(&self, base: &str, machine: &Machine) -> Value {
         let spec = machine.spec();
         let boot = machine.boot_settings();
-        json!({
+        let mut document = json!({
             "@odata.id": base,
             "@odata.type": "#ComputerSystem.v1_13_0.ComputerSystem",
             "Id": base.rsplit('/').next(),
             "Name": format!("sim-{}", spec.index),
             "SystemType": "Physical",
             "UUID": spec.uuid,
-            "Manufacturer": MANUFACTURER,
+            "Manufacturer": self.profile.manufacturer,
             "Model": spec.model,
             "SerialNumber": spec.serial,
             "PowerState": if machine.powered() { "On" } else { "Off" },
@@ -374,15 +605,22 @@ impl Bmc {
                 "BootSourceOverrideTarget@Redfish.AllowableValues": BOOT_TARGETS,
             },
             "EthernetInterfaces": link(&format!("{base}/EthernetInterfaces")),
+            "Links": {"ManagedBy": [link("/redfish/v1/Managers/BMC")]},
             "Actions": {"#ComputerSystem.Reset": {
                 "target": format!("{base}/Actions/ComputerSystem.Reset"),
-                "ResetType@Redfish.AllowableValues": RESET_TYPES,
+                "ResetType@Redfish.AllowableValues": self.profile.reset_types,
             }},
             "Status": {"State": "Enabled", "Health": "OK"},
-        })
+        });
+        if self.profile.boot_mode == BootMode::Absent
+            && let Some(boot) = document["Boot"].as_object_mut()
+        {
+            boot.remove("BootSourceOverrideMode");
+        }
+        document
     }
 
-    fn patch_boot(machine: &Machine, body: &[u8]) -> Reply {
+    fn patch_boot(&self, machine: &Machine, body: &[u8]) -> Reply {
         let Ok(patch) = serde_json::from_slice::<Value>(body) else {
             return error(
                 400,
@@ -398,6 +636,25 @@ impl Bmc {
             );
         };
         let mut settings = machine.boot_settings();
+        if boot.contains_key("BootSourceOverrideMode") {
+            match self.profile.boot_mode {
+                BootMode::Writable => {}
+                BootMode::ReadOnly => {
+                    return error(
+                        400,
+                        "iLO.2.30.UnsupportedOperation",
+                        "BootSourceOverrideMode cannot be changed here",
+                    );
+                }
+                BootMode::Absent => {
+                    return error(
+                        400,
+                        "Base.1.8.PropertyUnknown",
+                        "Boot/BootSourceOverrideMode is not a known property",
+                    );
+                }
+            }
+        }
         for (key, value) in boot {
             let text = value.as_str();
             let allowed: &[&str] = match key.as_str() {
@@ -427,6 +684,16 @@ impl Bmc {
                 "BootSourceOverrideMode" => settings.mode = text,
                 _ => settings.http_boot_uri = Some(text),
             }
+        }
+        if self.profile.enabled_needs_target
+            && boot.contains_key("BootSourceOverrideEnabled")
+            && settings.target == "None"
+        {
+            return error(
+                400,
+                "iLO.2.30.UnsupportedOperation",
+                "BootSourceOverrideEnabled cannot be set while BootSourceOverrideTarget is None",
+            );
         }
         machine.set_boot_settings(settings);
         Reply::Empty(204)
@@ -484,6 +751,7 @@ mod tests {
             method: "GET",
             path,
             authorization: Some(&auth),
+            auth_token: None,
             body: b"",
         })
     }
@@ -508,6 +776,7 @@ mod tests {
                 method: "GET",
                 path,
                 authorization,
+                auth_token: None,
                 body: b"",
             });
             assert_eq!(reply == Reply::Unauthorized, unauthorized, "{path}");
@@ -539,6 +808,7 @@ mod tests {
                 method: "PATCH",
                 path: "/redfish/v1/Systems/1",
                 authorization: Some(&auth),
+                auth_token: None,
                 body: body.as_bytes(),
             })
         };
@@ -571,6 +841,7 @@ mod tests {
                 method: "POST",
                 path: "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
                 authorization: Some(&auth),
+                auth_token: None,
                 body: format!(r#"{{"ResetType":"{kind}"}}"#).as_bytes(),
             })
         };
@@ -599,5 +870,175 @@ mod tests {
         }
         json(get(&bmc, "/redfish/v1/Systems"));
         assert_eq!(bmc.requests(), 3);
+    }
+
+    fn request<'a>(
+        method: &'a str,
+        path: &'a str,
+        auth_token: Option<&'a str>,
+        body: &'a str,
+    ) -> Request<'a> {
+        Request {
+            method,
+            path,
+            authorization: None,
+            auth_token,
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn sessions_log_in_authorize_requests_and_log_out() {
+        let bmc = bmc(Faults::default());
+        let root = json(bmc.handle(&request("GET", "/redfish/v1", None, "")));
+        assert_eq!(root["Links"]["Sessions"]["@odata.id"], SESSIONS);
+        assert_eq!(
+            bmc.handle(&request(
+                "POST",
+                SESSIONS,
+                None,
+                r#"{"UserName":"admin","Password":"nope"}"#
+            )),
+            Reply::Unauthorized
+        );
+        let Reply::SessionCreated {
+            token, location, ..
+        } = bmc.handle(&request(
+            "POST",
+            SESSIONS,
+            None,
+            r#"{"UserName":"admin","Password":"pw"}"#,
+        ))
+        else {
+            panic!("no session");
+        };
+        assert_eq!(bmc.open_sessions(), 1);
+        json(bmc.handle(&request("GET", "/redfish/v1/Systems", Some(&token), "")));
+        assert_eq!(
+            bmc.handle(&request("GET", "/redfish/v1/Systems", Some("forged"), "")),
+            Reply::Unauthorized
+        );
+        assert_eq!(
+            bmc.handle(&request("DELETE", &location, Some(&token), "")),
+            Reply::Empty(204)
+        );
+        assert_eq!(bmc.open_sessions(), 0);
+        assert_eq!(bmc.sessions_created(), 1);
+        assert_eq!(
+            bmc.handle(&request("GET", "/redfish/v1/Systems", Some(&token), "")),
+            Reply::Unauthorized,
+            "a logged-out token is dead"
+        );
+    }
+
+    #[test]
+    fn the_default_profile_looks_like_before_and_offers_sessions() {
+        let bmc = bmc(Faults::default());
+        let manager = json(get(&bmc, "/redfish/v1/Managers/BMC"));
+        assert_eq!(manager["Manufacturer"], MANUFACTURER);
+        assert_eq!(manager["FirmwareVersion"], bmc.spec().firmware.as_str());
+        let system = json(get(&bmc, "/redfish/v1/Systems/1"));
+        assert_eq!(system["Boot"]["BootSourceOverrideMode"], "UEFI");
+        assert!(json(get(&bmc, "/redfish/v1/SessionService"))["Sessions"].is_object());
+        let plain = bmc.with_profile(Profile {
+            session_service: false,
+            ..Profile::default()
+        });
+        assert!(
+            json(plain.handle(&request("GET", "/redfish/v1", None, "")))
+                .get("SessionService")
+                .is_none()
+        );
+        assert_eq!(
+            plain.handle(&request(
+                "POST",
+                SESSIONS,
+                None,
+                r#"{"UserName":"admin","Password":"pw"}"#
+            )),
+            Reply::Unauthorized,
+            "without a SessionService the path is just another protected one"
+        );
+    }
+
+    fn patch(bmc: &Bmc, body: &str) -> Reply {
+        let auth = basic("admin", "pw");
+        bmc.handle(&Request {
+            method: "PATCH",
+            path: "/redfish/v1/Systems/1",
+            authorization: Some(&auth),
+            auth_token: None,
+            body: body.as_bytes(),
+        })
+    }
+
+    fn message_id(reply: Reply) -> String {
+        match reply {
+            Reply::Json(400, body) => body["error"]["@Message.ExtendedInfo"][0]["MessageId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_hpe_profile_refuses_disabled_with_none_and_mode_writes() {
+        let bmc = bmc(Faults::default()).with_profile(Profile::hpe_ilo5());
+        assert_eq!(
+            json(get(&bmc, "/redfish/v1/Managers/BMC"))["FirmwareVersion"],
+            "iLO 5 v2.72"
+        );
+        assert_eq!(
+            message_id(patch(
+                &bmc,
+                r#"{"Boot":{"BootSourceOverrideTarget":"None","BootSourceOverrideEnabled":"Disabled"}}"#
+            )),
+            "iLO.2.30.UnsupportedOperation"
+        );
+        assert_eq!(
+            message_id(patch(
+                &bmc,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI"}}"#
+            )),
+            "iLO.2.30.UnsupportedOperation"
+        );
+        assert_eq!(
+            patch(
+                &bmc,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Disabled"}}"#
+            ),
+            Reply::Empty(204)
+        );
+        let system = json(get(&bmc, "/redfish/v1/Systems/1"));
+        assert_eq!(system["Boot"]["BootSourceOverrideEnabled"], "Disabled");
+        assert!(
+            !system["Actions"]["#ComputerSystem.Reset"]["ResetType@Redfish.AllowableValues"]
+                .as_array()
+                .expect("reset types")
+                .contains(&json!("PowerCycle"))
+        );
+    }
+
+    #[test]
+    fn a_supermicro_x10_profile_has_no_boot_mode_and_refuses_one() {
+        let bmc = bmc(Faults::default()).with_profile(Profile::supermicro_x10());
+        let system = json(get(&bmc, "/redfish/v1/Systems/1"));
+        assert_eq!(system["Manufacturer"], "Supermicro");
+        assert!(system["Boot"].get("BootSourceOverrideMode").is_none());
+        assert_eq!(
+            message_id(patch(
+                &bmc,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideMode":"UEFI"}}"#
+            )),
+            "Base.1.8.PropertyUnknown"
+        );
+        assert_eq!(
+            patch(
+                &bmc,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}"#
+            ),
+            Reply::Empty(204)
+        );
     }
 }

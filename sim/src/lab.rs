@@ -253,6 +253,7 @@ impl Lab {
             machine_dhcp: options.dhcp_bmcs > 0,
             boot_url: Some(boot_url.clone()),
             faults: crate::Faults::default(),
+            profile: crate::Profile::default(),
             behaviour: options.behaviour.clone(),
             work_dir: options.work_dir.join("machines"),
             vm: None,

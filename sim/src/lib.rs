@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use bmc::Bmc;
+pub use bmc::{Bmc, BootMode, Profile};
 pub use faults::Faults;
 pub use machine::{Machine, MachineBehaviour, Phase, Probe};
 pub use spec::{BMC_MAC_PREFIX, FleetSpec};
@@ -66,6 +66,8 @@ pub struct FleetOptions {
     pub boot_url: Option<String>,
     /// Faults every BMC injects from the start.
     pub faults: Faults,
+    /// Who every BMC claims to be and which vendor behaviour it copies.
+    pub profile: bmc::Profile,
     /// How machines behave.
     pub behaviour: MachineBehaviour,
     /// Scratch space for machine trees.
@@ -88,6 +90,7 @@ impl Default for FleetOptions {
             machine_dhcp: false,
             boot_url: None,
             faults: Faults::default(),
+            profile: bmc::Profile::default(),
             behaviour: MachineBehaviour::default(),
             work_dir: std::env::temp_dir().join(format!("ferrometal-sim-{}", std::process::id())),
             vm: None,
@@ -226,14 +229,17 @@ impl Fleet {
                     .iter()
                     .map(|machine| Arc::new(Machine::new(machine.clone(), env.clone())))
                     .collect();
-                Arc::new(Bmc::new(
-                    spec,
-                    machines,
-                    options.spec.username.clone(),
-                    options.spec.password.clone(),
-                    options.faults.clone(),
-                    options.spec.seed,
-                ))
+                Arc::new(
+                    Bmc::new(
+                        spec,
+                        machines,
+                        options.spec.username.clone(),
+                        options.spec.password.clone(),
+                        options.faults.clone(),
+                        options.spec.seed,
+                    )
+                    .with_profile(options.profile.clone()),
+                )
             })
             .collect();
         let ca = if options.tls {

@@ -110,10 +110,15 @@ async fn answer(
         .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
+    let auth_token = parts
+        .headers
+        .get("x-auth-token")
+        .and_then(|value| value.to_str().ok());
     let reply = bmc.handle(&Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         authorization,
+        auth_token,
         body: &body,
     });
     Ok(match reply {
@@ -136,6 +141,23 @@ async fn answer(
             denied
         }
         Reply::Html(status, page) => response(status, "text/html", page.into_bytes()),
+        Reply::SessionCreated {
+            token,
+            location,
+            body,
+        } => {
+            let mut created = response(
+                201,
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            );
+            for (name, value) in [("x-auth-token", token), ("location", location)] {
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                    created.headers_mut().insert(name, value);
+                }
+            }
+            created
+        }
         Reply::Drop => return Err(Dropped),
         Reply::Hang => {
             tokio::time::sleep(HANG).await;

@@ -78,7 +78,7 @@ pub fn build() -> anyhow::Result<()> {
         note(format_args!("{}", dest.join(name).display()));
     }
     let tutorial = tutorial_crate(&root)?;
-    checked(&mut debian_wasm_build(&tutorial, &target_dir, &linker, &[]))?;
+    checked(&mut tutorial_build(&root, &tutorial, &target_dir, &linker)?)?;
     let tutorial_component = built.join(format!("{}.wasm", TUTORIAL_CRATE.replace('-', "_")));
     let name = tutorial_component
         .file_name()
@@ -224,6 +224,69 @@ fn debian_cargo() -> Command {
     command
 }
 
+/// Where [`build`] writes the docs/plugins.md tutorial crate's manifest, for its native
+/// unit tests (its step 7).
+pub fn tutorial_manifest(root: &Path) -> PathBuf {
+    tutorial_dir(root).join("Cargo.toml")
+}
+
+fn tutorial_dir(root: &Path) -> PathBuf {
+    root.join("target")
+        .join("doc-tutorial")
+        .join(TUTORIAL_CRATE)
+}
+
+/// The heading of the tutorial step whose Debian build command is run as written.
+const BUILD_STEP: &str = "### 4. Build";
+
+/// The tutorial's own Debian build command (step 4's `sh` block that runs `/usr/bin/cargo
+/// build`), run as written in the tutorial crate, so the documented command is the one that
+/// builds it. The component linker found here and the shared wasm target directory come in
+/// through the environment (`WASM_COMPONENT_LD`, `CARGO_TARGET_DIR`), and rustup's settings
+/// are kept out like for every Debian build.
+fn tutorial_build(
+    root: &Path,
+    manifest: &Path,
+    target_dir: &Path,
+    linker: &Path,
+) -> anyhow::Result<Command> {
+    let doc =
+        fs::read_to_string(root.join("docs").join("plugins.md")).context("read docs/plugins.md")?;
+    let script = debian_build_command(&doc).with_context(|| {
+        format!(
+            "docs/plugins.md has no `sh` block running `/usr/bin/cargo build` under `{BUILD_STEP}`"
+        )
+    })?;
+    let mut command = Command::new("sh");
+    command
+        .args(["-eu", "-c", &script])
+        .current_dir(manifest.parent().context("tutorial crate directory")?)
+        .env("WASM_COMPONENT_LD", linker)
+        .env("CARGO_TARGET_DIR", target_dir);
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    Ok(command)
+}
+
+/// Step 4's `sh` block with the Debian build command.
+fn debian_build_command(markdown: &str) -> Option<String> {
+    let start = markdown.find(BUILD_STEP)?;
+    let section = &markdown[start + BUILD_STEP.len()..];
+    let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+    code_blocks(section)
+        .into_iter()
+        .find(|(language, code)| *language == "sh" && code.contains("/usr/bin/cargo build"))
+        .map(|(_, code)| code)
+}
+
 /// Writes the tutorial crate from docs/plugins.md (its first `toml` block and every `rust`
 /// block) under target/, so the documented code is built, and tested, exactly as written.
 fn tutorial_crate(root: &Path) -> anyhow::Result<PathBuf> {
@@ -250,10 +313,7 @@ fn tutorial_crate(root: &Path) -> anyhow::Result<PathBuf> {
         .filter(|(language, _)| *language == "rust")
         .map(|(_, code)| code.as_str())
         .collect();
-    let dir = root
-        .join("target")
-        .join("doc-tutorial")
-        .join(TUTORIAL_CRATE);
+    let dir = tutorial_dir(root);
     fs::create_dir_all(dir.join("src")).with_context(|| format!("create {}", dir.display()))?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     write_if_changed(&dir.join("src").join("lib.rs"), &source.join("\n"))?;
@@ -288,6 +348,38 @@ fn code_blocks(markdown: &str) -> Vec<(&str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_debian_build_command_comes_from_step_4_only() {
+        let doc = "### 3. Code\n```sh\n/usr/bin/cargo build --nope\n```\n### 4. Build\n\
+                   ```sh\ncargo build\n```\n```sh\nX=1 /usr/bin/cargo build --release\n```\n\
+                   ### 5. Next\n```sh\n/usr/bin/cargo build --later\n```\n";
+        assert_eq!(
+            debian_build_command(doc).as_deref(),
+            Some("X=1 /usr/bin/cargo build --release\n")
+        );
+        assert_eq!(
+            debian_build_command("### 4. Build\n```sh\ncargo build\n```\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_plugin_guide_documents_the_debian_build_xtask_relies_on() {
+        let doc = std::fs::read_to_string(tools::workspace_root().join("docs/plugins.md"))
+            .expect("docs/plugins.md");
+        let command = debian_build_command(&doc).expect("step 4 has the Debian build");
+        for needed in [
+            "$WASM_COMPONENT_LD",
+            WASI_LIBDIR,
+            LLD_BIN_DIR,
+            "-Zbuild-std=std,panic_abort",
+            "--target wasm32-wasip2",
+            "--release",
+        ] {
+            assert!(command.contains(needed), "{needed} missing from {command}");
+        }
+    }
 
     #[test]
     fn fenced_blocks_are_extracted_with_their_language() {

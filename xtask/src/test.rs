@@ -84,7 +84,7 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
             .args(["--", "-D", "warnings"]),
     )?;
 
-    step("plugin SDK and plugin unit tests (native)");
+    step("plugin SDK, plugin and plugin-guide unit tests (native)");
     checked(
         Command::new(&cargo)
             .args([
@@ -100,6 +100,14 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
         Command::new(&cargo)
             .args(["test", "--workspace", "--quiet", "--manifest-path"])
             .arg(&plugins_manifest)
+            .arg("--target-dir")
+            .arg(&native_plugins_target),
+    )?;
+    // docs/plugins.md's step 7: the tutorial crate's own unit test, natively.
+    checked(
+        Command::new(&cargo)
+            .args(["test", "--quiet", "--manifest-path"])
+            .arg(plugins::tutorial_manifest(&root))
             .arg("--target-dir")
             .arg(&native_plugins_target),
     )?;

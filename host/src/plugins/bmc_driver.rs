@@ -345,6 +345,7 @@ impl From<wit::Identity> for Identity {
                             name: nic.name,
                         })
                         .collect(),
+                    boot_targets: system.boot_targets,
                 })
                 .collect(),
         }

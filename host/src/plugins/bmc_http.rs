@@ -72,6 +72,7 @@ pub(crate) struct PluginResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HttpFailure {
     Denied(String),
+    /// The call's deadline passed (every request's timeout is what is left of it).
     Timeout,
     Connect(String),
     Tls(String),
@@ -252,4 +253,123 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::metadata::World;
+
+    fn call(scheme: &str, host: &str, port: u16) -> (BmcCall, PluginMetrics) {
+        let metrics = PluginMetrics::default();
+        let endpoint = BmcEndpoint {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            port,
+            tls: TlsPolicy::Insecure,
+            username: String::from("admin"),
+            password: String::from("secret"),
+            manufacturer_hint: None,
+            settings: Vec::new(),
+        };
+        let plugin = PluginIdentity {
+            name: String::from("test-driver"),
+            path: "test-driver.wasm".into(),
+            digest: "0".repeat(64),
+            world: World::BmcDriver,
+            abi: String::from("0.1.0"),
+            sdk: String::from("0.1.0"),
+            capabilities: Vec::new(),
+        };
+        let call = BmcCall::new(
+            endpoint,
+            Instant::now() + Duration::from_secs(5),
+            plugin,
+            metrics.clone(),
+        )
+        .expect("client");
+        (call, metrics)
+    }
+
+    fn denials(metrics: &PluginMetrics) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text.lines()
+            .find(|line| line.starts_with("ferrometal_plugin_capability_denials_total{"))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn paths_resolve_on_the_bmc_origin_with_their_query() {
+        let (call, metrics) = call("https", "10.0.0.5", 8443);
+        for (path, expected) in [
+            ("/redfish/v1", "https://10.0.0.5:8443/redfish/v1"),
+            (
+                "/redfish/v1/Systems?$expand=.",
+                "https://10.0.0.5:8443/redfish/v1/Systems?$expand=.",
+            ),
+            // Dot segments are normalised but cannot climb above the root.
+            (
+                "/redfish/../../etc/passwd",
+                "https://10.0.0.5:8443/etc/passwd",
+            ),
+            ("/a/%2e%2e/b", "https://10.0.0.5:8443/b"),
+        ] {
+            assert_eq!(call.url(path).expect(path).as_str(), expected);
+        }
+        assert_eq!(denials(&metrics), "", "nothing was denied");
+    }
+
+    #[test]
+    fn ipv6_bmcs_keep_their_brackets() {
+        let (call, _) = call("http", "fd00::5", 80);
+        assert_eq!(
+            call.url("/redfish/v1").expect("path").as_str(),
+            "http://[fd00::5]/redfish/v1"
+        );
+    }
+
+    #[test]
+    fn paths_that_would_leave_the_origin_are_denied_and_counted() {
+        let (call, metrics) = call("https", "10.0.0.5", 443);
+        let escapes = [
+            "http://169.254.169.254/latest/meta-data",
+            "https://10.0.0.5:443/redfish/v1",
+            "//evil.example/redfish/v1",
+            "@evil.example/redfish/v1",
+            "redfish/v1",
+            "",
+            "\\\\evil.example\\x",
+            "/\\evil.example",
+            "/redfish/v1\r\nHost: evil.example",
+            "/redfish v1",
+            "/redfish/v1\t",
+        ];
+        for path in escapes {
+            let error = call.url(path).expect_err(path);
+            assert!(
+                matches!(error, HttpFailure::Denied(_)),
+                "{path:?}: {error:?}"
+            );
+        }
+        assert_eq!(
+            denials(&metrics),
+            format!(
+                r#"ferrometal_plugin_capability_denials_total{{plugin="test-driver",capability="bmc-http"}} {}"#,
+                escapes.len()
+            )
+        );
+    }
+
+    #[test]
+    fn a_denial_names_the_path_and_the_origin() {
+        let (call, _) = call("https", "10.0.0.5", 443);
+        let Err(HttpFailure::Denied(why)) = call.url("//evil.example/x") else {
+            panic!("not denied");
+        };
+        assert!(why.contains("//evil.example/x"), "{why}");
+    }
 }

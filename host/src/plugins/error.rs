@@ -192,3 +192,11 @@ pub struct CallError {
     /// What went wrong (part of the message, so not repeated as a source).
     pub kind: CallErrorKind,
 }
+
+/// Ends a call from inside a host import: the call's deadline passed while the plugin waited
+/// on the host (e.g. a BMC request cut short by the deadline). Returned to wasmtime as the
+/// import's error, it traps the plugin, which cannot swallow it, and the call ends as
+/// [`CallErrorKind::Timeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("the call's deadline passed during a host call")]
+pub(crate) struct DeadlineExceeded;

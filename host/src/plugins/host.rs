@@ -9,6 +9,7 @@ use wasmtime::component::Resource;
 use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
 use super::bindings::credential_lookup::ferrometal::plugin::{log, types};
 use super::bmc_http::{Auth, BmcCall, HttpFailure, Method, PluginRequest};
+use super::error::DeadlineExceeded;
 use super::runtime::PluginIdentity;
 
 /// Longest log message kept from a plugin, in bytes.
@@ -61,6 +62,8 @@ pub(crate) struct HostState {
     pub(crate) panic: Option<String>,
     /// The BMC of a driver call.
     pub(crate) bmc: Option<BmcCall>,
+    /// A host call found the call's deadline passed and trapped the plugin.
+    pub(crate) deadline_exceeded: bool,
 }
 
 /// The host side of a `credential` handle: which call's credential it stands for. The
@@ -86,6 +89,7 @@ impl HostState {
             log_lines: 0,
             panic: None,
             bmc: None,
+            deadline_exceeded: false,
         }
     }
 }
@@ -222,6 +226,12 @@ impl bmc_http::Host for HostState {
             auth,
         };
         let result = self.bmc()?.send(request).await;
+        if matches!(result, Err(HttpFailure::Timeout)) {
+            // Every BMC timeout is the call's deadline: end the call rather than hand the
+            // plugin an error it might swallow and carry on past its deadline.
+            self.deadline_exceeded = true;
+            return Err(wasmtime::Error::new(DeadlineExceeded));
+        }
         Ok(result
             .map(|response| bmc_http::Response {
                 status: response.status,
@@ -236,5 +246,81 @@ impl bmc_http::Host for HostState {
                 HttpFailure::TooLarge(cap) => bmc_http::HttpError::ResponseTooLarge(cap),
                 HttpFailure::Other(why) => bmc_http::HttpError::Other(Some(why)),
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::plugins::metadata::World;
+    use crate::plugins::metrics::PluginMetrics;
+    use crate::plugins::types::{BmcEndpoint, TlsPolicy};
+    use bmc_http::Host as _;
+
+    fn state(deadline: Instant) -> HostState {
+        let plugin = PluginIdentity {
+            name: String::from("test-driver"),
+            path: "test-driver.wasm".into(),
+            digest: "0".repeat(64),
+            world: World::BmcDriver,
+            abi: String::from("0.1.0"),
+            sdk: String::from("0.1.0"),
+            capabilities: Vec::new(),
+        };
+        let endpoint = BmcEndpoint {
+            scheme: String::from("http"),
+            host: String::from("127.0.0.1"),
+            port: 9,
+            tls: TlsPolicy::Insecure,
+            username: String::from("admin"),
+            password: String::from("secret"),
+            manufacturer_hint: None,
+            settings: Vec::new(),
+        };
+        let mut state = HostState::new(plugin.clone(), "probe", 1 << 20);
+        state.bmc = Some(
+            BmcCall::new(endpoint, deadline, plugin, PluginMetrics::default()).expect("client"),
+        );
+        state
+    }
+
+    fn request(path: &str) -> bmc_http::Request {
+        bmc_http::Request {
+            method: bmc_http::Method::Get,
+            path_and_query: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            auth: bmc_http::Auth::None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bmc_request_past_the_deadline_ends_the_call_instead_of_failing() {
+        let mut state = state(Instant::now() - Duration::from_millis(1));
+        let error = state
+            .send(request("/redfish/v1"))
+            .await
+            .expect_err("a trap, not an answer the plugin could swallow");
+        assert!(
+            error.downcast_ref::<DeadlineExceeded>().is_some(),
+            "{error}"
+        );
+        assert!(state.deadline_exceeded);
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_answers_the_plugin_handles() {
+        let mut state = state(Instant::now() + Duration::from_secs(5));
+        let answer = state
+            .send(request("//evil.example/"))
+            .await
+            .expect("no trap");
+        assert!(
+            matches!(answer, Err(bmc_http::HttpError::Denied(_))),
+            "{answer:?}"
+        );
+        assert!(!state.deadline_exceeded);
     }
 }

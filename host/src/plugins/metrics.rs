@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -41,6 +42,16 @@ pub struct PluginMetrics {
     loads: Family<OutcomeLabels, Counter>,
     compile_cache: Family<OutcomeLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
+    in_flight: Gauge,
+}
+
+/// Counts a call as in flight until dropped.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for PluginMetrics {
@@ -53,6 +64,7 @@ impl Default for PluginMetrics {
             loads: Family::default(),
             compile_cache: Family::default(),
             denials: Family::default(),
+            in_flight: Gauge::default(),
         }
     }
 }
@@ -75,9 +87,25 @@ impl PluginMetrics {
         );
         registry.register(
             "capability_denials",
-            "Requests the host refused a plugin (paths leaving the BMC, forbidden headers, ...)",
+            "Capabilities the host refused a plugin: at load time (a capability not granted or not declared) and per request (paths leaving the BMC, forbidden headers, ...)",
             self.denials.clone(),
         );
+        registry.register(
+            "calls_in_flight",
+            "Plugin calls running now (holding one of the global call slots)",
+            self.in_flight.clone(),
+        );
+    }
+
+    /// Plugin calls running now.
+    pub fn calls_in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// Counts a call as running until the returned guard is dropped.
+    pub(crate) fn call_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     pub(crate) fn capability_denied(&self, plugin: &str, capability: &str) {

@@ -10,8 +10,10 @@
 //!   recompiled; imports are type-checked once into an `InstancePre`.
 //! - **Calls**: a fresh `Store` per call, with a memory cap, a CPU deadline enforced by epoch
 //!   interruption (a ticker thread advances the epoch) plus an outer timeout, and a global cap
-//!   on concurrent calls. Traps, timeouts and memory exhaustion come back as typed
-//!   [`CallError`]s naming plugin, version, world and operation.
+//!   on concurrent calls. A driver call first waits for its BMC (one call per BMC at a time),
+//!   then for a global slot, so calls queued behind a slow BMC hold no slot. A BMC request cut
+//!   short by the deadline traps the plugin. Traps, timeouts and memory exhaustion come back
+//!   as typed [`CallError`]s naming plugin, version, world and operation.
 //! - **Capabilities**: WASI is linked with its deny-by-default context (no files, environment,
 //!   sockets); worlds get only the host interfaces they declare.
 //!
@@ -37,7 +39,7 @@ pub mod types;
 
 pub use cache::CacheOutcome;
 pub use engine::EPOCH_TICK;
-pub use error::{CallError, CallErrorKind, LoadError};
+pub use error::{CallError, CallErrorKind, LoadError, MetadataProblem};
 pub use metadata::{PluginMetadata, SUPPORTED_ABI, World};
 pub use metrics::PluginMetrics;
 pub use runtime::{Limits, PluginIdentity, PluginRuntime, RuntimeConfig, plugin_name};

@@ -15,7 +15,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::bmc_http::BmcCall;
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
-use super::error::{CallError, CallErrorKind, LoadError};
+use super::error::{CallError, CallErrorKind, DeadlineExceeded, LoadError};
 use super::host::HostState;
 use super::metadata::{PluginMetadata, World};
 use super::metrics::PluginMetrics;
@@ -135,6 +135,30 @@ macro_rules! plugin_handle_methods {
 }
 pub(crate) use plugin_handle_methods;
 
+/// A call's share of its BMC's lock; removes the map entry when it is the last one.
+struct BmcLease<'a> {
+    locks: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    origin: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for BmcLease<'_> {
+    fn drop(&mut self) {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Clones are made only under the map's lock, so the count cannot grow meanwhile:
+        // two means the map and this lease, nobody else waits for the BMC.
+        if locks
+            .get(&self.origin)
+            .is_some_and(|lock| Arc::ptr_eq(lock, &self.lock) && Arc::strong_count(lock) == 2)
+        {
+            locks.remove(&self.origin);
+        }
+    }
+}
+
 /// A component that passed every load-time check, ready to be linked for its world.
 pub(crate) struct Prepared {
     pub(crate) identity: PluginIdentity,
@@ -196,6 +220,14 @@ impl PluginRuntime {
     /// Reads, checks and compiles a plugin for `world`.
     pub(crate) fn prepare(&self, path: &Path, world: World) -> Result<Prepared, LoadError> {
         let result = self.prepare_inner(path, world);
+        if let Err(
+            LoadError::CapabilityDenied { capability, .. }
+            | LoadError::UndeclaredCapability { capability, .. },
+        ) = &result
+        {
+            let plugin = plugin_name(path).unwrap_or_default();
+            self.inner.metrics.capability_denied(&plugin, capability);
+        }
         self.inner.metrics.load(match &result {
             Ok(_) => "ok",
             Err(LoadError::Metadata { .. }) => "invalid_metadata",
@@ -341,14 +373,17 @@ impl PluginRuntime {
         bmc: Option<&BmcEndpoint>,
         body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
     ) -> Result<R, CallErrorKind> {
+        // The BMC first, then a global slot: calls queued behind a slow BMC must not hold
+        // slots that calls to other BMCs could use.
+        let bmc_lease = bmc.map(|endpoint| self.bmc_lease(endpoint.origin()));
+        let _bmc_guard = match &bmc_lease {
+            Some(lease) => Some(lease.lock.lock().await),
+            None => None,
+        };
         let _slot = self.inner.calls.acquire().await.map_err(|_| {
             CallErrorKind::Host(String::from("the plugin runtime is shutting down"))
         })?;
-        let bmc_lock = bmc.map(|endpoint| self.bmc_lock(&endpoint.origin()));
-        let _bmc_guard = match &bmc_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
+        let _in_flight = self.inner.metrics.call_started();
         // The deadline starts once the call may run, not while it queues.
         let mut store = self.store(plugin, operation, limits);
         if let Some(endpoint) = bmc {
@@ -370,13 +405,30 @@ impl PluginRuntime {
         }
     }
 
-    fn bmc_lock(&self, origin: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock of the BMC at `origin`, shared by every call to it. The entry leaves the map
+    /// when the last lease of it is dropped, so the map holds only BMCs with calls.
+    fn bmc_lease(&self, origin: String) -> BmcLease<'_> {
         let mut locks = self
             .inner
             .bmc_locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.entry(origin.to_owned()).or_default().clone()
+        let lock = locks.entry(origin.clone()).or_default().clone();
+        BmcLease {
+            locks: &self.inner.bmc_locks,
+            origin,
+            lock,
+        }
+    }
+
+    /// How many BMCs have a lock entry (for tests of the map's clean-up).
+    #[cfg(test)]
+    fn bmc_lock_entries(&self) -> usize {
+        self.inner
+            .bmc_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// The outer timeout of a call with `limits`.
@@ -397,7 +449,10 @@ impl PluginRuntime {
                 requested_bytes,
             };
         }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+            || state.deadline_exceeded
+            || error.downcast_ref::<DeadlineExceeded>().is_some()
+        {
             return CallErrorKind::Timeout(limits.deadline);
         }
         let reason = error
@@ -437,5 +492,32 @@ impl PluginRuntime {
             }
         });
         store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bmc_lock_entry_lives_only_while_calls_hold_it() {
+        let runtime =
+            PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+        let first = runtime.bmc_lease(String::from("https://10.0.0.5:443"));
+        let second = runtime.bmc_lease(String::from("https://10.0.0.5:443"));
+        let other = runtime.bmc_lease(String::from("https://10.0.0.6:443"));
+        assert!(Arc::ptr_eq(&first.lock, &second.lock), "one lock per BMC");
+        assert!(!Arc::ptr_eq(&first.lock, &other.lock));
+        assert_eq!(runtime.bmc_lock_entries(), 2);
+        drop(first);
+        assert_eq!(runtime.bmc_lock_entries(), 2, "a call still holds 10.0.0.5");
+        drop(second);
+        assert_eq!(runtime.bmc_lock_entries(), 1);
+        drop(other);
+        assert_eq!(
+            runtime.bmc_lock_entries(),
+            0,
+            "the map does not grow with BMCs seen"
+        );
     }
 }

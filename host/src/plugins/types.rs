@@ -241,6 +241,10 @@ pub struct System {
     pub power: PowerState,
     /// NICs.
     pub nics: Vec<Nic>,
+    /// Boot override targets the system accepts, as the driver names them (Redfish
+    /// `BootSourceOverrideTarget@Redfish.AllowableValues`, e.g. `Pxe`, `UefiHttp`); empty
+    /// when the BMC does not say.
+    pub boot_targets: Vec<String>,
 }
 
 /// What a probe found.

@@ -133,6 +133,9 @@ pub struct System {
     pub power: PowerState,
     /// Network interfaces.
     pub nics: Vec<Nic>,
+    /// Boot override targets the system accepts, as the protocol names them (Redfish
+    /// `BootSourceOverrideTarget@Redfish.AllowableValues`); empty when the BMC does not say.
+    pub boot_targets: Vec<String>,
 }
 
 /// What a probe found.
@@ -324,6 +327,7 @@ pub mod __glue {
                             name: nic.name,
                         })
                         .collect(),
+                    boot_targets: system.boot_targets,
                 })
                 .collect(),
         })

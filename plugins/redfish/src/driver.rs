@@ -12,7 +12,7 @@ use ferrometal_plugin_sdk::types::PluginError;
 use serde_json::{Value, json};
 
 use crate::model::{ComputerSystem, EthernetInterface, Manager, ServiceRoot};
-use crate::quirks::{Quirk, quirks_for};
+use crate::quirks::{Quirk, needs_firmware, quirks_for};
 
 /// The Redfish service root.
 pub const ROOT: &str = "/redfish/v1";
@@ -61,6 +61,10 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
             serial: system.serial_number,
             power: power(system.power_state.as_deref()),
             nics,
+            boot_targets: system
+                .boot
+                .map(|boot| boot.allowed_targets)
+                .unwrap_or_default(),
         });
     }
     let manager = manager.as_ref();
@@ -154,25 +158,46 @@ pub fn set_power(http: &impl Transport, uri: &str, action: PowerAction) -> Resul
     Ok(())
 }
 
-/// Polls the power state until it is `wanted` or `wait` has passed, sleeping 0.5 s, 1 s, 2 s…
-/// (capped at 4 s) between reads with `sleep`. Returns the last state read.
+/// Time as the power wait sees it: the call's elapsed time and a way to pass some.
+pub trait Clock {
+    /// Time since the call started.
+    fn elapsed(&self) -> Duration;
+    /// Waits `duration`.
+    fn sleep(&self, duration: Duration);
+}
+
+/// The real clock, started when the call started.
+pub struct CallClock(pub std::time::Instant);
+
+impl Clock for CallClock {
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// Polls the power state until it is `wanted` or the call has run for `budget` (counted
+/// from the start of the call, so requests made before and during the wait count too),
+/// sleeping 0.5 s, 1 s, 2 s… (capped at 4 s) between reads, never past the budget.
+/// Returns the last state read.
 pub fn wait_for_power(
     http: &impl Transport,
     uri: &str,
     wanted: PowerState,
-    wait: Duration,
-    sleep: impl Fn(Duration),
+    budget: Duration,
+    clock: &impl Clock,
 ) -> Result<PowerState, PluginError> {
-    let mut waited = Duration::ZERO;
     let mut pause = Duration::from_millis(500);
     loop {
         let state = power_state(http, uri)?;
-        if state == wanted || waited >= wait {
+        let left = budget.saturating_sub(clock.elapsed());
+        if state == wanted || left.is_zero() {
             return Ok(state);
         }
-        let step = pause.min(wait - waited);
-        sleep(step);
-        waited += step;
+        clock.sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_secs(4));
     }
 }
@@ -202,17 +227,28 @@ fn target_from(name: Option<&str>) -> BootTarget {
 }
 
 /// The `Boot` patch for `boot` on a system with `current` settings and `quirks`.
+///
+/// Target `None` clears the override: `BootSourceOverrideEnabled: Disabled` with target
+/// `None` (or `Pxe` for BMCs that reject `Disabled` with `None`; the target is ignored once
+/// disabled). The mode is only sent when the BMC reports one (BMCs without
+/// `BootSourceOverrideMode` reject the whole PATCH, metal-operator #982), it differs, and
+/// the vendor tolerates writing it.
 pub fn boot_patch(boot: &BootOverride, current: &crate::model::Boot, quirks: &[Quirk]) -> Value {
-    let mut patch = json!({ "BootSourceOverrideTarget": target_name(boot.target) });
-    let enabled = if boot.target == BootTarget::None && quirks.contains(&Quirk::NoneMeansDisabled) {
-        "Disabled"
-    } else if boot.persistent {
-        "Continuous"
-    } else {
-        "Once"
-    };
-    patch["BootSourceOverrideEnabled"] = json!(enabled);
-    // Only touch the mode when the BMC reports one, it differs, and the vendor tolerates it.
+    if boot.target == BootTarget::None {
+        let target = if quirks.contains(&Quirk::ClearWithPxeTarget) {
+            "Pxe"
+        } else {
+            "None"
+        };
+        return json!({ "Boot": {
+            "BootSourceOverrideTarget": target,
+            "BootSourceOverrideEnabled": "Disabled",
+        }});
+    }
+    let mut patch = json!({
+        "BootSourceOverrideTarget": target_name(boot.target),
+        "BootSourceOverrideEnabled": if boot.persistent { "Continuous" } else { "Once" },
+    });
     let mode = if boot.uefi { "UEFI" } else { "Legacy" };
     if !quirks.contains(&Quirk::OmitBootMode)
         && current
@@ -231,22 +267,79 @@ pub fn boot_patch(boot: &BootOverride, current: &crate::model::Boot, quirks: &[Q
     json!({ "Boot": patch })
 }
 
+/// What a boot override left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// What the BMC stored, read back.
+    pub boot: BootOverride,
+    /// The quirks that shaped the PATCH and the read-back.
+    pub quirks: Vec<Quirk>,
+    /// A `Once` request reads back as `Continuous`.
+    pub persisted: Persisted,
+}
+
+/// How a one-time request came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// As requested (or a persistent request).
+    AsRequested,
+    /// `Continuous` for `Once`, as the vendor is known to report (a read-back quirk).
+    KnownQuirk,
+    /// `Continuous` for `Once` on a BMC not known for it: the override may persist.
+    Unexpected,
+}
+
+/// The firmware version of the system's manager (`Links.ManagedBy`, else the first
+/// manager), for quirks keyed by firmware.
+fn manager_firmware(
+    http: &impl Transport,
+    system: &ComputerSystem,
+) -> Result<Option<String>, PluginError> {
+    let link = match system.links.managed_by.first() {
+        Some(link) => Some(link.id.clone()),
+        None => {
+            let root: ServiceRoot = get_json(http, ROOT)?;
+            match root.managers {
+                Some(managers) => {
+                    let managers: crate::model::Collection = get_json(http, &managers.id)?;
+                    managers.members.first().map(|member| member.id.clone())
+                }
+                None => None,
+            }
+        }
+    };
+    match link {
+        Some(link) => Ok(get_json::<Manager>(http, &link)?.firmware_version),
+        None => Ok(None),
+    }
+}
+
 /// Sets a boot override and returns what the BMC stored (read back, not assumed).
 pub fn set_boot_override(
     http: &impl Transport,
     uri: &str,
     boot: &BootOverride,
-) -> Result<BootOverride, PluginError> {
+) -> Result<Stored, PluginError> {
     let system: ComputerSystem = get_json(http, uri)?;
-    let current = system.boot.unwrap_or_default();
+    let current = system.boot.clone().unwrap_or_default();
     let wanted = target_name(boot.target);
-    if !current.allowed_targets.is_empty() && !current.allowed_targets.iter().any(|t| t == wanted) {
+    // Clearing is `Enabled: Disabled`, allowed whatever targets the BMC lists.
+    if boot.target != BootTarget::None
+        && !current.allowed_targets.is_empty()
+        && !current.allowed_targets.iter().any(|t| t == wanted)
+    {
         return Err(PluginError::Unsupported(format!(
             "{uri} does not offer boot target {wanted} (it offers {})",
             current.allowed_targets.join(", ")
         )));
     }
-    let quirks = quirks_for(system.manufacturer.as_deref(), system.model.as_deref());
+    let (manufacturer, model) = (system.manufacturer.as_deref(), system.model.as_deref());
+    let firmware = if needs_firmware(manufacturer, model) {
+        manager_firmware(http, &system)?
+    } else {
+        None
+    };
+    let quirks = quirks_for(manufacturer, model, firmware.as_deref());
     let patch = boot_patch(boot, &current, &quirks);
     let response = http.send(Request {
         method: Method::Patch,
@@ -260,16 +353,34 @@ pub fn set_boot_override(
     check_status(&response)?;
     let stored: ComputerSystem = get_json(http, uri)?;
     let stored = stored.boot.unwrap_or_default();
-    Ok(BootOverride {
-        target: target_from(stored.target.as_deref()),
-        uefi: stored
-            .mode
-            .as_deref()
-            .map_or(boot.uefi, |mode| mode == "UEFI"),
-        persistent: stored.enabled.as_deref() == Some("Continuous"),
-        http_boot_uri: stored
-            .http_boot_uri
-            .filter(|uri| !uri.is_empty() && uri != "None"),
+    let disabled = stored.enabled.as_deref() == Some("Disabled");
+    let persistent = stored.enabled.as_deref() == Some("Continuous");
+    let persisted = if boot.persistent || boot.target == BootTarget::None || !persistent {
+        Persisted::AsRequested
+    } else if quirks.contains(&Quirk::ContinuousReadBack) {
+        Persisted::KnownQuirk
+    } else {
+        Persisted::Unexpected
+    };
+    Ok(Stored {
+        boot: BootOverride {
+            // A disabled override boots normally, whatever target it keeps.
+            target: if disabled {
+                BootTarget::None
+            } else {
+                target_from(stored.target.as_deref())
+            },
+            uefi: stored
+                .mode
+                .as_deref()
+                .map_or(boot.uefi, |mode| mode == "UEFI"),
+            persistent,
+            http_boot_uri: stored
+                .http_boot_uri
+                .filter(|uri| !uri.is_empty() && uri != "None"),
+        },
+        quirks,
+        persisted,
     })
 }
 
@@ -372,6 +483,10 @@ mod tests {
         assert_eq!(identity.systems[0].uuid.as_deref(), Some("abcd-1"));
         assert_eq!(identity.systems[0].nics[0].mac, "52:54:00:aa:bb:cc");
         assert_eq!(identity.systems[0].power, PowerState::Off);
+        assert_eq!(
+            identity.systems[0].boot_targets,
+            ["None", "Pxe", "Hdd", "UefiHttp"]
+        );
     }
 
     #[test]
@@ -440,6 +555,25 @@ mod tests {
         assert_eq!(sent[1].body.as_deref(), Some(&br#"{"ResetType":"On"}"#[..]));
     }
 
+    /// A clock where time passes only by sleeping and by each request (`per_request`).
+    struct FakeClock<'a> {
+        now: RefCell<Duration>,
+        slept: RefCell<Vec<Duration>>,
+        http: &'a Canned,
+        per_request: Duration,
+    }
+
+    impl Clock for FakeClock<'_> {
+        fn elapsed(&self) -> Duration {
+            *self.now.borrow() + self.per_request * self.http.sent.borrow().len() as u32
+        }
+
+        fn sleep(&self, duration: Duration) {
+            *self.now.borrow_mut() += duration;
+            self.slept.borrow_mut().push(duration);
+        }
+    }
+
     #[test]
     fn waiting_for_power_polls_with_backoff_until_the_state_arrives() {
         let http = Canned::new(&[
@@ -447,19 +581,60 @@ mod tests {
             ("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"Off"}"#),
             ("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"On"}"#),
         ]);
-        let slept = RefCell::new(Vec::new());
+        let clock = FakeClock {
+            now: RefCell::new(Duration::ZERO),
+            slept: RefCell::new(Vec::new()),
+            http: &http,
+            per_request: Duration::ZERO,
+        };
         let state = wait_for_power(
             &http,
             "/redfish/v1/Systems/1",
             PowerState::On,
             Duration::from_secs(30),
-            |d| slept.borrow_mut().push(d),
+            &clock,
         )
         .expect("wait");
         assert_eq!(state, PowerState::On);
         assert_eq!(
-            *slept.borrow(),
+            *clock.slept.borrow(),
             [Duration::from_millis(500), Duration::from_secs(1)]
+        );
+    }
+
+    #[test]
+    fn waiting_for_power_never_runs_past_the_budget_counted_from_the_call_start() {
+        let http = Canned::new(&[("Get /redfish/v1/Systems/1", 200, r#"{"PowerState":"Off"}"#)]);
+        // Every request takes 3 s of the budget, and 4 s had passed before the wait began.
+        let clock = FakeClock {
+            now: RefCell::new(Duration::from_secs(4)),
+            slept: RefCell::new(Vec::new()),
+            http: &http,
+            per_request: Duration::from_secs(3),
+        };
+        let state = wait_for_power(
+            &http,
+            "/redfish/v1/Systems/1",
+            PowerState::On,
+            Duration::from_secs(20),
+            &clock,
+        )
+        .expect("wait");
+        assert_eq!(state, PowerState::Off, "the last state read is reported");
+        assert_eq!(
+            clock.elapsed(),
+            Duration::from_secs(20) + Duration::from_secs(3)
+        );
+        let slept: Duration = clock.slept.borrow().iter().sum();
+        assert!(slept < Duration::from_secs(16), "{slept:?}");
+        assert!(
+            clock
+                .slept
+                .borrow()
+                .iter()
+                .all(|d| *d <= Duration::from_secs(4)),
+            "{:?}",
+            clock.slept.borrow()
         );
     }
 
@@ -498,8 +673,21 @@ mod tests {
             ..pxe_once.clone()
         };
         assert_eq!(
-            boot_patch(&none, &uefi, &[Quirk::NoneMeansDisabled])["Boot"]["BootSourceOverrideEnabled"],
-            "Disabled"
+            boot_patch(&none, &legacy, &[]),
+            json!({"Boot":{"BootSourceOverrideTarget":"None","BootSourceOverrideEnabled":"Disabled"}}),
+            "clearing disables the override and touches nothing else"
+        );
+        assert_eq!(
+            boot_patch(&none, &uefi, &[Quirk::ClearWithPxeTarget]),
+            json!({"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Disabled"}}),
+            "HPE iLO rejects Disabled with None"
+        );
+        let no_mode = crate::model::Boot::default();
+        assert!(
+            boot_patch(&pxe_once, &no_mode, &[])["Boot"]
+                .get("BootSourceOverrideMode")
+                .is_none(),
+            "a BMC that reports no mode never gets one (Supermicro X10, metal-operator #982)"
         );
         let http_boot = BootOverride {
             target: BootTarget::UefiHttp,
@@ -539,11 +727,110 @@ mod tests {
             },
         )
         .expect("override");
-        assert_eq!(stored.target, BootTarget::Pxe);
+        assert_eq!(stored.boot.target, BootTarget::Pxe);
         assert!(
-            stored.persistent,
+            stored.boot.persistent,
             "the BMC stored Continuous, and that is what is reported"
         );
+        assert_eq!(stored.persisted, Persisted::Unexpected);
+    }
+
+    const HPE_SYSTEM: &str = r##"{"Manufacturer":"HPE","Model":"ProLiant DL380 Gen10",
+        "Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"Legacy",
+                "BootSourceOverrideTarget@Redfish.AllowableValues":["None","Pxe","Hdd"]},
+        "Links":{"ManagedBy":[{"@odata.id":"/redfish/v1/Managers/1"}]}}"##;
+
+    #[test]
+    fn hpe_overrides_are_cleared_with_pxe_and_ilo5_never_gets_a_mode() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, HPE_SYSTEM),
+            (
+                "Get /redfish/v1/Managers/1",
+                200,
+                r#"{"FirmwareVersion":"iLO 5 v2.72"}"#,
+            ),
+            ("Patch /redfish/v1/Systems/1", 200, "{}"),
+            (
+                "Get /redfish/v1/Systems/1",
+                200,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Disabled"}}"#,
+            ),
+        ]);
+        let clear = BootOverride {
+            target: BootTarget::None,
+            uefi: true,
+            persistent: false,
+            http_boot_uri: None,
+        };
+        let stored = set_boot_override(&http, "/redfish/v1/Systems/1", &clear).expect("clear");
+        assert_eq!(
+            stored.boot.target,
+            BootTarget::None,
+            "a disabled override reports no target, whatever target the BMC keeps"
+        );
+        assert_eq!(
+            stored.quirks,
+            [Quirk::ClearWithPxeTarget, Quirk::OmitBootMode]
+        );
+        let sent = http.sent.borrow();
+        let patch: Value =
+            serde_json::from_slice(sent[2].body.as_deref().expect("body")).expect("JSON");
+        assert_eq!(
+            patch,
+            json!({"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Disabled"}})
+        );
+
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, HPE_SYSTEM),
+            (
+                "Get /redfish/v1/Managers/1",
+                200,
+                r#"{"FirmwareVersion":"iLO 5 v2.72"}"#,
+            ),
+            ("Patch /redfish/v1/Systems/1", 200, "{}"),
+        ]);
+        let pxe = BootOverride {
+            target: BootTarget::Pxe,
+            ..clear
+        };
+        set_boot_override(&http, "/redfish/v1/Systems/1", &pxe).expect("pxe");
+        let sent = http.sent.borrow();
+        let patch: Value =
+            serde_json::from_slice(sent[2].body.as_deref().expect("body")).expect("JSON");
+        assert!(
+            patch["Boot"].get("BootSourceOverrideMode").is_none(),
+            "iLO 5 rejects writing the mode, though Legacy differs from UEFI: {patch}"
+        );
+    }
+
+    #[test]
+    fn a_continuous_read_back_is_a_known_quirk_only_where_the_table_says_so() {
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1/Systems/1",
+                200,
+                r#"{"Manufacturer":"Sushy Emulator","Boot":{"BootSourceOverrideMode":"UEFI"}}"#,
+            ),
+            ("Patch /redfish/v1/Systems/1", 204, ""),
+            (
+                "Get /redfish/v1/Systems/1",
+                200,
+                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI"}}"#,
+            ),
+        ]);
+        let stored = set_boot_override(
+            &http,
+            "/redfish/v1/Systems/1",
+            &BootOverride {
+                target: BootTarget::Pxe,
+                uefi: true,
+                persistent: false,
+                http_boot_uri: None,
+            },
+        )
+        .expect("override");
+        assert!(stored.boot.persistent);
+        assert_eq!(stored.persisted, Persisted::KnownQuirk);
     }
 
     #[test]

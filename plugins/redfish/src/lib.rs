@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use ferrometal_plugin_sdk::bmc_driver::http::{Auth, BmcHttp, get_json};
 use ferrometal_plugin_sdk::bmc_driver::{
-    BmcDriver, BootOverride, DriverInfo, Identity, PowerAction, PowerState, Target,
+    BmcDriver, BootOverride, DriverInfo, Identity, Level, PowerAction, PowerState, Target, log,
 };
 use ferrometal_plugin_sdk::types::{PluginError, Settings};
 
-/// Longest `power-wait-seconds` accepted.
-const MAX_POWER_WAIT: u64 = 300;
+/// Longest `power-wait-seconds` accepted. The host stops a driver call after its deadline
+/// (60 s by default, `bmc_driver::DEFAULT_LIMITS`); the wait counts from the start of the
+/// call and ends at least 15 s before that deadline, leaving time for the last power read and
+/// the session logout.
+const MAX_POWER_WAIT: u64 = 45;
 
 struct Redfish;
 
@@ -134,6 +137,7 @@ impl BmcDriver for Redfish {
         system_uri: &str,
         action: PowerAction,
     ) -> Result<(), PluginError> {
+        let clock = driver::CallClock(std::time::Instant::now());
         let wait = Options::from_settings(target.settings)?.power_wait;
         with_http(target, |http| {
             driver::set_power(http, system_uri, action)?;
@@ -141,7 +145,7 @@ impl BmcDriver for Redfish {
                 return Ok(());
             }
             let wanted = driver::settled_state(action);
-            let state = driver::wait_for_power(http, system_uri, wanted, wait, std::thread::sleep)?;
+            let state = driver::wait_for_power(http, system_uri, wanted, wait, &clock)?;
             if state == wanted {
                 Ok(())
             } else {
@@ -158,9 +162,27 @@ impl BmcDriver for Redfish {
         system_uri: &str,
         boot: &BootOverride,
     ) -> Result<BootOverride, PluginError> {
-        with_http(target, |http| {
+        let stored = with_http(target, |http| {
             driver::set_boot_override(http, system_uri, boot)
-        })
+        })?;
+        let fields = [
+            (String::from("system"), system_uri.to_owned()),
+            (String::from("quirks"), format!("{:?}", stored.quirks)),
+        ];
+        match stored.persisted {
+            driver::Persisted::AsRequested => {}
+            driver::Persisted::KnownQuirk => log(
+                Level::Debug,
+                "one-time boot override reads back Continuous, as this BMC is known to report",
+                &fields,
+            ),
+            driver::Persisted::Unexpected => log(
+                Level::Warn,
+                "one-time boot override reads back Continuous: the BMC may keep it for every boot",
+                &fields,
+            ),
+        }
+        Ok(stored.boot)
     }
 }
 

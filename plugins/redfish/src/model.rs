@@ -90,6 +90,17 @@ pub struct ComputerSystem {
     /// Actions.
     #[serde(rename = "Actions", default)]
     pub actions: Actions,
+    /// Related resources.
+    #[serde(rename = "Links", default)]
+    pub links: SystemLinks,
+}
+
+/// `ComputerSystem.Links`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SystemLinks {
+    /// The managers (BMCs) of the system; the first one's firmware keys the quirks.
+    #[serde(rename = "ManagedBy", default)]
+    pub managed_by: Vec<Link>,
 }
 
 /// `ComputerSystem.Boot`.

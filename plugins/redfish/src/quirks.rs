@@ -1,62 +1,122 @@
-//! Vendor quirks, keyed by manufacturer and model (prefix match, case-insensitive).
+//! Vendor quirks, keyed by the system's manufacturer and model (prefix match,
+//! case-insensitive) and the manager's firmware version.
 
 /// Behaviour that differs from the Redfish specification or from other vendors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quirk {
-    /// Never send `BootSourceOverrideMode` (unsupported, or changing it triggers a
+    /// Never send `BootSourceOverrideMode` (not writable, or changing it triggers a
     /// lifecycle job): only target and enabled are patched.
     OmitBootMode,
-    /// `BootSourceOverrideEnabled` always reads back `Continuous`, whatever was set.
+    /// `BootSourceOverrideEnabled` always reads back `Continuous`, whatever was set: a
+    /// `Once` request that reads back `Continuous` is expected, not a surprise.
     ContinuousReadBack,
     /// `UefiHttp` with `HttpBootUri` is rejected; send `UefiHttp` alone (the BMC then uses
     /// its configured URI, or falls back to PXE).
     NoHttpBootUri,
-    /// Clearing the override needs `BootSourceOverrideEnabled: Disabled` (not just target `None`).
-    NoneMeansDisabled,
+    /// Clearing with `BootSourceOverrideEnabled: Disabled` is rejected while the target is
+    /// `None`: clear with target `Pxe` instead (ignored once the override is disabled).
+    ClearWithPxeTarget,
+}
+
+/// Which manager firmware versions a row applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// Every version, and an unknown one.
+    Any,
+    /// `FirmwareVersion` starts with this (case-insensitive), e.g. `iLO 5`.
+    Prefix(&'static str),
+}
+
+impl Firmware {
+    /// Whether `version` (the manager's `FirmwareVersion`) is covered. A row with a firmware
+    /// condition never applies to an unknown version.
+    fn matches(self, version: Option<&str>) -> bool {
+        match (self, version) {
+            (Self::Any, _) => true,
+            (_, None) => false,
+            (Self::Prefix(prefix), Some(version)) => version
+                .to_ascii_lowercase()
+                .starts_with(&prefix.to_ascii_lowercase()),
+        }
+    }
 }
 
 /// One row of the table.
 struct Row {
     manufacturer: &'static str,
     model: &'static str,
+    firmware: Firmware,
     quirks: &'static [Quirk],
 }
 
+/// The table. Every row names its evidence.
 const TABLE: &[Row] = &[
+    // sushy-emulator's fake driver ignores `BootSourceOverrideEnabled` and reads back
+    // `Continuous`; `UefiHttp` with a URI makes it download the URI and answer 400
+    // (checked against sushy-tools 2.2.0, see host/tests/redfish_plugin.rs).
     Row {
         manufacturer: "Sushy Emulator",
         model: "",
+        firmware: Firmware::Any,
         quirks: &[Quirk::ContinuousReadBack, Quirk::NoHttpBootUri],
     },
+    // HPE iLO rejects `Enabled: Disabled` with target `None` (metal-operator PR #998 clears
+    // with `Pxe` in its HPE driver).
     Row {
         manufacturer: "HPE",
         model: "",
-        quirks: &[Quirk::NoneMeansDisabled],
+        firmware: Firmware::Any,
+        quirks: &[Quirk::ClearWithPxeTarget],
     },
+    // iLO 5 answers 400 `iLO.2.30.UnsupportedOperation` when the PATCH writes
+    // `BootSourceOverrideMode` (metal-operator #606; community.general #3509).
+    Row {
+        manufacturer: "HPE",
+        model: "",
+        firmware: Firmware::Prefix("iLO 5"),
+        quirks: &[Quirk::OmitBootMode],
+    },
+    // Setting the mode on iDRAC starts a Lifecycle Controller job (metal-operator #80, #81,
+    // PR #107).
     Row {
         manufacturer: "Dell",
         model: "",
+        firmware: Firmware::Any,
         quirks: &[Quirk::OmitBootMode],
-    },
-    Row {
-        manufacturer: "Lenovo",
-        model: "",
-        quirks: &[Quirk::NoneMeansDisabled],
     },
 ];
 
-/// The quirks of a system by `manufacturer` and `model`.
-pub fn quirks_for(manufacturer: Option<&str>, model: Option<&str>) -> Vec<Quirk> {
+/// Whether any row for this system depends on the firmware version (so the manager must
+/// be read before choosing quirks).
+pub fn needs_firmware(manufacturer: Option<&str>, model: Option<&str>) -> bool {
+    rows(manufacturer, model).any(|row| row.firmware != Firmware::Any)
+}
+
+fn rows<'a>(manufacturer: Option<&str>, model: Option<&str>) -> impl Iterator<Item = &'a Row> {
     let manufacturer = manufacturer.unwrap_or_default().to_ascii_lowercase();
     let model = model.unwrap_or_default().to_ascii_lowercase();
-    TABLE
-        .iter()
-        .filter(|row| {
-            manufacturer.starts_with(&row.manufacturer.to_ascii_lowercase())
-                && model.starts_with(&row.model.to_ascii_lowercase())
-        })
+    TABLE.iter().filter(move |row| {
+        manufacturer.starts_with(&row.manufacturer.to_ascii_lowercase())
+            && model.starts_with(&row.model.to_ascii_lowercase())
+    })
+}
+
+/// The quirks of a system by its `manufacturer` and `model` and its manager's `firmware`.
+pub fn quirks_for(
+    manufacturer: Option<&str>,
+    model: Option<&str>,
+    firmware: Option<&str>,
+) -> Vec<Quirk> {
+    let mut quirks: Vec<Quirk> = Vec::new();
+    for quirk in rows(manufacturer, model)
+        .filter(|row| row.firmware.matches(firmware))
         .flat_map(|row| row.quirks.iter().copied())
-        .collect()
+    {
+        if !quirks.contains(&quirk) {
+            quirks.push(quirk);
+        }
+    }
+    quirks
 }
 
 #[cfg(test)]
@@ -66,11 +126,49 @@ mod tests {
     #[test]
     fn quirks_match_by_manufacturer_prefix_case_insensitively() {
         assert_eq!(
-            quirks_for(Some("Dell Inc."), Some("PowerEdge R750")),
+            quirks_for(
+                Some("Dell Inc."),
+                Some("PowerEdge R750"),
+                Some("7.00.00.00")
+            ),
             [Quirk::OmitBootMode]
         );
-        assert_eq!(quirks_for(Some("hpe"), None), [Quirk::NoneMeansDisabled]);
-        assert!(quirks_for(Some("Contoso"), None).is_empty());
-        assert!(quirks_for(None, None).is_empty());
+        assert_eq!(
+            quirks_for(Some("hpe"), None, None),
+            [Quirk::ClearWithPxeTarget]
+        );
+        assert!(quirks_for(Some("Lenovo"), Some("ThinkSystem SR650"), None).is_empty());
+        assert!(quirks_for(Some("Contoso"), None, None).is_empty());
+        assert!(quirks_for(None, None, None).is_empty());
+    }
+
+    #[test]
+    fn firmware_conditions_select_rows_by_the_managers_version() {
+        assert_eq!(
+            quirks_for(
+                Some("HPE"),
+                Some("ProLiant DL380 Gen10"),
+                Some("iLO 5 v2.72")
+            ),
+            [Quirk::ClearWithPxeTarget, Quirk::OmitBootMode]
+        );
+        assert_eq!(
+            quirks_for(
+                Some("HPE"),
+                Some("ProLiant DL380a Gen11"),
+                Some("iLO 6 v1.58")
+            ),
+            [Quirk::ClearWithPxeTarget]
+        );
+        assert!(needs_firmware(Some("HPE"), None));
+        assert!(!needs_firmware(Some("Dell Inc."), None));
+    }
+
+    #[test]
+    fn firmware_matches_by_prefix_and_never_an_unknown_version() {
+        assert!(Firmware::Any.matches(None));
+        assert!(!Firmware::Prefix("iLO 5").matches(None));
+        assert!(Firmware::Prefix("ilo 5").matches(Some("iLO 5 v2.72")));
+        assert!(!Firmware::Prefix("iLO 5").matches(Some("iLO 6 v1.58")));
     }
 }
