@@ -802,16 +802,7 @@ mod tests {
     #[test]
     fn boot_overrides_are_stored_and_bad_values_refused() {
         let bmc = bmc(Faults::default());
-        let auth = basic("admin", "pw");
-        let patch = |body: &str| {
-            bmc.handle(&Request {
-                method: "PATCH",
-                path: "/redfish/v1/Systems/1",
-                authorization: Some(&auth),
-                auth_token: None,
-                body: body.as_bytes(),
-            })
-        };
+        let patch = |body: &str| patch(&bmc, body);
         assert_eq!(
             patch(
                 r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}"#

@@ -211,6 +211,13 @@ fn debian_cargo() -> Command {
     if let Ok(path) = std::env::join_paths(dirs) {
         command.env("PATH", path);
     }
+    without_rustup_settings(&mut command);
+    command
+}
+
+/// Keeps rustup's toolchain settings (which the xtask itself runs under) out of a Debian
+/// toolchain build.
+fn without_rustup_settings(command: &mut Command) {
     for var in [
         "RUSTUP_TOOLCHAIN",
         "RUSTC",
@@ -221,7 +228,6 @@ fn debian_cargo() -> Command {
     ] {
         command.env_remove(var);
     }
-    command
 }
 
 /// Where [`build`] writes the docs/plugins.md tutorial crate's manifest, for its native
@@ -263,16 +269,7 @@ fn tutorial_build(
         .current_dir(manifest.parent().context("tutorial crate directory")?)
         .env("WASM_COMPONENT_LD", linker)
         .env("CARGO_TARGET_DIR", target_dir);
-    for var in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        command.env_remove(var);
-    }
+    without_rustup_settings(&mut command);
     Ok(command)
 }
 

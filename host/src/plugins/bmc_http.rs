@@ -255,40 +255,50 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A driver call to a BMC at `scheme://host:port` (insecure TLS, fixed credentials) with
+/// `deadline`, and the metrics it counts into: for the tests of the host side of `bmc-http`.
+#[cfg(test)]
+pub(crate) fn test_call(
+    scheme: &str,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> (BmcCall, PluginMetrics) {
+    let metrics = PluginMetrics::default();
+    let endpoint = BmcEndpoint {
+        scheme: scheme.to_owned(),
+        host: host.to_owned(),
+        port,
+        tls: TlsPolicy::Insecure,
+        username: String::from("admin"),
+        password: String::from("secret"),
+        manufacturer_hint: None,
+        settings: Vec::new(),
+    };
+    let call = BmcCall::new(endpoint, deadline, test_plugin(), metrics.clone()).expect("client");
+    (call, metrics)
+}
+
+/// The identity of the driver in [`test_call`].
+#[cfg(test)]
+pub(crate) fn test_plugin() -> PluginIdentity {
+    PluginIdentity {
+        name: String::from("test-driver"),
+        path: "test-driver.wasm".into(),
+        digest: "0".repeat(64),
+        world: crate::plugins::metadata::World::BmcDriver,
+        abi: String::from("0.1.0"),
+        sdk: String::from("0.1.0"),
+        capabilities: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::metadata::World;
 
     fn call(scheme: &str, host: &str, port: u16) -> (BmcCall, PluginMetrics) {
-        let metrics = PluginMetrics::default();
-        let endpoint = BmcEndpoint {
-            scheme: scheme.to_owned(),
-            host: host.to_owned(),
-            port,
-            tls: TlsPolicy::Insecure,
-            username: String::from("admin"),
-            password: String::from("secret"),
-            manufacturer_hint: None,
-            settings: Vec::new(),
-        };
-        let plugin = PluginIdentity {
-            name: String::from("test-driver"),
-            path: "test-driver.wasm".into(),
-            digest: "0".repeat(64),
-            world: World::BmcDriver,
-            abi: String::from("0.1.0"),
-            sdk: String::from("0.1.0"),
-            capabilities: Vec::new(),
-        };
-        let call = BmcCall::new(
-            endpoint,
-            Instant::now() + Duration::from_secs(5),
-            plugin,
-            metrics.clone(),
-        )
-        .expect("client");
-        (call, metrics)
+        test_call(scheme, host, port, Instant::now() + Duration::from_secs(5))
     }
 
     fn denials(metrics: &PluginMetrics) -> String {

@@ -254,35 +254,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::plugins::metadata::World;
-    use crate::plugins::metrics::PluginMetrics;
-    use crate::plugins::types::{BmcEndpoint, TlsPolicy};
+    use crate::plugins::bmc_http::{test_call, test_plugin};
     use bmc_http::Host as _;
 
     fn state(deadline: Instant) -> HostState {
-        let plugin = PluginIdentity {
-            name: String::from("test-driver"),
-            path: "test-driver.wasm".into(),
-            digest: "0".repeat(64),
-            world: World::BmcDriver,
-            abi: String::from("0.1.0"),
-            sdk: String::from("0.1.0"),
-            capabilities: Vec::new(),
-        };
-        let endpoint = BmcEndpoint {
-            scheme: String::from("http"),
-            host: String::from("127.0.0.1"),
-            port: 9,
-            tls: TlsPolicy::Insecure,
-            username: String::from("admin"),
-            password: String::from("secret"),
-            manufacturer_hint: None,
-            settings: Vec::new(),
-        };
-        let mut state = HostState::new(plugin.clone(), "probe", 1 << 20);
-        state.bmc = Some(
-            BmcCall::new(endpoint, deadline, plugin, PluginMetrics::default()).expect("client"),
-        );
+        let (call, _) = test_call("http", "127.0.0.1", 9, deadline);
+        let mut state = HostState::new(test_plugin(), "probe", 1 << 20);
+        state.bmc = Some(call);
         state
     }
 

@@ -705,10 +705,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_stored_override_is_read_back_not_assumed() {
+    /// A one-time PXE override on a BMC that answers `system` and then reads back
+    /// `Continuous`.
+    fn once_pxe_read_back_as_continuous(system: &str) -> Stored {
         let http = Canned::new(&[
-            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            ("Get /redfish/v1/Systems/1", 200, system),
             ("Patch /redfish/v1/Systems/1", 204, ""),
             (
                 "Get /redfish/v1/Systems/1",
@@ -716,7 +717,7 @@ mod tests {
                 r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI"}}"#,
             ),
         ]);
-        let stored = set_boot_override(
+        set_boot_override(
             &http,
             "/redfish/v1/Systems/1",
             &BootOverride {
@@ -726,7 +727,12 @@ mod tests {
                 http_boot_uri: None,
             },
         )
-        .expect("override");
+        .expect("override")
+    }
+
+    #[test]
+    fn the_stored_override_is_read_back_not_assumed() {
+        let stored = once_pxe_read_back_as_continuous(SYSTEM);
         assert_eq!(stored.boot.target, BootTarget::Pxe);
         assert!(
             stored.boot.persistent,
@@ -805,30 +811,9 @@ mod tests {
 
     #[test]
     fn a_continuous_read_back_is_a_known_quirk_only_where_the_table_says_so() {
-        let http = Canned::new(&[
-            (
-                "Get /redfish/v1/Systems/1",
-                200,
-                r#"{"Manufacturer":"Sushy Emulator","Boot":{"BootSourceOverrideMode":"UEFI"}}"#,
-            ),
-            ("Patch /redfish/v1/Systems/1", 204, ""),
-            (
-                "Get /redfish/v1/Systems/1",
-                200,
-                r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"UEFI"}}"#,
-            ),
-        ]);
-        let stored = set_boot_override(
-            &http,
-            "/redfish/v1/Systems/1",
-            &BootOverride {
-                target: BootTarget::Pxe,
-                uefi: true,
-                persistent: false,
-                http_boot_uri: None,
-            },
-        )
-        .expect("override");
+        let stored = once_pxe_read_back_as_continuous(
+            r#"{"Manufacturer":"Sushy Emulator","Boot":{"BootSourceOverrideMode":"UEFI"}}"#,
+        );
         assert!(stored.boot.persistent);
         assert_eq!(stored.persisted, Persisted::KnownQuirk);
     }
