@@ -75,6 +75,10 @@ async fn the_discovery_ignition_is_valid_deterministic_and_carries_the_probe() {
         ("metalprobe-url", "http://10.0.0.1:8082/assets/metalprobe"),
         ("metalprobe-sha512", &"ab".repeat(64)),
         ("password-hash", "$6$rounds=4096$salt$hash"),
+        (
+            "ssh-authorized-keys",
+            "# the on-call key\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOncall oncall@example\n",
+        ),
     ];
     let request = request(&settings);
     generator
@@ -114,6 +118,22 @@ async fn the_discovery_ignition_is_valid_deterministic_and_carries_the_probe() {
     let user = &document["passwd"]["users"][0];
     assert_eq!(user["name"], "metal");
     assert_eq!(user["passwordHash"], "$6$rounds=4096$salt$hash");
+    let keys: Vec<&str> = user["sshAuthorizedKeys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|key| key.as_str())
+        .collect();
+    assert_eq!(
+        keys.last(),
+        Some(&"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOncall oncall@example"),
+        "the setting's key comes after the request's: {keys:?}"
+    );
+    assert_eq!(
+        keys.len(),
+        request.ssh_authorized_keys.len() + 1,
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]

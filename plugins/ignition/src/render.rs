@@ -19,6 +19,8 @@ pub struct Options {
     pub username: String,
     /// Crypt hash of the debugging user's password (console login).
     pub password_hash: Option<String>,
+    /// SSH public keys of the debugging user, besides those the request carries.
+    pub ssh_authorized_keys: Vec<String>,
 }
 
 impl Options {
@@ -29,6 +31,7 @@ impl Options {
             metalprobe_sha512: None,
             username: String::from("metal"),
             password_hash: None,
+            ssh_authorized_keys: Vec::new(),
         };
         for (key, value) in settings {
             match key.as_str() {
@@ -36,9 +39,12 @@ impl Options {
                 "metalprobe-sha512" => options.metalprobe_sha512 = Some(value.to_ascii_lowercase()),
                 "username" => options.username = value.clone(),
                 "password-hash" => options.password_hash = Some(value.clone()),
+                "ssh-authorized-keys" => {
+                    options.ssh_authorized_keys = ssh_keys(value)?;
+                }
                 other => {
                     return Err(format!(
-                        "unknown setting {other:?}; the ignition plugin takes metalprobe-url, metalprobe-sha512, username and password-hash"
+                        "unknown setting {other:?}; the ignition plugin takes metalprobe-url, metalprobe-sha512, username, password-hash and ssh-authorized-keys"
                     ));
                 }
             }
@@ -103,6 +109,36 @@ fn data_url(text: &str) -> String {
     url
 }
 
+/// The `ssh-authorized-keys` setting: one OpenSSH public key per line (blank lines and
+/// `#` comments skipped). A line that is not `<type> <base64> [comment]` is refused, naming
+/// its line number, so a pasted private key or a truncated line never reaches a server.
+fn ssh_keys(value: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    for (index, line) in value.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let kind = fields.next().unwrap_or_default();
+        let blob = fields.next().unwrap_or_default();
+        let known_kind =
+            kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
+        let base64 = !blob.is_empty()
+            && blob
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+        if !known_kind || !base64 {
+            return Err(format!(
+                "ssh-authorized-keys line {}: expected an OpenSSH public key (\"ssh-ed25519 AAAA… comment\")",
+                index + 1
+            ));
+        }
+        keys.push(line.to_owned());
+    }
+    Ok(keys)
+}
+
 /// The Ignition document for `request`.
 pub fn render(request: &IgnitionRequest, options: &Options) -> Result<String, String> {
     let uuid = &request.facts.system_uuid;
@@ -144,8 +180,14 @@ pub fn render(request: &IgnitionRequest, options: &Options) -> Result<String, St
         files.push(json!({ "path": "/etc/hostname", "mode": 0o644, "overwrite": true, "contents": { "source": data_url(hostname) } }));
     }
     let mut user = json!({ "name": options.username, "groups": ["wheel"] });
-    if !request.ssh_authorized_keys.is_empty() {
-        user["sshAuthorizedKeys"] = json!(request.ssh_authorized_keys);
+    let mut keys: Vec<&String> = request.ssh_authorized_keys.iter().collect();
+    for key in &options.ssh_authorized_keys {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if !keys.is_empty() {
+        user["sshAuthorizedKeys"] = json!(keys);
     }
     if let Some(hash) = &options.password_hash {
         user["passwordHash"] = json!(hash);
@@ -245,6 +287,16 @@ mod tests {
                 vec![("metalprobe-url", "http://x/p"), ("username", "Root User")],
                 "username",
             ),
+            (
+                vec![
+                    ("metalprobe-url", "http://x/p"),
+                    (
+                        "ssh-authorized-keys",
+                        "ssh-ed25519 AAAA ok\n-----BEGIN OPENSSH PRIVATE KEY-----",
+                    ),
+                ],
+                "ssh-authorized-keys line 2",
+            ),
         ] {
             let settings: Vec<(String, String)> = settings
                 .iter()
@@ -253,6 +305,32 @@ mod tests {
             let error = Options::from_settings(&settings).expect_err(expected);
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn keys_from_settings_join_the_requests_once() {
+        let options = Options::from_settings(&[
+            (
+                String::from("metalprobe-url"),
+                String::from("http://10.0.0.1:8082/metalprobe"),
+            ),
+            (
+                String::from("ssh-authorized-keys"),
+                String::from(
+                    "# comment\n\nssh-ed25519 AAAA admin@example\necdsa-sha2-nistp256 AAAAE2 ops@example\n",
+                ),
+            ),
+        ])
+        .expect("valid");
+        let document: Value =
+            serde_json::from_str(&render(&request(), &options).expect("render")).expect("JSON");
+        assert_eq!(
+            document["passwd"]["users"][0]["sshAuthorizedKeys"],
+            json!([
+                "ssh-ed25519 AAAA admin@example",
+                "ecdsa-sha2-nistp256 AAAAE2 ops@example"
+            ])
+        );
     }
 
     #[test]
