@@ -102,7 +102,7 @@ fn main() {
 
     println!("## Plugin runtime\n");
     println!(
-        "`cargo bench -p ferrometal --bench plugin_calls` (release build; component `lookup-echo`; medians)\n"
+        "`cargo bench -p ferrometal --bench plugin_calls` (release build; component `lookup-echo`; instances from the pooling allocator; medians)\n"
     );
     println!("| Measurement | Result |\n|---|---|");
     println!(

@@ -1,4 +1,4 @@
-//! A plugin's `log` lines land in the operator's `tracing` output with plugin, world and
+//! A plugin's log lines (the SDK's `log` function and the `log` crate's macros) land in the operator's `tracing` output with plugin, world and
 //! operation fields.
 //!
 //! Alone in its test binary: tracing caches per call site whether anyone listens, and with a
@@ -52,7 +52,12 @@ async fn plugin_log_lines_land_in_tracing_with_plugin_world_and_operation() {
         PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
     let path = testenv::components::component("lookup-echo").expect("built by `make plugins`");
     let echo = runtime.load_credential_lookup(&path).expect("load");
-    echo.lookup("52-54-00-AA-BB-CC", &[]).await.expect("lookup");
+    echo.lookup(
+        "52-54-00-AA-BB-CC",
+        &[(String::from("log"), String::from("on"))],
+    )
+    .await
+    .expect("lookup");
 
     let events = events.0.lock().expect("events").clone();
     let field = |event: &EventFields, name: &str| {
@@ -73,4 +78,14 @@ async fn plugin_log_lines_land_in_tracing_with_plugin_world_and_operation() {
         field(line, "fields").as_deref(),
         Some("mac=52:54:00:aa:bb:cc")
     );
+
+    // The `log` crate's macros reach the host the same way, with the record's target.
+    let line = events
+        .iter()
+        .find(|event| field(event, "message").as_deref() == Some("answering for 52:54:00:aa:bb:cc"))
+        .unwrap_or_else(|| panic!("no `log::debug!` line in {events:?}"));
+    assert_eq!(field(line, "level").as_deref(), Some("DEBUG"));
+    assert_eq!(field(line, "plugin").as_deref(), Some("lookup-echo"));
+    assert_eq!(field(line, "op").as_deref(), Some("lookup"));
+    assert_eq!(field(line, "fields").as_deref(), Some("target=lookup_echo"));
 }

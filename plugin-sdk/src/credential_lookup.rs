@@ -93,21 +93,7 @@ pub fn __lookup<T: CredentialLookup>(
 
 wit_error_conversion!(bindings::ferrometal::plugin::types);
 
-#[doc(hidden)]
-pub fn __install_panic_hook() {
-    crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
-}
-
-/// Logs through the host at `level`, with key/value fields.
-pub fn log(
-    level: bindings::ferrometal::plugin::log::Level,
-    message: &str,
-    fields: &[(String, String)],
-) {
-    bindings::ferrometal::plugin::log::log(level, message, fields);
-}
-
-pub use bindings::ferrometal::plugin::log::Level;
+world_logging!();
 
 /// Registers `$ty` (implementing [`CredentialLookup`]) as this component's export and writes
 /// the metadata section the host checks before loading.
@@ -121,7 +107,7 @@ macro_rules! register_credential_lookup {
                 fn validate_settings(
                     settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), __wit::PluginError> {
-                    $crate::credential_lookup::__install_panic_hook();
+                    $crate::credential_lookup::__install_host_logging();
                     $crate::credential_lookup::__validate_settings::<$ty>(settings)
                 }
 
@@ -129,7 +115,7 @@ macro_rules! register_credential_lookup {
                     mac: ::std::string::String,
                     settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<::std::option::Option<__wit::BmcProfile>, __wit::PluginError> {
-                    $crate::credential_lookup::__install_panic_hook();
+                    $crate::credential_lookup::__install_host_logging();
                     $crate::credential_lookup::__lookup::<$ty>(mac, settings)
                 }
             }

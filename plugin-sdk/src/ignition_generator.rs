@@ -16,12 +16,7 @@ pub mod bindings {
 
 use bindings::exports::ferrometal::plugin::generator as wit;
 
-pub use bindings::ferrometal::plugin::log::Level;
-
-/// Logs through the host at `level`, with key/value fields.
-pub fn log(level: Level, message: &str, fields: &[(String, String)]) {
-    bindings::ferrometal::plugin::log::log(level, message, fields);
-}
+world_logging!();
 
 /// What the host knows about the server being booted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +82,14 @@ pub mod __glue {
     pub fn validate_settings<G: IgnitionGenerator>(
         settings: Vec<(String, String)>,
     ) -> Result<(), wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         G::validate_settings(&settings).map_err(into_wit_error)
     }
 
     pub fn generate<G: IgnitionGenerator>(
         request: wit::Request,
     ) -> Result<String, wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         let request = IgnitionRequest {
             facts: ServerFacts {
                 system_uuid: request.facts.system_uuid,

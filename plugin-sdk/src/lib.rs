@@ -50,6 +50,69 @@ macro_rules! wit_error_conversion {
     };
 }
 
+/// Defines a world's logging: its `Level`, `log` (the host's `log` import), and
+/// `__install_host_logging`, which sends the `log` crate's records and panics to the host.
+/// Expanded once in each world module (each world generates its own copy of the `log`
+/// interface).
+#[cfg(any(
+    feature = "credential-lookup",
+    feature = "bmc-driver",
+    feature = "ignition-generator"
+))]
+macro_rules! world_logging {
+    () => {
+        pub use bindings::ferrometal::plugin::log::Level;
+
+        /// Logs through the host at `level`, with key/value fields. The `log` crate's macros
+        /// (re-exported as `ferrometal_plugin_sdk::log`) end up here too.
+        pub fn log(level: Level, message: &str, fields: &[(String, String)]) {
+            bindings::ferrometal::plugin::log::log(level, message, fields);
+        }
+
+        fn wit_level(level: ::log::Level) -> Level {
+            match level {
+                ::log::Level::Error => Level::Error,
+                ::log::Level::Warn => Level::Warn,
+                ::log::Level::Info => Level::Info,
+                ::log::Level::Debug => Level::Debug,
+                ::log::Level::Trace => Level::Trace,
+            }
+        }
+
+        fn forward_to_host(level: ::log::Level, message: &str, fields: &[(String, String)]) {
+            log(wit_level(level), message, fields);
+        }
+
+        fn host_records(level: ::log::Level) -> bool {
+            bindings::ferrometal::plugin::log::enabled(wit_level(level))
+        }
+
+        static HOST_LOG: $crate::HostLog = $crate::HostLog {
+            forward: forward_to_host,
+            enabled: host_records,
+        };
+
+        #[doc(hidden)]
+        pub fn __install_host_logging() {
+            $crate::install_host_logging(&HOST_LOG);
+        }
+    };
+}
+
+#[cfg(any(
+    feature = "credential-lookup",
+    feature = "bmc-driver",
+    feature = "ignition-generator"
+))]
+mod host_logging;
+#[cfg(any(
+    feature = "credential-lookup",
+    feature = "bmc-driver",
+    feature = "ignition-generator"
+))]
+#[doc(hidden)]
+pub use host_logging::{HostLog, install_host_logging};
+
 pub mod types;
 
 #[cfg(feature = "bmc-driver")]
@@ -69,15 +132,10 @@ pub const METADATA_SECTION: &str = "ferrometal:plugin-metadata";
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// Installs (once) a panic hook that reports the panic message through `log` before the
-/// instance traps, so the operator's error says why the plugin crashed.
-#[doc(hidden)]
-pub fn __install_panic_hook(log: fn(&str)) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(move |info| log(&format!("panic: {info}"))));
-    });
-}
+/// The `log` crate, whose records a plugin's world forwards to the host: plugins (and their
+/// dependencies) log with `ferrometal_plugin_sdk::log::info!(…)` and the lines land in the
+/// operator's log with the plugin, world and operation, plus the record's `target`.
+pub use log;
 
 /// Copies a string into a fixed-size byte array, for the metadata section.
 #[doc(hidden)]

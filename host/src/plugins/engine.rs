@@ -2,18 +2,43 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, WasmBacktraceDetails};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
+};
 
 /// How often the epoch advances. A call's CPU deadline is enforced to within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The largest linear memory any plugin may have (the bmc-driver world's limit); the pool's
+/// memory slots are this big.
+pub const MAX_PLUGIN_MEMORY: usize = 128 << 20;
+
+/// Pool slots per concurrent call: a component built by `wasm32-wasip2` instantiates a few
+/// core modules (the program and wit-component's shims), one or two memories and a few tables.
+const CORE_INSTANCES_PER_CALL: u32 = 8;
+const MEMORIES_PER_CALL: u32 = 2;
+const TABLES_PER_CALL: u32 = 4;
+
 /// Builds the engine every plugin runs in and starts the thread that advances its epoch. The
 /// thread holds only a weak reference and ends when the engine is dropped.
-pub(crate) fn new_engine() -> wasmtime::Result<Engine> {
+///
+/// Instances come from a pool sized for `max_concurrent_calls` (the runtime never runs more):
+/// memories, tables and stacks are reserved once and reused, so a call does not map and unmap
+/// its memory — most of what a fresh instance per call would otherwise cost.
+pub(crate) fn new_engine(max_concurrent_calls: usize) -> wasmtime::Result<Engine> {
+    let calls = u32::try_from(max_concurrent_calls.max(1)).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(calls)
+        .total_core_instances(calls.saturating_mul(CORE_INSTANCES_PER_CALL))
+        .total_memories(calls.saturating_mul(MEMORIES_PER_CALL))
+        .total_tables(calls.saturating_mul(TABLES_PER_CALL))
+        .total_stacks(calls)
+        .max_memory_size(MAX_PLUGIN_MEMORY);
     let mut config = Config::new();
     config
         .epoch_interruption(true)
-        .wasm_backtrace_details(WasmBacktraceDetails::Enable);
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config)?;
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -27,4 +52,21 @@ pub(crate) fn new_engine() -> wasmtime::Result<Engine> {
         })
         .map_err(|error| wasmtime::Error::msg(format!("cannot start the epoch ticker: {error}")))?;
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MAX_PLUGIN_MEMORY;
+    use crate::plugins::{bmc_driver, credential_lookup, ignition_generator};
+
+    #[test]
+    fn every_worlds_memory_limit_fits_a_pool_slot() {
+        for limits in [
+            bmc_driver::DEFAULT_LIMITS,
+            credential_lookup::DEFAULT_LIMITS,
+            ignition_generator::DEFAULT_LIMITS,
+        ] {
+            assert!(limits.memory_bytes <= MAX_PLUGIN_MEMORY, "{limits:?}");
+        }
+    }
 }

@@ -38,7 +38,9 @@ const OUTER_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 /// Resource limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest linear memory the plugin may grow to.
+    /// Largest linear memory the plugin may grow to; at most
+    /// [`MAX_PLUGIN_MEMORY`](super::engine::MAX_PLUGIN_MEMORY), the size of the instance
+    /// pool's memory slots.
     pub memory_bytes: usize,
     /// How long the call (instantiation included) may run.
     pub deadline: Duration,
@@ -194,7 +196,8 @@ impl std::fmt::Debug for PluginRuntime {
 impl PluginRuntime {
     /// Creates the engine (and its epoch ticker).
     pub fn new(config: RuntimeConfig, metrics: PluginMetrics) -> Result<Self, LoadError> {
-        let engine = new_engine().map_err(|error| LoadError::Engine(error.to_string()))?;
+        let engine = new_engine(config.max_concurrent_calls)
+            .map_err(|error| LoadError::Engine(error.to_string()))?;
         let calls = Semaphore::new(config.max_concurrent_calls.max(1));
         Ok(Self {
             inner: Arc::new(Inner {

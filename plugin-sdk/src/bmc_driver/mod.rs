@@ -23,12 +23,7 @@ pub mod bindings {
 use bindings::exports::ferrometal::plugin::driver as wit;
 use bindings::ferrometal::plugin::credentials::Credential;
 
-pub use bindings::ferrometal::plugin::log::Level;
-
-/// Logs through the host at `level`, with key/value fields.
-pub fn log(level: Level, message: &str, fields: &[(String, String)]) {
-    bindings::ferrometal::plugin::log::log(level, message, fields);
-}
+world_logging!();
 
 /// What a driver says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,7 +278,7 @@ pub mod __glue {
     }
 
     pub fn info<D: BmcDriver>() -> wit::DriverInfo {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         let info = D::info();
         wit::DriverInfo {
             name: info.name,
@@ -296,12 +291,12 @@ pub mod __glue {
     pub fn validate_settings<D: BmcDriver>(
         settings: Vec<(String, String)>,
     ) -> Result<(), wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         D::validate_settings(&settings).map_err(into_wit_error)
     }
 
     pub fn probe<D: BmcDriver>(t: wit::Target<'_>) -> Result<wit::Identity, wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         let identity = D::probe(&target(&t)).map_err(into_wit_error)?;
         Ok(wit::Identity {
             manufacturer: identity.manufacturer,
@@ -337,7 +332,7 @@ pub mod __glue {
         t: wit::Target<'_>,
         system_uri: String,
     ) -> Result<wit::PowerState, wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         D::power_state(&target(&t), &system_uri)
             .map(power)
             .map_err(into_wit_error)
@@ -348,7 +343,7 @@ pub mod __glue {
         system_uri: String,
         action: wit::PowerAction,
     ) -> Result<(), wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         let action = match action {
             wit::PowerAction::On => PowerAction::On,
             wit::PowerAction::ForceOff => PowerAction::ForceOff,
@@ -365,7 +360,7 @@ pub mod __glue {
         system_uri: String,
         boot: wit::BootOverride,
     ) -> Result<wit::BootOverride, wit::PluginError> {
-        crate::__install_panic_hook(|message| log(Level::Error, message, &[]));
+        __install_host_logging();
         let boot = BootOverride {
             target: boot_target_in(boot.target),
             uefi: boot.uefi,
