@@ -92,10 +92,10 @@ pub struct RunArgs {
     /// at every start).
     #[arg(long, env = "FERROMETAL_PLUGIN_CACHE_DIR")]
     plugin_cache_dir: Option<PathBuf>,
-    /// Plugin calls running at once across all plugins; more wait. Calls queued for a busy
-    /// BMC do not count.
+    /// Plugin calls running at once across all plugins (1–4096); more wait. Calls queued for
+    /// a busy BMC do not count. Also sizes the plugin instance pool (address space only).
     #[arg(long, env = "FERROMETAL_PLUGIN_MAX_CONCURRENT_CALLS", default_value_t = 64,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
     plugin_max_concurrent_calls: u32,
     #[command(flatten)]
     boot: BootArgs,
