@@ -8,17 +8,15 @@ pub struct HostLog {
 }
 
 /// The `log` crate's logger inside a plugin: every record the host would keep goes to it.
-struct HostLogger(&'static HostLog);
-
-impl log::Log for HostLogger {
+impl log::Log for HostLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        (self.0.enabled)(metadata.level())
+        (self.enabled)(metadata.level())
     }
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
             let fields = [(String::from("target"), record.target().to_owned())];
-            (self.0.forward)(record.level(), &record.args().to_string(), &fields);
+            (self.forward)(record.level(), &record.args().to_string(), &fields);
         }
     }
 
@@ -34,7 +32,7 @@ pub fn install_host_logging(host: &'static HostLog) {
         std::panic::set_hook(Box::new(move |info| {
             (host.forward)(log::Level::Error, &format!("panic: {info}"), &[]);
         }));
-        if log::set_logger(Box::leak(Box::new(HostLogger(host)))).is_ok() {
+        if log::set_logger(host).is_ok() {
             log::set_max_level(log::LevelFilter::Trace);
         }
     });

@@ -453,7 +453,6 @@ impl PluginRuntime {
             };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
-            || state.deadline_exceeded
             || error.downcast_ref::<DeadlineExceeded>().is_some()
         {
             return CallErrorKind::Timeout(limits.deadline);

@@ -27,17 +27,22 @@ fn power(state: Option<&str>) -> PowerState {
     }
 }
 
+/// The path of the service's first manager (the BMC), if it lists any.
+fn first_manager(http: &impl Transport, root: &ServiceRoot) -> Result<Option<String>, PluginError> {
+    match &root.managers {
+        Some(link) => {
+            let managers: crate::model::Collection = get_json(http, &link.id)?;
+            Ok(managers.members.first().map(|member| member.id.clone()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Identifies the BMC (first manager) and every system behind it.
 pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
     let root: ServiceRoot = get_json(http, ROOT)?;
-    let manager = match &root.managers {
-        Some(link) => {
-            let managers: crate::model::Collection = get_json(http, &link.id)?;
-            match managers.members.first() {
-                Some(first) => Some(get_json::<Manager>(http, &first.id)?),
-                None => None,
-            }
-        }
+    let manager = match first_manager(http, &root)? {
+        Some(link) => Some(get_json::<Manager>(http, &link)?),
         None => None,
     };
     let systems_link = root.systems.ok_or_else(|| {
@@ -297,16 +302,7 @@ fn manager_firmware(
 ) -> Result<Option<String>, PluginError> {
     let link = match system.links.managed_by.first() {
         Some(link) => Some(link.id.clone()),
-        None => {
-            let root: ServiceRoot = get_json(http, ROOT)?;
-            match root.managers {
-                Some(managers) => {
-                    let managers: crate::model::Collection = get_json(http, &managers.id)?;
-                    managers.members.first().map(|member| member.id.clone())
-                }
-                None => None,
-            }
-        }
+        None => first_manager(http, &get_json(http, ROOT)?)?,
     };
     match link {
         Some(link) => Ok(get_json::<Manager>(http, &link)?.firmware_version),
