@@ -19,7 +19,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use metalprobe::report::{LldpInterface, LldpNeighbor as ProbeNeighbor, Registration, Report};
+use metalprobe::report::{
+    BlockDevice, Collected, Cpu, LldpInterface, LldpNeighbor as ProbeNeighbor, Memory,
+    Registration, Report,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -82,11 +85,7 @@ impl Registry {
                 format!("system {uuid} is not being discovered"),
             ));
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
+        let given = bearer_token(headers);
         let refusal = match (&entry.token, given) {
             (None, _) => None,
             (Some(_), None) if self.allow_unauthenticated => None,
@@ -109,6 +108,15 @@ impl Registry {
             .await
             .map_err(|error| unavailable(server, &error))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is matched without
+/// regard to case (RFC 9110 §11.1: `bearer` is `Bearer`); other schemes carry no boot token.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A write to the API server failed: the caller should try again.
@@ -180,12 +188,7 @@ async fn register(
     })?;
     let entry = registry.authorize("register", &registration.system_uuid, &headers)?;
     let status = status_from_report(&registration.data);
-    let summary = format!(
-        "metalprobe reported {} network interfaces, {} CPUs and {} block devices",
-        status.network_interfaces.len(),
-        registration.data.cpu.len(),
-        registration.data.storage.len()
-    );
+    let summary = summary(&registration.data, &status);
     write_facts(
         &registry.client,
         &entry.server,
@@ -266,6 +269,29 @@ async fn boot_state(
     Ok((StatusCode::OK, "ok\n").into_response())
 }
 
+/// The `ProbeReported` message: what arrived, and when the machine says it collected it.
+/// Freshness is judged by the arrival (the condition's time), never by the machine's clock,
+/// which is often unset in a discovery system; a report that states no collection time says so
+/// here instead of passing silently.
+fn summary(report: &Report, status: &ServerStatus) -> String {
+    let collected = match report.collected_at() {
+        Collected::At(at) => format!("collected at {at}"),
+        Collected::Unstated => String::from(
+            "no collection time stated (no, null or zero timestamp); its arrival stands for it",
+        ),
+        Collected::Unreadable => format!(
+            "collection time {:?} is not an RFC 3339 time; its arrival stands for it",
+            report.timestamp
+        ),
+    };
+    format!(
+        "metalprobe reported {} network interfaces, {} CPUs and {} block devices; {collected}",
+        status.network_interfaces.len(),
+        report.cpu.len(),
+        report.storage.len()
+    )
+}
+
 fn non_empty(text: &str) -> Option<String> {
     (!text.trim().is_empty()).then(|| text.trim().to_owned())
 }
@@ -283,6 +309,31 @@ pub fn quantity(bytes: u64) -> Quantity {
         }
     }
     Quantity(bytes.to_string())
+}
+
+/// The bytes a Kubernetes quantity stands for, if it is a whole number of bytes (`16Gi`,
+/// `937692504Ki`, `8G`, `1000`); `None` for fractions, exponents and negative values.
+pub fn quantity_bytes(quantity: &Quantity) -> Option<u64> {
+    let text = quantity.0.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits);
+    let multiplier: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
 /// The Server status fields a report fills (the registry's part of the status).
@@ -373,15 +424,22 @@ pub fn status_from_report(report: &Report) -> ServerStatus {
     }
 }
 
-/// metal-operator's `GET /systems/<uuid>` answer from what the Server's status holds
-/// (network interfaces with LLDP neighbours and the DMI identity: what its controller reads).
+/// metal-operator's `GET /systems/<uuid>` answer from what the Server's status holds: the
+/// network interfaces with LLDP neighbours, the DMI identity, CPUs, memory and disks, and as
+/// `timestamp` the arrival of the latest report (`ProbeReported`'s time), which is what
+/// metal-operator's controller judges freshness by. Go's `encoding/json` reads it into
+/// metal-operator's `registry.Server`.
 pub fn report_from_status(status: &ServerStatus) -> Report {
     let mut report = Report::default();
-    report.system_info.system_information.manufacturer =
-        status.manufacturer.clone().unwrap_or_default();
-    report.system_info.system_information.product_name = status.model.clone().unwrap_or_default();
-    report.system_info.system_information.serial_number =
-        status.serial_number.clone().unwrap_or_default();
+    if let Some(reported) = status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED) {
+        report.timestamp = reported.last_transition_time.0.to_string();
+    }
+    let system = &mut report.system_info.system_information;
+    system.manufacturer = status.manufacturer.clone().unwrap_or_default();
+    system.product_name = status.model.clone().unwrap_or_default();
+    system.serial_number = status.serial_number.clone().unwrap_or_default();
+    system.sku_number = status.sku.clone().unwrap_or_default();
+    report.system_info.bios_information.version = status.bios_version.clone().unwrap_or_default();
     for nic in &status.network_interfaces {
         report
             .network_interfaces
@@ -409,13 +467,57 @@ pub fn report_from_status(status: &ServerStatus) -> Report {
             });
         }
     }
+    report.cpu = status
+        .processors
+        .iter()
+        .enumerate()
+        .map(|(index, cpu)| Cpu {
+            id: cpu
+                .id
+                .parse()
+                .unwrap_or_else(|_| u32::try_from(index).unwrap_or(u32::MAX)),
+            total_cores: cpu
+                .total_cores
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or_default(),
+            total_hardware_threads: cpu
+                .total_threads
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or_default(),
+            vendor: cpu.manufacturer.clone().unwrap_or_default(),
+            model: cpu.model.clone().unwrap_or_default(),
+            capabilities: Vec::new(),
+        })
+        .collect();
+    // The status keeps only the total; metal-operator's readers sum the devices.
+    report.memory = status
+        .total_system_memory
+        .as_ref()
+        .and_then(quantity_bytes)
+        .map(|size| vec![Memory { size }])
+        .unwrap_or_default();
+    report.storage = status
+        .storages
+        .iter()
+        .flat_map(|storage| &storage.drives)
+        .map(|drive| BlockDevice {
+            name: drive.name.clone(),
+            rotational: drive.media_type.as_deref() == Some("HDD"),
+            vendor: drive.vendor.clone().unwrap_or_default(),
+            model: drive.model.clone().unwrap_or_default(),
+            size_bytes: drive
+                .capacity
+                .as_ref()
+                .and_then(quantity_bytes)
+                .unwrap_or_default(),
+            ..BlockDevice::default()
+        })
+        .collect();
     report
 }
 
 #[cfg(test)]
 mod tests {
-    use metalprobe::report::{BlockDevice, Cpu, Memory};
-
     use super::*;
 
     fn report() -> Report {
@@ -497,6 +599,111 @@ mod tests {
             report.system_info.system_information.manufacturer,
             "Contoso"
         );
+    }
+
+    /// Registrations exactly as Go's `encoding/json` marshals metal-operator's types,
+    /// written by `tests/data/go-registry` (the `registry` integration test regenerates them).
+    fn go_registration(case: &str) -> Registration {
+        let json = match case {
+            "probe" => include_str!("../../tests/data/go-registry/probe.json"),
+            "zero" => include_str!("../../tests/data/go-registry/zero.json"),
+            "null-time" => include_str!("../../tests/data/go-registry/null-time.json"),
+            other => panic!("no Go fixture {other}"),
+        };
+        serde_json::from_str(json).unwrap_or_else(|error| panic!("{case}: {error}"))
+    }
+
+    #[test]
+    fn a_report_go_marshalled_with_nil_slices_becomes_server_status() {
+        let registration = go_registration("probe");
+        assert_eq!(
+            registration.system_uuid,
+            "2e6f0000-0000-4000-8000-000000000001"
+        );
+        let status = status_from_report(&registration.data);
+        let eno2 = &status.network_interfaces[1];
+        assert_eq!(eno2.mac_address, "52:54:00:2e:00:02");
+        assert!(eno2.ips.is_empty() && eno2.ip.is_none(), "{eno2:?}");
+        assert!(eno2.neighbors.is_empty());
+        assert_eq!(status.network_interfaces[0].ips, ["10.0.0.5", "fd00::5"]);
+        assert_eq!(
+            status.network_interfaces[0].neighbors[0].port_id.as_deref(),
+            Some("Ethernet1/7")
+        );
+        assert_eq!(status.processors[0].total_threads, Some(8));
+        assert_eq!(
+            status.total_system_memory,
+            Some(Quantity(String::from("16Gi")))
+        );
+        assert_eq!(status.sku.as_deref(), Some("SKU-1"));
+        assert!(
+            summary(&registration.data, &status).ends_with("collected at 2026-01-02T03:04:05Z")
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::zero_value("zero")]
+    #[case::zero_time_written_as_null("null-time")]
+    fn a_go_report_without_a_collection_time_says_so(#[case] case: &str) {
+        let report = go_registration(case).data;
+        assert_eq!(report.collected_at(), Collected::Unstated);
+        let message = summary(&report, &status_from_report(&report));
+        assert!(message.contains("no collection time stated"), "{message}");
+    }
+
+    #[test]
+    fn the_systems_answer_carries_the_arrival_cpus_memory_and_disks() {
+        let mut status = status_from_report(&report());
+        let mut answer = serde_json::to_value(report_from_status(&status)).expect("JSON");
+        assert!(
+            answer.get("timestamp").is_none(),
+            "no report time, no timestamp (Go cannot read \"\"): {answer}"
+        );
+        status.conditions.push(
+            serde_json::from_value(json!({"type": PROBE_REPORTED, "status": "True",
+                "reason": "ReportReceived", "message": "",
+                "lastTransitionTime": "2026-05-01T10:00:00Z"}))
+            .expect("condition"),
+        );
+        answer = serde_json::to_value(report_from_status(&status)).expect("JSON");
+        assert_eq!(answer["timestamp"], "2026-05-01T10:00:00Z");
+        assert_eq!(answer["cpu"][0]["totalHardwareThreads"], 16);
+        assert_eq!(answer["cpu"][0]["vendor"], "GenuineIntel");
+        assert_eq!(answer["memory"][0]["size"], 64u64 << 30);
+        assert_eq!(answer["storage"][0]["sizeBytes"], 960_197_124_096u64);
+        assert_eq!(answer["storage"][0]["name"], "nvme0n1");
+    }
+
+    #[rstest::rstest]
+    #[case::canonical("Bearer t0ken", Some("t0ken"))]
+    #[case::lower_case("bearer t0ken", Some("t0ken"))]
+    #[case::upper_case("BEARER t0ken", Some("t0ken"))]
+    #[case::extra_spaces("  Bearer   t0ken ", Some("t0ken"))]
+    #[case::tab("bearer\tt0ken", Some("t0ken"))]
+    #[case::other_scheme("Basic dXNlcjpwdw==", None)]
+    #[case::scheme_alone("Bearer", None)]
+    #[case::no_token("Bearer  ", None)]
+    #[case::scheme_prefix("Bearerish t0ken", None)]
+    fn the_authorization_scheme_is_matched_without_case(
+        #[case] header: &str,
+        #[case] token: Option<&str>,
+    ) {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, header.parse().expect("header value"));
+        assert_eq!(bearer_token(&headers), token);
+    }
+
+    #[test]
+    fn quantities_read_back_as_bytes() {
+        for bytes in [16u64 << 30, 1536 << 20, 1000, 960_197_124_096] {
+            assert_eq!(quantity_bytes(&quantity(bytes)), Some(bytes));
+        }
+        assert_eq!(
+            quantity_bytes(&Quantity(String::from("8G"))),
+            Some(8_000_000_000)
+        );
+        assert_eq!(quantity_bytes(&Quantity(String::from("1.5Gi"))), None);
+        assert_eq!(quantity_bytes(&Quantity(String::from("1e9"))), None);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+module ferrometal.dev/tests/goregistry
+
+go 1.22
