@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the operator: watch Endpoints and onboard BMCs (more controllers follow).
+    /// Run the operator: the Endpoint, BMC, Server and ServerBootConfiguration controllers,
+    /// the boot server with the probe registry, and (with --dhcp-config) DHCP and TFTP.
     Run(Box<run::RunArgs>),
     /// Write the CRD manifests (crds/*.yaml) and the API reference (docs/api.md).
     Crdgen {
@@ -72,6 +73,33 @@ fn main() -> anyhow::Result<()> {
                 ferrometal::plugins::SUPPORTED_ABI
             );
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_run_help_names_what_the_operator_runs_today() {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("run subcommand");
+        let about = run.get_about().expect("run has an about text").to_string();
+        assert!(!about.contains("follow"), "no promise of more: {about}");
+        for part in [
+            "Endpoint",
+            "BMC",
+            "Server",
+            "ServerBootConfiguration",
+            "boot server",
+            "registry",
+            "DHCP",
+            "TFTP",
+        ] {
+            assert!(about.contains(part), "{part} missing from {about:?}");
         }
     }
 }

@@ -18,11 +18,11 @@ use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime, RuntimeConfig};
 use ferrometal::registry::Registry;
 use ferrometal::telemetry::ControllerMetrics;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 
 /// Options of `ferrometal run`.
@@ -214,6 +214,18 @@ struct DiscoveryArgs {
     /// `ferrometal.dev/discovery-mode` annotation overrides it.
     #[arg(long, env = "FERROMETAL_DISCOVERY_MODE", default_value = "in-band", value_parser = ["in-band", "out-of-band"])]
     discovery_mode: String,
+    /// Systems that take no boot override (no Redfish `Boot` object, e.g. a DPU or SmartNIC
+    /// SoC): `skip` them as metal-operator does, or make them `out-of-band` Servers.
+    #[arg(long, env = "FERROMETAL_SYSTEMS_WITHOUT_BOOT_OVERRIDE", default_value = "skip", value_parser = ["skip", "out-of-band"])]
+    systems_without_boot_override: String,
+    /// Seconds to wait, after a report that has everything else, for NICs the BMC lists but
+    /// the probe did not see; then the Server becomes Available with a condition naming them.
+    #[arg(
+        long,
+        env = "FERROMETAL_DISCOVERY_NIC_WAIT_SECONDS",
+        default_value_t = 120
+    )]
+    discovery_nic_wait_seconds: u64,
     /// Servers reconciled at once (each BMC still gets one driver call at a time).
     #[arg(long, env = "FERROMETAL_SERVER_CONCURRENCY", default_value_t = 64)]
     server_concurrency: u16,
@@ -357,16 +369,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     dhcp_metrics.register(&mut registry);
     let leader_metrics = ferrometal::leader::LeaderMetrics::default();
     leader_metrics.register(&mut registry);
+    // Everything that listens stops listening on the first SIGINT/SIGTERM; the signal
+    // handler itself is installed once start-up is done (until then a signal ends the
+    // process at once).
+    let (stop, shutdown) = shutdown_channel();
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_bind_address))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     let registry = Arc::new(std::sync::Mutex::new(registry));
-    tokio::spawn(async move {
+    tokio::spawn(until(shutdown.clone(), async move {
         if let Err(error) = ferrometal::telemetry::serve(listener, registry).await {
             tracing::error!(%error, "the metrics server stopped");
         }
-    });
+    }));
     let plugins = PluginRuntime::new(
         RuntimeConfig {
             granted_capabilities: args.grants.clone(),
@@ -429,6 +445,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lookup_settings,
         credential_retry: std::time::Duration::from_secs(args.credential_retry_seconds.max(1)),
         settings: bmc_settings.clone(),
+        bootless: args
+            .discovery
+            .systems_without_boot_override
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         reporter: Reporter {
             controller: String::from("ferrometal-bmc"),
             instance: std::env::var("HOSTNAME").ok(),
@@ -480,11 +501,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let base_url = boot_server.config.base_url.clone();
     let app = ferrometal::boot::server::router(boot_server)
         .merge(ferrometal::registry::router(probe_registry));
-    tokio::spawn(async move {
+    tokio::spawn(until(shutdown.clone(), async move {
         if let Err(error) = ferrometal::boot::server::serve(boot_listener, app).await {
             tracing::error!(%error, "the boot server stopped");
         }
-    });
+    }));
     let boot_reporter = Reporter {
         controller: String::from("ferrometal-boot-server"),
         instance: std::env::var("HOSTNAME").ok(),
@@ -519,6 +540,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             retry_base: std::time::Duration::from_secs(
                 args.discovery.discovery_retry_seconds.max(1),
             ),
+            nic_wait: std::time::Duration::from_secs(args.discovery.discovery_nic_wait_seconds),
             power_off_after: !args.discovery.keep_power_after_discovery,
             resync: std::time::Duration::from_secs(args.discovery.server_resync_seconds.max(1)),
             mode: args
@@ -532,6 +554,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
         metrics: metrics.clone(),
+        uuids: Arc::default(),
     });
     if args.discovery.discovery_image.is_none() {
         tracing::warn!(
@@ -576,11 +599,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
     });
+    // Listening before the line that says so: a test (or a user) who saw it can stop us.
+    stop_on_signal(stop);
     tracing::info!("ferrometal {} running", env!("CARGO_PKG_VERSION"));
     let bootconfigs = tokio::spawn(bootconfig::run(
         bootconfig_context,
         args.namespace.clone(),
         args.boot.bootconfig_concurrency,
+        shutdown.clone(),
     ));
     let leading = lead(
         leadership.clone(),
@@ -595,6 +621,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.bmc_concurrency,
                 args.discovery.server_concurrency,
             ),
+            shutdown,
         },
     );
     let result = leading.await;
@@ -620,6 +647,8 @@ struct Leader {
     )>,
     /// Endpoints, BMCs and Servers reconciled at once.
     concurrency: (u16, u16, u16),
+    /// Resolves when the operator is asked to stop.
+    shutdown: Shutdown,
 }
 
 /// Waits for leadership, then runs the Endpoint, BMC and Server reconcilers and the DHCP
@@ -627,7 +656,7 @@ struct Leader {
 async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> {
     tokio::select! {
         () = leadership.acquired() => {}
-        () = shutdown_signal() => return Ok(()),
+        () = leader.shutdown.clone() => return Ok(()),
     }
     let Leader {
         client,
@@ -636,6 +665,7 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         server: server_context,
         dhcp,
         concurrency: (endpoint_concurrency, bmc_concurrency, server_concurrency),
+        shutdown,
     } = leader;
     let mut dhcp_tasks = tokio::task::JoinSet::new();
     if let Some((config, dhcp_metrics)) = dhcp {
@@ -647,19 +677,21 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         if let Some(root) = &config.tftp_root {
             for interface in &config.interfaces {
                 let (address, root) = (interface.server_address, root.clone());
-                dhcp_tasks.spawn(async move {
+                dhcp_tasks.spawn(until(shutdown.clone(), async move {
                     if let Err(error) = ferrometal::dhcp::tftp::serve(address, root).await {
                         tracing::error!(%error, %address, "the TFTP server stopped");
                     }
-                });
+                }));
             }
         }
+        // Stops (and frees its port) on the signal; `write_endpoints` then writes what it
+        // was handed and ends with the channel.
         let dhcp = ferrometal::dhcp::server::serve(config, dhcp_metrics, onboard);
-        dhcp_tasks.spawn(async move {
+        dhcp_tasks.spawn(until(shutdown.clone(), async move {
             if let Err(error) = dhcp.await {
                 tracing::error!(%error, "the DHCP server stopped");
             }
-        });
+        }));
     }
 
     let endpoints = Controller::new(
@@ -668,7 +700,7 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
     )
     .owns(Api::<BMC>::all(client.clone()), watcher::Config::default())
     .with_config(kube::runtime::controller::Config::default().concurrency(endpoint_concurrency))
-    .shutdown_on_signal()
+    .graceful_shutdown_on(shutdown.clone())
     .run(endpoint::reconcile, endpoint::error_policy, context)
     .for_each(|result| async move {
         if let Err(error) = result {
@@ -693,7 +725,7 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
             |secret| Some(ObjectRef::<BMC>::new(&secret.name_any())),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(bmc_concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(bmc::reconcile, bmc::error_policy, bmc_context)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -701,26 +733,38 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
             }
         });
     let discovery_namespace = server_context.discovery.namespace.clone();
-    let servers = Controller::new(
+    // The Server watch also keeps the index of Servers by system UUID (duplicate systems),
+    // event by event, before the controller sees the event.
+    let (server_store, server_writer) = reflector::store();
+    let uuids = server_context.uuids.clone();
+    let server_events = watcher(
         Api::<Server>::all(client.clone()),
         watcher::Config::default(),
     )
-    // Not `owns`: it looks for the owner in the child's namespace, and Servers are
-    // cluster-scoped, so it would queue a second, namespaced key for the same Server whose
-    // reconciles run beside the Server's own (two discovery starts, two boot tokens).
-    .watches(
-        Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
-        watcher::Config::default(),
-        |config| server::owner(&config),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(server_concurrency))
-    .shutdown_on_signal()
-    .run(server::reconcile, server::error_policy, server_context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "server reconcile stream");
-        }
-    });
+    .default_backoff()
+    .reflect(server_writer)
+    .map_ok(move |event| {
+        uuids.apply(&event);
+        event
+    })
+    .touched_objects();
+    let servers = Controller::for_stream(server_events, server_store)
+        // Not `owns`: it looks for the owner in the child's namespace, and Servers are
+        // cluster-scoped, so it would queue a second, namespaced key for the same Server whose
+        // reconciles run beside the Server's own (two discovery starts, two boot tokens).
+        .watches(
+            Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
+            watcher::Config::default(),
+            |config| server::owner(&config),
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(server_concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(server::reconcile, server::error_policy, server_context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "server reconcile stream");
+            }
+        });
     let result = tokio::select! {
         _ = async { tokio::join!(endpoints, bmcs, servers) } => Ok(()),
         () = leadership.lost() => Err(anyhow::anyhow!(
@@ -731,19 +775,68 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
     result
 }
 
-/// Returns on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// The operator's one shutdown request, shared by everything that stops on it (the
+/// listeners, each controller, the wait for leadership). Clones resolve together.
+type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// A [`Shutdown`] and the sender that requests it. A dropped sender never requests it.
+fn shutdown_channel() -> (tokio::sync::oneshot::Sender<()>, Shutdown) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
         }
-    };
+    }));
+    (stop, shutdown)
+}
+
+/// Runs `task` until it ends or `shutdown` resolves, whichever is first. A server run this
+/// way drops its socket on the signal, so a restart can bind the port while this process
+/// still lets its reconciles finish.
+async fn until(shutdown: Shutdown, task: impl Future<Output = ()>) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        () = task => {}
+        () = shutdown => {}
+    }
+}
+
+/// Listens for SIGINT and SIGTERM from now on: the first one is logged once and sends `stop`
+/// (listeners close, controllers stop taking work and let running reconciles finish); a
+/// second one exits at once.
+///
+/// One listener for the whole process, instead of kube's `shutdown_on_signal` per controller,
+/// which printed its Ctrl-C prompt once per controller.
+fn stop_on_signal(stop: tokio::sync::oneshot::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::spawn(async move {
+                let mut next = async || {
+                    tokio::select! {
+                        _ = interrupt.recv() => "SIGINT",
+                        _ = terminate.recv() => "SIGTERM",
+                    }
+                };
+                let signal = next().await;
+                tracing::info!(
+                    signal,
+                    "shutting down: ports closed, running reconciles finish first; send the signal again to exit at once"
+                );
+                let _ = stop.send(());
+                let signal = next().await;
+                tracing::warn!(
+                    signal,
+                    "second signal: exiting without waiting for reconciles"
+                );
+                std::process::exit(130);
+            });
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for SIGINT and SIGTERM; stop the operator with SIGKILL");
+        }
     }
 }
 

@@ -255,6 +255,94 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         Some("Connected")
     );
 
+    // metal-operator's own BMC sample shape: `spec.access` with only the IP. It is served like
+    // any other BMC, and its status names no MAC.
+    apply(format!(
+        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: bmc-ip-only}}\nspec:\n  access: {{ip: 127.0.0.1}}\n  bmcSecretRef: {{name: direct-creds}}\n  protocol: {{name: Redfish, port: {}, scheme: https}}\n",
+        bmc.port()
+    ))
+    .await;
+    let found = eventually("Servers of bmc-ip-only", || async {
+        let found = servers_of(&servers, "bmc-ip-only").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(found, expected("bmc-ip-only"));
+    let status = bmcs
+        .get("bmc-ip-only")
+        .await
+        .expect("bmc")
+        .status
+        .expect("status");
+    assert_eq!(
+        (status.mac_address.as_deref(), status.ip.as_deref()),
+        (None, Some("127.0.0.1"))
+    );
+
+    // A BMC no installed driver serves was never reached: its state must not say Enabled.
+    apply(format!(
+        "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: bmc-ipmi}}\nspec:\n  access: {{ip: 127.0.0.1}}\n  bmcSecretRef: {{name: direct-creds}}\n  protocol: {{name: IPMI, port: {}}}\n",
+        bmc.port()
+    ))
+    .await;
+    let (status, reason, message) =
+        eventually("bmc-ipmi reported", || ready_reason(&bmcs, "bmc-ipmi")).await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "DriverFailed"),
+        "{message}"
+    );
+    let status = bmcs
+        .get("bmc-ipmi")
+        .await
+        .expect("bmc")
+        .status
+        .expect("status");
+    assert_eq!(status.state.as_deref(), Some("Error"));
+    assert_eq!(
+        status.power_state,
+        Some(ferrometal::api::common::PowerState::Unknown)
+    );
+    // An Endpoint the schema accepts without a MAC (as metal-operator's does) is reported,
+    // not onboarded.
+    endpoints
+        .create(
+            &PostParams::default(),
+            &Endpoint::new(
+                "endpoint-without-mac",
+                EndpointSpec {
+                    mac_address: String::new(),
+                    ip: "127.0.0.1".into(),
+                },
+            ),
+        )
+        .await
+        .expect("create endpoint");
+    let endpoint_ready = eventually("endpoint-without-mac reported", || async {
+        let endpoint = endpoints.get("endpoint-without-mac").await.ok()?;
+        endpoint
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+    })
+    .await;
+    assert_eq!(
+        (
+            endpoint_ready.status.as_str(),
+            endpoint_ready.reason.as_str()
+        ),
+        ("False", "Incomplete"),
+        "{}",
+        endpoint_ready.message
+    );
+    assert!(
+        bmcs.get_opt("endpoint-without-mac")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
     // (c) Default credentials: the first is refused and the second works; or all are refused.
     for (name, mac) in [
         ("bmc-second-credential", "52:54:00:de:00:01"),

@@ -385,3 +385,138 @@ async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
     // The burst was served and outlived.
     assert_eq!(lab.fleet.bmcs()[0].faults().server_error_burst, 0);
 }
+
+/// The `Discovery` condition of a Server: (status, reason, message).
+fn discovery_condition(server: &Server) -> Option<(String, String, String)> {
+    server
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Discovery")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Hardware as metal-operator's own mockups show it, each ending in its documented state:
+/// a DPU-like system without a boot override gets no Server; host-interface, disabled and
+/// absent NICs are not waited for; a NIC the OS never sees delays Available only for the
+/// bounded wait and is named; two BMCs reporting one system UUID get one discovered Server
+/// and one that says why it is not.
+#[tokio::test]
+async fn odd_hardware_ends_in_its_documented_state() {
+    use ferrometal_sim::{BmcOnlyNicKind, Oddity};
+    let mut options = common::lab_options("odd", 5, 1, 0);
+    options.fleet.oddities = vec![
+        (1, Oddity::NoBootOverride),
+        (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::HostInterface)),
+        (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::Disabled)),
+        (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::Absent)),
+        (3, Oddity::BmcOnlyNic(BmcOnlyNicKind::Unseen)),
+        (4, Oddity::SameUuidAs(0)),
+    ];
+    options
+        .operator_args
+        .extend(["--discovery-nic-wait-seconds", "3"].map(String::from));
+    let lab = start(options).await;
+    let twins = ["sim-bmc-0-system-0", "sim-bmc-4-system-0"];
+    until_servers(
+        &lab,
+        "every Server settled (the twin not discovered)",
+        |servers| {
+            servers.len() == 4
+                && servers.iter().filter(|s| available(s)).count() == 3
+                && servers.iter().any(|s| {
+                    twins.contains(&s.name_any().as_str())
+                        && discovery_condition(s).is_some_and(|c| c.1 == "DuplicateSystemUUID")
+                })
+        },
+    )
+    .await;
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    let listed = servers
+        .list(&ListParams::default())
+        .await
+        .expect("servers")
+        .items;
+    let names: Vec<String> = listed.iter().map(ResourceExt::name_any).collect();
+
+    // (1) No Server for the system without a boot override; its BMC says why.
+    assert!(
+        !names.contains(&String::from("sim-bmc-1-system-0")),
+        "{names:?}"
+    );
+    let bmc = Api::<BMC>::all(lab.client.clone())
+        .get("sim-bmc-1")
+        .await
+        .expect("bmc");
+    let ready = bmc
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert!(
+        ready.message.contains("1 without a boot override skipped"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(lab.fleet.machines().nth(1).expect("machine 1").boots(), 0);
+
+    // (2) Host interface, disabled and absent NICs are not expected from the probe.
+    let host_interface = server_of(
+        &listed,
+        &lab.fleet.machines().nth(2).expect("m2").spec().uuid,
+    );
+    assert_eq!(
+        discovery_condition(host_interface).map(|c| c.1).as_deref(),
+        Some("Discovered")
+    );
+
+    // (3) A NIC the OS never sees: Available after the wait, with the NIC named.
+    let unseen = server_of(
+        &listed,
+        &lab.fleet.machines().nth(3).expect("m3").spec().uuid,
+    );
+    let (status, reason, message) = discovery_condition(unseen).expect("condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "DiscoveredWithoutNICs")
+    );
+    assert!(message.contains("NIC 52:54:fb:00:00:03"), "{message}");
+
+    // (4) One system UUID, two BMCs: the oldest Server is discovered, the other names it
+    // and was never booted.
+    let (served, twin): (Vec<&Server>, Vec<&Server>) = listed
+        .iter()
+        .filter(|s| twins.contains(&s.name_any().as_str()))
+        .partition(|s| available(s));
+    let (served, twin) = (served[0], twin[0]);
+    let (status, _, message) = discovery_condition(twin).expect("condition");
+    assert_eq!(status, "False");
+    assert!(message.contains(&served.name_any()), "{message}");
+    assert_eq!(state(twin).as_deref(), Some("Initial"));
+    assert!(twin.spec.boot_configuration_ref.is_none());
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(lab.client.clone(), "default");
+    let warned = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={}", twin.name_any())))
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .any(|e| e.reason.as_deref() == Some("DuplicateSystemUUID"));
+    assert!(warned, "a Warning Event names the duplicate");
+    // No flapping: the twin is left alone from now on.
+    let twin_version = twin.resource_version();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        servers
+            .get(&twin.name_any())
+            .await
+            .expect("twin")
+            .resource_version(),
+        twin_version,
+        "the duplicate Server was rewritten"
+    );
+}

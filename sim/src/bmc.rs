@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::faults::{Fault, Faults};
 use crate::machine::{Machine, RESET_TYPES};
-use crate::spec::{BmcSpec, MANUFACTURER, Rng};
+use crate::spec::{BmcOnlyNicKind, BmcSpec, MANUFACTURER, Rng};
 
 /// Boot override targets the simulated systems accept.
 pub const BOOT_TARGETS: [&str; 6] = ["None", "Pxe", "Hdd", "Cd", "UefiHttp", "BiosSetup"];
@@ -172,6 +172,33 @@ fn error(status: u16, message_id: &str, message: &str) -> Reply {
 
 fn link(path: &str) -> Value {
     json!({ "@odata.id": path })
+}
+
+/// The document of a NIC the BMC lists but the machine's OS never sees.
+fn bmc_only_nic(base: &str, i: usize, mac: &str, kind: BmcOnlyNicKind) -> Value {
+    let mut nic = json!({
+        "@odata.id": format!("{base}/EthernetInterfaces/{i}"),
+        "Id": i.to_string(),
+        "Name": format!("bmc-only{i}"),
+        "MACAddress": mac,
+        "PermanentMACAddress": mac,
+        "InterfaceEnabled": true,
+        "Status": {"State": "Enabled", "Health": "OK"},
+    });
+    match kind {
+        BmcOnlyNicKind::HostInterface => {
+            nic["Name"] = json!("Host Ethernet Interface");
+            nic["Links"] =
+                json!({"HostInterface": link("/redfish/v1/Managers/BMC/HostInterfaces/1")});
+        }
+        BmcOnlyNicKind::Disabled => {
+            nic["InterfaceEnabled"] = json!(false);
+            nic["Status"]["State"] = json!("Disabled");
+        }
+        BmcOnlyNicKind::Absent => nic["Status"]["State"] = json!("Absent"),
+        BmcOnlyNicKind::Unseen => {}
+    }
+    nic
 }
 
 fn collection(path: &str, name: &str, members: impl Iterator<Item = String>) -> Value {
@@ -524,28 +551,32 @@ impl Bmc {
                 collection(
                     &format!("{base}/EthernetInterfaces"),
                     "Ethernet Interface Collection",
-                    (1..=spec.macs.len()).map(|i| format!("{base}/EthernetInterfaces/{i}")),
+                    (1..=spec.macs.len() + spec.bmc_only_nics.len())
+                        .map(|i| format!("{base}/EthernetInterfaces/{i}")),
                 ),
             ),
             ("GET", ["EthernetInterfaces", i]) => {
-                match i
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| Some((i, spec.macs.get(i.checked_sub(1)?)?)))
-                {
-                    Some((i, mac)) => Reply::Json(
-                        200,
-                        json!({
-                            "@odata.id": format!("{base}/EthernetInterfaces/{i}"),
-                            "Id": i.to_string(),
-                            "Name": format!("eno{i}"),
-                            "MACAddress": mac,
-                            "PermanentMACAddress": mac,
-                            "SpeedMbps": 10000,
-                            "LinkStatus": if i == 1 { "LinkUp" } else { "LinkDown" },
-                        }),
-                    ),
-                    None => error(404, "Base.1.8.ResourceMissingAtURI", "no such interface"),
+                match i.parse::<usize>().ok().filter(|i| *i > 0) {
+                    Some(i) if i <= spec.macs.len() => {
+                        let mac = &spec.macs[i - 1];
+                        Reply::Json(
+                            200,
+                            json!({
+                                "@odata.id": format!("{base}/EthernetInterfaces/{i}"),
+                                "Id": i.to_string(),
+                                "Name": format!("eno{i}"),
+                                "MACAddress": mac,
+                                "PermanentMACAddress": mac,
+                                "SpeedMbps": 10000,
+                                "LinkStatus": if i == 1 { "LinkUp" } else { "LinkDown" },
+                            }),
+                        )
+                    }
+                    Some(i) if i <= spec.macs.len() + spec.bmc_only_nics.len() => {
+                        let (mac, kind) = &spec.bmc_only_nics[i - 1 - spec.macs.len()];
+                        Reply::Json(200, bmc_only_nic(&base, i, mac, *kind))
+                    }
+                    _ => error(404, "Base.1.8.ResourceMissingAtURI", "no such interface"),
                 }
             }
             ("POST", ["Actions", "ComputerSystem.Reset"]) => {
@@ -617,6 +648,12 @@ impl Bmc {
         {
             boot.remove("BootSourceOverrideMode");
         }
+        if !spec.boot_override
+            && let Some(system) = document.as_object_mut()
+        {
+            system.remove("Boot");
+            system["SystemType"] = json!("DPU");
+        }
         document
     }
 
@@ -628,7 +665,11 @@ impl Bmc {
                 "the request body is not JSON",
             );
         };
-        let Some(boot) = patch.get("Boot").and_then(Value::as_object) else {
+        let Some(boot) = patch
+            .get("Boot")
+            .and_then(Value::as_object)
+            .filter(|_| machine.spec().boot_override)
+        else {
             return error(
                 400,
                 "Base.1.8.PropertyUnknown",

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use bmc::{Bmc, BootMode, Profile};
 pub use faults::Faults;
 pub use machine::{Machine, MachineBehaviour, Phase, Probe};
-pub use spec::{BMC_MAC_PREFIX, FleetSpec};
+pub use spec::{BMC_MAC_PREFIX, BmcOnlyNicKind, FleetSpec, Oddity};
 
 use dhcp::{ClientClass, DhcpClient};
 use machine::BootEnvironment;

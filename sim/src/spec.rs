@@ -28,6 +28,33 @@ pub struct FleetSpec {
     /// Index of the first BMC: fleets with disjoint ranges have distinct MACs, addresses and
     /// machine numbers, so they can share a cluster.
     pub first_bmc: usize,
+    /// Machines (by index) that depart from the generated default, for tests of odd hardware.
+    pub oddities: Vec<(usize, Oddity)>,
+}
+
+/// A way a machine departs from the generated default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oddity {
+    /// The system has no Redfish `Boot` object (a DPU or SmartNIC SoC): no boot override.
+    NoBootOverride,
+    /// The BMC lists one more NIC (MAC `52:54:fb:<machine>`, then `52:55:fb:…`) that the
+    /// machine's OS never sees.
+    BmcOnlyNic(BmcOnlyNicKind),
+    /// The machine reports the SMBIOS UUID of machine `n`, as if two BMCs saw one system.
+    SameUuidAs(usize),
+}
+
+/// What the BMC says of a NIC that the machine's OS never sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BmcOnlyNicKind {
+    /// The host's end of the BMC's Redfish host interface (`Links.HostInterface`).
+    HostInterface,
+    /// `InterfaceEnabled: false`.
+    Disabled,
+    /// `Status.State: Absent`.
+    Absent,
+    /// An ordinary, enabled NIC (firmware that lists a port the OS has no driver for).
+    Unseen,
 }
 
 impl Default for FleetSpec {
@@ -39,6 +66,7 @@ impl Default for FleetSpec {
             username: String::from("admin"),
             password: String::from("sim-password"),
             first_bmc: 0,
+            oddities: Vec::new(),
         }
     }
 }
@@ -77,6 +105,10 @@ pub struct MachineSpec {
     pub memory_mib: u64,
     /// Disks: `(kernel name, bytes, rotational)`.
     pub disks: Vec<(String, u64, bool)>,
+    /// Whether the system takes a boot override (`false`: no Redfish `Boot` object).
+    pub boot_override: bool,
+    /// NICs the BMC lists that the machine's OS never sees: `(MAC, what the BMC says)`.
+    pub bmc_only_nics: Vec<(String, BmcOnlyNicKind)>,
 }
 
 /// SplitMix64: a tiny, well-distributed generator; enough for test data.
@@ -181,9 +213,37 @@ impl FleetSpec {
         let mut rng = Rng::new(self.seed, (1 << 32) + index as u64);
         let (model, packages, cores, memory_gib, disks) =
             SHAPES[rng.below(SHAPES.len() as u64) as usize];
+        let mut uuid = rng.uuid();
+        let mut boot_override = true;
+        let mut bmc_only_nics = Vec::new();
+        for (_, oddity) in self
+            .oddities
+            .iter()
+            .filter(|(machine, _)| *machine == index)
+        {
+            match *oddity {
+                Oddity::NoBootOverride => boot_override = false,
+                Oddity::BmcOnlyNic(kind) => {
+                    // Several per machine: the second byte counts up from 54.
+                    let prefix = format!("52:{:02x}:fb", 0x54 + bmc_only_nics.len());
+                    bmc_only_nics.push((mac(&prefix, index), kind));
+                }
+                Oddity::SameUuidAs(other) if other != index => {
+                    uuid = Self {
+                        oddities: Vec::new(),
+                        ..self.clone()
+                    }
+                    .machine(other)
+                    .uuid;
+                }
+                Oddity::SameUuidAs(_) => {}
+            }
+        }
         MachineSpec {
             index,
-            uuid: rng.uuid(),
+            boot_override,
+            bmc_only_nics,
+            uuid,
             serial: format!("SIM{:010}", rng.below(10_000_000_000)),
             model: model.to_owned(),
             macs: vec![mac("52:54:fd", index), mac("52:54:fc", index)],
@@ -222,6 +282,37 @@ mod tests {
             systems_per_bmc: 2,
             ..FleetSpec::default()
         }
+    }
+
+    #[test]
+    fn oddities_change_only_their_machines() {
+        let plain = fleet(3, 4);
+        let odd = FleetSpec {
+            oddities: vec![
+                (1, Oddity::NoBootOverride),
+                (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::HostInterface)),
+                (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::Unseen)),
+                (3, Oddity::SameUuidAs(0)),
+            ],
+            ..plain.clone()
+        };
+        let (plain, odd) = (plain.generate(), odd.generate());
+        let machine = |bmcs: &[BmcSpec], index: usize| bmcs[index / 2].systems[index % 2].clone();
+        assert_eq!(machine(&odd, 0), machine(&plain, 0));
+        assert!(!machine(&odd, 1).boot_override);
+        assert_eq!(
+            machine(&odd, 2).bmc_only_nics,
+            [
+                (
+                    String::from("52:54:fb:00:00:02"),
+                    BmcOnlyNicKind::HostInterface
+                ),
+                (String::from("52:55:fb:00:00:02"), BmcOnlyNicKind::Unseen)
+            ]
+        );
+        assert_eq!(machine(&odd, 2).macs, machine(&plain, 2).macs);
+        assert_eq!(machine(&odd, 3).uuid, machine(&plain, 0).uuid);
+        assert_eq!(machine(&odd, 3).serial, machine(&plain, 3).serial);
     }
 
     #[test]

@@ -270,6 +270,8 @@ mod tests {
             cpus: (1, 2),
             memory_mib: 768,
             disks: Vec::new(),
+            boot_override: true,
+            bmc_only_nics: Vec::new(),
         }
     }
 

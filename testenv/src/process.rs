@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Once, OnceLock, mpsc};
 use std::time::Duration;
@@ -255,6 +255,37 @@ impl ManagedProcess {
         tail_of_file(&self.log, lines)
     }
 
+    /// Sends `signal` to the process (not its children).
+    pub(crate) fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| Error::Io {
+                action: format!("signal {}", self.name),
+                source: std::io::Error::other("pid out of range"),
+            })?;
+        rustix::process::kill_process(pid, signal).map_err(|errno| Error::Io {
+            action: format!("send {signal:?} to {}", self.name),
+            source: errno.into(),
+        })
+    }
+
+    /// Waits for the process to exit, polling every 50 ms for at most `limit`; `None` if it
+    /// still runs then.
+    pub(crate) fn wait_for_exit(&mut self, limit: Duration) -> Result<Option<ExitStatus>> {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.child.try_wait().map_err(|source| Error::Io {
+                action: format!("wait for {}", self.name),
+                source,
+            })?;
+            if status.is_some() || started.elapsed() >= limit {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls `url` every 100 ms until it answers with a success status. Fails at once with
     /// the log tail if the process exits, and with the last probe failure after `timeout`.
     pub(crate) async fn wait_until_answers(
@@ -382,6 +413,22 @@ impl Program {
     /// Its run directory (holds the log).
     pub fn run_dir(&self) -> &Path {
         self.run_dir.path()
+    }
+
+    /// Its whole output so far (stdout and stderr, interleaved as written).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.process.log()).unwrap_or_default()
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal would.
+    pub fn interrupt(&self) -> Result<()> {
+        self.process.signal(Signal::INT)
+    }
+
+    /// Waits until it has exited and returns its exit status; `None` if it still runs after
+    /// `limit` (the caller decides whether that is a failure).
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Result<Option<ExitStatus>> {
+        self.process.wait_for_exit(limit)
     }
 }
 

@@ -17,7 +17,8 @@ pub const UUID_PATTERN: &str =
 /// is cluster-scoped).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 pub struct LocalObjectReference {
-    /// Name of the referenced object.
+    /// Name of the referenced object. Required and non-empty: metal-operator defaults it to
+    /// empty (Kubernetes' `LocalObjectReference`), a reference that can never resolve.
     #[x_kube(validation = Rule::new("self != ''").message("name must not be empty"))]
     #[schemars(length(max = 253))]
     pub name: String,
@@ -150,11 +151,15 @@ pub enum PowerState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InlineEndpoint {
-    /// MAC address of the BMC's network interface, e.g. `00:1A:2B:3C:4D:5E`.
+    /// MAC address of the BMC's network interface, e.g. `00:1A:2B:3C:4D:5E`. Optional, as in
+    /// metal-operator (its own BMC sample gives only `ip`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[x_kube(validation = mac_rule())]
     #[schemars(length(max = 17))]
     pub mac_address: String,
-    /// IPv4 or IPv6 address of the BMC.
+    /// IPv4 or IPv6 address of the BMC. Optional in the schema as in metal-operator; a BMC
+    /// without one cannot be reached and says so in its `Ready` condition.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[x_kube(validation = ip_rule())]
     #[schemars(length(max = 45))]
     pub ip: String,

@@ -26,6 +26,9 @@ pub const REASON_INTERNAL_SERVER_ERROR: &str = "InternalServerError";
 pub const REASON_DRIVER_FAILED: &str = "DriverFailed";
 /// BMC: its Endpoint or BMCSecret does not exist (yet).
 pub const REASON_REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+/// Endpoint or BMC: a field the schema leaves optional (as metal-operator's does) but the
+/// object needs is empty, e.g. an Endpoint without `macAddress` or a BMC without an IP.
+pub const REASON_INCOMPLETE: &str = "Incomplete";
 
 /// `True`, `False` or `Unknown`.
 pub fn status(value: bool) -> String {

@@ -35,11 +35,15 @@ use super::common::{ip_rule, mac_rule};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSpec {
-    /// MAC address of the device, e.g. `00:1A:2B:3C:4D:5E`.
+    /// MAC address of the device, e.g. `00:1A:2B:3C:4D:5E`. Optional in the schema as in
+    /// metal-operator; an Endpoint without one is reported, not onboarded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[x_kube(validation = mac_rule())]
     #[schemars(length(max = 17))]
     pub mac_address: String,
-    /// IPv4 or IPv6 address of the device.
+    /// IPv4 or IPv6 address of the device. Optional in the schema as in metal-operator; an
+    /// Endpoint without one is reported, not onboarded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[x_kube(validation = ip_rule())]
     #[schemars(length(max = 45))]
     pub ip: String,

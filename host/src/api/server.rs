@@ -393,7 +393,8 @@ pub struct Processor {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Storage {
-    /// Controller name.
+    /// Controller name (optional, as in metal-operator).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// State of the controller as the BMC reports it, typically `Enabled`, `Disabled` or
     /// `Absent`.
@@ -411,7 +412,8 @@ pub struct Storage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageVolume {
-    /// Volume name.
+    /// Volume name (optional, as in metal-operator).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Capacity, e.g. `960Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,7 +433,8 @@ pub struct StorageVolume {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageDrive {
-    /// Drive name.
+    /// Drive name (optional, as in metal-operator).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Media type, e.g. `SSD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -35,6 +35,34 @@ pub struct DesiredServer {
     pub system_uuid: String,
     /// The system's Redfish path.
     pub system_uri: String,
+    /// The system takes no boot override, so it is discovered out-of-band only (its Server
+    /// carries `ferrometal.dev/discovery-mode: out-of-band`).
+    pub out_of_band: bool,
+}
+
+/// What becomes of systems that take no boot override (no Redfish `Boot` object, e.g. a DPU
+/// or SmartNIC SoC): they cannot be booted into discovery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BootlessSystems {
+    /// No Server (metal-operator's behaviour); the BMC's `Ready` message names them.
+    #[default]
+    Skip,
+    /// A Server discovered out-of-band only, from what the BMC reports.
+    OutOfBand,
+}
+
+impl std::str::FromStr for BootlessSystems {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "skip" => Ok(Self::Skip),
+            "out-of-band" => Ok(Self::OutOfBand),
+            other => Err(format!(
+                "systems without a boot override: {other:?} is neither skip nor out-of-band"
+            )),
+        }
+    }
 }
 
 /// The outcome of one reconcile, decided from what was observed.
@@ -54,10 +82,16 @@ pub struct Plan {
 pub type ProbeResult = Result<Identity, CallError>;
 
 /// Decides status, condition and Servers from the address and the probe.
-pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration) -> Plan {
+pub fn plan(
+    bmc: &BMC,
+    address: &Address,
+    probe: &ProbeResult,
+    bootless: BootlessSystems,
+    resync: Duration,
+) -> Plan {
     let name = bmc.name_any();
     let mut status = BMCStatus {
-        mac_address: Some(address.mac.clone()),
+        mac_address: Some(address.mac.clone()).filter(|mac| !mac.is_empty()),
         ip: Some(address.ip.clone()),
         ..BMCStatus::default()
     };
@@ -70,31 +104,64 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
             status.state = Some(String::from("Enabled"));
             // The BMC's own power: a manager that answers is on.
             status.power_state = Some(PowerState::On);
+            let bootless_uris: Vec<&str> = identity
+                .systems
+                .iter()
+                .filter(|system| !system.boot_override)
+                .map(|system| system.uri.as_str())
+                .collect();
             let mut systems: Vec<_> = identity
                 .systems
                 .iter()
-                .filter_map(|system| Some((system.uri.clone(), system.uuid.clone()?)))
+                .filter(|system| system.boot_override || bootless == BootlessSystems::OutOfBand)
+                .filter_map(|system| {
+                    Some((
+                        system.uri.clone(),
+                        system.uuid.clone()?,
+                        !system.boot_override,
+                    ))
+                })
                 .collect();
-            // Stable names across restarts and collection orderings.
+            // Stable names across restarts and collection orderings (metal-operator numbers
+            // only the systems it keeps, too).
             systems.sort();
-            let skipped = identity.systems.len() - systems.len();
+            let without_uuid = identity
+                .systems
+                .iter()
+                .filter(|system| system.uuid.is_none())
+                .count();
             let servers: Vec<DesiredServer> = systems
                 .into_iter()
                 .enumerate()
-                .map(|(index, (uri, uuid))| DesiredServer {
+                .map(|(index, (uri, uuid, out_of_band))| DesiredServer {
                     name: format!("{name}-system-{index}"),
                     system_uuid: uuid.to_ascii_lowercase(),
                     system_uri: uri,
+                    out_of_band,
                 })
                 .collect();
             let mut message = format!("BMC is connected; {} system(s)", servers.len());
-            if skipped > 0 {
-                message.push_str(&format!(", {skipped} without a UUID skipped"));
+            if without_uuid > 0 {
+                message.push_str(&format!(", {without_uuid} without a UUID skipped"));
+            }
+            if !bootless_uris.is_empty() {
+                message.push_str(&match bootless {
+                    BootlessSystems::Skip => format!(
+                        "; {} without a boot override skipped (no network boot possible): {}",
+                        bootless_uris.len(),
+                        bootless_uris.join(", ")
+                    ),
+                    BootlessSystems::OutOfBand => format!(
+                        "; {} without a boot override discovered out-of-band only: {}",
+                        bootless_uris.len(),
+                        bootless_uris.join(", ")
+                    ),
+                });
             }
             let no_network_boot: Vec<String> = identity
                 .systems
                 .iter()
-                .filter(|system| !offers_network_boot(system))
+                .filter(|system| system.boot_override && !offers_network_boot(system))
                 .map(|system| format!("{} (offers {})", system.uri, system.boot_targets.join(", ")))
                 .collect();
             if !no_network_boot.is_empty() {
@@ -147,6 +214,24 @@ pub fn plan(bmc: &BMC, address: &Address, probe: &ProbeResult, resync: Duration)
     }
 }
 
+/// The status of a BMC the operator could not call at all (`reason` from
+/// [`Unreachable`]): what was learnt before stays, but the state no longer claims the BMC is
+/// `Enabled` and its power is `Unknown`. `Pending` while the user's objects are incomplete
+/// or missing, `Error` when no driver can serve it.
+pub fn unreachable_status(current: Option<&BMCStatus>, reason: &str) -> BMCStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    status.conditions = Vec::new();
+    status.state = Some(String::from(
+        if reason == conditions::REASON_DRIVER_FAILED {
+            "Error"
+        } else {
+            "Pending"
+        },
+    ));
+    status.power_state = Some(PowerState::Unknown);
+    status
+}
+
 /// Whether the system can take the one-time PXE boot that in-band discovery sets. A BMC that
 /// does not list its boot targets is given the benefit of the doubt.
 fn offers_network_boot(system: &crate::plugins::types::System) -> bool {
@@ -180,6 +265,8 @@ pub struct Context {
     pub credential_retry: Duration,
     /// How to reach BMCs.
     pub settings: BmcSettings,
+    /// What becomes of systems that take no boot override.
+    pub bootless: BootlessSystems,
     /// Event reporter.
     pub reporter: Reporter,
     /// Reconcile metrics.
@@ -201,7 +288,8 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
     let connection = match connect(&ctx.client, &ctx.catalog, &ctx.settings, &bmc).await? {
         Ok(connection) => connection,
         Err(Unreachable { reason, message }) => {
-            publish(&bmc, ctx, None, (false, reason, message)).await?;
+            let status = unreachable_status(bmc.status.as_ref(), reason);
+            publish(&bmc, ctx, Some(status), (false, reason, message)).await?;
             return Ok(Action::requeue(
                 if reason == conditions::REASON_REFERENCE_NOT_FOUND {
                     Duration::from_secs(30)
@@ -218,7 +306,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         secret,
     } = connection;
     let probe = driver.probe(&endpoint).await;
-    let mut plan = plan(&bmc, &address, &probe, resync);
+    let mut plan = plan(&bmc, &address, &probe, ctx.bootless, resync);
     ctx.metrics.probe(plan.ready.1);
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
     if refused && let Some((message, requeue)) = try_next_credential(&secret, &address, ctx).await?
@@ -247,6 +335,10 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         // Servers, run this reconcile again, without end).
         if !bmc.labels().is_empty() {
             desired["metadata"]["labels"] = json!(bmc.labels());
+        }
+        if server.out_of_band {
+            desired["metadata"]["annotations"] =
+                json!({ super::server::MODE_ANNOTATION: "out-of-band" });
         }
         servers
             .patch(
@@ -442,6 +534,7 @@ mod tests {
             power: PowerState::Off,
             nics: Vec::new(),
             boot_targets: Vec::new(),
+            boot_override: true,
         }
     }
 
@@ -481,7 +574,13 @@ mod tests {
                 system("/redfish/v1/Systems/C", None),
             ],
         };
-        let plan = plan(&bmc(), &address(), &Ok(identity), Duration::from_secs(120));
+        let plan = plan(
+            &bmc(),
+            &address(),
+            &Ok(identity),
+            BootlessSystems::Skip,
+            Duration::from_secs(120),
+        );
         assert_eq!(
             plan.servers,
             vec![
@@ -489,11 +588,13 @@ mod tests {
                     name: "rack1-bmc-system-0".into(),
                     system_uuid: "aaaaaaaa-0000-0000-0000-000000000001".into(),
                     system_uri: "/redfish/v1/Systems/A".into(),
+                    out_of_band: false,
                 },
                 DesiredServer {
                     name: "rack1-bmc-system-1".into(),
                     system_uuid: "bbbbbbbb-0000-0000-0000-000000000002".into(),
                     system_uri: "/redfish/v1/Systems/B".into(),
+                    out_of_band: false,
                 },
             ]
         );
@@ -536,7 +637,13 @@ mod tests {
             manager_uuid: None,
             systems: vec![no_pxe, pxe, unknown],
         };
-        let plan = plan(&bmc(), &address(), &Ok(identity), Duration::from_secs(120));
+        let plan = plan(
+            &bmc(),
+            &address(),
+            &Ok(identity),
+            BootlessSystems::Skip,
+            Duration::from_secs(120),
+        );
         assert!(plan.ready.0, "the BMC itself is fine");
         assert_eq!(plan.servers.len(), 3, "every system still becomes a Server");
         assert!(
@@ -546,6 +653,102 @@ mod tests {
             "{}",
             plan.ready.2
         );
+    }
+
+    #[test]
+    fn systems_without_a_boot_override_are_skipped_or_kept_out_of_band() {
+        let mut dpu = system(
+            "/redfish/v1/Systems/dpu",
+            Some("dddddddd-0000-0000-0000-000000000004"),
+        );
+        dpu.boot_override = false;
+        let host = system(
+            "/redfish/v1/Systems/host",
+            Some("aaaaaaaa-0000-0000-0000-000000000001"),
+        );
+        let identity = Identity {
+            manufacturer: None,
+            model: None,
+            serial: None,
+            firmware: None,
+            manager_uuid: None,
+            systems: vec![dpu, host],
+        };
+        let resync = Duration::from_secs(120);
+        let skipped = plan(
+            &bmc(),
+            &address(),
+            &Ok(identity.clone()),
+            BootlessSystems::Skip,
+            resync,
+        );
+        assert_eq!(
+            skipped
+                .servers
+                .iter()
+                .map(|s| (s.name.as_str(), s.system_uri.as_str(), s.out_of_band))
+                .collect::<Vec<_>>(),
+            [("rack1-bmc-system-0", "/redfish/v1/Systems/host", false)],
+            "numbered among the kept systems only, as metal-operator"
+        );
+        assert!(
+            skipped.ready.2.ends_with(
+                "1 without a boot override skipped (no network boot possible): /redfish/v1/Systems/dpu"
+            ),
+            "{}",
+            skipped.ready.2
+        );
+        let kept = plan(
+            &bmc(),
+            &address(),
+            &Ok(identity),
+            BootlessSystems::OutOfBand,
+            resync,
+        );
+        assert_eq!(
+            kept.servers
+                .iter()
+                .map(|s| (s.system_uri.as_str(), s.out_of_band))
+                .collect::<Vec<_>>(),
+            [
+                ("/redfish/v1/Systems/dpu", true),
+                ("/redfish/v1/Systems/host", false)
+            ]
+        );
+        assert!(kept.ready.2.contains("discovered out-of-band only"));
+        assert_eq!("out-of-band".parse(), Ok(BootlessSystems::OutOfBand));
+        assert!("maybe".parse::<BootlessSystems>().is_err());
+    }
+
+    #[test]
+    fn a_bmc_never_reached_does_not_claim_to_be_enabled() {
+        let probed = BMCStatus {
+            state: Some(String::from("Enabled")),
+            power_state: Some(crate::api::common::PowerState::On),
+            manufacturer: Some(String::from("Contoso")),
+            ..BMCStatus::default()
+        };
+        let driverless = unreachable_status(Some(&probed), conditions::REASON_DRIVER_FAILED);
+        assert_eq!(driverless.state.as_deref(), Some("Error"));
+        assert_eq!(
+            driverless.power_state,
+            Some(crate::api::common::PowerState::Unknown)
+        );
+        assert_eq!(
+            driverless.manufacturer.as_deref(),
+            Some("Contoso"),
+            "what was learnt stays"
+        );
+        for reason in [
+            conditions::REASON_REFERENCE_NOT_FOUND,
+            conditions::REASON_INCOMPLETE,
+        ] {
+            assert_eq!(
+                unreachable_status(None, reason).state.as_deref(),
+                Some("Pending"),
+                "{reason}"
+            );
+        }
     }
 
     #[test]
@@ -584,6 +787,7 @@ mod tests {
                 &bmc(),
                 &address(),
                 &Err(failure(kind)),
+                BootlessSystems::Skip,
                 Duration::from_secs(120),
             );
             assert_eq!((plan.ready.0, plan.ready.1), (false, reason));

@@ -576,11 +576,17 @@ pub fn error_policy(
     Action::requeue(Duration::from_secs(15))
 }
 
-/// Runs the reconciler until shutdown: watches ServerBootConfigurations (in `namespace`, or
-/// all), re-evaluates them when their ignition Secret or Server changes, and drops served
-/// entries when a configuration is deleted. Every configuration is re-evaluated when this
-/// replica becomes the leader, so their status catches up with what standbys only indexed.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, concurrency: u16) {
+/// Runs the reconciler until `shutdown` (then lets running reconciles finish): watches
+/// ServerBootConfigurations (in `namespace`, or all), re-evaluates them when their ignition
+/// Secret or Server changes, and drops served entries when a configuration is deleted. Every
+/// configuration is re-evaluated when this replica becomes the leader, so their status
+/// catches up with what standbys only indexed.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let became_leader = ctx.leadership.acquisitions();
     let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match namespace.as_deref() {
@@ -646,7 +652,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, concurrency: u16)
         )
         .reconcile_all_on(became_leader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {

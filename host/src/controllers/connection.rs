@@ -15,7 +15,7 @@ use crate::plugins::types::BmcEndpoint;
 /// The BMC's MAC and IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
-    /// MAC address of the BMC.
+    /// MAC address of the BMC; empty when not given (`spec.access` may name only the IP).
     pub mac: String,
     /// IP address of the BMC.
     pub ip: String,
@@ -36,7 +36,7 @@ pub struct Connection<'a> {
 /// Why the BMC cannot be called: a condition reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreachable {
-    /// `ReferenceNotFound` or `DriverFailed`.
+    /// `ReferenceNotFound`, `Incomplete` or `DriverFailed`.
     pub reason: &'static str,
     /// What is missing.
     pub message: String,
@@ -57,7 +57,7 @@ pub async fn connect<'a>(
     };
     let address = match resolve_address(bmc, client).await? {
         Ok(address) => address,
-        Err(message) => return not_found(message),
+        Err(unreachable) => return Ok(Err(unreachable)),
     };
     let secret_name = &bmc.spec.bmc_secret_ref.name;
     let Some(secret) = Api::<BMCSecret>::all(client.clone())
@@ -111,33 +111,49 @@ pub async fn connect<'a>(
     }))
 }
 
-/// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(message))` when the
-/// Endpoint is missing.
-pub async fn resolve_address(
+/// The BMC's MAC and IP from `spec.access` or its Endpoint; `Ok(Err(_))` when the Endpoint
+/// is missing or no IP is given.
+async fn resolve_address(
     bmc: &BMC,
     client: &Client,
-) -> Result<Result<Address, String>, kube::Error> {
+) -> Result<Result<Address, Unreachable>, kube::Error> {
+    let incomplete = |message: String| Unreachable {
+        reason: conditions::REASON_INCOMPLETE,
+        message,
+    };
     if let Some(access) = &bmc.spec.access {
+        if access.ip.is_empty() {
+            return Ok(Err(incomplete(String::from(
+                "spec.access has no ip: the BMC cannot be reached",
+            ))));
+        }
         return Ok(Ok(Address {
             mac: access.mac_address.clone(),
             ip: access.ip.clone(),
         }));
     }
     let Some(reference) = &bmc.spec.endpoint_ref else {
-        return Ok(Err(String::from(
+        return Ok(Err(incomplete(String::from(
             "the BMC names neither spec.access nor spec.endpointRef",
-        )));
+        ))));
     };
     Ok(
         match Api::<Endpoint>::all(client.clone())
             .get_opt(&reference.name)
             .await?
         {
+            Some(endpoint) if endpoint.spec.ip.is_empty() => Err(incomplete(format!(
+                "Endpoint {} has no spec.ip: the BMC cannot be reached",
+                reference.name
+            ))),
             Some(endpoint) => Ok(Address {
                 mac: endpoint.spec.mac_address,
                 ip: endpoint.spec.ip,
             }),
-            None => Err(format!("Endpoint {} does not exist", reference.name)),
+            None => Err(Unreachable {
+                reason: conditions::REASON_REFERENCE_NOT_FOUND,
+                message: format!("Endpoint {} does not exist", reference.name),
+            }),
         },
     )
 }

@@ -69,6 +69,24 @@ pub enum Plan {
     },
 }
 
+/// What an Endpoint lacks to be onboarded: the schema leaves `macAddress` and `ip` optional
+/// (as metal-operator's does), but a BMC needs both.
+pub fn incomplete(endpoint: &Endpoint) -> Option<String> {
+    let missing: Vec<&str> = [
+        ("spec.macAddress", endpoint.spec.mac_address.is_empty()),
+        ("spec.ip", endpoint.spec.ip.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(field, empty)| empty.then_some(field))
+    .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} not set: the Endpoint cannot be matched to a BMC",
+            missing.join(" and ")
+        )
+    })
+}
+
 /// Decides what to do, from the Endpoint, the lookup result and whether its BMCSecret exists.
 pub fn plan(endpoint: &Endpoint, lookup: &Lookup, secret_exists: bool) -> Plan {
     let name = endpoint.name_any();
@@ -173,6 +191,18 @@ pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Act
 async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Action, Error> {
     let started = Instant::now();
     let name = endpoint.name_any();
+    if let Some(message) = incomplete(&endpoint) {
+        // Nothing to look up until the user completes it; an edit triggers the next pass.
+        publish_status(
+            &endpoint,
+            ctx,
+            false,
+            conditions::REASON_INCOMPLETE,
+            &message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
     let lookup = match &ctx.lookup {
         None => Lookup::Failed(String::from("no credential-lookup plugin is installed")),
         Some(plugin) => match plugin
@@ -349,6 +379,22 @@ mod tests {
             console_protocol: Some("SSH".into()),
             console_port: Some(22),
         }
+    }
+
+    #[test]
+    fn an_endpoint_without_mac_or_ip_is_incomplete() {
+        assert_eq!(incomplete(&endpoint()), None);
+        let mut no_mac = endpoint();
+        no_mac.spec.mac_address.clear();
+        assert_eq!(
+            incomplete(&no_mac).as_deref(),
+            Some("spec.macAddress not set: the Endpoint cannot be matched to a BMC")
+        );
+        no_mac.spec.ip.clear();
+        assert!(
+            incomplete(&no_mac)
+                .is_some_and(|message| message.starts_with("spec.macAddress and spec.ip not set"))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod report;
 pub mod server;
+pub mod system_uuids;
 
 /// Errors of one reconcile, shared by every reconciler (requeued with backoff by its error
 /// policy; what users should see goes into conditions instead).

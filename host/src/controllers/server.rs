@@ -30,9 +30,10 @@ use crate::api::{
 use crate::controllers::bmc::BmcSettings;
 use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
 use crate::controllers::connection::{Connection, connect};
+use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
-use crate::plugins::types::{BootOverride, BootTarget, PowerAction};
+use crate::plugins::types::{BootOverride, BootTarget, NicKind, PowerAction};
 use crate::registry::PROBE_REPORTED;
 use crate::telemetry::ControllerMetrics;
 
@@ -54,6 +55,10 @@ pub const RETRY_ANNOTATION: &str = "ferrometal.dev/discovery-retry-at";
 pub const TIMEOUT_ANNOTATION: &str = "ferrometal.dev/discovery-timeout-seconds";
 /// Annotation (set by people): `in-band` or `out-of-band` discovery for this Server.
 pub const MODE_ANNOTATION: &str = "ferrometal.dev/discovery-mode";
+/// `Discovery` reason: an older Server names the same system UUID; this one is not booted.
+pub const REASON_DUPLICATE_SYSTEM_UUID: &str = "DuplicateSystemUUID";
+/// `Discovery` reason: Available, but NICs the BMC lists never showed in the probe's report.
+pub const REASON_DISCOVERED_WITHOUT_NICS: &str = "DiscoveredWithoutNICs";
 /// metal-operator's marker for boot configurations the operator made for itself.
 pub const TYPE_ANNOTATION: &str = "metal.ironcore.dev/type";
 
@@ -100,6 +105,9 @@ pub struct DiscoverySettings {
     pub timeout: Duration,
     /// First retry delay after a timeout (doubles per attempt, at most an hour).
     pub retry_base: Duration,
+    /// How long a report that has everything but some of the BMC's NICs waits for them
+    /// before the Server becomes Available without them (named in its condition).
+    pub nic_wait: Duration,
     /// Power the server off once it is discovered.
     pub power_off_after: bool,
     /// How often a Server is looked at when nothing happens.
@@ -159,8 +167,11 @@ pub struct Observed {
     pub reported_macs: Vec<String>,
     /// Which other parts the probe reported.
     pub reported_sections: ReportedSections,
-    /// MACs the BMC reports for the system (lowercase); `None` when the BMC was not asked.
+    /// MACs of the system's NICs that its OS sees, as the BMC reports them (lowercase; host
+    /// interfaces, disabled and absent NICs left out); `None` when the BMC was not asked.
     pub expected_macs: Option<Vec<String>>,
+    /// How long a report lacking only some of `expected_macs` waits for them.
+    pub nic_wait: Duration,
     /// `spec.power`.
     pub power: Option<Power>,
     /// The power state the BMC reports.
@@ -169,6 +180,9 @@ pub struct Observed {
     pub timeout: Duration,
     /// This Server's discovery mode.
     pub mode: DiscoveryMode,
+    /// Older Servers with the same system UUID (oldest first): when there are any, this one
+    /// is not discovered.
+    pub elders: Vec<Claimant>,
     /// Now.
     pub now: Timestamp,
 }
@@ -203,9 +217,15 @@ pub enum Step {
     AwaitReport {
         /// Condition message.
         message: String,
+        /// When to look again at the latest (the end of the wait for missing NICs).
+        recheck_at: Option<Timestamp>,
     },
-    /// Everything arrived: Available, boot configuration removed, power off if configured.
-    Complete,
+    /// The report is complete, or lacks only NICs that did not show up within the wait:
+    /// Available, boot configuration removed, power off if configured.
+    Complete {
+        /// NICs the BMC lists that the probe never saw (`NIC <mac>`), named on the Server.
+        missing_nics: Vec<String>,
+    },
     /// No complete report in time: boot configuration removed, Error until `retry_at`.
     TimeOut {
         /// When to try again.
@@ -220,6 +240,12 @@ pub enum Step {
     },
     /// In Available, bring the power to `spec.power`.
     SetPower(PowerAction),
+    /// Another, older Server names the same system UUID: this one is not booted (its boot
+    /// configuration, if any, is removed) and says why.
+    Duplicate {
+        /// Condition message, naming the other Servers and their BMCs.
+        message: String,
+    },
     /// Nothing to do.
     Idle,
 }
@@ -242,6 +268,16 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
         observed.state,
         None | Some(ServerState::Initial | ServerState::Discovery | ServerState::Error)
     );
+    if undiscovered && let Some(oldest) = observed.elders.first() {
+        let others: Vec<String> = observed.elders.iter().map(Claimant::describe).collect();
+        return Step::Duplicate {
+            message: format!(
+                "the same system UUID is reported for {}; only the oldest Server of a UUID, {}, is discovered. Delete the wrong Server's BMC or fix the UUID it reports",
+                others.join(", "),
+                oldest.name
+            ),
+        };
+    }
     if observed.mode == DiscoveryMode::OutOfBand && undiscovered {
         return Step::Inventory;
     }
@@ -259,7 +295,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
             // discovery started in must count, or the Server waits for one that never comes.
             let started_second = Timestamp::from_second(started.as_second()).unwrap_or(started);
             let fresh = observed.reported_at.is_some_and(|at| at >= started_second);
-            let mut missing: Vec<String> = match &observed.expected_macs {
+            let missing_nics: Vec<String> = match &observed.expected_macs {
                 Some(expected) => expected
                     .iter()
                     .filter(|mac| !observed.reported_macs.contains(mac))
@@ -267,26 +303,46 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                     .collect(),
                 None => Vec::new(),
             };
-            for (present, what) in [
+            let missing_parts: Vec<&str> = [
                 (observed.reported_sections.cpus, "CPUs"),
                 (observed.reported_sections.memory, "memory"),
                 (observed.reported_sections.identity, "DMI identity"),
-            ] {
-                if !present {
-                    missing.push(String::from(what));
+            ]
+            .into_iter()
+            .filter_map(|(present, what)| (!present).then_some(what))
+            .collect();
+            let timed_out_at = after(started, observed.timeout);
+            let mut recheck_at = None;
+            if fresh && observed.expected_macs.is_some() && missing_parts.is_empty() {
+                // A NIC the BMC lists may never show in the OS (a port without a driver, a
+                // mislabelled interface): wait a bounded time for it, then finish without.
+                let nics_due = observed
+                    .reported_at
+                    .map_or(timed_out_at, |at| after(at, observed.nic_wait))
+                    .min(timed_out_at);
+                if missing_nics.is_empty() || nics_due <= observed.now {
+                    return Step::Complete { missing_nics };
                 }
+                recheck_at = Some(nics_due);
             }
-            if fresh && observed.expected_macs.is_some() && missing.is_empty() {
-                return Step::Complete;
-            }
-            let waiting_for = if fresh {
+            let missing: Vec<&str> = missing_nics
+                .iter()
+                .map(String::as_str)
+                .chain(missing_parts)
+                .collect();
+            let waiting_for = if let Some(due) = recheck_at {
+                format!(
+                    "the probe reported, but without {}; waiting for it until {due}, then the server becomes Available without it",
+                    missing.join(", ")
+                )
+            } else if fresh {
                 format!("the probe reported, but without {}", missing.join(", "))
             } else if progress.boot_requested {
                 String::from("booted into the discovery image; waiting for the probe's report")
             } else {
                 String::from("waiting for the discovery boot configuration to be Ready")
             };
-            if after(started, observed.timeout) <= observed.now {
+            if timed_out_at <= observed.now {
                 return Step::TimeOut {
                     retry_at: after(observed.now, retry_delay(retry_base, progress.attempt)),
                     message: format!(
@@ -306,6 +362,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 Some(_) if !progress.boot_requested => Step::AwaitBootConfiguration,
                 Some(_) => Step::AwaitReport {
                     message: waiting_for,
+                    recheck_at,
                 },
             }
         }
@@ -342,6 +399,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
+    /// Which Servers name each system UUID (fed by the Server watch).
+    pub uuids: Arc<SystemUuidIndex>,
 }
 
 /// Reconciles one Server.
@@ -486,6 +545,11 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
     };
     let observed = Observed {
         mode,
+        elders: server
+            .spec
+            .system_uuid()
+            .map(|uuid| ctx.uuids.older_than(&uuid, &name))
+            .unwrap_or_default(),
         state: status.state,
         progress: progress.clone(),
         boot_configuration,
@@ -497,6 +561,7 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
             identity: status.manufacturer.is_some() || status.serial_number.is_some(),
         },
         expected_macs,
+        nic_wait: settings.nic_wait,
         power: server.spec.power,
         power_state,
         timeout,
@@ -630,13 +695,18 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
                 }
             }
         }
-        Step::AwaitReport { message } => (
+        Step::AwaitReport {
+            message,
+            recheck_at,
+        } => (
             Some(ServerState::Discovery),
             power_state,
             Some((false, "WaitingForReport", message)),
-            Duration::from_secs(30),
+            recheck_at.map_or(Duration::from_secs(30), |at| {
+                until(at).min(Duration::from_secs(30))
+            }),
         ),
-        Step::Complete => {
+        Step::Complete { missing_nics } => {
             remove_boot_configuration(ctx, &name).await?;
             let mut power = power_state;
             if settings.power_off_after {
@@ -659,24 +729,34 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
                 ],
             )
             .await?;
-            event(
-                ctx,
-                server,
-                EventType::Normal,
-                "Discovered",
-                "hardware reported; the server is Available",
-            )
-            .await;
-            (
-                Some(ServerState::Available),
-                power,
-                Some((
-                    true,
+            let (reason, message) = if missing_nics.is_empty() {
+                event(
+                    ctx,
+                    server,
+                    EventType::Normal,
+                    "Discovered",
+                    "hardware reported; the server is Available",
+                )
+                .await;
+                (
                     "Discovered",
                     String::from(
                         "the probe reported every NIC the BMC knows; the server is Available",
                     ),
-                )),
+                )
+            } else {
+                let message = format!(
+                    "the server is Available, but the probe never saw {} that the BMC lists (waited {}s after the report)",
+                    missing_nics.join(", "),
+                    settings.nic_wait.as_secs()
+                );
+                event(ctx, server, EventType::Warning, "NICsNotReported", &message).await;
+                (REASON_DISCOVERED_WITHOUT_NICS, message)
+            };
+            (
+                Some(ServerState::Available),
+                power,
+                Some((true, reason, message)),
                 settings.resync,
             )
         }
@@ -726,6 +806,32 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
             }
             (status.state, power_state, None, Duration::from_secs(10))
         }
+        Step::Duplicate { message } => {
+            if server.spec.boot_configuration_ref.is_some() {
+                remove_boot_configuration(ctx, &name).await?;
+            }
+            let already_said = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == DISCOVERY && c.reason == REASON_DUPLICATE_SYSTEM_UUID);
+            if !already_said {
+                event(
+                    ctx,
+                    server,
+                    EventType::Warning,
+                    REASON_DUPLICATE_SYSTEM_UUID,
+                    &message,
+                )
+                .await;
+            }
+            (
+                Some(ServerState::Initial),
+                power_state,
+                Some((false, REASON_DUPLICATE_SYSTEM_UUID, message)),
+                // The older Server may go away; look again now and then.
+                Duration::from_secs(60),
+            )
+        }
         Step::Idle => (status.state, power_state, None, settings.resync),
     };
     let discovery = discovery
@@ -767,7 +873,8 @@ fn until(at: Timestamp) -> Duration {
         .max(Duration::from_secs(1))
 }
 
-/// The NIC MACs the BMC reports for the Server's system.
+/// The MACs of the NICs the system's OS sees, as the BMC reports them: host interfaces and
+/// NICs it reports disabled or absent are not expected in a probe report.
 async fn expected_macs(
     connection: &Connection<'_>,
     system_uri: &str,
@@ -775,7 +882,13 @@ async fn expected_macs(
 ) -> Option<Vec<String>> {
     let identity = connection.driver.probe(&connection.endpoint).await.ok()?;
     let system = find_system(&identity, system_uri, server)?;
-    Some(lowercase_macs(system.nics.iter().map(|nic| &nic.mac)))
+    Some(lowercase_macs(
+        system
+            .nics
+            .iter()
+            .filter(|nic| nic.kind == NicKind::System)
+            .map(|nic| &nic.mac),
+    ))
 }
 
 /// The Server's system among those the BMC reports: by URI, else by UUID (any case).
@@ -1151,10 +1264,12 @@ mod tests {
                 identity: true,
             },
             expected_macs: None,
+            nic_wait: Duration::from_secs(120),
             power: None,
             power_state: Some(PowerState::Off),
             timeout: Duration::from_secs(1800),
             mode: DiscoveryMode::InBand,
+            elders: Vec::new(),
             now: at(100),
         }
     }
@@ -1194,7 +1309,7 @@ mod tests {
         assert_eq!(plan(&discovering(1, false), BASE), Step::RequestBoot);
         assert!(matches!(
             plan(&discovering(1, true), BASE),
-            Step::AwaitReport { message } if message.contains("waiting for the probe")
+            Step::AwaitReport { message, .. } if message.contains("waiting for the probe")
         ));
     }
 
@@ -1226,7 +1341,12 @@ mod tests {
             expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
             ..discovering(1, true)
         };
-        assert_eq!(plan(&complete, BASE), Step::Complete);
+        assert_eq!(
+            plan(&complete, BASE),
+            Step::Complete {
+                missing_nics: Vec::new()
+            }
+        );
     }
 
     #[test]
@@ -1265,7 +1385,12 @@ mod tests {
             expected_macs: Some(vec![String::from("aa:00:00:00:00:01")]),
             ..discovering(1, true)
         };
-        assert_eq!(plan(&same_second, BASE), Step::Complete);
+        assert_eq!(
+            plan(&same_second, BASE),
+            Step::Complete {
+                missing_nics: Vec::new()
+            }
+        );
         let second_before = Observed {
             reported_at: Some(at(6)),
             ..same_second
@@ -1294,10 +1419,36 @@ mod tests {
             ]),
             ..discovering(1, true)
         };
+        // Waits for the missing NIC until 120 s after the report, then completes without it
+        // and says so: a NIC that never shows in the OS must not stall discovery.
         assert!(matches!(
             plan(&incomplete, BASE),
-            Step::AwaitReport { message } if message.contains("aa:00:00:00:00:09")
+            Step::AwaitReport { message, recheck_at: Some(due) }
+                if message.contains("aa:00:00:00:00:09") && due == at(170)
         ));
+        let waited = Observed {
+            now: at(170),
+            ..incomplete.clone()
+        };
+        assert_eq!(
+            plan(&waited, BASE),
+            Step::Complete {
+                missing_nics: vec![String::from("NIC aa:00:00:00:00:09")]
+            }
+        );
+        // Never past the discovery timeout, whatever the wait: the timeout does not win over
+        // a report that only lacks NICs.
+        let late_report = Observed {
+            reported_at: Some(at(1790)),
+            now: at(1800),
+            ..incomplete
+        };
+        assert_eq!(
+            plan(&late_report, BASE),
+            Step::Complete {
+                missing_nics: vec![String::from("NIC aa:00:00:00:00:09")]
+            }
+        );
     }
 
     #[test]
@@ -1315,7 +1466,7 @@ mod tests {
         };
         assert!(matches!(
             plan(&partial, BASE),
-            Step::AwaitReport { message } if message.ends_with("without memory, DMI identity")
+            Step::AwaitReport { message, recheck_at: None } if message.ends_with("without memory, DMI identity")
         ));
     }
 
@@ -1402,6 +1553,44 @@ mod tests {
         assert_eq!(plan(&available, BASE), Step::Idle);
         assert_eq!("out-of-band".parse(), Ok(DiscoveryMode::OutOfBand));
         assert!("sideways".parse::<DiscoveryMode>().is_err());
+    }
+
+    #[test]
+    fn a_server_with_an_older_twin_is_not_discovered_and_names_it() {
+        let elder = Claimant {
+            created: Some(at(0)),
+            name: String::from("bmc-a-system-0"),
+            bmc: Some(String::from("bmc-a")),
+        };
+        for state in [
+            None,
+            Some(ServerState::Initial),
+            Some(ServerState::Discovery),
+            Some(ServerState::Error),
+        ] {
+            for mode in [DiscoveryMode::InBand, DiscoveryMode::OutOfBand] {
+                let twin = Observed {
+                    elders: vec![elder.clone()],
+                    mode,
+                    ..discovering(1, true)
+                };
+                let twin = Observed { state, ..twin };
+                assert!(
+                    matches!(
+                        plan(&twin, BASE),
+                        Step::Duplicate { message }
+                            if message.contains("bmc-a-system-0 (BMC bmc-a)")
+                    ),
+                    "{state:?} {mode:?}"
+                );
+            }
+        }
+        // An Available Server stays as it is.
+        let available = Observed {
+            elders: vec![elder],
+            ..observed(Some(ServerState::Available))
+        };
+        assert_eq!(plan(&available, BASE), Step::Idle);
     }
 
     #[test]

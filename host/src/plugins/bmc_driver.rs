@@ -15,9 +15,10 @@ use super::host::{BmcCredential, HostState};
 use super::metadata::World;
 use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{
-    BmcEndpoint, BootOverride, BootTarget, DriverInfo, GuestError, Identity, Nic, PowerAction,
-    PowerState, System,
+    BmcEndpoint, BootOverride, BootTarget, DriverInfo, GuestError, Identity, Nic, NicKind,
+    PowerAction, PowerState, System,
 };
+use wit::NicKind as WitNicKind;
 
 /// Default limits of driver calls: BMCs are slow, and Redfish JSON can be large.
 pub const DEFAULT_LIMITS: Limits = Limits {
@@ -343,9 +344,16 @@ impl From<wit::Identity> for Identity {
                         .map(|nic| Nic {
                             mac: nic.mac,
                             name: nic.name,
+                            kind: match nic.kind {
+                                WitNicKind::System => NicKind::System,
+                                WitNicKind::HostInterface => NicKind::HostInterface,
+                                WitNicKind::Disabled => NicKind::Disabled,
+                                WitNicKind::Absent => NicKind::Absent,
+                            },
                         })
                         .collect(),
                     boot_targets: system.boot_targets,
+                    boot_override: system.boot_override,
                 })
                 .collect(),
         }

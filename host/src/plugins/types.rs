@@ -213,6 +213,20 @@ pub struct BootOverride {
     pub http_boot_uri: Option<String>,
 }
 
+/// What a NIC is, as far as in-band discovery cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NicKind {
+    /// A NIC of the system that its operating system sees: the probe must report it.
+    System,
+    /// The BMC's host interface (a USB or virtual link between BMC and host).
+    HostInterface,
+    /// Reported disabled.
+    Disabled,
+    /// Reported absent.
+    Absent,
+}
+
 /// A network interface of a system.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -221,6 +235,8 @@ pub struct Nic {
     pub mac: String,
     /// Name.
     pub name: Option<String>,
+    /// What it is; only [`NicKind::System`] NICs are expected in a probe report.
+    pub kind: NicKind,
 }
 
 /// A computer system behind a BMC.
@@ -245,6 +261,9 @@ pub struct System {
     /// `BootSourceOverrideTarget@Redfish.AllowableValues`, e.g. `Pxe`, `UefiHttp`); empty
     /// when the BMC does not say.
     pub boot_targets: Vec<String>,
+    /// Whether the system takes a boot override at all (Redfish: a `Boot` object with a
+    /// `BootSourceOverrideTarget`); a DPU or SmartNIC SoC often does not.
+    pub boot_override: bool,
 }
 
 /// What a probe found.

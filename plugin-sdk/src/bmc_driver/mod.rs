@@ -102,6 +102,22 @@ pub struct BootOverride {
     pub http_boot_uri: Option<String>,
 }
 
+/// What a NIC is, as far as in-band discovery cares: the host waits for the probe to see
+/// every [`NicKind::System`] NIC and no other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NicKind {
+    /// A NIC of the system that its operating system sees.
+    #[default]
+    System,
+    /// The BMC's host interface (Redfish `HostInterface`), a USB or virtual link between BMC
+    /// and host that the discovery OS may never bring up.
+    HostInterface,
+    /// Reported disabled.
+    Disabled,
+    /// Reported absent.
+    Absent,
+}
+
 /// A network interface of a system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
@@ -109,6 +125,8 @@ pub struct Nic {
     pub mac: String,
     /// Name, if the BMC gives one.
     pub name: Option<String>,
+    /// What it is.
+    pub kind: NicKind,
 }
 
 /// A computer system behind the BMC.
@@ -131,6 +149,9 @@ pub struct System {
     /// Boot override targets the system accepts, as the protocol names them (Redfish
     /// `BootSourceOverrideTarget@Redfish.AllowableValues`); empty when the BMC does not say.
     pub boot_targets: Vec<String>,
+    /// Whether the system takes a boot override at all (Redfish: a `Boot` object with a
+    /// `BootSourceOverrideTarget`); a DPU or SmartNIC SoC often does not.
+    pub boot_override: bool,
 }
 
 /// What a probe found.
@@ -320,9 +341,16 @@ pub mod __glue {
                         .map(|nic| wit::Nic {
                             mac: nic.mac,
                             name: nic.name,
+                            kind: match nic.kind {
+                                NicKind::System => wit::NicKind::System,
+                                NicKind::HostInterface => wit::NicKind::HostInterface,
+                                NicKind::Disabled => wit::NicKind::Disabled,
+                                NicKind::Absent => wit::NicKind::Absent,
+                            },
                         })
                         .collect(),
                     boot_targets: system.boot_targets,
+                    boot_override: system.boot_override,
                 })
                 .collect(),
         })

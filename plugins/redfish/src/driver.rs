@@ -6,7 +6,7 @@ use ferrometal_plugin_sdk::bmc_driver::http::{
     Method, Request, Response, Transport, check_status, decode, get_json, send_json,
 };
 use ferrometal_plugin_sdk::bmc_driver::{
-    BootOverride, BootTarget, Identity, Nic, PowerAction, PowerState, System,
+    BootOverride, BootTarget, Identity, Nic, NicKind, PowerAction, PowerState, System,
 };
 use ferrometal_plugin_sdk::types::PluginError;
 use serde_json::{Value, json};
@@ -66,6 +66,11 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
             serial: system.serial_number,
             power: power(system.power_state.as_deref()),
             nics,
+            boot_override: system
+                .boot
+                .as_ref()
+                .and_then(|boot| boot.target.as_deref())
+                .is_some_and(|target| !target.is_empty()),
             boot_targets: system
                 .boot
                 .map(|boot| boot.allowed_targets)
@@ -93,18 +98,39 @@ fn nics(http: &impl Transport, path: &str) -> Result<Vec<Nic>, PluginError> {
     let mut nics = Vec::new();
     for member in collection.members {
         let interface: EthernetInterface = get_json(http, &member.id)?;
+        let kind = nic_kind(&interface);
         if let Some(mac) = interface
             .mac
             .or(interface.permanent_mac)
             .filter(|mac| !mac.is_empty())
         {
+            let mac = mac.to_ascii_lowercase();
+            // A VLAN interface repeats its parent's MAC: one NIC.
+            if nics.iter().any(|nic: &Nic| nic.mac == mac) {
+                continue;
+            }
             nics.push(Nic {
-                mac: mac.to_ascii_lowercase(),
+                mac,
                 name: interface.name,
+                kind,
             });
         }
     }
     Ok(nics)
+}
+
+/// What an interface is to in-band discovery: the host's end of a Redfish host interface
+/// (linked to it, DMTF's `ToManager`), absent, disabled, or a NIC the system's OS sees.
+fn nic_kind(interface: &EthernetInterface) -> NicKind {
+    if interface.links.host_interface.is_some() {
+        return NicKind::HostInterface;
+    }
+    match interface.status.state.as_deref() {
+        Some("Absent") => NicKind::Absent,
+        Some("Disabled") => NicKind::Disabled,
+        _ if interface.enabled == Some(false) => NicKind::Disabled,
+        _ => NicKind::System,
+    }
 }
 
 fn get(http: &impl Transport, path: &str) -> Result<Response, PluginError> {
@@ -483,6 +509,87 @@ mod tests {
             identity.systems[0].boot_targets,
             ["None", "Pxe", "Hdd", "UefiHttp"]
         );
+    }
+
+    #[test]
+    fn host_interface_absent_and_disabled_nics_are_told_apart_and_a_bootless_system_is_flagged() {
+        // DMTF public-rackmount1's shapes: a VLAN repeating its parent's MAC and the host's
+        // end of the BMC host interface (`ToManager`); a DPU-like system without `Boot`.
+        let nic = |id: &str| format!("/redfish/v1/Systems/1/EthernetInterfaces/{id}");
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1",
+                200,
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"}}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1"},{"@odata.id":"/redfish/v1/Systems/dpu"}]}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            (
+                "Get /redfish/v1/Systems/dpu",
+                200,
+                r#"{"UUID":"D-1","PowerState":"On","SystemType":"DPU"}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                200,
+                &format!(
+                    r#"{{"Members":[{{"@odata.id":"{}"}},{{"@odata.id":"{}"}},{{"@odata.id":"{}"}},{{"@odata.id":"{}"}},{{"@odata.id":"{}"}}]}}"#,
+                    nic("a"),
+                    nic("vlan"),
+                    nic("ToManager"),
+                    nic("off"),
+                    nic("gone")
+                ),
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/a",
+                200,
+                r#"{"MACAddress":"12:44:6A:3B:04:11","Status":{"State":"Enabled"},"InterfaceEnabled":true}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/vlan",
+                200,
+                r#"{"MACAddress":"12:44:6A:3B:04:11","EthernetInterfaceType":"Virtual"}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/ToManager",
+                200,
+                r#"{"MACAddress":"AA:BB:CC:DD:EE:FE","InterfaceEnabled":true,
+                    "Links":{"HostInterface":{"@odata.id":"/redfish/v1/Managers/BMC/HostInterfaces/1"}}}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/off",
+                200,
+                r#"{"MACAddress":"AA:BB:CC:DD:EE:01","InterfaceEnabled":false}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/gone",
+                200,
+                r#"{"PermanentMACAddress":"AA:BB:CC:DD:EE:02","Status":{"State":"Absent"}}"#,
+            ),
+        ]);
+        let identity = probe(&http).expect("probe");
+        let kinds: Vec<(&str, NicKind)> = identity.systems[0]
+            .nics
+            .iter()
+            .map(|nic| (nic.mac.as_str(), nic.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("12:44:6a:3b:04:11", NicKind::System),
+                ("aa:bb:cc:dd:ee:fe", NicKind::HostInterface),
+                ("aa:bb:cc:dd:ee:01", NicKind::Disabled),
+                ("aa:bb:cc:dd:ee:02", NicKind::Absent),
+            ]
+        );
+        assert!(identity.systems[0].boot_override);
+        assert!(!identity.systems[1].boot_override, "no Boot object");
+        assert!(identity.systems[1].nics.is_empty());
     }
 
     #[test]

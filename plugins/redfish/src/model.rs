@@ -153,4 +153,29 @@ pub struct EthernetInterface {
     /// Name.
     #[serde(rename = "Name")]
     pub name: Option<String>,
+    /// Whether the interface is enabled.
+    #[serde(rename = "InterfaceEnabled")]
+    pub enabled: Option<bool>,
+    /// Its status (`State`: `Enabled`, `Disabled`, `Absent`, ...).
+    #[serde(rename = "Status", default)]
+    pub status: Status,
+    /// Related resources.
+    #[serde(rename = "Links", default)]
+    pub links: InterfaceLinks,
+}
+
+/// A resource's `Status`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Status {
+    /// `Enabled`, `Disabled`, `Absent`, `StandbyOffline`, ...
+    #[serde(rename = "State")]
+    pub state: Option<String>,
+}
+
+/// `EthernetInterface.Links`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InterfaceLinks {
+    /// Set on the host's end of a Redfish host interface (the BMC-to-host NIC).
+    #[serde(rename = "HostInterface")]
+    pub host_interface: Option<Link>,
 }

@@ -1,9 +1,11 @@
 //! Starts real components through the harness and holds them until killed.
 //!
 //! `testenv-hold [sushy] [control-plane]` prints one line `READY <pid> <pid> …` with the
-//! component process ids once everything is up, then sleeps. The harness's own tests kill
-//! this process to prove that no component outlives it; it is also a quick way to get a BMC
-//! or an API server to poke at by hand.
+//! component process ids once everything is up, then sleeps. The control plane is the one
+//! tests get from `ControlPlane::start()`: ferrometal's CRDs from `crds/` are installed and
+//! `Established` before `READY`, and a `CRDS <name> …` line lists them. The harness's own
+//! tests kill this process to prove that no component outlives it; it is also a quick way to
+//! get a BMC or an API server to poke at by hand (or to run `ferrometal run` against).
 
 use std::time::Duration;
 
@@ -21,12 +23,9 @@ async fn main() -> Result<(), testenv::Error> {
                 emulators.push(emulator);
             }
             "control-plane" => {
-                let options = testenv::ControlPlaneOptions {
-                    crds_dir: None,
-                    ..Default::default()
-                };
-                let control_plane = testenv::ControlPlane::start_with(options).await?;
+                let control_plane = testenv::ControlPlane::start().await?;
                 println!("KUBECONFIG={}", control_plane.kubeconfig_path().display());
+                println!("CRDS {}", control_plane.crds().join(" "));
                 pids.extend(control_plane.pids());
                 control_planes.push(control_plane);
             }
