@@ -318,13 +318,8 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         )
         .await
         .expect("create endpoint");
-    let endpoint_ready = eventually("endpoint-without-mac reported", || async {
-        let endpoint = endpoints.get("endpoint-without-mac").await.ok()?;
-        endpoint
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
+    let endpoint_ready = eventually("endpoint-without-mac reported", || {
+        common::endpoint_condition(&endpoints, "endpoint-without-mac", "Ready")
     })
     .await;
     assert_eq!(

@@ -116,13 +116,8 @@ async fn endpoints_are_onboarded_or_reported_and_rotated_secrets_are_kept() {
     assert_eq!(ready.reason, "BMCCreated");
     assert!(ready.observed_generation.is_some());
 
-    let unknown = eventually("ep-unknown reported", || async {
-        let endpoint = endpoints.get("ep-unknown").await.ok()?;
-        endpoint
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
+    let unknown = eventually("ep-unknown reported", || {
+        common::endpoint_condition(&endpoints, "ep-unknown", "Ready")
     })
     .await;
     assert_eq!(

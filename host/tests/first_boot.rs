@@ -231,16 +231,7 @@ async fn servers_are_discovered_through_a_real_first_boot() {
     let _logs = control_plane.logs_on_failure();
     let client = control_plane.client().await.expect("client");
     let registry = OciRegistry::start().await.expect("registry");
-    let image = registry
-        .push_image(
-            "discovery:1",
-            &[
-                ("application/vnd.ironcore.image.kernel", b"kernel"),
-                ("application/vnd.ironcore.image.initramfs", b"initramfs"),
-            ],
-        )
-        .await
-        .expect("push discovery image");
+    let image = common::push_discovery_image(&registry).await;
     let systems: Vec<(&str, Vec<String>)> = UUIDS
         .iter()
         .enumerate()

@@ -216,16 +216,7 @@ async fn reports_go_writes_are_accepted_and_the_answer_reads_in_go() {
 
     // A machine being booted: Server, ignition Secret with its token, ready SBC.
     let registry = OciRegistry::start().await.expect("OCI registry");
-    let image = registry
-        .push_image(
-            "discovery:1",
-            &[
-                ("application/vnd.ironcore.image.kernel", b"kernel"),
-                ("application/vnd.ironcore.image.initramfs", b"initramfs"),
-            ],
-        )
-        .await
-        .expect("push discovery image");
+    let image = common::push_discovery_image(&registry).await;
     common::create_namespace(&client, NAMESPACE).await;
     let server: Server = serde_json::from_value(json!({
         "apiVersion": "metal.ironcore.dev/v1alpha1",

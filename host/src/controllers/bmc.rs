@@ -538,6 +538,18 @@ mod tests {
         }
     }
 
+    /// A BMC that says nothing about itself, with `systems` behind it.
+    fn anonymous(systems: Vec<System>) -> Identity {
+        Identity {
+            manufacturer: None,
+            model: None,
+            serial: None,
+            firmware: None,
+            manager_uuid: None,
+            systems,
+        }
+    }
+
     fn failure(kind: CallErrorKind) -> CallError {
         CallError {
             plugin: PluginIdentity {
@@ -629,14 +641,7 @@ mod tests {
             "/redfish/v1/Systems/C",
             Some("cccccccc-0000-0000-0000-000000000003"),
         );
-        let identity = Identity {
-            manufacturer: None,
-            model: None,
-            serial: None,
-            firmware: None,
-            manager_uuid: None,
-            systems: vec![no_pxe, pxe, unknown],
-        };
+        let identity = anonymous(vec![no_pxe, pxe, unknown]);
         let plan = plan(
             &bmc(),
             &address(),
@@ -666,14 +671,7 @@ mod tests {
             "/redfish/v1/Systems/host",
             Some("aaaaaaaa-0000-0000-0000-000000000001"),
         );
-        let identity = Identity {
-            manufacturer: None,
-            model: None,
-            serial: None,
-            firmware: None,
-            manager_uuid: None,
-            systems: vec![dpu, host],
-        };
+        let identity = anonymous(vec![dpu, host]);
         let resync = Duration::from_secs(120);
         let skipped = plan(
             &bmc(),

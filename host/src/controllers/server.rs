@@ -332,7 +332,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 .collect();
             let waiting_for = if let Some(due) = recheck_at {
                 format!(
-                    "the probe reported, but without {}; waiting for it until {due}, then the server becomes Available without it",
+                    "the probe reported, but without {}; waiting until {due}, then the server becomes Available without what is still missing",
                     missing.join(", ")
                 )
             } else if fresh {

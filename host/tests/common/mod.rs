@@ -162,3 +162,36 @@ pub fn server_summary(servers: &[ferrometal::api::Server]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Pushes a minimal discovery image (a kernel and an initramfs layer, IronCore media types)
+/// as `discovery:1`.
+#[allow(dead_code)] // Only the tests that boot machines use it.
+pub async fn push_discovery_image(registry: &testenv::OciRegistry) -> testenv::PushedImage {
+    registry
+        .push_image(
+            "discovery:1",
+            &[
+                ("application/vnd.ironcore.image.kernel", b"kernel"),
+                ("application/vnd.ironcore.image.initramfs", b"initramfs"),
+            ],
+        )
+        .await
+        .expect("push discovery image")
+}
+
+/// The condition of `type_` on the Endpoint `name`, once it has one.
+#[allow(dead_code)] // Only the discovery tests use it.
+pub async fn endpoint_condition(
+    endpoints: &kube::Api<ferrometal::api::Endpoint>,
+    name: &str,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    endpoints
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+}
