@@ -520,3 +520,71 @@ async fn odd_hardware_ends_in_its_documented_state() {
         "the duplicate Server was rewritten"
     );
 }
+
+/// A BMC that stops answering while its Server is in Discovery: the discovery still times out
+/// (the Server goes to `Error` with `DiscoveryTimedOut` naming why the BMC cannot be called)
+/// and its boot configuration and ignition Secret are deleted, so the boot token is revoked.
+#[tokio::test]
+async fn an_unreachable_bmc_during_discovery_still_times_out_and_revokes_the_token() {
+    let lab = start(LabOptions {
+        apply_bmcs: false,
+        ..common::lab_options("unreachable", 1, 1, 0)
+    })
+    .await;
+    let bmc = lab.fleet.bmcs()[0].clone();
+    bmc.machines()[0].set_probe(Probe::Never);
+    lab.apply_bmcs(0..1, None).await.expect("apply");
+    let name = "sim-bmc-0-system-0";
+    until_servers(&lab, "the Server booted for discovery", |servers| {
+        servers.iter().any(|s| {
+            s.name_any() == name
+                && s.annotations()
+                    .contains_key("ferrometal.dev/discovery-boot-requested")
+        })
+    })
+    .await;
+    // The BMC goes away, and the discovery's time is (nearly) up.
+    bmc.set_faults(Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    });
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    servers
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "ferrometal.dev/discovery-timeout-seconds": "3"
+            }}})),
+        )
+        .await
+        .expect("annotate");
+    until_servers(&lab, "the Server timed out without its BMC", |servers| {
+        servers.iter().any(|s| {
+            s.name_any() == name
+                && state(s).as_deref() == Some("Error")
+                && discovery_condition(s).is_some_and(|c| c.1 == "DiscoveryTimedOut")
+        })
+    })
+    .await;
+    let server = servers.get(name).await.expect("server");
+    let (_, _, message) = discovery_condition(&server).expect("condition");
+    assert!(
+        message.contains("while the BMC cannot be called"),
+        "{message}"
+    );
+    let reachable = server
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "BMCReachable"))
+        .expect("BMCReachable");
+    assert_eq!(reachable.status, "False");
+    assert!(server.spec.boot_configuration_ref.is_none());
+    // The token lived in the ignition Secret; both it and the boot configuration are gone.
+    let sbcs: Api<ferrometal::api::ServerBootConfiguration> =
+        Api::namespaced(lab.client.clone(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(lab.client.clone(), "default");
+    assert!(sbcs.get_opt(name).await.expect("get").is_none());
+    assert!(secrets.get_opt(name).await.expect("get").is_none());
+}

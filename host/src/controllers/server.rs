@@ -466,24 +466,52 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
         .await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
+    let timeout = server
+        .annotations()
+        .get(TIMEOUT_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+        .map_or(settings.timeout, Duration::from_secs);
+    // The BMC cannot be called: say so, and still end a discovery whose time is up (its boot
+    // token must not stay valid because its BMC went away).
+    let unreachable = async |reason: &str, message: &str| -> Result<Action, Error> {
+        let late = overdue_without_bmc(
+            status.state,
+            &progress,
+            timeout,
+            Timestamp::now(),
+            settings.retry_base,
+            message,
+        );
+        let outcome = match late {
+            Some((retry_at, timed_out)) => {
+                time_out(server, ctx, None, None, retry_at, timed_out).await?
+            }
+            // Looked at again when the attempt's time is up, if that comes sooner.
+            None => {
+                let due = progress
+                    .started
+                    .filter(|_| status.state == Some(ServerState::Discovery))
+                    .map_or(Duration::from_secs(30), |started| {
+                        until(after(started, timeout))
+                    });
+                (status.state, None, None, due)
+            }
+        };
+        let (state, power, discovery, requeue) = outcome;
+        let discovery = discovery
+            .as_ref()
+            .map(|(value, reason, message)| (DISCOVERY, *value, *reason, message.as_str()));
+        let updates: Vec<Condition4<'_>> =
+            [Some((BMC_REACHABLE, false, reason, message)), discovery]
+                .into_iter()
+                .flatten()
+                .collect();
+        apply_status(server, ctx, state, power, &updates).await?;
+        Ok(Action::requeue(requeue.min(Duration::from_secs(30))))
+    };
     let connection = match connect(&ctx.client, &ctx.catalog, &ctx.bmc, &bmc).await? {
         Ok(connection) => connection,
-        Err(unreachable) => {
-            apply_status(
-                server,
-                ctx,
-                status.state,
-                None,
-                &[(
-                    BMC_REACHABLE,
-                    false,
-                    unreachable.reason,
-                    &unreachable.message,
-                )],
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        }
+        Err(error) => return unreachable(error.reason, &error.message).await,
     };
     let system_uri = server.spec.system_uri.clone().unwrap_or_default();
     let power_state = match connection
@@ -497,20 +525,7 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
                 "cannot read the power state: {}",
                 crate::controllers::report::first_line(&error.to_string())
             );
-            apply_status(
-                server,
-                ctx,
-                status.state,
-                None,
-                &[(
-                    BMC_REACHABLE,
-                    false,
-                    conditions::REASON_CONNECTION_FAILED,
-                    &message,
-                )],
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            return unreachable(conditions::REASON_CONNECTION_FAILED, &message).await;
         }
     };
     let sbcs: Api<ServerBootConfiguration> =
@@ -528,11 +543,6 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
     } else {
         None
     };
-    let timeout = server
-        .annotations()
-        .get(TIMEOUT_ANNOTATION)
-        .and_then(|s| s.parse().ok())
-        .map_or(settings.timeout, Duration::from_secs);
     let mode = match server.annotations().get(MODE_ANNOTATION) {
         None => settings.mode,
         Some(text) => match text.parse() {
@@ -761,39 +771,15 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
             )
         }
         Step::TimeOut { retry_at, message } => {
-            remove_boot_configuration(ctx, &name).await?;
-            let mut power = power_state;
-            match connection
-                .driver
-                .set_power(&connection.endpoint, &system_uri, PowerAction::ForceOff)
-                .await
-            {
-                Ok(()) => power = Some(PowerState::Off),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot power the server off after the discovery timeout")
-                }
-            }
-            annotate(
-                ctx,
-                &name,
-                &[(RETRY_ANNOTATION, Some(retry_at.to_string()))],
-            )
-            .await?;
-            let message = format!("{message}; retrying at {retry_at}");
-            event(
-                ctx,
+            time_out(
                 server,
-                EventType::Warning,
-                "DiscoveryTimedOut",
-                &message,
+                ctx,
+                Some((&connection, &system_uri)),
+                power_state,
+                retry_at,
+                message,
             )
-            .await;
-            (
-                Some(ServerState::Error),
-                power,
-                Some((false, "DiscoveryTimedOut", message)),
-                until(retry_at),
-            )
+            .await?
         }
         Step::AwaitRetry { at } => (Some(ServerState::Error), power_state, None, until(at)),
         Step::SetPower(action) => {
@@ -840,6 +826,82 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
     let updates: Vec<Condition4<'_>> = [Some(reachable), discovery].into_iter().flatten().collect();
     apply_status(server, ctx, state, power, &updates).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// A discovery whose time ran out while its BMC cannot be called: when to retry and the
+/// `DiscoveryTimedOut` message (naming why the BMC cannot be called); `None` when nothing is
+/// overdue.
+pub fn overdue_without_bmc(
+    state: Option<ServerState>,
+    progress: &Progress,
+    timeout: Duration,
+    now: Timestamp,
+    retry_base: Duration,
+    why: &str,
+) -> Option<(Timestamp, String)> {
+    let started = progress
+        .started
+        .filter(|_| state == Some(ServerState::Discovery))?;
+    (after(started, timeout) <= now).then(|| {
+        (
+            after(now, retry_delay(retry_base, progress.attempt)),
+            format!(
+                "attempt {} timed out after {}s while the BMC cannot be called ({why}); the server could not be powered off",
+                progress.attempt,
+                timeout.as_secs()
+            ),
+        )
+    })
+}
+
+/// Ends a discovery attempt that ran out of time: the boot configuration and its Secret are
+/// deleted (which revokes the boot token), the server is powered off when its BMC can be
+/// called (`connection` with the system's URI), the retry time is recorded, and the Server
+/// goes to `Error`.
+async fn time_out(
+    server: &Server,
+    ctx: &Context,
+    connection: Option<(&Connection<'_>, &str)>,
+    power_state: Option<PowerState>,
+    retry_at: Timestamp,
+    message: String,
+) -> Result<Outcome, Error> {
+    let name = server.name_any();
+    remove_boot_configuration(ctx, &name).await?;
+    let mut power = power_state;
+    if let Some((connection, system_uri)) = connection {
+        match connection
+            .driver
+            .set_power(&connection.endpoint, system_uri, PowerAction::ForceOff)
+            .await
+        {
+            Ok(()) => power = Some(PowerState::Off),
+            Err(error) => {
+                tracing::warn!(%error, "cannot power the server off after the discovery timeout")
+            }
+        }
+    }
+    annotate(
+        ctx,
+        &name,
+        &[(RETRY_ANNOTATION, Some(retry_at.to_string()))],
+    )
+    .await?;
+    let message = format!("{message}; retrying at {retry_at}");
+    event(
+        ctx,
+        server,
+        EventType::Warning,
+        "DiscoveryTimedOut",
+        &message,
+    )
+    .await;
+    Ok((
+        Some(ServerState::Error),
+        power,
+        Some((false, "DiscoveryTimedOut", message)),
+        until(retry_at),
+    ))
 }
 
 /// What a step leaves behind: state, power state, the `Discovery` condition (status, reason,
@@ -1591,6 +1653,31 @@ mod tests {
             ..observed(Some(ServerState::Available))
         };
         assert_eq!(plan(&available, BASE), Step::Idle);
+    }
+
+    #[test]
+    fn a_discovery_whose_bmc_cannot_be_called_still_times_out() {
+        let progress = discovering(2, true).progress;
+        let timeout = Duration::from_secs(1800);
+        let overdue = |state, now| {
+            overdue_without_bmc(state, &progress, timeout, now, BASE, "connection refused")
+        };
+        assert_eq!(overdue(Some(ServerState::Discovery), at(1799)), None);
+        let (retry_at, message) = overdue(Some(ServerState::Discovery), at(1800)).expect("overdue");
+        assert_eq!(retry_at, at(1800 + 120), "60 s doubled once for attempt 2");
+        assert!(
+            message.contains("attempt 2 timed out after 1800s")
+                && message.contains("(connection refused)"),
+            "{message}"
+        );
+        for state in [
+            None,
+            Some(ServerState::Initial),
+            Some(ServerState::Error),
+            Some(ServerState::Available),
+        ] {
+            assert_eq!(overdue(state, at(5000)), None, "{state:?}");
+        }
     }
 
     #[test]
