@@ -421,6 +421,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
         metrics: metrics.clone(),
+        backoff: Default::default(),
     });
     let tls = match (&args.bmc_ca_file, args.bmc_insecure_tls) {
         (Some(file), _) => TlsPolicy::CaBundle(
@@ -455,6 +456,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
         metrics: metrics.clone(),
+        backoff: Default::default(),
     });
 
     let resolver = Arc::new(ImageResolver::new(RegistryConfig {
@@ -554,6 +556,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
         metrics: metrics.clone(),
+        backoff: Default::default(),
         uuids: Arc::default(),
     });
     if args.discovery.discovery_image.is_none() {
@@ -598,6 +601,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("HOSTNAME").ok(),
         },
         metrics: metrics.clone(),
+        backoff: Default::default(),
     });
     // Listening before the line that says so: a test (or a user) who saw it can stop us.
     stop_on_signal(stop);

@@ -25,6 +25,12 @@ struct ControllerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     reason: String,
 }
@@ -35,6 +41,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
     probes: Family<ProbeLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
 }
 
 impl Default for ControllerMetrics {
@@ -45,6 +52,7 @@ impl Default for ControllerMetrics {
                 Histogram::new(exponential_buckets(0.001, 4.0, 10))
             }),
             probes: Family::default(),
+            errors: Family::default(),
         }
     }
 }
@@ -68,6 +76,11 @@ impl ControllerMetrics {
             "BMC probes by outcome (the Ready condition's reason)",
             self.probes.clone(),
         );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by controller and kind of failure (conflict, not-found, forbidden, invalid, throttled, api-server-error, api, transport)",
+            self.errors.clone(),
+        );
     }
 
     /// Starts timing a reconcile; the guard records it when finished.
@@ -77,6 +90,16 @@ impl ControllerMetrics {
             controller,
             started: Instant::now(),
         }
+    }
+
+    /// Counts a failed reconcile by its kind (see `controllers::Error::kind`).
+    pub fn error(&self, controller: &str, kind: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a BMC probe outcome.

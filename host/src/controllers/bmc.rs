@@ -271,13 +271,19 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
+    /// Retry delays after failures, per object.
+    pub backoff: super::backoff::ErrorBackoff,
 }
 
 /// Reconciles one BMC.
 #[tracing::instrument(skip_all, fields(bmc = %bmc.name_any()))]
 pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("bmc");
+    let key = super::backoff::key_of(&*bmc);
     let result = reconcile_inner(bmc, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
     timer.finish(result.is_ok());
     result
 }
@@ -479,10 +485,15 @@ async fn publish(
     Ok(())
 }
 
-/// How long to wait before retrying after an error.
-pub fn error_policy(_bmc: Arc<BMC>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "BMC reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+/// Retries a failed reconcile after the object's backoff (doubling per failure in a row).
+pub fn error_policy(bmc: Arc<BMC>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::backoff::retry_after(
+        "bmc",
+        &super::backoff::key_of(&*bmc),
+        error,
+        &ctx.backoff,
+        &ctx.metrics,
+    )
 }
 
 #[cfg(test)]

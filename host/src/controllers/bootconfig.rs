@@ -397,6 +397,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
+    /// Retry delays after failures, per object.
+    pub backoff: super::backoff::ErrorBackoff,
 }
 
 /// Reconciles one ServerBootConfiguration.
@@ -406,7 +408,11 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("bootconfig");
+    let key = super::backoff::key_of(&*sbc);
     let result = reconcile_inner(&sbc, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
     timer.finish(result.is_ok());
     result
 }
@@ -566,14 +572,15 @@ async fn publish_status(
     Ok(())
 }
 
-/// How long to wait before retrying after an error.
-pub fn error_policy(
-    _sbc: Arc<ServerBootConfiguration>,
-    error: &Error,
-    _ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(%error, "boot configuration reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+/// Retries a failed reconcile after the object's backoff (doubling per failure in a row).
+pub fn error_policy(sbc: Arc<ServerBootConfiguration>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::backoff::retry_after(
+        "bootconfig",
+        &super::backoff::key_of(&*sbc),
+        error,
+        &ctx.backoff,
+        &ctx.metrics,
+    )
 }
 
 /// Runs the reconciler until `shutdown` (then lets running reconciles finish): watches

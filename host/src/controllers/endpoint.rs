@@ -177,13 +177,19 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
+    /// Retry delays after failures, per object.
+    pub backoff: super::backoff::ErrorBackoff,
 }
 
 /// Reconciles one Endpoint.
 #[tracing::instrument(skip_all, fields(endpoint = %endpoint.name_any()))]
 pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("endpoint");
+    let key = super::backoff::key_of(&*endpoint);
     let result = reconcile_inner(endpoint, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
     timer.finish(result.is_ok());
     result
 }
@@ -337,10 +343,15 @@ async fn publish_status(
     Ok(())
 }
 
-/// How long to wait before retrying after an error.
-pub fn error_policy(_endpoint: Arc<Endpoint>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "endpoint reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+/// Retries a failed reconcile after the object's backoff (doubling per failure in a row).
+pub fn error_policy(endpoint: Arc<Endpoint>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::backoff::retry_after(
+        "endpoint",
+        &super::backoff::key_of(&*endpoint),
+        error,
+        &ctx.backoff,
+        &ctx.metrics,
+    )
 }
 
 #[cfg(test)]

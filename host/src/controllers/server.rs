@@ -399,6 +399,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Reconcile metrics.
     pub metrics: ControllerMetrics,
+    /// Retry delays after failures, per object.
+    pub backoff: super::backoff::ErrorBackoff,
     /// Which Servers name each system UUID (fed by the Server watch).
     pub uuids: Arc<SystemUuidIndex>,
 }
@@ -407,7 +409,11 @@ pub struct Context {
 #[tracing::instrument(skip_all, fields(server = %server.name_any()))]
 pub async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("server");
+    let key = super::backoff::key_of(&*server);
     let result = reconcile_inner(&server, &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
     timer.finish(result.is_ok());
     result
 }
@@ -422,10 +428,15 @@ pub fn owner(config: &ServerBootConfiguration) -> Option<ObjectRef<Server>> {
         .map(|owner| ObjectRef::new(&owner.name))
 }
 
-/// How long to wait before retrying after an error.
-pub fn error_policy(_server: Arc<Server>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "server reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+/// Retries a failed reconcile after the object's backoff (doubling per failure in a row).
+pub fn error_policy(server: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::backoff::retry_after(
+        "server",
+        &super::backoff::key_of(&*server),
+        error,
+        &ctx.backoff,
+        &ctx.metrics,
+    )
 }
 
 fn lowercase_macs<'a>(macs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
