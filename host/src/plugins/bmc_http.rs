@@ -89,35 +89,90 @@ pub(crate) struct BmcCall {
     metrics: PluginMetrics,
 }
 
+/// What sets one HTTP client apart from another: how it verifies BMC certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ClientKey {
+    /// `http` BMCs: no TLS at all.
+    Plain,
+    /// Any certificate.
+    Insecure,
+    /// Certificates chaining to this PEM bundle (empty: none).
+    CaBundle(String),
+}
+
+/// HTTP clients to BMCs, built once per TLS policy and shared by every driver call: the CA
+/// bundle is parsed and the TLS configuration set up once, not per call, and each client
+/// keeps a small pool of connections per BMC origin.
+#[derive(Debug, Default)]
+pub(crate) struct HttpClients {
+    clients: std::sync::Mutex<std::collections::HashMap<ClientKey, reqwest::Client>>,
+}
+
+impl HttpClients {
+    /// The client for `endpoint`'s scheme and TLS policy (cheap to clone: it is shared).
+    pub(crate) fn for_endpoint(&self, endpoint: &BmcEndpoint) -> Result<reqwest::Client, String> {
+        let key = match (&*endpoint.scheme, &endpoint.tls) {
+            ("https", TlsPolicy::Insecure) => ClientKey::Insecure,
+            ("https", TlsPolicy::CaBundle(pem)) => ClientKey::CaBundle(pem.clone()),
+            _ => ClientKey::Plain,
+        };
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client =
+            build_client(&key).map_err(|error| format!("{error} (BMC {})", endpoint.origin()))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// How many distinct clients were built.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ferrometal/", env!("CARGO_PKG_VERSION")))
+        // BMCs have few connections to give: keep one idle per BMC, briefly.
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_secs(30));
+    builder = match key {
+        ClientKey::Plain => builder,
+        ClientKey::Insecure => builder.danger_accept_invalid_certs(true),
+        ClientKey::CaBundle(pem) => {
+            let mut builder = builder.tls_built_in_root_certs(false);
+            let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|error| format!("invalid CA bundle: {error}"))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+            builder
+        }
+    };
+    builder
+        .build()
+        .map_err(|error| format!("cannot build an HTTP client: {error}"))
+}
+
 impl BmcCall {
     pub(crate) fn new(
         endpoint: BmcEndpoint,
+        clients: &HttpClients,
         deadline: Instant,
         plugin: PluginIdentity,
         metrics: PluginMetrics,
     ) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ferrometal/", env!("CARGO_PKG_VERSION")));
-        if endpoint.scheme == "https" {
-            builder = match &endpoint.tls {
-                TlsPolicy::CaBundle(pem) => {
-                    let mut builder = builder.tls_built_in_root_certs(false);
-                    let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                        .map_err(|error| {
-                            format!("invalid CA bundle for {}: {error}", endpoint.origin())
-                        })?;
-                    for certificate in certificates {
-                        builder = builder.add_root_certificate(certificate);
-                    }
-                    builder
-                }
-                TlsPolicy::Insecure => builder.danger_accept_invalid_certs(true),
-            };
-        }
-        let client = builder
-            .build()
-            .map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+        let client = clients.for_endpoint(&endpoint)?;
         Ok(Self {
             endpoint,
             client,
@@ -275,7 +330,14 @@ pub(crate) fn test_call(
         manufacturer_hint: None,
         settings: Vec::new(),
     };
-    let call = BmcCall::new(endpoint, deadline, test_plugin(), metrics.clone()).expect("client");
+    let call = BmcCall::new(
+        endpoint,
+        &HttpClients::default(),
+        deadline,
+        test_plugin(),
+        metrics.clone(),
+    )
+    .expect("client");
     (call, metrics)
 }
 
@@ -299,6 +361,44 @@ mod tests {
 
     fn call(scheme: &str, host: &str, port: u16) -> (BmcCall, PluginMetrics) {
         test_call(scheme, host, port, Instant::now() + Duration::from_secs(5))
+    }
+
+    #[test]
+    fn one_client_per_tls_policy_is_built_and_shared() {
+        let clients = HttpClients::default();
+        let endpoint = |scheme: &str, port: u16, tls: TlsPolicy| BmcEndpoint {
+            scheme: scheme.to_owned(),
+            host: String::from("127.0.0.1"),
+            port,
+            tls,
+            username: String::new(),
+            password: String::new(),
+            manufacturer_hint: None,
+            settings: Vec::new(),
+        };
+        for port in [1, 2, 3] {
+            clients
+                .for_endpoint(&endpoint("http", port, TlsPolicy::Insecure))
+                .expect("plain");
+            clients
+                .for_endpoint(&endpoint("https", port, TlsPolicy::Insecure))
+                .expect("insecure");
+            clients
+                .for_endpoint(&endpoint("https", port, TlsPolicy::CaBundle(String::new())))
+                .expect("no CA");
+        }
+        assert_eq!(clients.len(), 3, "per TLS policy, not per BMC or call");
+        let broken = TlsPolicy::CaBundle(String::from(
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        ));
+        let error = clients
+            .for_endpoint(&endpoint("https", 4, broken))
+            .expect_err("a broken bundle is refused");
+        assert!(
+            error.contains("invalid CA bundle") && error.contains("https://127.0.0.1:4"),
+            "{error}"
+        );
+        assert_eq!(clients.len(), 3, "nothing is kept for a broken bundle");
     }
 
     fn denials(metrics: &PluginMetrics) -> String {

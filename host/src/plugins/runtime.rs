@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bmc_http::BmcCall;
+use super::bmc_http::{BmcCall, HttpClients};
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
 use super::error::{CallError, CallErrorKind, DeadlineExceeded, LoadError};
@@ -183,6 +183,8 @@ struct Inner {
     /// One lock per BMC origin: BMCs have few sessions, so at most one driver call runs
     /// against a BMC at a time.
     bmc_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// HTTP clients to BMCs, one per TLS policy.
+    http_clients: HttpClients,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -206,6 +208,7 @@ impl PluginRuntime {
                 calls,
                 metrics,
                 bmc_locks: Mutex::new(HashMap::new()),
+                http_clients: HttpClients::default(),
             }),
         })
     }
@@ -392,6 +395,7 @@ impl PluginRuntime {
         if let Some(endpoint) = bmc {
             let call = BmcCall::new(
                 endpoint.clone(),
+                &self.inner.http_clients,
                 Instant::now() + limits.deadline,
                 plugin.clone(),
                 self.inner.metrics.clone(),
