@@ -558,6 +558,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         backoff: Default::default(),
         uuids: Arc::default(),
+        power_backoff: ferrometal::controllers::backoff::ErrorBackoff::new(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(600),
+        ),
     });
     if args.discovery.discovery_image.is_none() {
         tracing::warn!(

@@ -401,6 +401,9 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Retry delays after failures, per object.
     pub backoff: super::backoff::ErrorBackoff,
+    /// Retry delays of `spec.power` actions the BMC refused, per Server (10 s doubling to
+    /// 10 min).
+    pub power_backoff: super::backoff::ErrorBackoff,
     /// Which Servers name each system UUID (fed by the Server watch).
     pub uuids: Arc<SystemUuidIndex>,
 }
@@ -794,14 +797,24 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
         }
         Step::AwaitRetry { at } => (Some(ServerState::Error), power_state, None, until(at)),
         Step::SetPower(action) => {
-            if let Err(error) = connection
+            // Looked at again in 10 s to see the BMC agree; a BMC that keeps refusing is
+            // asked less and less often.
+            let retry = match connection
                 .driver
                 .set_power(&connection.endpoint, &system_uri, action)
                 .await
             {
-                tracing::warn!(%error, ?action, "cannot apply spec.power");
-            }
-            (status.state, power_state, None, Duration::from_secs(10))
+                Ok(()) => {
+                    ctx.power_backoff.succeeded(&name);
+                    Duration::from_secs(10)
+                }
+                Err(error) => {
+                    let retry = ctx.power_backoff.failed(&name);
+                    tracing::warn!(%error, ?action, retry_in = ?retry, "cannot apply spec.power");
+                    retry
+                }
+            };
+            (status.state, power_state, None, retry)
         }
         Step::Duplicate { message } => {
             if server.spec.boot_configuration_ref.is_some() {
