@@ -27,6 +27,7 @@ use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
 use crate::boot::server::FetchReport;
 use crate::boot::uuid::SystemUuid;
 use crate::controllers::report;
+use crate::controllers::watch_index::WatchIndex;
 use crate::leader::Leadership;
 use crate::telemetry::ControllerMetrics;
 
@@ -606,9 +607,38 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     let index = ctx.index.clone();
     let known = reader.clone();
+    // Which configurations name a Secret or a Server, kept from the same watch, so a Secret
+    // or Server event finds its configurations without scanning them all.
+    let by_secret: Arc<WatchIndex<ServerBootConfiguration, (String, String)>> =
+        Arc::new(WatchIndex::new(|sbc| {
+            let namespace = sbc.namespace().unwrap_or_default();
+            sbc.spec
+                .ignition_secret_ref
+                .as_ref()
+                .map(|secret| {
+                    (
+                        format!("{namespace}/{}", secret.name),
+                        (namespace.clone(), sbc.name_any()),
+                    )
+                })
+                .into_iter()
+                .collect()
+        }));
+    let by_server: Arc<WatchIndex<ServerBootConfiguration, (String, String)>> =
+        Arc::new(WatchIndex::new(|sbc| {
+            vec![(
+                sbc.spec.server_ref.name.clone(),
+                (sbc.namespace().unwrap_or_default(), sbc.name_any()),
+            )]
+        }));
+    let (secrets_index, servers_index) = (by_secret.clone(), by_server.clone());
     let trigger = watcher(sbcs, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| {
+            secrets_index.apply(event);
+            servers_index.apply(event);
+        })
         .inspect_ok(move |event| match event {
             watcher::Event::Delete(sbc) => index.remove(&key_of(sbc)),
             // After a re-list, configurations deleted meanwhile sent no Delete.
@@ -620,27 +650,23 @@ pub async fn run(
             _ => {}
         })
         .applied_objects();
-    let by_secret = reader.clone();
-    let by_server = reader.clone();
+    let configuration = |(namespace, name): (String, String)| {
+        ObjectRef::<ServerBootConfiguration>::new(&name).within(&namespace)
+    };
     Controller::for_stream(trigger, reader)
         .watches(
             secrets,
             watcher::Config::default(),
             move |secret: Secret| {
-                let namespace = secret.namespace();
-                let name = secret.name_any();
+                let key = format!(
+                    "{}/{}",
+                    secret.namespace().unwrap_or_default(),
+                    secret.name_any()
+                );
                 by_secret
-                    .state()
+                    .get(&key)
                     .into_iter()
-                    .filter(|sbc| {
-                        sbc.namespace() == namespace
-                            && sbc
-                                .spec
-                                .ignition_secret_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
-                    })
-                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .map(configuration)
                     .collect::<Vec<_>>()
             },
         )
@@ -648,12 +674,10 @@ pub async fn run(
             Api::<Server>::all(client),
             watcher::Config::default(),
             move |server: Server| {
-                let name = server.name_any();
                 by_server
-                    .state()
+                    .get(&server.name_any())
                     .into_iter()
-                    .filter(|sbc| sbc.spec.server_ref.name == name)
-                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .map(configuration)
                     .collect::<Vec<_>>()
             },
         )

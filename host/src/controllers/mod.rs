@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod report;
 pub mod server;
 pub mod system_uuids;
+pub mod watch_index;
 
 /// Errors of one reconcile, shared by every reconciler (requeued with backoff by its error
 /// policy; what users should see goes into conditions instead).

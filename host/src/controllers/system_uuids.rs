@@ -3,13 +3,11 @@
 //! two managers, a cloned UUID in firmware, mockups that share one) make several Servers with
 //! one `systemUUID`; only the oldest of them is discovered, the others are told why.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
-
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
+use super::watch_index::WatchIndex;
 use crate::api::Server;
 
 /// A Server naming a system UUID. Orders oldest first (creation time, then name).
@@ -33,94 +31,48 @@ impl Claimant {
     }
 }
 
-#[derive(Debug, Default)]
-struct Index {
-    by_uuid: HashMap<String, BTreeSet<Claimant>>,
-    /// Each Server's entry, to move or drop it when the Server changes or goes.
-    by_name: HashMap<String, (String, Claimant)>,
-}
+/// The index, shared by the Server watch (writer) and the Server reconciler (reader).
+#[derive(Debug)]
+pub struct SystemUuidIndex(WatchIndex<Server, Claimant>);
 
-impl Index {
-    fn apply(&mut self, server: &Server) {
-        self.delete(&server.name_any());
-        let Some(uuid) = server.spec.system_uuid() else {
-            return;
-        };
-        let uuid = uuid.to_ascii_lowercase();
-        let claimant = Claimant {
-            created: server.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            name: server.name_any(),
-            bmc: server.spec.bmc_ref.as_ref().map(|r| r.name.clone()),
-        };
-        self.by_uuid
-            .entry(uuid.clone())
-            .or_default()
-            .insert(claimant.clone());
-        self.by_name.insert(claimant.name.clone(), (uuid, claimant));
+impl Default for SystemUuidIndex {
+    fn default() -> Self {
+        Self(WatchIndex::new(|server| {
+            server
+                .spec
+                .system_uuid()
+                .map(|uuid| {
+                    (
+                        uuid.to_ascii_lowercase(),
+                        Claimant {
+                            created: server.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                            name: server.name_any(),
+                            bmc: server.spec.bmc_ref.as_ref().map(|r| r.name.clone()),
+                        },
+                    )
+                })
+                .into_iter()
+                .collect()
+        }))
     }
-
-    fn delete(&mut self, name: &str) {
-        let Some((uuid, claimant)) = self.by_name.remove(name) else {
-            return;
-        };
-        if let Some(claimants) = self.by_uuid.get_mut(&uuid) {
-            claimants.remove(&claimant);
-            if claimants.is_empty() {
-                self.by_uuid.remove(&uuid);
-            }
-        }
-    }
-}
-
-/// The index, shared by the watch (writer) and the Server reconciler (reader).
-#[derive(Debug, Default)]
-pub struct SystemUuidIndex {
-    current: Mutex<Index>,
-    /// A relist in progress: filled by `InitApply`, swapped in at `InitDone`.
-    relist: Mutex<Option<Index>>,
 }
 
 impl SystemUuidIndex {
     /// Takes one event of the Server watch into account.
     pub fn apply(&self, event: &Event<Server>) {
-        match event {
-            Event::Apply(server) => lock(&self.current).apply(server),
-            Event::Delete(server) => lock(&self.current).delete(&server.name_any()),
-            Event::Init => *lock(&self.relist) = Some(Index::default()),
-            Event::InitApply(server) => {
-                if let Some(relist) = lock(&self.relist).as_mut() {
-                    relist.apply(server);
-                }
-            }
-            Event::InitDone => {
-                if let Some(relist) = lock(&self.relist).take() {
-                    *lock(&self.current) = relist;
-                }
-            }
-        }
+        self.0.apply(event);
     }
 
     /// The Servers naming `uuid` (any case) that are older than `name`, oldest first: when
     /// there are any, `name` is not the one to discover.
     pub fn older_than(&self, uuid: &str, name: &str) -> Vec<Claimant> {
-        let index = lock(&self.current);
-        let Some(claimants) = index.by_uuid.get(&uuid.to_ascii_lowercase()) else {
-            return Vec::new();
-        };
-        let Some((_, this)) = index.by_name.get(name) else {
+        let claimants = self.0.get(&uuid.to_ascii_lowercase());
+        match claimants.iter().position(|claimant| claimant.name == name) {
+            Some(this) => claimants[..this].to_vec(),
             // Not seen by the watch yet: every claimant is older.
-            return claimants.iter().cloned().collect();
-        };
-        claimants.range(..this.clone()).cloned().collect()
+            None => claimants,
+        }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves consistent data: every update is one
-    // map operation.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
