@@ -269,7 +269,10 @@ async fn one_sigint_logs_one_line_and_a_restart_right_after_it_binds_the_same_po
     wait_until_up(&mut second, ports).await;
 
     // Closing the silent BMC's connections ends the probe, and with it the first process.
+    // Awaiting the aborted task is what drops it (and its connections): the wait below
+    // blocks this test's only runtime thread.
     bmc.abort();
+    let _ = bmc.await;
     let status = first
         .wait_for_exit(Duration::from_secs(90))
         .expect("wait")
