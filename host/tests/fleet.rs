@@ -311,16 +311,7 @@ async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
         servers.iter().any(|s| s.name_any() == "sim-bmc-2-system-0")
     })
     .await;
-    Api::<Server>::all(lab.client.clone())
-        .patch(
-            "sim-bmc-2-system-0",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "ferrometal.dev/discovery-timeout-seconds": "4"
-            }}})),
-        )
-        .await
-        .expect("annotate");
+    set_discovery_timeout(&lab, "sim-bmc-2-system-0", 4).await;
 
     // Restart the operator while Servers are on their way.
     until_servers(&lab, "a Server in Discovery", |servers| {
@@ -384,6 +375,20 @@ async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
     );
     // The burst was served and outlived.
     assert_eq!(lab.fleet.bmcs()[0].faults().server_error_burst, 0);
+}
+
+/// Gives the Server `name` a discovery timeout of its own (its annotation).
+async fn set_discovery_timeout(lab: &Lab, name: &str, seconds: u32) {
+    Api::<Server>::all(lab.client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "ferrometal.dev/discovery-timeout-seconds": seconds.to_string()
+            }}})),
+        )
+        .await
+        .expect("annotate");
 }
 
 /// The `Discovery` condition of a Server: (status, reason, message).
@@ -548,17 +553,8 @@ async fn an_unreachable_bmc_during_discovery_still_times_out_and_revokes_the_tok
         drop_rate: 1.0,
         ..Faults::default()
     });
+    set_discovery_timeout(&lab, name, 3).await;
     let servers: Api<Server> = Api::all(lab.client.clone());
-    servers
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "ferrometal.dev/discovery-timeout-seconds": "3"
-            }}})),
-        )
-        .await
-        .expect("annotate");
     until_servers(&lab, "the Server timed out without its BMC", |servers| {
         servers.iter().any(|s| {
             s.name_any() == name

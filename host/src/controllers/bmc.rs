@@ -549,6 +549,17 @@ mod tests {
         }
     }
 
+    /// The plan for a probe that found `identity`, skipping bootless systems.
+    fn planned(identity: Identity) -> Plan {
+        plan(
+            &bmc(),
+            &address(),
+            &Ok(identity),
+            BootlessSystems::Skip,
+            Duration::from_secs(120),
+        )
+    }
+
     /// A BMC that says nothing about itself, with `systems` behind it.
     fn anonymous(systems: Vec<System>) -> Identity {
         Identity {
@@ -597,13 +608,7 @@ mod tests {
                 system("/redfish/v1/Systems/C", None),
             ],
         };
-        let plan = plan(
-            &bmc(),
-            &address(),
-            &Ok(identity),
-            BootlessSystems::Skip,
-            Duration::from_secs(120),
-        );
+        let plan = planned(identity);
         assert_eq!(
             plan.servers,
             vec![
@@ -653,13 +658,7 @@ mod tests {
             Some("cccccccc-0000-0000-0000-000000000003"),
         );
         let identity = anonymous(vec![no_pxe, pxe, unknown]);
-        let plan = plan(
-            &bmc(),
-            &address(),
-            &Ok(identity),
-            BootlessSystems::Skip,
-            Duration::from_secs(120),
-        );
+        let plan = planned(identity);
         assert!(plan.ready.0, "the BMC itself is fine");
         assert_eq!(plan.servers.len(), 3, "every system still becomes a Server");
         assert!(
