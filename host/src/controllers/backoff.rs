@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use super::Error;
 use crate::telemetry::ControllerMetrics;
 
-/// Failures in a row per object (`namespace/name`, or `name` for cluster-scoped objects).
+/// Failures in a row per object (keyed by [`super::object_key`]).
 #[derive(Debug)]
 pub struct ErrorBackoff {
     base: Duration,
@@ -57,14 +57,6 @@ impl ErrorBackoff {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
-    }
-}
-
-/// The key of an object for [`ErrorBackoff`].
-pub fn key_of(object: &impl kube::ResourceExt) -> String {
-    match object.namespace() {
-        Some(namespace) => format!("{namespace}/{}", object.name_any()),
-        None => object.name_any(),
     }
 }
 

@@ -279,7 +279,7 @@ pub struct Context {
 #[tracing::instrument(skip_all, fields(bmc = %bmc.name_any()))]
 pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("bmc");
-    let key = super::backoff::key_of(&*bmc);
+    let key = super::object_key(&*bmc);
     let result = reconcile_inner(bmc, &ctx).await;
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
@@ -489,7 +489,7 @@ async fn publish(
 pub fn error_policy(bmc: Arc<BMC>, error: &Error, ctx: Arc<Context>) -> Action {
     super::backoff::retry_after(
         "bmc",
-        &super::backoff::key_of(&*bmc),
+        &super::object_key(&*bmc),
         error,
         &ctx.backoff,
         &ctx.metrics,

@@ -409,7 +409,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("bootconfig");
-    let key = super::backoff::key_of(&*sbc);
+    let key = super::object_key(&*sbc);
     let result = reconcile_inner(&sbc, &ctx).await;
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
@@ -577,7 +577,7 @@ async fn publish_status(
 pub fn error_policy(sbc: Arc<ServerBootConfiguration>, error: &Error, ctx: Arc<Context>) -> Action {
     super::backoff::retry_after(
         "bootconfig",
-        &super::backoff::key_of(&*sbc),
+        &super::object_key(&*sbc),
         error,
         &ctx.backoff,
         &ctx.metrics,
@@ -638,16 +638,16 @@ pub async fn run(
         .inspect_ok(move |event| {
             secrets_index.apply(event);
             servers_index.apply(event);
-        })
-        .inspect_ok(move |event| match event {
-            watcher::Event::Delete(sbc) => index.remove(&key_of(sbc)),
-            // After a re-list, configurations deleted meanwhile sent no Delete.
-            watcher::Event::InitDone => index.retain(|config| {
-                known
-                    .get(&ObjectRef::new(&config.name).within(&config.namespace))
-                    .is_some()
-            }),
-            _ => {}
+            match event {
+                watcher::Event::Delete(sbc) => index.remove(&key_of(sbc)),
+                // After a re-list, configurations deleted meanwhile sent no Delete.
+                watcher::Event::InitDone => index.retain(|config| {
+                    known
+                        .get(&ObjectRef::new(&config.name).within(&config.namespace))
+                        .is_some()
+                }),
+                _ => {}
+            }
         })
         .applied_objects();
     let configuration = |(namespace, name): (String, String)| {
@@ -658,13 +658,8 @@ pub async fn run(
             secrets,
             watcher::Config::default(),
             move |secret: Secret| {
-                let key = format!(
-                    "{}/{}",
-                    secret.namespace().unwrap_or_default(),
-                    secret.name_any()
-                );
                 by_secret
-                    .get(&key)
+                    .get(&super::object_key(&secret))
                     .into_iter()
                     .map(configuration)
                     .collect::<Vec<_>>()

@@ -185,7 +185,7 @@ pub struct Context {
 #[tracing::instrument(skip_all, fields(endpoint = %endpoint.name_any()))]
 pub async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("endpoint");
-    let key = super::backoff::key_of(&*endpoint);
+    let key = super::object_key(&*endpoint);
     let result = reconcile_inner(endpoint, &ctx).await;
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
@@ -347,7 +347,7 @@ async fn publish_status(
 pub fn error_policy(endpoint: Arc<Endpoint>, error: &Error, ctx: Arc<Context>) -> Action {
     super::backoff::retry_after(
         "endpoint",
-        &super::backoff::key_of(&*endpoint),
+        &super::object_key(&*endpoint),
         error,
         &ctx.backoff,
         &ctx.metrics,

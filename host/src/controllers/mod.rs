@@ -12,6 +12,15 @@ pub mod server;
 pub mod system_uuids;
 pub mod watch_index;
 
+/// An object's key in the controllers' own maps: `namespace/name`, or `name` for a
+/// cluster-scoped object.
+pub fn object_key(object: &impl kube::ResourceExt) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
 /// Errors of one reconcile, shared by every reconciler (requeued with backoff by its error
 /// policy; what users should see goes into conditions instead).
 #[derive(Debug, thiserror::Error)]

@@ -412,7 +412,7 @@ pub struct Context {
 #[tracing::instrument(skip_all, fields(server = %server.name_any()))]
 pub async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("server");
-    let key = super::backoff::key_of(&*server);
+    let key = super::object_key(&*server);
     let result = reconcile_inner(&server, &ctx).await;
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
@@ -435,7 +435,7 @@ pub fn owner(config: &ServerBootConfiguration) -> Option<ObjectRef<Server>> {
 pub fn error_policy(server: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
     super::backoff::retry_after(
         "server",
-        &super::backoff::key_of(&*server),
+        &super::object_key(&*server),
         error,
         &ctx.backoff,
         &ctx.metrics,

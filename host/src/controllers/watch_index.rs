@@ -30,7 +30,7 @@ impl<V> Default for Entries<V> {
 
 impl<V: Ord + Clone> Entries<V> {
     fn apply<K: ResourceExt>(&mut self, object: &K, extract: Extract<K, V>) {
-        let id = object_id(object);
+        let id = super::object_key(object);
         self.delete(&id);
         let pairs = extract(object);
         for (key, value) in &pairs {
@@ -79,7 +79,7 @@ impl<K: ResourceExt, V: Ord + Clone> WatchIndex<K, V> {
     pub fn apply(&self, event: &Event<K>) {
         match event {
             Event::Apply(object) => lock(&self.current).apply(object, self.extract),
-            Event::Delete(object) => lock(&self.current).delete(&object_id(object)),
+            Event::Delete(object) => lock(&self.current).delete(&super::object_key(object)),
             Event::Init => *lock(&self.relist) = Some(Entries::default()),
             Event::InitApply(object) => {
                 if let Some(relist) = lock(&self.relist).as_mut() {
@@ -101,14 +101,6 @@ impl<K: ResourceExt, V: Ord + Clone> WatchIndex<K, V> {
             .get(key)
             .map(|values| values.iter().cloned().collect())
             .unwrap_or_default()
-    }
-}
-
-/// `namespace/name`, or `name` for a cluster-scoped object.
-fn object_id(object: &impl ResourceExt) -> String {
-    match object.namespace() {
-        Some(namespace) => format!("{namespace}/{}", object.name_any()),
-        None => object.name_any(),
     }
 }
 
