@@ -1,6 +1,11 @@
 //! Host bindings generated from `wit/v0.1`, one module per world. Nothing outside
 //! `plugins/` sees these types.
 
+use wasmtime::Store;
+
+use super::host::HostState;
+use super::runtime::WorldPre;
+
 /// `ferrometal:plugin@0.1.0` world `credential-lookup`.
 pub mod credential_lookup {
     wasmtime::component::bindgen!({
@@ -38,3 +43,23 @@ pub mod ignition_generator {
         },
     });
 }
+
+/// Implements [`WorldPre`] for a world's generated `…Pre` type.
+macro_rules! world_pre {
+    ($world:ident :: $pre:ident => $bindings:ident) => {
+        impl WorldPre for $world::$pre<HostState> {
+            type Bindings = $world::$bindings;
+
+            fn instantiate(
+                &self,
+                store: &mut Store<HostState>,
+            ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send {
+                self.instantiate_async(store)
+            }
+        }
+    };
+}
+
+world_pre!(bmc_driver::BmcDriverPre => BmcDriver);
+world_pre!(credential_lookup::CredentialLookupPre => CredentialLookup);
+world_pre!(ignition_generator::IgnitionGeneratorPre => IgnitionGenerator);

@@ -35,8 +35,7 @@ const LOCAL_LIMITS: Limits = Limits {
 /// A loaded BMC driver plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct BmcDriverPlugin {
-    handle: PluginHandle,
-    pre: BmcDriverPre<HostState>,
+    handle: PluginHandle<BmcDriverPre<HostState>>,
 }
 
 plugin_handle_methods!(BmcDriverPlugin);
@@ -46,7 +45,7 @@ impl PluginRuntime {
     /// `credentials/reveal` (and is granted it, or loading fails before this point); a
     /// driver that uses it without declaring it fails here, at load time.
     pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
-        let (handle, pre) = self.link(
+        let handle = self.link(
             path,
             World::BmcDriver,
             DEFAULT_LIMITS,
@@ -65,7 +64,7 @@ impl PluginRuntime {
             },
             BmcDriverPre::new,
         )?;
-        Ok(BmcDriverPlugin { handle, pre })
+        Ok(BmcDriverPlugin { handle })
     }
 }
 
@@ -84,49 +83,34 @@ fn target(store: &mut Store<HostState>, endpoint: &BmcEndpoint) -> wasmtime::Res
 impl BmcDriverPlugin {
     /// Name, version and specialisation of the driver.
     pub async fn info(&self) -> Result<DriverInfo, CallError> {
-        let pre = &self.pre;
-        self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "info",
-                LOCAL_LIMITS,
-                None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let info = bindings
-                        .ferrometal_plugin_driver()
-                        .call_info(&mut *store)
-                        .await?;
-                    Ok(Ok(DriverInfo {
-                        name: info.name,
-                        version: info.version,
-                        manufacturers: info.manufacturers,
-                        features: info.features,
-                    }))
-                },
-            )
-            .await
+        let info = self
+            .handle
+            .call_with_limits(LOCAL_LIMITS, "info", None, async |plugin, store| {
+                let info = plugin.ferrometal_plugin_driver().call_info(store).await;
+                info.map(Ok::<_, GuestError>)
+            })
+            .await?;
+        Ok(DriverInfo {
+            name: info.name,
+            version: info.version,
+            manufacturers: info.manufacturers,
+            features: info.features,
+        })
     }
 
     /// Asks the driver whether `settings` are acceptable.
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
-        let pre = &self.pre;
         let settings = settings.to_vec();
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "validate-settings",
+            .call_with_limits(
                 LOCAL_LIMITS,
+                "validate-settings",
                 None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let result = bindings
+                async |plugin, store| {
+                    plugin
                         .ferrometal_plugin_driver()
-                        .call_validate_settings(&mut *store, &settings)
-                        .await?;
-                    Ok(result.map_err(GuestError::from))
+                        .call_validate_settings(store, &settings)
+                        .await
                 },
             )
             .await
@@ -135,25 +119,14 @@ impl BmcDriverPlugin {
     /// Identifies the BMC and every system behind it.
     #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn probe(&self, endpoint: &BmcEndpoint) -> Result<Identity, CallError> {
-        let pre = &self.pre;
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "probe",
-                self.handle.limits,
-                Some(endpoint),
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let target = target(store, endpoint)?;
-                    let result = bindings
-                        .ferrometal_plugin_driver()
-                        .call_probe(&mut *store, &target)
-                        .await?;
-                    Ok(result.map(Identity::from).map_err(GuestError::from))
-                },
-            )
+            .call("probe", Some(endpoint), async |plugin, store| {
+                let target = target(store, endpoint)?;
+                let driver = plugin.ferrometal_plugin_driver();
+                driver.call_probe(store, &target).await
+            })
             .await
+            .map(Identity::from)
     }
 
     /// Reads the power state of the system at `system_uri`.
@@ -163,25 +136,16 @@ impl BmcDriverPlugin {
         endpoint: &BmcEndpoint,
         system_uri: &str,
     ) -> Result<PowerState, CallError> {
-        let pre = &self.pre;
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "power-state",
-                self.handle.limits,
-                Some(endpoint),
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let target = target(store, endpoint)?;
-                    let result = bindings
-                        .ferrometal_plugin_driver()
-                        .call_get_power_state(&mut *store, &target, system_uri)
-                        .await?;
-                    Ok(result.map(PowerState::from).map_err(GuestError::from))
-                },
-            )
+            .call("power-state", Some(endpoint), async |plugin, store| {
+                let target = target(store, endpoint)?;
+                let driver = plugin.ferrometal_plugin_driver();
+                driver
+                    .call_get_power_state(store, &target, system_uri)
+                    .await
+            })
             .await
+            .map(PowerState::from)
     }
 
     /// Changes the power state of the system at `system_uri`.
@@ -192,25 +156,14 @@ impl BmcDriverPlugin {
         system_uri: &str,
         action: PowerAction,
     ) -> Result<(), CallError> {
-        let pre = &self.pre;
-        let action = wit::PowerAction::from(action);
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "set-power",
-                self.handle.limits,
-                Some(endpoint),
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let target = target(store, endpoint)?;
-                    let result = bindings
-                        .ferrometal_plugin_driver()
-                        .call_set_power(&mut *store, &target, system_uri, action)
-                        .await?;
-                    Ok(result.map_err(GuestError::from))
-                },
-            )
+            .call("set-power", Some(endpoint), async |plugin, store| {
+                let target = target(store, endpoint)?;
+                let driver = plugin.ferrometal_plugin_driver();
+                driver
+                    .call_set_power(store, &target, system_uri, action.into())
+                    .await
+            })
             .await
     }
 
@@ -222,26 +175,21 @@ impl BmcDriverPlugin {
         system_uri: &str,
         boot: &BootOverride,
     ) -> Result<BootOverride, CallError> {
-        let pre = &self.pre;
         let boot = wit::BootOverride::from(boot.clone());
         self.handle
-            .runtime
             .call(
-                &self.handle.identity,
                 "set-boot-override",
-                self.handle.limits,
                 Some(endpoint),
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
+                async |plugin, store| {
                     let target = target(store, endpoint)?;
-                    let result = bindings
-                        .ferrometal_plugin_driver()
-                        .call_set_boot_override(&mut *store, &target, system_uri, &boot)
-                        .await?;
-                    Ok(result.map(BootOverride::from).map_err(GuestError::from))
+                    let driver = plugin.ferrometal_plugin_driver();
+                    driver
+                        .call_set_boot_override(store, &target, system_uri, &boot)
+                        .await
                 },
             )
             .await
+            .map(BootOverride::from)
     }
 }
 

@@ -23,8 +23,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 /// A loaded credential-lookup plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct CredentialLookupPlugin {
-    handle: PluginHandle,
-    pre: CredentialLookupPre<HostState>,
+    handle: PluginHandle<CredentialLookupPre<HostState>>,
 }
 
 plugin_handle_methods!(CredentialLookupPlugin);
@@ -32,7 +31,7 @@ plugin_handle_methods!(CredentialLookupPlugin);
 impl PluginRuntime {
     /// Loads a credential-lookup plugin from `path` with the default limits.
     pub fn load_credential_lookup(&self, path: &Path) -> Result<CredentialLookupPlugin, LoadError> {
-        let (handle, pre) = self.link(
+        let handle = self.link(
             path,
             World::CredentialLookup,
             DEFAULT_LIMITS,
@@ -41,7 +40,7 @@ impl PluginRuntime {
             },
             CredentialLookupPre::new,
         )?;
-        Ok(CredentialLookupPlugin { handle, pre })
+        Ok(CredentialLookupPlugin { handle })
     }
 }
 
@@ -54,50 +53,26 @@ impl CredentialLookupPlugin {
         mac: &str,
         settings: &[(String, String)],
     ) -> Result<Option<BmcProfile>, CallError> {
+        // The bindings take the WIT's `settings` type, a `Vec`.
         let settings = settings.to_vec();
-        let pre = &self.pre;
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "lookup",
-                self.handle.limits,
-                None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let result = bindings
-                        .ferrometal_plugin_mac_lookup()
-                        .call_lookup(store, mac, &settings)
-                        .await?;
-                    Ok(result
-                        .map(|profile| profile.map(BmcProfile::from))
-                        .map_err(GuestError::from))
-                },
-            )
+            .call("lookup", None, async |plugin, store| {
+                let lookup = plugin.ferrometal_plugin_mac_lookup();
+                lookup.call_lookup(store, mac, &settings).await
+            })
             .await
+            .map(|profile| profile.map(BmcProfile::from))
     }
 
     /// Asks the plugin whether `settings` are acceptable.
     #[tracing::instrument(skip(self, settings), fields(plugin = %self.handle.identity.name))]
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
         let settings = settings.to_vec();
-        let pre = &self.pre;
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "validate-settings",
-                self.handle.limits,
-                None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let result = bindings
-                        .ferrometal_plugin_mac_lookup()
-                        .call_validate_settings(store, &settings)
-                        .await?;
-                    Ok(result.map_err(GuestError::from))
-                },
-            )
+            .call("validate-settings", None, async |plugin, store| {
+                let lookup = plugin.ferrometal_plugin_mac_lookup();
+                lookup.call_validate_settings(store, &settings).await
+            })
             .await
     }
 }

@@ -61,8 +61,7 @@ impl std::fmt::Debug for IgnitionRequest {
 /// A loaded ignition generator. Cheap to clone.
 #[derive(Clone)]
 pub struct IgnitionGeneratorPlugin {
-    handle: PluginHandle,
-    pre: IgnitionGeneratorPre<HostState>,
+    handle: PluginHandle<IgnitionGeneratorPre<HostState>>,
 }
 
 plugin_handle_methods!(IgnitionGeneratorPlugin);
@@ -73,38 +72,26 @@ impl PluginRuntime {
         &self,
         path: &Path,
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
-        let (handle, pre) = self.link(
+        let handle = self.link(
             path,
             World::IgnitionGenerator,
             DEFAULT_LIMITS,
             |linker, _| log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state),
             IgnitionGeneratorPre::new,
         )?;
-        Ok(IgnitionGeneratorPlugin { handle, pre })
+        Ok(IgnitionGeneratorPlugin { handle })
     }
 }
 
 impl IgnitionGeneratorPlugin {
     /// Asks the generator whether `settings` are acceptable.
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
-        let pre = &self.pre;
         let settings = settings.to_vec();
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "validate-settings",
-                self.handle.limits,
-                None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let result = bindings
-                        .ferrometal_plugin_generator()
-                        .call_validate_settings(&mut *store, &settings)
-                        .await?;
-                    Ok(result.map_err(GuestError::from))
-                },
-            )
+            .call("validate-settings", None, async |plugin, store| {
+                let generator = plugin.ferrometal_plugin_generator();
+                generator.call_validate_settings(store, &settings).await
+            })
             .await
     }
 
@@ -112,7 +99,6 @@ impl IgnitionGeneratorPlugin {
     /// document before it is returned; anything else is the plugin's error.
     #[tracing::instrument(skip(self, request), fields(plugin = %self.handle.identity.name, server = %request.facts.system_uuid))]
     pub async fn generate(&self, request: &IgnitionRequest) -> Result<String, CallError> {
-        let pre = &self.pre;
         let request = wit::Request {
             facts: wit::ServerFacts {
                 system_uuid: request.facts.system_uuid.clone(),
@@ -126,23 +112,13 @@ impl IgnitionGeneratorPlugin {
             settings: request.settings.clone(),
         };
         self.handle
-            .runtime
-            .call(
-                &self.handle.identity,
-                "generate",
-                self.handle.limits,
-                None,
-                async |store| {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    let result = bindings
-                        .ferrometal_plugin_generator()
-                        .call_generate(&mut *store, &request)
-                        .await?;
-                    Ok(result
-                        .map_err(GuestError::from)
-                        .and_then(|ignition| check_ignition(&ignition).map(|()| ignition)))
-                },
-            )
+            .call("generate", None, async |plugin, store| {
+                let generator = plugin.ferrometal_plugin_generator();
+                let result = generator.call_generate(store, &request).await?;
+                Ok(result
+                    .map_err(GuestError::from)
+                    .and_then(|ignition| check_ignition(&ignition).map(|()| ignition)))
+            })
             .await
     }
 }

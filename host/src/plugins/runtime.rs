@@ -94,17 +94,72 @@ impl PluginIdentity {
     }
 }
 
-/// What every loaded plugin carries besides its world's bindings.
+/// A world's pre-instantiated bindings (`BmcDriverPre`, `CredentialLookupPre`, ...): what
+/// [`PluginHandle::call`] instantiates for each call.
+pub(crate) trait WorldPre: Clone + Send + Sync + 'static {
+    /// The world's typed instance.
+    type Bindings: Send + Sync;
+
+    /// A fresh instance of the world in `store`.
+    fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send;
+}
+
+/// A loaded plugin: who it is, its call limits and its world's bindings `Pre`.
 #[derive(Clone)]
-pub(crate) struct PluginHandle {
+pub(crate) struct PluginHandle<Pre> {
     pub(crate) runtime: PluginRuntime,
     pub(crate) identity: PluginIdentity,
     pub(crate) limits: Limits,
     pub(crate) cache: CacheOutcome,
+    pub(crate) pre: Pre,
 }
 
+impl<Pre: WorldPre> PluginHandle<Pre> {
+    /// Runs `operation` with the plugin's limits: `body` gets a fresh instance of the world
+    /// and its store (see [`PluginRuntime::call`] for the sandbox around it). A driver call
+    /// names its BMC in `bmc`. The plugin's own error becomes [`CallErrorKind::Plugin`].
+    pub(crate) async fn call<R, E>(
+        &self,
+        operation: &'static str,
+        bmc: Option<&BmcEndpoint>,
+        body: impl AsyncFnOnce(&Pre::Bindings, &mut Store<HostState>) -> GuestResult<R, E>,
+    ) -> Result<R, CallError>
+    where
+        E: Into<GuestError>,
+    {
+        self.call_with_limits(self.limits, operation, bmc, body)
+            .await
+    }
+
+    /// [`call`](Self::call) with other limits than the plugin's.
+    pub(crate) async fn call_with_limits<R, E>(
+        &self,
+        limits: Limits,
+        operation: &'static str,
+        bmc: Option<&BmcEndpoint>,
+        body: impl AsyncFnOnce(&Pre::Bindings, &mut Store<HostState>) -> GuestResult<R, E>,
+    ) -> Result<R, CallError>
+    where
+        E: Into<GuestError>,
+    {
+        let pre = &self.pre;
+        self.runtime
+            .call(&self.identity, operation, limits, bmc, async |store| {
+                let bindings = pre.instantiate(store).await?;
+                Ok(body(&bindings, store).await?.map_err(Into::into))
+            })
+            .await
+    }
+}
+
+/// What a call's body returns: a trap or host failure, or what the plugin answered.
+pub(crate) type GuestResult<R, E> = wasmtime::Result<Result<R, E>>;
+
 /// Implements `Debug` and the accessors every loaded-plugin type shares (each holds a
-/// `handle: PluginHandle`).
+/// `handle: PluginHandle<_>`).
 macro_rules! plugin_handle_methods {
     ($plugin:ident) => {
         impl std::fmt::Debug for $plugin {
@@ -310,7 +365,7 @@ impl PluginRuntime {
         default_limits: Limits,
         link: impl FnOnce(&mut Linker<HostState>, &PluginIdentity) -> wasmtime::Result<()>,
         bind: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<Pre>,
-    ) -> Result<(PluginHandle, Pre), LoadError> {
+    ) -> Result<PluginHandle<Pre>, LoadError> {
         let prepared = self.prepare(path, world)?;
         let invalid = LoadError::invalid(path, world);
         let mut linker = Linker::<HostState>::new(&self.inner.engine);
@@ -336,20 +391,21 @@ impl PluginRuntime {
             identity: prepared.identity,
             limits: default_limits,
             cache: prepared.cache,
+            pre,
         };
-        Ok((handle, pre))
+        Ok(handle)
     }
 
     /// Runs one call: waits for a slot (and for the BMC, on driver calls), builds a fresh
     /// store with the memory cap and deadline, runs `body` under the outer timeout, and turns
     /// every failure into a [`CallError`] that names the plugin and the operation.
-    pub(crate) async fn call<R>(
+    async fn call<R>(
         &self,
         plugin: &PluginIdentity,
         operation: &'static str,
         limits: Limits,
         bmc: Option<&BmcEndpoint>,
-        body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
+        body: impl AsyncFnOnce(&mut Store<HostState>) -> GuestResult<R, GuestError>,
     ) -> Result<R, CallError> {
         let started = Instant::now();
         let result = self.call_inner(plugin, operation, limits, bmc, body).await;
@@ -377,7 +433,7 @@ impl PluginRuntime {
         operation: &'static str,
         limits: Limits,
         bmc: Option<&BmcEndpoint>,
-        body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
+        body: impl AsyncFnOnce(&mut Store<HostState>) -> GuestResult<R, GuestError>,
     ) -> Result<R, CallErrorKind> {
         // The BMC first, then a global slot: calls queued behind a slow BMC must not hold
         // slots that calls to other BMCs could use.
