@@ -103,7 +103,7 @@ fn main() {
             ignition_reported: AtomicBool::new(true),
         });
     }
-    let (reports, _fetches) = tokio::sync::mpsc::channel(1);
+    let reports = ferrometal::boot::fetch_log::FetchLog::default();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

@@ -8,6 +8,7 @@ use clap::Args;
 use ferrometal::api::BMCSecret;
 use ferrometal::api::common::ProtocolScheme;
 use ferrometal::api::{BMC, Endpoint, Server, ServerBootConfiguration};
+use ferrometal::boot::fetch_log::FetchLog;
 use ferrometal::boot::image::{ImageResolver, RegistryConfig};
 use ferrometal::boot::index::BootIndex;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
@@ -481,7 +482,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let bound = boot_listener.local_addr()?;
     let index = BootIndex::default();
-    let (reports, fetches) = tokio::sync::mpsc::channel(1024);
+    let reports = FetchLog::new(boot_metrics.fetches.clone());
     let boot_server = Arc::new(BootServer {
         index: index.clone(),
         resolver: resolver.clone(),
@@ -492,7 +493,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             metalprobe_binary: args.boot.metalprobe_binary.clone(),
         },
         metrics: boot_metrics,
-        reports,
+        reports: reports.clone(),
     });
     tracing::info!(address = %bound, url = %boot_server.config.base_url, "serving the boot server and the registry");
     let probe_registry = Arc::new(Registry {
@@ -512,11 +513,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: String::from("ferrometal-boot-server"),
         instance: std::env::var("HOSTNAME").ok(),
     };
-    tokio::spawn(bootconfig::report_fetches(
-        client.clone(),
-        boot_reporter,
-        fetches,
-    ));
+    tokio::spawn(reports.run(client.clone(), boot_reporter));
 
     let server_context = Arc::new(server::Context {
         client: client.clone(),

@@ -84,7 +84,7 @@ impl BootEntry {
 }
 
 /// Something a machine fetched, reported on its configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Fetch {
     /// `/ipxe/<uuid>`.
     Script,

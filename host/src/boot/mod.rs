@@ -1,6 +1,7 @@
 //! The boot server (boot-operator's role, in-process): OS image resolution, the index of
 //! what each machine boots, iPXE scripts, ignition serving and the image proxy.
 
+pub mod fetch_log;
 pub mod image;
 pub mod index;
 pub mod script;

@@ -19,14 +19,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
+use super::fetch_log::{FetchLog, FetchMetrics};
 use super::image::ImageResolver;
 use super::index::{BootEntry, BootIndex, ConfigKey, Fetch};
 use super::script::{self, ScriptInput};
 use super::uuid::SystemUuid;
 
-/// A fetch to record on a ServerBootConfiguration (condition + event).
+/// A fetch to record on a ServerBootConfiguration (condition + event), see [`FetchLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchReport {
     /// The configuration served.
@@ -54,20 +54,23 @@ struct RequestLabels {
     code: u16,
 }
 
-/// Requests per endpoint and status code.
+/// Requests per endpoint and status code, and the fetch records' progress.
 #[derive(Debug, Clone, Default)]
 pub struct BootMetrics {
     requests: Family<RequestLabels, Counter>,
+    /// The fetch recorder's metrics (give them to [`FetchLog::new`]).
+    pub fetches: FetchMetrics,
 }
 
 impl BootMetrics {
-    /// Registers `ferrometal_boot_requests_total`.
+    /// Registers `ferrometal_boot_requests_total` and the fetch recorder's metrics.
     pub fn register(&self, registry: &mut Registry) {
         registry.sub_registry_with_prefix("ferrometal").register(
             "boot_requests",
             "Boot server requests by endpoint and status code",
             self.requests.clone(),
         );
+        self.fetches.register(registry);
     }
 
     /// Counts one answer.
@@ -92,8 +95,8 @@ pub struct BootServer {
     pub config: BootServerConfig,
     /// Request counters.
     pub metrics: BootMetrics,
-    /// Where fetches are reported (dropped when the reporter lags; the log still has them).
-    pub reports: mpsc::Sender<FetchReport>,
+    /// Where fetches are recorded until the recorder ([`FetchLog::run`]) writes them.
+    pub reports: FetchLog,
 }
 
 /// The routes.
@@ -153,18 +156,14 @@ impl BootServer {
         entry
     }
 
-    /// Queues `fetch` for recording on the entry's configuration, once per entry.
+    /// Records `fetch` for writing on the entry's configuration, once per entry (never
+    /// blocks, never drops it).
     pub fn report(&self, entry: &BootEntry, fetch: Fetch) {
-        if entry.first_report(fetch)
-            && self
-                .reports
-                .try_send(FetchReport {
-                    config: entry.config.clone(),
-                    fetch,
-                })
-                .is_err()
-        {
-            tracing::warn!(config = %entry.config, ?fetch, "fetch report dropped (reporter busy)");
+        if entry.first_report(fetch) {
+            self.reports.record(FetchReport {
+                config: entry.config.clone(),
+                fetch,
+            });
         }
     }
 }
