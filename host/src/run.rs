@@ -12,6 +12,10 @@ use ferrometal::boot::fetch_log::FetchLog;
 use ferrometal::boot::image::{ImageResolver, RegistryConfig};
 use ferrometal::boot::index::BootIndex;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
+use ferrometal::controllers::bmc_work::BmcWork;
+use ferrometal::controllers::caches::{CacheWriters, Caches};
+use ferrometal::controllers::inventory::BmcInventory;
+use ferrometal::controllers::triggers::{changes, fingerprint, spec_and_labels};
 use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
 use ferrometal::leader::{ElectionSettings, Leadership};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
@@ -23,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 /// Options of `ferrometal run`.
@@ -413,7 +417,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("the credential-lookup plugin rejects its settings: {error}");
     }
 
+    let (caches, cache_writers) = Caches::new();
     let context = Arc::new(endpoint::Context {
+        caches: caches.clone(),
+        applied: Default::default(),
         client: client.clone(),
         lookup,
         lookup_settings: lookup_settings.clone(),
@@ -441,7 +448,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tls,
         resync: std::time::Duration::from_secs(args.bmc_resync_seconds.max(1)),
     };
+    let inventory = Arc::new(BmcInventory::default());
     let bmc_context = Arc::new(bmc::Context {
+        caches: caches.clone(),
+        inventory: inventory.clone(),
+        applied: Default::default(),
         client: client.clone(),
         catalog: catalog.clone(),
         lookup_settings,
@@ -515,7 +526,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(reports.run(client.clone(), boot_reporter));
 
+    let (bmc_work, bmc_answers) = BmcWork::new();
     let server_context = Arc::new(server::Context {
+        caches: caches.clone(),
+        inventory,
+        work: Arc::new(bmc_work),
+        written: Default::default(),
         client: client.clone(),
         catalog: catalog.clone(),
         bmc: bmc_settings,
@@ -590,7 +606,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Campaign only once everything is validated, so a replica that cannot run never holds
     // the lease.
     let (leadership, elector) = args.election.start(&client, leader_metrics).await?;
+    let (boot_servers, boot_secrets, boot_cache_writers) = bootconfig::caches();
     let bootconfig_context = Arc::new(bootconfig::Context {
+        servers: boot_servers,
+        secrets: boot_secrets,
         client: client.clone(),
         resolver,
         resolutions: bootconfig::ResolutionCache::default(),
@@ -612,6 +631,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.namespace.clone(),
         args.boot.bootconfig_concurrency,
         shutdown.clone(),
+        boot_cache_writers,
     ));
     let leading = lead(
         leadership.clone(),
@@ -627,6 +647,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.discovery.server_concurrency,
             ),
             shutdown,
+            caches,
+            cache_writers,
+            bmc_answers,
         },
     );
     let result = leading.await;
@@ -652,6 +675,12 @@ struct Leader {
     )>,
     /// Endpoints, BMCs and Servers reconciled at once.
     concurrency: (u16, u16, u16),
+    /// The watch caches the controllers' watches fill.
+    caches: Arc<Caches>,
+    /// Their writing ends.
+    cache_writers: CacheWriters,
+    /// Servers whose BMC operation finished.
+    bmc_answers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<Server>>,
     /// Resolves when the operator is asked to stop.
     shutdown: Shutdown,
 }
@@ -671,6 +700,9 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         dhcp,
         concurrency: (endpoint_concurrency, bmc_concurrency, server_concurrency),
         shutdown,
+        caches,
+        cache_writers,
+        mut bmc_answers,
     } = leader;
     let mut dhcp_tasks = tokio::task::JoinSet::new();
     if let Some((config, dhcp_metrics)) = dhcp {
@@ -699,36 +731,84 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         }));
     }
 
-    let endpoints = Controller::new(
-        Api::<Endpoint>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<BMC>::all(client.clone()), watcher::Config::default())
-    .with_config(kube::runtime::controller::Config::default().concurrency(endpoint_concurrency))
-    .graceful_shutdown_on(shutdown.clone())
-    .run(endpoint::reconcile, endpoint::error_policy, context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "endpoint reconcile stream");
-        }
-    });
-    // A BMC's Endpoint and BMCSecret carry its name (metal-operator's convention), so a change
-    // to either re-evaluates the BMC of that name.
-    let bmcs = Controller::new(Api::<BMC>::all(client.clone()), watcher::Config::default())
-        .owns(
-            Api::<Server>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .watches(
+    // Every controller starts a reconcile only when what it acts on changed (not on its own
+    // or another controller's status writes), and fills the watch caches the reconcilers
+    // read instead of the API server.
+    let CacheWriters {
+        bmcs: bmc_writer,
+        bmc_secrets: bmc_secret_writer,
+        endpoints: endpoint_writer,
+        servers: server_writer,
+        boot_configurations: boot_configuration_writer,
+    } = cache_writers;
+    let owned_changes = |generation: Option<i64>| fingerprint(generation);
+    let endpoint_changes = changes(
+        watcher(
             Api::<Endpoint>::all(client.clone()),
             watcher::Config::default(),
-            |endpoint| Some(ObjectRef::<BMC>::new(&endpoint.name_any())),
         )
-        .watches(
+        .default_backoff()
+        .reflect(endpoint_writer),
+        spec_and_labels,
+    );
+    let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
+        .owns_stream(changes(
+            watcher(Api::<BMC>::all(client.clone()), watcher::Config::default()).default_backoff(),
+            move |bmc: &BMC| owned_changes(bmc.metadata.generation),
+        ))
+        .with_config(kube::runtime::controller::Config::default().concurrency(endpoint_concurrency))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(endpoint::reconcile, endpoint::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "endpoint reconcile stream");
+            }
+        });
+    // A BMC's Endpoint and BMCSecret carry its name (metal-operator's convention), so a change
+    // to either re-evaluates the BMC of that name.
+    let bmc_changes = changes(
+        watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(bmc_writer),
+        spec_and_labels,
+    );
+    let secret_changes = changes(
+        watcher(
             Api::<BMCSecret>::all(client.clone()),
             watcher::Config::default(),
-            |secret| Some(ObjectRef::<BMC>::new(&secret.name_any())),
         )
+        .default_backoff()
+        .reflect(bmc_secret_writer),
+        |secret: &BMCSecret| {
+            fingerprint((
+                &secret.metadata.resource_version,
+                secret.metadata.generation,
+            ))
+        },
+    );
+    let bmcs = Controller::for_stream(bmc_changes, caches.bmcs.clone())
+        .owns_stream(changes(
+            watcher(
+                Api::<Server>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+            move |server: &Server| owned_changes(server.metadata.generation),
+        ))
+        .watches_stream(
+            changes(
+                watcher(
+                    Api::<Endpoint>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+                spec_and_labels,
+            ),
+            |endpoint| Some(ObjectRef::<BMC>::new(&endpoint.name_any())),
+        )
+        .watches_stream(secret_changes, |secret| {
+            Some(ObjectRef::<BMC>::new(&secret.name_any()))
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(bmc_concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(bmc::reconcile, bmc::error_policy, bmc_context)
@@ -740,28 +820,42 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
     let discovery_namespace = server_context.discovery.namespace.clone();
     // The Server watch also keeps the index of Servers by system UUID (duplicate systems),
     // event by event, before the controller sees the event.
-    let (server_store, server_writer) = reflector::store();
     let uuids = server_context.uuids.clone();
-    let server_events = watcher(
-        Api::<Server>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(server_writer)
-    .map_ok(move |event| {
-        uuids.apply(&event);
-        event
-    })
-    .touched_objects();
-    let servers = Controller::for_stream(server_events, server_store)
+    let server_changes = changes(
+        watcher(
+            Api::<Server>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(server_writer)
+        .map_ok(move |event| {
+            uuids.apply(&event);
+            event
+        }),
+        server::fingerprint,
+    );
+    let configuration_changes = changes(
+        watcher(
+            Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(boot_configuration_writer),
+        |config: &ServerBootConfiguration| {
+            fingerprint((
+                config.metadata.generation,
+                config.status.as_ref().and_then(|status| status.state),
+            ))
+        },
+    );
+    let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
+    let servers = Controller::for_stream(server_changes, caches.servers.clone())
         // Not `owns`: it looks for the owner in the child's namespace, and Servers are
         // cluster-scoped, so it would queue a second, namespaced key for the same Server whose
         // reconciles run beside the Server's own (two discovery starts, two boot tokens).
-        .watches(
-            Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
-            watcher::Config::default(),
-            |config| server::owner(&config),
-        )
+        .watches_stream(configuration_changes, |config| server::owner(&config))
+        // A BMC operation of a step ended: its Server takes the result.
+        .reconcile_on(answered)
         .with_config(kube::runtime::controller::Config::default().concurrency(server_concurrency))
         .graceful_shutdown_on(shutdown)
         .run(server::reconcile, server::error_policy, server_context)

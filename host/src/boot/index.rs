@@ -110,6 +110,9 @@ struct Inner {
     by_identifier: HashMap<String, SystemUuid>,
     /// Digest → source and how many entries use it.
     blobs: HashMap<String, (BlobSource, usize)>,
+    /// Configuration → the entry of another configuration for the same system that it
+    /// replaced.
+    displaced: HashMap<ConfigKey, Arc<BootEntry>>,
 }
 
 /// The shared index; cheap to clone.
@@ -139,49 +142,28 @@ impl BootIndex {
             return Inserted::Unchanged;
         }
         inner.remove_config(&entry.config);
-        let replaced = inner
-            .by_uuid
-            .get(&entry.uuid)
-            .map(|other| other.config.clone());
+        let replaced = inner.by_uuid.get(&entry.uuid).cloned();
         if let Some(other) = &replaced {
-            inner.remove_config(other);
+            inner.remove_config(&other.config);
+            // Served again if this one goes away first (two Servers briefly claiming one
+            // system: the younger is dropped as a duplicate and the elder must not be left
+            // unserved).
+            inner.displaced.insert(entry.config.clone(), other.clone());
         }
-        for layer in entry.layers.all() {
-            inner
-                .blobs
-                .entry(layer.digest.clone())
-                .and_modify(|(_, count)| *count += 1)
-                .or_insert_with(|| {
-                    (
-                        BlobSource {
-                            image: entry.image.clone(),
-                            kind: layer.kind,
-                        },
-                        1,
-                    )
-                });
-        }
-        for identifier in &entry.network_identifiers {
-            inner
-                .by_identifier
-                .insert(identifier.clone(), entry.uuid.clone());
-        }
-        inner
-            .by_config
-            .insert(entry.config.clone(), entry.uuid.clone());
-        inner.by_uuid.insert(entry.uuid.clone(), Arc::new(entry));
+        inner.add(Arc::new(entry));
+        let replaced = replaced.map(|other| other.config.clone());
         match replaced {
             Some(other) => Inserted::Replaced(other),
             None => Inserted::Updated,
         }
     }
 
-    /// Drops the entry of `config`, if any.
+    /// Drops the entry of `config`, if any; an entry it replaced is served again.
     pub fn remove(&self, config: &ConfigKey) {
         self.inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove_config(config);
+            .drop_config(config);
     }
 
     /// Drops every entry whose configuration `keep` rejects (after a re-list).
@@ -194,7 +176,7 @@ impl BootIndex {
             .cloned()
             .collect();
         for config in gone {
-            inner.remove_config(&config);
+            inner.drop_config(&config);
         }
     }
 
@@ -245,6 +227,43 @@ impl BootIndex {
 }
 
 impl Inner {
+    fn add(&mut self, entry: Arc<BootEntry>) {
+        for layer in entry.layers.all() {
+            self.blobs
+                .entry(layer.digest.clone())
+                .and_modify(|(_, count)| *count += 1)
+                .or_insert_with(|| {
+                    (
+                        BlobSource {
+                            image: entry.image.clone(),
+                            kind: layer.kind,
+                        },
+                        1,
+                    )
+                });
+        }
+        for identifier in &entry.network_identifiers {
+            self.by_identifier
+                .insert(identifier.clone(), entry.uuid.clone());
+        }
+        self.by_config
+            .insert(entry.config.clone(), entry.uuid.clone());
+        self.by_uuid.insert(entry.uuid.clone(), entry);
+    }
+
+    /// Removes `config` for good: nothing it replaced is kept for it any more, and what it
+    /// replaced is served again when its system is free.
+    fn drop_config(&mut self, config: &ConfigKey) {
+        self.remove_config(config);
+        self.displaced.retain(|_, older| older.config != *config);
+        if let Some(older) = self.displaced.remove(config)
+            && !self.by_uuid.contains_key(&older.uuid)
+            && !self.by_config.contains_key(&older.config)
+        {
+            self.add(older);
+        }
+    }
+
     fn remove_config(&mut self, config: &ConfigKey) {
         let Some(uuid) = self.by_config.remove(config) else {
             return;
@@ -380,5 +399,26 @@ mod tests {
         index.retain(|config| config.name != "other");
         assert!(index.blob("sha256:k1").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn the_configuration_a_removed_one_replaced_is_served_again() {
+        let index = BootIndex::default();
+        let uuid = SystemUuid::parse(UUID).expect("uuid");
+        index.insert(entry("elder", UUID, "k1", "t1"));
+        assert_eq!(
+            index.insert(entry("twin", UUID, "k1", "t2")),
+            Inserted::Replaced(key("elder"))
+        );
+        index.remove(&key("twin"));
+        let served = index.by_uuid(&uuid).expect("the elder is served again");
+        assert_eq!(served.config, key("elder"));
+        assert!(index.blob("sha256:k1").is_some());
+        // Once the elder is gone for good, nothing comes back for it.
+        index.insert(entry("twin", UUID, "k1", "t2"));
+        index.remove(&key("elder"));
+        index.remove(&key("twin"));
+        assert!(index.by_uuid(&uuid).is_none());
+        assert!(index.blob("sha256:k1").is_none());
     }
 }

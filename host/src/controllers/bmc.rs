@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -16,7 +17,9 @@ use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
+use crate::controllers::caches::Caches;
 use crate::controllers::connection::{Address, Connection, Unreachable, connect};
+use crate::controllers::inventory::BmcInventory;
 use crate::controllers::{credentials, report};
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::types::{GuestError, Identity, TlsPolicy};
@@ -273,6 +276,13 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Retry delays after failures, per object.
     pub backoff: super::backoff::ErrorBackoff,
+    /// The watch caches (Endpoints, BMCSecrets, Servers).
+    pub caches: Arc<Caches>,
+    /// Where each probe's result is kept for the Server reconciler.
+    pub inventory: Arc<BmcInventory>,
+    /// A fingerprint of what was last applied to each Server, so an unchanged Server is not
+    /// applied again on every probe.
+    pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// Reconciles one BMC.
@@ -291,20 +301,21 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action, Error
 async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> {
     let name = bmc.name_any();
     let resync = ctx.settings.resync;
-    let connection = match connect(&ctx.client, &ctx.catalog, &ctx.settings, &bmc).await? {
-        Ok(connection) => connection,
-        Err(Unreachable { reason, message }) => {
-            let status = unreachable_status(bmc.status.as_ref(), reason);
-            publish(&bmc, ctx, Some(status), (false, reason, message)).await?;
-            return Ok(Action::requeue(
-                if reason == conditions::REASON_REFERENCE_NOT_FOUND {
-                    Duration::from_secs(30)
-                } else {
-                    resync
-                },
-            ));
-        }
-    };
+    let connection =
+        match connect(&ctx.client, &ctx.caches, &ctx.catalog, &ctx.settings, &bmc).await? {
+            Ok(connection) => connection,
+            Err(Unreachable { reason, message }) => {
+                let status = unreachable_status(bmc.status.as_ref(), reason);
+                publish(&bmc, ctx, Some(status), (false, reason, message)).await?;
+                return Ok(Action::requeue(
+                    if reason == conditions::REASON_REFERENCE_NOT_FOUND {
+                        Duration::from_secs(30)
+                    } else {
+                        resync
+                    },
+                ));
+            }
+        };
     let Connection {
         driver,
         endpoint,
@@ -312,6 +323,9 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         secret,
     } = connection;
     let probe = driver.probe(&endpoint).await;
+    if let Ok(identity) = &probe {
+        ctx.inventory.record(&name, Arc::new(identity.clone()));
+    }
     let mut plan = plan(&bmc, &address, &probe, ctx.bootless, resync);
     ctx.metrics.probe(plan.ready.1);
     let refused = matches!(&probe, Err(error) if matches!(error.kind, CallErrorKind::Plugin(GuestError::Unauthorized(_))));
@@ -346,6 +360,17 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
             desired["metadata"]["annotations"] =
                 json!({ super::server::MODE_ANNOTATION: "out-of-band" });
         }
+        // An apply that changes nothing is still a write to the API server: skip it when
+        // this exact Server was applied and is still there.
+        let print = super::triggers::fingerprint(desired.to_string());
+        let exists = ctx
+            .caches
+            .servers
+            .get(&ObjectRef::new(&server.name))
+            .is_some();
+        if exists && ctx.applied.lock().expect("applied lock").get(&server.name) == Some(&print) {
+            continue;
+        }
         servers
             .patch(
                 &server.name,
@@ -353,6 +378,10 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
                 &Patch::Apply(&desired),
             )
             .await?;
+        ctx.applied
+            .lock()
+            .expect("applied lock")
+            .insert(server.name.clone(), print);
     }
     publish(&bmc, ctx, Some(plan.status), plan.ready).await?;
     Ok(Action::requeue(plan.requeue))

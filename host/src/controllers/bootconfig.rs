@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -26,6 +27,7 @@ use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
 use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
 use crate::boot::server::FetchReport;
 use crate::boot::uuid::SystemUuid;
+use crate::controllers::caches::cached_or_get;
 use crate::controllers::report;
 use crate::controllers::watch_index::WatchIndex;
 use crate::leader::Leadership;
@@ -400,6 +402,47 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Retry delays after failures, per object.
     pub backoff: super::backoff::ErrorBackoff,
+    /// Servers, from [`run`]'s Server watch.
+    pub servers: Store<Server>,
+    /// Secrets of the watched namespaces, from [`run`]'s Secret watch.
+    pub secrets: Store<Secret>,
+}
+
+/// The writing ends of [`Context::servers`] and [`Context::secrets`], for [`run`].
+pub struct CacheWriters {
+    /// Fills the Server store.
+    pub servers: Writer<Server>,
+    /// Fills the Secret store.
+    pub secrets: Writer<Secret>,
+}
+
+/// Empty Server and Secret stores for a [`Context`] and their writers for [`run`].
+pub fn caches() -> (Store<Server>, Store<Secret>, CacheWriters) {
+    let (servers, server_writer) = reflector::store();
+    let (secrets, secret_writer) = reflector::store();
+    (
+        servers,
+        secrets,
+        CacheWriters {
+            servers: server_writer,
+            secrets: secret_writer,
+        },
+    )
+}
+
+/// What of a Server its boot configurations depend on: its system UUID and the addresses
+/// and MACs it may boot from.
+fn served_identity(server: &Server) -> u64 {
+    super::triggers::fingerprint((
+        server.spec.system_uuid(),
+        server.status.as_ref().map(|status| {
+            status
+                .network_interfaces
+                .iter()
+                .map(|nic| (&nic.mac_address, &nic.ip, &nic.ips))
+                .collect::<Vec<_>>()
+        }),
+    ))
 }
 
 /// Reconciles one ServerBootConfiguration.
@@ -427,9 +470,13 @@ fn key_of(sbc: &ServerBootConfiguration) -> ConfigKey {
 
 async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Action, Error> {
     let config = key_of(sbc);
-    let server = match Api::<Server>::all(ctx.client.clone())
-        .get_opt(&sbc.spec.server_ref.name)
-        .await?
+    let server = match cached_or_get(
+        &ctx.servers,
+        &Api::all(ctx.client.clone()),
+        None,
+        &sbc.spec.server_ref.name,
+    )
+    .await?
     {
         None => ServerLookup::Missing,
         Some(server) => ServerLookup::Found {
@@ -459,9 +506,13 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
     let ignition = match &sbc.spec.ignition_secret_ref {
         None => IgnitionLookup::NotReferenced,
         Some(reference) => {
-            match Api::<Secret>::namespaced(ctx.client.clone(), &config.namespace)
-                .get_opt(&reference.name)
-                .await?
+            match cached_or_get(
+                &ctx.secrets,
+                &Api::namespaced(ctx.client.clone(), &config.namespace),
+                Some(&config.namespace),
+                &reference.name,
+            )
+            .await?
             {
                 None => IgnitionLookup::SecretMissing(reference.name.clone()),
                 Some(secret) => {
@@ -594,6 +645,7 @@ pub async fn run(
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    writers: CacheWriters,
 ) {
     let client = ctx.client.clone();
     let became_leader = ctx.leadership.acquisitions();
@@ -648,34 +700,44 @@ pub async fn run(
                 }),
                 _ => {}
             }
-        })
-        .applied_objects();
+        });
+    // Only a changed spec (or labels) re-evaluates a configuration: the status writes of this
+    // reconciler and the boot server's fetch records do not.
+    let trigger = super::triggers::changes(trigger, super::triggers::spec_and_labels);
     let configuration = |(namespace, name): (String, String)| {
         ObjectRef::<ServerBootConfiguration>::new(&name).within(&namespace)
     };
+    let CacheWriters {
+        servers: server_writer,
+        secrets: secret_writer,
+    } = writers;
+    let secret_changes = super::triggers::changes(
+        watcher(secrets, watcher::Config::default())
+            .default_backoff()
+            .reflect(secret_writer),
+        |secret: &Secret| super::triggers::fingerprint(&secret.metadata.resource_version),
+    );
+    let server_changes = super::triggers::changes(
+        watcher(Api::<Server>::all(client), watcher::Config::default())
+            .default_backoff()
+            .reflect(server_writer),
+        served_identity,
+    );
     Controller::for_stream(trigger, reader)
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                by_secret
-                    .get(&super::object_key(&secret))
-                    .into_iter()
-                    .map(configuration)
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            Api::<Server>::all(client),
-            watcher::Config::default(),
-            move |server: Server| {
-                by_server
-                    .get(&server.name_any())
-                    .into_iter()
-                    .map(configuration)
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(secret_changes, move |secret: Secret| {
+            by_secret
+                .get(&super::object_key(&secret))
+                .into_iter()
+                .map(configuration)
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(server_changes, move |server: Server| {
+            by_server
+                .get(&server.name_any())
+                .into_iter()
+                .map(configuration)
+                .collect::<Vec<_>>()
+        })
         .reconcile_all_on(became_leader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)

@@ -2,12 +2,15 @@
 //! the BMCSecret) and the driver plugin for its protocol. Shared by the BMC reconciler and the
 //! Server reconciler.
 
+use std::sync::Arc;
+
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, Endpoint, conditions};
 use crate::controllers::bmc::BmcSettings;
+use crate::controllers::caches::{Caches, cached_or_get};
 use crate::plugins::bmc_driver::BmcDriverPlugin;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::types::BmcEndpoint;
@@ -30,7 +33,7 @@ pub struct Connection<'a> {
     /// The BMC's address.
     pub address: Address,
     /// The BMCSecret, when it was found.
-    pub secret: BMCSecret,
+    pub secret: Arc<BMCSecret>,
 }
 
 /// Why the BMC cannot be called: a condition reason and message.
@@ -42,9 +45,11 @@ pub struct Unreachable {
     pub message: String,
 }
 
-/// Resolves address, credentials and driver of `bmc`. `Ok(Err(_))` says what is missing.
+/// Resolves address, credentials and driver of `bmc` (Endpoint and BMCSecret from the
+/// watch caches). `Ok(Err(_))` says what is missing.
 pub async fn connect<'a>(
     client: &Client,
+    caches: &Caches,
     catalog: &'a PluginCatalog,
     settings: &BmcSettings,
     bmc: &BMC,
@@ -55,14 +60,18 @@ pub async fn connect<'a>(
             message,
         }))
     };
-    let address = match resolve_address(bmc, client).await? {
+    let address = match resolve_address(bmc, client, caches).await? {
         Ok(address) => address,
         Err(unreachable) => return Ok(Err(unreachable)),
     };
     let secret_name = &bmc.spec.bmc_secret_ref.name;
-    let Some(secret) = Api::<BMCSecret>::all(client.clone())
-        .get_opt(secret_name)
-        .await?
+    let Some(secret) = cached_or_get(
+        &caches.bmc_secrets,
+        &Api::all(client.clone()),
+        None,
+        secret_name,
+    )
+    .await?
     else {
         return not_found(format!(
             "BMCSecret {secret_name} does not exist or lacks username/password"
@@ -116,6 +125,7 @@ pub async fn connect<'a>(
 async fn resolve_address(
     bmc: &BMC,
     client: &Client,
+    caches: &Caches,
 ) -> Result<Result<Address, Unreachable>, kube::Error> {
     let incomplete = |message: String| Unreachable {
         reason: conditions::REASON_INCOMPLETE,
@@ -138,17 +148,22 @@ async fn resolve_address(
         ))));
     };
     Ok(
-        match Api::<Endpoint>::all(client.clone())
-            .get_opt(&reference.name)
-            .await?
+        match cached_or_get(
+            &caches.endpoints,
+            &Api::<Endpoint>::all(client.clone()),
+            None,
+            &reference.name,
+        )
+        .await?
+        .as_deref()
         {
             Some(endpoint) if endpoint.spec.ip.is_empty() => Err(incomplete(format!(
                 "Endpoint {} has no spec.ip: the BMC cannot be reached",
                 reference.name
             ))),
             Some(endpoint) => Ok(Address {
-                mac: endpoint.spec.mac_address,
-                ip: endpoint.spec.ip,
+                mac: endpoint.spec.mac_address.clone(),
+                ip: endpoint.spec.ip.clone(),
             }),
             None => Err(Unreachable {
                 reason: conditions::REASON_REFERENCE_NOT_FOUND,

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -22,6 +23,7 @@ use crate::api::common::{
     ProtocolScheme,
 };
 use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
+use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::{credentials, report};
 use crate::plugins::credential_lookup::CredentialLookupPlugin;
 use crate::plugins::types::BmcProfile;
@@ -179,6 +181,11 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Retry delays after failures, per object.
     pub backoff: super::backoff::ErrorBackoff,
+    /// The watch caches (BMCSecrets, BMCs).
+    pub caches: Arc<Caches>,
+    /// A fingerprint of what was last applied to each BMC, so an unchanged BMC is not
+    /// applied again.
+    pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// Reconciles one Endpoint.
@@ -221,7 +228,9 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
         },
     };
     let secrets: Api<BMCSecret> = Api::all(ctx.client.clone());
-    let secret_exists = secrets.get_opt(&name).await?.is_some();
+    let secret_exists = cached_or_get(&ctx.caches.bmc_secrets, &secrets, None, &name)
+        .await?
+        .is_some();
     let plan = plan(&endpoint, &lookup, secret_exists);
     let owner = endpoint.controller_owner_ref(&());
     let (ready, reason, message, action) = match plan {
@@ -262,13 +271,23 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
                 "metadata": { "name": name, "ownerReferences": owner.map(|o| vec![o]) },
                 "spec": bmc,
             });
-            Api::<BMC>::all(ctx.client.clone())
-                .patch(
-                    &name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await?;
+            // An apply that changes nothing is still a write: skip it when this exact BMC
+            // was applied and is still there.
+            let print = super::triggers::fingerprint(desired.to_string());
+            let exists = ctx.caches.bmcs.get(&ObjectRef::new(&name)).is_some();
+            if !exists || ctx.applied.lock().expect("applied lock").get(&name) != Some(&print) {
+                Api::<BMC>::all(ctx.client.clone())
+                    .patch(
+                        &name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
+                    .await?;
+                ctx.applied
+                    .lock()
+                    .expect("applied lock")
+                    .insert(name.clone(), print);
+            }
             (
                 true,
                 conditions::REASON_BMC_CREATED,

@@ -3,14 +3,19 @@
 
 pub mod backoff;
 pub mod bmc;
+pub mod bmc_work;
 pub mod bootconfig;
+pub mod caches;
 pub mod connection;
 pub mod credentials;
 pub mod endpoint;
+pub mod inventory;
 pub mod report;
 pub mod server;
 pub mod system_uuids;
+pub mod triggers;
 pub mod watch_index;
+pub mod written;
 
 /// An object's key in the controllers' own maps: `namespace/name`, or `name` for a
 /// cluster-scoped object.

@@ -28,12 +28,17 @@ use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
 };
 use crate::controllers::bmc::BmcSettings;
+use crate::controllers::bmc_work::{BmcAnswer, BmcFailure, BmcOperation, BmcResult, BmcWork};
 use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
-use crate::controllers::connection::{Connection, connect};
+use crate::controllers::caches::{Caches, cached_or_get};
+use crate::controllers::connection::connect;
+use crate::controllers::inventory::{BmcInventory, find_system};
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
+use crate::controllers::written::{Freshness, WrittenVersions};
+use crate::plugins::bmc_driver::BmcDriverPlugin;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
-use crate::plugins::types::{BootOverride, BootTarget, NicKind, PowerAction};
+use crate::plugins::types::{BmcEndpoint, BootOverride, BootTarget, NicKind, PowerAction};
 use crate::registry::PROBE_REPORTED;
 use crate::telemetry::ControllerMetrics;
 
@@ -406,6 +411,14 @@ pub struct Context {
     pub power_backoff: super::backoff::ErrorBackoff,
     /// Which Servers name each system UUID (fed by the Server watch).
     pub uuids: Arc<SystemUuidIndex>,
+    /// The watch caches: BMCs, BMCSecrets, Endpoints, boot configurations.
+    pub caches: Arc<Caches>,
+    /// What each BMC reported at its last probe (NICs of each system).
+    pub inventory: Arc<BmcInventory>,
+    /// BMC operations running beside the workers, one per Server.
+    pub work: Arc<BmcWork>,
+    /// The resource versions this reconciler's writes left each Server at.
+    pub written: WrittenVersions,
 }
 
 /// Reconciles one Server.
@@ -413,7 +426,7 @@ pub struct Context {
 pub async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile("server");
     let key = super::object_key(&*server);
-    let result = reconcile_inner(&server, &ctx).await;
+    let result = reconcile_inner(server, &ctx).await;
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
@@ -431,6 +444,23 @@ pub fn owner(config: &ServerBootConfiguration) -> Option<ObjectRef<Server>> {
         .map(|owner| ObjectRef::new(&owner.name))
 }
 
+/// What of a Server its reconciler acts on, for [`super::triggers::changes`]: its spec,
+/// annotations (progress, and the timeout and mode people set) and the probe's report. The
+/// reconciler's own status writes (state, power, its conditions) do not start a reconcile.
+pub fn fingerprint(server: &Server) -> u64 {
+    let report = server
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED))
+        .map(|c| (c.status.clone(), c.last_transition_time.0.as_second()));
+    super::triggers::fingerprint((
+        server.metadata.generation,
+        &server.metadata.annotations,
+        &server.metadata.labels,
+        report,
+    ))
+}
+
 /// Retries a failed reconcile after the object's backoff (doubling per failure in a row).
 pub fn error_policy(server: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
     super::backoff::retry_after(
@@ -446,114 +476,233 @@ fn lowercase_macs<'a>(macs: impl IntoIterator<Item = &'a String>) -> Vec<String>
     macs.into_iter().map(|m| m.to_ascii_lowercase()).collect()
 }
 
-async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error> {
-    // Decide on the stored Server, not the watch cache: the cache can lag behind this
-    // reconciler's own last writes, and a step planned on it would run twice (a second boot
-    // token that fails the machine already booting with the first, a second power-on).
-    let Some(server) = Api::<Server>::all(ctx.client.clone())
-        .get_opt(&cached.name_any())
-        .await?
-    else {
-        return Ok(Action::await_change());
+/// A condition to set: status, reason, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionChange {
+    /// `True` or `False`.
+    pub status: bool,
+    /// Reason (a constant of this module or `conditions`).
+    pub reason: &'static str,
+    /// What a person reads.
+    pub message: String,
+}
+
+impl ConditionChange {
+    fn new(status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `spec.bootConfigurationRef` after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootConfigurationRef {
+    /// Names the discovery boot configuration.
+    Discovery,
+    /// Cleared.
+    Cleared,
+}
+
+/// What a step leaves behind. [`write_outcome`] writes it with at most one write of the
+/// Server (annotations and spec together) and one of its status, each only when something
+/// changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// The new `status.state` (`None`: unchanged).
+    pub state: Option<ServerState>,
+    /// The new `status.powerState` (`None`: unchanged).
+    pub power_state: Option<PowerState>,
+    /// The `Discovery` condition, when it changes.
+    pub discovery: Option<ConditionChange>,
+    /// The `BMCReachable` condition, when the step learned it.
+    pub reachable: Option<ConditionChange>,
+    /// Progress annotations to set (`Some`) or remove (`None`).
+    pub annotations: Vec<(&'static str, Option<String>)>,
+    /// `spec.bootConfigurationRef`, when it changes.
+    pub boot_configuration_ref: Option<BootConfigurationRef>,
+    /// A Warning Event for people (what a condition alone does not make visible enough).
+    pub warning: Option<(&'static str, String)>,
+    /// A Normal Event marking a milestone (discovered).
+    pub milestone: Option<(&'static str, String)>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+impl StepOutcome {
+    /// Nothing to write; look again after `requeue`.
+    pub fn wait(requeue: Duration) -> Self {
+        Self {
+            state: None,
+            power_state: None,
+            discovery: None,
+            reachable: None,
+            annotations: Vec::new(),
+            boot_configuration_ref: None,
+            warning: None,
+            milestone: None,
+            requeue,
+        }
+    }
+
+    fn state(mut self, state: ServerState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    fn discovery(mut self, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+        self.discovery = Some(ConditionChange::new(status, reason, message));
+        self
+    }
+
+    fn warning(mut self, reason: &'static str, message: impl Into<String>) -> Self {
+        self.warning = Some((reason, message.into()));
+        self
+    }
+}
+
+/// The `BMCReachable` condition of a BMC that answered.
+fn reachable() -> ConditionChange {
+    ConditionChange::new(true, conditions::REASON_CONNECTED, "the BMC answers")
+}
+
+/// What a finished BMC operation says about the BMC and the power.
+fn fold_answer(outcome: &mut StepOutcome, result: &BmcResult) {
+    match result {
+        Ok(answer) => {
+            outcome.reachable.get_or_insert_with(reachable);
+            match answer {
+                BmcAnswer::Done(Some(power)) | BmcAnswer::Power(power) => {
+                    outcome.power_state.get_or_insert(*power);
+                }
+                BmcAnswer::Done(None) | BmcAnswer::Identity(_) => {}
+            }
+        }
+        Err(failure) => {
+            outcome.reachable.get_or_insert_with(|| {
+                ConditionChange::new(false, failure.reason, failure.message.clone())
+            });
+        }
+    }
+}
+
+async fn reconcile_inner(cached: Arc<Server>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let name = cached.name_any();
+    // Decide on the watch cache, unless it has not seen this reconciler's last write yet: a
+    // step planned on an older Server would run twice (a second boot token that fails the
+    // machine already booting with the first, a second power-on). The write's own watch
+    // event comes soon; look again then.
+    let server = match ctx
+        .written
+        .freshness(&name, cached.metadata.resource_version.as_deref())
+    {
+        Freshness::Current => cached,
+        Freshness::Behind => return Ok(Action::requeue(Duration::from_secs(1))),
+        Freshness::Unknown => match Api::<Server>::all(ctx.client.clone())
+            .get_opt(&name)
+            .await?
+        {
+            Some(server) => Arc::new(server),
+            None => return Ok(Action::await_change()),
+        },
     };
-    let server = &server;
-    let name = server.name_any();
-    let settings = &ctx.discovery;
-    let status = server.status.clone().unwrap_or_default();
-    let progress = Progress::from_annotations(server.annotations());
+    if server.metadata.deletion_timestamp.is_some() {
+        ctx.work.forget(&name);
+        ctx.written.forget(&name);
+        return Ok(Action::await_change());
+    }
     let Some(bmc_name) = server.spec.bmc_ref.as_ref().map(|r| r.name.clone()) else {
         // Servers without a BMC (e.g. inline `spec.bmc`) are not driven yet.
         return Ok(Action::await_change());
     };
-    let Some(bmc) = Api::<BMC>::all(ctx.client.clone())
-        .get_opt(&bmc_name)
-        .await?
-    else {
-        let message = format!("BMC {bmc_name} does not exist");
-        apply_status(
-            server,
-            ctx,
-            status.state,
-            None,
-            &[(BMC_REACHABLE, false, "BMCNotFound", &message)],
-        )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+    let finished = ctx.work.take(&name);
+    let outcome = match cached_or_get(
+        &ctx.caches.bmcs,
+        &Api::all(ctx.client.clone()),
+        None,
+        &bmc_name,
+    )
+    .await?
+    {
+        None => {
+            let mut outcome = StepOutcome::wait(Duration::from_secs(30));
+            outcome.reachable = Some(ConditionChange::new(
+                false,
+                "BMCNotFound",
+                format!("BMC {bmc_name} does not exist"),
+            ));
+            outcome
+        }
+        Some(bmc) => step(&server, &bmc, finished, ctx).await?,
     };
+    write_outcome(&server, ctx, outcome).await
+}
+
+/// Plans the Server's next step and runs its handler.
+async fn step(
+    server: &Server,
+    bmc: &BMC,
+    finished: Option<(BmcOperation, BmcResult)>,
+    ctx: &Arc<Context>,
+) -> Result<StepOutcome, Error> {
+    let settings = &ctx.discovery;
+    let name = server.name_any();
+    let status = server.status.clone().unwrap_or_default();
+    let progress = Progress::from_annotations(server.annotations());
     let timeout = server
         .annotations()
         .get(TIMEOUT_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .map_or(settings.timeout, Duration::from_secs);
-    // The BMC cannot be called: say so, and still end a discovery whose time is up (its boot
-    // token must not stay valid because its BMC went away).
-    let unreachable = async |reason: &str, message: &str| -> Result<Action, Error> {
-        let late = overdue_without_bmc(
-            status.state,
-            &progress,
-            timeout,
-            Timestamp::now(),
-            settings.retry_base,
-            message,
-        );
-        let outcome = match late {
-            Some((retry_at, timed_out)) => {
-                time_out(server, ctx, None, None, retry_at, timed_out).await?
-            }
-            // Looked at again when the attempt's time is up, if that comes sooner.
-            None => {
-                let due = progress
-                    .started
-                    .filter(|_| status.state == Some(ServerState::Discovery))
-                    .map_or(Duration::from_secs(30), |started| {
-                        until(after(started, timeout))
-                    });
-                (status.state, None, None, due)
-            }
-        };
-        let (state, power, discovery, requeue) = outcome;
-        let discovery = discovery
-            .as_ref()
-            .map(|(value, reason, message)| (DISCOVERY, *value, *reason, message.as_str()));
-        let updates: Vec<Condition4<'_>> =
-            [Some((BMC_REACHABLE, false, reason, message)), discovery]
-                .into_iter()
-                .flatten()
-                .collect();
-        apply_status(server, ctx, state, power, &updates).await?;
-        Ok(Action::requeue(requeue.min(Duration::from_secs(30))))
-    };
-    let connection = match connect(&ctx.client, &ctx.catalog, &ctx.bmc, &bmc).await? {
+    let connection = match connect(&ctx.client, &ctx.caches, &ctx.catalog, &ctx.bmc, bmc).await? {
         Ok(connection) => connection,
-        Err(error) => return unreachable(error.reason, &error.message).await,
-    };
-    let system_uri = server.spec.system_uri.clone().unwrap_or_default();
-    let power_state = match connection
-        .driver
-        .power_state(&connection.endpoint, &system_uri)
-        .await
-    {
-        Ok(state) => Some(api_power_state(state)),
         Err(error) => {
-            let message = format!(
-                "cannot read the power state: {}",
-                crate::controllers::report::first_line(&error.to_string())
+            // The BMC cannot be called: say so, and still end a discovery whose time is up
+            // (its boot token must not stay valid because its BMC went away).
+            let late = overdue_without_bmc(
+                status.state,
+                &progress,
+                timeout,
+                Timestamp::now(),
+                settings.retry_base,
+                &error.message,
             );
-            return unreachable(conditions::REASON_CONNECTION_FAILED, &message).await;
+            let mut outcome = match late {
+                Some((retry_at, message)) => time_out(server, ctx, None, retry_at, message).await?,
+                // Looked at again when the attempt's time is up, if that comes sooner.
+                None => StepOutcome::wait(
+                    progress
+                        .started
+                        .filter(|_| status.state == Some(ServerState::Discovery))
+                        .map_or(Duration::from_secs(30), |started| {
+                            until(after(started, timeout))
+                        })
+                        .min(Duration::from_secs(30)),
+                ),
+            };
+            outcome.reachable = Some(ConditionChange::new(false, error.reason, error.message));
+            return Ok(outcome);
         }
     };
-    let sbcs: Api<ServerBootConfiguration> =
-        Api::namespaced(ctx.client.clone(), &settings.namespace);
-    let boot_configuration = sbcs
-        .get_opt(&name)
-        .await?
-        .map(|sbc| sbc.status.and_then(|s| s.state));
+    let system = SystemTarget {
+        bmc: bmc.name_any(),
+        driver: connection.driver.clone(),
+        endpoint: connection.endpoint.clone(),
+        uri: server.spec.system_uri.clone().unwrap_or_default(),
+    };
+    let boot_configuration = ctx
+        .caches
+        .boot_configurations
+        .get(&ObjectRef::new(&name).within(&settings.namespace))
+        .map(|sbc| sbc.status.as_ref().and_then(|s| s.state));
     let report = status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED);
     let reported_at = report.map(|c| c.last_transition_time.0);
     let discovering = status.state == Some(ServerState::Discovery);
     // The BMC's view of the NICs, needed only to judge a report.
     let expected_macs = if discovering && reported_at.is_some() {
-        expected_macs(&connection, &system_uri, server).await
+        expected_macs(server, bmc, &system, ctx)
     } else {
         None
     };
@@ -587,269 +736,347 @@ async fn reconcile_inner(cached: &Server, ctx: &Context) -> Result<Action, Error
         expected_macs,
         nic_wait: settings.nic_wait,
         power: server.spec.power,
-        power_state,
+        power_state: status.power_state,
         timeout,
         now: Timestamp::now(),
     };
     let step = plan(&observed, settings.retry_base);
     tracing::debug!(?step, "planned");
-    let reachable: Condition4<'_> = (
-        BMC_REACHABLE,
-        true,
-        conditions::REASON_CONNECTED,
-        "the BMC answers",
-    );
-    let (state, power, discovery, requeue): Outcome = match step {
+    let mut outcome = match step {
         Step::StartDiscovery { attempt } => {
-            if let Some((reason, message)) =
-                start_discovery(server, ctx, &connection, attempt).await?
-            {
-                event(ctx, server, EventType::Warning, reason, &message).await;
-                (
-                    status.state,
-                    power_state,
-                    Some((false, reason, message)),
-                    Duration::from_secs(60),
-                )
-            } else {
-                let message = format!(
-                    "attempt {attempt}: discovery boot configuration created with image {}",
-                    settings.image.as_deref().unwrap_or_default()
-                );
-                event(ctx, server, EventType::Normal, "DiscoveryStarted", &message).await;
-                (
-                    Some(ServerState::Discovery),
-                    power_state,
-                    Some((false, "WaitingForBootConfiguration", message)),
-                    Duration::from_secs(5),
-                )
-            }
+            start_discovery(server, bmc, &system, ctx, attempt).await?
         }
-        Step::Inventory => match inventory(server, ctx, &connection, &system_uri).await? {
-            Ok(message) => {
-                remove_boot_configuration(ctx, &name).await?;
-                event(ctx, server, EventType::Normal, "Discovered", &message).await;
-                (
-                    Some(ServerState::Available),
-                    power_state,
-                    Some((true, "DiscoveredOutOfBand", message)),
-                    settings.resync,
-                )
-            }
-            Err(message) => (
-                status.state,
-                power_state,
-                Some((false, "InventoryFailed", message)),
-                Duration::from_secs(30),
-            ),
-        },
-        Step::AwaitBootConfiguration => (
-            Some(ServerState::Discovery),
-            power_state,
-            Some((
+        Step::Inventory => inventory(server, bmc, &system, ctx).await?,
+        Step::AwaitBootConfiguration => StepOutcome::wait(Duration::from_secs(30))
+            .state(ServerState::Discovery)
+            .discovery(
                 false,
                 "WaitingForBootConfiguration",
-                String::from("waiting for the discovery boot configuration to be Ready"),
-            )),
-            Duration::from_secs(30),
+                "waiting for the discovery boot configuration to be Ready",
+            ),
+        Step::RequestBoot => request_boot(&name, &system, ctx, progress.attempt, &finished),
+        Step::AwaitReport {
+            message,
+            recheck_at,
+        } => StepOutcome::wait(recheck_at.map_or(Duration::from_secs(30), |at| {
+            until(at).min(Duration::from_secs(30))
+        }))
+        .state(ServerState::Discovery)
+        .discovery(false, "WaitingForReport", message),
+        Step::Complete { missing_nics } => complete(server, &system, ctx, missing_nics).await?,
+        Step::TimeOut { retry_at, message } => {
+            time_out(server, ctx, Some(&system), retry_at, message).await?
+        }
+        Step::AwaitRetry { at } => {
+            let mut outcome = StepOutcome::wait(until(at));
+            // The power-off after the timeout failed: the BMC is gone, say so.
+            if let Some((BmcOperation::PowerOff, Err(failure))) = &finished {
+                outcome = outcome.discovery(
+                    false,
+                    "DiscoveryTimedOut",
+                    format!(
+                        "{}; retrying at {at}",
+                        timed_out_without_bmc(progress.attempt, timeout, &failure.message)
+                    ),
+                );
+            }
+            outcome
+        }
+        Step::SetPower(action) => set_power(&name, &system, ctx, action, &finished),
+        Step::Duplicate { message } => duplicate(server, ctx, &status, message).await?,
+        Step::Idle => idle(&name, &system, ctx, status.power_state),
+    };
+    if let Some((_, result)) = &finished {
+        fold_answer(&mut outcome, result);
+    }
+    Ok(outcome)
+}
+
+/// A system behind a BMC, as an owned target for operations that outlive the reconcile.
+#[derive(Clone)]
+struct SystemTarget {
+    /// The BMC's name.
+    bmc: String,
+    driver: BmcDriverPlugin,
+    endpoint: BmcEndpoint,
+    uri: String,
+}
+
+/// A failed driver call as a `BMCReachable` reason and message (without credentials: driver
+/// errors never carry them).
+fn failure(what: &str, error: &crate::plugins::CallError) -> BmcFailure {
+    BmcFailure {
+        reason: conditions::REASON_CONNECTION_FAILED,
+        message: format!(
+            "{what}: {}",
+            crate::controllers::report::first_line(&error.to_string())
         ),
-        Step::RequestBoot => {
+    }
+}
+
+/// Starts `operation` on `system` beside the workers (nothing when one runs for `name`).
+fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOperation) {
+    let target = system.clone();
+    let inventory = ctx.inventory.clone();
+    let future: futures::future::BoxFuture<'static, BmcResult> = match operation.clone() {
+        BmcOperation::NetworkBoot { .. } => Box::pin(async move {
+            let SystemTarget {
+                driver,
+                endpoint,
+                uri,
+                ..
+            } = target;
             let boot = BootOverride {
                 target: BootTarget::Pxe,
                 uefi: true,
                 persistent: false,
                 http_boot_uri: None,
             };
-            let result = async {
-                connection
-                    .driver
-                    .set_boot_override(&connection.endpoint, &system_uri, &boot)
-                    .await?;
-                let action = if power_state == Some(PowerState::On) {
-                    PowerAction::ForceRestart
-                } else {
-                    PowerAction::On
-                };
-                connection
-                    .driver
-                    .set_power(&connection.endpoint, &system_uri, action)
-                    .await
-            }
-            .await;
-            match result {
-                Err(error) => {
-                    let message = format!(
-                        "cannot start the discovery boot: {}",
-                        crate::controllers::report::first_line(&error.to_string())
-                    );
-                    (
-                        status.state,
-                        power_state,
-                        Some((false, "BootFailed", message)),
-                        Duration::from_secs(30),
-                    )
-                }
-                Ok(()) => {
-                    annotate(
-                        ctx,
-                        &name,
-                        &[(BOOTED_ANNOTATION, Some(progress.attempt.to_string()))],
-                    )
-                    .await?;
-                    event(
-                        ctx,
-                        server,
-                        EventType::Normal,
-                        "DiscoveryBoot",
-                        "one-time network boot set; powering on",
-                    )
-                    .await;
-                    (
-                        Some(ServerState::Discovery),
-                        Some(PowerState::On),
-                        Some((
-                            false,
-                            "Booting",
-                            String::from(
-                                "one-time network boot set and power on requested; waiting for the probe's report",
-                            ),
-                        )),
-                        Duration::from_secs(30),
-                    )
-                }
-            }
-        }
-        Step::AwaitReport {
-            message,
-            recheck_at,
-        } => (
-            Some(ServerState::Discovery),
-            power_state,
-            Some((false, "WaitingForReport", message)),
-            recheck_at.map_or(Duration::from_secs(30), |at| {
-                until(at).min(Duration::from_secs(30))
-            }),
-        ),
-        Step::Complete { missing_nics } => {
-            remove_boot_configuration(ctx, &name).await?;
-            let mut power = power_state;
-            if settings.power_off_after {
-                match connection
-                    .driver
-                    .set_power(&connection.endpoint, &system_uri, PowerAction::ForceOff)
-                    .await
-                {
-                    Ok(()) => power = Some(PowerState::Off),
-                    Err(error) => tracing::warn!(%error, "cannot power the discovered server off"),
-                }
-            }
-            annotate(
-                ctx,
-                &name,
-                &[
-                    (STARTED_ANNOTATION, None),
-                    (BOOTED_ANNOTATION, None),
-                    (RETRY_ANNOTATION, None),
-                ],
-            )
-            .await?;
-            let (reason, message) = if missing_nics.is_empty() {
-                event(
-                    ctx,
-                    server,
-                    EventType::Normal,
-                    "Discovered",
-                    "hardware reported; the server is Available",
-                )
-                .await;
-                (
-                    "Discovered",
-                    String::from(
-                        "the probe reported every NIC the BMC knows; the server is Available",
-                    ),
-                )
-            } else {
-                let message = format!(
-                    "the server is Available, but the probe never saw {} that the BMC lists (waited {}s after the report)",
-                    missing_nics.join(", "),
-                    settings.nic_wait.as_secs()
-                );
-                event(ctx, server, EventType::Warning, "NICsNotReported", &message).await;
-                (REASON_DISCOVERED_WITHOUT_NICS, message)
-            };
-            (
-                Some(ServerState::Available),
-                power,
-                Some((true, reason, message)),
-                settings.resync,
-            )
-        }
-        Step::TimeOut { retry_at, message } => {
-            time_out(
-                server,
-                ctx,
-                Some((&connection, &system_uri)),
-                power_state,
-                retry_at,
-                message,
-            )
-            .await?
-        }
-        Step::AwaitRetry { at } => (Some(ServerState::Error), power_state, None, until(at)),
-        Step::SetPower(action) => {
-            // Looked at again in 10 s to see the BMC agree; a BMC that keeps refusing is
-            // asked less and less often.
-            let retry = match connection
-                .driver
-                .set_power(&connection.endpoint, &system_uri, action)
+            driver
+                .set_boot_override(&endpoint, &uri, &boot)
                 .await
-            {
-                Ok(()) => {
-                    ctx.power_backoff.succeeded(&name);
-                    Duration::from_secs(10)
-                }
-                Err(error) => {
-                    let retry = ctx.power_backoff.failed(&name);
-                    tracing::warn!(%error, ?action, retry_in = ?retry, "cannot apply spec.power");
-                    retry
-                }
+                .map_err(|e| failure("cannot set the one-time network boot", &e))?;
+            let on = driver
+                .power_state(&endpoint, &uri)
+                .await
+                .map_err(|e| failure("cannot read the power state", &e))?
+                == crate::plugins::types::PowerState::On;
+            let action = if on {
+                PowerAction::ForceRestart
+            } else {
+                PowerAction::On
             };
-            (status.state, power_state, None, retry)
-        }
-        Step::Duplicate { message } => {
-            if server.spec.boot_configuration_ref.is_some() {
-                remove_boot_configuration(ctx, &name).await?;
-            }
-            let already_said = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == DISCOVERY && c.reason == REASON_DUPLICATE_SYSTEM_UUID);
-            if !already_said {
-                event(
-                    ctx,
-                    server,
-                    EventType::Warning,
-                    REASON_DUPLICATE_SYSTEM_UUID,
-                    &message,
-                )
-                .await;
-            }
-            (
-                Some(ServerState::Initial),
-                power_state,
-                Some((false, REASON_DUPLICATE_SYSTEM_UUID, message)),
-                // The older Server may go away; look again now and then.
-                Duration::from_secs(60),
-            )
-        }
-        Step::Idle => (status.state, power_state, None, settings.resync),
+            driver
+                .set_power(&endpoint, &uri, action)
+                .await
+                .map_err(|e| failure("cannot power the server on", &e))?;
+            Ok(BmcAnswer::Done(Some(PowerState::On)))
+        }),
+        BmcOperation::PowerOff => Box::pin(async move {
+            target
+                .driver
+                .set_power(&target.endpoint, &target.uri, PowerAction::ForceOff)
+                .await
+                .map_err(|e| failure("cannot power the server off", &e))?;
+            Ok(BmcAnswer::Done(Some(PowerState::Off)))
+        }),
+        BmcOperation::SetPower(action) => Box::pin(async move {
+            target
+                .driver
+                .set_power(&target.endpoint, &target.uri, action)
+                .await
+                .map_err(|e| failure(&format!("cannot apply spec.power ({action:?})"), &e))?;
+            // Read back, so the next decision sees where the BMC is now.
+            target
+                .driver
+                .power_state(&target.endpoint, &target.uri)
+                .await
+                .map(|state| BmcAnswer::Power(api_power_state(state)))
+                .map_err(|e| failure("cannot read the power state", &e))
+        }),
+        BmcOperation::ReadPower => Box::pin(async move {
+            target
+                .driver
+                .power_state(&target.endpoint, &target.uri)
+                .await
+                .map(|state| BmcAnswer::Power(api_power_state(state)))
+                .map_err(|e| failure("cannot read the power state", &e))
+        }),
+        BmcOperation::Probe => Box::pin(async move {
+            let identity = target
+                .driver
+                .probe(&target.endpoint)
+                .await
+                .map_err(|e| failure("cannot read the inventory from the BMC", &e))?;
+            let identity = Arc::new(identity);
+            inventory.record(&target.bmc, identity.clone());
+            Ok(BmcAnswer::Identity(identity))
+        }),
     };
-    let discovery = discovery
-        .as_ref()
-        .map(|(value, reason, message)| (DISCOVERY, *value, *reason, message.as_str()));
-    let updates: Vec<Condition4<'_>> = [Some(reachable), discovery].into_iter().flatten().collect();
-    apply_status(server, ctx, state, power, &updates).await?;
-    Ok(Action::requeue(requeue))
+    ctx.work.start(name, operation, future);
+}
+
+/// The MACs of the NICs the system's OS sees, as its BMC reported them at its last probe:
+/// host interfaces and NICs reported disabled or absent are not expected in a probe report.
+/// Without a probe since the operator started, the BMC is read (beside the workers) and
+/// `None` returned until it answered.
+fn expected_macs(
+    server: &Server,
+    bmc: &BMC,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+) -> Option<Vec<String>> {
+    let Some(identity) = ctx.inventory.identity(&bmc.name_any()) else {
+        start(ctx, &server.name_any(), system, BmcOperation::Probe);
+        return None;
+    };
+    let uuid = server.spec.system_uuid();
+    let found = find_system(&identity, &system.uri, uuid.as_deref())?;
+    Some(lowercase_macs(
+        found
+            .nics
+            .iter()
+            .filter(|nic| nic.kind == NicKind::System)
+            .map(|nic| &nic.mac),
+    ))
+}
+
+/// One-time network boot, then power on: started beside the workers; its answer records
+/// the boot on the Server.
+fn request_boot(
+    name: &str,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    attempt: u32,
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> StepOutcome {
+    let boot = BmcOperation::NetworkBoot { attempt };
+    match finished {
+        Some((operation, Ok(_))) if *operation == boot => {
+            let mut outcome = StepOutcome::wait(Duration::from_secs(30))
+                .state(ServerState::Discovery)
+                .discovery(
+                    false,
+                    "Booting",
+                    "one-time network boot set and power on requested; waiting for the probe's report",
+                );
+            outcome.annotations = vec![(BOOTED_ANNOTATION, Some(attempt.to_string()))];
+            outcome
+        }
+        Some((operation, Err(failure))) if *operation == boot => {
+            StepOutcome::wait(Duration::from_secs(30))
+                .state(ServerState::Discovery)
+                .discovery(
+                    false,
+                    "BootFailed",
+                    format!("cannot start the discovery boot: {}", failure.message),
+                )
+        }
+        _ => {
+            start(ctx, name, system, boot);
+            // Woken when the BMC answered; this is only the backstop.
+            StepOutcome::wait(Duration::from_secs(60))
+        }
+    }
+}
+
+/// The report is complete: boot configuration removed, Available, power off (beside the
+/// workers) if configured.
+async fn complete(
+    server: &Server,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    missing_nics: Vec<String>,
+) -> Result<StepOutcome, Error> {
+    let name = server.name_any();
+    let settings = &ctx.discovery;
+    remove_boot_configuration(ctx, server).await?;
+    if settings.power_off_after {
+        start(ctx, &name, system, BmcOperation::PowerOff);
+    }
+    let mut outcome = StepOutcome::wait(settings.resync).state(ServerState::Available);
+    outcome.annotations = vec![
+        (STARTED_ANNOTATION, None),
+        (BOOTED_ANNOTATION, None),
+        (RETRY_ANNOTATION, None),
+    ];
+    outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+    Ok(if missing_nics.is_empty() {
+        outcome.milestone = Some((
+            "Discovered",
+            String::from("hardware reported; the server is Available"),
+        ));
+        outcome.discovery(
+            true,
+            "Discovered",
+            "the probe reported every NIC the BMC knows; the server is Available",
+        )
+    } else {
+        let message = format!(
+            "the server is Available, but the probe never saw {} that the BMC lists (waited {}s after the report)",
+            missing_nics.join(", "),
+            settings.nic_wait.as_secs()
+        );
+        outcome
+            .discovery(true, REASON_DISCOVERED_WITHOUT_NICS, message.clone())
+            .warning("NICsNotReported", message)
+    })
+}
+
+/// In Available, bring the power to `spec.power`: the action runs beside the workers and
+/// reads the power back; a BMC that keeps refusing is asked less and less often.
+fn set_power(
+    name: &str,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    action: PowerAction,
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> StepOutcome {
+    match finished {
+        Some((BmcOperation::SetPower(done), result)) if *done == action => match result {
+            // Looked at again in 10 s to see the BMC get there.
+            Ok(_) => {
+                ctx.power_backoff.succeeded(name);
+                StepOutcome::wait(Duration::from_secs(10))
+            }
+            Err(failure) => {
+                let retry = ctx.power_backoff.failed(name);
+                tracing::warn!(message = %failure.message, ?action, retry_in = ?retry, "cannot apply spec.power");
+                StepOutcome::wait(retry)
+            }
+        },
+        _ => {
+            start(ctx, name, system, BmcOperation::SetPower(action));
+            StepOutcome::wait(Duration::from_secs(60))
+        }
+    }
+}
+
+/// Nothing to do but keep `status.powerState` current: read (beside the workers) when it is
+/// unknown, on its way, or older than the resync interval.
+fn idle(
+    name: &str,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    power_state: Option<PowerState>,
+) -> StepOutcome {
+    let settings = &ctx.discovery;
+    let settled = matches!(power_state, Some(PowerState::On | PowerState::Off));
+    let interval = if settled {
+        settings.resync
+    } else {
+        Duration::from_secs(10)
+    };
+    if !ctx.work.answered_within(name, interval) {
+        start(ctx, name, system, BmcOperation::ReadPower);
+    }
+    StepOutcome::wait(interval)
+}
+
+/// Another, older Server names the same system UUID: this one is not booted.
+async fn duplicate(
+    server: &Server,
+    ctx: &Arc<Context>,
+    status: &crate::api::ServerStatus,
+    message: String,
+) -> Result<StepOutcome, Error> {
+    let mut outcome = StepOutcome::wait(
+        // The older Server may go away; look again now and then.
+        Duration::from_secs(60),
+    )
+    .state(ServerState::Initial);
+    if server.spec.boot_configuration_ref.is_some() {
+        remove_boot_configuration(ctx, server).await?;
+        outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+    }
+    let already_said = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DISCOVERY && c.reason == REASON_DUPLICATE_SYSTEM_UUID);
+    if !already_said {
+        outcome = outcome.warning(REASON_DUPLICATE_SYSTEM_UUID, message.clone());
+    }
+    Ok(outcome.discovery(false, REASON_DUPLICATE_SYSTEM_UUID, message))
 }
 
 /// A discovery whose time ran out while its BMC cannot be called: when to retry and the
@@ -869,76 +1096,44 @@ pub fn overdue_without_bmc(
     (after(started, timeout) <= now).then(|| {
         (
             after(now, retry_delay(retry_base, progress.attempt)),
-            format!(
-                "attempt {} timed out after {}s while the BMC cannot be called ({why}); the server could not be powered off",
-                progress.attempt,
-                timeout.as_secs()
-            ),
+            timed_out_without_bmc(progress.attempt, timeout, why),
         )
     })
 }
 
-/// Ends a discovery attempt that ran out of time: the boot configuration and its Secret are
-/// deleted (which revokes the boot token), the server is powered off when its BMC can be
-/// called (`connection` with the system's URI), the retry time is recorded, and the Server
-/// goes to `Error`.
-async fn time_out(
-    server: &Server,
-    ctx: &Context,
-    connection: Option<(&Connection<'_>, &str)>,
-    power_state: Option<PowerState>,
-    retry_at: Timestamp,
-    message: String,
-) -> Result<Outcome, Error> {
-    let name = server.name_any();
-    remove_boot_configuration(ctx, &name).await?;
-    let mut power = power_state;
-    if let Some((connection, system_uri)) = connection {
-        match connection
-            .driver
-            .set_power(&connection.endpoint, system_uri, PowerAction::ForceOff)
-            .await
-        {
-            Ok(()) => power = Some(PowerState::Off),
-            Err(error) => {
-                tracing::warn!(%error, "cannot power the server off after the discovery timeout")
-            }
-        }
-    }
-    annotate(
-        ctx,
-        &name,
-        &[(RETRY_ANNOTATION, Some(retry_at.to_string()))],
+/// The `DiscoveryTimedOut` message of an attempt whose BMC could not be called to power the
+/// server off.
+fn timed_out_without_bmc(attempt: u32, timeout: Duration, why: &str) -> String {
+    format!(
+        "attempt {attempt} timed out after {}s while the BMC cannot be called ({why}); the server could not be powered off",
+        timeout.as_secs()
     )
-    .await?;
-    let message = format!("{message}; retrying at {retry_at}");
-    event(
-        ctx,
-        server,
-        EventType::Warning,
-        "DiscoveryTimedOut",
-        &message,
-    )
-    .await;
-    Ok((
-        Some(ServerState::Error),
-        power,
-        Some((false, "DiscoveryTimedOut", message)),
-        until(retry_at),
-    ))
 }
 
-/// What a step leaves behind: state, power state, the `Discovery` condition (status, reason,
-/// message) if it changes, and when to look again.
-type Outcome = (
-    Option<ServerState>,
-    Option<PowerState>,
-    Option<(bool, &'static str, String)>,
-    Duration,
-);
-
-/// A condition to set: type, status, reason, message.
-type Condition4<'a> = (&'a str, bool, &'a str, &'a str);
+/// Ends a discovery attempt that ran out of time: the boot configuration and its Secret are
+/// deleted (which revokes the boot token), the server is powered off (beside the workers)
+/// when its BMC can be called, the retry time is recorded, and the Server goes to `Error`.
+async fn time_out(
+    server: &Server,
+    ctx: &Arc<Context>,
+    system: Option<&SystemTarget>,
+    retry_at: Timestamp,
+    message: String,
+) -> Result<StepOutcome, Error> {
+    let name = server.name_any();
+    remove_boot_configuration(ctx, server).await?;
+    if let Some(system) = system {
+        start(ctx, &name, system, BmcOperation::PowerOff);
+    }
+    let message = format!("{message}; retrying at {retry_at}");
+    let mut outcome = StepOutcome::wait(until(retry_at))
+        .state(ServerState::Error)
+        .discovery(false, "DiscoveryTimedOut", message.clone())
+        .warning("DiscoveryTimedOut", message);
+    outcome.annotations = vec![(RETRY_ANNOTATION, Some(retry_at.to_string()))];
+    outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+    Ok(outcome)
+}
 
 /// The driver's power state in the API's terms.
 fn api_power_state(state: crate::plugins::types::PowerState) -> PowerState {
@@ -959,73 +1154,49 @@ fn until(at: Timestamp) -> Duration {
         .max(Duration::from_secs(1))
 }
 
-/// The MACs of the NICs the system's OS sees, as the BMC reports them: host interfaces and
-/// NICs it reports disabled or absent are not expected in a probe report.
-async fn expected_macs(
-    connection: &Connection<'_>,
-    system_uri: &str,
-    server: &Server,
-) -> Option<Vec<String>> {
-    let identity = connection.driver.probe(&connection.endpoint).await.ok()?;
-    let system = find_system(&identity, system_uri, server)?;
-    Some(lowercase_macs(
-        system
-            .nics
-            .iter()
-            .filter(|nic| nic.kind == NicKind::System)
-            .map(|nic| &nic.mac),
-    ))
-}
-
-/// The Server's system among those the BMC reports: by URI, else by UUID (any case).
-fn find_system<'a>(
-    identity: &'a crate::plugins::types::Identity,
-    system_uri: &str,
-    server: &Server,
-) -> Option<&'a crate::plugins::types::System> {
-    let uuid = server.spec.system_uuid().map(|u| u.to_ascii_lowercase());
-    identity.systems.iter().find(|system| {
-        system.uri == system_uri
-            || (uuid.is_some() && system.uuid.as_ref().map(|u| u.to_ascii_lowercase()) == uuid)
-    })
-}
-
-/// Out-of-band discovery: writes what the BMC reports for the system (NICs, manufacturer,
-/// model, serial) as the Server's facts. `Ok(Err(message))` when the BMC cannot say.
+/// Out-of-band discovery: writes what the BMC reported for the system at its last probe
+/// (NICs, manufacturer, model, serial) as the Server's facts and makes it Available. Without
+/// a probe since the operator started, the BMC is read first (beside the workers).
 async fn inventory(
     server: &Server,
-    ctx: &Context,
-    connection: &Connection<'_>,
-    system_uri: &str,
-) -> Result<Result<String, String>, Error> {
-    let identity = match connection.driver.probe(&connection.endpoint).await {
-        Ok(identity) => identity,
-        Err(error) => {
-            return Ok(Err(format!(
-                "cannot read the inventory from the BMC: {}",
-                crate::controllers::report::first_line(&error.to_string())
-            )));
+    bmc: &BMC,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+) -> Result<StepOutcome, Error> {
+    let name = server.name_any();
+    let failed = |message: String| {
+        Ok(StepOutcome::wait(Duration::from_secs(30)).discovery(false, "InventoryFailed", message))
+    };
+    let identity = match ctx.inventory.identity(&bmc.name_any()) {
+        Some(identity) => identity,
+        None => {
+            if ctx.work.running(&name) {
+                return Ok(StepOutcome::wait(Duration::from_secs(60)));
+            }
+            start(ctx, &name, system, BmcOperation::Probe);
+            return Ok(StepOutcome::wait(Duration::from_secs(60)));
         }
     };
-    let Some(system) = find_system(&identity, system_uri, server) else {
-        return Ok(Err(String::from(
+    let uuid = server.spec.system_uuid();
+    let Some(found) = find_system(&identity, &system.uri, uuid.as_deref()) else {
+        return failed(String::from(
             "the BMC no longer reports this Server's system",
-        )));
+        ));
     };
-    let facts = inventory_facts(system);
+    let facts = inventory_facts(found);
     let message = format!(
         "out-of-band: the BMC reported {} NIC(s); CPUs, memory and disks need an in-band discovery (the driver ABI does not carry them yet)",
         facts.network_interfaces.len()
     );
-    crate::registry::write_facts(
-        &ctx.client,
-        &server.name_any(),
-        &facts,
-        "OutOfBandInventory",
-        &message,
-    )
-    .await?;
-    Ok(Ok(message))
+    crate::registry::write_facts(&ctx.client, &name, &facts, "OutOfBandInventory", &message)
+        .await?;
+    let mut outcome = StepOutcome::wait(ctx.discovery.resync).state(ServerState::Available);
+    if server.spec.boot_configuration_ref.is_some() {
+        remove_boot_configuration(ctx, server).await?;
+        outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+    }
+    outcome.milestone = Some(("Discovered", message.clone()));
+    Ok(outcome.discovery(true, "DiscoveredOutOfBand", message))
 }
 
 /// The Server facts a BMC's view of a system gives.
@@ -1056,52 +1227,69 @@ fn new_token() -> std::io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// Creates the discovery ignition (new token), boot configuration and Secret and records the
-/// attempt; `Ok(Some((reason, message)))` when it cannot.
+/// Creates the discovery ignition (new token), boot configuration and Secret; the outcome
+/// records the attempt and names the boot configuration on the Server. When discovery cannot
+/// start, the outcome says why.
 async fn start_discovery(
     server: &Server,
-    ctx: &Context,
-    connection: &Connection<'_>,
+    bmc: &BMC,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
     attempt: u32,
-) -> Result<Option<(&'static str, String)>, Error> {
+) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let settings = &ctx.discovery;
+    let cannot = |reason: &'static str, message: String| {
+        Ok(StepOutcome::wait(Duration::from_secs(60))
+            .discovery(false, reason, message.clone())
+            .warning(reason, message))
+    };
     let Some(image) = &settings.image else {
-        return Ok(Some((
+        return cannot(
             "NoDiscoveryImage",
             String::from(
                 "no discovery image is configured; start ferrometal with --discovery-image",
             ),
-        )));
+        );
     };
     let Some(generator) = ctx.catalog.ignition_generator() else {
-        return Ok(Some((
+        return cannot(
             "NoIgnitionGenerator",
             String::from("no ignition-generator plugin is installed"),
-        )));
+        );
     };
     let Some(uuid) = server.spec.system_uuid() else {
-        return Ok(Some((
+        return cannot(
             "SystemUUIDMissing",
             String::from("the Server has no spec.systemUUID"),
-        )));
+        );
+    };
+    // The ignition names the system's NICs: from the BMC's last probe (read first when
+    // there was none since the operator started; a BMC that cannot be read leaves them out).
+    let macs = match ctx.inventory.identity(&bmc.name_any()) {
+        Some(identity) => find_system(&identity, &system.uri, Some(&uuid))
+            .map(|found| {
+                lowercase_macs(
+                    found
+                        .nics
+                        .iter()
+                        .filter(|n| n.kind == NicKind::System)
+                        .map(|n| &n.mac),
+                )
+            })
+            .unwrap_or_default(),
+        None if ctx.work.running(&name) => return Ok(StepOutcome::wait(Duration::from_secs(60))),
+        None => {
+            start(ctx, &name, system, BmcOperation::Probe);
+            return Ok(StepOutcome::wait(Duration::from_secs(60)));
+        }
     };
     let token = match new_token() {
         Ok(token) => token,
         Err(error) => {
-            return Ok(Some((
-                "TokenFailed",
-                format!("cannot read /dev/urandom: {error}"),
-            )));
+            return cannot("TokenFailed", format!("cannot read /dev/urandom: {error}"));
         }
     };
-    let macs = expected_macs(
-        connection,
-        server.spec.system_uri.as_deref().unwrap_or_default(),
-        server,
-    )
-    .await
-    .unwrap_or_default();
     let request = IgnitionRequest {
         facts: ServerFacts {
             system_uuid: uuid.to_ascii_lowercase(),
@@ -1121,13 +1309,13 @@ async fn start_discovery(
     let ignition = match generator.generate(&request).await {
         Ok(ignition) => ignition,
         Err(error) => {
-            return Ok(Some((
+            return cannot(
                 "IgnitionFailed",
                 format!(
                     "the ignition generator failed: {}",
                     crate::controllers::report::first_line(&error.to_string())
                 ),
-            )));
+            );
         }
     };
     // Boot configuration first (owned by the Server), then its Secret (owned by it).
@@ -1179,41 +1367,34 @@ async fn start_discovery(
             &Patch::Apply(&secret_value),
         )
         .await?;
-    annotate(
-        ctx,
-        &name,
-        &[
-            (ATTEMPT_ANNOTATION, Some(attempt.to_string())),
-            (STARTED_ANNOTATION, Some(Timestamp::now().to_string())),
-            (BOOTED_ANNOTATION, None),
-            (RETRY_ANNOTATION, None),
-        ],
-    )
-    .await?;
-    Api::<Server>::all(ctx.client.clone())
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "bootConfigurationRef": {
-                "namespace": settings.namespace,
-                "name": name,
-            }}})),
-        )
-        .await?;
-    Ok(None)
+    let mut outcome = StepOutcome::wait(Duration::from_secs(30))
+        .state(ServerState::Discovery)
+        .discovery(
+            false,
+            "WaitingForBootConfiguration",
+            format!("attempt {attempt}: discovery boot configuration created with image {image}"),
+        );
+    outcome.annotations = vec![
+        (ATTEMPT_ANNOTATION, Some(attempt.to_string())),
+        (STARTED_ANNOTATION, Some(Timestamp::now().to_string())),
+        (BOOTED_ANNOTATION, None),
+        (RETRY_ANNOTATION, None),
+    ];
+    outcome.boot_configuration_ref = Some(BootConfigurationRef::Discovery);
+    Ok(outcome)
 }
 
-/// Deletes the discovery boot configuration and its Secret (which ends the boot token) and
-/// clears `spec.bootConfigurationRef`.
-async fn remove_boot_configuration(ctx: &Context, name: &str) -> Result<(), Error> {
+/// Deletes the discovery boot configuration and its Secret (which ends the boot token).
+async fn remove_boot_configuration(ctx: &Context, server: &Server) -> Result<(), Error> {
     let namespace = &ctx.discovery.namespace;
+    let name = server.name_any();
     for result in [
         Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), namespace)
-            .delete(name, &DeleteParams::default())
+            .delete(&name, &DeleteParams::default())
             .await
             .map(|_| ()),
         Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-            .delete(name, &DeleteParams::default())
+            .delete(&name, &DeleteParams::default())
             .await
             .map(|_| ()),
     ] {
@@ -1223,52 +1404,73 @@ async fn remove_boot_configuration(ctx: &Context, name: &str) -> Result<(), Erro
             Err(error) => return Err(error.into()),
         }
     }
-    Api::<Server>::all(ctx.client.clone())
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "bootConfigurationRef": null } })),
-        )
-        .await?;
     Ok(())
 }
 
-/// Sets (`Some`) or removes (`None`) progress annotations.
-async fn annotate(
+/// Writes a step's outcome: one merge patch of the Server's annotations and spec reference
+/// (when they change), one server-side apply of its state, power state and the reconciler's
+/// conditions (when they change; the registry's fields and condition are left alone), and
+/// the Events of a changed `Discovery` condition.
+async fn write_outcome(
+    server: &Server,
     ctx: &Context,
-    name: &str,
-    values: &[(&str, Option<String>)],
-) -> Result<(), Error> {
-    let annotations: serde_json::Map<String, serde_json::Value> = values
-        .iter()
-        .map(|(key, value)| {
-            (
+    outcome: StepOutcome,
+) -> Result<Action, Error> {
+    let name = server.name_any();
+    let servers = Api::<Server>::all(ctx.client.clone());
+    let annotations = server.annotations();
+    let mut changed_annotations = serde_json::Map::new();
+    for (key, value) in &outcome.annotations {
+        if annotations.get(*key) != value.as_ref() {
+            changed_annotations.insert(
                 (*key).to_owned(),
                 value
                     .clone()
                     .map_or(serde_json::Value::Null, serde_json::Value::String),
+            );
+        }
+    }
+    let mut patch = serde_json::Map::new();
+    if !changed_annotations.is_empty() {
+        patch.insert(
+            String::from("metadata"),
+            json!({ "annotations": changed_annotations }),
+        );
+    }
+    let current_ref = server.spec.boot_configuration_ref.as_ref();
+    match outcome.boot_configuration_ref {
+        Some(BootConfigurationRef::Discovery)
+            if current_ref
+                .is_none_or(|r| r.name != name || r.namespace != ctx.discovery.namespace) =>
+        {
+            patch.insert(
+                String::from("spec"),
+                json!({ "bootConfigurationRef": {
+                    "namespace": ctx.discovery.namespace,
+                    "name": name,
+                }}),
+            );
+        }
+        Some(BootConfigurationRef::Cleared) if current_ref.is_some() => {
+            patch.insert(
+                String::from("spec"),
+                json!({ "bootConfigurationRef": null }),
+            );
+        }
+        _ => {}
+    }
+    if !patch.is_empty() {
+        let written = servers
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::Value::Object(patch)),
             )
-        })
-        .collect();
-    Api::<Server>::all(ctx.client.clone())
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": { "annotations": annotations } })),
-        )
-        .await?;
-    Ok(())
-}
+            .await?;
+        ctx.written
+            .record(&name, written.metadata.resource_version.as_deref());
+    }
 
-/// Server-side-applies state, power state and the reconciler's conditions (the registry's
-/// fields and condition are left alone).
-async fn apply_status(
-    server: &Server,
-    ctx: &Context,
-    state: Option<ServerState>,
-    power_state: Option<PowerState>,
-    updates: &[Condition4<'_>],
-) -> Result<(), Error> {
     let current = server.status.clone().unwrap_or_default();
     let mut owned: Vec<Condition> = current
         .conditions
@@ -1276,44 +1478,65 @@ async fn apply_status(
         .filter(|c| c.type_ == DISCOVERY || c.type_ == BMC_REACHABLE)
         .cloned()
         .collect();
-    let mut changed = false;
-    for (kind, value, reason, message) in updates {
-        changed |= conditions::set(
-            &mut owned,
-            kind,
-            *value,
-            reason,
-            message,
-            server.metadata.generation,
-            Time(Timestamp::now()),
-        );
+    let now = Time(Timestamp::now());
+    let mut set = |kind: &str, change: &Option<ConditionChange>| {
+        change.as_ref().is_some_and(|change| {
+            conditions::set(
+                &mut owned,
+                kind,
+                change.status,
+                change.reason,
+                &change.message,
+                server.metadata.generation,
+                now.clone(),
+            )
+        })
+    };
+    let discovery_changed = set(DISCOVERY, &outcome.discovery);
+    let reachable_changed = set(BMC_REACHABLE, &outcome.reachable);
+    let state = outcome.state.or(current.state);
+    let power_state = outcome.power_state.or(current.power_state);
+    if discovery_changed
+        || reachable_changed
+        || current.state != state
+        || current.power_state != power_state
+    {
+        let mut status = serde_json::Map::new();
+        if let Some(state) = state {
+            status.insert(String::from("state"), json!(state));
+        }
+        if let Some(power_state) = power_state {
+            status.insert(String::from("powerState"), json!(power_state));
+        }
+        status.insert(String::from("conditions"), json!(owned));
+        let written = servers
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1",
+                    "kind": "Server",
+                    "status": status,
+                })),
+            )
+            .await?;
+        ctx.written
+            .record(&name, written.metadata.resource_version.as_deref());
     }
-    if !changed && current.state == state && current.power_state == power_state {
-        return Ok(());
+    if discovery_changed {
+        for (type_, event) in [
+            (EventType::Warning, &outcome.warning),
+            (EventType::Normal, &outcome.milestone),
+        ] {
+            if let Some((reason, note)) = event {
+                publish_event(ctx, server, type_, reason, note).await;
+            }
+        }
     }
-    let mut status = serde_json::Map::new();
-    if let Some(state) = state {
-        status.insert(String::from("state"), json!(state));
-    }
-    if let Some(power_state) = power_state {
-        status.insert(String::from("powerState"), json!(power_state));
-    }
-    status.insert(String::from("conditions"), json!(owned));
-    Api::<Server>::all(ctx.client.clone())
-        .patch_status(
-            &server.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1",
-                "kind": "Server",
-                "status": status,
-            })),
-        )
-        .await?;
-    Ok(())
+    Ok(Action::requeue(outcome.requeue))
 }
 
-async fn event(ctx: &Context, server: &Server, type_: EventType, reason: &str, note: &str) {
+async fn publish_event(ctx: &Context, server: &Server, type_: EventType, reason: &str, note: &str) {
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let event = Event {
         type_,

@@ -1,0 +1,93 @@
+//! The operator's watch caches (reflector stores) of the objects its reconcilers read, so a
+//! reconcile reads from memory instead of asking the API server. Each store is filled by the
+//! watch of the controller that already watches the kind; [`CacheWriters`] hands the writing
+//! ends to the controllers' wiring.
+//!
+//! An object a store does not hold (not created yet when the watch lags, or the store is
+//! still listing after a start) is read from the API server instead, so a cache miss is never
+//! taken for "does not exist" without asking.
+
+use std::sync::Arc;
+
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration};
+
+/// Read ends of the watch caches.
+#[derive(Clone)]
+pub struct Caches {
+    /// BMCs (the BMC controller's watch).
+    pub bmcs: Store<BMC>,
+    /// BMCSecrets (the BMC controller's watch).
+    pub bmc_secrets: Store<BMCSecret>,
+    /// Endpoints (the Endpoint controller's watch).
+    pub endpoints: Store<Endpoint>,
+    /// Servers (the Server controller's watch).
+    pub servers: Store<Server>,
+    /// The discovery namespace's boot configurations (the Server controller's watch).
+    pub boot_configurations: Store<ServerBootConfiguration>,
+}
+
+/// Write ends of the watch caches, one per watch.
+pub struct CacheWriters {
+    /// Fed by the BMC watch.
+    pub bmcs: Writer<BMC>,
+    /// Fed by the BMCSecret watch.
+    pub bmc_secrets: Writer<BMCSecret>,
+    /// Fed by the Endpoint watch.
+    pub endpoints: Writer<Endpoint>,
+    /// Fed by the Server watch.
+    pub servers: Writer<Server>,
+    /// Fed by the boot configuration watch.
+    pub boot_configurations: Writer<ServerBootConfiguration>,
+}
+
+impl Caches {
+    /// Empty caches and their writers.
+    pub fn new() -> (Arc<Self>, CacheWriters) {
+        let (bmcs, bmcs_writer) = reflector::store();
+        let (bmc_secrets, bmc_secrets_writer) = reflector::store();
+        let (endpoints, endpoints_writer) = reflector::store();
+        let (servers, servers_writer) = reflector::store();
+        let (boot_configurations, boot_configurations_writer) = reflector::store();
+        (
+            Arc::new(Self {
+                bmcs,
+                bmc_secrets,
+                endpoints,
+                servers,
+                boot_configurations,
+            }),
+            CacheWriters {
+                bmcs: bmcs_writer,
+                bmc_secrets: bmc_secrets_writer,
+                endpoints: endpoints_writer,
+                servers: servers_writer,
+                boot_configurations: boot_configurations_writer,
+            },
+        )
+    }
+}
+
+/// The object `name` (in `api`'s namespace, for namespaced kinds) from `store`, or from the
+/// API server (through `api`) when the store does not hold it.
+pub async fn cached_or_get<K>(
+    store: &Store<K>,
+    api: &Api<K>,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Arc<K>>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + 'static,
+{
+    let reference = match namespace {
+        Some(namespace) => ObjectRef::new(name).within(namespace),
+        None => ObjectRef::new(name),
+    };
+    if let Some(object) = store.get(&reference) {
+        return Ok(Some(object));
+    }
+    Ok(api.get_opt(name).await?.map(Arc::new))
+}
