@@ -1,19 +1,47 @@
 //! Fleet discovery benchmark (`make bench`): time from onboarding a simulated fleet to every
-//! Server Available, with the operator's CPU seconds and peak RSS, for several fleet sizes.
+//! Server Available, with the operator's CPU seconds and peak RSS, for several fleet sizes,
+//! and what one discovered server costs in API requests (by verb and resource, from
+//! kube-apiserver's own `apiserver_request_total`) and Redfish requests (from the simulated
+//! BMCs' counters), both read before the operator starts and once every Server is Available.
 //! Everything is real but the hardware: kube-apiserver + etcd, the OCI registry, the
 //! release `ferrometal run` with its plugins, and simulated BMCs and machines (boot delay 0)
 //! in this process. Half of the BMCs announce themselves by DHCP, half are applied as BMC
 //! objects. Prints a Markdown section for BENCHMARKS.md.
 //!
-//! `FLEET_SIZES=100,1000` (the default) picks the sizes.
+//! `FLEET_SIZES=100,1000` (the default) picks the sizes. 5000 works too
+//! (`FLEET_SIZES=5000 cargo bench -p ferrometal --bench fleet`, after `cargo xtask plugins`
+//! and `cargo build --release -p metalprobe`), but is not a default: on a 2-core machine it
+//! would take well over 15 minutes (1000 servers take 150–210 s, CPU-bound, and 5000 cost at
+//! least five times the CPU). It needs over 10 000 file descriptors in this process (a
+//! listener per BMC and a connection per BMC the operator keeps open) and about 5000 in the
+//! operator: the benchmark raises its soft `RLIMIT_NOFILE` to the hard limit, which
+//! processes it starts inherit; raise the hard limit (`ulimit -Hn`) first where it is lower.
+//! The time limit ([`limit`]) and the interval between polls of the Servers
+//! ([`poll_interval`]) grow with the fleet.
 
 use std::time::{Duration, Instant};
 
-use ferrometal_sim::lab::{Lab, LabOptions};
+use ferrometal_sim::lab::{ApiRequests, Lab, LabOptions};
 use ferrometal_sim::{FleetSpec, MachineBehaviour};
 
-/// Fails the run when a fleet is not Available after this long.
-const LIMIT: Duration = Duration::from_secs(900);
+/// Fails the run when a fleet of `servers` is not Available after this long: 15 minutes, or
+/// 0.6 s per server for larger fleets (5000: 50 minutes).
+fn limit(servers: usize) -> Duration {
+    Duration::from_secs(900)
+        .max(Duration::from_millis(600) * u32::try_from(servers).unwrap_or(u32::MAX))
+}
+
+/// How often the benchmark lists the Servers to see whether all are Available: every 250 ms,
+/// or every millisecond per server for larger fleets (1000: every second), so that listing
+/// thousands of Servers does not become a load of its own on the API server.
+fn poll_interval(servers: usize) -> Duration {
+    Duration::from_millis(250).max(Duration::from_millis(
+        u64::try_from(servers).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Request kinds with fewer per server than this are left out of the per-server table.
+const MIN_PER_SERVER: f64 = 0.1;
 
 struct Result {
     servers: usize,
@@ -23,6 +51,30 @@ struct Result {
     simulator_cpu_seconds: f64,
     peak_rss_mib: f64,
     lab_seconds: f64,
+    /// The operator's API requests from its start to all Available (the BMCs and
+    /// BMCSecrets the benchmark applies, and the control plane's own housekeeping, left
+    /// out).
+    api: ApiRequests,
+    /// Redfish requests each BMC answered in that time.
+    redfish: Vec<u64>,
+}
+
+/// Raises this process's soft limit of open files to its hard limit (a fleet of thousands
+/// holds a listener and a connection per BMC); processes it starts inherit it.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limits = getrlimit(Resource::Nofile);
+    if limits.current != limits.maximum
+        && let Err(error) = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: limits.maximum,
+                maximum: limits.maximum,
+            },
+        )
+    {
+        eprintln!("fleet bench: cannot raise the open files limit to the hard limit: {error}");
+    }
 }
 
 /// CPU seconds (user + system) of process `pid`.
@@ -69,7 +121,7 @@ async fn run(servers: usize) -> Result {
         .parent()
         .expect("component directory")
         .to_owned();
-    let lab = Lab::start(
+    let mut lab = Lab::start(
         LabOptions {
             fleet: FleetSpec {
                 seed: 7,
@@ -79,7 +131,8 @@ async fn run(servers: usize) -> Result {
             dhcp_bmcs: servers / 2,
             tls: false,
             apply_bmcs: false,
-            start_operator: true,
+            // Started below, once the API server's counters have been read.
+            start_operator: false,
             vms: Vec::new(),
             behaviour: MachineBehaviour::default(),
             ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
@@ -95,6 +148,14 @@ async fn run(servers: usize) -> Result {
     .await
     .expect("the lab starts");
     let lab_seconds = started.elapsed().as_secs_f64();
+    // The counters before the operator makes its first request (the DHCP BMCs already ask
+    // for leases, as they did when the lab started the operator itself a moment later).
+    let api_before = lab
+        .api_requests()
+        .await
+        .expect("read the API server's metrics");
+    let redfish_before = lab.redfish_requests_by_bmc();
+    lab.run_operator().expect("ferrometal run starts");
     let pid = lab.operator_pid().expect("operator runs");
     let control_plane_cpu = || {
         lab.control_plane
@@ -116,21 +177,74 @@ async fn run(servers: usize) -> Result {
             break;
         }
         assert!(
-            onboarding.elapsed() < LIMIT,
-            "{available} of {servers} Servers Available after {LIMIT:?}: {states:?}\n{}",
+            onboarding.elapsed() < limit(servers),
+            "{available} of {servers} Servers Available after {:?}: {states:?}\n{}",
+            limit(servers),
             lab.operator_log_tail(40)
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(poll_interval(servers)).await;
     }
+    let seconds = onboarding.elapsed().as_secs_f64();
+    let api = lab
+        .api_requests()
+        .await
+        .expect("read the API server's metrics")
+        .since(&api_before)
+        .since(&ApiRequests::applied_bmcs(
+            u64::try_from(servers - servers / 2).unwrap_or(u64::MAX),
+        ))
+        .of_ferrometal();
+    let redfish = lab
+        .redfish_requests_by_bmc()
+        .iter()
+        .zip(&redfish_before)
+        .map(|(after, before)| after.saturating_sub(*before))
+        .collect();
     Result {
         servers,
-        seconds: onboarding.elapsed().as_secs_f64(),
+        seconds,
         cpu_seconds: cpu_seconds(pid),
         control_plane_cpu_seconds: control_plane_cpu() - control_plane_before,
         simulator_cpu_seconds: cpu_seconds(std::process::id()) - simulator_before,
         peak_rss_mib: peak_rss_mib(pid),
         lab_seconds,
+        api,
+        redfish,
     }
+}
+
+/// What one discovered server cost, as a Markdown table: the totals, then every kind of
+/// API request with at least [`MIN_PER_SERVER`] per server.
+fn requests_table(result: &Result) -> String {
+    let servers = result.servers;
+    let per_server = |count: u64| count as f64 / servers as f64;
+    let api = &result.api;
+    let mut table = format!(
+        "### Requests per discovered server, {servers} servers\n\n\
+         | Requests | Per server | Of them errors |\n|---|---|---|\n\
+         | **API writes** (POST, PUT, PATCH, APPLY, DELETE) | **{:.1}** | |\n\
+         | **API GETs** (single objects) | **{:.1}** | |\n\
+         | **Redfish requests** (busiest BMC: {}) | **{:.1}** | |\n\
+         | API LISTs / WATCHes, whole fleet (not per-server costs) | {} / {} in all | |\n",
+        per_server(api.writes()),
+        per_server(api.gets()),
+        result.redfish.iter().max().copied().unwrap_or_default(),
+        per_server(result.redfish.iter().sum()),
+        api.lists(),
+        api.watches(),
+    );
+    for row in api.per_server(servers, MIN_PER_SERVER) {
+        let errors = if row.errors > 0.0 {
+            format!("{:.2}", row.errors)
+        } else {
+            String::new()
+        };
+        table.push_str(&format!(
+            "| `{}` | {:.2} | {errors} |\n",
+            row.kind, row.requests
+        ));
+    }
+    table
 }
 
 fn main() {
@@ -139,6 +253,7 @@ fn main() {
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect();
+    raise_open_files_limit();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let results: Vec<Result> = sizes
         .iter()
@@ -157,7 +272,7 @@ fn main() {
         "| Servers | Onboarding → all Available | Operator CPU | Operator peak RSS | kube-apiserver + etcd CPU | Simulator CPU | Lab start-up |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for result in results {
+    for result in &results {
         println!(
             "| {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} s | {:.1} s | {:.1} s |",
             result.servers,
@@ -168,5 +283,11 @@ fn main() {
             result.simulator_cpu_seconds,
             result.lab_seconds
         );
+    }
+    println!(
+        "\nRequests from the operator's start to all Available: API requests from kube-apiserver's own `apiserver_request_total` (read before and after), counting only the resources ferrometal may touch (metal.ironcore.dev, core Secrets, Events; the control plane's own housekeeping left out) and leaving out the BMCs and BMCSecrets the benchmark applies; Redfish requests from the simulated BMCs' counters. Kinds of request with fewer than {MIN_PER_SERVER} per server are left out; `core/` is the core API group, names without a group are metal.ironcore.dev's.\n"
+    );
+    for result in &results {
+        println!("{}", requests_table(result));
     }
 }

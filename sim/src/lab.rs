@@ -17,6 +17,10 @@ use testenv::{ControlPlane, OciRegistry, Program};
 
 use crate::{DhcpPorts, Fleet, FleetOptions, FleetSpec, MachineBehaviour};
 
+pub mod api_requests;
+
+pub use api_requests::ApiRequests;
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
@@ -74,6 +78,9 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
+    /// The API server's metrics could not be read.
+    #[error(transparent)]
+    Metrics(#[from] api_requests::MetricsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
@@ -561,5 +568,44 @@ impl Lab {
             *counts.entry(state).or_default() += 1;
         }
         Ok(counts)
+    }
+}
+
+/// What the fleet benchmark and the API budget test count: requests per discovered server.
+impl Lab {
+    /// Starts `ferrometal run` when the lab was started without it
+    /// ([`LabOptions::start_operator`] false), e.g. once the counters that are to include
+    /// everything it does have been read ([`Self::api_requests`]). Replaces a running one.
+    pub fn run_operator(&mut self) -> Result<(), LabError> {
+        self.start_operator()
+    }
+
+    /// The requests kube-apiserver has served since it started, by verb and resource (its
+    /// own `apiserver_request_total` counter, read from `/metrics` as cluster admin). Read it
+    /// before and after, and take the difference ([`ApiRequests::since`]).
+    pub async fn api_requests(&self) -> Result<ApiRequests, LabError> {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|error| {
+                kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(error))
+            })?;
+        let metrics = self.client.request_text(request).await?;
+        Ok(ApiRequests::parse(&metrics)?)
+    }
+
+    /// Redfish requests the simulated BMCs have answered so far (the VM fleet's BMC too),
+    /// one figure per BMC in fleet order.
+    pub fn redfish_requests_by_bmc(&self) -> Vec<u64> {
+        self.fleet
+            .bmcs()
+            .iter()
+            .chain(self.vm_fleet.iter().flat_map(Fleet::bmcs))
+            .map(|bmc| bmc.requests())
+            .collect()
+    }
+
+    /// Redfish requests the simulated BMCs have answered so far, in all.
+    pub fn redfish_requests(&self) -> u64 {
+        self.redfish_requests_by_bmc().iter().sum()
     }
 }
