@@ -584,3 +584,55 @@ async fn an_unreachable_bmc_during_discovery_still_times_out_and_revokes_the_tok
     assert!(sbcs.get_opt(name).await.expect("get").is_none());
     assert!(secrets.get_opt(name).await.expect("get").is_none());
 }
+
+/// A BMC that answers every request after 20 s holds up only its own Server. With a single
+/// Server worker — where one reconcile waiting on that BMC would stall everything — the rest
+/// of the fleet reaches Available while the slow BMC has taken at most two requests, and the
+/// slow Server's discovery ends in its documented state: Error, `DiscoveryTimedOut`.
+#[tokio::test]
+async fn a_slow_bmc_delays_only_its_own_server() {
+    let mut options = LabOptions {
+        apply_bmcs: false,
+        ..common::lab_options("slow", 5, 1, 0)
+    };
+    options
+        .operator_args
+        .extend(["--server-concurrency", "1"].map(String::from));
+    let lab = start(options).await;
+    let slow = lab.fleet.bmcs()[0].clone();
+    // Its machine never reports, so the slow Server cannot finish by its own report.
+    slow.machines()[0].set_probe(Probe::Never);
+    lab.apply_bmcs(0..5, None).await.expect("apply");
+    let name = "sim-bmc-0-system-0";
+    until_servers(&lab, "the slow BMC's Server exists", |servers| {
+        servers.iter().any(|s| s.name_any() == name)
+    })
+    .await;
+    slow.set_faults(Faults {
+        latency: Duration::from_secs(20),
+        ..Faults::default()
+    });
+    let slowed_at = slow.requests();
+    set_discovery_timeout(&lab, name, 25).await;
+    until_servers(&lab, "the other 4 Servers Available", |servers| {
+        servers
+            .iter()
+            .filter(|s| s.name_any() != name && available(s))
+            .count()
+            == 4
+    })
+    .await;
+    let taken = slow.requests() - slowed_at;
+    assert!(
+        taken <= 2,
+        "the rest of the fleet waited for the slow BMC: it took {taken} requests (20 s each) before the others were Available"
+    );
+    until_servers(&lab, "the slow Server timed out", |servers| {
+        servers.iter().any(|s| {
+            s.name_any() == name
+                && state(s).as_deref() == Some("Error")
+                && discovery_condition(s).is_some_and(|c| c.1 == "DiscoveryTimedOut")
+        })
+    })
+    .await;
+}
