@@ -1,6 +1,10 @@
 //! Credential-lookup plugins: map a BMC's MAC address to how to talk to it.
+//!
+//! The world has no capabilities, so answers are cached per settings and MAC
+//! ([`LookupCache`]): the plugin runs once per MAC, not once per reconcile.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::HasSelf;
@@ -10,6 +14,7 @@ use super::bindings::credential_lookup::CredentialLookupPre;
 use super::bindings::credential_lookup::exports::ferrometal::plugin::mac_lookup as wit;
 use super::error::{CallError, LoadError};
 use super::host::HostState;
+use super::lookup_cache::{ANSWER_CAPACITY, LookupCache};
 use super::metadata::World;
 use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{BmcProfile, DefaultCredential, GuestError};
@@ -20,10 +25,11 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     deadline: Duration::from_secs(1),
 };
 
-/// A loaded credential-lookup plugin. Cheap to clone.
+/// A loaded credential-lookup plugin. Cheap to clone; clones share the cache of answers.
 #[derive(Clone)]
 pub struct CredentialLookupPlugin {
     handle: PluginHandle<CredentialLookupPre<HostState>>,
+    cache: Arc<LookupCache>,
 }
 
 plugin_handle_methods!(CredentialLookupPlugin);
@@ -40,38 +46,50 @@ impl PluginRuntime {
             },
             CredentialLookupPre::new,
         )?;
-        Ok(CredentialLookupPlugin { handle })
+        Ok(CredentialLookupPlugin {
+            handle,
+            cache: Arc::new(LookupCache::new(self.metrics().clone(), ANSWER_CAPACITY)),
+        })
     }
 }
 
 impl CredentialLookupPlugin {
     /// Looks `mac` up with the operator's `settings`; `Ok(None)` means the plugin does not
-    /// know the MAC.
+    /// know the MAC. Answers (not errors) are cached per settings and MAC value; what is not
+    /// a MAC goes to the plugin every time.
     #[tracing::instrument(skip(self, settings), fields(plugin = %self.handle.identity.name))]
     pub async fn lookup(
         &self,
         mac: &str,
         settings: &[(String, String)],
     ) -> Result<Option<BmcProfile>, CallError> {
-        // The bindings take the WIT's `settings` type, a `Vec`.
-        let settings = settings.to_vec();
-        self.handle
-            .call("lookup", None, async |plugin, store| {
-                let lookup = plugin.ferrometal_plugin_mac_lookup();
-                lookup.call_lookup(store, mac, &settings).await
+        self.cache
+            .lookup(mac, settings, async || {
+                // The bindings take the WIT's `settings` type, a `Vec`.
+                let settings = settings.to_vec();
+                self.handle
+                    .call("lookup", None, async |plugin, store| {
+                        let lookup = plugin.ferrometal_plugin_mac_lookup();
+                        lookup.call_lookup(store, mac, &settings).await
+                    })
+                    .await
+                    .map(|profile| profile.map(BmcProfile::from))
             })
             .await
-            .map(|profile| profile.map(BmcProfile::from))
     }
 
-    /// Asks the plugin whether `settings` are acceptable.
+    /// Asks the plugin whether `settings` are acceptable; an acceptance is cached.
     #[tracing::instrument(skip(self, settings), fields(plugin = %self.handle.identity.name))]
     pub async fn validate_settings(&self, settings: &[(String, String)]) -> Result<(), CallError> {
-        let settings = settings.to_vec();
-        self.handle
-            .call("validate-settings", None, async |plugin, store| {
-                let lookup = plugin.ferrometal_plugin_mac_lookup();
-                lookup.call_validate_settings(store, &settings).await
+        self.cache
+            .validate(settings, async || {
+                let settings = settings.to_vec();
+                self.handle
+                    .call("validate-settings", None, async |plugin, store| {
+                        let lookup = plugin.ferrometal_plugin_mac_lookup();
+                        lookup.call_validate_settings(store, &settings).await
+                    })
+                    .await
             })
             .await
     }

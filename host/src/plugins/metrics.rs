@@ -34,6 +34,12 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupCacheLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
 /// Counters and timings of plugin loads and calls.
 #[derive(Debug, Clone)]
 pub struct PluginMetrics {
@@ -43,6 +49,7 @@ pub struct PluginMetrics {
     compile_cache: Family<OutcomeLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     in_flight: Gauge,
+    lookup_cache: Family<LookupCacheLabels, Counter>,
 }
 
 /// Counts a call as in flight until dropped.
@@ -65,6 +72,7 @@ impl Default for PluginMetrics {
             compile_cache: Family::default(),
             denials: Family::default(),
             in_flight: Gauge::default(),
+            lookup_cache: Family::default(),
         }
     }
 }
@@ -94,6 +102,11 @@ impl PluginMetrics {
             "calls_in_flight",
             "Plugin calls running now (holding one of the global call slots)",
             self.in_flight.clone(),
+        );
+        registry.register(
+            "lookup_cache",
+            "Credential-lookup operations answered from the host's cache (hit) or by the plugin (miss)",
+            self.lookup_cache.clone(),
         );
     }
 
@@ -154,6 +167,16 @@ impl PluginMetrics {
         self.compile_cache
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a credential-lookup `operation` answered from the cache (`hit`) or not.
+    pub(crate) fn lookup_cache(&self, operation: &'static str, hit: bool) {
+        self.lookup_cache
+            .get_or_create(&LookupCacheLabels {
+                operation,
+                outcome: if hit { "hit" } else { "miss" },
             })
             .inc();
     }

@@ -13,7 +13,9 @@
 //!   on concurrent calls. A driver call first waits for its BMC (one call per BMC at a time),
 //!   then for a global slot, so calls queued behind a slow BMC hold no slot. A BMC request cut
 //!   short by the deadline traps the plugin. Traps, timeouts and memory exhaustion come back
-//!   as typed [`CallError`]s naming plugin, version, world and operation.
+//!   as typed [`CallError`]s naming plugin, version, world and operation. Credential-lookup
+//!   answers are cached per settings and MAC (that world has no capabilities, so a lookup is
+//!   a pure function of them): a known MAC does not instantiate the plugin again.
 //! - **Capabilities**: WASI is linked with its deny-by-default context (no files, environment,
 //!   sockets); worlds get only the host interfaces they declare.
 //!
@@ -26,6 +28,7 @@ mod cache;
 mod engine;
 mod error;
 mod host;
+mod lookup_cache;
 mod metadata;
 mod metrics;
 mod runtime;
