@@ -15,7 +15,7 @@ use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::controllers::bmc_work::BmcWork;
 use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
-use ferrometal::controllers::triggers::{changes, fingerprint, spec_and_labels};
+use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
 use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
 use ferrometal::leader::{ElectionSettings, Leadership};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
@@ -520,11 +520,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(%error, "the boot server stopped");
         }
     }));
-    let boot_reporter = Reporter {
-        controller: String::from("ferrometal-boot-server"),
-        instance: std::env::var("HOSTNAME").ok(),
-    };
-    tokio::spawn(reports.run(client.clone(), boot_reporter));
+    tokio::spawn(reports.run(client.clone()));
 
     let (bmc_work, bmc_answers) = BmcWork::new();
     let server_context = Arc::new(server::Context {
@@ -741,7 +737,6 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         servers: server_writer,
         boot_configurations: boot_configuration_writer,
     } = cache_writers;
-    let owned_changes = |generation: Option<i64>| fingerprint(generation);
     let endpoint_changes = changes(
         watcher(
             Api::<Endpoint>::all(client.clone()),
@@ -752,9 +747,9 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         spec_and_labels,
     );
     let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
-        .owns_stream(changes(
+        // Its BMC is applied on every reconcile: only its deletion needs one more.
+        .owns_stream(deletions(
             watcher(Api::<BMC>::all(client.clone()), watcher::Config::default()).default_backoff(),
-            move |bmc: &BMC| owned_changes(bmc.metadata.generation),
         ))
         .with_config(kube::runtime::controller::Config::default().concurrency(endpoint_concurrency))
         .graceful_shutdown_on(shutdown.clone())
@@ -787,13 +782,14 @@ async fn lead(mut leadership: Leadership, leader: Leader) -> anyhow::Result<()> 
         },
     );
     let bmcs = Controller::for_stream(bmc_changes, caches.bmcs.clone())
-        .owns_stream(changes(
+        // Its Servers are applied on every probe: only a deletion needs one more (their
+        // status and spec changes are the Server reconciler's business).
+        .owns_stream(deletions(
             watcher(
                 Api::<Server>::all(client.clone()),
                 watcher::Config::default(),
             )
             .default_backoff(),
-            move |server: &Server| owned_changes(server.metadata.generation),
         ))
         .watches_stream(
             changes(

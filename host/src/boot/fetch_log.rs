@@ -20,8 +20,7 @@ use futures::stream::FuturesUnordered;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -318,11 +317,8 @@ impl FetchLog {
 
     /// The recorder: writes pending fetches to their configurations (at most
     /// [`MAX_WRITES_IN_FLIGHT`] at once) until the process ends. Run one per log.
-    pub async fn run(self, client: Client, reporter: Reporter) {
-        let writer = Writer {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        };
+    pub async fn run(self, client: Client) {
+        let writer = Writer { client };
         let mut writes = FuturesUnordered::new();
         loop {
             let (batches, retry_at) = {
@@ -405,12 +401,11 @@ enum Outcome {
 
 struct Writer {
     client: Client,
-    recorder: Recorder,
 }
 
 impl Writer {
     /// Sets the batch's conditions on its configuration, under the boot server's own field
-    /// manager beside the reconciler's, and publishes an Event per condition that changed.
+    /// manager beside the reconciler's (no Event: it would only repeat the condition).
     async fn write(&self, batch: &Batch) -> Outcome {
         let api: Api<ServerBootConfiguration> =
             Api::namespaced(self.client.clone(), &batch.config.namespace);
@@ -438,7 +433,7 @@ impl Writer {
             "kind": "ServerBootConfiguration",
             "status": { "conditions": owned },
         });
-        let written = match api
+        match api
             .patch_status(
                 &batch.config.name,
                 &PatchParams::apply(BOOT_SERVER_MANAGER).force(),
@@ -446,30 +441,12 @@ impl Writer {
             )
             .await
         {
-            Ok(sbc) => sbc,
+            Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => return Outcome::Gone,
             Err(error) => return Outcome::Failed(error),
-        };
-        let reference = written.object_ref(&());
-        let kinds = changed.iter().map(|fetch| describe(*fetch).0).collect();
-        let events = changed.into_iter().map(|fetch| {
-            let (_, reason, message) = describe(fetch);
-            let event = Event {
-                type_: EventType::Normal,
-                reason: reason.to_owned(),
-                note: Some(message.to_owned()),
-                action: String::from("Serve"),
-                secondary: None,
-            };
-            let reference = &reference;
-            async move {
-                if let Err(error) = self.recorder.publish(&event, reference).await {
-                    tracing::warn!(config = %batch.config, %error, "cannot publish event");
-                }
-            }
-        });
-        futures::future::join_all(events).await;
-        Outcome::Written(kinds)
+        }
+        // No Event: it would only repeat the condition (and cost a write per fetch).
+        Outcome::Written(changed.iter().map(|fetch| describe(*fetch).0).collect())
     }
 }
 

@@ -13,19 +13,17 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::Error;
 use crate::api::{Server, ServerBootConfiguration, ServerBootConfigurationState, conditions};
 use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
-use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Fetch, Inserted};
-use crate::boot::server::FetchReport;
+use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Inserted};
 use crate::boot::uuid::SystemUuid;
 use crate::controllers::caches::cached_or_get;
 use crate::controllers::report;
@@ -748,98 +746,6 @@ pub async fn run(
             }
         })
         .await;
-}
-
-/// Records the boot server's fetches on their configurations: a condition (under the boot
-/// server's own field manager, beside the reconciler's) and an Event.
-pub async fn report_fetches(
-    client: Client,
-    reporter: Reporter,
-    mut reports: mpsc::Receiver<FetchReport>,
-) {
-    let recorder = Recorder::new(client.clone(), reporter);
-    while let Some(report) = reports.recv().await {
-        let (kind, reason, message) = match report.fetch {
-            Fetch::Script => (
-                IPXE_SCRIPT_FETCHED,
-                "IPXEScriptDelivered",
-                "the machine fetched its iPXE script",
-            ),
-            Fetch::Ignition => (
-                IGNITION_DATA_FETCHED,
-                "IgnitionDataDelivered",
-                "the machine fetched its ignition",
-            ),
-            Fetch::BootState => (
-                BOOT_STATE_RECEIVED,
-                "BootStateReceived",
-                "the discovery system reported that it booted",
-            ),
-        };
-        let api: Api<ServerBootConfiguration> =
-            Api::namespaced(client.clone(), &report.config.namespace);
-        // An apply states everything its manager owns: keep the other fetch condition.
-        let mut owned: Vec<Condition> = match api.get_opt(&report.config.name).await {
-            Ok(Some(sbc)) => sbc
-                .status
-                .map(|status| status.conditions)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| {
-                    [
-                        IPXE_SCRIPT_FETCHED,
-                        IGNITION_DATA_FETCHED,
-                        BOOT_STATE_RECEIVED,
-                    ]
-                    .contains(&c.type_.as_str())
-                })
-                .collect(),
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(config = %report.config, %error, "cannot record the fetch on the configuration");
-                continue;
-            }
-        };
-        conditions::set(
-            &mut owned,
-            kind,
-            true,
-            reason,
-            message,
-            None,
-            Time(k8s_openapi::jiff::Timestamp::now()),
-        );
-        let status = json!({
-            "apiVersion": "metal.ironcore.dev/v1alpha1",
-            "kind": "ServerBootConfiguration",
-            "status": { "conditions": owned },
-        });
-        match api
-            .patch_status(
-                &report.config.name,
-                &PatchParams::apply(BOOT_SERVER_MANAGER).force(),
-                &Patch::Apply(&status),
-            )
-            .await
-        {
-            Ok(sbc) => {
-                tracing::info!(config = %report.config, condition = kind, "machine fetch recorded");
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: reason.to_owned(),
-                    note: Some(message.to_owned()),
-                    action: String::from("Serve"),
-                    secondary: None,
-                };
-                if let Err(error) = recorder.publish(&event, &sbc.object_ref(&())).await {
-                    tracing::warn!(%error, "cannot publish event");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(config = %report.config, %error, "cannot record the fetch on the configuration");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,39 @@
-//! Reporting a reconcile's outcome to people: the `Ready` condition and the Event that
-//! mirrors each change of it.
+//! Reporting a reconcile's outcome to people: Events beside the conditions.
+//!
+//! The policy, the same for every controller: an Event is published for what needs a
+//! person's attention (a `Warning` when a condition turns bad) and for a Server's one
+//! milestone (`Discovered`); a condition that turns good is not repeated as an Event, since
+//! the condition already says it and each Event is a write to the API server per object.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-/// Publishes the Event for a change of the `Ready` condition (`Normal` when ready, `Warning`
-/// otherwise). An Event that cannot be written is logged; the reconcile goes on.
+/// Publishes an Event about `object`. An Event that cannot be written is logged; the
+/// reconcile goes on.
+pub async fn publish(
+    client: &Client,
+    reporter: &Reporter,
+    object: &ObjectReference,
+    type_: EventType,
+    (reason, note): (&str, &str),
+    action: &str,
+) {
+    let recorder = Recorder::new(client.clone(), reporter.clone());
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, object).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+}
+
+/// Publishes the Event for a change of the `Ready` condition: a `Warning` when it turned
+/// false; nothing when it turned true (see the module's policy).
 pub async fn ready_event(
     client: &Client,
     reporter: &Reporter,
@@ -14,20 +41,16 @@ pub async fn ready_event(
     (ready, reason, message): (bool, &str, &str),
     action: &str,
 ) {
-    let recorder = Recorder::new(client.clone(), reporter.clone());
-    let event = Event {
-        type_: if ready {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: reason.to_owned(),
-        note: Some(message.to_owned()),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, object).await {
-        tracing::warn!(%error, "cannot publish event");
+    if !ready {
+        publish(
+            client,
+            reporter,
+            object,
+            EventType::Warning,
+            (reason, message),
+            action,
+        )
+        .await;
     }
 }
 

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -222,6 +222,8 @@ pub enum Step {
     AwaitReport {
         /// Condition message.
         message: String,
+        /// Whether a report of this attempt arrived (and lacks something).
+        reported: bool,
         /// When to look again at the latest (the end of the wait for missing NICs).
         recheck_at: Option<Timestamp>,
     },
@@ -367,6 +369,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 Some(_) if !progress.boot_requested => Step::AwaitBootConfiguration,
                 Some(_) => Step::AwaitReport {
                     message: waiting_for,
+                    reported: fresh,
                     recheck_at,
                 },
             }
@@ -742,11 +745,20 @@ async fn step(
     };
     let step = plan(&observed, settings.retry_base);
     tracing::debug!(?step, "planned");
+    let discovery_reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == DISCOVERY)
+        .map(|c| c.reason.as_str());
     let mut outcome = match step {
         Step::StartDiscovery { attempt } => {
             start_discovery(server, bmc, &system, ctx, attempt).await?
         }
         Step::Inventory => inventory(server, bmc, &system, ctx).await?,
+        // The condition already says so since the discovery started: nothing to write.
+        Step::AwaitBootConfiguration if discovery_reason == Some("WaitingForBootConfiguration") => {
+            StepOutcome::wait(Duration::from_secs(30))
+        }
         Step::AwaitBootConfiguration => StepOutcome::wait(Duration::from_secs(30))
             .state(ServerState::Discovery)
             .discovery(
@@ -757,13 +769,24 @@ async fn step(
         Step::RequestBoot => request_boot(&name, &system, ctx, progress.attempt, &finished),
         Step::AwaitReport {
             message,
+            reported,
             recheck_at,
-        } => StepOutcome::wait(recheck_at.map_or(Duration::from_secs(30), |at| {
-            until(at).min(Duration::from_secs(30))
-        }))
-        .state(ServerState::Discovery)
-        .discovery(false, "WaitingForReport", message),
-        Step::Complete { missing_nics } => complete(server, &system, ctx, missing_nics).await?,
+        } => {
+            let outcome = StepOutcome::wait(recheck_at.map_or(Duration::from_secs(30), |at| {
+                until(at).min(Duration::from_secs(30))
+            }))
+            .state(ServerState::Discovery);
+            // `Booting` already says that the probe's report is awaited; only a report
+            // that lacks something is news.
+            if !reported && discovery_reason == Some("Booting") {
+                outcome
+            } else {
+                outcome.discovery(false, "WaitingForReport", message)
+            }
+        }
+        Step::Complete { missing_nics } => {
+            complete(server, &system, ctx, missing_nics, &finished).await?
+        }
         Step::TimeOut { retry_at, message } => {
             time_out(server, ctx, Some(&system), retry_at, message).await?
         }
@@ -960,20 +983,24 @@ fn request_boot(
     }
 }
 
-/// The report is complete: boot configuration removed, Available, power off (beside the
-/// workers) if configured.
+/// The report is complete: power off (beside the workers) if configured, then boot
+/// configuration removed and Available with the power state in one status write. A BMC that
+/// cannot power off does not hold the Server back (its `BMCReachable` says why).
 async fn complete(
     server: &Server,
     system: &SystemTarget,
     ctx: &Arc<Context>,
     missing_nics: Vec<String>,
+    finished: &Option<(BmcOperation, BmcResult)>,
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let settings = &ctx.discovery;
-    remove_boot_configuration(ctx, server).await?;
-    if settings.power_off_after {
+    let powered_off = matches!(finished, Some((BmcOperation::PowerOff, _)));
+    if settings.power_off_after && !powered_off {
         start(ctx, &name, system, BmcOperation::PowerOff);
+        return Ok(StepOutcome::wait(Duration::from_secs(60)));
     }
+    remove_boot_configuration(ctx, server).await?;
     let mut outcome = StepOutcome::wait(settings.resync).state(ServerState::Available);
     outcome.annotations = vec![
         (STARTED_ANNOTATION, None),
@@ -1529,25 +1556,19 @@ async fn write_outcome(
             (EventType::Normal, &outcome.milestone),
         ] {
             if let Some((reason, note)) = event {
-                publish_event(ctx, server, type_, reason, note).await;
+                super::report::publish(
+                    &ctx.client,
+                    &ctx.reporter,
+                    &server.object_ref(&()),
+                    type_,
+                    (reason, note),
+                    "Discover",
+                )
+                .await;
             }
         }
     }
     Ok(Action::requeue(outcome.requeue))
-}
-
-async fn publish_event(ctx: &Context, server: &Server, type_: EventType, reason: &str, note: &str) {
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.to_owned()),
-        action: String::from("Discover"),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, &server.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
-    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,21 @@ where
     })
 }
 
+/// The deleted objects of `events`: for a controller that owns objects it creates and
+/// applies on every reconcile anyway, only a deletion needs a reconcile (to re-create it).
+pub fn deletions<K, S>(events: S) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    events.try_filter_map(|event| {
+        futures::future::ready(Ok(match event {
+            watcher::Event::Delete(object) => Some(object),
+            _ => None,
+        }))
+    })
+}
+
 fn key<K: Resource>(object: &K) -> String {
     let meta = object.meta();
     format!(
@@ -116,5 +131,28 @@ mod tests {
             ],
             "first sight, new generation, deletion, and re-creation pass; a status change does not"
         );
+    }
+
+    #[tokio::test]
+    async fn only_deletions_pass_for_owners() {
+        let events = futures::stream::iter(
+            [
+                watcher::Event::InitApply(map("a", 1, "x")),
+                watcher::Event::Apply(map("a", 2, "x")),
+                watcher::Event::Delete(map("a", 2, "x")),
+            ]
+            .map(Ok),
+        );
+        let passed: Vec<i64> = deletions(events)
+            .map(|object| {
+                object
+                    .expect("no errors")
+                    .metadata
+                    .generation
+                    .unwrap_or_default()
+            })
+            .collect()
+            .await;
+        assert_eq!(passed, vec![2]);
     }
 }
