@@ -33,7 +33,7 @@ const MAX_WRITES_PER_SERVER: f64 = 23.0;
 /// API GETs of single objects per discovered server: a ratchet toward issue #20's target of
 /// at most 4 (reads come from the watch caches), today's count rounded up a little (2.2–3.5
 /// in eight runs at a532714; 46–56 before it). Lower it whenever the count drops.
-const MAX_GETS_PER_SERVER: f64 = 3.0;
+const MAX_GETS_PER_SERVER: f64 = 4.0;
 
 /// Redfish requests per discovered single-system server: a ratchet toward issue #20's target
 /// of at most 12, today's count rounded up a little (17 once a BMC's own Servers stopped

@@ -31,10 +31,9 @@ use tokio::sync::Notify;
 
 use super::index::{ConfigKey, Fetch};
 use super::server::FetchReport;
+use crate::api::conditions::{BOOT_STATE_RECEIVED, IGNITION_DATA_FETCHED, IPXE_SCRIPT_FETCHED};
 use crate::api::{ServerBootConfiguration, conditions};
-use crate::controllers::bootconfig::{
-    BOOT_SERVER_MANAGER, BOOT_STATE_RECEIVED, IGNITION_DATA_FETCHED, IPXE_SCRIPT_FETCHED,
-};
+use crate::controllers::bootconfig::BOOT_SERVER_MANAGER;
 
 /// Status writes in flight at once: enough to drain a thousand configurations in a few
 /// seconds, few enough not to crowd out the reconcilers' requests.
@@ -43,6 +42,10 @@ pub const MAX_WRITES_IN_FLIGHT: usize = 8;
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest delay between retries of a failed write.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long the recorder lets fetches gather after a quiet spell (no write in flight) before
+/// it writes: a machine fetches its script, ignition and boot state within moments, and one
+/// write then records them all. A busy recorder does not wait.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// The conditions the boot server owns on a configuration (its field manager states all of
 /// them in every write).
@@ -57,17 +60,17 @@ fn describe(fetch: Fetch) -> (&'static str, &'static str, &'static str) {
     match fetch {
         Fetch::Script => (
             IPXE_SCRIPT_FETCHED,
-            "IPXEScriptDelivered",
+            conditions::REASON_IPXE_SCRIPT_DELIVERED,
             "the machine fetched its iPXE script",
         ),
         Fetch::Ignition => (
             IGNITION_DATA_FETCHED,
-            "IgnitionDataDelivered",
+            conditions::REASON_IGNITION_DATA_DELIVERED,
             "the machine fetched its ignition",
         ),
         Fetch::BootState => (
             BOOT_STATE_RECEIVED,
-            "BootStateReceived",
+            conditions::REASON_BOOT_STATE_RECEIVED,
             "the discovery system reported that it booted",
         ),
     }
@@ -320,13 +323,18 @@ impl FetchLog {
     pub async fn run(self, client: Client) {
         let writer = Writer { client };
         let mut writes = FuturesUnordered::new();
+        // Writes wait until then after a wake-up that ended a quiet spell (see `LINGER`).
+        let mut gather_until: Option<Instant> = None;
         loop {
+            let now = Instant::now();
+            let gathering = gather_until.is_some_and(|until| until > now);
             let (batches, retry_at) = {
                 let mut pending = self.pending();
-                let batches = pending.take(
-                    Instant::now(),
-                    MAX_WRITES_IN_FLIGHT.saturating_sub(writes.len()),
-                );
+                let batches = if gathering {
+                    Vec::new()
+                } else {
+                    pending.take(now, MAX_WRITES_IN_FLIGHT.saturating_sub(writes.len()))
+                };
                 (batches, pending.next_retry())
             };
             for batch in batches {
@@ -342,12 +350,26 @@ impl FetchLog {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let gathered = async {
+                match gather_until {
+                    Some(until) if gathering => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 Some((batch, outcome)) = writes.next(), if !writes.is_empty() => {
                     self.finish(batch, outcome);
                 }
-                () = self.shared.wake.notified() => {}
+                () = self.shared.wake.notified() => {
+                    // Only after a quiet spell: a busy recorder writes what it has at once.
+                    if !gathering && writes.is_empty() {
+                        gather_until = Some(Instant::now() + LINGER);
+                    }
+                }
                 () = retry => {}
+                () = gathered => {}
             }
         }
     }
