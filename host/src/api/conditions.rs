@@ -4,8 +4,33 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// The object is doing what it should (BMC reachable, Endpoint onboarded, ...).
+// Condition types, by the kind that carries them.
+
+/// Endpoint, BMC, ServerBootConfiguration: the object is doing what it should (Endpoint
+/// onboarded, BMC reachable, machine served).
 pub const READY: &str = "Ready";
+/// Server: how discovery is going.
+pub const DISCOVERY: &str = "Discovery";
+/// Server: whether the Server's BMC can be called.
+pub const BMC_REACHABLE: &str = "BMCReachable";
+/// Server (written by the registry): a probe report arrived; its `lastTransitionTime` is the
+/// arrival.
+pub const PROBE_REPORTED: &str = "ProbeReported";
+/// ServerBootConfiguration: the image resolved to bootable layers (boot-operator's type).
+pub const IMAGE_VALIDATION: &str = "ImageValidation";
+/// ServerBootConfiguration: the ignition Secret is usable.
+pub const IGNITION_SECRET: &str = "IgnitionSecret";
+/// ServerBootConfiguration (written by the boot server): a machine fetched its iPXE script
+/// (boot-operator's type).
+pub const IPXE_SCRIPT_FETCHED: &str = "IPXEScriptFetched";
+/// ServerBootConfiguration (written by the boot server): a machine fetched its ignition
+/// (boot-operator's type).
+pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
+/// ServerBootConfiguration (written by the boot server): the discovery system posted
+/// `/bootstate` (metal-operator's type).
+pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+
+// Endpoint `Ready` reasons.
 
 /// Endpoint: its MAC matched the credential database and the BMC was created.
 pub const REASON_BMC_CREATED: &str = "BMCCreated";
@@ -14,7 +39,9 @@ pub const REASON_UNKNOWN_MAC: &str = "UnknownMACAddress";
 /// Endpoint: the credential-lookup plugin failed (or none is installed).
 pub const REASON_LOOKUP_FAILED: &str = "CredentialLookupFailed";
 
-/// BMC: probed successfully.
+// BMC `Ready` reasons (the failures are also the Server's `BMCReachable` reasons).
+
+/// BMC: probed successfully. Server `BMCReachable`: the BMC answers.
 pub const REASON_CONNECTED: &str = "Connected";
 /// BMC: the BMC refused the credentials.
 pub const REASON_AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
@@ -29,6 +56,236 @@ pub const REASON_REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
 /// Endpoint or BMC: a field the schema leaves optional (as metal-operator's does) but the
 /// object needs is empty, e.g. an Endpoint without `macAddress` or a BMC without an IP.
 pub const REASON_INCOMPLETE: &str = "Incomplete";
+
+// Server `Discovery` reasons.
+
+/// Server: the discovery boot configuration exists; the boot server has not made it Ready.
+pub const REASON_WAITING_FOR_BOOT_CONFIGURATION: &str = "WaitingForBootConfiguration";
+/// Server: one-time network boot set and power on requested.
+pub const REASON_BOOTING: &str = "Booting";
+/// Server: booted; metalprobe's (complete) report is awaited.
+pub const REASON_WAITING_FOR_REPORT: &str = "WaitingForReport";
+/// Server: the BMC refused the boot override or the power on.
+pub const REASON_BOOT_FAILED: &str = "BootFailed";
+/// Server: no complete report within the timeout; state `Error` until the next attempt.
+pub const REASON_DISCOVERY_TIMED_OUT: &str = "DiscoveryTimedOut";
+/// Server: discovery cannot start, no `--discovery-image` is configured.
+pub const REASON_NO_DISCOVERY_IMAGE: &str = "NoDiscoveryImage";
+/// Server: discovery cannot start, no ignition-generator plugin is installed.
+pub const REASON_NO_IGNITION_GENERATOR: &str = "NoIgnitionGenerator";
+/// Server: discovery cannot start, the ignition-generator plugin failed.
+pub const REASON_IGNITION_FAILED: &str = "IgnitionFailed";
+/// Server: discovery cannot start, no random boot token could be made.
+pub const REASON_TOKEN_FAILED: &str = "TokenFailed";
+/// Server `Discovery` and ServerBootConfiguration `Ready`: the Server has no (valid) system
+/// UUID.
+pub const REASON_SYSTEM_UUID_MISSING: &str = "SystemUUIDMissing";
+/// Server: out-of-band discovery took the BMC's inventory as the Server's facts.
+pub const REASON_DISCOVERED_OUT_OF_BAND: &str = "DiscoveredOutOfBand";
+/// Server: out-of-band discovery could not read the system from the BMC.
+pub const REASON_INVENTORY_FAILED: &str = "InventoryFailed";
+/// Server: the probe reported every NIC the BMC knows; the Server is Available. Also the
+/// reason of the Normal Event that marks the milestone.
+pub const REASON_DISCOVERED: &str = "Discovered";
+/// Server: Available, but NICs the BMC lists never showed in the probe's report.
+pub const REASON_DISCOVERED_WITHOUT_NICS: &str = "DiscoveredWithoutNICs";
+/// Server: an older Server names the same system UUID; this one is not booted.
+pub const REASON_DUPLICATE_SYSTEM_UUID: &str = "DuplicateSystemUUID";
+
+// Server `BMCReachable` reasons besides the BMC's.
+
+/// Server: the BMC named by `spec.bmcRef` does not exist.
+pub const REASON_BMC_NOT_FOUND: &str = "BMCNotFound";
+
+// Server `ProbeReported` reasons.
+
+/// Server: metalprobe's report arrived at the registry.
+pub const REASON_REPORT_RECEIVED: &str = "ReportReceived";
+/// Server: out-of-band discovery wrote the BMC's inventory as the facts.
+pub const REASON_OUT_OF_BAND_INVENTORY: &str = "OutOfBandInventory";
+
+// ServerBootConfiguration reasons.
+
+/// `Ready`: image resolved, ignition usable, Server has a system UUID.
+pub const REASON_BOOT_CONFIGURATION_READY: &str = "BootConfigurationReady";
+/// `Ready`: the Server named by `serverRef` does not exist.
+pub const REASON_SERVER_NOT_FOUND: &str = "ServerNotFound";
+/// `ImageValidation`: the image resolved to bootable layers.
+pub const REASON_IMAGE_RESOLVED: &str = "ImageResolved";
+/// `ImageValidation`: `spec.image` is empty.
+pub const REASON_IMAGE_NOT_SET: &str = "ImageNotSet";
+/// `ImageValidation`: `spec.image` is not an OCI reference.
+pub const REASON_BAD_REFERENCE: &str = "BadReference";
+/// `ImageValidation`: the registry is not in `--boot-allowed-registries`.
+pub const REASON_REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
+/// `ImageValidation`: the registry could not be reached or answered with an error.
+pub const REASON_REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
+/// `ImageValidation`: the registry has no such repository, tag or digest.
+pub const REASON_IMAGE_NOT_FOUND: &str = "ImageNotFound";
+/// `ImageValidation`: the image index has no manifest for `--boot-architecture`.
+pub const REASON_NO_MANIFEST_FOR_ARCHITECTURE: &str = "NoManifestForArchitecture";
+/// `ImageValidation`: the image has neither kernel and initramfs nor a UKI.
+pub const REASON_MISSING_LAYER: &str = "MissingLayer";
+/// `IgnitionSecret`: the Secret holds an ignition (and a boot token).
+pub const REASON_IGNITION_FOUND: &str = "IgnitionFound";
+/// `IgnitionSecret`: the configuration names no Secret; machines boot without ignition.
+pub const REASON_NO_IGNITION: &str = "NoIgnition";
+/// `IgnitionSecret`: the named Secret does not exist.
+pub const REASON_SECRET_NOT_FOUND: &str = "SecretNotFound";
+/// `IgnitionSecret`: the Secret has no non-empty `ignition` key.
+pub const REASON_IGNITION_KEY_MISSING: &str = "IgnitionKeyMissing";
+/// `IgnitionSecret`: the Secret has no `boot-token` key and unauthenticated ignition is off.
+pub const REASON_BOOT_TOKEN_MISSING: &str = "BootTokenMissing";
+/// `IPXEScriptFetched`: a machine fetched its iPXE script.
+pub const REASON_IPXE_SCRIPT_DELIVERED: &str = "IPXEScriptDelivered";
+/// `IgnitionDataFetched`: a machine fetched its ignition with the right token.
+pub const REASON_IGNITION_DATA_DELIVERED: &str = "IgnitionDataDelivered";
+/// `BootStateReceived`: the discovery system posted `/bootstate`.
+pub const REASON_BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+
+// Event reasons that are no condition's.
+
+/// Server Warning Event: Available, but NICs the BMC lists never showed in the probe's
+/// report (the condition says `DiscoveredWithoutNICs`).
+pub const EVENT_NICS_NOT_REPORTED: &str = "NICsNotReported";
+
+/// One condition type of one kind and every reason ferrometal writes in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Documented {
+    /// The object kind (`Endpoint`, `BMC`, `Server`, `ServerBootConfiguration`).
+    pub kind: &'static str,
+    /// The condition type.
+    pub type_: &'static str,
+    /// Every reason the type can carry.
+    pub reasons: &'static [&'static str],
+}
+
+/// Every condition ferrometal writes, by kind: what docs/conditions.md must explain (a test
+/// compares the two).
+pub const CATALOGUE: &[Documented] = &[
+    Documented {
+        kind: "Endpoint",
+        type_: READY,
+        reasons: &[
+            REASON_BMC_CREATED,
+            REASON_UNKNOWN_MAC,
+            REASON_INCOMPLETE,
+            REASON_LOOKUP_FAILED,
+        ],
+    },
+    Documented {
+        kind: "BMC",
+        type_: READY,
+        reasons: &[
+            REASON_CONNECTED,
+            REASON_AUTHENTICATION_FAILED,
+            REASON_CONNECTION_FAILED,
+            REASON_INTERNAL_SERVER_ERROR,
+            REASON_DRIVER_FAILED,
+            REASON_REFERENCE_NOT_FOUND,
+            REASON_INCOMPLETE,
+        ],
+    },
+    Documented {
+        kind: "Server",
+        type_: DISCOVERY,
+        reasons: &[
+            REASON_WAITING_FOR_BOOT_CONFIGURATION,
+            REASON_BOOTING,
+            REASON_WAITING_FOR_REPORT,
+            REASON_BOOT_FAILED,
+            REASON_DISCOVERY_TIMED_OUT,
+            REASON_NO_DISCOVERY_IMAGE,
+            REASON_NO_IGNITION_GENERATOR,
+            REASON_IGNITION_FAILED,
+            REASON_TOKEN_FAILED,
+            REASON_SYSTEM_UUID_MISSING,
+            REASON_DISCOVERED_OUT_OF_BAND,
+            REASON_INVENTORY_FAILED,
+            REASON_DISCOVERED,
+            REASON_DISCOVERED_WITHOUT_NICS,
+            REASON_DUPLICATE_SYSTEM_UUID,
+        ],
+    },
+    Documented {
+        kind: "Server",
+        type_: BMC_REACHABLE,
+        reasons: &[
+            REASON_CONNECTED,
+            REASON_BMC_NOT_FOUND,
+            REASON_REFERENCE_NOT_FOUND,
+            REASON_INCOMPLETE,
+            REASON_DRIVER_FAILED,
+            REASON_CONNECTION_FAILED,
+        ],
+    },
+    Documented {
+        kind: "Server",
+        type_: PROBE_REPORTED,
+        reasons: &[REASON_REPORT_RECEIVED, REASON_OUT_OF_BAND_INVENTORY],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: READY,
+        // Besides its own, `Ready` carries the first failing reason of `ImageValidation`,
+        // then `IgnitionSecret`.
+        reasons: &[
+            REASON_BOOT_CONFIGURATION_READY,
+            REASON_SERVER_NOT_FOUND,
+            REASON_SYSTEM_UUID_MISSING,
+            REASON_IMAGE_NOT_SET,
+            REASON_BAD_REFERENCE,
+            REASON_REGISTRY_NOT_ALLOWED,
+            REASON_REGISTRY_UNREACHABLE,
+            REASON_IMAGE_NOT_FOUND,
+            REASON_NO_MANIFEST_FOR_ARCHITECTURE,
+            REASON_MISSING_LAYER,
+            REASON_SECRET_NOT_FOUND,
+            REASON_IGNITION_KEY_MISSING,
+            REASON_BOOT_TOKEN_MISSING,
+        ],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: IMAGE_VALIDATION,
+        reasons: &[
+            REASON_IMAGE_RESOLVED,
+            REASON_IMAGE_NOT_SET,
+            REASON_BAD_REFERENCE,
+            REASON_REGISTRY_NOT_ALLOWED,
+            REASON_REGISTRY_UNREACHABLE,
+            REASON_IMAGE_NOT_FOUND,
+            REASON_NO_MANIFEST_FOR_ARCHITECTURE,
+            REASON_MISSING_LAYER,
+        ],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: IGNITION_SECRET,
+        reasons: &[
+            REASON_IGNITION_FOUND,
+            REASON_NO_IGNITION,
+            REASON_SECRET_NOT_FOUND,
+            REASON_IGNITION_KEY_MISSING,
+            REASON_BOOT_TOKEN_MISSING,
+        ],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: IPXE_SCRIPT_FETCHED,
+        reasons: &[REASON_IPXE_SCRIPT_DELIVERED],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: IGNITION_DATA_FETCHED,
+        reasons: &[REASON_IGNITION_DATA_DELIVERED],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: BOOT_STATE_RECEIVED,
+        reasons: &[REASON_BOOT_STATE_RECEIVED],
+    },
+];
 
 /// `True`, `False` or `Unknown`.
 pub fn status(value: bool) -> String {
@@ -78,7 +335,148 @@ pub fn set(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// (kind, type, reason)
+    type Row = (String, String, String);
+
+    /// The backticked names in a table cell separated by `, ` or ` / `, or why the cell is
+    /// not such a list (prose would hide which reasons it means).
+    fn names(cell: &str) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        let mut rest = cell.trim();
+        while !rest.is_empty() {
+            let inner = rest
+                .strip_prefix('`')
+                .and_then(|r| r.split_once('`'))
+                .filter(|(name, _)| !name.is_empty() && !name.contains(' '));
+            let Some((name, after)) = inner else {
+                return Err(format!("{cell:?} is not a list of `Name`s"));
+            };
+            names.push(name.to_owned());
+            rest = after.trim_start();
+            if let Some(after) = rest.strip_prefix(',').or_else(|| rest.strip_prefix('/')) {
+                rest = after.trim_start();
+                if rest.is_empty() {
+                    return Err(format!("{cell:?} ends with a separator"));
+                }
+            } else if !rest.is_empty() {
+                return Err(format!("{cell:?} is not a list of `Name`s"));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Every (kind, type, reason) of the tables in docs/conditions.md: one table per
+    /// `## <Kind>` section, columns Type | Status | Reason | ....
+    fn documented(markdown: &str) -> Result<BTreeSet<Row>, String> {
+        let mut kind = None;
+        let mut rows = BTreeSet::new();
+        for (number, line) in markdown.lines().enumerate() {
+            if let Some(heading) = line.strip_prefix("## ") {
+                kind = Some(heading.trim().to_owned());
+                continue;
+            }
+            let Some(row) = line.strip_prefix('|') else {
+                continue;
+            };
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            if cells.first().is_none_or(|c| !c.starts_with('`')) {
+                continue; // header or separator row
+            }
+            let at = |error: String| format!("docs/conditions.md line {}: {error}", number + 1);
+            let kind = kind
+                .as_ref()
+                .ok_or_else(|| at(String::from("a row before any section")))?;
+            let [type_cell, _status, reason_cell, ..] = cells.as_slice() else {
+                return Err(at(String::from("fewer than three columns")));
+            };
+            let types = names(type_cell).map_err(at)?;
+            let [type_] = types.as_slice() else {
+                return Err(at(format!("{type_cell:?} names more than one type")));
+            };
+            let reasons = names(reason_cell).map_err(at)?;
+            if reasons.is_empty() {
+                return Err(at(String::from("a row without a reason")));
+            }
+            for reason in reasons {
+                rows.insert((kind.clone(), type_.clone(), reason));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn catalogued() -> BTreeSet<Row> {
+        CATALOGUE
+            .iter()
+            .flat_map(|entry| {
+                entry.reasons.iter().map(|reason| {
+                    (
+                        entry.kind.to_owned(),
+                        entry.type_.to_owned(),
+                        (*reason).to_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_conditions_md_explains_exactly_the_catalogued_conditions() {
+        let docs = documented(include_str!("../../../docs/conditions.md")).expect("parsable");
+        let catalogue = catalogued();
+        let show = |rows: Vec<&Row>| {
+            rows.iter()
+                .map(|(kind, type_, reason)| format!("\n  {kind} {type_} {reason}"))
+                .collect::<String>()
+        };
+        let undocumented = show(catalogue.difference(&docs).collect());
+        let uncatalogued = show(docs.difference(&catalogue).collect());
+        assert!(
+            undocumented.is_empty() && uncatalogued.is_empty(),
+            "in the catalogue but not in docs/conditions.md:{undocumented}\n\
+             in docs/conditions.md but not in the catalogue:{uncatalogued}"
+        );
+    }
+
+    #[test]
+    fn the_catalogue_names_each_kind_and_type_once_and_each_reason_once_per_type() {
+        let mut seen = BTreeSet::new();
+        for entry in CATALOGUE {
+            assert!(
+                seen.insert((entry.kind, entry.type_)),
+                "{} {} twice",
+                entry.kind,
+                entry.type_
+            );
+            let reasons: BTreeSet<_> = entry.reasons.iter().collect();
+            assert_eq!(
+                reasons.len(),
+                entry.reasons.len(),
+                "{} {}",
+                entry.kind,
+                entry.type_
+            );
+        }
+    }
+
+    #[test]
+    fn a_reason_cell_is_a_list_of_names_and_nothing_else() {
+        assert_eq!(
+            names("`A`, `B` / `C`"),
+            Ok(vec![
+                String::from("A"),
+                String::from("B"),
+                String::from("C")
+            ])
+        );
+        assert!(names("*the first failing reason below*, or `A`").is_err());
+        assert!(names("`A` or `B`").is_err());
+        assert!(names("`A`,").is_err());
+        assert!(names("").is_ok_and(|names| names.is_empty()));
+    }
 
     fn time(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("timestamp"))

@@ -40,16 +40,11 @@ pub const IGNITION_KEY: &str = "ignition";
 /// Key of the ignition Secret that holds the per-boot token the ignition fetch must carry.
 pub const BOOT_TOKEN_KEY: &str = "boot-token";
 
-/// Condition: the image resolved to bootable layers (boot-operator's type).
-pub const IMAGE_VALIDATION: &str = "ImageValidation";
-/// Condition: the ignition Secret is usable.
-pub const IGNITION_SECRET: &str = "IgnitionSecret";
-/// Condition: a machine fetched its iPXE script (boot-operator's type).
-pub const IPXE_SCRIPT_FETCHED: &str = "IPXEScriptFetched";
-/// Condition: a machine fetched its ignition (boot-operator's type).
-pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
-/// Condition: the discovery system posted `/bootstate` (metal-operator's type).
-pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+/// Condition types of ServerBootConfigurations, defined in the catalogue.
+pub use crate::api::conditions::{
+    BOOT_STATE_RECEIVED, IGNITION_DATA_FETCHED, IGNITION_SECRET, IMAGE_VALIDATION,
+    IPXE_SCRIPT_FETCHED,
+};
 
 /// How often a Ready configuration's image is resolved again (tags move).
 pub const RESOLVE_AGAIN: Duration = Duration::from_secs(600);
@@ -143,7 +138,7 @@ pub fn plan(observed: Observed) -> Decision {
         Ok(resolved) => ConditionUpdate {
             kind: IMAGE_VALIDATION,
             value: true,
-            reason: "ImageResolved",
+            reason: conditions::REASON_IMAGE_RESOLVED,
             message: format!(
                 "{} resolved to manifest {} ({})",
                 resolved.reference.whole(),
@@ -163,7 +158,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: IGNITION_SECRET,
                 value: true,
-                reason: "NoIgnition",
+                reason: conditions::REASON_NO_IGNITION,
                 message: String::from("no ignitionSecretRef: machines boot without ignition"),
             },
             Some((None, None)),
@@ -172,7 +167,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: IGNITION_SECRET,
                 value: false,
-                reason: "SecretNotFound",
+                reason: conditions::REASON_SECRET_NOT_FOUND,
                 message: format!(
                     "ignition Secret {}/{secret} does not exist",
                     observed.config.namespace
@@ -184,7 +179,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: IGNITION_SECRET,
                 value: false,
-                reason: "IgnitionKeyMissing",
+                reason: conditions::REASON_IGNITION_KEY_MISSING,
                 message: format!(
                     "ignition Secret {}/{secret} has no non-empty `{IGNITION_KEY}` key",
                     observed.config.namespace
@@ -200,7 +195,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: IGNITION_SECRET,
                 value: false,
-                reason: "BootTokenMissing",
+                reason: conditions::REASON_BOOT_TOKEN_MISSING,
                 message: format!(
                     "ignition Secret {}/{secret} has no `{BOOT_TOKEN_KEY}` key; add one, or start ferrometal with --boot-allow-unauthenticated-ignition to serve ignition to anyone who asks",
                     observed.config.namespace
@@ -216,7 +211,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: IGNITION_SECRET,
                 value: true,
-                reason: "IgnitionFound",
+                reason: conditions::REASON_IGNITION_FOUND,
                 message: format!(
                     "ignition from Secret {secret}{}",
                     if token.is_some() {
@@ -231,11 +226,11 @@ pub fn plan(observed: Observed) -> Decision {
     };
     let server = match &observed.server {
         ServerLookup::Missing => Err((
-            "ServerNotFound",
+            conditions::REASON_SERVER_NOT_FOUND,
             String::from("the referenced Server does not exist"),
         )),
         ServerLookup::Found { uuid: None, .. } => Err((
-            "SystemUUIDMissing",
+            conditions::REASON_SYSTEM_UUID_MISSING,
             String::from("the referenced Server has no valid spec.systemUUID"),
         )),
         ServerLookup::Found {
@@ -249,7 +244,7 @@ pub fn plan(observed: Observed) -> Decision {
             ConditionUpdate {
                 kind: conditions::READY,
                 value: true,
-                reason: "BootConfigurationReady",
+                reason: conditions::REASON_BOOT_CONFIGURATION_READY,
                 message: format!("system {uuid} can boot {}", resolved.reference.whole()),
             },
             Some(BootEntry {
@@ -332,13 +327,15 @@ fn describe_layers(layers: &BootLayers) -> String {
 /// The condition reason for an image failure.
 pub fn image_reason(error: &ImageError) -> &'static str {
     match error {
-        ImageError::BadReference { .. } => "BadReference",
-        ImageError::RegistryNotAllowed { .. } => "RegistryNotAllowed",
-        ImageError::RegistryUnreachable { .. } => "RegistryUnreachable",
-        ImageError::NotFound { .. } => "ImageNotFound",
-        ImageError::NoManifestForArchitecture { .. } => "NoManifestForArchitecture",
-        ImageError::MissingLayer { .. } => "MissingLayer",
-        ImageError::NotSet => "ImageNotSet",
+        ImageError::BadReference { .. } => conditions::REASON_BAD_REFERENCE,
+        ImageError::RegistryNotAllowed { .. } => conditions::REASON_REGISTRY_NOT_ALLOWED,
+        ImageError::RegistryUnreachable { .. } => conditions::REASON_REGISTRY_UNREACHABLE,
+        ImageError::NotFound { .. } => conditions::REASON_IMAGE_NOT_FOUND,
+        ImageError::NoManifestForArchitecture { .. } => {
+            conditions::REASON_NO_MANIFEST_FOR_ARCHITECTURE
+        }
+        ImageError::MissingLayer { .. } => conditions::REASON_MISSING_LAYER,
+        ImageError::NotSet => conditions::REASON_IMAGE_NOT_SET,
     }
 }
 

@@ -24,6 +24,7 @@ use serde_json::json;
 
 use super::Error;
 use crate::api::common::{Power, PowerState};
+use crate::api::conditions::PROBE_REPORTED;
 use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
 };
@@ -39,15 +40,14 @@ use crate::plugins::bmc_driver::BmcDriverPlugin;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use crate::plugins::types::{BmcEndpoint, BootOverride, BootTarget, NicKind, PowerAction};
-use crate::registry::PROBE_REPORTED;
 use crate::telemetry::ControllerMetrics;
 
 /// Field manager of the reconciler's writes.
 pub const MANAGER: &str = "ferrometal-server";
-/// Condition: how discovery is going.
-pub const DISCOVERY: &str = "Discovery";
-/// Condition: whether the Server's BMC can be called.
-pub const BMC_REACHABLE: &str = "BMCReachable";
+/// Condition types and reasons of the Server's own, defined in the catalogue.
+pub use crate::api::conditions::{
+    BMC_REACHABLE, DISCOVERY, REASON_DISCOVERED_WITHOUT_NICS, REASON_DUPLICATE_SYSTEM_UUID,
+};
 /// Annotation: the discovery attempt in progress (1, 2, ...).
 pub const ATTEMPT_ANNOTATION: &str = "ferrometal.dev/discovery-attempt";
 /// Annotation: when the current discovery attempt started (RFC 3339).
@@ -60,10 +60,6 @@ pub const RETRY_ANNOTATION: &str = "ferrometal.dev/discovery-retry-at";
 pub const TIMEOUT_ANNOTATION: &str = "ferrometal.dev/discovery-timeout-seconds";
 /// Annotation (set by people): `in-band` or `out-of-band` discovery for this Server.
 pub const MODE_ANNOTATION: &str = "ferrometal.dev/discovery-mode";
-/// `Discovery` reason: an older Server names the same system UUID; this one is not booted.
-pub const REASON_DUPLICATE_SYSTEM_UUID: &str = "DuplicateSystemUUID";
-/// `Discovery` reason: Available, but NICs the BMC lists never showed in the probe's report.
-pub const REASON_DISCOVERED_WITHOUT_NICS: &str = "DiscoveredWithoutNICs";
 /// metal-operator's marker for boot configurations the operator made for itself.
 pub const TYPE_ANNOTATION: &str = "metal.ironcore.dev/type";
 
@@ -633,7 +629,7 @@ async fn reconcile_inner(cached: Arc<Server>, ctx: &Arc<Context>) -> Result<Acti
             let mut outcome = StepOutcome::wait(Duration::from_secs(30));
             outcome.reachable = Some(ConditionChange::new(
                 false,
-                "BMCNotFound",
+                conditions::REASON_BMC_NOT_FOUND,
                 format!("BMC {bmc_name} does not exist"),
             ));
             outcome
@@ -756,14 +752,16 @@ async fn step(
         }
         Step::Inventory => inventory(server, bmc, &system, ctx).await?,
         // The condition already says so since the discovery started: nothing to write.
-        Step::AwaitBootConfiguration if discovery_reason == Some("WaitingForBootConfiguration") => {
+        Step::AwaitBootConfiguration
+            if discovery_reason == Some(conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION) =>
+        {
             StepOutcome::wait(Duration::from_secs(30))
         }
         Step::AwaitBootConfiguration => StepOutcome::wait(Duration::from_secs(30))
             .state(ServerState::Discovery)
             .discovery(
                 false,
-                "WaitingForBootConfiguration",
+                conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION,
                 "waiting for the discovery boot configuration to be Ready",
             ),
         Step::RequestBoot => request_boot(&name, &system, ctx, progress.attempt, &finished),
@@ -778,10 +776,10 @@ async fn step(
             .state(ServerState::Discovery);
             // `Booting` already says that the probe's report is awaited; only a report
             // that lacks something is news.
-            if !reported && discovery_reason == Some("Booting") {
+            if !reported && discovery_reason == Some(conditions::REASON_BOOTING) {
                 outcome
             } else {
-                outcome.discovery(false, "WaitingForReport", message)
+                outcome.discovery(false, conditions::REASON_WAITING_FOR_REPORT, message)
             }
         }
         Step::Complete { missing_nics } => {
@@ -796,7 +794,7 @@ async fn step(
             if let Some((BmcOperation::PowerOff, Err(failure))) = &finished {
                 outcome = outcome.discovery(
                     false,
-                    "DiscoveryTimedOut",
+                    conditions::REASON_DISCOVERY_TIMED_OUT,
                     format!(
                         "{}; retrying at {at}",
                         timed_out_without_bmc(progress.attempt, timeout, &failure.message)
@@ -960,7 +958,7 @@ fn request_boot(
                 .state(ServerState::Discovery)
                 .discovery(
                     false,
-                    "Booting",
+                    conditions::REASON_BOOTING,
                     "one-time network boot set and power on requested; waiting for the probe's report",
                 );
             outcome.annotations = vec![(BOOTED_ANNOTATION, Some(attempt.to_string()))];
@@ -971,7 +969,7 @@ fn request_boot(
                 .state(ServerState::Discovery)
                 .discovery(
                     false,
-                    "BootFailed",
+                    conditions::REASON_BOOT_FAILED,
                     format!("cannot start the discovery boot: {}", failure.message),
                 )
         }
@@ -1010,12 +1008,12 @@ async fn complete(
     outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
     Ok(if missing_nics.is_empty() {
         outcome.milestone = Some((
-            "Discovered",
+            conditions::REASON_DISCOVERED,
             String::from("hardware reported; the server is Available"),
         ));
         outcome.discovery(
             true,
-            "Discovered",
+            conditions::REASON_DISCOVERED,
             "the probe reported every NIC the BMC knows; the server is Available",
         )
     } else {
@@ -1026,7 +1024,7 @@ async fn complete(
         );
         outcome
             .discovery(true, REASON_DISCOVERED_WITHOUT_NICS, message.clone())
-            .warning("NICsNotReported", message)
+            .warning(conditions::EVENT_NICS_NOT_REPORTED, message)
     })
 }
 
@@ -1155,8 +1153,12 @@ async fn time_out(
     let message = format!("{message}; retrying at {retry_at}");
     let mut outcome = StepOutcome::wait(until(retry_at))
         .state(ServerState::Error)
-        .discovery(false, "DiscoveryTimedOut", message.clone())
-        .warning("DiscoveryTimedOut", message);
+        .discovery(
+            false,
+            conditions::REASON_DISCOVERY_TIMED_OUT,
+            message.clone(),
+        )
+        .warning(conditions::REASON_DISCOVERY_TIMED_OUT, message);
     outcome.annotations = vec![(RETRY_ANNOTATION, Some(retry_at.to_string()))];
     outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
     Ok(outcome)
@@ -1192,7 +1194,11 @@ async fn inventory(
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let failed = |message: String| {
-        Ok(StepOutcome::wait(Duration::from_secs(30)).discovery(false, "InventoryFailed", message))
+        Ok(StepOutcome::wait(Duration::from_secs(30)).discovery(
+            false,
+            conditions::REASON_INVENTORY_FAILED,
+            message,
+        ))
     };
     let identity = match ctx.inventory.identity(&bmc.name_any()) {
         Some(identity) => identity,
@@ -1215,15 +1221,21 @@ async fn inventory(
         "out-of-band: the BMC reported {} NIC(s); CPUs, memory and disks need an in-band discovery (the driver ABI does not carry them yet)",
         facts.network_interfaces.len()
     );
-    crate::registry::write_facts(&ctx.client, &name, &facts, "OutOfBandInventory", &message)
-        .await?;
+    crate::registry::write_facts(
+        &ctx.client,
+        &name,
+        &facts,
+        conditions::REASON_OUT_OF_BAND_INVENTORY,
+        &message,
+    )
+    .await?;
     let mut outcome = StepOutcome::wait(ctx.discovery.resync).state(ServerState::Available);
     if server.spec.boot_configuration_ref.is_some() {
         remove_boot_configuration(ctx, server).await?;
         outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
     }
-    outcome.milestone = Some(("Discovered", message.clone()));
-    Ok(outcome.discovery(true, "DiscoveredOutOfBand", message))
+    outcome.milestone = Some((conditions::REASON_DISCOVERED, message.clone()));
+    Ok(outcome.discovery(true, conditions::REASON_DISCOVERED_OUT_OF_BAND, message))
 }
 
 /// The Server facts a BMC's view of a system gives.
@@ -1273,7 +1285,7 @@ async fn start_discovery(
     };
     let Some(image) = &settings.image else {
         return cannot(
-            "NoDiscoveryImage",
+            conditions::REASON_NO_DISCOVERY_IMAGE,
             String::from(
                 "no discovery image is configured; start ferrometal with --discovery-image",
             ),
@@ -1281,13 +1293,13 @@ async fn start_discovery(
     };
     let Some(generator) = ctx.catalog.ignition_generator() else {
         return cannot(
-            "NoIgnitionGenerator",
+            conditions::REASON_NO_IGNITION_GENERATOR,
             String::from("no ignition-generator plugin is installed"),
         );
     };
     let Some(uuid) = server.spec.system_uuid() else {
         return cannot(
-            "SystemUUIDMissing",
+            conditions::REASON_SYSTEM_UUID_MISSING,
             String::from("the Server has no spec.systemUUID"),
         );
     };
@@ -1314,7 +1326,10 @@ async fn start_discovery(
     let token = match new_token() {
         Ok(token) => token,
         Err(error) => {
-            return cannot("TokenFailed", format!("cannot read /dev/urandom: {error}"));
+            return cannot(
+                conditions::REASON_TOKEN_FAILED,
+                format!("cannot read /dev/urandom: {error}"),
+            );
         }
     };
     let request = IgnitionRequest {
@@ -1337,7 +1352,7 @@ async fn start_discovery(
         Ok(ignition) => ignition,
         Err(error) => {
             return cannot(
-                "IgnitionFailed",
+                conditions::REASON_IGNITION_FAILED,
                 format!(
                     "the ignition generator failed: {}",
                     crate::controllers::report::first_line(&error.to_string())
@@ -1398,7 +1413,7 @@ async fn start_discovery(
         .state(ServerState::Discovery)
         .discovery(
             false,
-            "WaitingForBootConfiguration",
+            conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION,
             format!("attempt {attempt}: discovery boot configuration created with image {image}"),
         );
     outcome.annotations = vec![

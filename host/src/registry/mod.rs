@@ -26,17 +26,17 @@ use metalprobe::report::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::Server;
 use crate::api::server::{
     LldpNeighbor, NetworkInterface, Processor, ServerStatus, Storage, StorageDrive,
 };
+use crate::api::{Server, conditions};
 use crate::boot::index::{BootEntry, Fetch};
 use crate::boot::server::BootServer;
 
 /// Field manager of the registry's writes to Server status.
 pub const MANAGER: &str = "ferrometal-registry";
-/// Condition on the Server: a probe report arrived (its `lastTransitionTime` is the arrival).
-pub const PROBE_REPORTED: &str = "ProbeReported";
+/// Condition on the Server: a probe report arrived (defined in the catalogue).
+pub use crate::api::conditions::PROBE_REPORTED;
 /// Largest report accepted.
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
@@ -193,7 +193,7 @@ async fn register(
         &registry.client,
         &entry.server,
         &status,
-        "ReportReceived",
+        conditions::REASON_REPORT_RECEIVED,
         &summary,
     )
     .await
