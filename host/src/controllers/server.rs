@@ -1360,36 +1360,15 @@ async fn start_discovery(
             );
         }
     };
-    // Boot configuration first (owned by the Server), then its Secret (owned by it).
-    let sbcs: Api<ServerBootConfiguration> =
-        Api::namespaced(ctx.client.clone(), &settings.namespace);
-    let sbc = json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1",
-        "kind": "ServerBootConfiguration",
-        "metadata": {
-            "name": name,
-            "namespace": settings.namespace,
-            "annotations": { TYPE_ANNOTATION: "Internal" },
-            "ownerReferences": server.controller_owner_ref(&()).map(|o| vec![o]),
-        },
-        "spec": {
-            "serverRef": { "name": name },
-            "image": image,
-            "ignitionSecretRef": { "name": name },
-        },
-    });
-    let sbc = sbcs
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&sbc),
-        )
-        .await?;
+    // The Secret first, so that the boot configuration finds it when it is first evaluated
+    // (the other way round, it would be marked SecretNotFound for a moment: one more read
+    // and status write per discovery). Both are owned by the Server.
+    let owner = server.controller_owner_ref(&()).map(|o| vec![o]);
     let secret = Secret {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(settings.namespace.clone()),
-            owner_references: sbc.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: owner.clone(),
             ..Default::default()
         },
         data: Some(BTreeMap::from([
@@ -1407,6 +1386,28 @@ async fn start_discovery(
             &name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret_value),
+        )
+        .await?;
+    let sbc = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerBootConfiguration",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "annotations": { TYPE_ANNOTATION: "Internal" },
+            "ownerReferences": owner,
+        },
+        "spec": {
+            "serverRef": { "name": name },
+            "image": image,
+            "ignitionSecretRef": { "name": name },
+        },
+    });
+    Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &settings.namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&sbc),
         )
         .await?;
     let mut outcome = StepOutcome::wait(Duration::from_secs(30))
@@ -1654,7 +1655,7 @@ mod tests {
         assert_eq!(plan(&discovering(1, false), BASE), Step::RequestBoot);
         assert!(matches!(
             plan(&discovering(1, true), BASE),
-            Step::AwaitReport { message, .. } if message.contains("waiting for the probe")
+            Step::AwaitReport { message, reported: false, .. } if message.contains("waiting for the probe")
         ));
     }
 
@@ -1768,7 +1769,7 @@ mod tests {
         // and says so: a NIC that never shows in the OS must not stall discovery.
         assert!(matches!(
             plan(&incomplete, BASE),
-            Step::AwaitReport { message, recheck_at: Some(due) }
+            Step::AwaitReport { message, reported: true, recheck_at: Some(due) }
                 if message.contains("aa:00:00:00:00:09") && due == at(170)
         ));
         let waited = Observed {
@@ -1811,7 +1812,7 @@ mod tests {
         };
         assert!(matches!(
             plan(&partial, BASE),
-            Step::AwaitReport { message, recheck_at: None } if message.ends_with("without memory, DMI identity")
+            Step::AwaitReport { message, reported: true, recheck_at: None } if message.ends_with("without memory, DMI identity")
         ));
     }
 
