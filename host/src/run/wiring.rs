@@ -1,0 +1,691 @@
+//! Wiring of `ferrometal run`: from [`Settings`] and a Kubernetes client to running parts —
+//! metrics, plugins, the controllers' contexts, the boot server and its fetch recorder — and
+//! the controllers and DHCP the leader starts. Every task goes to the [`Supervisor`].
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration};
+use ferrometal::boot::fetch_log::FetchLog;
+use ferrometal::boot::image::ImageResolver;
+use ferrometal::boot::index::BootIndex;
+use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
+use ferrometal::controllers::backoff::ErrorBackoff;
+use ferrometal::controllers::bmc_work::BmcWork;
+use ferrometal::controllers::caches::{CacheWriters, Caches};
+use ferrometal::controllers::inventory::BmcInventory;
+use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
+use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
+use ferrometal::dhcp::config::DhcpConfig;
+use ferrometal::dhcp::server::DhcpMetrics;
+use ferrometal::leader::{Elector, LeaderMetrics, Leadership};
+use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
+use ferrometal::plugins::types::TlsPolicy;
+use ferrometal::plugins::{PluginMetrics, PluginRuntime};
+use ferrometal::registry::Registry;
+use ferrometal::telemetry::ControllerMetrics;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+
+use super::config::{BmcTrust, Concurrency, ElectionOptions, Settings, default_boot_url};
+use super::supervisor::{Shutdown, Supervisor};
+
+/// How long the fetch recorder keeps writing after shutdown was requested (the boot server
+/// no longer listens, so nothing new comes); records still pending then are lost, as a
+/// restarted process would not have them either.
+const FETCH_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What `run` starts once it is built and checked: the every-replica tasks (metrics, boot
+/// server, fetch recorder) are running already; the rest waits for the election.
+pub struct Wired {
+    /// The gauge of this replica's leadership, for the election.
+    pub leader_metrics: LeaderMetrics,
+    /// The boot-configuration controller, which every replica runs.
+    pub boot_configurations: BootConfigurations,
+    /// What the leader runs.
+    pub leader: Leader,
+}
+
+/// Fails with the command that installs the CRDs if they are missing.
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "endpoints.metal.ironcore.dev",
+        "bmcs.metal.ironcore.dev",
+        "bmcsecrets.metal.ironcore.dev",
+        "servers.metal.ironcore.dev",
+        "serverbootconfigurations.metal.ironcore.dev",
+    ] {
+        if crds
+            .get_opt(name)
+            .await
+            .context("cannot read CRDs")?
+            .is_none()
+        {
+            bail!(
+                "CRD {name} is not installed; install ferrometal's CRDs first: kubectl apply -f crds/"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every metric of the process, registered in one registry.
+struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    plugins: PluginMetrics,
+    controllers: ControllerMetrics,
+    boot: BootMetrics,
+    dhcp: DhcpMetrics,
+    leader: LeaderMetrics,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let plugins = PluginMetrics::default();
+        plugins.register(&mut registry);
+        let controllers = ControllerMetrics::default();
+        controllers.register(&mut registry);
+        let boot = BootMetrics::default();
+        boot.register(&mut registry);
+        let dhcp = DhcpMetrics::default();
+        dhcp.register(&mut registry);
+        let leader = LeaderMetrics::default();
+        leader.register(&mut registry);
+        Self {
+            registry,
+            plugins,
+            controllers,
+            boot,
+            dhcp,
+            leader,
+        }
+    }
+}
+
+/// Builds every part from `settings`, checking each as it goes (plugin settings, files named
+/// by flags), and starts what every replica serves: metrics, the boot server with the probe
+/// registry, and the fetch recorder.
+pub async fn wire(
+    settings: &Settings,
+    client: &Client,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<Wired> {
+    let mut catalog_config =
+        CatalogConfig::load(settings.plugins.config.as_deref()).map_err(anyhow::Error::msg)?;
+    catalog_config.dir = settings.plugins.dir.clone();
+    let Metrics {
+        registry,
+        plugins: plugin_metrics,
+        controllers: metrics,
+        boot: boot_metrics,
+        dhcp: dhcp_metrics,
+        leader: leader_metrics,
+    } = Metrics::new();
+
+    // Listening from here on; until the signal handler is installed, once start-up is done,
+    // a signal ends the process at once.
+    let listener = tokio::net::TcpListener::bind(settings.metrics_address)
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", settings.metrics_address))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    supervisor.listen(
+        "metrics server",
+        ferrometal::telemetry::serve(listener, Arc::new(Mutex::new(registry))),
+    );
+
+    let plugins = PluginRuntime::new(settings.plugins.runtime.clone(), plugin_metrics)?;
+    let catalog = Arc::new(PluginCatalog::load(&plugins, catalog_config).await);
+    for problem in &catalog.problems {
+        tracing::error!(error = %problem.error, "plugin not loaded");
+    }
+    let lookup = catalog.credential_lookup().cloned();
+    if lookup.is_none() {
+        tracing::warn!(dir = %settings.plugins.dir.display(), "no credential-lookup plugin is active; Endpoints will report CredentialLookupFailed");
+    }
+    let mut lookup_settings = Vec::new();
+    if let Some(file) = &settings.plugins.mac_db {
+        let database = std::fs::read_to_string(file)
+            .with_context(|| format!("read MAC database {}", file.display()))?;
+        lookup_settings.push((String::from("database"), database));
+    }
+    if let Some(plugin) = &lookup
+        && let Err(error) = plugin.validate_settings(&lookup_settings).await
+    {
+        bail!("the credential-lookup plugin rejects its settings: {error}");
+    }
+
+    let (caches, cache_writers) = Caches::new();
+    let endpoint_context = Arc::new(endpoint::Context {
+        caches: caches.clone(),
+        applied: Default::default(),
+        client: client.clone(),
+        lookup,
+        lookup_settings: lookup_settings.clone(),
+        reporter: reporter("ferrometal-endpoint"),
+        metrics: metrics.clone(),
+        backoff: Default::default(),
+    });
+    let bmc_settings = bmc::BmcSettings {
+        default_scheme: settings.bmc.default_scheme,
+        tls: tls_policy(&settings.bmc.trust)?,
+        resync: settings.bmc.resync,
+    };
+    let inventory = Arc::new(BmcInventory::default());
+    let bmc_context = Arc::new(bmc::Context {
+        caches: caches.clone(),
+        inventory: inventory.clone(),
+        applied: Default::default(),
+        client: client.clone(),
+        catalog: catalog.clone(),
+        lookup_settings,
+        credential_retry: settings.bmc.credential_retry,
+        settings: bmc_settings.clone(),
+        bootless: settings.bmc.bootless,
+        reporter: reporter("ferrometal-bmc"),
+        metrics: metrics.clone(),
+        backoff: Default::default(),
+    });
+
+    let resolver = Arc::new(ImageResolver::new(settings.boot.registries.clone()));
+    let index = BootIndex::default();
+    let boot_url = serve_boot(
+        settings,
+        client,
+        supervisor,
+        &resolver,
+        &index,
+        boot_metrics,
+    )
+    .await?;
+
+    let (bmc_work, bmc_answers) = BmcWork::new();
+    let server_context = Arc::new(server::Context {
+        caches: caches.clone(),
+        inventory,
+        work: Arc::new(bmc_work),
+        written: Default::default(),
+        client: client.clone(),
+        catalog: catalog.clone(),
+        bmc: bmc_settings,
+        discovery: settings
+            .discovery
+            .settings(&boot_url, settings.boot.metalprobe_binary.is_some()),
+        reporter: reporter("ferrometal-server"),
+        metrics: metrics.clone(),
+        backoff: Default::default(),
+        uuids: Arc::default(),
+        power_backoff: ErrorBackoff::new(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(600),
+        ),
+    });
+    if settings.discovery.image.is_none() {
+        tracing::warn!(
+            "--discovery-image is not set; Servers will report NoDiscoveryImage instead of booting"
+        );
+    } else if let Some(generator) = catalog.ignition_generator()
+        && let Err(error) = generator
+            .validate_settings(&server_context.discovery.ignition_settings)
+            .await
+    {
+        bail!("the ignition-generator plugin rejects its settings (--ignition-setting): {error}");
+    }
+
+    // Read at start on every replica, so a bad file fails every replica at once; served
+    // only by the leader.
+    let dhcp = match &settings.dhcp_config {
+        None => None,
+        Some(path) => Some((read_dhcp_config(path)?, dhcp_metrics)),
+    };
+
+    let (boot_servers, boot_secrets, boot_cache_writers) = bootconfig::caches();
+    Ok(Wired {
+        leader_metrics,
+        boot_configurations: BootConfigurations {
+            client: client.clone(),
+            servers: boot_servers,
+            secrets: boot_secrets,
+            cache_writers: boot_cache_writers,
+            resolver,
+            index,
+            allow_unauthenticated_ignition: settings.boot.allow_unauthenticated_ignition,
+            metrics,
+            namespace: settings.namespace.clone(),
+            concurrency: settings.concurrency.boot_configurations,
+        },
+        leader: Leader {
+            client: client.clone(),
+            endpoint: endpoint_context,
+            bmc: bmc_context,
+            server: server_context,
+            dhcp,
+            concurrency: settings.concurrency,
+            caches,
+            cache_writers,
+            bmc_answers,
+        },
+    })
+}
+
+/// Binds the boot server (with the probe registry) and starts it and the fetch recorder;
+/// returns the URL machines are told.
+async fn serve_boot(
+    settings: &Settings,
+    client: &Client,
+    supervisor: &mut Supervisor,
+    resolver: &Arc<ImageResolver>,
+    index: &BootIndex,
+    metrics: BootMetrics,
+) -> anyhow::Result<String> {
+    let boot = &settings.boot;
+    let listener = tokio::net::TcpListener::bind(boot.bind_address)
+        .await
+        .with_context(|| format!("cannot serve the boot server on {}", boot.bind_address))?;
+    let bound = listener.local_addr()?;
+    let base_url = boot.url.clone().unwrap_or_else(|| {
+        let url = default_boot_url(bound);
+        tracing::warn!("--boot-server-url is not set; machines are told {url}");
+        url
+    });
+    let reports = FetchLog::new(metrics.fetches.clone());
+    let boot_server = Arc::new(BootServer {
+        index: index.clone(),
+        resolver: resolver.clone(),
+        config: BootServerConfig {
+            base_url: base_url.clone(),
+            trusted_proxies: boot.trusted_proxies.clone(),
+            extra_kernel_args: boot.kernel_args.clone(),
+            metalprobe_binary: boot.metalprobe_binary.clone(),
+        },
+        metrics,
+        reports: reports.clone(),
+    });
+    tracing::info!(address = %bound, url = %base_url, "serving the boot server and the registry");
+    let probe_registry = Arc::new(Registry {
+        boot: boot_server.clone(),
+        client: client.clone(),
+        allow_unauthenticated: boot.registry_allow_unauthenticated,
+    });
+    let app = ferrometal::boot::server::router(boot_server)
+        .merge(ferrometal::registry::router(probe_registry));
+    supervisor.listen(
+        "boot server",
+        ferrometal::boot::server::serve(listener, app),
+    );
+    supervisor.spawn(
+        "fetch recorder",
+        record_fetches(reports, client.clone(), supervisor.shutdown()),
+    );
+    Ok(base_url)
+}
+
+/// Writes the boot server's fetch records until shutdown, then those still pending, for at
+/// most [`FETCH_FLUSH_GRACE`].
+async fn record_fetches(reports: FetchLog, client: Client, shutdown: Shutdown) {
+    let flushed = async {
+        shutdown.await;
+        let deadline = tokio::time::Instant::now() + FETCH_FLUSH_GRACE;
+        while !reports.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !reports.is_empty() {
+            tracing::warn!(
+                configurations = reports.len(),
+                "stopping with machine fetches not recorded"
+            );
+        }
+    };
+    tokio::select! {
+        () = reports.clone().run(client) => {}
+        () = flushed => {}
+    }
+}
+
+/// The event reporter of one controller.
+fn reporter(controller: &str) -> Reporter {
+    Reporter {
+        controller: controller.to_owned(),
+        instance: std::env::var("HOSTNAME").ok(),
+    }
+}
+
+/// How BMC certificates are verified, reading the CA bundle if one is named.
+fn tls_policy(trust: &BmcTrust) -> anyhow::Result<TlsPolicy> {
+    Ok(match trust {
+        BmcTrust::CaFile(file) => TlsPolicy::CaBundle(
+            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?,
+        ),
+        BmcTrust::AnyCertificate => TlsPolicy::Insecure,
+        // Without a bundle, https BMCs fail verification with a clear TLS condition.
+        BmcTrust::NoCertificate => TlsPolicy::CaBundle(String::new()),
+    })
+}
+
+fn read_dhcp_config(path: &std::path::Path) -> anyhow::Result<DhcpConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read DHCP configuration {}", path.display()))?;
+    DhcpConfig::parse(&text)
+        .map_err(|error| anyhow::anyhow!("DHCP configuration {}: {error}", path.display()))
+}
+
+/// Starts campaigning for the lease, or leads at once without `--leader-elect`.
+pub async fn elect(
+    election: Option<&ElectionOptions>,
+    client: &Client,
+    metrics: LeaderMetrics,
+) -> anyhow::Result<(Leadership, Option<Elector>)> {
+    let Some(election) = election else {
+        metrics.set_leading(true);
+        return Ok((Leadership::always(), None));
+    };
+    let settings = election.settings(client.default_namespace());
+    let (leadership, elector) =
+        ferrometal::leader::elect(client.clone(), settings, metrics).await?;
+    Ok((leadership, Some(elector)))
+}
+
+/// The boot-configuration controller, which every replica runs (only the leader writes
+/// status), before it knows the leadership.
+pub struct BootConfigurations {
+    client: Client,
+    servers: Store<Server>,
+    secrets: Store<k8s_openapi::api::core::v1::Secret>,
+    cache_writers: bootconfig::CacheWriters,
+    resolver: Arc<ImageResolver>,
+    index: BootIndex,
+    allow_unauthenticated_ignition: bool,
+    metrics: ControllerMetrics,
+    namespace: Option<String>,
+    concurrency: u16,
+}
+
+impl BootConfigurations {
+    /// Starts the controller; it stops taking work on shutdown and lets running reconciles
+    /// finish.
+    pub fn start(self, leadership: Leadership, supervisor: &mut Supervisor) {
+        let context = Arc::new(bootconfig::Context {
+            servers: self.servers,
+            secrets: self.secrets,
+            client: self.client,
+            resolver: self.resolver,
+            resolutions: bootconfig::ResolutionCache::default(),
+            index: self.index,
+            allow_unauthenticated_ignition: self.allow_unauthenticated_ignition,
+            leadership,
+            reporter: reporter("ferrometal-bootconfig"),
+            metrics: self.metrics,
+            backoff: Default::default(),
+        });
+        supervisor.spawn(
+            "boot-configuration controller",
+            bootconfig::run(
+                context,
+                self.namespace,
+                self.concurrency,
+                supervisor.shutdown(),
+                self.cache_writers,
+            ),
+        );
+    }
+}
+
+/// What the leader runs: the Endpoint, BMC and Server controllers and (when configured) the
+/// DHCP and TFTP servers.
+pub struct Leader {
+    client: Client,
+    endpoint: Arc<endpoint::Context>,
+    bmc: Arc<bmc::Context>,
+    server: Arc<server::Context>,
+    dhcp: Option<(DhcpConfig, DhcpMetrics)>,
+    concurrency: Concurrency,
+    /// The watch caches the controllers' watches fill.
+    caches: Arc<Caches>,
+    /// Their writing ends.
+    cache_writers: CacheWriters,
+    /// Servers whose BMC operation finished.
+    bmc_answers: mpsc::UnboundedReceiver<ObjectRef<Server>>,
+}
+
+impl Leader {
+    /// Starts the leader's tasks. The controllers stop taking work on shutdown and let
+    /// running reconciles finish; the DHCP and TFTP servers close their sockets at once.
+    pub fn start(self, supervisor: &mut Supervisor) {
+        let Self {
+            client,
+            endpoint: endpoint_context,
+            bmc: bmc_context,
+            server: server_context,
+            dhcp,
+            concurrency,
+            caches,
+            cache_writers,
+            mut bmc_answers,
+        } = self;
+        if let Some((config, metrics)) = dhcp {
+            serve_dhcp(&client, config, metrics, supervisor);
+        }
+
+        // Every controller starts a reconcile only when what it acts on changed (not on its
+        // own or another controller's status writes), and fills the watch caches the
+        // reconcilers read instead of the API server.
+        let CacheWriters {
+            bmcs: bmc_writer,
+            bmc_secrets: bmc_secret_writer,
+            endpoints: endpoint_writer,
+            servers: server_writer,
+            boot_configurations: boot_configuration_writer,
+        } = cache_writers;
+        let endpoint_changes = changes(
+            watcher(
+                Api::<Endpoint>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(endpoint_writer),
+            spec_and_labels,
+        );
+        let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
+            // Its BMC is applied on every reconcile: only its deletion needs one more.
+            .owns_stream(deletions(
+                watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
+                    .default_backoff(),
+            ))
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(concurrency.endpoints),
+            )
+            .graceful_shutdown_on(supervisor.shutdown())
+            .run(
+                endpoint::reconcile,
+                endpoint::error_policy,
+                endpoint_context,
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "endpoint reconcile stream");
+                }
+            });
+        supervisor.spawn(
+            "Endpoint controller",
+            until_started_or_stopped(endpoints, caches.endpoints.clone(), supervisor.shutdown()),
+        );
+
+        // A BMC's Endpoint and BMCSecret carry its name (metal-operator's convention), so a
+        // change to either re-evaluates the BMC of that name.
+        let bmc_changes = changes(
+            watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .reflect(bmc_writer),
+            spec_and_labels,
+        );
+        let secret_changes = changes(
+            watcher(
+                Api::<BMCSecret>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(bmc_secret_writer),
+            |secret: &BMCSecret| {
+                fingerprint((
+                    &secret.metadata.resource_version,
+                    secret.metadata.generation,
+                ))
+            },
+        );
+        let bmcs = Controller::for_stream(bmc_changes, caches.bmcs.clone())
+            // Its Servers are applied on every probe: only a deletion needs one more (their
+            // status and spec changes are the Server reconciler's business).
+            .owns_stream(deletions(
+                watcher(
+                    Api::<Server>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+            ))
+            .watches_stream(
+                changes(
+                    watcher(
+                        Api::<Endpoint>::all(client.clone()),
+                        watcher::Config::default(),
+                    )
+                    .default_backoff(),
+                    spec_and_labels,
+                ),
+                |endpoint| Some(ObjectRef::<BMC>::new(&endpoint.name_any())),
+            )
+            .watches_stream(secret_changes, |secret| {
+                Some(ObjectRef::<BMC>::new(&secret.name_any()))
+            })
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency.bmcs))
+            .graceful_shutdown_on(supervisor.shutdown())
+            .run(bmc::reconcile, bmc::error_policy, bmc_context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "BMC reconcile stream");
+                }
+            });
+        supervisor.spawn(
+            "BMC controller",
+            until_started_or_stopped(bmcs, caches.bmcs.clone(), supervisor.shutdown()),
+        );
+
+        let discovery_namespace = server_context.discovery.namespace.clone();
+        // The Server watch also keeps the index of Servers by system UUID (duplicate
+        // systems), event by event, before the controller sees the event.
+        let uuids = server_context.uuids.clone();
+        let server_changes = changes(
+            watcher(
+                Api::<Server>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(server_writer)
+            .map_ok(move |event| {
+                uuids.apply(&event);
+                event
+            }),
+            server::fingerprint,
+        );
+        let configuration_changes = changes(
+            watcher(
+                Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(boot_configuration_writer),
+            |config: &ServerBootConfiguration| {
+                fingerprint((
+                    config.metadata.generation,
+                    config.status.as_ref().and_then(|status| status.state),
+                ))
+            },
+        );
+        let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
+        let servers = Controller::for_stream(server_changes, caches.servers.clone())
+            // Not `owns`: it looks for the owner in the child's namespace, and Servers are
+            // cluster-scoped, so it would queue a second, namespaced key for the same Server
+            // whose reconciles run beside the Server's own (two discovery starts, two boot
+            // tokens).
+            .watches_stream(configuration_changes, |config| server::owner(&config))
+            // A BMC operation of a step ended: its Server takes the result.
+            .reconcile_on(answered)
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(concurrency.servers),
+            )
+            .graceful_shutdown_on(supervisor.shutdown())
+            .run(server::reconcile, server::error_policy, server_context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "server reconcile stream");
+                }
+            });
+        supervisor.spawn(
+            "Server controller",
+            until_started_or_stopped(servers, caches.servers.clone(), supervisor.shutdown()),
+        );
+    }
+}
+
+/// Runs a controller; after shutdown ends it at once if its store never became ready.
+///
+/// kube's runner reconciles nothing before the controller's store is ready, and a shutdown
+/// that comes first also stops the watch that would make it ready, so the runner would wait
+/// for it forever. A store that is not ready at shutdown never was (readiness does not go
+/// back): no reconcile ever ran, and there is nothing to let finish.
+async fn until_started_or_stopped<K>(
+    controller: impl Future<Output = ()>,
+    store: Store<K>,
+    shutdown: Shutdown,
+) where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let never_started = async {
+        shutdown.await;
+        if store.wait_until_ready().now_or_never().is_none() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        biased;
+        () = controller => {}
+        () = never_started => {}
+    }
+}
+
+/// Starts the DHCP server, a TFTP server per interface when `tftpRoot` is set, and the
+/// writer that turns DHCP-announced BMCs into Endpoints.
+fn serve_dhcp(
+    client: &Client,
+    config: DhcpConfig,
+    metrics: DhcpMetrics,
+    supervisor: &mut Supervisor,
+) {
+    let (onboard, onboarded) = mpsc::channel(1024);
+    // Ends with the channel: once the DHCP server is dropped on shutdown, it writes what it
+    // was handed and stops.
+    supervisor.spawn(
+        "DHCP Endpoint writer",
+        ferrometal::dhcp::server::write_endpoints(client.clone(), onboarded),
+    );
+    if let Some(root) = &config.tftp_root {
+        for interface in &config.interfaces {
+            let address = interface.server_address;
+            supervisor.listen(
+                format!("TFTP server on {address}"),
+                ferrometal::dhcp::tftp::serve(address, root.clone()),
+            );
+        }
+    }
+    supervisor.listen(
+        "DHCP server",
+        ferrometal::dhcp::server::serve(config, metrics, onboard),
+    );
+}
