@@ -17,6 +17,7 @@ use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
+use crate::controllers::bmc_work::{BmcOperation, BmcWork};
 use crate::controllers::caches::Caches;
 use crate::controllers::connection::{Address, Connection, Unreachable, connect};
 use crate::controllers::inventory::BmcInventory;
@@ -280,6 +281,8 @@ pub struct Context {
     pub caches: Arc<Caches>,
     /// Where each probe's result is kept for the Server reconciler.
     pub inventory: Arc<BmcInventory>,
+    /// Probes running beside the workers, one per BMC.
+    pub probes: Arc<BmcWork<BMC, ProbeResult>>,
     /// A fingerprint of what was last applied to each Server, so an unchanged Server is not
     /// applied again on every probe.
     pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
@@ -322,7 +325,27 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         address,
         secret,
     } = connection;
-    let probe = driver.probe(&endpoint).await;
+    // The probe runs beside the workers; the BMC is reconciled again when it answered. A
+    // result from another address or credential is not used.
+    let operation = BmcOperation::ProbeWith(super::triggers::fingerprint((
+        &endpoint.scheme,
+        &endpoint.host,
+        endpoint.port,
+        &endpoint.username,
+        &endpoint.password,
+    )));
+    let probe = match ctx.probes.take(&name) {
+        Some((done, probe)) if done == operation => probe,
+        _ => {
+            let driver = driver.clone();
+            ctx.probes.start(
+                &name,
+                operation,
+                Box::pin(async move { driver.probe(&endpoint).await }),
+            );
+            return Ok(Action::requeue(resync));
+        }
+    };
     if let Ok(identity) = &probe {
         ctx.inventory.record(&name, Arc::new(identity.clone()));
     }

@@ -1,23 +1,23 @@
-//! BMC operations of Server steps, run beside the reconcile workers so that no worker waits
-//! on a BMC.
+//! BMC operations run beside the reconcile workers, so that no worker waits on a BMC: the
+//! Server reconciler's (boot the system, change or read its power, read its inventory) and
+//! the BMC reconciler's probes.
 //!
-//! A step that needs its BMC (boot the system, change or read its power, read its inventory)
-//! [`BmcWork::start`]s the operation on a task of its own and the reconcile returns at once;
-//! when the operation ends its result is kept for the Server and the Server is queued again
-//! (the receiver of [`BmcWork::new`] feeds the controller's `reconcile_on`), and the next
-//! reconcile [`BmcWork::take`]s the result. The
-//! plugin runtime already runs one driver call per BMC at a time, so operations for the
-//! Servers of one BMC queue there, not in the reconcile workers: a BMC that answers after
-//! 20 s delays only its own Servers.
+//! A reconcile that needs its BMC [`BmcWork::start`]s the operation on a task of its own and
+//! returns at once; when the operation ends its result is kept for the object and the object
+//! is queued again (the receiver of [`BmcWork::new`] feeds the controller's `reconcile_on`),
+//! and the next reconcile [`BmcWork::take`]s the result. The plugin runtime already runs one
+//! driver call per BMC at a time, so operations for one BMC queue there, not in the
+//! reconcile workers: a BMC that answers after 20 s delays only its own objects.
 //!
-//! At most one operation per Server is kept (running or finished), so memory is bounded by
-//! the number of Servers. A finished result nobody took is replaced by the next operation.
+//! At most one operation per object is kept (running or finished), so memory is bounded by
+//! the number of objects. A finished result nobody took is replaced by the next operation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
@@ -42,6 +42,9 @@ pub enum BmcOperation {
     ReadPower,
     /// Read everything the BMC reports (out-of-band inventory when no probe result is at hand).
     Probe,
+    /// The BMC reconciler's probe, made with the connection of this fingerprint (address and
+    /// credentials): a result from another connection is not used.
+    ProbeWith(u64),
 }
 
 /// What a finished operation gave.
@@ -67,23 +70,40 @@ pub struct BmcFailure {
 /// The outcome of an operation.
 pub type BmcResult = Result<BmcAnswer, BmcFailure>;
 
-enum Slot {
+enum Slot<R> {
     Running,
-    Finished(BmcOperation, BmcResult),
+    Finished(BmcOperation, R),
 }
 
-/// The Servers' BMC operations: at most one per Server, running or finished.
-pub struct BmcWork {
-    slots: Mutex<HashMap<String, Slot>>,
-    /// When each Server's BMC last answered an operation.
+/// A result that says whether the BMC answered.
+pub trait Answer {
+    /// Whether the BMC answered (the operation did not fail).
+    fn answered(&self) -> bool;
+}
+
+impl<T, E> Answer for Result<T, E> {
+    fn answered(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+/// The BMC operations of objects of kind `K` (Servers, or BMCs for their probes): at most one
+/// per object, running or finished, with results of type `R`.
+pub struct BmcWork<K: Resource<DynamicType = ()> = Server, R = BmcResult> {
+    slots: Mutex<HashMap<String, Slot<R>>>,
+    /// When each object's BMC last answered an operation.
     answered: Mutex<HashMap<String, Instant>>,
-    wake: mpsc::UnboundedSender<ObjectRef<Server>>,
+    wake: mpsc::UnboundedSender<ObjectRef<K>>,
 }
 
-impl BmcWork {
-    /// A new set of operations and the stream of Servers whose operation finished (for the
-    /// Server controller's `reconcile_on`).
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<Server>>) {
+impl<K, R> BmcWork<K, R>
+where
+    K: Resource<DynamicType = ()> + 'static,
+    R: Answer + Send + 'static,
+{
+    /// A new set of operations and the stream of objects whose operation finished (for the
+    /// controller's `reconcile_on`).
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<K>>) {
         let (wake, woken) = mpsc::unbounded_channel();
         (
             Self {
@@ -97,7 +117,7 @@ impl BmcWork {
 
     /// The finished operation of `server` and its result, handed over once; `None` while
     /// one runs or when none was started.
-    pub fn take(&self, server: &str) -> Option<(BmcOperation, BmcResult)> {
+    pub fn take(&self, server: &str) -> Option<(BmcOperation, R)> {
         let mut slots = self.slots.lock().expect("BMC work lock");
         match slots.remove(server) {
             Some(Slot::Finished(operation, result)) => Some((operation, result)),
@@ -116,7 +136,7 @@ impl BmcWork {
         self: &Arc<Self>,
         server: &str,
         operation: BmcOperation,
-        future: BoxFuture<'static, BmcResult>,
+        future: BoxFuture<'static, R>,
     ) -> bool {
         {
             let mut slots = self.slots.lock().expect("BMC work lock");
@@ -128,7 +148,7 @@ impl BmcWork {
         let (work, key) = (self.clone(), server.to_owned());
         tokio::spawn(async move {
             let result = future.await;
-            if result.is_ok() {
+            if result.answered() {
                 work.answered
                     .lock()
                     .expect("BMC work lock")
@@ -190,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_operation_runs_beside_the_caller_and_wakes_its_server_with_the_result() {
-        let (work, mut woken) = BmcWork::new();
+        let (work, mut woken) = BmcWork::<Server>::new();
         let work = Arc::new(work);
         let boot = BmcOperation::NetworkBoot { attempt: 1 };
         let (release, released) = tokio::sync::oneshot::channel::<()>();
@@ -223,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_result_not_taken_is_replaced_by_the_next_operation() {
-        let (work, mut woken) = BmcWork::new();
+        let (work, mut woken) = BmcWork::<Server>::new();
         let work = Arc::new(work);
         assert!(work.start("s1", BmcOperation::ReadPower, answer(PowerState::On)));
         woken.recv().await;
@@ -238,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_handed_over_like_results() {
-        let (work, mut woken) = BmcWork::new();
+        let (work, mut woken) = BmcWork::<Server>::new();
         let work = Arc::new(work);
         let failure = BmcFailure {
             reason: "ConnectionFailed",

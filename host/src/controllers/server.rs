@@ -903,7 +903,7 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
                 .map(|state| BmcAnswer::Power(api_power_state(state)))
                 .map_err(|e| failure("cannot read the power state", &e))
         }),
-        BmcOperation::Probe => Box::pin(async move {
+        BmcOperation::Probe | BmcOperation::ProbeWith(_) => Box::pin(async move {
             let identity = target
                 .driver
                 .probe(&target.endpoint)

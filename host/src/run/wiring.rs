@@ -178,7 +178,9 @@ pub async fn wire(
         resync: settings.bmc.resync,
     };
     let inventory = Arc::new(BmcInventory::default());
+    let (probes, bmc_probed) = BmcWork::new();
     let bmc_context = Arc::new(bmc::Context {
+        probes: Arc::new(probes),
         caches: caches.clone(),
         inventory: inventory.clone(),
         applied: Default::default(),
@@ -270,6 +272,7 @@ pub async fn wire(
             caches,
             cache_writers,
             bmc_answers,
+            bmc_probed,
         },
     })
 }
@@ -451,6 +454,8 @@ pub struct Leader {
     cache_writers: CacheWriters,
     /// Servers whose BMC operation finished.
     bmc_answers: mpsc::UnboundedReceiver<ObjectRef<Server>>,
+    /// BMCs whose probe finished.
+    bmc_probed: mpsc::UnboundedReceiver<ObjectRef<BMC>>,
 }
 
 impl Leader {
@@ -467,6 +472,7 @@ impl Leader {
             caches,
             cache_writers,
             mut bmc_answers,
+            mut bmc_probed,
         } = self;
         if let Some((config, metrics)) = dhcp {
             serve_dhcp(&client, config, metrics, supervisor);
@@ -562,7 +568,14 @@ impl Leader {
             .watches_stream(secret_changes, |secret| {
                 Some(ObjectRef::<BMC>::new(&secret.name_any()))
             })
-            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency.bmcs))
+            // A probe ended: its BMC takes the result.
+            .reconcile_on(futures::stream::poll_fn(move |cx| bmc_probed.poll_recv(cx)))
+            // A BMC and its BMCSecret applied together are probed once, not twice.
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(concurrency.bmcs)
+                    .debounce(std::time::Duration::from_secs(1)),
+            )
             .graceful_shutdown_on(supervisor.shutdown())
             .run(bmc::reconcile, bmc::error_policy, bmc_context)
             .for_each(|result| async move {
