@@ -11,7 +11,7 @@
 //! the test applies itself. LIST and WATCH are reported but not budgeted: they are paid per
 //! informer and resync, not per server.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrometal_sim::lab::{ApiRequests, Lab, LabOptions};
 
@@ -44,6 +44,8 @@ const MAX_REDFISH_PER_SERVER: f64 = 18.0;
 
 /// How long the fleet may take to become Available (it takes seconds).
 const LIMIT: Duration = Duration::from_secs(180);
+/// How often the Servers are looked at meanwhile.
+const POLL: Duration = Duration::from_millis(100);
 
 #[tokio::test]
 async fn discovering_a_server_stays_within_its_api_and_redfish_budget() {
@@ -71,18 +73,8 @@ async fn discovering_a_server_stays_within_its_api_and_redfish_budget() {
         .await
         .expect("apply the BMCs that do not announce themselves");
 
-    let started = Instant::now();
-    loop {
-        let states = lab.server_states().await.unwrap_or_default();
-        if states.get("Available") == Some(&SERVERS) {
-            break;
-        }
-        assert!(
-            started.elapsed() < LIMIT,
-            "not every Server Available after {LIMIT:?}: {states:?}\noperator log:\n{}",
-            lab.operator_log_tail(60)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(message) = lab.until_available(SERVERS, LIMIT, POLL).await {
+        panic!("{message}");
     }
 
     let api = lab
@@ -153,18 +145,8 @@ async fn a_chassis_bmc_costs_redfish_requests_linear_in_its_systems() {
     let before = lab.redfish_requests();
     lab.run_operator().expect("ferrometal run starts");
     lab.apply_bmcs(0..1, None).await.expect("apply the BMC");
-    let started = Instant::now();
-    loop {
-        let states = lab.server_states().await.unwrap_or_default();
-        if states.get("Available") == Some(&SYSTEMS) {
-            break;
-        }
-        assert!(
-            started.elapsed() < LIMIT,
-            "not every Server Available after {LIMIT:?}: {states:?}\noperator log:\n{}",
-            lab.operator_log_tail(60)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(message) = lab.until_available(SYSTEMS, LIMIT, POLL).await {
+        panic!("{message}");
     }
     let per_system = (lab.redfish_requests() - before) as f64 / SYSTEMS as f64;
     eprintln!("chassis BMC: {per_system:.2} Redfish requests per system ({SYSTEMS} systems)");

@@ -569,6 +569,32 @@ impl Lab {
         }
         Ok(counts)
     }
+
+    /// Waits until `servers` Servers are Available, looking every `poll`; after `limit`, the
+    /// error says how many Servers are in which state and ends with the operator's log.
+    pub async fn until_available(
+        &self,
+        servers: usize,
+        limit: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        loop {
+            let states = self.server_states().await.unwrap_or_default();
+            if states.get("Available") == Some(&servers) {
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(format!(
+                    "not all {servers} Servers Available after {limit:?}: {states:?}
+operator log:
+{}",
+                    self.operator_log_tail(60)
+                ));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
 }
 
 /// What the fleet benchmark and the API budget test count: requests per discovered server.

@@ -18,7 +18,7 @@ use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
 use crate::controllers::bmc_work::{BmcOperation, BmcWork};
-use crate::controllers::caches::Caches;
+use crate::controllers::caches::{AppliedObjects, Caches};
 use crate::controllers::connection::{Address, Connection, Unreachable, connect};
 use crate::controllers::inventory::BmcInventory;
 use crate::controllers::{credentials, report};
@@ -283,9 +283,9 @@ pub struct Context {
     pub inventory: Arc<BmcInventory>,
     /// Probes running beside the workers, one per BMC.
     pub probes: Arc<BmcWork<BMC, ProbeResult>>,
-    /// A fingerprint of what was last applied to each Server, so an unchanged Server is not
-    /// applied again on every probe.
-    pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// What was last applied to each Server, so an unchanged Server is not applied again on
+    /// every probe.
+    pub applied: AppliedObjects,
 }
 
 /// Reconciles one BMC.
@@ -383,28 +383,14 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
             desired["metadata"]["annotations"] =
                 json!({ super::server::MODE_ANNOTATION: "out-of-band" });
         }
-        // An apply that changes nothing is still a write to the API server: skip it when
-        // this exact Server was applied and is still there.
-        let print = super::triggers::fingerprint(desired.to_string());
         let exists = ctx
             .caches
             .servers
             .get(&ObjectRef::new(&server.name))
             .is_some();
-        if exists && ctx.applied.lock().expect("applied lock").get(&server.name) == Some(&print) {
-            continue;
-        }
-        servers
-            .patch(
-                &server.name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await?;
         ctx.applied
-            .lock()
-            .expect("applied lock")
-            .insert(server.name.clone(), print);
+            .apply(&servers, &server.name, MANAGER, &desired, exists)
+            .await?;
     }
     publish(&bmc, ctx, Some(plan.status), plan.ready).await?;
     Ok(Action::requeue(plan.requeue))

@@ -91,3 +91,49 @@ where
     }
     Ok(api.get_opt(name).await?.map(Arc::new))
 }
+
+/// What a controller last applied to each object it keeps (by name), so that an apply that
+/// would change nothing — still a write to the API server — is skipped.
+#[derive(Default)]
+pub struct AppliedObjects {
+    prints: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl AppliedObjects {
+    /// Server-side-applies `desired` to `name` under `manager`, unless exactly this was
+    /// applied before and the object still `exists` (in the watch cache). Returns whether it
+    /// wrote.
+    pub async fn apply<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        manager: &str,
+        desired: &serde_json::Value,
+        exists: bool,
+    ) -> Result<bool, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let print = super::triggers::fingerprint(desired.to_string());
+        let unchanged = self
+            .prints
+            .lock()
+            .expect("applied lock")
+            .get(name)
+            .is_some_and(|applied| *applied == print);
+        if exists && unchanged {
+            return Ok(false);
+        }
+        api.patch(
+            name,
+            &kube::api::PatchParams::apply(manager).force(),
+            &kube::api::Patch::Apply(desired),
+        )
+        .await?;
+        self.prints
+            .lock()
+            .expect("applied lock")
+            .insert(name.to_owned(), print);
+        Ok(true)
+    }
+}

@@ -23,7 +23,7 @@ use crate::api::common::{
     ProtocolScheme,
 };
 use crate::api::{BMC, BMCSecret, BMCSpec, Endpoint, conditions};
-use crate::controllers::caches::{Caches, cached_or_get};
+use crate::controllers::caches::{AppliedObjects, Caches, cached_or_get};
 use crate::controllers::{credentials, report};
 use crate::plugins::credential_lookup::CredentialLookupPlugin;
 use crate::plugins::types::BmcProfile;
@@ -183,9 +183,8 @@ pub struct Context {
     pub backoff: super::backoff::ErrorBackoff,
     /// The watch caches (BMCSecrets, BMCs).
     pub caches: Arc<Caches>,
-    /// A fingerprint of what was last applied to each BMC, so an unchanged BMC is not
-    /// applied again.
-    pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// What was last applied to each BMC, so an unchanged BMC is not applied again.
+    pub applied: AppliedObjects,
 }
 
 /// Reconciles one Endpoint.
@@ -273,21 +272,16 @@ async fn reconcile_inner(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Actio
             });
             // An apply that changes nothing is still a write: skip it when this exact BMC
             // was applied and is still there.
-            let print = super::triggers::fingerprint(desired.to_string());
             let exists = ctx.caches.bmcs.get(&ObjectRef::new(&name)).is_some();
-            if !exists || ctx.applied.lock().expect("applied lock").get(&name) != Some(&print) {
-                Api::<BMC>::all(ctx.client.clone())
-                    .patch(
-                        &name,
-                        &PatchParams::apply(MANAGER).force(),
-                        &Patch::Apply(&desired),
-                    )
-                    .await?;
-                ctx.applied
-                    .lock()
-                    .expect("applied lock")
-                    .insert(name.clone(), print);
-            }
+            ctx.applied
+                .apply(
+                    &Api::<BMC>::all(ctx.client.clone()),
+                    &name,
+                    MANAGER,
+                    &desired,
+                    exists,
+                )
+                .await?;
             (
                 true,
                 conditions::REASON_BMC_CREATED,
