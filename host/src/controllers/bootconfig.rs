@@ -718,7 +718,9 @@ pub async fn run(
             .reflect(server_writer),
         served_identity,
     );
-    Controller::for_stream(trigger, reader)
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let store = reader.clone();
+    let controller = Controller::for_stream(trigger, reader)
         .watches_stream(secret_changes, move |secret: Secret| {
             by_secret
                 .get(&super::object_key(&secret))
@@ -735,14 +737,15 @@ pub async fn run(
         })
         .reconcile_all_on(became_leader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "boot configuration reconcile stream");
             }
-        })
-        .await;
+        });
+    // A shutdown before the watch ever listed would otherwise wait for it forever.
+    super::until_started_or_stopped(controller, store, shutdown).await;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use ferrometal::controllers::bmc_work::BmcWork;
 use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
 use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
-use ferrometal::controllers::{bmc, bootconfig, endpoint, server};
+use ferrometal::controllers::{bmc, bootconfig, endpoint, server, until_started_or_stopped};
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
 use ferrometal::leader::{Elector, LeaderMetrics, Leadership};
@@ -24,7 +24,7 @@ use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime};
 use ferrometal::registry::Registry;
 use ferrometal::telemetry::ControllerMetrics;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -642,34 +642,6 @@ impl Leader {
             "Server controller",
             until_started_or_stopped(servers, caches.servers.clone(), supervisor.shutdown()),
         );
-    }
-}
-
-/// Runs a controller; after shutdown ends it at once if its store never became ready.
-///
-/// kube's runner reconciles nothing before the controller's store is ready, and a shutdown
-/// that comes first also stops the watch that would make it ready, so the runner would wait
-/// for it forever. A store that is not ready at shutdown never was (readiness does not go
-/// back): no reconcile ever ran, and there is nothing to let finish.
-async fn until_started_or_stopped<K>(
-    controller: impl Future<Output = ()>,
-    store: Store<K>,
-    shutdown: Shutdown,
-) where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    let never_started = async {
-        shutdown.await;
-        if store.wait_until_ready().now_or_never().is_none() {
-            return;
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        biased;
-        () = controller => {}
-        () = never_started => {}
     }
 }
 
