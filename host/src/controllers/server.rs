@@ -748,9 +748,9 @@ async fn step(
         .map(|c| c.reason.as_str());
     let mut outcome = match step {
         Step::StartDiscovery { attempt } => {
-            start_discovery(server, bmc, &system, ctx, attempt).await?
+            start_discovery(server, bmc, &system, ctx, attempt, &finished).await?
         }
-        Step::Inventory => inventory(server, bmc, &system, ctx).await?,
+        Step::Inventory => inventory(server, bmc, &system, ctx, &finished).await?,
         // The condition already says so since the discovery started: nothing to write.
         Step::AwaitBootConfiguration
             if discovery_reason == Some(conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION) =>
@@ -965,13 +965,11 @@ fn request_boot(
             outcome
         }
         Some((operation, Err(failure))) if *operation == boot => {
+            let message = format!("cannot start the discovery boot: {}", failure.message);
             StepOutcome::wait(Duration::from_secs(30))
                 .state(ServerState::Discovery)
-                .discovery(
-                    false,
-                    conditions::REASON_BOOT_FAILED,
-                    format!("cannot start the discovery boot: {}", failure.message),
-                )
+                .discovery(false, conditions::REASON_BOOT_FAILED, message.clone())
+                .warning(conditions::REASON_BOOT_FAILED, message)
         }
         _ => {
             start(ctx, name, system, boot);
@@ -1191,15 +1189,17 @@ async fn inventory(
     bmc: &BMC,
     system: &SystemTarget,
     ctx: &Arc<Context>,
+    finished: &Option<(BmcOperation, BmcResult)>,
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let failed = |message: String| {
-        Ok(StepOutcome::wait(Duration::from_secs(30)).discovery(
-            false,
-            conditions::REASON_INVENTORY_FAILED,
-            message,
-        ))
+        Ok(StepOutcome::wait(Duration::from_secs(30))
+            .discovery(false, conditions::REASON_INVENTORY_FAILED, message.clone())
+            .warning(conditions::REASON_INVENTORY_FAILED, message))
     };
+    if let Some((BmcOperation::Probe, Err(failure))) = finished {
+        return failed(failure.message.clone());
+    }
     let identity = match ctx.inventory.identity(&bmc.name_any()) {
         Some(identity) => identity,
         None => {
@@ -1275,6 +1275,7 @@ async fn start_discovery(
     system: &SystemTarget,
     ctx: &Arc<Context>,
     attempt: u32,
+    finished: &Option<(BmcOperation, BmcResult)>,
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let settings = &ctx.discovery;
@@ -1317,6 +1318,8 @@ async fn start_discovery(
                 )
             })
             .unwrap_or_default(),
+        // The BMC could not be read: the ignition goes without the MACs.
+        None if matches!(finished, Some((BmcOperation::Probe, Err(_)))) => Vec::new(),
         None if ctx.work.running(&name) => return Ok(StepOutcome::wait(Duration::from_secs(60))),
         None => {
             start(ctx, &name, system, BmcOperation::Probe);
