@@ -1968,6 +1968,45 @@ mod tests {
     }
 
     #[test]
+    fn the_reconcilers_own_status_writes_do_not_change_what_starts_a_reconcile() {
+        let condition = |type_: &str, second: i64| Condition {
+            type_: type_.to_owned(),
+            status: String::from("True"),
+            reason: String::from("R"),
+            message: String::from("m"),
+            observed_generation: None,
+            last_transition_time: Time(at(second)),
+        };
+        let mut server: Server = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Server",
+            "metadata": { "name": "s", "generation": 1 },
+            "spec": {},
+        }))
+        .expect("a Server");
+        let before = fingerprint(&server);
+        let status = server.status.get_or_insert_with(Default::default);
+        status.state = Some(ServerState::Discovery);
+        status.power_state = Some(PowerState::On);
+        status.conditions = vec![condition(DISCOVERY, 1), condition(BMC_REACHABLE, 1)];
+        assert_eq!(
+            fingerprint(&server),
+            before,
+            "state, power and own conditions"
+        );
+        let status = server.status.get_or_insert_with(Default::default);
+        status.conditions.push(condition(PROBE_REPORTED, 2));
+        let reported = fingerprint(&server);
+        assert_ne!(reported, before, "a probe report starts a reconcile");
+        server
+            .annotations_mut()
+            .insert(TIMEOUT_ANNOTATION.to_owned(), String::from("60"));
+        assert_ne!(fingerprint(&server), reported, "so does an annotation");
+        server.metadata.generation = Some(2);
+        assert_ne!(fingerprint(&server), reported, "and a spec change");
+    }
+
+    #[test]
     fn progress_is_read_back_from_annotations() {
         let annotations = BTreeMap::from([
             (ATTEMPT_ANNOTATION.to_owned(), String::from("2")),
