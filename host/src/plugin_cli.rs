@@ -116,6 +116,14 @@ pub enum Operation {
         #[command(flatten)]
         bmc: BmcArgs,
     },
+    /// bmc-driver: read one system (identity, power, NICs) without the rest of the BMC.
+    GetSystem {
+        #[command(flatten)]
+        bmc: BmcArgs,
+        /// The system's URI from `probe`.
+        #[arg(long)]
+        system: String,
+    },
     /// bmc-driver: read a system's power state.
     PowerState {
         #[command(flatten)]
@@ -504,6 +512,11 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                 Operation::Probe { bmc } => print(
                     &driver
                         .probe(&endpoint(&bmc, &common.all_settings())?)
+                        .await?,
+                ),
+                Operation::GetSystem { bmc, system } => print(
+                    &driver
+                        .system(&endpoint(&bmc, &common.all_settings())?, &system)
                         .await?,
                 ),
                 Operation::PowerState { bmc, system } => print(

@@ -94,6 +94,38 @@ async fn probe_reads_the_manager_and_every_system_behind_one_bmc() {
 }
 
 #[tokio::test]
+async fn get_system_reads_one_system_of_a_chassis_and_names_an_unknown_one() {
+    let bmc = bmc(3, FeatureSet::Full).await;
+    let redfish = redfish();
+    let endpoint = endpoint(&bmc, "rf-pw", &[]);
+    let wanted = system(1);
+    let uri = format!("/redfish/v1/Systems/{}", wanted.uuid);
+    let found = redfish.system(&endpoint, &uri).await.expect("get-system");
+    assert_eq!(found.uri, uri);
+    assert_eq!(found.uuid.as_deref(), Some(wanted.uuid.as_str()));
+    assert_eq!(found.power, PowerState::Off);
+    let macs: Vec<&str> = found.nics.iter().map(|n| n.mac.as_str()).collect();
+    assert_eq!(macs, [wanted.macs[0].as_str()]);
+
+    let error = redfish
+        .system(&endpoint, "/redfish/v1/Systems/no-such-system")
+        .await
+        .expect_err("an unknown system");
+    let message = error.to_string();
+    assert!(message.contains("get-system"), "{message}");
+    assert!(
+        matches!(
+            error.kind,
+            CallErrorKind::Plugin(GuestError::BmcFault {
+                http_status: Some(404),
+                ..
+            })
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_unauthorized_and_sessions_need_a_session_service() {
     let bmc = bmc(1, FeatureSet::Full).await;
     let redfish = redfish();
@@ -241,7 +273,7 @@ fn cli(bmc: &SushyEmulator, dir: &std::path::Path, args: &[&str]) -> String {
 }
 
 #[tokio::test]
-async fn the_cli_drives_a_bmc_probe_power_and_pxe_override() {
+async fn the_cli_drives_a_bmc_probe_get_system_power_and_pxe_override() {
     let bmc = bmc(1, FeatureSet::Full).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
@@ -267,6 +299,15 @@ async fn the_cli_drives_a_bmc_probe_power_and_pxe_override() {
             .is_some_and(|targets| targets.contains(&serde_json::json!("Pxe"))),
         "{probe}"
     );
+
+    let read: serde_json::Value = serde_json::from_str(
+        &run(vec!["get-system".into(), "--system".into(), uri.clone()])
+            .await
+            .expect("join"),
+    )
+    .expect("JSON");
+    assert_eq!(read["uri"], uri.as_str());
+    assert_eq!(read["nics"][0]["mac"], system(0).macs[0].as_str());
 
     let on = run(vec![
         "set-power".into(),

@@ -17,7 +17,7 @@ use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
-use crate::controllers::bmc_work::{BmcOperation, BmcWork};
+use crate::controllers::bmc_work::BmcWork;
 use crate::controllers::caches::{AppliedObjects, Caches};
 use crate::controllers::connection::{Address, Connection, Unreachable, connect};
 use crate::controllers::inventory::BmcInventory;
@@ -282,7 +282,7 @@ pub struct Context {
     /// Where each probe's result is kept for the Server reconciler.
     pub inventory: Arc<BmcInventory>,
     /// Probes running beside the workers, one per BMC.
-    pub probes: Arc<BmcWork<BMC, ProbeResult>>,
+    pub probes: Arc<BmcWork<BMC, u64, ProbeResult>>,
     /// What was last applied to each Server, so an unchanged Server is not applied again on
     /// every probe.
     pub applied: AppliedObjects,
@@ -325,15 +325,16 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         address,
         secret,
     } = connection;
-    // The probe runs beside the workers; the BMC is reconciled again when it answered. A
-    // result from another address or credential is not used.
-    let operation = BmcOperation::ProbeWith(super::triggers::fingerprint((
+    // The probe runs beside the workers; the BMC is reconciled again when it answered. It is
+    // tagged with the fingerprint of its connection (address and credentials): a result from
+    // another connection is not used.
+    let operation = super::triggers::fingerprint((
         &endpoint.scheme,
         &endpoint.host,
         endpoint.port,
         &endpoint.username,
         &endpoint.password,
-    )));
+    ));
     let probe = match ctx.probes.take(&name) {
         Some((done, probe)) if done == operation => probe,
         _ => {
@@ -347,7 +348,7 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         }
     };
     if let Ok(identity) = &probe {
-        ctx.inventory.record(&name, Arc::new(identity.clone()));
+        ctx.inventory.record(&name, identity);
     }
     let mut plan = plan(&bmc, &address, &probe, ctx.bootless, resync);
     ctx.metrics.probe(plan.ready.1);

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::api::Server;
 use crate::api::common::PowerState;
-use crate::plugins::types::{Identity, PowerAction};
+use crate::plugins::types::{PowerAction, System};
 
 /// One BMC operation a Server step needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +40,8 @@ pub enum BmcOperation {
     SetPower(PowerAction),
     /// Read the power state.
     ReadPower,
-    /// Read everything the BMC reports (out-of-band inventory when no probe result is at hand).
-    Probe,
-    /// The BMC reconciler's probe, made with the connection of this fingerprint (address and
-    /// credentials): a result from another connection is not used.
-    ProbeWith(u64),
+    /// Read the Server's system (its NICs, its inventory), without the rest of the BMC.
+    ReadSystem,
 }
 
 /// What a finished operation gave.
@@ -54,8 +51,8 @@ pub enum BmcAnswer {
     Done(Option<PowerState>),
     /// The power state read.
     Power(PowerState),
-    /// The BMC's systems.
-    Identity(Arc<Identity>),
+    /// The Server's system.
+    System(Arc<System>),
 }
 
 /// Why an operation failed: a condition reason and a one-line message (never a credential).
@@ -70,9 +67,9 @@ pub struct BmcFailure {
 /// The outcome of an operation.
 pub type BmcResult = Result<BmcAnswer, BmcFailure>;
 
-enum Slot<R> {
+enum Slot<O, R> {
     Running,
-    Finished(BmcOperation, R),
+    Finished(O, R),
 }
 
 /// A result that says whether the BMC answered.
@@ -88,17 +85,18 @@ impl<T, E> Answer for Result<T, E> {
 }
 
 /// The BMC operations of objects of kind `K` (Servers, or BMCs for their probes): at most one
-/// per object, running or finished, with results of type `R`.
-pub struct BmcWork<K: Resource<DynamicType = ()> = Server, R = BmcResult> {
-    slots: Mutex<HashMap<String, Slot<R>>>,
+/// per object, running or finished, each described by an `O` and giving an `R`.
+pub struct BmcWork<K: Resource<DynamicType = ()> = Server, O = BmcOperation, R = BmcResult> {
+    slots: Mutex<HashMap<String, Slot<O, R>>>,
     /// When each object's BMC last answered an operation.
     answered: Mutex<HashMap<String, Instant>>,
     wake: mpsc::UnboundedSender<ObjectRef<K>>,
 }
 
-impl<K, R> BmcWork<K, R>
+impl<K, O, R> BmcWork<K, O, R>
 where
     K: Resource<DynamicType = ()> + 'static,
+    O: Send + 'static,
     R: Answer + Send + 'static,
 {
     /// A new set of operations and the stream of objects whose operation finished (for the
@@ -117,7 +115,7 @@ where
 
     /// The finished operation of `server` and its result, handed over once; `None` while
     /// one runs or when none was started.
-    pub fn take(&self, server: &str) -> Option<(BmcOperation, R)> {
+    pub fn take(&self, server: &str) -> Option<(O, R)> {
         let mut slots = self.slots.lock().expect("BMC work lock");
         match slots.remove(server) {
             Some(Slot::Finished(operation, result)) => Some((operation, result)),
@@ -135,7 +133,7 @@ where
     pub fn start(
         self: &Arc<Self>,
         server: &str,
-        operation: BmcOperation,
+        operation: O,
         future: BoxFuture<'static, R>,
     ) -> bool {
         {

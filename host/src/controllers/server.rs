@@ -33,13 +33,13 @@ use crate::controllers::bmc_work::{BmcAnswer, BmcFailure, BmcOperation, BmcResul
 use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
 use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::connection::connect;
-use crate::controllers::inventory::{BmcInventory, find_system};
+use crate::controllers::inventory::{BmcInventory, Known};
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::controllers::written::{Freshness, WrittenVersions};
 use crate::plugins::bmc_driver::BmcDriverPlugin;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
-use crate::plugins::types::{BmcEndpoint, BootOverride, BootTarget, NicKind, PowerAction};
+use crate::plugins::types::{BmcEndpoint, BootOverride, BootTarget, NicKind, PowerAction, System};
 use crate::telemetry::ControllerMetrics;
 
 /// Field manager of the reconciler's writes.
@@ -576,7 +576,7 @@ fn fold_answer(outcome: &mut StepOutcome, result: &BmcResult) {
                 BmcAnswer::Done(Some(power)) | BmcAnswer::Power(power) => {
                     outcome.power_state.get_or_insert(*power);
                 }
-                BmcAnswer::Done(None) | BmcAnswer::Identity(_) => {}
+                BmcAnswer::Done(None) | BmcAnswer::System(_) => {}
             }
         }
         Err(failure) => {
@@ -701,7 +701,7 @@ async fn step(
     let discovering = status.state == Some(ServerState::Discovery);
     // The BMC's view of the NICs, needed only to judge a report.
     let expected_macs = if discovering && reported_at.is_some() {
-        expected_macs(server, bmc, &system, ctx)
+        expected_macs(server, &system, ctx, &finished)
     } else {
         None
     };
@@ -748,9 +748,9 @@ async fn step(
         .map(|c| c.reason.as_str());
     let mut outcome = match step {
         Step::StartDiscovery { attempt } => {
-            start_discovery(server, bmc, &system, ctx, attempt, &finished).await?
+            start_discovery(server, &system, ctx, attempt, &finished).await?
         }
-        Step::Inventory => inventory(server, bmc, &system, ctx, &finished).await?,
+        Step::Inventory => inventory(server, &system, ctx, &finished).await?,
         // The condition already says so since the discovery started: nothing to write.
         Step::AwaitBootConfiguration
             if discovery_reason == Some(conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION) =>
@@ -903,43 +903,88 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
                 .map(|state| BmcAnswer::Power(api_power_state(state)))
                 .map_err(|e| failure("cannot read the power state", &e))
         }),
-        BmcOperation::Probe | BmcOperation::ProbeWith(_) => Box::pin(async move {
-            let identity = target
+        BmcOperation::ReadSystem => Box::pin(async move {
+            let system = target
                 .driver
-                .probe(&target.endpoint)
+                .system(&target.endpoint, &target.uri)
                 .await
-                .map_err(|e| failure("cannot read the inventory from the BMC", &e))?;
-            let identity = Arc::new(identity);
-            inventory.record(&target.bmc, identity.clone());
-            Ok(BmcAnswer::Identity(identity))
+                .map_err(|e| failure("cannot read the system from the BMC", &e))?;
+            let system = Arc::new(system);
+            inventory.record_system(&target.bmc, system.clone());
+            Ok(BmcAnswer::System(system))
         }),
     };
     ctx.work.start(name, operation, future);
 }
 
-/// The MACs of the NICs the system's OS sees, as its BMC reported them at its last probe:
-/// host interfaces and NICs reported disabled or absent are not expected in a probe report.
-/// Without a probe since the operator started, the BMC is read (beside the workers) and
-/// `None` returned until it answered.
-fn expected_macs(
+/// The Server's system as its BMC reported it, for a step that needs it.
+enum SystemView {
+    /// As the BMC's last probe, or a read just made, reported it.
+    Known(Arc<System>),
+    /// The BMC's last probe did not list the system.
+    Absent,
+    /// Being read (beside the workers): the step waits for it.
+    Reading,
+    /// The read failed.
+    Failed(BmcFailure),
+}
+
+/// The Server's system: from the result of a read that just finished, else from the BMC's
+/// last probe (the BMC reconciler's), else read now, beside the workers — only this system,
+/// not the whole BMC.
+fn system_view(
     server: &Server,
-    bmc: &BMC,
     system: &SystemTarget,
     ctx: &Arc<Context>,
-) -> Option<Vec<String>> {
-    let Some(identity) = ctx.inventory.identity(&bmc.name_any()) else {
-        start(ctx, &server.name_any(), system, BmcOperation::Probe);
-        return None;
-    };
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> SystemView {
+    match finished {
+        Some((BmcOperation::ReadSystem, Ok(BmcAnswer::System(read)))) => {
+            return SystemView::Known(read.clone());
+        }
+        Some((BmcOperation::ReadSystem, Err(failure))) => {
+            return SystemView::Failed(failure.clone());
+        }
+        _ => {}
+    }
     let uuid = server.spec.system_uuid();
-    let found = find_system(&identity, &system.uri, uuid.as_deref())?;
-    Some(lowercase_macs(
-        found
+    match ctx
+        .inventory
+        .system(&system.bmc, &system.uri, uuid.as_deref())
+    {
+        Known::System(found) => SystemView::Known(found),
+        Known::Absent => SystemView::Absent,
+        Known::Unknown => {
+            start(ctx, &server.name_any(), system, BmcOperation::ReadSystem);
+            SystemView::Reading
+        }
+    }
+}
+
+/// The MACs of the NICs the system's OS sees, as its BMC reports them: host interfaces and
+/// NICs reported disabled or absent are not expected in a probe report. `None` while the
+/// system is read, or when it cannot be (the report is then judged again later).
+fn expected_macs(
+    server: &Server,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> Option<Vec<String>> {
+    match system_view(server, system, ctx, finished) {
+        SystemView::Known(found) => Some(system_macs(&found)),
+        SystemView::Absent | SystemView::Reading | SystemView::Failed(_) => None,
+    }
+}
+
+/// The MACs (lowercase) of a system's NICs that its OS sees.
+fn system_macs(system: &System) -> Vec<String> {
+    lowercase_macs(
+        system
             .nics
             .iter()
             .filter(|nic| nic.kind == NicKind::System)
             .map(|nic| &nic.mac),
-    ))
+    )
 }
 
 /// One-time network boot, then power on: started beside the workers; its answer records
@@ -1181,12 +1226,11 @@ fn until(at: Timestamp) -> Duration {
         .max(Duration::from_secs(1))
 }
 
-/// Out-of-band discovery: writes what the BMC reported for the system at its last probe
-/// (NICs, manufacturer, model, serial) as the Server's facts and makes it Available. Without
-/// a probe since the operator started, the BMC is read first (beside the workers).
+/// Out-of-band discovery: writes what the BMC reported for the system (NICs, manufacturer,
+/// model, serial) as the Server's facts and makes it Available. Without a probe since the
+/// operator started, the system is read first (beside the workers).
 async fn inventory(
     server: &Server,
-    bmc: &BMC,
     system: &SystemTarget,
     ctx: &Arc<Context>,
     finished: &Option<(BmcOperation, BmcResult)>,
@@ -1197,26 +1241,17 @@ async fn inventory(
             .discovery(false, conditions::REASON_INVENTORY_FAILED, message.clone())
             .warning(conditions::REASON_INVENTORY_FAILED, message))
     };
-    if let Some((BmcOperation::Probe, Err(failure))) = finished {
-        return failed(failure.message.clone());
-    }
-    let identity = match ctx.inventory.identity(&bmc.name_any()) {
-        Some(identity) => identity,
-        None => {
-            if ctx.work.running(&name) {
-                return Ok(StepOutcome::wait(Duration::from_secs(60)));
-            }
-            start(ctx, &name, system, BmcOperation::Probe);
-            return Ok(StepOutcome::wait(Duration::from_secs(60)));
+    let found = match system_view(server, system, ctx, finished) {
+        SystemView::Known(found) => found,
+        SystemView::Reading => return Ok(StepOutcome::wait(Duration::from_secs(60))),
+        SystemView::Failed(failure) => return failed(failure.message),
+        SystemView::Absent => {
+            return failed(String::from(
+                "the BMC no longer reports this Server's system",
+            ));
         }
     };
-    let uuid = server.spec.system_uuid();
-    let Some(found) = find_system(&identity, &system.uri, uuid.as_deref()) else {
-        return failed(String::from(
-            "the BMC no longer reports this Server's system",
-        ));
-    };
-    let facts = inventory_facts(found);
+    let facts = inventory_facts(&found);
     let message = format!(
         "out-of-band: the BMC reported {} NIC(s); CPUs, memory and disks need an in-band discovery (the driver ABI does not carry them yet)",
         facts.network_interfaces.len()
@@ -1239,7 +1274,7 @@ async fn inventory(
 }
 
 /// The Server facts a BMC's view of a system gives.
-pub fn inventory_facts(system: &crate::plugins::types::System) -> crate::api::ServerStatus {
+pub fn inventory_facts(system: &System) -> crate::api::ServerStatus {
     crate::api::ServerStatus {
         manufacturer: system.manufacturer.clone(),
         model: system.model.clone(),
@@ -1271,7 +1306,6 @@ fn new_token() -> std::io::Result<String> {
 /// start, the outcome says why.
 async fn start_discovery(
     server: &Server,
-    bmc: &BMC,
     system: &SystemTarget,
     ctx: &Arc<Context>,
     attempt: u32,
@@ -1304,27 +1338,13 @@ async fn start_discovery(
             String::from("the Server has no spec.systemUUID"),
         );
     };
-    // The ignition names the system's NICs: from the BMC's last probe (read first when
-    // there was none since the operator started; a BMC that cannot be read leaves them out).
-    let macs = match ctx.inventory.identity(&bmc.name_any()) {
-        Some(identity) => find_system(&identity, &system.uri, Some(&uuid))
-            .map(|found| {
-                lowercase_macs(
-                    found
-                        .nics
-                        .iter()
-                        .filter(|n| n.kind == NicKind::System)
-                        .map(|n| &n.mac),
-                )
-            })
-            .unwrap_or_default(),
-        // The BMC could not be read: the ignition goes without the MACs.
-        None if matches!(finished, Some((BmcOperation::Probe, Err(_)))) => Vec::new(),
-        None if ctx.work.running(&name) => return Ok(StepOutcome::wait(Duration::from_secs(60))),
-        None => {
-            start(ctx, &name, system, BmcOperation::Probe);
-            return Ok(StepOutcome::wait(Duration::from_secs(60)));
-        }
+    // The ignition names the system's NICs, as the BMC reports them (the system is read
+    // first when the BMC was not probed since the operator started; a system that cannot be
+    // read leaves them out).
+    let macs = match system_view(server, system, ctx, finished) {
+        SystemView::Known(found) => system_macs(&found),
+        SystemView::Reading => return Ok(StepOutcome::wait(Duration::from_secs(60))),
+        SystemView::Absent | SystemView::Failed(_) => Vec::new(),
     };
     let token = match new_token() {
         Ok(token) => token,

@@ -129,6 +129,24 @@ impl BmcDriverPlugin {
             .map(Identity::from)
     }
 
+    /// Reads the system at `system_uri` (as [`Self::probe`] reports it), without the rest of
+    /// the BMC.
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
+    pub async fn system(
+        &self,
+        endpoint: &BmcEndpoint,
+        system_uri: &str,
+    ) -> Result<System, CallError> {
+        self.handle
+            .call("get-system", Some(endpoint), async |plugin, store| {
+                let target = target(store, endpoint)?;
+                let driver = plugin.ferrometal_plugin_driver();
+                driver.call_get_system(store, &target, system_uri).await
+            })
+            .await
+            .map(System::from)
+    }
+
     /// Reads the power state of the system at `system_uri`.
     #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
     pub async fn power_state(
@@ -276,34 +294,36 @@ impl From<wit::Identity> for Identity {
             serial: identity.serial,
             firmware: identity.firmware,
             manager_uuid: identity.manager_uuid,
-            systems: identity
-                .systems
+            systems: identity.systems.into_iter().map(System::from).collect(),
+        }
+    }
+}
+
+impl From<wit::System> for System {
+    fn from(system: wit::System) -> Self {
+        Self {
+            uri: system.uri,
+            uuid: system.uuid,
+            manufacturer: system.manufacturer,
+            model: system.model,
+            serial: system.serial,
+            power: system.power.into(),
+            nics: system
+                .nics
                 .into_iter()
-                .map(|system| System {
-                    uri: system.uri,
-                    uuid: system.uuid,
-                    manufacturer: system.manufacturer,
-                    model: system.model,
-                    serial: system.serial,
-                    power: system.power.into(),
-                    nics: system
-                        .nics
-                        .into_iter()
-                        .map(|nic| Nic {
-                            mac: nic.mac,
-                            name: nic.name,
-                            kind: match nic.kind {
-                                WitNicKind::System => NicKind::System,
-                                WitNicKind::HostInterface => NicKind::HostInterface,
-                                WitNicKind::Disabled => NicKind::Disabled,
-                                WitNicKind::Absent => NicKind::Absent,
-                            },
-                        })
-                        .collect(),
-                    boot_targets: system.boot_targets,
-                    boot_override: system.boot_override,
+                .map(|nic| Nic {
+                    mac: nic.mac,
+                    name: nic.name,
+                    kind: match nic.kind {
+                        WitNicKind::System => NicKind::System,
+                        WitNicKind::HostInterface => NicKind::HostInterface,
+                        WitNicKind::Disabled => NicKind::Disabled,
+                        WitNicKind::Absent => NicKind::Absent,
+                    },
                 })
                 .collect(),
+            boot_targets: system.boot_targets,
+            boot_override: system.boot_override,
         }
     }
 }

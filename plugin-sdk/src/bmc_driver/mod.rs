@@ -221,6 +221,19 @@ pub trait BmcDriver {
     /// Identifies the BMC and the systems behind it.
     fn probe(target: &Target<'_>) -> Result<Identity, PluginError>;
 
+    /// Reads one system, as [`BmcDriver::probe`] reports it. The default probes the whole
+    /// BMC and picks the system; a driver that can read one system alone should (a chassis
+    /// BMC with many systems is then not read whole for one of them).
+    fn system(target: &Target<'_>, system_uri: &str) -> Result<System, PluginError> {
+        Self::probe(target)?
+            .systems
+            .into_iter()
+            .find(|system| system.uri == system_uri)
+            .ok_or_else(|| {
+                PluginError::InvalidInput(format!("the BMC reports no system at {system_uri}"))
+            })
+    }
+
     /// Reads a system's power state.
     fn power_state(_target: &Target<'_>, _system_uri: &str) -> Result<PowerState, PluginError> {
         Err(PluginError::unsupported("power-state"))
@@ -325,35 +338,45 @@ pub mod __glue {
             serial: identity.serial,
             firmware: identity.firmware,
             manager_uuid: identity.manager_uuid,
-            systems: identity
-                .systems
+            systems: identity.systems.into_iter().map(system_out).collect(),
+        })
+    }
+
+    fn system_out(system: System) -> wit::System {
+        wit::System {
+            uri: system.uri,
+            uuid: system.uuid,
+            manufacturer: system.manufacturer,
+            model: system.model,
+            serial: system.serial,
+            power: power(system.power),
+            nics: system
+                .nics
                 .into_iter()
-                .map(|system| wit::System {
-                    uri: system.uri,
-                    uuid: system.uuid,
-                    manufacturer: system.manufacturer,
-                    model: system.model,
-                    serial: system.serial,
-                    power: power(system.power),
-                    nics: system
-                        .nics
-                        .into_iter()
-                        .map(|nic| wit::Nic {
-                            mac: nic.mac,
-                            name: nic.name,
-                            kind: match nic.kind {
-                                NicKind::System => wit::NicKind::System,
-                                NicKind::HostInterface => wit::NicKind::HostInterface,
-                                NicKind::Disabled => wit::NicKind::Disabled,
-                                NicKind::Absent => wit::NicKind::Absent,
-                            },
-                        })
-                        .collect(),
-                    boot_targets: system.boot_targets,
-                    boot_override: system.boot_override,
+                .map(|nic| wit::Nic {
+                    mac: nic.mac,
+                    name: nic.name,
+                    kind: match nic.kind {
+                        NicKind::System => wit::NicKind::System,
+                        NicKind::HostInterface => wit::NicKind::HostInterface,
+                        NicKind::Disabled => wit::NicKind::Disabled,
+                        NicKind::Absent => wit::NicKind::Absent,
+                    },
                 })
                 .collect(),
-        })
+            boot_targets: system.boot_targets,
+            boot_override: system.boot_override,
+        }
+    }
+
+    pub fn get_system<D: BmcDriver>(
+        t: wit::Target<'_>,
+        system_uri: String,
+    ) -> Result<wit::System, wit::PluginError> {
+        __install_host_logging();
+        D::system(&target(&t), &system_uri)
+            .map(system_out)
+            .map_err(into_wit_error)
     }
 
     pub fn get_power_state<D: BmcDriver>(
@@ -430,6 +453,12 @@ macro_rules! register_bmc_driver {
                 }
                 fn probe(t: __wit::Target<'_>) -> ::std::result::Result<__wit::Identity, __wit::PluginError> {
                     __glue::probe::<$ty>(t)
+                }
+                fn get_system(
+                    t: __wit::Target<'_>,
+                    system_uri: ::std::string::String,
+                ) -> ::std::result::Result<__wit::System, __wit::PluginError> {
+                    __glue::get_system::<$ty>(t, system_uri)
                 }
                 fn get_power_state(
                     t: __wit::Target<'_>,

@@ -51,32 +51,11 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
         ))
     })?;
     let collection: crate::model::Collection = get_json(http, &systems_link.id)?;
-    let mut systems = Vec::with_capacity(collection.members.len());
-    for member in collection.members {
-        let system: ComputerSystem = get_json(http, &member.id)?;
-        let nics = match &system.ethernet_interfaces {
-            Some(link) => nics(http, &link.id)?,
-            None => Vec::new(),
-        };
-        systems.push(System {
-            uri: member.id,
-            uuid: system.uuid.map(|uuid| uuid.to_ascii_lowercase()),
-            manufacturer: system.manufacturer,
-            model: system.model,
-            serial: system.serial_number,
-            power: power(system.power_state.as_deref()),
-            nics,
-            boot_override: system
-                .boot
-                .as_ref()
-                .and_then(|boot| boot.target.as_deref())
-                .is_some_and(|target| !target.is_empty()),
-            boot_targets: system
-                .boot
-                .map(|boot| boot.allowed_targets)
-                .unwrap_or_default(),
-        });
-    }
+    let systems = collection
+        .members
+        .into_iter()
+        .map(|member| get_system(http, &member.id))
+        .collect::<Result<Vec<_>, _>>()?;
     let manager = manager.as_ref();
     Ok(Identity {
         manufacturer: manager.and_then(|m| m.manufacturer.clone()),
@@ -85,6 +64,33 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
         firmware: manager.and_then(|m| m.firmware_version.clone()),
         manager_uuid: manager.and_then(|m| m.uuid.clone()),
         systems,
+    })
+}
+
+/// One system and its NICs, at `uri` (its `@odata.id`).
+pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginError> {
+    let system: ComputerSystem = get_json(http, uri)?;
+    let nics = match &system.ethernet_interfaces {
+        Some(link) => nics(http, &link.id)?,
+        None => Vec::new(),
+    };
+    Ok(System {
+        uri: uri.to_owned(),
+        uuid: system.uuid.map(|uuid| uuid.to_ascii_lowercase()),
+        manufacturer: system.manufacturer,
+        model: system.model,
+        serial: system.serial_number,
+        power: power(system.power_state.as_deref()),
+        nics,
+        boot_override: system
+            .boot
+            .as_ref()
+            .and_then(|boot| boot.target.as_deref())
+            .is_some_and(|target| !target.is_empty()),
+        boot_targets: system
+            .boot
+            .map(|boot| boot.allowed_targets)
+            .unwrap_or_default(),
     })
 }
 
@@ -508,6 +514,37 @@ mod tests {
         assert_eq!(
             identity.systems[0].boot_targets,
             ["None", "Pxe", "Hdd", "UefiHttp"]
+        );
+    }
+
+    #[test]
+    fn one_system_is_read_without_the_rest_of_the_bmc() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/2", 200, SYSTEM),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/EthernetInterfaces/a"}]}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces/a",
+                200,
+                r#"{"MACAddress":"52:54:00:AA:BB:CC","Name":"eth0"}"#,
+            ),
+        ]);
+        let system = get_system(&http, "/redfish/v1/Systems/2").expect("system");
+        assert_eq!(system.uri, "/redfish/v1/Systems/2");
+        assert_eq!(system.uuid.as_deref(), Some("abcd-1"));
+        assert_eq!(system.nics[0].mac, "52:54:00:aa:bb:cc");
+        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/redfish/v1/Systems/2",
+                "/redfish/v1/Systems/1/EthernetInterfaces",
+                "/redfish/v1/Systems/1/EthernetInterfaces/a"
+            ],
+            "the system, its NICs, nothing else"
         );
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ferrometal_plugin_sdk::bmc_driver::http::{Auth, BmcHttp, get_json};
 use ferrometal_plugin_sdk::bmc_driver::{
-    BmcDriver, BootOverride, DriverInfo, Identity, Level, PowerAction, PowerState, Target, log,
+    BmcDriver, BootOverride, DriverInfo, Identity, Level, PowerAction, PowerState, System, Target,
+    log,
 };
 use ferrometal_plugin_sdk::types::{PluginError, Settings};
 
@@ -126,6 +127,10 @@ impl BmcDriver for Redfish {
 
     fn probe(target: &Target<'_>) -> Result<Identity, PluginError> {
         with_http(target, |http| driver::probe(http))
+    }
+
+    fn system(target: &Target<'_>, system_uri: &str) -> Result<System, PluginError> {
+        with_http(target, |http| driver::get_system(http, system_uri))
     }
 
     fn power_state(target: &Target<'_>, system_uri: &str) -> Result<PowerState, PluginError> {
