@@ -139,11 +139,43 @@ impl ReconcileTimer {
     }
 }
 
-/// Serves `/metrics` (OpenMetrics text), `/healthz` and `/readyz` on `listener` until the
-/// process ends.
+/// A check `/readyz` makes.
+type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What `/readyz` waits for: named checks that must all pass (the boot index filled after a
+/// start; on the leader, the controllers' watch caches listed). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Arc<Mutex<Vec<(&'static str, ReadinessCheck)>>>,
+}
+
+impl Readiness {
+    /// Adds a check: `/readyz` answers `503` naming `name` while `ready` says no.
+    pub fn require(&self, name: &'static str, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        self.checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, Arc::new(ready)));
+    }
+
+    /// The names of the checks that do not pass yet.
+    pub fn waiting_for(&self) -> Vec<&'static str> {
+        self.checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, ready)| !ready())
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// Serves `/metrics` (OpenMetrics text), `/healthz` and `/readyz` (see [`Readiness`]) on
+/// `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Mutex<Registry>>,
+    readiness: Readiness,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route(
@@ -169,6 +201,41 @@ pub async fn serve(
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
+        .route(
+            "/readyz",
+            get(move || {
+                let waiting = readiness.waiting_for();
+                async move {
+                    if waiting.is_empty() {
+                        (StatusCode::OK, String::from("ok\n"))
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("waiting for: {}\n", waiting.join(", ")),
+                        )
+                    }
+                }
+            }),
+        );
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_checks_that_do_not_pass() {
+        let readiness = Readiness::default();
+        assert!(readiness.waiting_for().is_empty());
+        let flag = Arc::new(AtomicBool::new(false));
+        let seen = flag.clone();
+        readiness.require("boot index", move || seen.load(Ordering::Relaxed));
+        readiness.require("always", || true);
+        assert_eq!(readiness.waiting_for(), ["boot index"]);
+        flag.store(true, Ordering::Relaxed);
+        assert!(readiness.waiting_for().is_empty());
+    }
 }

@@ -37,10 +37,11 @@ fn blob(seed: u8, len: usize) -> Vec<u8> {
 }
 
 struct Fixture {
+    namespace: &'static str,
     client: Client,
     base_url: String,
     http: reqwest::Client,
-    operator: testenv::Program,
+    operator: Option<testenv::Program>,
 }
 
 impl Fixture {
@@ -71,7 +72,7 @@ impl Fixture {
             ),
             ..Secret::default()
         };
-        Api::<Secret>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Secret>::namespaced(self.client.clone(), self.namespace)
             .create(&PostParams::default(), &secret)
             .await
             .expect("create secret");
@@ -85,7 +86,7 @@ impl Fixture {
         let sbc: ServerBootConfiguration = serde_json::from_value(json!({
             "apiVersion": "metal.ironcore.dev/v1alpha1",
             "kind": "ServerBootConfiguration",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name, "namespace": self.namespace},
             "spec": spec,
         }))
         .expect("sbc");
@@ -96,7 +97,7 @@ impl Fixture {
     }
 
     fn sbcs(&self) -> Api<ServerBootConfiguration> {
-        Api::namespaced(self.client.clone(), NAMESPACE)
+        Api::namespaced(self.client.clone(), self.namespace)
     }
 
     /// Waits until the configuration has `state` and returns (reason, message) of condition
@@ -146,7 +147,7 @@ impl Fixture {
 }
 
 /// What an iPXE client does with a script: expand `set` variables and collect the URLs of
-/// `kernel`, `initrd` and `chain`, plus the kernel's ignition URL.
+/// `kernel`, `initrd` and `chain` of the final try, plus the kernel's ignition URL.
 fn follow_script(script: &str) -> (Vec<String>, Option<String>) {
     let mut variables: BTreeMap<String, String> = BTreeMap::new();
     let expand = |word: &str, variables: &BTreeMap<String, String>| {
@@ -158,7 +159,8 @@ fn follow_script(script: &str) -> (Vec<String>, Option<String>) {
     };
     let mut fetches = Vec::new();
     let mut ignition = None;
-    for line in script.lines() {
+    // Lines with `|| sleep N` are earlier tries of what the last lines do once more.
+    for line in script.lines().filter(|line| !line.contains("||")) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["set", name, value] => {
@@ -251,10 +253,11 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         .env("FERROMETAL_LOG", "info,ferrometal=debug");
     let operator = testenv::Program::start("ferrometal-run", command).expect("start ferrometal");
     let fixture = Fixture {
+        namespace: NAMESPACE,
         client: client.clone(),
         base_url: base_url.clone(),
         http: reqwest::Client::new(),
-        operator,
+        operator: Some(operator),
     };
 
     // A ready configuration: Server (UUID as a user might type it), Secret, SBC.
@@ -288,28 +291,42 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         (status, content_type.as_str()),
         (200, "text/plain; charset=utf-8")
     );
-    assert_eq!(
-        String::from_utf8_lossy(&body),
-        format!("#!ipxe\nchain --replace --autofree {base_url}/ipxe/${{uuid}}\n")
+    let body = String::from_utf8_lossy(&body);
+    let fetch = format!("chain --replace --autofree {base_url}/ipxe/${{uuid}}");
+    assert_eq!(body.lines().next(), Some("#!ipxe"));
+    assert_eq!(body.lines().last(), Some(fetch.as_str()));
+    assert!(
+        body.lines()
+            .skip(1)
+            .all(|line| line.starts_with(&format!("{fetch} || sleep ")) || line == fetch),
+        "every line fetches the machine's script, pausing after a failure: {body}"
     );
     let (status, _, script) = fixture.get(&format!("/ipxe/{uuid}")).await;
     assert_eq!(status, 200);
     let script = String::from_utf8(script).expect("utf-8");
     let image_url = |bytes: &[u8]| format!("{base_url}/images/{}", digest(bytes).replace(':', "-"));
-    assert_eq!(
-        script,
-        format!(
+    let kernel_line = format!(
+        "kernel ${{kernel-url}} initrd=initramfs ignition.firstboot=1 \
+         ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
+         ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
+         console=tty0 console=ttyS0,115200"
+    );
+    assert!(
+        script.starts_with(&format!(
             "#!ipxe\n# ferrometal: boot for system {canonical}\n\
              set kernel-url {}\nset initrd-url {}\nset squashfs-url {}\n\
-             kernel ${{kernel-url}} initrd=initramfs ignition.firstboot=1 \
-             ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
-             ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
-             console=tty0 console=ttyS0,115200\n\
-             initrd --name initramfs ${{initrd-url}}\nboot\n",
+             imgfree && {kernel_line} && initrd --name initramfs ${{initrd-url}} && boot || sleep ",
             image_url(&kernel),
             image_url(&initramfs),
             image_url(&squashfs),
-        )
+        )),
+        "{script}"
+    );
+    assert!(
+        script.ends_with(&format!(
+            "imgfree\n{kernel_line}\ninitrd --name initramfs ${{initrd-url}}\nboot\n"
+        )),
+        "{script}"
     );
 
     // Follow it like iPXE: kernel and initramfs stream from the registry, byte for byte.
@@ -522,7 +539,7 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     })
     .await;
 
-    let mut operator = fixture.operator;
+    let mut operator = fixture.operator.expect("the operator");
     operator
         .ensure_running()
         .unwrap_or_else(|error| panic!("ferrometal died: {error}"));
@@ -531,4 +548,103 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         log.contains("no Ready ServerBootConfiguration for this system; answering 404"),
         "unknown machines are logged:\n{log}"
     );
+}
+
+/// After a start, the boot server does not know a machine until the boot-configuration
+/// controller has looked at every configuration: meanwhile it asks machines to come back
+/// (`503` + `Retry-After`) instead of saying `404`, and `/readyz` says what it waits for.
+/// A registry that accepts connections and never answers holds the only configuration's
+/// reconcile (and so the index) for the resolver's 10 s timeout.
+#[tokio::test]
+async fn a_starting_boot_server_asks_machines_to_come_back_until_its_index_is_filled() {
+    const SYNC_NAMESPACE: &str = "boot-sync-test";
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("silent registry");
+    let silent_host = silent.local_addr().expect("address").to_string();
+    common::create_namespace(&client, SYNC_NAMESPACE).await;
+
+    let port = testenv::net::free_port().expect("port");
+    let metrics_port = testenv::net::free_port().expect("port");
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut fixture = Fixture {
+        namespace: SYNC_NAMESPACE,
+        client: client.clone(),
+        base_url: base_url.clone(),
+        http: reqwest::Client::new(),
+        operator: None,
+    };
+    let uuid = "0b5e5e2a-0000-4000-8000-0000000000c1";
+    fixture.server("sync-1", uuid).await;
+    fixture
+        .secret("sync-1-ignition", &[("ignition", IGNITION)])
+        .await;
+    fixture
+        .sbc(
+            "sync-1",
+            "sync-1",
+            &format!("{silent_host}/discovery:1"),
+            Some("sync-1-ignition"),
+        )
+        .await;
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .args(["--plugin-dir", "/nonexistent"])
+        .arg("--metrics-bind-address")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .args(["--namespace", SYNC_NAMESPACE])
+        .arg("--boot-bind-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--boot-server-url")
+        .arg(&base_url)
+        .arg("--boot-allowed-registries")
+        .arg(&silent_host)
+        .arg("--boot-insecure-registries")
+        .arg(&silent_host)
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    fixture.operator =
+        Some(testenv::Program::start("ferrometal-run", command).expect("start ferrometal"));
+
+    let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
+    let http = fixture.http.clone();
+    // While the configuration's image is being resolved: come back later.
+    let (status, retry_after) = eventually("the boot server answers", || async {
+        let response = http
+            .get(format!("{base_url}/ipxe/{uuid}"))
+            .send()
+            .await
+            .ok()?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Some((response.status().as_u16(), retry_after))
+    })
+    .await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("2")));
+    let (status, _, body) = fixture
+        .get("/ignition/0b5e5e2a-0000-4000-8000-0000000000ff")
+        .await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let response = http.get(&readyz).send().await.expect("readyz");
+    assert_eq!(response.status().as_u16(), 503);
+    let waiting = response.text().await.expect("body");
+    assert!(waiting.contains("boot index"), "{waiting}");
+
+    // Once the resolution gave up, the index says what it will say: not served (404).
+    eventually("/readyz ready", || async {
+        let response = http.get(&readyz).send().await.ok()?;
+        (response.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    let (status, _, _) = fixture.get(&format!("/ipxe/{uuid}")).await;
+    assert_eq!(status, 404);
+    let (reason, message) = fixture.state("sync-1", "Error", "ImageValidation").await;
+    assert!(!reason.is_empty(), "{message}");
+    drop(silent);
 }

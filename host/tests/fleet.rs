@@ -275,19 +275,7 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
 
 #[tokio::test]
 async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
-    let mut faults = common::lab_options("faults", 5, 1, 0);
-    // A boot in flight when the operator restarts can fail (the new boot server answers
-    // 404 until it has indexed the boot configurations again); such a Server times out and
-    // retries, which this short timeout keeps within the test's patience.
-    faults.operator_args.extend(
-        [
-            "--discovery-timeout-seconds",
-            "20",
-            "--discovery-retry-seconds",
-            "1",
-        ]
-        .map(String::from),
-    );
+    let faults = common::lab_options("faults", 5, 1, 0);
     let mut lab = start(LabOptions {
         apply_bmcs: false,
         ..faults
@@ -375,6 +363,77 @@ async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
     );
     // The burst was served and outlived.
     assert_eq!(lab.fleet.bmcs()[0].faults().server_error_burst, 0);
+    // The restart cost no healthy Server a second discovery attempt.
+    let healthy = [
+        "sim-bmc-0-system-0",
+        "sim-bmc-3-system-0",
+        "sim-bmc-4-system-0",
+    ];
+    for server in servers
+        .iter()
+        .filter(|s| healthy.contains(&s.name_any().as_str()))
+    {
+        assert_eq!(
+            attempt(server),
+            1,
+            "{} needed another attempt",
+            server.name_any()
+        );
+    }
+}
+
+/// The Server's discovery attempt (its annotation), 0 before the first.
+fn attempt(server: &Server) -> u32 {
+    server
+        .annotations()
+        .get("ferrometal.dev/discovery-attempt")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An operator restart in the middle of a fleet discovery is invisible to the machines:
+/// the boot server answers `503` + `Retry-After` until its index holds every boot
+/// configuration again, the chain script and the ignition fetch try again, and every
+/// Server reaches Available on its first attempt with the default discovery timeout.
+#[tokio::test]
+async fn an_operator_restart_mid_discovery_costs_no_server_a_retry() {
+    const SERVERS: usize = 50;
+    let mut lab = start(common::lab_options("restart", SERVERS, 1, SERVERS / 2)).await;
+    // Restart once some machines are on their way (booting or probing) and some Servers
+    // are not in Discovery yet.
+    until_servers(&lab, "Servers booting", |servers| {
+        let booting = servers
+            .iter()
+            .filter(|s| {
+                s.annotations()
+                    .contains_key("ferrometal.dev/discovery-boot-requested")
+                    && !available(s)
+            })
+            .count();
+        booting >= 5
+    })
+    .await;
+    lab.restart_operator().expect("restart");
+    until_servers(&lab, "every Server Available", |servers| {
+        servers.len() == SERVERS && servers.iter().all(available)
+    })
+    .await;
+    let servers = Api::<Server>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("servers")
+        .items;
+    let retried: Vec<String> = servers
+        .iter()
+        .filter(|s| attempt(s) != 1)
+        .map(|s| format!("{} (attempt {})", s.name_any(), attempt(s)))
+        .collect();
+    assert!(
+        retried.is_empty(),
+        "Servers needed a discovery retry: {retried:?}"
+    );
+    let fetch_retries: u32 = lab.fleet.machines().map(|m| m.fetch_retries()).sum();
+    eprintln!("machines tried a fetch again {fetch_retries} times across the restart");
 }
 
 /// Gives the Server `name` a discovery timeout of its own (its annotation).

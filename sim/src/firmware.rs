@@ -30,6 +30,14 @@ pub enum Step {
     Boot,
     /// `exit`/`sanboot`: leave iPXE and boot from local disk.
     LocalBoot,
+    /// `a && b … || sleep N || …`: the commands in order; when one fails, the script waits
+    /// `pause` and goes on with its next line (instead of ending).
+    Attempt {
+        /// The commands (never an `Attempt`).
+        steps: Vec<Step>,
+        /// How long to wait after a failure (`sleep N`; zero for another alternative).
+        pause: std::time::Duration,
+    },
 }
 
 /// Why a script cannot be followed.
@@ -82,9 +90,77 @@ fn substitute(
     Ok(out)
 }
 
+/// What `|| …` after a command says to do when it fails: `sleep N` waits N seconds, any
+/// other alternative (`echo …`) goes on at once; `None` without `||`.
+fn on_failure(alternatives: &[&str]) -> Option<std::time::Duration> {
+    let first = alternatives.first()?;
+    let seconds = first
+        .trim()
+        .strip_prefix("sleep")
+        .and_then(|rest| rest.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(std::time::Duration::from_secs(seconds))
+}
+
+/// One command of a line (`set` updates `vars`); `None` for commands that fetch and boot
+/// nothing (`echo`, `imgfree`, …).
+fn command(
+    raw: &str,
+    vars: &mut HashMap<String, String>,
+    line: usize,
+) -> Result<Option<Step>, ScriptError> {
+    let (command, rest) = raw.split_once(char::is_whitespace).unwrap_or((raw, ""));
+    if command == "set" {
+        let (name, value) = rest
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((rest, ""));
+        let value = substitute(value.trim(), vars, line)?;
+        vars.insert(name.to_owned(), value);
+        return Ok(None);
+    }
+    let rest = substitute(rest, vars, line)?;
+    let mut words = Vec::new();
+    let mut skip_value = false;
+    for word in rest.split_whitespace() {
+        if skip_value {
+            skip_value = false;
+        } else if word == "--name" || word == "-n" {
+            skip_value = true;
+        } else if !word.starts_with('-') {
+            words.push(word);
+        }
+    }
+    let url = |command: &str| {
+        words
+            .first()
+            .map(|url| (*url).to_owned())
+            .ok_or_else(|| ScriptError::MissingUrl {
+                line,
+                command: command.to_owned(),
+            })
+    };
+    let args = words.get(1..).unwrap_or_default().join(" ");
+    Ok(match command {
+        "chain" | "chainload" => Some(Step::Chain {
+            url: url(command)?,
+            args,
+        }),
+        "kernel" | "imgexec" => Some(Step::Kernel {
+            url: url(command)?,
+            args,
+        }),
+        "initrd" | "module" => Some(Step::Initrd { url: url(command)? }),
+        "boot" => Some(Step::Boot),
+        "exit" | "sanboot" => Some(Step::LocalBoot),
+        _ => None,
+    })
+}
+
 /// Interprets `script` with the firmware's variables (`uuid`, `mac`, …): `set` lines update
 /// them, fetch/boot commands become [`Step`]s, options (`--name x`, `--replace`) are
-/// dropped and other commands (`echo`, `imgfree`, comments) ignored.
+/// dropped and other commands (`echo`, `imgfree`, comments) ignored. `a && b || sleep N …`
+/// becomes a [`Step::Attempt`].
 pub fn interpret(script: &str, vars: &HashMap<String, String>) -> Result<Vec<Step>, ScriptError> {
     let mut vars = vars.clone();
     let mut lines = script.lines();
@@ -98,51 +174,20 @@ pub fn interpret(script: &str, vars: &HashMap<String, String>) -> Result<Vec<Ste
         if raw.is_empty() || raw.starts_with('#') {
             continue;
         }
-        let (command, rest) = raw.split_once(char::is_whitespace).unwrap_or((raw, ""));
-        if command == "set" {
-            let (name, value) = rest
-                .trim()
-                .split_once(char::is_whitespace)
-                .unwrap_or((rest, ""));
-            let value = substitute(value.trim(), &vars, line)?;
-            vars.insert(name.to_owned(), value);
-            continue;
-        }
-        let rest = substitute(rest, &vars, line)?;
-        let mut words = Vec::new();
-        let mut skip_value = false;
-        for word in rest.split_whitespace() {
-            if skip_value {
-                skip_value = false;
-            } else if word == "--name" || word == "-n" {
-                skip_value = true;
-            } else if !word.starts_with('-') {
-                words.push(word);
+        let mut alternatives: Vec<&str> = raw.split("||").collect();
+        let commands = alternatives.remove(0);
+        let mut line_steps = Vec::new();
+        for raw in commands.split("&&") {
+            if let Some(step) = command(raw.trim(), &mut vars, line)? {
+                line_steps.push(step);
             }
         }
-        let url = |command: &str| {
-            words
-                .first()
-                .map(|url| (*url).to_owned())
-                .ok_or_else(|| ScriptError::MissingUrl {
-                    line,
-                    command: command.to_owned(),
-                })
-        };
-        let args = words.get(1..).unwrap_or_default().join(" ");
-        match command {
-            "chain" | "chainload" => steps.push(Step::Chain {
-                url: url(command)?,
-                args,
+        match on_failure(&alternatives) {
+            Some(pause) => steps.push(Step::Attempt {
+                steps: line_steps,
+                pause,
             }),
-            "kernel" | "imgexec" => steps.push(Step::Kernel {
-                url: url(command)?,
-                args,
-            }),
-            "initrd" | "module" => steps.push(Step::Initrd { url: url(command)? }),
-            "boot" => steps.push(Step::Boot),
-            "exit" | "sanboot" => steps.push(Step::LocalBoot),
-            _ => {}
+            None => steps.extend(line_steps),
         }
     }
     Ok(steps)
@@ -240,8 +285,48 @@ mod tests {
             steps,
             [Step::Chain {
                 url: String::from("http://h:1/ipxe/abc"),
-                args: String::new()
+                args: String::new(),
             }]
+        );
+    }
+
+    #[test]
+    fn a_line_with_a_fallback_is_an_attempt_that_waits_and_goes_on() {
+        let steps = interpret(
+            "#!ipxe\nchain http://h:1/ipxe/${uuid} || sleep 4 || echo again\n\
+             imgfree && kernel http://h/k a=1 && initrd --name i http://h/i && boot || echo at once\n\
+             chain http://h:1/y\n",
+            &vars(),
+        )
+        .expect("script");
+        assert_eq!(
+            steps,
+            [
+                Step::Attempt {
+                    steps: vec![Step::Chain {
+                        url: String::from("http://h:1/ipxe/abc"),
+                        args: String::new(),
+                    }],
+                    pause: std::time::Duration::from_secs(4),
+                },
+                Step::Attempt {
+                    steps: vec![
+                        Step::Kernel {
+                            url: String::from("http://h/k"),
+                            args: String::from("a=1"),
+                        },
+                        Step::Initrd {
+                            url: String::from("http://h/i"),
+                        },
+                        Step::Boot,
+                    ],
+                    pause: std::time::Duration::ZERO,
+                },
+                Step::Chain {
+                    url: String::from("http://h:1/y"),
+                    args: String::new(),
+                },
+            ]
         );
     }
 

@@ -165,9 +165,28 @@ struct State {
     probe: Probe,
     task: Option<AbortHandle>,
     boots: u32,
+    /// Failed script lines the boot scripts went on from (`|| sleep N`).
+    script_retries: u32,
+    /// Ignition fetches tried again.
+    ignition_retries: u32,
     /// The running QEMU process of a VM machine (dropping it kills it).
     vm: Option<testenv::Program>,
 }
+
+/// Where a script command leaves the firmware.
+enum Flow {
+    /// On to the next command.
+    Next,
+    /// A script was chained: its URL and text.
+    Chained(String, String),
+    /// The loaded kernel was started.
+    Booted,
+    /// Off to the local disk.
+    LocalBoot,
+}
+
+/// Attempts of the ignition fetch, a second apart (as `ferrometal-ignite`'s default).
+const IGNITION_ATTEMPTS: u32 = 60;
 
 /// One simulated machine.
 #[derive(Debug)]
@@ -206,6 +225,8 @@ impl Machine {
                 probe,
                 task: None,
                 boots: 0,
+                script_retries: 0,
+                ignition_retries: 0,
                 vm: None,
             }),
         }
@@ -228,6 +249,14 @@ impl Machine {
     /// Where it is in its life.
     pub fn phase(&self) -> Phase {
         self.state().phase.clone()
+    }
+
+    /// How often a boot had to try a fetch again because the boot server did not answer
+    /// or asked to come back (`chain … || sleep`, the ignition fetch): zero when every
+    /// fetch was answered at once.
+    pub fn fetch_retries(&self) -> u32 {
+        let state = self.state();
+        state.script_retries + state.ignition_retries
     }
 
     /// How many times it has started.
@@ -418,6 +447,82 @@ impl Machine {
             .map_err(|error| format!("GET {url}: {error}"))
     }
 
+    /// The ignition fetch, as the discovery system's Ignition (or `ferrometal-ignite`) makes
+    /// it: a connection failure or a retryable status (`503` while the boot server starts)
+    /// is tried again a second later, up to a minute.
+    async fn fetch_ignition(&self, url: &str) -> Result<reqwest::Response, String> {
+        let mut attempt = 1;
+        loop {
+            let result = self.env.http.get(self.env.local_url(url)).send().await;
+            let retry = match &result {
+                Ok(response) => metalprobe::post::retryable(response.status().as_u16()),
+                Err(_) => true,
+            };
+            if !retry || attempt >= IGNITION_ATTEMPTS {
+                return result
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|error| format!("GET {url}: {error}"));
+            }
+            self.state().ignition_retries += 1;
+            attempt += 1;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Runs one script command (never an `Attempt`).
+    async fn run_step(&self, step: Step, kernel_args: &mut Option<String>) -> Result<Flow, String> {
+        match step {
+            Step::Chain { url, .. } => {
+                let text = self.fetch_text(&url).await?;
+                Ok(Flow::Chained(url, text))
+            }
+            Step::Kernel { url, args } => {
+                self.fetch(&url)
+                    .await?
+                    .bytes()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *kernel_args = Some(args);
+                Ok(Flow::Next)
+            }
+            Step::Initrd { url } => {
+                self.fetch(&url)
+                    .await?
+                    .bytes()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Flow::Next)
+            }
+            Step::Boot => Ok(Flow::Booted),
+            Step::LocalBoot => Ok(Flow::LocalBoot),
+            Step::Attempt { .. } => Err(String::from("an attempt inside an attempt")),
+        }
+    }
+
+    /// Runs the commands of one `a && b && c || …` line until one fails or leaves the
+    /// script.
+    async fn run_attempt(
+        &self,
+        steps: Vec<Step>,
+        kernel_args: &mut Option<String>,
+    ) -> Result<Flow, String> {
+        for step in steps {
+            match self.run_step(step, kernel_args).await? {
+                Flow::Next => {}
+                leaving => return Ok(leaving),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    async fn fetch_text(&self, url: &str) -> Result<String, String> {
+        self.fetch(url)
+            .await?
+            .text()
+            .await
+            .map_err(|error| format!("GET {url}: {error}"))
+    }
+
     async fn network_boot(&self, source: BootSource, probe: Probe) -> Result<(), String> {
         tokio::time::sleep(self.env.behaviour.boot_delay).await;
         let mac = &self.spec.macs[0];
@@ -449,53 +554,47 @@ impl Machine {
             (String::from("mac"), mac.clone()),
         ]);
         let mut url = first;
+        let mut text = self.fetch_text(&url).await?;
         let mut kernel_args = None;
-        for _ in 0..8 {
-            let response = self.fetch(&url).await?;
-            let text = response
-                .text()
-                .await
-                .map_err(|error| format!("GET {url}: {error}"))?;
+        'scripts: for _ in 0..8 {
             let steps = firmware::interpret(&text, &vars).map_err(|e| format!("{url}: {e}"))?;
-            let mut next = None;
             for step in steps {
-                match step {
-                    Step::Chain { url, .. } => {
-                        next = Some(url);
-                        break;
+                let flow = match step {
+                    // `… || sleep N`: a failure does not end the script; it goes on after
+                    // the pause.
+                    Step::Attempt { steps, pause } => {
+                        match self.run_attempt(steps, &mut kernel_args).await {
+                            Ok(flow) => flow,
+                            Err(error) => {
+                                self.state().script_retries += 1;
+                                tracing::debug!(%error, ?pause, "a script line failed; the script goes on");
+                                tokio::time::sleep(pause).await;
+                                Flow::Next
+                            }
+                        }
                     }
-                    Step::Kernel { url, args } => {
-                        self.fetch(&url)
-                            .await?
-                            .bytes()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        kernel_args = Some(args);
+                    step => self.run_step(step, &mut kernel_args).await?,
+                };
+                match flow {
+                    Flow::Next => {}
+                    Flow::Chained(chained, fetched) => {
+                        (url, text) = (chained, fetched);
+                        continue 'scripts;
                     }
-                    Step::Initrd { url } => {
-                        self.fetch(&url)
-                            .await?
-                            .bytes()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                    Step::Boot => break,
-                    Step::LocalBoot => {
+                    Flow::Booted => break 'scripts,
+                    Flow::LocalBoot => {
                         self.set_phase(Phase::LocalDisk);
                         return Ok(());
                     }
                 }
             }
-            match next {
-                Some(chained) => url = chained,
-                None => break,
-            }
+            break;
         }
         let args = kernel_args.ok_or_else(|| format!("{url} loaded no kernel"))?;
         let ignition_url = firmware::kernel_arg(&args, "ignition.config.url")
             .ok_or_else(|| format!("the kernel command line has no ignition URL: {args}"))?;
         let ignition: serde_json::Value = self
-            .fetch(ignition_url)
+            .fetch_ignition(ignition_url)
             .await?
             .json()
             .await

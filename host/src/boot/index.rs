@@ -13,6 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use oci_client::Reference;
 
 use super::image::{BootLayers, LayerKind};
+use super::sync::IndexSync;
 use super::uuid::SystemUuid;
 
 /// Namespace and name of a ServerBootConfiguration.
@@ -115,10 +116,12 @@ struct Inner {
     displaced: HashMap<ConfigKey, Arc<BootEntry>>,
 }
 
-/// The shared index; cheap to clone.
+/// The shared index; cheap to clone. [`BootIndex::default`] is complete as it is (filled by
+/// hand); the operator's is [`BootIndex::filled_by_watch`].
 #[derive(Debug, Clone, Default)]
 pub struct BootIndex {
     inner: Arc<RwLock<Inner>>,
+    sync: Arc<IndexSync>,
 }
 
 /// What [`BootIndex::insert`] did.
@@ -133,6 +136,21 @@ pub enum Inserted {
 }
 
 impl BootIndex {
+    /// An index the boot-configuration controller fills from its watch: not synced until
+    /// the controller has seen every configuration of its first listing.
+    pub fn filled_by_watch() -> Self {
+        Self {
+            inner: Arc::default(),
+            sync: Arc::new(IndexSync::awaiting_listing()),
+        }
+    }
+
+    /// Whether the index holds every configuration yet (after a start), and how the
+    /// controller reports its progress.
+    pub fn sync(&self) -> &IndexSync {
+        &self.sync
+    }
+
     /// Adds or replaces the entry of `entry.config`.
     pub fn insert(&self, entry: BootEntry) -> Inserted {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);

@@ -6,4 +6,5 @@ pub mod image;
 pub mod index;
 pub mod script;
 pub mod server;
+pub mod sync;
 pub mod uuid;

@@ -6,9 +6,40 @@ use super::uuid::SystemUuid;
 /// Kernel arguments every discovery boot gets after the ignition ones.
 pub const DEFAULT_KERNEL_ARGS: &str = "console=tty0 console=ttyS0,115200";
 
-/// The chain-load script served at `/ipxe`: iPXE substitutes the machine's SMBIOS UUID.
+/// Seconds the chain script waits before each further try when the boot server does not
+/// answer (not running, or `503` while it fills its index after a start): about a minute
+/// in all, then the firmware moves on to its next boot device.
+pub const CHAIN_RETRY_SECONDS: [u32; 5] = [2, 4, 8, 15, 30];
+
+/// Seconds the per-machine script waits before loading the image again when a download
+/// failed (cut off by an operator restart, a registry hiccup).
+pub const LOAD_RETRY_SECONDS: [u32; 3] = [5, 10, 20];
+
+/// `commands` (one line, joined by `&&`) once per pause, each followed by `|| sleep N` (an
+/// iPXE built without the `sleep` command tries again at once: `|| echo`), then `last` for
+/// the final try, whose failure ends the script. iPXE runs `a && b || c` left to right: `c`
+/// runs when `a` or `b` failed.
+fn with_retries(commands: &str, pauses: &[u32], last: &str) -> String {
+    let mut text = String::new();
+    for seconds in pauses {
+        text.push_str(&format!(
+            "{commands} || sleep {seconds} || echo ferrometal: failed, trying again\n"
+        ));
+    }
+    text.push_str(last);
+    text.push('\n');
+    text
+}
+
+/// The chain-load script served at `/ipxe`: iPXE substitutes the machine's SMBIOS UUID. A
+/// failed fetch is tried again after a pause, so an operator restart (the boot server
+/// answers `503` until its index is filled) does not fail the boots in flight.
 pub fn chain(base_url: &str) -> String {
-    format!("#!ipxe\nchain --replace --autofree {base_url}/ipxe/${{uuid}}\n")
+    let fetch = format!("chain --replace --autofree {base_url}/ipxe/${{uuid}}");
+    format!(
+        "#!ipxe\n{}",
+        with_retries(&fetch, &CHAIN_RETRY_SECONDS, &fetch)
+    )
 }
 
 /// Where the boot server serves a layer: `/images/sha256-<hex>`, with `.efi` for UKIs
@@ -78,18 +109,22 @@ pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
                 ));
             }
             push_common_args(&mut args, input.extra_kernel_args);
-            script.push_str(&format!(
-                "kernel ${{kernel-url}} initrd=initramfs {}\ninitrd --name initramfs ${{initrd-url}}\nboot\n",
-                args.join(" ")
+            let kernel = format!("kernel ${{kernel-url}} initrd=initramfs {}", args.join(" "));
+            let initrd = "initrd --name initramfs ${initrd-url}";
+            script.push_str(&with_retries(
+                &format!("imgfree && {kernel} && {initrd} && boot"),
+                &LOAD_RETRY_SECONDS,
+                &format!("imgfree\n{kernel}\n{initrd}\nboot"),
             ));
         }
         (_, _, Some(uki)) => {
             push_common_args(&mut args, input.extra_kernel_args);
-            script.push_str(&format!(
-                "chain {} {}\n",
+            let chain = format!(
+                "chain {} {}",
                 layer_url(input.base_url, uki),
                 args.join(" ")
-            ));
+            );
+            script.push_str(&with_retries(&chain, &LOAD_RETRY_SECONDS, &chain));
         }
         _ => return None,
     }
@@ -122,9 +157,19 @@ mod tests {
 
     #[test]
     fn the_chain_script_lets_ipxe_fill_in_the_uuid() {
+        let script = chain("http://10.0.0.1:8082");
+        let fetch = "chain --replace --autofree http://10.0.0.1:8082/ipxe/${uuid}";
         assert_eq!(
-            chain("http://10.0.0.1:8082"),
-            "#!ipxe\nchain --replace --autofree http://10.0.0.1:8082/ipxe/${uuid}\n"
+            script.lines().collect::<Vec<_>>(),
+            [
+                "#!ipxe",
+                &format!("{fetch} || sleep 2 || echo ferrometal: failed, trying again"),
+                &format!("{fetch} || sleep 4 || echo ferrometal: failed, trying again"),
+                &format!("{fetch} || sleep 8 || echo ferrometal: failed, trying again"),
+                &format!("{fetch} || sleep 15 || echo ferrometal: failed, trying again"),
+                &format!("{fetch} || sleep 30 || echo ferrometal: failed, trying again"),
+                fetch,
+            ]
         );
     }
 
@@ -144,18 +189,26 @@ mod tests {
             has_ignition: true,
             extra_kernel_args: "",
         });
+        let kernel = "kernel ${kernel-url} initrd=initramfs ignition.firstboot=1 \
+             ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
+             ignition.platform.id=metal console=tty0 console=ttyS0,115200";
+        let initrd = "initrd --name initramfs ${initrd-url}";
+        let attempt = |seconds: u32| {
+            format!(
+                "imgfree && {kernel} && {initrd} && boot || sleep {seconds} || echo ferrometal: failed, trying again\n"
+            )
+        };
         assert_eq!(
-            script.as_deref(),
-            Some(
+            script.expect("script"),
+            format!(
                 "#!ipxe\n\
                  # ferrometal: boot for system 4c4c4544-0042-4d10-8056-b4c04f4a5a31\n\
                  set kernel-url http://boot:8082/images/sha256-aa\n\
                  set initrd-url http://boot:8082/images/sha256-bb\n\
-                 kernel ${kernel-url} initrd=initramfs ignition.firstboot=1 \
-                 ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
-                 ignition.platform.id=metal console=tty0 console=ttyS0,115200\n\
-                 initrd --name initramfs ${initrd-url}\n\
-                 boot\n"
+                 {}{}{}imgfree\n{kernel}\n{initrd}\nboot\n",
+                attempt(5),
+                attempt(10),
+                attempt(20)
             )
         );
     }
@@ -180,7 +233,7 @@ mod tests {
         .expect("script");
         assert!(script.contains("set squashfs-url http://boot/images/sha256-cc\n"));
         assert!(script.contains(
-            "kernel ${kernel-url} initrd=initramfs gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1 console=tty0 console=ttyS0,115200 quiet\n"
+            "\nkernel ${kernel-url} initrd=initramfs gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1 console=tty0 console=ttyS0,115200 quiet\n"
         ));
         assert!(!script.contains("ignition"));
     }

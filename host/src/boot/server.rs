@@ -44,8 +44,9 @@ pub struct BootServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Appended to every kernel command line.
     pub extra_kernel_args: String,
-    /// The metalprobe binary served at `/metalprobe` for discovery systems to download.
-    pub metalprobe_binary: Option<std::path::PathBuf>,
+    /// The metalprobe binary served at `/metalprobe` for discovery systems to download,
+    /// read once at start (a request never touches the disk).
+    pub metalprobe_binary: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +138,9 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
+/// How long a machine is asked to wait (`Retry-After`) while the index is being filled.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
+
 async fn chain(State(server): State<Arc<BootServer>>) -> Response {
     server.metrics.count("ipxe", StatusCode::OK);
     text(script::chain(&server.config.base_url))
@@ -146,14 +150,37 @@ impl BootServer {
     /// The entry for a UUID as a machine spelled it; logs why there is none.
     pub fn lookup(&self, endpoint: &'static str, raw: &str) -> Option<Arc<BootEntry>> {
         let Some(uuid) = SystemUuid::parse(raw) else {
-            tracing::info!(endpoint, uuid = raw, "not a system UUID; answering 404");
+            tracing::info!(endpoint, uuid = raw, "not a system UUID");
             return None;
         };
         let entry = self.index.by_uuid(&uuid);
         if entry.is_none() {
-            tracing::info!(endpoint, %uuid, "no Ready ServerBootConfiguration for this system; answering 404");
+            if self.index.sync().synced() {
+                tracing::info!(endpoint, %uuid, "no Ready ServerBootConfiguration for this system; answering 404");
+            } else {
+                tracing::debug!(endpoint, %uuid, "the boot index is still being filled; answering 503");
+            }
         }
         entry
+    }
+
+    /// The status for a machine the index does not know: `404`, or `503` while the index is
+    /// still being filled after a start (the machine's configuration may not be indexed
+    /// yet, so it is asked to come back; see [`super::sync`]).
+    pub fn unknown_status(&self) -> StatusCode {
+        if self.index.sync().synced() {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+
+    /// The answer for a machine the index does not know (counted): see
+    /// [`Self::unknown_status`]; a `503` carries `Retry-After`.
+    pub fn unknown(&self, endpoint: &'static str, message: &str) -> Response {
+        let status = self.unknown_status();
+        self.metrics.count(endpoint, status);
+        refusal(status, unknown_message(status, message))
     }
 
     /// Records `fetch` for writing on the entry's configuration, once per entry (never
@@ -170,8 +197,7 @@ impl BootServer {
 
 async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<String>) -> Response {
     let Some(entry) = server.lookup("ipxe", &uuid) else {
-        server.metrics.count("ipxe", StatusCode::NOT_FOUND);
-        return not_found();
+        return server.unknown("ipxe", "not found");
     };
     let Some(body) = script::per_machine(&ScriptInput {
         base_url: &server.config.base_url,
@@ -190,6 +216,26 @@ async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<Str
     text(body)
 }
 
+/// `message` on one line with `status`; a `503` also carries `Retry-After`.
+pub fn refusal(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, format!("{message}\n")).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+/// What a machine the index does not know is told, by status.
+pub fn unknown_message(status: StatusCode, message: &str) -> &str {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        "the boot server is starting; retry"
+    } else {
+        message
+    }
+}
+
 /// `?token=` of an ignition fetch.
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
@@ -202,8 +248,7 @@ async fn ignition(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     let Some(entry) = server.lookup("ignition", &uuid) else {
-        server.metrics.count("ignition", StatusCode::NOT_FOUND);
-        return not_found();
+        return server.unknown("ignition", "not found");
     };
     let Some(ignition) = &entry.ignition else {
         tracing::info!(config = %entry.config, "configuration names no ignition Secret; answering 404");
@@ -294,10 +339,9 @@ async fn httpboot(
     }) else {
         tracing::info!(
             ?identifiers,
-            "no UEFI HTTP boot configuration for this client; answering 404"
+            "no UEFI HTTP boot configuration for this client"
         );
-        server.metrics.count("httpboot", StatusCode::NOT_FOUND);
-        return not_found();
+        return server.unknown("httpboot", "not found");
     };
     server.metrics.count("httpboot", StatusCode::OK);
     axum::Json(HttpBootAnswer {
@@ -323,9 +367,8 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
     let Some(source) = digest_of_file(&file)
         .and_then(|digest| server.index.blob(&digest).map(|source| (digest, source)))
     else {
-        tracing::info!(file, "not a layer of any served image; answering 404");
-        server.metrics.count("images", StatusCode::NOT_FOUND);
-        return not_found();
+        tracing::info!(file, "not a layer of any served image");
+        return server.unknown("images", "not found");
     };
     let (digest, source) = source;
     match server.resolver.blob(&source.image, &digest).await {
@@ -352,37 +395,22 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
 
 /// The metalprobe binary, for discovery systems (the ignition points `metalprobe-url` here).
 async fn metalprobe(State(server): State<Arc<BootServer>>) -> Response {
-    let Some(path) = &server.config.metalprobe_binary else {
+    let Some(binary) = &server.config.metalprobe_binary else {
         tracing::info!(
             "/metalprobe asked for, but no --metalprobe-binary is configured; answering 404"
         );
         server.metrics.count("metalprobe", StatusCode::NOT_FOUND);
         return not_found();
     };
-    match tokio::fs::read(path).await {
-        Ok(binary) => {
-            server.metrics.count("metalprobe", StatusCode::OK);
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                )],
-                binary,
-            )
-                .into_response()
-        }
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "cannot read the metalprobe binary; answering 500");
-            server
-                .metrics
-                .count("metalprobe", StatusCode::INTERNAL_SERVER_ERROR);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "metalprobe unavailable\n",
-            )
-                .into_response()
-        }
-    }
+    server.metrics.count("metalprobe", StatusCode::OK);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        binary.clone(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

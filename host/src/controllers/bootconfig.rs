@@ -449,6 +449,8 @@ pub async fn reconcile(
     let timer = ctx.metrics.reconcile("bootconfig");
     let key = super::object_key(&*sbc);
     let result = reconcile_inner(&sbc, &ctx).await;
+    // Served or refused, the index now says what it will say about this configuration.
+    ctx.index.sync().visited(&key_of(&sbc));
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
@@ -686,13 +688,22 @@ pub async fn run(
             secrets_index.apply(event);
             servers_index.apply(event);
             match event {
-                watcher::Event::Delete(sbc) => index.remove(&key_of(sbc)),
-                // After a re-list, configurations deleted meanwhile sent no Delete.
-                watcher::Event::InitDone => index.retain(|config| {
-                    known
-                        .get(&ObjectRef::new(&config.name).within(&config.namespace))
-                        .is_some()
-                }),
+                watcher::Event::Delete(sbc) => {
+                    index.remove(&key_of(sbc));
+                    index.sync().visited(&key_of(sbc));
+                }
+                watcher::Event::InitDone => {
+                    // After a re-list, configurations deleted meanwhile sent no Delete.
+                    index.retain(|config| {
+                        known
+                            .get(&ObjectRef::new(&config.name).within(&config.namespace))
+                            .is_some()
+                    });
+                    // The first listing: the index is synced once each of these was seen.
+                    index
+                        .sync()
+                        .listed(known.state().iter().map(|sbc| key_of(sbc)));
+                }
                 _ => {}
             }
         });

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod leases;
+pub mod onboard;
 pub mod reply;
 pub mod server;
 pub mod tftp;

@@ -13,10 +13,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
+use super::onboard::{OnboardQueue, OnboardSender};
 use super::reply::{Onboard, respond};
 use crate::api::Endpoint;
 
@@ -97,7 +97,7 @@ fn socket(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> 
 pub async fn serve(
     config: DhcpConfig,
     metrics: DhcpMetrics,
-    onboard: mpsc::Sender<Onboard>,
+    onboard: OnboardSender,
 ) -> Result<(), StartError> {
     let leases = Leases::load(&config.lease_file).map_err(|source| StartError::Leases {
         path: config.lease_file.display().to_string(),
@@ -138,7 +138,7 @@ async fn serve_interface(
     socket: tokio::net::UdpSocket,
     leases: Arc<Mutex<Leases>>,
     metrics: DhcpMetrics,
-    onboard: mpsc::Sender<Onboard>,
+    onboard: OnboardSender,
 ) {
     let mut buffer = vec![0u8; 1500];
     loop {
@@ -171,10 +171,8 @@ async fn serve_interface(
             outcome
         };
         metrics.count(outcome.outcome);
-        if let Some(client) = outcome.onboard
-            && onboard.try_send(client).is_err()
-        {
-            tracing::warn!("Endpoint writer busy; onboarding retried on the client's renewal");
+        if let Some(client) = outcome.onboard {
+            onboard.push(client);
         }
         let Some(reply) = outcome.reply else {
             tracing::debug!(%peer, outcome = outcome.outcome, "no reply");
@@ -206,57 +204,69 @@ async fn serve_interface(
 /// onboarding together would otherwise wait for them one by one.
 const ENDPOINT_WRITERS: usize = 16;
 
+/// How long a failed Endpoint write waits before it is tried again.
+const ENDPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Creates or updates the Endpoint of each onboarded client (named `dhcp-<mac digits>`),
 /// skipping clients whose address did not change since the last write. Writes run
-/// concurrently; two for the same MAC can only overlap when its address changes twice
-/// within one round trip.
-pub async fn write_endpoints(client: Client, mut onboard: mpsc::Receiver<Onboard>) {
+/// concurrently; a failed one goes back to the queue after [`ENDPOINT_RETRY`] (until the
+/// DHCP server is gone). Ends once the DHCP server is gone and the queue is empty.
+pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
     let written: Arc<Mutex<HashMap<String, Ipv4Addr>>> = Arc::default();
     let endpoints: Api<Endpoint> = Api::all(client);
     let slots = Arc::new(tokio::sync::Semaphore::new(ENDPOINT_WRITERS));
     let mut writes = tokio::task::JoinSet::new();
-    while let Some(Onboard { mac, ip }) = onboard.recv().await {
-        while writes.try_join_next().is_some() {}
-        let unchanged = written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&mac)
-            == Some(&ip);
-        if unchanged {
-            continue;
-        }
-        // The semaphore is never closed.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (endpoints, written) = (endpoints.clone(), written.clone());
-        writes.spawn(async move {
-            let _slot = slot;
-            let name = format!("dhcp-{}", mac_digits(&mac));
-            let endpoint = json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1",
-                "kind": "Endpoint",
-                "metadata": { "name": name },
-                "spec": { "macAddress": mac, "ip": ip.to_string() },
-            });
-            match endpoints
-                .patch(
-                    &name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&endpoint),
-                )
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(%mac, %ip, endpoint = %name, "BMC onboarded from DHCP");
-                    written
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(mac, ip);
-                }
-                Err(error) => tracing::warn!(%mac, %error, "cannot write the Endpoint"),
+    while let Some(batch) = queue.next_batch().await {
+        for Onboard { mac, ip } in batch {
+            while writes.try_join_next().is_some() {}
+            let unchanged = written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&mac)
+                == Some(&ip);
+            if unchanged {
+                continue;
             }
-        });
+            // The semaphore is never closed.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (endpoints, written, queue) = (endpoints.clone(), written.clone(), queue.clone());
+            writes.spawn(async move {
+                let name = format!("dhcp-{}", mac_digits(&mac));
+                let endpoint = json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1",
+                    "kind": "Endpoint",
+                    "metadata": { "name": name },
+                    "spec": { "macAddress": mac, "ip": ip.to_string() },
+                });
+                let result = endpoints
+                    .patch(
+                        &name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(&endpoint),
+                    )
+                    .await;
+                drop(slot);
+                match result {
+                    Ok(_) => {
+                        tracing::info!(%mac, %ip, endpoint = %name, "BMC onboarded from DHCP");
+                        written
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(mac, ip);
+                    }
+                    Err(error) if queue.is_closed() => {
+                        tracing::warn!(%mac, %error, "cannot write the Endpoint; stopping, so it is written at the client's next request");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%mac, %error, "cannot write the Endpoint; trying again");
+                        tokio::time::sleep(ENDPOINT_RETRY).await;
+                        queue.push(Onboard { mac, ip });
+                    }
+                }
+            });
+        }
     }
     while writes.join_next().await.is_some() {}
 }

@@ -66,7 +66,7 @@ struct Refusal(StatusCode, String);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.0, format!("{}\n", self.1)).into_response()
+        crate::boot::server::refusal(self.0, &self.1)
     }
 }
 
@@ -79,10 +79,13 @@ impl Registry {
         headers: &HeaderMap,
     ) -> Result<Arc<BootEntry>, Refusal> {
         let Some(entry) = self.boot.lookup(endpoint, uuid) else {
-            self.boot.metrics.count(endpoint, StatusCode::NOT_FOUND);
+            // 503 + Retry-After while the boot index is being filled after a start.
+            let status = self.boot.unknown_status();
+            self.boot.metrics.count(endpoint, status);
+            let message = format!("system {uuid} is not being discovered");
             return Err(Refusal(
-                StatusCode::NOT_FOUND,
-                format!("system {uuid} is not being discovered"),
+                status,
+                crate::boot::server::unknown_message(status, &message).to_owned(),
             ));
         };
         let given = bearer_token(headers);

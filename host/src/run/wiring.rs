@@ -2,6 +2,7 @@
 //! metrics, plugins, the controllers' contexts, the boot server and its fetch recorder — and
 //! the controllers and DHCP the leader starts. Every task goes to the [`Supervisor`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
@@ -23,7 +24,7 @@ use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime};
 use ferrometal::registry::Registry;
-use ferrometal::telemetry::ControllerMetrics;
+use ferrometal::telemetry::{ControllerMetrics, Readiness};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
@@ -135,9 +136,10 @@ pub async fn wire(
         .await
         .with_context(|| format!("cannot serve metrics on {}", settings.metrics_address))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let readiness = Readiness::default();
     supervisor.listen(
         "metrics server",
-        ferrometal::telemetry::serve(listener, Arc::new(Mutex::new(registry))),
+        ferrometal::telemetry::serve(listener, Arc::new(Mutex::new(registry)), readiness.clone()),
     );
 
     let plugins = PluginRuntime::new(settings.plugins.runtime.clone(), plugin_metrics)?;
@@ -196,7 +198,11 @@ pub async fn wire(
     });
 
     let resolver = Arc::new(ImageResolver::new(settings.boot.registries.clone()));
-    let index = BootIndex::default();
+    let index = BootIndex::filled_by_watch();
+    readiness.require("boot index", {
+        let index = index.clone();
+        move || index.sync().synced()
+    });
     let boot_url = serve_boot(
         settings,
         client,
@@ -273,6 +279,7 @@ pub async fn wire(
             cache_writers,
             bmc_answers,
             bmc_probed,
+            readiness,
         },
     })
 }
@@ -288,6 +295,14 @@ async fn serve_boot(
     metrics: BootMetrics,
 ) -> anyhow::Result<String> {
     let boot = &settings.boot;
+    // Read once: `/metalprobe` is served from memory.
+    let metalprobe_binary = match &boot.metalprobe_binary {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read --metalprobe-binary {}", path.display()))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(boot.bind_address)
         .await
         .with_context(|| format!("cannot serve the boot server on {}", boot.bind_address))?;
@@ -305,7 +320,7 @@ async fn serve_boot(
             base_url: base_url.clone(),
             trusted_proxies: boot.trusted_proxies.clone(),
             extra_kernel_args: boot.kernel_args.clone(),
-            metalprobe_binary: boot.metalprobe_binary.clone(),
+            metalprobe_binary: metalprobe_binary.map(bytes::Bytes::from),
         },
         metrics,
         reports: reports.clone(),
@@ -456,6 +471,8 @@ pub struct Leader {
     bmc_answers: mpsc::UnboundedReceiver<ObjectRef<Server>>,
     /// BMCs whose probe finished.
     bmc_probed: mpsc::UnboundedReceiver<ObjectRef<BMC>>,
+    /// `/readyz`'s checks, which the leader adds its caches' first listing to.
+    readiness: Readiness,
 }
 
 impl Leader {
@@ -473,7 +490,35 @@ impl Leader {
             cache_writers,
             mut bmc_answers,
             mut bmc_probed,
+            readiness,
         } = self;
+        let listed = Arc::new(AtomicBool::new(false));
+        readiness.require("controllers' watches", {
+            let listed = listed.clone();
+            move || listed.load(Ordering::Acquire)
+        });
+        let stores = caches.clone();
+        supervisor.listen("readiness of the controllers' watches", async move {
+            let Caches {
+                bmcs,
+                bmc_secrets,
+                endpoints,
+                servers,
+                boot_configurations,
+            } = &*stores;
+            let ready = futures::future::join5(
+                bmcs.wait_until_ready(),
+                bmc_secrets.wait_until_ready(),
+                endpoints.wait_until_ready(),
+                servers.wait_until_ready(),
+                boot_configurations.wait_until_ready(),
+            )
+            .await;
+            if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = ready {
+                listed.store(true, Ordering::Release);
+            }
+            std::future::pending::<Result<(), std::convert::Infallible>>().await
+        });
         if let Some((config, metrics)) = dhcp {
             serve_dhcp(&client, config, metrics, supervisor);
         }
@@ -653,8 +698,8 @@ fn serve_dhcp(
     metrics: DhcpMetrics,
     supervisor: &mut Supervisor,
 ) {
-    let (onboard, onboarded) = mpsc::channel(1024);
-    // Ends with the channel: once the DHCP server is dropped on shutdown, it writes what it
+    let (onboard, onboarded) = ferrometal::dhcp::onboard::OnboardQueue::new();
+    // Ends with the queue: once the DHCP server is dropped on shutdown, it writes what it
     // was handed and stops.
     supervisor.spawn(
         "DHCP Endpoint writer",

@@ -22,7 +22,8 @@ struct Args {
     /// Root the files are written under.
     #[arg(long, default_value = "/")]
     root: PathBuf,
-    /// Attempts to fetch the ignition, one second apart.
+    /// Attempts to fetch the ignition, one second apart (connection failures and retryable
+    /// statuses such as 503 are tried again).
     #[arg(long, default_value_t = 60)]
     attempts: u32,
     /// Test fault: overwrite the file the command's `--token-file=` names with a wrong token
@@ -52,6 +53,10 @@ async fn get(client: &reqwest::Client, url: &str, attempts: u32) -> Result<Vec<u
                     .await
                     .map(|bytes| bytes.to_vec())
                     .map_err(|error| format!("GET {url}: {error}"));
+            }
+            // Asked to come back (503 while the boot server starts) or server trouble.
+            Ok(response) if metalprobe::post::retryable(response.status().as_u16()) => {
+                last = response.status().to_string();
             }
             // The server answered: retrying will not change its mind.
             Ok(response) => return Err(format!("GET {url}: {}", response.status())),
