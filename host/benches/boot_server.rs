@@ -97,6 +97,7 @@ fn main() {
             },
             ignition: Some(bytes::Bytes::from_static(IGNITION.as_bytes())),
             token: Some(format!("token-{i:05}")),
+            script: std::sync::OnceLock::new(),
             network_identifiers: Vec::new(),
             // Reported already, so the benchmark measures serving, not the API server.
             script_reported: AtomicBool::new(true),

@@ -163,13 +163,13 @@ fn follow_script(script: &str) -> (Vec<String>, Option<String>) {
     for line in script.lines().filter(|line| !line.contains("||")) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["set", name, value] => {
-                variables.insert((*name).to_owned(), expand(value, &variables));
+            ["set", name, value @ ..] => {
+                variables.insert((*name).to_owned(), expand(&value.join(" "), &variables));
             }
             ["kernel", url, args @ ..] | ["chain", url, args @ ..] => {
                 fetches.push(expand(url, &variables));
-                ignition = args
-                    .iter()
+                ignition = expand(&args.join(" "), &variables)
+                    .split_whitespace()
                     .find_map(|arg| arg.strip_prefix("ignition.config.url="))
                     .map(str::to_owned);
             }
@@ -305,16 +305,15 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     assert_eq!(status, 200);
     let script = String::from_utf8(script).expect("utf-8");
     let image_url = |bytes: &[u8]| format!("{base_url}/images/{}", digest(bytes).replace(':', "-"));
-    let kernel_line = format!(
-        "kernel ${{kernel-url}} initrd=initramfs ignition.firstboot=1 \
-         ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
-         ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
-         console=tty0 console=ttyS0,115200"
-    );
+    let kernel_line = "kernel ${kernel-url} initrd=initramfs ${kernel-args}";
     assert!(
         script.starts_with(&format!(
             "#!ipxe\n# ferrometal: boot for system {canonical}\n\
              set kernel-url {}\nset initrd-url {}\nset squashfs-url {}\n\
+             set kernel-args ignition.firstboot=1 \
+             ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
+             ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
+             console=tty0 console=ttyS0,115200\n\
              imgfree && {kernel_line} && initrd --name initramfs ${{initrd-url}} && boot || sleep ",
             image_url(&kernel),
             image_url(&initramfs),

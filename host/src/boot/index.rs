@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use oci_client::Reference;
 
@@ -51,6 +51,9 @@ pub struct BootEntry {
     pub token: Option<String>,
     /// IPs and MACs (lowercase) the machine may ask `/httpboot` from.
     pub network_identifiers: Vec<String>,
+    /// The iPXE script, rendered at the first `/ipxe/<uuid>` and served from here after
+    /// (`None` inside: the image has nothing iPXE can boot).
+    pub script: OnceLock<Option<bytes::Bytes>>,
     /// Whether the iPXE-script fetch was already reported on the configuration.
     pub script_reported: AtomicBool,
     /// Whether the ignition fetch was already reported on the configuration.
@@ -333,6 +336,7 @@ mod tests {
             },
             ignition: Some(bytes::Bytes::from_static(b"{}")),
             token: Some(token.to_owned()),
+            script: OnceLock::new(),
             network_identifiers: vec![String::from("10.0.0.7"), String::from("aa:bb:cc:dd:ee:ff")],
             script_reported: AtomicBool::new(false),
             ignition_reported: AtomicBool::new(false),

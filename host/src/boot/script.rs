@@ -109,7 +109,9 @@ pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
                 ));
             }
             push_common_args(&mut args, input.extra_kernel_args);
-            let kernel = format!("kernel ${{kernel-url}} initrd=initramfs {}", args.join(" "));
+            // Set once: every try's line names it (iPXE expands a line before splitting it).
+            script.push_str(&format!("set kernel-args {}\n", args.join(" ")));
+            let kernel = "kernel ${kernel-url} initrd=initramfs ${kernel-args}";
             let initrd = "initrd --name initramfs ${initrd-url}";
             script.push_str(&with_retries(
                 &format!("imgfree && {kernel} && {initrd} && boot"),
@@ -189,9 +191,7 @@ mod tests {
             has_ignition: true,
             extra_kernel_args: "",
         });
-        let kernel = "kernel ${kernel-url} initrd=initramfs ignition.firstboot=1 \
-             ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
-             ignition.platform.id=metal console=tty0 console=ttyS0,115200";
+        let kernel = "kernel ${kernel-url} initrd=initramfs ${kernel-args}";
         let initrd = "initrd --name initramfs ${initrd-url}";
         let attempt = |seconds: u32| {
             format!(
@@ -205,6 +205,9 @@ mod tests {
                  # ferrometal: boot for system 4c4c4544-0042-4d10-8056-b4c04f4a5a31\n\
                  set kernel-url http://boot:8082/images/sha256-aa\n\
                  set initrd-url http://boot:8082/images/sha256-bb\n\
+                 set kernel-args ignition.firstboot=1 \
+                 ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
+                 ignition.platform.id=metal console=tty0 console=ttyS0,115200\n\
                  {}{}{}imgfree\n{kernel}\n{initrd}\nboot\n",
                 attempt(5),
                 attempt(10),
@@ -233,7 +236,7 @@ mod tests {
         .expect("script");
         assert!(script.contains("set squashfs-url http://boot/images/sha256-cc\n"));
         assert!(script.contains(
-            "\nkernel ${kernel-url} initrd=initramfs gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1 console=tty0 console=ttyS0,115200 quiet\n"
+            "\nset kernel-args gl.ovl=/:tmpfs gl.url=${squashfs-url} gl.live=1 console=tty0 console=ttyS0,115200 quiet\n"
         ));
         assert!(!script.contains("ignition"));
     }

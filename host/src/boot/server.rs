@@ -123,7 +123,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::R
     .await
 }
 
-fn text(body: String) -> Response {
+fn text(body: impl IntoResponse) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -199,14 +199,19 @@ async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<Str
     let Some(entry) = server.lookup("ipxe", &uuid) else {
         return server.unknown("ipxe", "not found");
     };
-    let Some(body) = script::per_machine(&ScriptInput {
-        base_url: &server.config.base_url,
-        uuid: &entry.uuid,
-        layers: &entry.layers,
-        token: entry.token.as_deref(),
-        has_ignition: entry.ignition.is_some(),
-        extra_kernel_args: &server.config.extra_kernel_args,
-    }) else {
+    // Rendered once per entry (a new token or image makes a new entry).
+    let rendered = entry.script.get_or_init(|| {
+        script::per_machine(&ScriptInput {
+            base_url: &server.config.base_url,
+            uuid: &entry.uuid,
+            layers: &entry.layers,
+            token: entry.token.as_deref(),
+            has_ignition: entry.ignition.is_some(),
+            extra_kernel_args: &server.config.extra_kernel_args,
+        })
+        .map(bytes::Bytes::from)
+    });
+    let Some(body) = rendered.clone() else {
         tracing::info!(config = %entry.config, "image has no kernel+initramfs or UKI for iPXE; answering 404");
         server.metrics.count("ipxe", StatusCode::NOT_FOUND);
         return not_found();

@@ -256,6 +256,7 @@ pub fn plan(observed: Observed) -> Decision {
                 ignition,
                 token,
                 network_identifiers,
+                script: std::sync::OnceLock::new(),
                 script_reported: AtomicBool::new(false),
                 ignition_reported: AtomicBool::new(false),
             }),
