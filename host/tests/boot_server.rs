@@ -636,11 +636,27 @@ async fn a_starting_boot_server_asks_machines_to_come_back_until_its_index_is_fi
     assert!(waiting.contains("boot index"), "{waiting}");
 
     // Once the resolution gave up, the index says what it will say: not served (404).
-    eventually("/readyz ready", || async {
-        let response = http.get(&readyz).send().await.ok()?;
-        (response.status().as_u16() == 200).then_some(())
-    })
-    .await;
+    let mut last = String::new();
+    for _ in 0..600 {
+        if let Ok(response) = http.get(&readyz).send().await {
+            let ready = response.status().as_u16() == 200;
+            last = response.text().await.unwrap_or_default();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = fixture
+        .operator
+        .as_ref()
+        .map(|operator| operator.log_tail(60))
+        .unwrap_or_default();
+    assert_eq!(
+        last.trim(),
+        "ok",
+        "/readyz never became ready; operator log:\n{log}"
+    );
     let (status, _, _) = fixture.get(&format!("/ipxe/{uuid}")).await;
     assert_eq!(status, 404);
     let (reason, message) = fixture.state("sync-1", "Error", "ImageValidation").await;

@@ -614,11 +614,15 @@ async fn an_unreachable_bmc_during_discovery_still_times_out_and_revokes_the_tok
     });
     set_discovery_timeout(&lab, name, 3).await;
     let servers: Api<Server> = Api::all(lab.client.clone());
+    // The timeout is recorded at once; the message names the BMC once the power-off that
+    // follows it has failed.
     until_servers(&lab, "the Server timed out without its BMC", |servers| {
         servers.iter().any(|s| {
             s.name_any() == name
                 && state(s).as_deref() == Some("Error")
-                && discovery_condition(s).is_some_and(|c| c.1 == "DiscoveryTimedOut")
+                && discovery_condition(s).is_some_and(|c| {
+                    c.1 == "DiscoveryTimedOut" && c.2.contains("while the BMC cannot be called")
+                })
         })
     })
     .await;

@@ -156,8 +156,10 @@ impl Fixture {
                 .send()
                 .await
                 .ok()?;
+            // 503 while the boot index is being filled after the start.
+            let starting = response.status() == 503;
             let text = response.text().await.ok()?;
-            (!text.contains("is not being discovered")).then_some(())
+            (!starting && !text.contains("is not being discovered")).then_some(())
         })
         .await;
     }

@@ -477,20 +477,12 @@ impl Machine {
                 Ok(Flow::Chained(url, text))
             }
             Step::Kernel { url, args } => {
-                self.fetch(&url)
-                    .await?
-                    .bytes()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.download(&url).await?;
                 *kernel_args = Some(args);
                 Ok(Flow::Next)
             }
             Step::Initrd { url } => {
-                self.fetch(&url)
-                    .await?
-                    .bytes()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.download(&url).await?;
                 Ok(Flow::Next)
             }
             Step::Boot => Ok(Flow::Booted),
@@ -513,6 +505,16 @@ impl Machine {
             }
         }
         Ok(Flow::Next)
+    }
+
+    /// Fetches `url` whole (a kernel, an initramfs) and drops it.
+    async fn download(&self, url: &str) -> Result<(), String> {
+        self.fetch(url)
+            .await?
+            .bytes()
+            .await
+            .map(drop)
+            .map_err(|error| format!("GET {url}: {error}"))
     }
 
     async fn fetch_text(&self, url: &str) -> Result<String, String> {

@@ -888,21 +888,9 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
                 .await
                 .map_err(|e| failure(&format!("cannot apply spec.power ({action:?})"), &e))?;
             // Read back, so the next decision sees where the BMC is now.
-            target
-                .driver
-                .power_state(&target.endpoint, &target.uri)
-                .await
-                .map(|state| BmcAnswer::Power(api_power_state(state)))
-                .map_err(|e| failure("cannot read the power state", &e))
+            read_power(&target).await
         }),
-        BmcOperation::ReadPower => Box::pin(async move {
-            target
-                .driver
-                .power_state(&target.endpoint, &target.uri)
-                .await
-                .map(|state| BmcAnswer::Power(api_power_state(state)))
-                .map_err(|e| failure("cannot read the power state", &e))
-        }),
+        BmcOperation::ReadPower => Box::pin(async move { read_power(&target).await }),
         BmcOperation::ReadSystem => Box::pin(async move {
             let system = target
                 .driver
@@ -915,6 +903,16 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
         }),
     };
     ctx.work.start(name, operation, future);
+}
+
+/// The system's power state, as an answer.
+async fn read_power(target: &SystemTarget) -> BmcResult {
+    target
+        .driver
+        .power_state(&target.endpoint, &target.uri)
+        .await
+        .map(|state| BmcAnswer::Power(api_power_state(state)))
+        .map_err(|e| failure("cannot read the power state", &e))
 }
 
 /// The Server's system as its BMC reported it, for a step that needs it.

@@ -492,33 +492,7 @@ impl Leader {
             mut bmc_probed,
             readiness,
         } = self;
-        let listed = Arc::new(AtomicBool::new(false));
-        readiness.require("controllers' watches", {
-            let listed = listed.clone();
-            move || listed.load(Ordering::Acquire)
-        });
-        let stores = caches.clone();
-        supervisor.listen("readiness of the controllers' watches", async move {
-            let Caches {
-                bmcs,
-                bmc_secrets,
-                endpoints,
-                servers,
-                boot_configurations,
-            } = &*stores;
-            let ready = futures::future::join5(
-                bmcs.wait_until_ready(),
-                bmc_secrets.wait_until_ready(),
-                endpoints.wait_until_ready(),
-                servers.wait_until_ready(),
-                boot_configurations.wait_until_ready(),
-            )
-            .await;
-            if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = ready {
-                listed.store(true, Ordering::Release);
-            }
-            std::future::pending::<Result<(), std::convert::Infallible>>().await
-        });
+
         if let Some((config, metrics)) = dhcp {
             serve_dhcp(&client, config, metrics, supervisor);
         }
@@ -539,7 +513,8 @@ impl Leader {
                 watcher::Config::default(),
             )
             .default_backoff()
-            .reflect(endpoint_writer),
+            .reflect(endpoint_writer)
+            .inspect_ok(first_listing(&readiness, "Endpoint watch")),
             spec_and_labels,
         );
         let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
@@ -572,7 +547,8 @@ impl Leader {
         let bmc_changes = changes(
             watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
                 .default_backoff()
-                .reflect(bmc_writer),
+                .reflect(bmc_writer)
+                .inspect_ok(first_listing(&readiness, "BMC watch")),
             spec_and_labels,
         );
         let secret_changes = changes(
@@ -581,7 +557,8 @@ impl Leader {
                 watcher::Config::default(),
             )
             .default_backoff()
-            .reflect(bmc_secret_writer),
+            .reflect(bmc_secret_writer)
+            .inspect_ok(first_listing(&readiness, "BMCSecret watch")),
             |secret: &BMCSecret| {
                 fingerprint((
                     &secret.metadata.resource_version,
@@ -644,6 +621,7 @@ impl Leader {
             )
             .default_backoff()
             .reflect(server_writer)
+            .inspect_ok(first_listing(&readiness, "Server watch"))
             .map_ok(move |event| {
                 uuids.apply(&event);
                 event
@@ -656,7 +634,8 @@ impl Leader {
                 watcher::Config::default(),
             )
             .default_backoff()
-            .reflect(boot_configuration_writer),
+            .reflect(boot_configuration_writer)
+            .inspect_ok(first_listing(&readiness, "boot configuration watch")),
             |config: &ServerBootConfiguration| {
                 fingerprint((
                     config.metadata.generation,
@@ -687,6 +666,27 @@ impl Leader {
             "Server controller",
             until_started_or_stopped(servers, caches.servers.clone(), supervisor.shutdown()),
         );
+    }
+}
+
+/// Makes `/readyz` wait for a watch's first complete listing (`name` says which watch): the
+/// returned function, given every event of the watch, notes its first `InitDone`.
+///
+/// Not `Store::wait_until_ready`: kube's store wakes only one waiter, and its controller
+/// runner already waits on it; a second waiter could take the wake-up away from it.
+fn first_listing<K>(
+    readiness: &Readiness,
+    name: &'static str,
+) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    let listed = Arc::new(AtomicBool::new(false));
+    readiness.require(name, {
+        let listed = listed.clone();
+        move || listed.load(Ordering::Acquire)
+    });
+    move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            listed.store(true, Ordering::Release);
+        }
     }
 }
 
