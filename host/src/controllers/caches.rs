@@ -136,4 +136,10 @@ impl AppliedObjects {
             .insert(name.to_owned(), print);
         Ok(true)
     }
+
+    /// Forgets `name`, which was deleted: its next apply writes even if the watch cache
+    /// still holds it (the deletion may reach the reconciler before the cache).
+    pub fn forget(&self, name: &str) {
+        self.prints.lock().expect("applied lock").remove(name);
+    }
 }

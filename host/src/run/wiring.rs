@@ -517,12 +517,17 @@ impl Leader {
             .inspect_ok(first_listing(&readiness, "Endpoint watch")),
             spec_and_labels,
         );
+        // Its BMC is applied on every reconcile: only its deletion needs one more, which
+        // must write even while the BMC watch's cache still holds the deleted BMC.
+        let endpoint_applied = endpoint_context.clone();
         let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
-            // Its BMC is applied on every reconcile: only its deletion needs one more.
-            .owns_stream(deletions(
-                watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
-                    .default_backoff(),
-            ))
+            .owns_stream(
+                deletions(
+                    watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
+                        .default_backoff(),
+                )
+                .inspect_ok(move |bmc: &BMC| endpoint_applied.applied.forget(&bmc.name_any())),
+            )
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(concurrency.endpoints),
             )
@@ -566,16 +571,21 @@ impl Leader {
                 ))
             },
         );
+        // Its Servers are applied on every probe: only a deletion needs one more (their
+        // status and spec changes are the Server reconciler's business), which must write
+        // even while the Server watch's cache still holds the deleted Server.
+        let bmc_applied = bmc_context.clone();
         let bmcs = Controller::for_stream(bmc_changes, caches.bmcs.clone())
-            // Its Servers are applied on every probe: only a deletion needs one more (their
-            // status and spec changes are the Server reconciler's business).
-            .owns_stream(deletions(
-                watcher(
-                    Api::<Server>::all(client.clone()),
-                    watcher::Config::default(),
+            .owns_stream(
+                deletions(
+                    watcher(
+                        Api::<Server>::all(client.clone()),
+                        watcher::Config::default(),
+                    )
+                    .default_backoff(),
                 )
-                .default_backoff(),
-            ))
+                .inspect_ok(move |server: &Server| bmc_applied.applied.forget(&server.name_any())),
+            )
             .watches_stream(
                 changes(
                     watcher(
