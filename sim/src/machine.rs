@@ -165,7 +165,8 @@ struct State {
     probe: Probe,
     task: Option<AbortHandle>,
     boots: u32,
-    /// Failed script lines the boot scripts went on from (`|| sleep N`).
+    /// Failed script lines the boot scripts went on from (`|| sleep N`) and network boots
+    /// the firmware tried again.
     script_retries: u32,
     /// Ignition fetches tried again.
     ignition_retries: u32,
@@ -184,6 +185,12 @@ enum Flow {
     /// Off to the local disk.
     LocalBoot,
 }
+
+/// Network boots the firmware tries before it gives up (see `Machine::firmware_fetch`).
+const FIRMWARE_BOOT_TRIES: u32 = 5;
+
+/// The pause between the firmware's network boots.
+const FIRMWARE_BOOT_PAUSE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Attempts of the ignition fetch, a second apart (as `ferrometal-ignite`'s default).
 const IGNITION_ATTEMPTS: u32 = 60;
@@ -252,7 +259,8 @@ impl Machine {
     }
 
     /// How often a boot had to try a fetch again because the boot server did not answer
-    /// or asked to come back (`chain … || sleep`, the ignition fetch): zero when every
+    /// or asked to come back (the firmware's boot file, `chain … || sleep`, the ignition
+    /// fetch): zero when every
     /// fetch was answered at once.
     pub fn fetch_retries(&self) -> u32 {
         let state = self.state();
@@ -469,6 +477,26 @@ impl Machine {
         }
     }
 
+    /// The firmware's own download of its boot file: when it fails, the firmware tries the
+    /// network boot again, [`FIRMWARE_BOOT_TRIES`] times in all, [`FIRMWARE_BOOT_PAUSE`]
+    /// apart, as server firmware's network-boot retry settings do (before ferrometal's
+    /// scripts, which retry on their own, are running).
+    async fn firmware_fetch(&self, url: &str) -> Result<String, String> {
+        let mut tries = 1;
+        loop {
+            match self.fetch_text(url).await {
+                Ok(text) => return Ok(text),
+                Err(error) if tries >= FIRMWARE_BOOT_TRIES => return Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, "the network boot failed; the firmware tries again");
+                    self.state().script_retries += 1;
+                    tries += 1;
+                    tokio::time::sleep(FIRMWARE_BOOT_PAUSE).await;
+                }
+            }
+        }
+    }
+
     /// Runs one script command (never an `Attempt`).
     async fn run_step(&self, step: Step, kernel_args: &mut Option<String>) -> Result<Flow, String> {
         match step {
@@ -556,7 +584,7 @@ impl Machine {
             (String::from("mac"), mac.clone()),
         ]);
         let mut url = first;
-        let mut text = self.fetch_text(&url).await?;
+        let mut text = self.firmware_fetch(&url).await?;
         let mut kernel_args = None;
         'scripts: for _ in 0..8 {
             let steps = firmware::interpret(&text, &vars).map_err(|e| format!("{url}: {e}"))?;
