@@ -471,7 +471,7 @@ pub struct Leader {
     bmc_answers: mpsc::UnboundedReceiver<ObjectRef<Server>>,
     /// BMCs whose probe finished.
     bmc_probed: mpsc::UnboundedReceiver<ObjectRef<BMC>>,
-    /// `/readyz`'s checks, which the leader adds its caches' first listing to.
+    /// `/readyz`'s checks, to which the leader adds its watches' first listings.
     readiness: Readiness,
 }
 
@@ -492,7 +492,6 @@ impl Leader {
             mut bmc_probed,
             readiness,
         } = self;
-
         if let Some((config, metrics)) = dhcp {
             serve_dhcp(&client, config, metrics, supervisor);
         }
