@@ -164,23 +164,27 @@ impl BootServer {
         entry
     }
 
-    /// The status for a machine the index does not know: `404`, or `503` while the index is
-    /// still being filled after a start (the machine's configuration may not be indexed
-    /// yet, so it is asked to come back; see [`super::sync`]).
-    pub fn unknown_status(&self) -> StatusCode {
-        if self.index.sync().synced() {
-            StatusCode::NOT_FOUND
+    /// What a machine the index does not know is told (counted under `endpoint`): `404`
+    /// with `message`, or `503` while the index is still being filled after a start (the
+    /// machine's configuration may not be indexed yet, so it is asked to come back; see
+    /// [`super::sync`]). Answer it with [`refusal`], which adds `Retry-After` to a `503`.
+    pub fn unknown(&self, endpoint: &'static str, message: String) -> (StatusCode, String) {
+        let answer = if self.index.sync().synced() {
+            (StatusCode::NOT_FOUND, message)
         } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                String::from("the boot server is starting; retry"),
+            )
+        };
+        self.metrics.count(endpoint, answer.0);
+        answer
     }
 
-    /// The answer for a machine the index does not know (counted): see
-    /// [`Self::unknown_status`]; a `503` carries `Retry-After`.
-    pub fn unknown(&self, endpoint: &'static str, message: &str) -> Response {
-        let status = self.unknown_status();
-        self.metrics.count(endpoint, status);
-        refusal(status, unknown_message(status, message))
+    /// [`Self::unknown`], answered.
+    fn unknown_response(&self, endpoint: &'static str) -> Response {
+        let (status, message) = self.unknown(endpoint, String::from("not found"));
+        refusal(status, &message)
     }
 
     /// Records `fetch` for writing on the entry's configuration, once per entry (never
@@ -197,7 +201,7 @@ impl BootServer {
 
 async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<String>) -> Response {
     let Some(entry) = server.lookup("ipxe", &uuid) else {
-        return server.unknown("ipxe", "not found");
+        return server.unknown_response("ipxe");
     };
     // Rendered once per entry (a new token or image makes a new entry).
     let rendered = entry.script.get_or_init(|| {
@@ -232,15 +236,6 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// What a machine the index does not know is told, by status.
-pub fn unknown_message(status: StatusCode, message: &str) -> &str {
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        "the boot server is starting; retry"
-    } else {
-        message
-    }
-}
-
 /// `?token=` of an ignition fetch.
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
@@ -253,7 +248,7 @@ async fn ignition(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     let Some(entry) = server.lookup("ignition", &uuid) else {
-        return server.unknown("ignition", "not found");
+        return server.unknown_response("ignition");
     };
     let Some(ignition) = &entry.ignition else {
         tracing::info!(config = %entry.config, "configuration names no ignition Secret; answering 404");
@@ -346,7 +341,7 @@ async fn httpboot(
             ?identifiers,
             "no UEFI HTTP boot configuration for this client"
         );
-        return server.unknown("httpboot", "not found");
+        return server.unknown_response("httpboot");
     };
     server.metrics.count("httpboot", StatusCode::OK);
     axum::Json(HttpBootAnswer {
@@ -373,7 +368,7 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
         .and_then(|digest| server.index.blob(&digest).map(|source| (digest, source)))
     else {
         tracing::info!(file, "not a layer of any served image");
-        return server.unknown("images", "not found");
+        return server.unknown_response("images");
     };
     let (digest, source) = source;
     match server.resolver.blob(&source.image, &digest).await {

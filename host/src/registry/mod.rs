@@ -80,13 +80,10 @@ impl Registry {
     ) -> Result<Arc<BootEntry>, Refusal> {
         let Some(entry) = self.boot.lookup(endpoint, uuid) else {
             // 503 + Retry-After while the boot index is being filled after a start.
-            let status = self.boot.unknown_status();
-            self.boot.metrics.count(endpoint, status);
-            let message = format!("system {uuid} is not being discovered");
-            return Err(Refusal(
-                status,
-                crate::boot::server::unknown_message(status, &message).to_owned(),
-            ));
+            let (status, message) = self
+                .boot
+                .unknown(endpoint, format!("system {uuid} is not being discovered"));
+            return Err(Refusal(status, message));
         };
         let given = bearer_token(headers);
         let refusal = match (&entry.token, given) {
