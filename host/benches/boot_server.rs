@@ -112,6 +112,7 @@ fn main() {
     let server = Arc::new(BootServer {
         index,
         resolver: Arc::new(ImageResolver::new(RegistryConfig::default())),
+        layers: ferrometal::boot::layer_cache::LayerCache::temporary(1 << 20).expect("cache"),
         config: BootServerConfig {
             base_url: format!("http://{address}"),
             trusted_proxies: Vec::new(),
@@ -121,9 +122,11 @@ fn main() {
         metrics: BootMetrics::default(),
         reports,
     });
-    runtime.spawn(ferrometal::boot::server::serve(
+    runtime.spawn(ferrometal::boot::listener::serve(
         listener,
         ferrometal::boot::server::router(server),
+        ferrometal::boot::listener::HttpLimits::default(),
+        ferrometal::boot::listener::ConnectionMetrics::default(),
     ));
 
     // wrk picks a random configured machine per request.

@@ -344,6 +344,30 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
             "{url}"
         );
     }
+    // Layers are fetched from the registry once and verified: with the registry's copies
+    // corrupted on disk, the kernel fetched above is still served intact from the cache,
+    // and the squashfs (not fetched yet) is refused rather than served wrong.
+    let blobs = registry
+        .run_dir()
+        .join("storage/docker/registry/v2/blobs/sha256");
+    for bytes in [&kernel, &squashfs] {
+        let hex = digest(bytes).trim_start_matches("sha256:").to_owned();
+        std::fs::write(
+            blobs.join(&hex[..2]).join(&hex).join("data"),
+            vec![0xEE; bytes.len()],
+        )
+        .expect("corrupt the registry's copy");
+    }
+    let again = reqwest::get(&image_url(&kernel)).await.expect("kernel");
+    assert_eq!(again.status(), 200);
+    assert_eq!(&again.bytes().await.expect("bytes")[..], &kernel[..]);
+    let corrupted = reqwest::get(&image_url(&squashfs)).await.expect("squashfs");
+    assert_eq!(
+        corrupted.status(),
+        502,
+        "a layer that fails its digest check is not served"
+    );
+
     let ignition_url = ignition_url.expect("ignition URL on the kernel command line");
     let response = reqwest::get(&ignition_url).await.expect("ignition");
     assert_eq!(response.status(), 200);

@@ -72,3 +72,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/*
+A binary quantity (Ki, Mi, Gi, Ti) in MiB, rounded down; the cache keeps a little under its
+volume's size limit (15/16), so the kubelet never evicts the Pod for it.
+*/}}
+{{- define "ferrometal.mebibytes" -}}
+{{- $q := toString . -}}
+{{- $n := regexFind "^[0-9]+" $q | int64 -}}
+{{- $unit := trimPrefix (toString $n) $q -}}
+{{- $mib := 0 -}}
+{{- if eq $unit "Ki" }}{{ $mib = div $n 1024 }}
+{{- else if eq $unit "Mi" }}{{ $mib = $n }}
+{{- else if eq $unit "Gi" }}{{ $mib = mul $n 1024 }}
+{{- else if eq $unit "Ti" }}{{ $mib = mul $n 1048576 }}
+{{- end -}}
+{{- div (mul $mib 15) 16 -}}
+{{- end -}}

@@ -4,6 +4,8 @@
 pub mod fetch_log;
 pub mod image;
 pub mod index;
+pub mod layer_cache;
+pub mod listener;
 pub mod script;
 pub mod server;
 pub mod sync;

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::fetch_log::{FetchLog, FetchMetrics};
 use super::image::ImageResolver;
 use super::index::{BootEntry, BootIndex, ConfigKey, Fetch};
+use super::layer_cache::{LayerCache, LayerError};
+use super::listener::ConnectionMetrics;
 use super::script::{self, ScriptInput};
 use super::uuid::SystemUuid;
 
@@ -61,6 +63,8 @@ pub struct BootMetrics {
     requests: Family<RequestLabels, Counter>,
     /// The fetch recorder's metrics (give them to [`FetchLog::new`]).
     pub fetches: FetchMetrics,
+    /// The listener's connection counts (give them to [`super::listener::serve`]).
+    pub connections: ConnectionMetrics,
 }
 
 impl BootMetrics {
@@ -72,6 +76,7 @@ impl BootMetrics {
             self.requests.clone(),
         );
         self.fetches.register(registry);
+        self.connections.register(registry);
     }
 
     /// Counts one answer.
@@ -92,6 +97,8 @@ pub struct BootServer {
     pub index: BootIndex,
     /// Registry access for the image proxy.
     pub resolver: Arc<ImageResolver>,
+    /// Layers fetched once, verified, and served from disk.
+    pub layers: LayerCache,
     /// URLs, proxies, kernel arguments.
     pub config: BootServerConfig,
     /// Request counters.
@@ -111,16 +118,6 @@ pub fn router(server: Arc<BootServer>) -> Router {
         .route("/images/{file}", get(image))
         .route("/metalprobe", get(metalprobe))
         .with_state(server)
-}
-
-/// Serves `app` (the boot server's routes, plus the registry's in `ferrometal run`) until the
-/// listener fails or the task is dropped. Handlers see the peer address.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
 }
 
 fn text(body: impl IntoResponse) -> Response {
@@ -371,24 +368,35 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
         return server.unknown_response("images");
     };
     let (digest, source) = source;
-    match server.resolver.blob(&source.image, &digest).await {
-        Ok((length, stream)) => {
+    match server
+        .layers
+        .open(&server.resolver, &source.image, &digest)
+        .await
+    {
+        Ok((file, length)) => {
             server.metrics.count("images", StatusCode::OK);
-            let mut response = Response::new(Body::from_stream(stream));
+            let mut response = Response::new(Body::from_stream(
+                tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+            ));
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(source.kind.content_type()),
             );
-            if let Some(length) = length {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-            }
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             response
         }
         Err(error) => {
-            tracing::warn!(%digest, image = %source.image, %error, "cannot stream layer from the registry; answering 502");
+            match &error {
+                LayerError::DigestMismatch { .. } => {
+                    tracing::error!(image = %source.image, %error, "refusing a layer that fails its digest check; answering 502");
+                }
+                _ => {
+                    tracing::warn!(%digest, image = %source.image, %error, "cannot fetch layer from the registry; answering 502");
+                }
+            }
             server.metrics.count("images", StatusCode::BAD_GATEWAY);
-            (StatusCode::BAD_GATEWAY, "registry unavailable\n").into_response()
+            (StatusCode::BAD_GATEWAY, "layer unavailable\n").into_response()
         }
     }
 }

@@ -1,14 +1,73 @@
 //! A read-only TFTP server (RFC 1350, octet mode, 512-byte blocks) for the iPXE images PXE
 //! firmware loads, e.g. Debian's `ipxe` package in `/usr/lib/ipxe`. Only plain file names in
-//! the root are served; every transfer runs on its own socket with retransmission.
+//! the root are served, read once at start ([`TftpFiles`]): a request never touches the disk.
+//! Every transfer runs on its own socket with retransmission, at most
+//! [`MAX_TRANSFERS`] at once; a request beyond that is told the server is busy (firmware
+//! asks again).
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 const BLOCK: usize = 512;
 const RETRIES: u32 = 5;
 const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Transfers served at once (per [`TftpFiles`], shared by every interface's server).
+pub const MAX_TRANSFERS: usize = 64;
+/// Most bytes of files kept in memory; files beyond it are left out (with a warning).
+pub const MAX_CACHED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The files a TFTP root serves, read once, and the transfer slots.
+#[derive(Debug)]
+pub struct TftpFiles {
+    root: PathBuf,
+    files: HashMap<String, Bytes>,
+    transfers: Arc<Semaphore>,
+}
+
+impl TftpFiles {
+    /// Reads every regular file directly in `root` (smallest first, up to
+    /// [`MAX_CACHED_BYTES`] in all).
+    pub fn read(root: &Path) -> std::io::Result<Self> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(root)? {
+            let entry = entry?;
+            let metadata = std::fs::metadata(entry.path())?;
+            if let (true, Some(name)) = (metadata.is_file(), entry.file_name().to_str()) {
+                found.push((metadata.len(), name.to_owned(), entry.path()));
+            }
+        }
+        found.sort();
+        let mut files = HashMap::new();
+        let mut total = 0u64;
+        for (size, name, path) in found {
+            if total + size > MAX_CACHED_BYTES {
+                tracing::warn!(file = %path.display(), size, "TFTP root holds more than {MAX_CACHED_BYTES} bytes; not serving this file");
+                continue;
+            }
+            total += size;
+            files.insert(name, Bytes::from(std::fs::read(&path)?));
+        }
+        tracing::info!(root = %root.display(), files = files.len(), bytes = total, "TFTP files read");
+        Ok(Self {
+            root: root.to_owned(),
+            files,
+            transfers: Arc::new(Semaphore::new(MAX_TRANSFERS)),
+        })
+    }
+
+    /// The file a request names, when it is a plain name (see [`resolve`]) of a file served.
+    pub fn get(&self, name: &str) -> Option<Bytes> {
+        resolve(&self.root, name)?;
+        self.files.get(name.trim_start_matches('/')).cloned()
+    }
+}
 
 /// A read request's file name, if the packet is a well-formed RRQ (`01 name 00 mode 00 …`).
 pub fn read_request(packet: &[u8]) -> Option<String> {
@@ -33,10 +92,15 @@ fn error_packet(code: u8, message: &str) -> Vec<u8> {
     packet
 }
 
-/// Serves `root` on `address:69` until the task is dropped.
-pub async fn serve(address: Ipv4Addr, root: PathBuf) -> std::io::Result<()> {
-    let socket = tokio::net::UdpSocket::bind(SocketAddrV4::new(address, 69)).await?;
-    tracing::info!(%address, root = %root.display(), "serving TFTP");
+/// Serves `files` on `address:69` until the task is dropped.
+pub async fn serve(address: Ipv4Addr, files: Arc<TftpFiles>) -> std::io::Result<()> {
+    serve_on(SocketAddrV4::new(address, 69), files).await
+}
+
+/// Serves `files` on `address` (any port; tests use an unprivileged one).
+pub async fn serve_on(address: SocketAddrV4, files: Arc<TftpFiles>) -> std::io::Result<()> {
+    let socket = tokio::net::UdpSocket::bind(address).await?;
+    tracing::info!(%address, root = %files.root.display(), "serving TFTP");
     let mut buffer = vec![0u8; 1500];
     loop {
         let (length, peer) = socket.recv_from(&mut buffer).await?;
@@ -44,12 +108,19 @@ pub async fn serve(address: Ipv4Addr, root: PathBuf) -> std::io::Result<()> {
             tracing::debug!(%peer, "dropping a TFTP packet that is not an octet read request");
             continue;
         };
-        let path = resolve(&root, &name);
-        let root = root.clone();
+        let Ok(slot) = files.transfers.clone().try_acquire_owned() else {
+            tracing::info!(%peer, file = name, "{MAX_TRANSFERS} TFTP transfers running; answering busy");
+            socket
+                .send_to(&error_packet(0, "server busy; try again"), peer)
+                .await?;
+            continue;
+        };
+        let data = files.get(&name);
         tokio::spawn(async move {
-            if let Err(error) = transfer(address, peer, path, &name).await {
-                tracing::warn!(%peer, file = name, root = %root.display(), %error, "TFTP transfer failed");
+            if let Err(error) = transfer(*address.ip(), peer, data, &name).await {
+                tracing::warn!(%peer, file = name, %error, "TFTP transfer failed");
             }
+            drop(slot);
         });
     }
 }
@@ -57,14 +128,10 @@ pub async fn serve(address: Ipv4Addr, root: PathBuf) -> std::io::Result<()> {
 async fn transfer(
     address: Ipv4Addr,
     peer: SocketAddr,
-    path: Option<PathBuf>,
+    data: Option<Bytes>,
     name: &str,
 ) -> std::io::Result<()> {
     let socket = tokio::net::UdpSocket::bind(SocketAddrV4::new(address, 0)).await?;
-    let data = match &path {
-        Some(path) => tokio::fs::read(path).await.ok(),
-        None => None,
-    };
     let Some(data) = data else {
         tracing::info!(%peer, file = name, "TFTP read of a file that is not served; answering not found");
         socket
@@ -108,6 +175,89 @@ async fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rrq(name: &str) -> Vec<u8> {
+        let mut packet = vec![0, 1];
+        packet.extend_from_slice(name.as_bytes());
+        packet.extend_from_slice(b"\0octet\0");
+        packet
+    }
+
+    #[tokio::test]
+    async fn files_are_served_from_memory_and_transfers_are_bounded() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let content: Vec<u8> = (0..1300u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.path().join("ipxe.efi"), &content).expect("file");
+        let files = Arc::new(TftpFiles::read(root.path()).expect("read"));
+        // Read once: deleting the file does not stop it being served.
+        std::fs::remove_file(root.path().join("ipxe.efi")).expect("remove");
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let address = match probe.local_addr().expect("address") {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        drop(probe);
+        tokio::spawn(serve_on(address, files));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        client
+            .send_to(&rrq("/ipxe.efi"), address)
+            .await
+            .expect("send");
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 600];
+        loop {
+            let (length, from) = client.recv_from(&mut buffer).await.expect("block");
+            assert_eq!(buffer[..2], [0, 3], "a data packet");
+            received.extend_from_slice(&buffer[4..length]);
+            client
+                .send_to(&[0, 4, buffer[2], buffer[3]], from)
+                .await
+                .expect("ack");
+            if length < 4 + BLOCK {
+                break;
+            }
+        }
+        assert_eq!(received, content);
+
+        let missing = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        missing
+            .send_to(&rrq("../etc/passwd"), address)
+            .await
+            .expect("send");
+        let (length, _) = missing.recv_from(&mut buffer).await.expect("answer");
+        assert_eq!(
+            buffer[..4],
+            [0, 5, 0, 1],
+            "file not found: {:?}",
+            &buffer[..length]
+        );
+
+        // Every slot taken by a transfer that is never acknowledged: the next one is busy.
+        let mut stalled = Vec::new();
+        for _ in 0..MAX_TRANSFERS {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            socket
+                .send_to(&rrq("ipxe.efi"), address)
+                .await
+                .expect("send");
+            socket.recv_from(&mut buffer).await.expect("first block");
+            stalled.push(socket);
+        }
+        let late = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        late.send_to(&rrq("ipxe.efi"), address).await.expect("send");
+        let (length, _) = late.recv_from(&mut buffer).await.expect("answer");
+        assert_eq!(buffer[..4], [0, 5, 0, 0], "busy: {:?}", &buffer[..length]);
+    }
 
     #[test]
     fn octet_read_requests_name_their_file() {

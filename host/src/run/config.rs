@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use ferrometal::api::common::ProtocolScheme;
 use ferrometal::boot::image::RegistryConfig;
+use ferrometal::boot::listener::HttpLimits;
 use ferrometal::controllers::bmc::BootlessSystems;
 use ferrometal::controllers::server::{DiscoveryMode, DiscoverySettings};
 use ferrometal::leader::ElectionSettings;
@@ -246,6 +247,32 @@ struct BootArgs {
     /// ServerBootConfigurations reconciled at once.
     #[arg(long, env = "FERROMETAL_BOOTCONFIG_CONCURRENCY", default_value_t = 32)]
     bootconfig_concurrency: u16,
+    /// Connections the boot server (and registry) serves at once; further ones are closed as
+    /// they arrive (machines retry).
+    #[arg(long, env = "FERROMETAL_BOOT_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    boot_max_connections: u32,
+    /// Seconds a request's headers may take, and a kept-alive connection may sit idle.
+    #[arg(
+        long,
+        env = "FERROMETAL_BOOT_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    boot_header_timeout_seconds: u64,
+    /// Seconds a request's whole body may take to arrive (probe reports).
+    #[arg(
+        long,
+        env = "FERROMETAL_BOOT_BODY_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    boot_body_timeout_seconds: u64,
+    /// Where the image proxy keeps verified layers (emptied at start); default: a fresh
+    /// directory under the system's temporary directory, removed at exit.
+    #[arg(long, env = "FERROMETAL_BOOT_LAYER_CACHE_DIR")]
+    boot_layer_cache_dir: Option<PathBuf>,
+    /// Most MiB of layers the image proxy keeps on disk.
+    #[arg(long, env = "FERROMETAL_BOOT_LAYER_CACHE_MIB", default_value_t = 4096)]
+    boot_layer_cache_mib: u64,
 }
 
 /// A flag whose value cannot be used.
@@ -375,6 +402,12 @@ pub struct BootOptions {
     pub registry_allow_unauthenticated: bool,
     /// The metalprobe binary offered at `/metalprobe`.
     pub metalprobe_binary: Option<PathBuf>,
+    /// Connection cap and timeouts of the boot server's listener.
+    pub limits: HttpLimits,
+    /// The layer cache's directory (`None`: a temporary one).
+    pub layer_cache_dir: Option<PathBuf>,
+    /// The layer cache's size in bytes.
+    pub layer_cache_bytes: u64,
 }
 
 /// The first boot (the Server reconciler), before the boot server's URL is known.
@@ -525,6 +558,13 @@ impl TryFrom<BootArgs> for BootOptions {
             allow_unauthenticated_ignition: args.boot_allow_unauthenticated_ignition,
             registry_allow_unauthenticated: args.registry_allow_unauthenticated,
             metalprobe_binary: args.metalprobe_binary,
+            limits: HttpLimits {
+                max_connections: usize::try_from(args.boot_max_connections).unwrap_or(usize::MAX),
+                header_timeout: seconds_at_least_one(args.boot_header_timeout_seconds),
+                body_timeout: seconds_at_least_one(args.boot_body_timeout_seconds),
+            },
+            layer_cache_dir: args.boot_layer_cache_dir,
+            layer_cache_bytes: args.boot_layer_cache_mib.saturating_mul(1024 * 1024),
         })
     }
 }

@@ -10,6 +10,7 @@ use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration}
 use ferrometal::boot::fetch_log::FetchLog;
 use ferrometal::boot::image::ImageResolver;
 use ferrometal::boot::index::BootIndex;
+use ferrometal::boot::layer_cache::LayerCache;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::controllers::backoff::ErrorBackoff;
 use ferrometal::controllers::bmc_work::BmcWork;
@@ -312,10 +313,17 @@ async fn serve_boot(
         tracing::warn!("--boot-server-url is not set; machines are told {url}");
         url
     });
+    let layers = match &boot.layer_cache_dir {
+        Some(dir) => LayerCache::new(dir, boot.layer_cache_bytes),
+        None => LayerCache::temporary(boot.layer_cache_bytes),
+    }
+    .context("cannot prepare the boot server's layer cache (--boot-layer-cache-dir)")?;
     let reports = FetchLog::new(metrics.fetches.clone());
+    let connections = metrics.connections.clone();
     let boot_server = Arc::new(BootServer {
         index: index.clone(),
         resolver: resolver.clone(),
+        layers,
         config: BootServerConfig {
             base_url: base_url.clone(),
             trusted_proxies: boot.trusted_proxies.clone(),
@@ -335,7 +343,7 @@ async fn serve_boot(
         .merge(ferrometal::registry::router(probe_registry));
     supervisor.listen(
         "boot server",
-        ferrometal::boot::server::serve(listener, app),
+        ferrometal::boot::listener::serve(listener, app, boot.limits, connections),
     );
     supervisor.spawn(
         "fetch recorder",
@@ -715,12 +723,20 @@ fn serve_dhcp(
         ferrometal::dhcp::server::write_endpoints(client.clone(), onboarded),
     );
     if let Some(root) = &config.tftp_root {
-        for interface in &config.interfaces {
-            let address = interface.server_address;
-            supervisor.listen(
-                format!("TFTP server on {address}"),
-                ferrometal::dhcp::tftp::serve(address, root.clone()),
-            );
+        match ferrometal::dhcp::tftp::TftpFiles::read(root) {
+            Ok(files) => {
+                let files = Arc::new(files);
+                for interface in &config.interfaces {
+                    let address = interface.server_address;
+                    supervisor.listen(
+                        format!("TFTP server on {address}"),
+                        ferrometal::dhcp::tftp::serve(address, files.clone()),
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(root = %root.display(), %error, "cannot read the TFTP root; not serving TFTP");
+            }
         }
     }
     supervisor.listen(
