@@ -45,12 +45,15 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A Server that names the boot configuration of its own name (as metal-operator sets
+    /// `spec.bootConfigurationRef` when it boots one).
     async fn server(&self, name: &str, uuid: &str) {
         let server: Server = serde_json::from_value(json!({
             "apiVersion": "metal.ironcore.dev/v1alpha1",
             "kind": "Server",
             "metadata": {"name": name},
-            "spec": {"systemUUID": uuid},
+            "spec": {"systemUUID": uuid,
+                     "bootConfigurationRef": {"namespace": self.namespace, "name": name}},
         }))
         .expect("server");
         Api::<Server>::all(self.client.clone())
@@ -304,6 +307,9 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     let (status, _, script) = fixture.get(&format!("/ipxe/{uuid}")).await;
     assert_eq!(status, 200);
     let script = String::from_utf8(script).expect("utf-8");
+    // The script carries a fetch ticket derived from the registry token, never the token.
+    let ticket = ferrometal::boot::index::fetch_ticket("s3cret");
+    assert!(!script.contains("s3cret"), "{script}");
     let image_url = |bytes: &[u8]| format!("{base_url}/images/{}", digest(bytes).replace(':', "-"));
     let kernel_line = "kernel ${kernel-url} initrd=initramfs ${kernel-args}";
     assert!(
@@ -311,7 +317,7 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
             "#!ipxe\n# ferrometal: boot for system {canonical}\n\
              set kernel-url {}\nset initrd-url {}\nset squashfs-url {}\n\
              set kernel-args ignition.firstboot=1 \
-             ignition.config.url={base_url}/ignition/{canonical}?token=s3cret \
+             ignition.config.url={base_url}/ignition/{canonical}?ticket={ticket} \
              ignition.platform.id=metal gl.ovl=/:tmpfs gl.url=${{squashfs-url}} gl.live=1 \
              console=tty0 console=ttyS0,115200\n\
              imgfree && {kernel_line} && initrd --name initramfs ${{initrd-url}} && boot || sleep ",
@@ -369,17 +375,90 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     );
 
     let ignition_url = ignition_url.expect("ignition URL on the kernel command line");
-    let response = reqwest::get(&ignition_url).await.expect("ignition");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.expect("text"), IGNITION);
-
-    // Without the token, or with a wrong one, no ignition; unknown machines and blobs: 404.
+    // The registry does not take the fetch ticket for its token.
+    let bootstate = |bearer: String| {
+        let http = fixture.http.clone();
+        let url = format!("{base_url}/bootstate");
+        async move {
+            http.post(url)
+                .bearer_auth(bearer)
+                .json(&json!({"systemUUID": canonical_uuid(), "booted": true}))
+                .send()
+                .await
+                .expect("bootstate")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        bootstate(ticket.clone()).await,
+        403,
+        "the ticket is no registry token"
+    );
+    // Without the ticket, or with a wrong one, no ignition.
     let ignition_path = format!("/ignition/{canonical}");
     assert_eq!(fixture.get(&ignition_path).await.0, 403);
     assert_eq!(
-        fixture.get(&format!("{ignition_path}?token=guess")).await.0,
+        fixture
+            .get(&format!("{ignition_path}?ticket=guess"))
+            .await
+            .0,
         403
     );
+    assert_eq!(
+        fixture
+            .get(&format!("{ignition_path}?token=s3cret"))
+            .await
+            .0,
+        403,
+        "the registry token is no fetch ticket"
+    );
+    // The machine (127.0.0.1) uses its ticket; a bystander (127.0.0.9) who read the script
+    // is refused, and the configuration records both addresses.
+    let response = reqwest::get(&ignition_url).await.expect("ignition");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), IGNITION);
+    let bystander = reqwest::Client::builder()
+        .local_address("127.0.0.9".parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client");
+    let refused = bystander.get(&ignition_url).send().await.expect("ignition");
+    assert_eq!(refused.status(), 403);
+    let (reason, message) = fixture.state("boot-1", "Ready", "FetchTicketReused").await;
+    assert_eq!(reason, "FetchTicketRefused");
+    assert!(
+        message.contains("used from 127.0.0.1") && message.contains("again from 127.0.0.9"),
+        "{message}"
+    );
+    assert_eq!(
+        bootstate(String::from("s3cret")).await,
+        200,
+        "the registry token works"
+    );
+
+    // Another configuration naming the same Server is not served: the Server names boot-1.
+    fixture
+        .sbc(
+            "boot-1-other",
+            "boot-1",
+            &format!("{host}/discovery:1"),
+            Some("boot-1-ignition"),
+        )
+        .await;
+    let (reason, message) = fixture.state("boot-1-other", "Error", "Ready").await;
+    assert_eq!(reason, "NotTheServersBootConfiguration");
+    assert!(
+        message.contains(&format!("{NAMESPACE}/boot-1")),
+        "{message}"
+    );
+    let (status, _, script) = fixture.get(&format!("/ipxe/{uuid}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&script).contains(&ticket),
+        "boot-1 is still served"
+    );
+
+    // Unknown machines and blobs: 404.
     let (status, _, body) = fixture
         .get("/ipxe/ffffffff-0000-4000-8000-000000000000")
         .await;
@@ -571,6 +650,17 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         log.contains("no Ready ServerBootConfiguration for this system; answering 404"),
         "unknown machines are logged:\n{log}"
     );
+    let whole_log = operator.log();
+    for secret in ["s3cret", ticket.as_str()] {
+        assert!(
+            !whole_log.contains(secret),
+            "a token or ticket reached the operator's log"
+        );
+    }
+}
+
+fn canonical_uuid() -> &'static str {
+    "0b5e5e2a-0000-4000-8000-0000000000b1"
 }
 
 /// After a start, the boot server does not know a machine until the boot-configuration

@@ -224,7 +224,9 @@ async fn reports_go_writes_are_accepted_and_the_answer_reads_in_go() {
         "apiVersion": "metal.ironcore.dev/v1alpha1",
         "kind": "Server",
         "metadata": {"name": SERVER},
-        "spec": {"systemUUID": UUID},
+        // The Server names its boot configuration: only that one is served for it.
+        "spec": {"systemUUID": UUID,
+                 "bootConfigurationRef": {"namespace": NAMESPACE, "name": SERVER}},
     }))
     .expect("server");
     Api::<Server>::all(client.clone())

@@ -237,10 +237,10 @@ mod tests {
 
     #[test]
     fn the_ignition_url_comes_from_the_kernel_command_line() {
-        let cmdline = "console=ttyS0 ignition.firstboot=1 ignition.config.url=http://10.0.2.2:8082/ignition/abc?token=t ignition.platform.id=metal\n";
+        let cmdline = "console=ttyS0 ignition.firstboot=1 ignition.config.url=http://10.0.2.2:8082/ignition/abc?ticket=t ignition.platform.id=metal\n";
         assert_eq!(
             kernel_arg(cmdline, "ignition.config.url"),
-            Some("http://10.0.2.2:8082/ignition/abc?token=t")
+            Some("http://10.0.2.2:8082/ignition/abc?ticket=t")
         );
         assert_eq!(kernel_arg(cmdline, "ignition.config"), None);
     }

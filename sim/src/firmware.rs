@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn a_per_machine_script_loads_kernel_and_initrd_with_set_variables() {
         let script = "#!ipxe\n# comment\nset kernel-url http://h/images/k\nset initrd-url http://h/images/i\n\
-                      kernel ${kernel-url} initrd=initramfs ignition.config.url=http://h/ignition/abc?token=t console=ttyS0\n\
+                      kernel ${kernel-url} initrd=initramfs ignition.config.url=http://h/ignition/abc?ticket=t console=ttyS0\n\
                       initrd --name initramfs ${initrd-url}\nboot\n";
         let steps = interpret(script, &vars()).expect("script");
         assert_eq!(steps.len(), 3);
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(url, "http://h/images/k");
         assert_eq!(
             kernel_arg(args, "ignition.config.url"),
-            Some("http://h/ignition/abc?token=t")
+            Some("http://h/ignition/abc?ticket=t")
         );
         assert_eq!(
             steps[1],

@@ -29,6 +29,8 @@ pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
 /// ServerBootConfiguration (written by the boot server): the discovery system posted
 /// `/bootstate` (metal-operator's type).
 pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+/// ServerBootConfiguration: the fetch ticket was presented a second time (and refused).
+pub const FETCH_TICKET_REUSED: &str = "FetchTicketReused";
 
 // Endpoint `Ready` reasons.
 
@@ -69,6 +71,9 @@ pub const REASON_WAITING_FOR_REPORT: &str = "WaitingForReport";
 pub const REASON_BOOT_FAILED: &str = "BootFailed";
 /// Server: no complete report within the timeout; state `Error` until the next attempt.
 pub const REASON_DISCOVERY_TIMED_OUT: &str = "DiscoveryTimedOut";
+/// Server: the attempt's fetch ticket was used twice (the message names both addresses); a
+/// new attempt starts at once with fresh secrets.
+pub const REASON_FETCH_TICKET_REUSED: &str = "FetchTicketReused";
 /// Server: discovery cannot start, no `--discovery-image` is configured.
 pub const REASON_NO_DISCOVERY_IMAGE: &str = "NoDiscoveryImage";
 /// Server: discovery cannot start, no ignition-generator plugin is installed.
@@ -140,8 +145,14 @@ pub const REASON_BOOT_TOKEN_MISSING: &str = "BootTokenMissing";
 pub const REASON_IPXE_SCRIPT_DELIVERED: &str = "IPXEScriptDelivered";
 /// `IgnitionDataFetched`: a machine fetched its ignition with the right token.
 pub const REASON_IGNITION_DATA_DELIVERED: &str = "IgnitionDataDelivered";
+/// `Ready`: the Server names another configuration in `spec.bootConfigurationRef` (or, for
+/// a configuration it does not own, none).
+pub const REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION: &str = "NotTheServersBootConfiguration";
 /// `BootStateReceived`: the discovery system posted `/bootstate`.
 pub const REASON_BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+/// `FetchTicketReused`: a second use of the fetch ticket was refused (the message names the
+/// first and the second address).
+pub const REASON_FETCH_TICKET_REFUSED: &str = "FetchTicketRefused";
 
 // Event reasons that are no condition's.
 
@@ -195,6 +206,7 @@ pub const CATALOGUE: &[Documented] = &[
             REASON_WAITING_FOR_REPORT,
             REASON_BOOT_FAILED,
             REASON_DISCOVERY_TIMED_OUT,
+            REASON_FETCH_TICKET_REUSED,
             REASON_NO_DISCOVERY_IMAGE,
             REASON_NO_IGNITION_GENERATOR,
             REASON_IGNITION_FAILED,
@@ -233,6 +245,7 @@ pub const CATALOGUE: &[Documented] = &[
             REASON_BOOT_CONFIGURATION_READY,
             REASON_SERVER_NOT_FOUND,
             REASON_SYSTEM_UUID_MISSING,
+            REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION,
             REASON_IMAGE_NOT_SET,
             REASON_BAD_REFERENCE,
             REASON_REGISTRY_NOT_ALLOWED,
@@ -284,6 +297,11 @@ pub const CATALOGUE: &[Documented] = &[
         kind: "ServerBootConfiguration",
         type_: BOOT_STATE_RECEIVED,
         reasons: &[REASON_BOOT_STATE_RECEIVED],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: FETCH_TICKET_REUSED,
+        reasons: &[REASON_FETCH_TICKET_REFUSED],
     },
 ];
 

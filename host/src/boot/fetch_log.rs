@@ -31,7 +31,9 @@ use tokio::sync::Notify;
 
 use super::index::{ConfigKey, Fetch};
 use super::server::FetchReport;
-use crate::api::conditions::{BOOT_STATE_RECEIVED, IGNITION_DATA_FETCHED, IPXE_SCRIPT_FETCHED};
+use crate::api::conditions::{
+    BOOT_STATE_RECEIVED, FETCH_TICKET_REUSED, IGNITION_DATA_FETCHED, IPXE_SCRIPT_FETCHED,
+};
 use crate::api::{ServerBootConfiguration, conditions};
 use crate::controllers::bootconfig::BOOT_SERVER_MANAGER;
 
@@ -49,15 +51,21 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// The conditions the boot server owns on a configuration (its field manager states all of
 /// them in every write).
-const FETCH_CONDITIONS: [&str; 3] = [
+const FETCH_CONDITIONS: [&str; 4] = [
     IPXE_SCRIPT_FETCHED,
     IGNITION_DATA_FETCHED,
     BOOT_STATE_RECEIVED,
+    FETCH_TICKET_REUSED,
 ];
 
-/// Condition type, reason and message recording `fetch`.
+/// Condition type, reason and default message recording `fetch`.
 fn describe(fetch: Fetch) -> (&'static str, &'static str, &'static str) {
     match fetch {
+        Fetch::TicketReused => (
+            FETCH_TICKET_REUSED,
+            conditions::REASON_FETCH_TICKET_REFUSED,
+            "the fetch ticket was presented a second time and refused",
+        ),
         Fetch::Script => (
             IPXE_SCRIPT_FETCHED,
             conditions::REASON_IPXE_SCRIPT_DELIVERED,
@@ -76,15 +84,29 @@ fn describe(fetch: Fetch) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// When a fetch happened, and what its condition's message adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// When.
+    pub at: Timestamp,
+    /// The message, when the fetch has more to say than its kind's default.
+    pub detail: Option<String>,
+}
+
 /// When each kind of fetch last happened, for one configuration.
-pub type Fetches = BTreeMap<Fetch, Timestamp>;
+pub type Fetches = BTreeMap<Fetch, Fetched>;
 
 /// Adds a fetch at `at`; of two of the same kind the later one wins.
-fn merge(fetches: &mut Fetches, fetch: Fetch, at: Timestamp) {
+fn merge(fetches: &mut Fetches, fetch: Fetch, at: Timestamp, detail: Option<String>) {
+    let fetched = Fetched { at, detail };
     fetches
         .entry(fetch)
-        .and_modify(|known| *known = (*known).max(at))
-        .or_insert(at);
+        .and_modify(|known| {
+            if fetched.at >= known.at {
+                *known = fetched.clone();
+            }
+        })
+        .or_insert(fetched);
 }
 
 /// The fetches of one configuration taken for one status write.
@@ -125,11 +147,11 @@ impl Pending {
     /// Merges a fetch into its configuration's entry.
     pub fn record(&mut self, report: FetchReport, at: Timestamp) {
         if let Some(entry) = self.entries.get_mut(&report.config) {
-            merge(&mut entry.fetches, report.fetch, at);
+            merge(&mut entry.fetches, report.fetch, at, report.detail);
             return;
         }
         let mut fetches = Fetches::new();
-        merge(&mut fetches, report.fetch, at);
+        merge(&mut fetches, report.fetch, at, report.detail);
         if !self.in_flight.contains(&report.config) {
             self.ready.push_back(report.config.clone());
         }
@@ -196,8 +218,8 @@ impl Pending {
                 failures: 0,
                 retry_at: None,
             });
-        for (fetch, at) in batch.fetches {
-            merge(&mut entry.fetches, fetch, at);
+        for (fetch, fetched) in batch.fetches {
+            merge(&mut entry.fetches, fetch, fetched.at, fetched.detail);
         }
         entry.failures = failures;
         entry.retry_at = Some(retry_at);
@@ -490,10 +512,17 @@ fn apply_fetches(
     let earliest = created.and_then(|created| created.checked_sub(CLOCK_SKEW_ALLOWANCE).ok());
     fetches
         .iter()
-        .filter(|(_, at)| earliest.is_none_or(|earliest| **at >= earliest))
-        .filter_map(|(fetch, at)| {
+        .filter(|(_, fetched)| earliest.is_none_or(|earliest| fetched.at >= earliest))
+        .filter_map(|(fetch, fetched)| {
             let (kind, reason, message) = describe(*fetch);
-            conditions::set(owned, kind, true, reason, message, None, Time(*at)).then_some(*fetch)
+            if *fetch == Fetch::TicketReused {
+                // Dated by this refusal, not the first one of the configuration: the Server
+                // tells a refusal in its current attempt by the time.
+                owned.retain(|condition| condition.type_ != kind);
+            }
+            let message = fetched.detail.as_deref().unwrap_or(message);
+            conditions::set(owned, kind, true, reason, message, None, Time(fetched.at))
+                .then_some(*fetch)
         })
         .collect()
 }
@@ -513,6 +542,7 @@ mod tests {
         FetchReport {
             config: key(name),
             fetch,
+            detail: None,
         }
     }
 
@@ -521,7 +551,18 @@ mod tests {
     }
 
     fn fetches(items: &[(Fetch, i64)]) -> Fetches {
-        items.iter().map(|(fetch, s)| (*fetch, at(*s))).collect()
+        items
+            .iter()
+            .map(|(fetch, s)| {
+                (
+                    *fetch,
+                    Fetched {
+                        at: at(*s),
+                        detail: None,
+                    },
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -578,7 +619,7 @@ mod tests {
                     3,
                     "every kind of fetch is in the write"
                 );
-                assert!(batch.fetches.values().all(|time| *time == at(99)));
+                assert!(batch.fetches.values().all(|fetched| fetched.at == at(99)));
                 pending.done(&batch.config);
                 written.push(batch.config);
             }
@@ -700,6 +741,40 @@ mod tests {
         );
         assert_eq!(owned[0].last_transition_time, Time(at(1)));
         assert_eq!(owned[2].type_, BOOT_STATE_RECEIVED);
+    }
+
+    #[test]
+    fn a_detail_names_the_fetch_and_a_refused_ticket_is_dated_by_its_latest_refusal() {
+        let mut owned = Vec::new();
+        let detailed = |fetch, second, detail: &str| {
+            Fetches::from([(
+                fetch,
+                Fetched {
+                    at: at(second),
+                    detail: Some(detail.to_owned()),
+                },
+            )])
+        };
+        apply_fetches(
+            &mut owned,
+            &detailed(Fetch::Ignition, 1, "from 10.0.0.5"),
+            None,
+        );
+        assert_eq!(owned[0].message, "from 10.0.0.5");
+        apply_fetches(&mut owned, &detailed(Fetch::TicketReused, 2, "first"), None);
+        apply_fetches(
+            &mut owned,
+            &detailed(Fetch::TicketReused, 9, "second"),
+            None,
+        );
+        let refused = owned
+            .iter()
+            .find(|c| c.type_ == FETCH_TICKET_REUSED)
+            .expect("recorded");
+        assert_eq!(
+            (refused.message.as_str(), &refused.last_transition_time),
+            ("second", &Time(at(9)))
+        );
     }
 
     #[test]

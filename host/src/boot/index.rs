@@ -7,8 +7,11 @@
 //! so a restarted operator serves the same answers once it has reconciled.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use sha2::{Digest, Sha256};
 
 use oci_client::Reference;
 
@@ -46,11 +49,20 @@ pub struct BootEntry {
     pub layers: BootLayers,
     /// The ignition to serve, if the configuration names a Secret.
     pub ignition: Option<bytes::Bytes>,
-    /// The per-boot token the ignition fetch must carry (`None`: served without one, which
-    /// only `--boot-allow-unauthenticated-ignition` permits).
+    /// The registry token: what the machine presents to the registry (it travels only
+    /// inside the ignition body). `None`: ignition is served without a ticket, which only
+    /// `--boot-allow-unauthenticated-ignition` permits.
     pub token: Option<String>,
     /// IPs and MACs (lowercase) the machine may ask `/httpboot` from.
     pub network_identifiers: Vec<String>,
+    /// What happened to this entry since it was made.
+    pub state: EntryState,
+}
+
+/// What happens to an entry while it is served: its rendered script, which fetches were
+/// reported, and who used its fetch ticket.
+#[derive(Debug, Default)]
+pub struct EntryState {
     /// The iPXE script, rendered at the first `/ipxe/<uuid>` and served from here after
     /// (`None` inside: the image has nothing iPXE can boot).
     pub script: OnceLock<Option<bytes::Bytes>>,
@@ -58,23 +70,88 @@ pub struct BootEntry {
     pub script_reported: AtomicBool,
     /// Whether the ignition fetch was already reported on the configuration.
     pub ignition_reported: AtomicBool,
+    /// Whether a second use of the fetch ticket was already reported.
+    pub reuse_reported: AtomicBool,
+    /// The address the fetch ticket was used from (it is single-use).
+    pub ticket_holder: Mutex<Option<IpAddr>>,
+}
+
+/// What a fetch ticket presented to `/ignition/<uuid>` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketUse {
+    /// The first use: the ignition is served.
+    First,
+    /// The ticket was used before, from the address given: refused.
+    Reused(IpAddr),
+}
+
+/// The fetch ticket of a boot: derived from its registry token by a one-way hash, so that
+/// whoever reads the script (where the ticket travels) learns nothing about the token, and
+/// so that every replica and every restart derives the same ticket without storing it.
+pub fn fetch_ticket(token: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"ferrometal fetch ticket\0");
+    hash.update(token.as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// A short name of a ticket for conditions: enough to tell two tickets apart, useless for
+/// fetching (a hash of the ticket, not a prefix of it).
+pub fn ticket_fingerprint(ticket: &str) -> String {
+    let mut fingerprint = hex::encode(Sha256::digest(ticket.as_bytes()));
+    fingerprint.truncate(12);
+    fingerprint
 }
 
 impl BootEntry {
+    /// The fetch ticket the script carries (`None` when served without one).
+    pub fn ticket(&self) -> Option<String> {
+        self.token.as_deref().map(fetch_ticket)
+    }
+
     /// Marks `fetch` as reported; true only the first time (so each is reported once per
     /// entry, and a new token or image makes a new entry).
     pub fn first_report(&self, fetch: Fetch) -> bool {
         let flag = match fetch {
-            Fetch::Script => &self.script_reported,
-            Fetch::Ignition => &self.ignition_reported,
+            Fetch::Script => &self.state.script_reported,
+            Fetch::Ignition => &self.state.ignition_reported,
+            Fetch::TicketReused => &self.state.reuse_reported,
             // Every boot-state post is news.
             Fetch::BootState => return true,
         };
         !flag.swap(true, Ordering::Relaxed)
     }
 
+    /// Uses the fetch ticket from `peer`: the first use wins; every later one, from any
+    /// address (the holder's own included: a machine fetches its ignition once per boot),
+    /// is refused.
+    pub fn use_ticket(&self, peer: IpAddr) -> TicketUse {
+        let mut holder = self
+            .state
+            .ticket_holder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *holder {
+            Some(first) => TicketUse::Reused(first),
+            None => {
+                *holder = Some(peer);
+                TicketUse::First
+            }
+        }
+    }
+
+    /// Records that the ticket was already used from `holder` (known from the
+    /// configuration's status after a restart).
+    pub fn ticket_used_by(&self, holder: IpAddr) {
+        *self
+            .state
+            .ticket_holder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(holder);
+    }
+
     /// Whether the entry serves the same thing as `other` (then a re-reconcile keeps the
-    /// old entry and its reported flags).
+    /// old entry and its state).
     pub fn same_content(&self, other: &BootEntry) -> bool {
         self.config == other.config
             && self.uuid == other.uuid
@@ -96,6 +173,8 @@ pub enum Fetch {
     Ignition,
     /// `POST /bootstate`: the discovery system says it booted.
     BootState,
+    /// A second use of the fetch ticket, refused.
+    TicketReused,
 }
 
 /// Where the proxy fetches a blob from.
@@ -336,10 +415,8 @@ mod tests {
             },
             ignition: Some(bytes::Bytes::from_static(b"{}")),
             token: Some(token.to_owned()),
-            script: OnceLock::new(),
             network_identifiers: vec![String::from("10.0.0.7"), String::from("aa:bb:cc:dd:ee:ff")],
-            script_reported: AtomicBool::new(false),
-            ignition_reported: AtomicBool::new(false),
+            state: EntryState::default(),
         }
     }
 
@@ -400,6 +477,29 @@ mod tests {
                 .first_report(Fetch::Script),
             "a new boot is reported again"
         );
+    }
+
+    #[test]
+    fn a_fetch_ticket_is_used_once_and_reveals_nothing_of_the_token() {
+        let entry = entry("a", UUID, "k1", "registry-token");
+        let ticket = entry.ticket().expect("ticket");
+        assert_eq!(ticket.len(), 64);
+        assert_ne!(ticket, "registry-token");
+        assert_eq!(
+            ticket,
+            fetch_ticket("registry-token"),
+            "derived the same everywhere"
+        );
+        assert_ne!(fetch_ticket("other"), ticket);
+        assert!(!ticket.contains(&ticket_fingerprint(&ticket)));
+        let machine: IpAddr = "10.0.0.7".parse().expect("ip");
+        let bystander: IpAddr = "10.0.0.9".parse().expect("ip");
+        assert_eq!(entry.use_ticket(machine), TicketUse::First);
+        assert_eq!(entry.use_ticket(bystander), TicketUse::Reused(machine));
+        assert_eq!(entry.use_ticket(machine), TicketUse::Reused(machine));
+        let restarted = super::tests::entry("a", UUID, "k1", "registry-token");
+        restarted.ticket_used_by(machine);
+        assert_eq!(restarted.use_ticket(bystander), TicketUse::Reused(machine));
     }
 
     #[test]

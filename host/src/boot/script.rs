@@ -52,10 +52,10 @@ pub fn layer_url(base_url: &str, layer: &BootLayer) -> String {
     }
 }
 
-/// Where a machine fetches its ignition; the per-boot token rides in the query.
-pub fn ignition_url(base_url: &str, uuid: &SystemUuid, token: Option<&str>) -> String {
-    match token {
-        Some(token) => format!("{base_url}/ignition/{uuid}?token={token}"),
+/// Where a machine fetches its ignition; the single-use fetch ticket rides in the query.
+pub fn ignition_url(base_url: &str, uuid: &SystemUuid, ticket: Option<&str>) -> String {
+    match ticket {
+        Some(ticket) => format!("{base_url}/ignition/{uuid}?ticket={ticket}"),
         None => format!("{base_url}/ignition/{uuid}"),
     }
 }
@@ -69,8 +69,8 @@ pub struct ScriptInput<'a> {
     pub uuid: &'a SystemUuid,
     /// Its image's layers.
     pub layers: &'a BootLayers,
-    /// Its per-boot token, if its ignition has one.
-    pub token: Option<&'a str>,
+    /// Its fetch ticket, if its ignition needs one.
+    pub ticket: Option<&'a str>,
     /// Whether an ignition is served at all.
     pub has_ignition: bool,
     /// Arguments appended to the kernel command line.
@@ -86,7 +86,7 @@ pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
         args.push(String::from("ignition.firstboot=1"));
         args.push(format!(
             "ignition.config.url={}",
-            ignition_url(input.base_url, input.uuid, input.token)
+            ignition_url(input.base_url, input.uuid, input.ticket)
         ));
         args.push(String::from("ignition.platform.id=metal"));
     }
@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_and_initramfs_image_boots_with_the_tokened_ignition_url() {
+    fn a_kernel_and_initramfs_image_boots_with_the_ticketed_ignition_url() {
         let layers = BootLayers {
             kernel: layer(LayerKind::Kernel, "aa"),
             initramfs: layer(LayerKind::Initramfs, "bb"),
@@ -187,7 +187,7 @@ mod tests {
             base_url: "http://boot:8082",
             uuid: &uuid,
             layers: &layers,
-            token: Some("t0k"),
+            ticket: Some("t1ck3t"),
             has_ignition: true,
             extra_kernel_args: "",
         });
@@ -206,7 +206,7 @@ mod tests {
                  set kernel-url http://boot:8082/images/sha256-aa\n\
                  set initrd-url http://boot:8082/images/sha256-bb\n\
                  set kernel-args ignition.firstboot=1 \
-                 ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?token=t0k \
+                 ignition.config.url=http://boot:8082/ignition/4c4c4544-0042-4d10-8056-b4c04f4a5a31?ticket=t1ck3t \
                  ignition.platform.id=metal console=tty0 console=ttyS0,115200\n\
                  {}{}{}imgfree\n{kernel}\n{initrd}\nboot\n",
                 attempt(5),
@@ -229,7 +229,7 @@ mod tests {
             base_url: "http://boot",
             uuid: &uuid,
             layers: &layers,
-            token: None,
+            ticket: None,
             has_ignition: false,
             extra_kernel_args: " quiet ",
         })
@@ -252,7 +252,7 @@ mod tests {
             base_url: "http://boot",
             uuid: &uuid,
             layers: &layers,
-            token: Some("t"),
+            ticket: Some("t"),
             has_ignition: true,
             extra_kernel_args: "",
         };

@@ -22,19 +22,21 @@ use serde::{Deserialize, Serialize};
 
 use super::fetch_log::{FetchLog, FetchMetrics};
 use super::image::ImageResolver;
-use super::index::{BootEntry, BootIndex, ConfigKey, Fetch};
+use super::index::{BootEntry, BootIndex, ConfigKey, Fetch, TicketUse};
 use super::layer_cache::{LayerCache, LayerError};
 use super::listener::ConnectionMetrics;
 use super::script::{self, ScriptInput};
 use super::uuid::SystemUuid;
 
-/// A fetch to record on a ServerBootConfiguration (condition + event), see [`FetchLog`].
+/// A fetch to record on a ServerBootConfiguration (a condition), see [`FetchLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchReport {
     /// The configuration served.
     pub config: ConfigKey,
     /// What was fetched.
     pub fetch: Fetch,
+    /// What the condition's message adds (who fetched, with which ticket), if anything.
+    pub detail: Option<String>,
 }
 
 /// How the boot server presents itself.
@@ -184,13 +186,14 @@ impl BootServer {
         refusal(status, &message)
     }
 
-    /// Records `fetch` for writing on the entry's configuration, once per entry (never
-    /// blocks, never drops it).
-    pub fn report(&self, entry: &BootEntry, fetch: Fetch) {
+    /// Records `fetch` (with `detail` for its condition's message) for writing on the
+    /// entry's configuration, once per entry (never blocks, never drops it).
+    pub fn report(&self, entry: &BootEntry, fetch: Fetch, detail: Option<String>) {
         if entry.first_report(fetch) {
             self.reports.record(FetchReport {
                 config: entry.config.clone(),
                 fetch,
+                detail,
             });
         }
     }
@@ -201,12 +204,12 @@ async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<Str
         return server.unknown_response("ipxe");
     };
     // Rendered once per entry (a new token or image makes a new entry).
-    let rendered = entry.script.get_or_init(|| {
+    let rendered = entry.state.script.get_or_init(|| {
         script::per_machine(&ScriptInput {
             base_url: &server.config.base_url,
             uuid: &entry.uuid,
             layers: &entry.layers,
-            token: entry.token.as_deref(),
+            ticket: entry.ticket().as_deref(),
             has_ignition: entry.ignition.is_some(),
             extra_kernel_args: &server.config.extra_kernel_args,
         })
@@ -217,7 +220,7 @@ async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<Str
         server.metrics.count("ipxe", StatusCode::NOT_FOUND);
         return not_found();
     };
-    server.report(&entry, Fetch::Script);
+    server.report(&entry, Fetch::Script, None);
     server.metrics.count("ipxe", StatusCode::OK);
     text(body)
 }
@@ -233,16 +236,21 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// `?token=` of an ignition fetch.
+/// `?ticket=` of an ignition fetch.
 #[derive(Debug, Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+struct TicketQuery {
+    ticket: Option<String>,
 }
 
+/// The ignition, once per boot: only with the fetch ticket the machine's script carries,
+/// and only to the first who presents it. A second use is refused and recorded on the
+/// configuration with both addresses (the Server then starts a new attempt with fresh
+/// secrets); neither the ticket nor the registry token is ever logged.
 async fn ignition(
     State(server): State<Arc<BootServer>>,
     Path(uuid): Path<String>,
-    Query(query): Query<TokenQuery>,
+    Query(query): Query<TicketQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
     let Some(entry) = server.lookup("ignition", &uuid) else {
         return server.unknown_response("ignition");
@@ -252,19 +260,37 @@ async fn ignition(
         server.metrics.count("ignition", StatusCode::NOT_FOUND);
         return not_found();
     };
-    if let Some(expected) = &entry.token {
-        let given = query.token.as_deref().unwrap_or_default();
+    let peer = canonical_ip(peer.ip());
+    let mut detail = None;
+    if let Some(expected) = entry.ticket() {
+        let given = query.ticket.as_deref().unwrap_or_default();
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             tracing::warn!(
                 config = %entry.config,
-                token_given = query.token.is_some(),
-                "ignition fetch without the valid boot token; answering 403"
+                %peer,
+                ticket_given = query.ticket.is_some(),
+                "ignition fetch without the valid fetch ticket; answering 403"
             );
             server.metrics.count("ignition", StatusCode::FORBIDDEN);
             return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
         }
+        let fingerprint = super::index::ticket_fingerprint(&expected);
+        match entry.use_ticket(peer) {
+            TicketUse::First => {
+                detail = Some(fetched_by(peer, &fingerprint));
+            }
+            TicketUse::Reused(first) => {
+                let message = format!(
+                    "the fetch ticket (fingerprint {fingerprint}) was used from {first}, then presented again from {peer} and refused; the Server starts a new attempt with fresh secrets"
+                );
+                tracing::warn!(config = %entry.config, server = %entry.server, "{message}");
+                server.report(&entry, Fetch::TicketReused, Some(message));
+                server.metrics.count("ignition", StatusCode::FORBIDDEN);
+                return (StatusCode::FORBIDDEN, "forbidden: ticket already used\n").into_response();
+            }
+        }
     }
-    server.report(&entry, Fetch::Ignition);
+    server.report(&entry, Fetch::Ignition, detail);
     server.metrics.count("ignition", StatusCode::OK);
     (
         [(
@@ -274,6 +300,27 @@ async fn ignition(
         ignition.clone(),
     )
         .into_response()
+}
+
+/// The `IgnitionDataFetched` message of a ticketed fetch; [`ticket_holder`] reads it back.
+pub fn fetched_by(peer: IpAddr, fingerprint: &str) -> String {
+    format!("the machine fetched its ignition from {peer} with fetch ticket {fingerprint}")
+}
+
+/// Who used the ticket with `fingerprint`, from an `IgnitionDataFetched` message written by
+/// [`fetched_by`] (after a restart, so that a used ticket stays used).
+pub fn ticket_holder(message: &str, fingerprint: &str) -> Option<IpAddr> {
+    let rest = message.strip_prefix("the machine fetched its ignition from ")?;
+    let (address, ticket) = rest.split_once(" with fetch ticket ")?;
+    (ticket == fingerprint).then(|| address.parse().ok())?
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Compares without an early exit, so timing does not reveal a token's prefix.
@@ -301,10 +348,7 @@ pub struct HttpBootAnswer {
 /// Who is asking: the `X-Forwarded-For` entries (IPs or MACs) when the peer is a trusted
 /// proxy and sent the header, otherwise the peer's own address.
 pub fn client_identifiers(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Vec<String> {
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
+    let peer = canonical_ip(peer);
     if trusted.iter().any(|net| net.contains(&peer)) {
         let forwarded: Vec<String> = headers
             .get_all("x-forwarded-for")
@@ -468,6 +512,22 @@ mod tests {
         assert_eq!(digest_of_file("sha256-abc"), None);
         assert_eq!(digest_of_file(&format!("sha512-{hex}")), None);
         assert_eq!(digest_of_file("../../v2/_catalog"), None);
+    }
+
+    #[test]
+    fn the_ticket_holder_is_read_back_only_for_the_same_ticket() {
+        let peer: IpAddr = "10.1.2.3".parse().expect("ip");
+        let message = fetched_by(peer, "abc123");
+        assert_eq!(ticket_holder(&message, "abc123"), Some(peer));
+        assert_eq!(
+            ticket_holder(&message, "def456"),
+            None,
+            "another attempt's ticket"
+        );
+        assert_eq!(
+            ticket_holder("the machine fetched its ignition", "abc123"),
+            None
+        );
     }
 
     #[test]

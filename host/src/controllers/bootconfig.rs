@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -21,9 +20,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Error;
-use crate::api::{Server, ServerBootConfiguration, ServerBootConfigurationState, conditions};
+use crate::api::{
+    Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
+};
 use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
-use crate::boot::index::{BootEntry, BootIndex, ConfigKey, Inserted};
+use crate::boot::index::{BootEntry, BootIndex, ConfigKey, EntryState, Inserted};
+use crate::boot::server::ticket_holder;
 use crate::boot::uuid::SystemUuid;
 use crate::controllers::caches::cached_or_get;
 use crate::controllers::report;
@@ -58,13 +60,68 @@ pub const RESOLUTION_TTL: Duration = Duration::from_secs(60);
 pub enum ServerLookup {
     /// No Server of that name.
     Missing,
-    /// The Server; `uuid` is `None` when it has no (valid) system UUID.
-    Found {
-        /// Canonical system UUID.
-        uuid: Option<SystemUuid>,
-        /// IPs and lowercase MACs from its status, for `/httpboot`.
-        network_identifiers: Vec<String>,
-    },
+    /// The Server, as far as booting cares.
+    Found(ServerView),
+}
+
+/// What a boot configuration's serving depends on in its Server (a change of any of it
+/// re-evaluates the Server's configurations).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ServerView {
+    /// Canonical system UUID (`None` when it has no valid one).
+    pub uuid: Option<SystemUuid>,
+    /// IPs and lowercase MACs from its status, for `/httpboot`.
+    pub network_identifiers: Vec<String>,
+    /// The configuration its `spec.bootConfigurationRef` names: the only one served for it.
+    pub boot_configuration_ref: Option<ConfigKey>,
+    /// Its discovery asked for this attempt's network boot and has no report of it yet (the
+    /// boot window of a discovery configuration).
+    pub discovery_booting: bool,
+}
+
+impl ServerView {
+    /// The view of `server`.
+    pub fn of(server: &Server) -> Self {
+        let status = server.status.as_ref();
+        let progress = super::server::Progress::from_annotations(server.annotations());
+        let reported_since_start = progress.started.is_some_and(|started| {
+            let started =
+                k8s_openapi::jiff::Timestamp::from_second(started.as_second()).unwrap_or(started);
+            status
+                .iter()
+                .flat_map(|status| &status.conditions)
+                .any(|c| {
+                    c.type_ == conditions::PROBE_REPORTED && c.last_transition_time.0 >= started
+                })
+        });
+        Self {
+            uuid: server
+                .spec
+                .system_uuid()
+                .and_then(|uuid| SystemUuid::parse(&uuid)),
+            network_identifiers: status
+                .iter()
+                .flat_map(|status| &status.network_interfaces)
+                .flat_map(|nic| {
+                    nic.ip
+                        .iter()
+                        .chain(&nic.ips)
+                        .cloned()
+                        .chain([nic.mac_address.to_ascii_lowercase()])
+                })
+                .filter(|identifier| !identifier.is_empty())
+                .collect(),
+            boot_configuration_ref: server.spec.boot_configuration_ref.as_ref().map(|r| {
+                ConfigKey {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                }
+            }),
+            discovery_booting: status.and_then(|s| s.state) == Some(ServerState::Discovery)
+                && progress.boot_requested
+                && !reported_since_start,
+        }
+    }
 }
 
 /// The ignition Secret, as far as booting cares.
@@ -104,6 +161,12 @@ pub struct Observed {
     pub ignition: IgnitionLookup,
     /// Whether ignition without a boot token may be served.
     pub allow_unauthenticated_ignition: bool,
+    /// Whether the configuration is its Server's own discovery configuration (the Server
+    /// is its controlling owner): served only in the discovery's boot window.
+    pub discovery: bool,
+    /// The message of its `IgnitionDataFetched` condition, which names who used which fetch
+    /// ticket (so that a used ticket stays used across restarts).
+    pub ignition_fetched: Option<String>,
 }
 
 /// One condition the reconciler owns.
@@ -126,7 +189,8 @@ pub struct Decision {
     pub state: ServerBootConfigurationState,
     /// Ready, ImageValidation and IgnitionSecret.
     pub conditions: Vec<ConditionUpdate>,
-    /// What to serve, when Ready.
+    /// What to serve, when Ready and in its boot window (a Ready configuration outside
+    /// its window is answered as an unknown machine).
     pub entry: Option<BootEntry>,
     /// When to look again.
     pub requeue: Duration,
@@ -229,38 +293,73 @@ pub fn plan(observed: Observed) -> Decision {
             conditions::REASON_SERVER_NOT_FOUND,
             String::from("the referenced Server does not exist"),
         )),
-        ServerLookup::Found { uuid: None, .. } => Err((
+        ServerLookup::Found(ServerView { uuid: None, .. }) => Err((
             conditions::REASON_SYSTEM_UUID_MISSING,
             String::from("the referenced Server has no valid spec.systemUUID"),
         )),
-        ServerLookup::Found {
-            uuid: Some(uuid),
-            network_identifiers,
-        } => Ok((uuid.clone(), network_identifiers.clone())),
+        ServerLookup::Found(view) => match &view.boot_configuration_ref {
+            Some(named) if *named != observed.config => Err((
+                conditions::REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION,
+                format!(
+                    "Server {} names {named} in spec.bootConfigurationRef; only that configuration is served for it",
+                    observed.server_name
+                ),
+            )),
+            // A discovery configuration is made before its Server names it (in the same
+            // step): it waits for its window rather than being marked wrong.
+            None if !observed.discovery => Err((
+                conditions::REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION,
+                format!(
+                    "Server {} does not name this configuration in spec.bootConfigurationRef; set it there to have it served",
+                    observed.server_name
+                ),
+            )),
+            _ => Ok(view),
+        },
     };
 
     let (ready, entry) = match (&observed.image, ignition, server) {
-        (Ok(resolved), Some((ignition, token)), Ok((uuid, network_identifiers))) => (
-            ConditionUpdate {
-                kind: conditions::READY,
-                value: true,
-                reason: conditions::REASON_BOOT_CONFIGURATION_READY,
-                message: format!("system {uuid} can boot {}", resolved.reference.whole()),
-            },
-            Some(BootEntry {
-                config: observed.config.clone(),
-                uuid,
-                server: observed.server_name.clone(),
-                image: resolved.reference.clone(),
-                layers: resolved.layers.clone(),
-                ignition,
-                token,
-                network_identifiers,
-                script: std::sync::OnceLock::new(),
-                script_reported: AtomicBool::new(false),
-                ignition_reported: AtomicBool::new(false),
-            }),
-        ),
+        (Ok(resolved), Some((ignition, token)), Ok(view)) => {
+            let uuid = view
+                .uuid
+                .clone()
+                .unwrap_or_else(|| unreachable!("checked above"));
+            let window_open = if observed.discovery {
+                view.discovery_booting
+                    && view.boot_configuration_ref.as_ref() == Some(&observed.config)
+            } else {
+                true
+            };
+            let entry = window_open.then(|| {
+                let entry = BootEntry {
+                    config: observed.config.clone(),
+                    uuid: uuid.clone(),
+                    server: observed.server_name.clone(),
+                    image: resolved.reference.clone(),
+                    layers: resolved.layers.clone(),
+                    ignition,
+                    token,
+                    network_identifiers: view.network_identifiers.clone(),
+                    state: EntryState::default(),
+                };
+                if let (Some(ticket), Some(message)) = (entry.ticket(), &observed.ignition_fetched)
+                    && let Some(holder) =
+                        ticket_holder(message, &crate::boot::index::ticket_fingerprint(&ticket))
+                {
+                    entry.ticket_used_by(holder);
+                }
+                entry
+            });
+            (
+                ConditionUpdate {
+                    kind: conditions::READY,
+                    value: true,
+                    reason: conditions::REASON_BOOT_CONFIGURATION_READY,
+                    message: format!("system {uuid} can boot {}", resolved.reference.whole()),
+                },
+                entry,
+            )
+        }
         (_, _, Err((reason, message))) => (
             ConditionUpdate {
                 kind: conditions::READY,
@@ -288,13 +387,14 @@ pub fn plan(observed: Observed) -> Decision {
         }
     };
     let transient = matches!(observed.image, Err(ImageError::RegistryUnreachable { .. }));
+    let ready_now = ready.value;
     Decision {
-        state: if entry.is_some() {
+        state: if ready_now {
             ServerBootConfigurationState::Ready
         } else {
             ServerBootConfigurationState::Error
         },
-        requeue: if entry.is_some() {
+        requeue: if ready_now {
             RESOLVE_AGAIN
         } else if transient {
             RETRY
@@ -426,19 +526,9 @@ pub fn caches() -> (Store<Server>, Store<Secret>, CacheWriters) {
     )
 }
 
-/// What of a Server its boot configurations depend on: its system UUID and the addresses
-/// and MACs it may boot from.
+/// What of a Server its boot configurations depend on ([`ServerView`]).
 fn served_identity(server: &Server) -> u64 {
-    super::triggers::fingerprint((
-        server.spec.system_uuid(),
-        server.status.as_ref().map(|status| {
-            status
-                .network_interfaces
-                .iter()
-                .map(|nic| (&nic.mac_address, &nic.ip, &nic.ips))
-                .collect::<Vec<_>>()
-        }),
-    ))
+    super::triggers::fingerprint(ServerView::of(server))
 }
 
 /// Reconciles one ServerBootConfiguration.
@@ -477,25 +567,7 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
     .await?
     {
         None => ServerLookup::Missing,
-        Some(server) => ServerLookup::Found {
-            uuid: server
-                .spec
-                .system_uuid()
-                .and_then(|uuid| SystemUuid::parse(&uuid)),
-            network_identifiers: server
-                .status
-                .iter()
-                .flat_map(|status| &status.network_interfaces)
-                .flat_map(|nic| {
-                    nic.ip
-                        .iter()
-                        .chain(&nic.ips)
-                        .cloned()
-                        .chain([nic.mac_address.to_ascii_lowercase()])
-                })
-                .filter(|identifier| !identifier.is_empty())
-                .collect(),
-        },
+        Some(server) => ServerLookup::Found(ServerView::of(&server)),
     };
     let image = match sbc.spec.image.as_deref() {
         None | Some("") => Err(ImageError::NotSet),
@@ -544,6 +616,17 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
         image,
         ignition,
         allow_unauthenticated_ignition: ctx.allow_unauthenticated_ignition,
+        discovery: sbc.metadata.owner_references.iter().flatten().any(|owner| {
+            owner.controller == Some(true)
+                && owner.kind == "Server"
+                && owner.name == sbc.spec.server_ref.name
+        }),
+        ignition_fetched: sbc
+            .status
+            .iter()
+            .flat_map(|status| &status.conditions)
+            .find(|c| c.type_ == IGNITION_DATA_FETCHED)
+            .map(|c| c.message.clone()),
     });
     match decision.entry {
         Some(entry) => {
@@ -793,10 +876,15 @@ mod tests {
             },
             server_name: String::from("server-1"),
             generation: Some(2),
-            server: ServerLookup::Found {
+            server: ServerLookup::Found(ServerView {
                 uuid: SystemUuid::parse("0b5e5e2a-0000-4000-8000-0000000000b1"),
                 network_identifiers: vec![String::from("10.0.0.5")],
-            },
+                boot_configuration_ref: Some(ConfigKey {
+                    namespace: String::from("metal"),
+                    name: String::from("server-1"),
+                }),
+                discovery_booting: false,
+            }),
             image: Ok(resolved()),
             ignition: IgnitionLookup::Found {
                 secret: String::from("server-1-ignition"),
@@ -804,7 +892,90 @@ mod tests {
                 token: Some(String::from("t")),
             },
             allow_unauthenticated_ignition: false,
+            discovery: false,
+            ignition_fetched: None,
         }
+    }
+
+    fn with_view(change: impl FnOnce(&mut ServerView)) -> Observed {
+        let mut observed = observed();
+        if let ServerLookup::Found(view) = &mut observed.server {
+            change(view);
+        }
+        observed
+    }
+
+    #[test]
+    fn only_the_configuration_its_server_names_is_served() {
+        let other = plan(with_view(|view| {
+            view.boot_configuration_ref = Some(ConfigKey {
+                namespace: String::from("metal"),
+                name: String::from("claim-boot"),
+            });
+        }));
+        assert_eq!(other.state, ServerBootConfigurationState::Error);
+        assert!(other.entry.is_none());
+        assert_eq!(
+            reasons(&other)[0],
+            ("Ready", false, "NotTheServersBootConfiguration")
+        );
+        assert!(other.conditions[0].message.contains("metal/claim-boot"));
+        let unnamed = plan(with_view(|view| view.boot_configuration_ref = None));
+        assert_eq!(
+            reasons(&unnamed)[0],
+            ("Ready", false, "NotTheServersBootConfiguration")
+        );
+    }
+
+    #[test]
+    fn a_discovery_configuration_is_served_only_in_its_boot_window() {
+        let discovery = |booting: bool, named: bool| {
+            let mut observed = with_view(|view| {
+                view.discovery_booting = booting;
+                if !named {
+                    view.boot_configuration_ref = None;
+                }
+            });
+            observed.discovery = true;
+            plan(observed)
+        };
+        // Made, not yet named by its Server, boot not requested: Ready, not served, and
+        // no error (it is named in the same step).
+        let waiting = discovery(false, false);
+        assert_eq!(waiting.state, ServerBootConfigurationState::Ready);
+        assert!(waiting.entry.is_none());
+        assert!(
+            discovery(false, true).entry.is_none(),
+            "boot not requested yet"
+        );
+        assert!(discovery(true, true).entry.is_some(), "in its window");
+        assert!(
+            discovery(true, false).entry.is_none(),
+            "its Server names no configuration"
+        );
+    }
+
+    #[test]
+    fn a_ticket_used_before_a_restart_stays_used() {
+        let ticket = crate::boot::index::fetch_ticket("t");
+        let holder: std::net::IpAddr = "10.0.0.5".parse().expect("ip");
+        let fetched = |fingerprint: &str| Observed {
+            ignition_fetched: Some(crate::boot::server::fetched_by(holder, fingerprint)),
+            ..observed()
+        };
+        let entry = plan(fetched(&crate::boot::index::ticket_fingerprint(&ticket)))
+            .entry
+            .expect("served");
+        assert_eq!(
+            entry.use_ticket("10.0.0.9".parse().expect("ip")),
+            crate::boot::index::TicketUse::Reused(holder)
+        );
+        let entry = plan(fetched("0123456789ab")).entry.expect("served");
+        assert_eq!(
+            entry.use_ticket(holder),
+            crate::boot::index::TicketUse::First,
+            "another attempt's ticket was used, not this one"
+        );
     }
 
     fn reasons(decision: &Decision) -> Vec<(&'static str, bool, &'static str)> {
@@ -895,13 +1066,7 @@ mod tests {
                 RETRY * 4,
             ),
             (
-                Observed {
-                    server: ServerLookup::Found {
-                        uuid: None,
-                        network_identifiers: Vec::new(),
-                    },
-                    ..observed()
-                },
+                with_view(|view| view.uuid = None),
                 "SystemUUIDMissing",
                 RETRY * 4,
             ),

@@ -162,6 +162,9 @@ pub struct Observed {
     pub progress: Progress,
     /// The discovery boot configuration's state (`None`: it does not exist).
     pub boot_configuration: Option<Option<ServerBootConfigurationState>>,
+    /// When the boot server last refused a second use of the fetch ticket, and its message
+    /// (from the boot configuration's `FetchTicketReused` condition).
+    pub ticket_refused: Option<(Timestamp, String)>,
     /// When the last probe report arrived.
     pub reported_at: Option<Timestamp>,
     /// MACs the probe reported (lowercase).
@@ -243,6 +246,14 @@ pub enum Step {
     },
     /// In Available, bring the power to `spec.power`.
     SetPower(PowerAction),
+    /// The fetch ticket of this attempt was used twice: someone else may hold the ignition,
+    /// so a new attempt starts at once with fresh secrets.
+    RestartAfterTicketReuse {
+        /// The attempt starting.
+        attempt: u32,
+        /// Condition message, naming both addresses.
+        message: String,
+    },
     /// Another, older Server names the same system UUID: this one is not booted (its boot
     /// configuration, if any, is removed) and says why.
     Duplicate {
@@ -345,6 +356,18 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
             } else {
                 String::from("waiting for the discovery boot configuration to be Ready")
             };
+            // A refusal dated after this attempt started belongs to it (condition times
+            // have whole seconds, so one from the second the attempt started in is taken as
+            // the previous attempt's).
+            if let Some((at, message)) = &observed.ticket_refused
+                && *at > started
+                && !fresh
+            {
+                return Step::RestartAfterTicketReuse {
+                    attempt: progress.attempt + 1,
+                    message: format!("attempt {}: {message}", progress.attempt),
+                };
+            }
             if timed_out_at <= observed.now {
                 return Step::TimeOut {
                     retry_at: after(observed.now, retry_delay(retry_base, progress.attempt)),
@@ -696,6 +719,19 @@ async fn step(
         .boot_configurations
         .get(&ObjectRef::new(&name).within(&settings.namespace))
         .map(|sbc| sbc.status.as_ref().and_then(|s| s.state));
+    let ticket_refused = ctx
+        .caches
+        .boot_configurations
+        .get(&ObjectRef::new(&name).within(&settings.namespace))
+        .and_then(|sbc| {
+            let condition = sbc
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == conditions::FETCH_TICKET_REUSED)?;
+            Some((condition.last_transition_time.0, condition.message.clone()))
+        });
     let report = status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED);
     let reported_at = report.map(|c| c.last_transition_time.0);
     let discovering = status.state == Some(ServerState::Discovery);
@@ -725,6 +761,7 @@ async fn step(
         state: status.state,
         progress: progress.clone(),
         boot_configuration,
+        ticket_refused,
         reported_at,
         reported_macs: lowercase_macs(status.network_interfaces.iter().map(|n| &n.mac_address)),
         reported_sections: ReportedSections {
@@ -750,10 +787,27 @@ async fn step(
         Step::StartDiscovery { attempt } => {
             start_discovery(server, &system, ctx, attempt, &finished).await?
         }
+        Step::RestartAfterTicketReuse { attempt, message } => {
+            let outcome = start_discovery(server, &system, ctx, attempt, &finished).await?;
+            outcome
+                .discovery(
+                    false,
+                    conditions::REASON_FETCH_TICKET_REUSED,
+                    message.clone(),
+                )
+                .warning(conditions::REASON_FETCH_TICKET_REUSED, message)
+        }
         Step::Inventory => inventory(server, &system, ctx, &finished).await?,
-        // The condition already says so since the discovery started: nothing to write.
+        // The condition already says so since the discovery started (or why it started
+        // again): nothing to write.
         Step::AwaitBootConfiguration
-            if discovery_reason == Some(conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION) =>
+            if matches!(
+                discovery_reason,
+                Some(
+                    conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION
+                        | conditions::REASON_FETCH_TICKET_REUSED
+                )
+            ) =>
         {
             StepOutcome::wait(Duration::from_secs(30))
         }
@@ -1623,6 +1677,7 @@ mod tests {
             state,
             progress: Progress::default(),
             boot_configuration: None,
+            ticket_refused: None,
             reported_at: None,
             reported_macs: Vec::new(),
             reported_sections: ReportedSections {

@@ -263,7 +263,7 @@ async fn boot_state(
     })?;
     let entry = registry.authorize("bootstate", &state.system_uuid, &headers)?;
     if state.booted {
-        registry.boot.report(&entry, Fetch::BootState);
+        registry.boot.report(&entry, Fetch::BootState, None);
     }
     registry.boot.metrics.count("bootstate", StatusCode::OK);
     Ok((StatusCode::OK, "ok\n").into_response())
