@@ -699,3 +699,123 @@ async fn a_slow_bmc_delays_only_its_own_server() {
     })
     .await;
 }
+
+/// Peak resident memory of a process in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Bystanders on the boot network hold 2,000 connections open without a word (opened again
+/// as the server closes them) and send a request body a byte at a time, while 20 servers
+/// discover through the same boot server: every Server reaches Available, the slow body is
+/// cut off, and the operator's memory stays bounded. Loopback only; bounded in count (2,000
+/// connections) and in time (until the fleet is Available).
+#[tokio::test]
+async fn a_flood_of_idle_connections_and_a_slow_body_do_not_stop_discovery() {
+    const SERVERS: usize = 20;
+    const IDLE: usize = 2000;
+    let mut options = common::lab_options("flood", SERVERS, 1, 0);
+    options.operator_args.extend(
+        [
+            "--boot-header-timeout-seconds",
+            "2",
+            "--boot-body-timeout-seconds",
+            "3",
+        ]
+        .map(String::from),
+    );
+    let lab = start(options).await;
+    let address: std::net::SocketAddr = lab
+        .boot_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the boot server's address");
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let idle = tokio::spawn({
+        let (flooding, opened) = (flooding.clone(), opened.clone());
+        async move {
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut held = Vec::with_capacity(IDLE);
+                for _ in 0..IDLE {
+                    if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
+                        held.push(stream);
+                    }
+                }
+                opened.fetch_add(held.len(), std::sync::atomic::Ordering::Relaxed);
+                // The server closes them after its header timeout; open them again.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+    });
+    let cut_off = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = tokio::spawn({
+        let (flooding, cut_off) = (flooding.clone(), cut_off.clone());
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+                    continue;
+                };
+                let head = "POST /register HTTP/1.1\r\nHost: boot\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    continue;
+                }
+                // A byte every 200 ms until the server gives up on the body.
+                let mut answer = [0u8; 64];
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if stream.write_all(b" ").await.is_err() {
+                        break;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut answer))
+                        .await
+                    {
+                        Ok(Ok(_)) | Ok(Err(_)) => break,
+                        Err(_) => {}
+                    }
+                }
+                cut_off.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+
+    until_servers(&lab, "every Server Available under the flood", |servers| {
+        servers.len() == SERVERS && servers.iter().all(available)
+    })
+    .await;
+    // Let the slow sender be cut off at least once even if the fleet was quick.
+    for _ in 0..100 {
+        if cut_off.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    idle.abort();
+    slow.abort();
+    let opened = opened.load(std::sync::atomic::Ordering::Relaxed);
+    let cut_off = cut_off.load(std::sync::atomic::Ordering::Relaxed);
+    let peak = peak_rss_kib(lab.operator_pid().expect("operator pid"));
+    eprintln!(
+        "flood: {opened} idle connections opened, slow body cut off {cut_off} times, operator peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(opened >= IDLE, "the flood opened {opened} connections");
+    assert!(cut_off >= 1, "the slow body was never cut off");
+    // Bounded: idle connections cost a few KiB each, not a buffer per byte promised.
+    assert!(
+        peak < 512 * 1024,
+        "operator peak RSS {} MiB under the flood",
+        peak / 1024
+    );
+}
