@@ -819,3 +819,294 @@ async fn a_flood_of_idle_connections_and_a_slow_body_do_not_stop_discovery() {
         peak / 1024
     );
 }
+
+/// The ignition URL (with its fetch ticket) on the kernel command line of an iPXE script.
+fn ignition_url_of(script: &str) -> Option<String> {
+    script
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("ignition.config.url="))
+        .map(str::to_owned)
+}
+
+/// A bystander on the boot network (127.0.0.9) against two discovering servers: before the
+/// boot window it learns nothing; in the window it reads the script, and
+/// - for server 0 it wins the race for the fetch ticket: the machine's own fetch is refused,
+///   the Server records both addresses and starts a new attempt, which succeeds, and the
+///   stolen registry token is dead by then;
+/// - for server 1 it replays the ticket after the machine used it: refused and recorded,
+///   and the Server still ends Available.
+///
+/// The registry refuses the ticket as a token, and no registry token or ticket shows up in
+/// the operator's log, an Event or a condition.
+#[tokio::test]
+async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
+    let mut options = LabOptions {
+        apply_bmcs: false,
+        ..common::lab_options("bystander", 2, 1, 0)
+    };
+    // The firmware takes a while to start, as real firmware does: the bystander, polling,
+    // reaches the script and ignition of server 0 before its machine does.
+    options.behaviour.boot_delay = Duration::from_secs(4);
+    let lab = start(options).await;
+    let bystander = reqwest::Client::builder()
+        .local_address("127.0.0.9".parse::<std::net::IpAddr>().expect("ip"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let base = lab.boot_url.clone();
+    let uuids: Vec<String> = lab
+        .fleet
+        .machines()
+        .map(|m| m.spec().uuid.clone())
+        .collect();
+    // Server 1's BMC answers slowly: its boot request takes seconds, so its configuration is
+    // Ready well before its window opens.
+    lab.fleet.bmcs()[1].set_faults(Faults {
+        latency: Duration::from_secs(2),
+        ..Faults::default()
+    });
+    // Every registry token the attempts get, to look for them where they must not be.
+    let seen_tokens = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watching = tokio::spawn({
+        let (client, seen) = (lab.client.clone(), seen_tokens.clone());
+        async move {
+            let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "default");
+            loop {
+                if let Ok(list) = secrets.list(&ListParams::default()).await {
+                    for secret in list.items {
+                        if let Some(token) = secret.data.as_ref().and_then(|d| d.get("boot-token"))
+                        {
+                            let token = String::from_utf8_lossy(&token.0).into_owned();
+                            seen.lock().expect("tokens").insert(token);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    lab.apply_bmcs(0..1, None).await.expect("apply");
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    let name = |i: usize| format!("sim-bmc-{i}-system-0");
+    let booted = |server: &Server| {
+        server
+            .annotations()
+            .contains_key("ferrometal.dev/discovery-boot-requested")
+    };
+
+    // In the window: the bystander reads a script (ticket only, no registry token).
+    let script_of = |uuid: String| {
+        let (bystander, base) = (bystander.clone(), base.clone());
+        async move {
+            let mut last = String::new();
+            for _ in 0..600 {
+                match bystander.get(format!("{base}/ipxe/{uuid}")).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        return response.text().await.expect("script");
+                    }
+                    Ok(response) => last = response.status().to_string(),
+                    Err(error) => last = error.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the window of {uuid} never opened (last answer: {last})");
+        }
+    };
+    let token_of = |i: usize| {
+        let client = lab.client.clone();
+        async move {
+            let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "default")
+                .get(&format!("sim-bmc-{i}-system-0"))
+                .await
+                .expect("ignition secret");
+            String::from_utf8(secret.data.expect("data")["boot-token"].0.clone()).expect("utf-8")
+        }
+    };
+    let script = tokio::time::timeout(Duration::from_secs(40), script_of(uuids[0].clone()))
+        .await
+        .unwrap_or_else(|_| panic!("operator log:\n{}", lab.operator_log_tail(80)));
+    let stolen_token = token_of(0).await;
+    assert!(
+        !script.contains(&stolen_token),
+        "the script carries the registry token"
+    );
+    let ticket_url = ignition_url_of(&script).expect("ignition URL");
+    let ticket = ticket_url
+        .split("ticket=")
+        .nth(1)
+        .expect("ticket")
+        .to_owned();
+    // The registry does not take the ticket for a token.
+    let bootstate = |bearer: String, uuid: String| {
+        let (bystander, base) = (bystander.clone(), base.clone());
+        async move {
+            bystander
+                .post(format!("{base}/bootstate"))
+                .bearer_auth(bearer)
+                .json(&json!({"systemUUID": uuid, "booted": true}))
+                .send()
+                .await
+                .expect("bootstate")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(bootstate(ticket.clone(), uuids[0].clone()).await, 403);
+    // Server 0: the bystander fetches first.
+    let stolen = bystander.get(&ticket_url).send().await.expect("ignition");
+    assert_eq!(stolen.status(), 200, "the bystander was not first");
+    until_servers(&lab, "server 0 restarted its attempt", |servers| {
+        servers
+            .iter()
+            .any(|s| s.name_any() == name(0) && attempt(s) == 2)
+    })
+    .await;
+    assert_ne!(
+        bootstate(stolen_token.clone(), uuids[0].clone()).await,
+        200,
+        "the stolen registry token outlived its attempt"
+    );
+
+    lab.apply_bmcs(1..2, None).await.expect("apply");
+    // Before the window: server 1's configuration is Ready, its boot not yet requested.
+    let sbcs: Api<ferrometal::api::ServerBootConfiguration> =
+        Api::namespaced(lab.client.clone(), "default");
+    let mut checked_before = false;
+    for _ in 0..300 {
+        let ready = sbcs
+            .get_opt(&name(1))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|sbc| {
+                sbc.status.and_then(|s| s.state)
+                    == Some(ferrometal::api::ServerBootConfigurationState::Ready)
+            });
+        let server = servers.get_opt(&name(1)).await.ok().flatten();
+        if ready && server.as_ref().is_some_and(|server| !booted(server)) {
+            let status = bystander
+                .get(format!("{base}/ipxe/{}", uuids[1]))
+                .send()
+                .await
+                .expect("ipxe")
+                .status();
+            // Counts only if the window was still closed after the answer.
+            if !booted(&servers.get(&name(1)).await.expect("server 1")) {
+                assert_eq!(status, 404, "a configuration outside its window is served");
+                checked_before = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(checked_before, "never saw server 1 Ready before its window");
+
+    // Server 1: the machine fetches first; the bystander's copy is then useless.
+    let script = script_of(uuids[1].clone()).await;
+    let replay = ignition_url_of(&script).expect("ignition URL");
+    let machine = lab.fleet.bmcs()[1].machines()[0].clone();
+    let mut replayed = None;
+    for _ in 0..6000 {
+        // Probing: the machine has its ignition (and has not reported yet).
+        if machine.phase() == ferrometal_sim::Phase::Probing {
+            replayed = Some(
+                bystander
+                    .get(&replay)
+                    .send()
+                    .await
+                    .expect("replay")
+                    .status(),
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        replayed.map(|s| s.as_u16()),
+        Some(403),
+        "the replay was served"
+    );
+
+    until_servers(&lab, "both Servers Available", |servers| {
+        servers.len() == 2 && servers.iter().all(available)
+    })
+    .await;
+    let listed = servers.list(&ListParams::default()).await.expect("servers");
+    // Server 0 restarted once; server 1 only if the refusal was seen before its machine's
+    // report completed it (the machine had its ignition either way).
+    let attempts: Vec<u32> = listed.items.iter().map(attempt).collect();
+    assert_eq!(attempts[0], 2, "server 0 restarted once");
+    assert!(attempts[1] <= 2, "server 1: {attempts:?}");
+    // The refusals are on record with both addresses.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let refusals: Vec<(String, String)> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FetchTicketReused"))
+        .map(|e| {
+            (
+                e.involved_object.name.clone().unwrap_or_default(),
+                e.message.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let refusal_of = |i: usize| {
+        refusals
+            .iter()
+            .find(|(object, _)| *object == name(i))
+            .map(|(_, message)| message.clone())
+            .unwrap_or_else(|| panic!("no FetchTicketReused event for server {i}: {refusals:?}"))
+    };
+    let first = refusal_of(0);
+    assert!(
+        first.contains("used from 127.0.0.9") && first.contains("again from 127.0.0.1"),
+        "{first}"
+    );
+    let log = lab.operator_log();
+    assert!(
+        log.lines().any(|line| line.contains(&name(1))
+            && line.contains("used from 127.0.0.1, then presented again from 127.0.0.9")),
+        "server 1's refusal is not in the operator log"
+    );
+    // No registry token or ticket anywhere people read.
+    watching.abort();
+    let tokens: Vec<String> = seen_tokens
+        .lock()
+        .expect("tokens")
+        .iter()
+        .cloned()
+        .collect();
+    assert!(
+        tokens.len() >= 3,
+        "an attempt of each server and server 0's second: {} tokens seen",
+        tokens.len()
+    );
+    let mut secrets = vec![stolen_token, ticket];
+    secrets.extend(tokens.iter().cloned());
+    secrets.extend(
+        tokens
+            .iter()
+            .map(|token| ferrometal::boot::index::fetch_ticket(token)),
+    );
+    let published = serde_json::to_string(&(&events.items, &listed.items)).expect("json");
+    let sbc_status =
+        serde_json::to_string(&sbcs.list(&ListParams::default()).await.expect("sbcs").items)
+            .expect("json");
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret in the operator log"
+        );
+        assert!(
+            !published.contains(secret.as_str()),
+            "a secret in an Event or Server"
+        );
+        assert!(
+            !sbc_status.contains(secret.as_str()),
+            "a secret on a configuration"
+        );
+    }
+}

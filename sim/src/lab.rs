@@ -468,6 +468,11 @@ impl Lab {
         self.operator.as_ref().map(Program::pid)
     }
 
+    /// The operator's whole log so far.
+    pub fn operator_log(&self) -> String {
+        self.operator.as_ref().map(Program::log).unwrap_or_default()
+    }
+
     /// The last `lines` lines of the operator's log.
     pub fn operator_log_tail(&self, lines: usize) -> String {
         self.operator

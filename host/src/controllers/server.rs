@@ -361,7 +361,6 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
             // the previous attempt's).
             if let Some((at, message)) = &observed.ticket_refused
                 && *at > started
-                && !fresh
             {
                 return Step::RestartAfterTicketReuse {
                     attempt: progress.attempt + 1,
@@ -1707,6 +1706,30 @@ mod tests {
             boot_configuration: Some(Some(ServerBootConfigurationState::Ready)),
             ..observed(Some(ServerState::Discovery))
         }
+    }
+
+    #[test]
+    fn a_refused_second_use_of_the_ticket_restarts_the_attempt_it_belongs_to() {
+        let refused = |second: i64| Observed {
+            ticket_refused: Some((
+                at(second),
+                String::from("used from 10.0.0.9, then presented again from 10.0.0.5"),
+            )),
+            ..discovering(3, true)
+        };
+        assert_eq!(
+            plan(&refused(5), BASE),
+            Step::RestartAfterTicketReuse {
+                attempt: 4,
+                message: String::from(
+                    "attempt 3: used from 10.0.0.9, then presented again from 10.0.0.5"
+                ),
+            }
+        );
+        assert!(
+            matches!(plan(&refused(0), BASE), Step::AwaitReport { .. }),
+            "a refusal from the second the attempt started belongs to the one before"
+        );
     }
 
     #[test]
