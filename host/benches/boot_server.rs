@@ -122,6 +122,7 @@ fn main() {
             trusted_proxies: Vec::new(),
             extra_kernel_args: String::new(),
             metalprobe_binary: None,
+            source_bindings: None,
         },
         metrics: BootMetrics::default(),
         reports,

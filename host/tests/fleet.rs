@@ -1110,3 +1110,83 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
         );
     }
 }
+
+/// Source binding: once ferrometal's DHCP server has leased a machine its address (here
+/// 127.2.x.y on loopback; the simulated firmware sends its UUID as option 97 and fetches
+/// from the leased address), the script, ignition and registry accept that machine only
+/// from there: a bystander at 127.0.0.9 is answered as for an unknown machine, and the
+/// configuration records the attempt with both addresses.
+#[tokio::test]
+async fn a_machine_leased_by_ferrometal_is_served_only_at_its_leased_address() {
+    let lab = start(common::lab_options("binding", 1, 1, 1)).await;
+    let machine = lab.fleet.machines().next().expect("machine").clone();
+    // It never reports, so its boot window stays open for the bystander.
+    machine.set_probe(Probe::Never);
+    let uuid = machine.spec().uuid.clone();
+    let sbcs: Api<ferrometal::api::ServerBootConfiguration> =
+        Api::namespaced(lab.client.clone(), "default");
+    let condition = |type_: &'static str| {
+        let sbcs = sbcs.clone();
+        async move {
+            let list = sbcs.list(&ListParams::default()).await.ok()?;
+            list.items.iter().find_map(|sbc| {
+                sbc.status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == type_)
+                    .map(|c| c.message.clone())
+            })
+        }
+    };
+    let mut fetched = None;
+    for _ in 0..1200 {
+        fetched = condition("IgnitionDataFetched").await;
+        if fetched.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fetched = fetched.unwrap_or_else(|| {
+        panic!(
+            "the machine never fetched its ignition; operator log:\n{}",
+            lab.operator_log_tail(60)
+        )
+    });
+    assert!(
+        fetched.contains("from 127.2."),
+        "the machine fetched from its leased address: {fetched}"
+    );
+
+    let bystander = reqwest::Client::builder()
+        .local_address("127.0.0.9".parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client");
+    let script = bystander
+        .get(format!("{}/ipxe/{uuid}", lab.boot_url))
+        .send()
+        .await
+        .expect("ipxe");
+    assert_eq!(script.status(), 404, "the bystander got the script");
+    let report = bystander
+        .post(format!("{}/bootstate", lab.boot_url))
+        .bearer_auth("anything")
+        .json(&json!({"systemUUID": uuid, "booted": true}))
+        .send()
+        .await
+        .expect("bootstate");
+    assert_eq!(report.status(), 404, "the registry heard the bystander");
+    let mut refused = None;
+    for _ in 0..100 {
+        refused = condition("SourceAddressRefused").await;
+        if refused.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("the refusal is recorded on the configuration");
+    assert!(
+        refused.contains("came from 127.0.0.9") && refused.contains("leased 127.2."),
+        "{refused}"
+    );
+}

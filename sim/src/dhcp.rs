@@ -110,8 +110,15 @@ pub fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(bytes)
 }
 
-/// A client message of `kind` for `mac`, asking for a broadcast reply.
-pub fn request(xid: u32, mac: [u8; 6], kind: MessageType, class: ClientClass) -> Message {
+/// A client message of `kind` for `mac`, asking for a broadcast reply; a machine's firmware
+/// also names its system UUID (option 97, type 0 and the 16 bytes, as PXE firmware does).
+pub fn request(
+    xid: u32,
+    mac: [u8; 6],
+    kind: MessageType,
+    class: ClientClass,
+    uuid: Option<&str>,
+) -> Message {
     let mut message = Message::new_with_id(
         xid,
         Ipv4Addr::UNSPECIFIED,
@@ -128,6 +135,13 @@ pub fn request(xid: u32, mac: [u8; 6], kind: MessageType, class: ClientClass) ->
         OptionCode::Router,
         OptionCode::BootfileName,
     ]));
+    if let Some(bytes) = uuid.and_then(|uuid| hex::decode(uuid.replace('-', "")).ok())
+        && bytes.len() == 16
+    {
+        let mut identifier = vec![0];
+        identifier.extend_from_slice(&bytes);
+        opts.insert(DhcpOption::ClientMachineIdentifier(identifier));
+    }
     match class {
         ClientClass::Plain => {}
         ClientClass::Ipxe => {
@@ -198,31 +212,45 @@ impl DhcpClient {
         Err(DhcpError::NoAnswer(what, self.attempts))
     }
 
-    /// Gets a lease for `mac`; a refusal (NAK) starts over with a new DISCOVER, as RFC 2131
-    /// clients do, up to [`DhcpClient::attempts`] times.
-    pub async fn lease(&self, mac: &str, class: ClientClass) -> Result<Lease, DhcpError> {
+    /// Gets a lease for `mac` (a machine's firmware also names its system `uuid`); a
+    /// refusal (NAK) starts over with a new DISCOVER, as RFC 2131 clients do, up to
+    /// [`DhcpClient::attempts`] times.
+    pub async fn lease(
+        &self,
+        mac: &str,
+        class: ClientClass,
+        uuid: Option<&str>,
+    ) -> Result<Lease, DhcpError> {
         let mut refusals = 0;
         loop {
-            match self.lease_once(mac, class).await {
+            match self.lease_once(mac, class, uuid).await {
                 Err(DhcpError::Refused) if refusals + 1 < self.attempts => refusals += 1,
                 result => return result,
             }
         }
     }
 
-    async fn lease_once(&self, mac: &str, class: ClientClass) -> Result<Lease, DhcpError> {
+    async fn lease_once(
+        &self,
+        mac: &str,
+        class: ClientClass,
+        uuid: Option<&str>,
+    ) -> Result<Lease, DhcpError> {
         let bytes = mac_bytes(mac).ok_or_else(|| DhcpError::BadMac(mac.to_owned()))?;
         // Closed never: the semaphore lives as long as the client.
         let _permit = self.in_flight.acquire().await;
         let xid = self.next_xid.fetch_add(1, Ordering::Relaxed);
         let offer = self
-            .exchange(&request(xid, bytes, MessageType::Discover, class), "OFFER")
+            .exchange(
+                &request(xid, bytes, MessageType::Discover, class, uuid),
+                "OFFER",
+            )
             .await?;
         let server = match offer.opts().get(OptionCode::ServerIdentifier) {
             Some(DhcpOption::ServerIdentifier(server)) => *server,
             _ => offer.siaddr(),
         };
-        let mut req = request(xid, bytes, MessageType::Request, class);
+        let mut req = request(xid, bytes, MessageType::Request, class, uuid);
         req.opts_mut()
             .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
         req.opts_mut().insert(DhcpOption::ServerIdentifier(server));
@@ -280,13 +308,13 @@ mod tests {
 
     #[test]
     fn requests_carry_the_client_class() {
-        let ipxe = request(1, [0; 6], MessageType::Discover, ClientClass::Ipxe);
+        let ipxe = request(1, [0; 6], MessageType::Discover, ClientClass::Ipxe, None);
         assert!(matches!(
             ipxe.opts().get(OptionCode::UserClass),
             Some(DhcpOption::UserClass(class)) if class == b"iPXE"
         ));
         assert!(ipxe.flags().broadcast());
-        let plain = request(1, [0; 6], MessageType::Discover, ClientClass::Plain);
+        let plain = request(1, [0; 6], MessageType::Discover, ClientClass::Plain, None);
         assert!(plain.opts().get(OptionCode::UserClass).is_none());
     }
 }

@@ -353,7 +353,7 @@ impl Fleet {
         let dhcp = self.dhcp.as_ref().ok_or_else(|| {
             SimError::Options(String::from("the fleet was started without DHCP ports"))
         })?;
-        Ok(dhcp.lease(mac, ClientClass::Plain).await?.address)
+        Ok(dhcp.lease(mac, ClientClass::Plain, None).await?.address)
     }
 
     /// The port every BMC listens on.
@@ -399,7 +399,7 @@ async fn announce(
 ) {
     let mut pause = Duration::from_millis(500);
     let lease = loop {
-        match dhcp.lease(&bmc.spec().mac, ClientClass::Plain).await {
+        match dhcp.lease(&bmc.spec().mac, ClientClass::Plain, None).await {
             Ok(lease) => break lease,
             Err(error) => {
                 tracing::warn!(bmc = bmc.spec().index, %error, "no DHCP lease yet; retrying");

@@ -172,6 +172,9 @@ struct State {
     ignition_retries: u32,
     /// The running QEMU process of a VM machine (dropping it kills it).
     vm: Option<testenv::Program>,
+    /// The HTTP client of the current boot, bound to its DHCP lease (`None`: the shared
+    /// one, from any local address).
+    http: Option<reqwest::Client>,
 }
 
 /// Where a script command leaves the firmware.
@@ -235,6 +238,7 @@ impl Machine {
                 script_retries: 0,
                 ignition_retries: 0,
                 vm: None,
+                http: None,
             }),
         }
     }
@@ -445,9 +449,16 @@ impl Machine {
         self.state().phase = phase;
     }
 
-    async fn fetch(&self, url: &str) -> Result<reqwest::Response, String> {
-        self.env
+    /// The HTTP client of this boot: bound to the leased address when DHCP gave one.
+    fn http(&self) -> reqwest::Client {
+        self.state()
             .http
+            .clone()
+            .unwrap_or_else(|| self.env.http.clone())
+    }
+
+    async fn fetch(&self, url: &str) -> Result<reqwest::Response, String> {
+        self.http()
             .get(self.env.local_url(url))
             .send()
             .await
@@ -461,7 +472,7 @@ impl Machine {
     async fn fetch_ignition(&self, url: &str) -> Result<reqwest::Response, String> {
         let mut attempt = 1;
         loop {
-            let result = self.env.http.get(self.env.local_url(url)).send().await;
+            let result = self.http().get(self.env.local_url(url)).send().await;
             let retry = match &result {
                 Ok(response) => metalprobe::post::retryable(response.status().as_u16()),
                 Err(_) => true,
@@ -561,14 +572,23 @@ impl Machine {
             _ => (ClientClass::Ipxe, None),
         };
         let mut address = None;
+        self.state().http = None;
         let first = match (given, &self.env.dhcp) {
             (Some(uri), _) => uri,
             (None, Some(dhcp)) => {
                 let lease = dhcp
-                    .lease(mac, class)
+                    .lease(mac, class, Some(&self.spec.uuid))
                     .await
                     .map_err(|error| format!("DHCP: {error}"))?;
                 address = Some(lease.address);
+                // Everything this boot fetches comes from the leased address, as a real
+                // machine's requests do (the boot server holds it to that address).
+                let client = reqwest::Client::builder()
+                    .local_address(std::net::IpAddr::V4(lease.address))
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .map_err(|error| format!("HTTP client for {}: {error}", lease.address))?;
+                self.state().http = Some(client);
                 lease
                     .boot_file
                     .ok_or_else(|| format!("DHCP gave {} no boot file", lease.address))?
@@ -680,7 +700,7 @@ impl Machine {
             data: report,
         };
         metalprobe::post::register(
-            &self.env.http,
+            &self.http(),
             &self.env.local_url(&instructions.registry_url),
             token,
             &registration,

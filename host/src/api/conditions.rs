@@ -31,6 +31,9 @@ pub const IGNITION_DATA_FETCHED: &str = "IgnitionDataFetched";
 pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
 /// ServerBootConfiguration: the fetch ticket was presented a second time (and refused).
 pub const FETCH_TICKET_REUSED: &str = "FetchTicketReused";
+/// ServerBootConfiguration: a request for the machine came from another address than the
+/// one ferrometal's DHCP server leased to it (and was refused).
+pub const SOURCE_ADDRESS_REFUSED: &str = "SourceAddressRefused";
 
 // Endpoint `Ready` reasons.
 
@@ -153,6 +156,8 @@ pub const REASON_BOOT_STATE_RECEIVED: &str = "BootStateReceived";
 /// `FetchTicketReused`: a second use of the fetch ticket was refused (the message names the
 /// first and the second address).
 pub const REASON_FETCH_TICKET_REFUSED: &str = "FetchTicketRefused";
+/// `SourceAddressRefused`: the message names the address asked from and the leased one.
+pub const REASON_NOT_THE_LEASED_ADDRESS: &str = "NotTheLeasedAddress";
 
 // Event reasons that are no condition's.
 
@@ -302,6 +307,11 @@ pub const CATALOGUE: &[Documented] = &[
         kind: "ServerBootConfiguration",
         type_: FETCH_TICKET_REUSED,
         reasons: &[REASON_FETCH_TICKET_REFUSED],
+    },
+    Documented {
+        kind: "ServerBootConfiguration",
+        type_: SOURCE_ADDRESS_REFUSED,
+        reasons: &[REASON_NOT_THE_LEASED_ADDRESS],
     },
 ];
 

@@ -33,6 +33,7 @@ use super::index::{ConfigKey, Fetch};
 use super::server::FetchReport;
 use crate::api::conditions::{
     BOOT_STATE_RECEIVED, FETCH_TICKET_REUSED, IGNITION_DATA_FETCHED, IPXE_SCRIPT_FETCHED,
+    SOURCE_ADDRESS_REFUSED,
 };
 use crate::api::{ServerBootConfiguration, conditions};
 use crate::controllers::bootconfig::BOOT_SERVER_MANAGER;
@@ -51,16 +52,22 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// The conditions the boot server owns on a configuration (its field manager states all of
 /// them in every write).
-const FETCH_CONDITIONS: [&str; 4] = [
+const FETCH_CONDITIONS: [&str; 5] = [
     IPXE_SCRIPT_FETCHED,
     IGNITION_DATA_FETCHED,
     BOOT_STATE_RECEIVED,
     FETCH_TICKET_REUSED,
+    SOURCE_ADDRESS_REFUSED,
 ];
 
 /// Condition type, reason and default message recording `fetch`.
 fn describe(fetch: Fetch) -> (&'static str, &'static str, &'static str) {
     match fetch {
+        Fetch::SourceRefused => (
+            SOURCE_ADDRESS_REFUSED,
+            conditions::REASON_NOT_THE_LEASED_ADDRESS,
+            "a request came from another address than the one ferrometal's DHCP server leased",
+        ),
         Fetch::TicketReused => (
             FETCH_TICKET_REUSED,
             conditions::REASON_FETCH_TICKET_REFUSED,

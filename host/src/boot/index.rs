@@ -72,6 +72,8 @@ pub struct EntryState {
     pub ignition_reported: AtomicBool,
     /// Whether a second use of the fetch ticket was already reported.
     pub reuse_reported: AtomicBool,
+    /// Whether a request from a wrong source address was already reported.
+    pub source_refusal_reported: AtomicBool,
     /// The address the fetch ticket was used from (it is single-use).
     pub ticket_holder: Mutex<Option<IpAddr>>,
 }
@@ -116,6 +118,7 @@ impl BootEntry {
             Fetch::Script => &self.state.script_reported,
             Fetch::Ignition => &self.state.ignition_reported,
             Fetch::TicketReused => &self.state.reuse_reported,
+            Fetch::SourceRefused => &self.state.source_refusal_reported,
             // Every boot-state post is news.
             Fetch::BootState => return true,
         };
@@ -175,6 +178,8 @@ pub enum Fetch {
     BootState,
     /// A second use of the fetch ticket, refused.
     TicketReused,
+    /// A request from another address than the one ferrometal's DHCP leased, refused.
+    SourceRefused,
 }
 
 /// Where the proxy fetches a blob from.

@@ -27,6 +27,7 @@ use super::layer_cache::{LayerCache, LayerError};
 use super::listener::ConnectionMetrics;
 use super::script::{self, ScriptInput};
 use super::uuid::SystemUuid;
+use crate::dhcp::bindings::SourceBindings;
 
 /// A fetch to record on a ServerBootConfiguration (a condition), see [`FetchLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct BootServerConfig {
     /// The metalprobe binary served at `/metalprobe` for discovery systems to download,
     /// read once at start (a request never touches the disk).
     pub metalprobe_binary: Option<bytes::Bytes>,
+    /// The addresses ferrometal's DHCP server leased, when machines are held to them
+    /// (source binding); `None`: any address is accepted.
+    pub source_bindings: Option<SourceBindings>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -186,6 +190,42 @@ impl BootServer {
         refusal(status, &message)
     }
 
+    /// Whether `peer` may ask for `entry` under source binding: yes without it, or when
+    /// ferrometal's DHCP server leased the machine no address (external DHCP, QEMU's user
+    /// network); otherwise only from the leased address. A refusal is logged, recorded on
+    /// the configuration (`SourceAddressRefused`, once per entry) and counted; the caller
+    /// answers it as for an unknown machine.
+    pub fn from_bound_source(
+        &self,
+        endpoint: &'static str,
+        entry: &BootEntry,
+        peer: IpAddr,
+    ) -> bool {
+        let Some(bindings) = &self.config.source_bindings else {
+            return true;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let Some(leased) = bindings.address_for(
+            &entry.uuid,
+            entry.network_identifiers.iter().map(String::as_str),
+            now,
+        ) else {
+            return true;
+        };
+        let peer = canonical_ip(peer);
+        if peer == IpAddr::V4(leased) {
+            return true;
+        }
+        let message = format!(
+            "a request for its {endpoint} came from {peer}, but ferrometal's DHCP server leased {leased} to this machine; refused"
+        );
+        tracing::warn!(config = %entry.config, server = %entry.server, "{message}");
+        self.report(entry, Fetch::SourceRefused, Some(message));
+        false
+    }
+
     /// Records `fetch` (with `detail` for its condition's message) for writing on the
     /// entry's configuration, once per entry (never blocks, never drops it).
     pub fn report(&self, entry: &BootEntry, fetch: Fetch, detail: Option<String>) {
@@ -199,8 +239,15 @@ impl BootServer {
     }
 }
 
-async fn ipxe_script(State(server): State<Arc<BootServer>>, Path(uuid): Path<String>) -> Response {
-    let Some(entry) = server.lookup("ipxe", &uuid) else {
+async fn ipxe_script(
+    State(server): State<Arc<BootServer>>,
+    Path(uuid): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(entry) = server
+        .lookup("ipxe", &uuid)
+        .filter(|entry| server.from_bound_source("script", entry, peer.ip()))
+    else {
         return server.unknown_response("ipxe");
     };
     // Rendered once per entry (a new token or image makes a new entry).
@@ -252,7 +299,10 @@ async fn ignition(
     Query(query): Query<TicketQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let Some(entry) = server.lookup("ignition", &uuid) else {
+    let Some(entry) = server
+        .lookup("ignition", &uuid)
+        .filter(|entry| server.from_bound_source("ignition", entry, peer.ip()))
+    else {
         return server.unknown_response("ignition");
     };
     let Some(ignition) = &entry.ignition else {

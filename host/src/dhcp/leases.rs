@@ -7,15 +7,31 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::bindings::Binding;
 use super::config::Subnet;
+use crate::boot::uuid::SystemUuid;
 
 /// One lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// The address.
     pub ip: Ipv4Addr,
     /// Unix seconds when it ends.
     pub expires: u64,
+    /// The client's system UUID (DHCP option 97), when it sent one with its request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Whether the lease was acknowledged (not just held for an offer).
+    #[serde(default = "acknowledged", skip_serializing_if = "is_true")]
+    pub acked: bool,
+}
+
+fn acknowledged() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// How long an offered address stays reserved for the client it was offered to.
@@ -89,8 +105,33 @@ impl Leases {
         subnet.range().find(|ip| !taken(*ip))
     }
 
-    /// Records that `mac` holds `ip` for `seconds` from `now`.
-    pub fn bind(&mut self, mac: &str, ip: Ipv4Addr, now: u64, seconds: u32) {
+    /// Records that `mac` (with system UUID `uuid`, if it sent one) holds `ip` for
+    /// `seconds` from `now`, acknowledged; returns its source binding.
+    pub fn bind(
+        &mut self,
+        mac: &str,
+        ip: Ipv4Addr,
+        now: u64,
+        seconds: u32,
+        uuid: Option<&SystemUuid>,
+    ) -> Binding {
+        self.insert(mac, ip, now + u64::from(seconds), uuid, true);
+        Binding {
+            mac: mac.to_owned(),
+            uuid: uuid.cloned(),
+            ip,
+            expires: now + u64::from(seconds),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        mac: &str,
+        ip: Ipv4Addr,
+        expires: u64,
+        uuid: Option<&SystemUuid>,
+        acked: bool,
+    ) {
         // Another MAC's expired lease on the same address is gone now.
         self.by_mac
             .retain(|other, lease| other == mac || lease.ip != ip);
@@ -98,9 +139,24 @@ impl Leases {
             mac.to_owned(),
             Lease {
                 ip,
-                expires: now + u64::from(seconds),
+                expires,
+                uuid: uuid.map(|uuid| uuid.as_str().to_owned()),
+                acked,
             },
         );
+    }
+
+    /// The source bindings of the acknowledged leases.
+    pub fn bindings(&self) -> impl Iterator<Item = Binding> + '_ {
+        self.by_mac
+            .iter()
+            .filter(|(_, lease)| lease.acked)
+            .map(|(mac, lease)| Binding {
+                mac: mac.clone(),
+                uuid: lease.uuid.as_deref().and_then(SystemUuid::parse),
+                ip: lease.ip,
+                expires: lease.expires,
+            })
     }
 
     /// Holds `ip` for `mac` for [`OFFER_HOLD_SECONDS`] after an offer, unless `mac` already
@@ -114,7 +170,7 @@ impl Leases {
             .get(mac)
             .is_none_or(|lease| lease.expires <= now)
         {
-            self.bind(mac, ip, now, OFFER_HOLD_SECONDS);
+            self.insert(mac, ip, now + u64::from(OFFER_HOLD_SECONDS), None, false);
         }
     }
 
@@ -125,7 +181,7 @@ impl Leases {
 
     /// `mac`'s lease.
     pub fn get(&self, mac: &str) -> Option<Lease> {
-        self.by_mac.get(mac).copied()
+        self.by_mac.get(mac).cloned()
     }
 }
 
@@ -144,7 +200,7 @@ mod tests {
         let later = u64::from(OFFER_HOLD_SECONDS) + 1;
         assert_eq!(leases.choose("bb", &subnet(), Some(a), later), Some(a));
         // A client with a lease keeps it whole.
-        leases.bind("cc", Ipv4Addr::new(10, 0, 0, 102), 0, 600);
+        leases.bind("cc", Ipv4Addr::new(10, 0, 0, 102), 0, 600, None);
         leases.hold_offer("cc", Ipv4Addr::new(10, 0, 0, 102), 10);
         assert_eq!(leases.get("cc").map(|l| l.expires), Some(600));
     }
@@ -166,7 +222,7 @@ mod tests {
         let mut leases = Leases::default();
         let a = leases.choose("aa", &subnet(), None, 0).expect("address");
         assert_eq!(a, Ipv4Addr::new(10, 0, 0, 100));
-        leases.bind("aa", a, 0, 60);
+        leases.bind("aa", a, 0, 60, None);
         assert_eq!(leases.choose("aa", &subnet(), None, 10), Some(a));
         assert_eq!(
             leases.choose("bb", &subnet(), Some(a), 10),
@@ -184,7 +240,7 @@ mod tests {
     fn a_full_pool_offers_nothing_until_a_lease_expires() {
         let mut leases = Leases::default();
         for (mac, host) in [("a", 100), ("b", 101), ("c", 102)] {
-            leases.bind(mac, Ipv4Addr::new(10, 0, 0, host), 0, 60);
+            leases.bind(mac, Ipv4Addr::new(10, 0, 0, host), 0, 60, None);
         }
         assert_eq!(leases.choose("d", &subnet(), None, 30), None);
         assert_eq!(
@@ -198,7 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("leases.json");
         let mut leases = Leases::load(&path).expect("empty");
-        leases.bind("aa", Ipv4Addr::new(10, 0, 0, 100), 0, 60);
+        leases.bind("aa", Ipv4Addr::new(10, 0, 0, 100), 0, 60, None);
         leases.save().expect("save");
         let again = Leases::load(&path).expect("load");
         assert_eq!(

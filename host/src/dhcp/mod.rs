@@ -3,6 +3,7 @@
 //! HTTP boot clients to ferrometal's boot server, with a read-only TFTP server for the iPXE
 //! images PXE firmware loads.
 
+pub mod bindings;
 pub mod config;
 pub mod leases;
 pub mod onboard;

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 
+use super::bindings::{Binding, client_uuid};
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
 
@@ -72,6 +73,10 @@ pub struct Outcome {
     pub leases_changed: bool,
     /// An Endpoint to create or update.
     pub onboard: Option<Onboard>,
+    /// The lease acknowledged, for source binding.
+    pub bound: Option<Binding>,
+    /// The MAC (hex digits) whose lease was released.
+    pub released: Option<String>,
     /// For logs and metrics: `offer`, `ack`, `nak`, `release`, `ignored`, `exhausted`, …
     pub outcome: &'static str,
 }
@@ -90,6 +95,8 @@ fn outcome(outcome: &'static str) -> Outcome {
         reply: None,
         leases_changed: false,
         onboard: None,
+        bound: None,
+        released: None,
         outcome,
     }
 }
@@ -141,6 +148,7 @@ pub fn respond(
     reply.set_flags(request.flags());
     let opts = reply.opts_mut();
     opts.insert(DhcpOption::ServerIdentifier(interface.server_address));
+    let mut bound = None;
     match kind {
         MessageType::Discover => {
             let Some(ip) = leases.choose(&key, subnet, requested, now) else {
@@ -158,7 +166,13 @@ pub fn respond(
             let chosen = leases.choose(&key, subnet, requested, now);
             match (requested, chosen) {
                 (Some(asked), Some(ip)) if asked == ip => {
-                    leases.bind(&key, ip, now, subnet.lease_seconds);
+                    bound = Some(leases.bind(
+                        &key,
+                        ip,
+                        now,
+                        subnet.lease_seconds,
+                        client_uuid(request).as_ref(),
+                    ));
                     opts.insert(DhcpOption::MessageType(MessageType::Ack));
                     reply.set_yiaddr(ip);
                     reply.set_ciaddr(request.ciaddr());
@@ -167,16 +181,16 @@ pub fn respond(
                     opts.insert(DhcpOption::MessageType(MessageType::Nak));
                     return Outcome {
                         reply: Some(reply),
-                        leases_changed: false,
-                        onboard: None,
-                        outcome: "nak",
+                        ..outcome("nak")
                     };
                 }
             }
         }
         MessageType::Release => {
+            let released = leases.release(&key);
             return Outcome {
-                leases_changed: leases.release(&key),
+                leases_changed: released,
+                released: released.then(|| key.clone()),
                 ..outcome("release")
             };
         }
@@ -227,6 +241,8 @@ pub fn respond(
     }
     let acked = kind == MessageType::Request;
     Outcome {
+        bound,
+        released: None,
         onboard: (acked && config.onboarding.wants(&mac)).then(|| Onboard {
             mac,
             ip: reply.yiaddr(),
@@ -319,7 +335,7 @@ mod tests {
     fn other_clients_get_addresses_but_are_not_onboarded_and_taken_addresses_are_refused() {
         let config = config();
         let mut leases = Leases::default();
-        leases.bind("525400dd0001", Ipv4Addr::new(10, 0, 0, 100), 0, 3600);
+        leases.bind("525400dd0001", Ipv4Addr::new(10, 0, 0, 100), 0, 3600, None);
         let nak = respond(
             &config,
             &config.interfaces[0],

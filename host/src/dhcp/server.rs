@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+use super::bindings::SourceBindings;
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
 use super::onboard::{OnboardQueue, OnboardSender};
@@ -92,17 +93,20 @@ fn socket(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> 
 }
 
 /// Opens one socket per configured interface and serves until the task is dropped;
-/// acknowledged allow-listed clients go to `onboard`. The lease table is shared by all
-/// interfaces.
+/// acknowledged allow-listed clients go to `onboard`, and every acknowledged or released
+/// lease to `bindings` (for the boot server's source binding). The lease table is shared by
+/// all interfaces.
 pub async fn serve(
     config: DhcpConfig,
     metrics: DhcpMetrics,
     onboard: OnboardSender,
+    bindings: SourceBindings,
 ) -> Result<(), StartError> {
     let leases = Leases::load(&config.lease_file).map_err(|source| StartError::Leases {
         path: config.lease_file.display().to_string(),
         source,
     })?;
+    bindings.restore(&leases);
     let leases = Arc::new(Mutex::new(leases));
     // Every socket first, so a bad interface fails the start rather than half of it.
     let mut sockets = Vec::new();
@@ -126,6 +130,7 @@ pub async fn serve(
             leases.clone(),
             metrics.clone(),
             onboard.clone(),
+            bindings.clone(),
         ));
     }
     while tasks.join_next().await.is_some() {}
@@ -139,6 +144,7 @@ async fn serve_interface(
     leases: Arc<Mutex<Leases>>,
     metrics: DhcpMetrics,
     onboard: OnboardSender,
+    bindings: SourceBindings,
 ) {
     let mut buffer = vec![0u8; 1500];
     loop {
@@ -171,6 +177,12 @@ async fn serve_interface(
             outcome
         };
         metrics.count(outcome.outcome);
+        if let Some(binding) = outcome.bound {
+            bindings.record(binding);
+        }
+        if let Some(mac) = &outcome.released {
+            bindings.forget(mac);
+        }
         if let Some(client) = outcome.onboard {
             onboard.push(client);
         }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -77,8 +79,13 @@ impl Registry {
         endpoint: &'static str,
         uuid: &str,
         headers: &HeaderMap,
+        peer: SocketAddr,
     ) -> Result<Arc<BootEntry>, Refusal> {
-        let Some(entry) = self.boot.lookup(endpoint, uuid) else {
+        let Some(entry) = self
+            .boot
+            .lookup(endpoint, uuid)
+            .filter(|entry| self.boot.from_bound_source("registry", entry, peer.ip()))
+        else {
             // 503 + Retry-After while the boot index is being filled after a start.
             let (status, message) = self
                 .boot
@@ -173,6 +180,7 @@ pub async fn write_facts(
 
 async fn register(
     State(registry): State<Arc<Registry>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
@@ -186,7 +194,7 @@ async fn register(
             format!("not a registration: {error}"),
         )
     })?;
-    let entry = registry.authorize("register", &registration.system_uuid, &headers)?;
+    let entry = registry.authorize("register", &registration.system_uuid, &headers, peer)?;
     let status = status_from_report(&registration.data);
     let summary = summary(&registration.data, &status);
     write_facts(
@@ -206,9 +214,10 @@ async fn register(
 async fn system(
     State(registry): State<Arc<Registry>>,
     Path(uuid): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let entry = registry.authorize("systems", &uuid, &headers)?;
+    let entry = registry.authorize("systems", &uuid, &headers, peer)?;
     let server = Api::<Server>::all(registry.client.clone())
         .get_opt(&entry.server)
         .await
@@ -232,9 +241,10 @@ async fn system(
 async fn forget(
     State(registry): State<Arc<Registry>>,
     Path(uuid): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let entry = registry.authorize("delete", &uuid, &headers)?;
+    let entry = registry.authorize("delete", &uuid, &headers, peer)?;
     // Applying nothing under the registry's manager removes every field it wrote.
     registry.apply(&entry.server, json!({})).await?;
     registry.boot.metrics.count("delete", StatusCode::OK);
@@ -252,6 +262,7 @@ struct BootState {
 
 async fn boot_state(
     State(registry): State<Arc<Registry>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
@@ -261,7 +272,7 @@ async fn boot_state(
             format!("not a boot state: {error}"),
         )
     })?;
-    let entry = registry.authorize("bootstate", &state.system_uuid, &headers)?;
+    let entry = registry.authorize("bootstate", &state.system_uuid, &headers, peer)?;
     if state.booted {
         registry.boot.report(&entry, Fetch::BootState, None);
     }

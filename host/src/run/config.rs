@@ -270,6 +270,12 @@ struct BootArgs {
     /// directory under the system's temporary directory, removed at exit.
     #[arg(long, env = "FERROMETAL_BOOT_LAYER_CACHE_DIR")]
     boot_layer_cache_dir: Option<PathBuf>,
+    /// Accept a machine's script, ignition and reports only from the address ferrometal's
+    /// DHCP server leased to it (when it leased one); `=false` for sites where ferrometal's
+    /// DHCP hands out addresses but machines reach the boot server through NAT.
+    #[arg(long, env = "FERROMETAL_BOOT_SOURCE_BINDING", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    boot_source_binding: bool,
     /// Most MiB of layers the image proxy keeps on disk.
     #[arg(long, env = "FERROMETAL_BOOT_LAYER_CACHE_MIB", default_value_t = 4096)]
     boot_layer_cache_mib: u64,
@@ -408,6 +414,8 @@ pub struct BootOptions {
     pub layer_cache_dir: Option<PathBuf>,
     /// The layer cache's size in bytes.
     pub layer_cache_bytes: u64,
+    /// Whether machines leased an address by ferrometal's DHCP are accepted only from it.
+    pub source_binding: bool,
 }
 
 /// The first boot (the Server reconciler), before the boot server's URL is known.
@@ -565,6 +573,7 @@ impl TryFrom<BootArgs> for BootOptions {
             },
             layer_cache_dir: args.boot_layer_cache_dir,
             layer_cache_bytes: args.boot_layer_cache_mib.saturating_mul(1024 * 1024),
+            source_binding: args.boot_source_binding,
         })
     }
 }

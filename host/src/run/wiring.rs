@@ -18,6 +18,7 @@ use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
 use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
 use ferrometal::controllers::{bmc, bootconfig, endpoint, server, until_started_or_stopped};
+use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
 use ferrometal::leader::{Elector, LeaderMetrics, Leadership};
@@ -204,6 +205,9 @@ pub async fn wire(
         let index = index.clone();
         move || index.sync().synced()
     });
+    // Filled by the DHCP server (the leader's), read by the boot server and registry.
+    let bindings = SourceBindings::default();
+    let binding = settings.dhcp_config.is_some() && settings.boot.source_binding;
     let boot_url = serve_boot(
         settings,
         client,
@@ -211,6 +215,7 @@ pub async fn wire(
         &resolver,
         &index,
         boot_metrics,
+        binding.then(|| bindings.clone()),
     )
     .await?;
 
@@ -251,7 +256,7 @@ pub async fn wire(
     // only by the leader.
     let dhcp = match &settings.dhcp_config {
         None => None,
-        Some(path) => Some((read_dhcp_config(path)?, dhcp_metrics)),
+        Some(path) => Some((read_dhcp_config(path)?, dhcp_metrics, bindings)),
     };
 
     let (boot_servers, boot_secrets, boot_cache_writers) = bootconfig::caches();
@@ -294,6 +299,7 @@ async fn serve_boot(
     resolver: &Arc<ImageResolver>,
     index: &BootIndex,
     metrics: BootMetrics,
+    source_bindings: Option<SourceBindings>,
 ) -> anyhow::Result<String> {
     let boot = &settings.boot;
     // Read once: `/metalprobe` is served from memory.
@@ -329,6 +335,7 @@ async fn serve_boot(
             trusted_proxies: boot.trusted_proxies.clone(),
             extra_kernel_args: boot.kernel_args.clone(),
             metalprobe_binary: metalprobe_binary.map(bytes::Bytes::from),
+            source_bindings,
         },
         metrics,
         reports: reports.clone(),
@@ -469,7 +476,7 @@ pub struct Leader {
     endpoint: Arc<endpoint::Context>,
     bmc: Arc<bmc::Context>,
     server: Arc<server::Context>,
-    dhcp: Option<(DhcpConfig, DhcpMetrics)>,
+    dhcp: Option<(DhcpConfig, DhcpMetrics, SourceBindings)>,
     concurrency: Concurrency,
     /// The watch caches the controllers' watches fill.
     caches: Arc<Caches>,
@@ -500,8 +507,8 @@ impl Leader {
             mut bmc_probed,
             readiness,
         } = self;
-        if let Some((config, metrics)) = dhcp {
-            serve_dhcp(&client, config, metrics, supervisor);
+        if let Some((config, metrics, bindings)) = dhcp {
+            serve_dhcp(&client, config, metrics, bindings, supervisor);
         }
 
         // Every controller starts a reconcile only when what it acts on changed (not on its
@@ -713,6 +720,7 @@ fn serve_dhcp(
     client: &Client,
     config: DhcpConfig,
     metrics: DhcpMetrics,
+    bindings: SourceBindings,
     supervisor: &mut Supervisor,
 ) {
     let (onboard, onboarded) = ferrometal::dhcp::onboard::OnboardQueue::new();
@@ -741,6 +749,6 @@ fn serve_dhcp(
     }
     supervisor.listen(
         "DHCP server",
-        ferrometal::dhcp::server::serve(config, metrics, onboard),
+        ferrometal::dhcp::server::serve(config, metrics, onboard, bindings),
     );
 }
