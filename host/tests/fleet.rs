@@ -722,7 +722,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_flood_of_idle_connections_and_a_slow_body_do_not_stop_discovery() {
     const SERVERS: usize = 20;
     const IDLE: usize = 2000;
-    let mut options = common::lab_options("flood", SERVERS, 1, 0);
+    let mut options = LabOptions {
+        apply_bmcs: false,
+        ..common::lab_options("flood", SERVERS, 1, 0)
+    };
     options.operator_args.extend(
         [
             "--boot-header-timeout-seconds",
@@ -749,9 +752,9 @@ async fn a_flood_of_idle_connections_and_a_slow_body_do_not_stop_discovery() {
                 for _ in 0..IDLE {
                     if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
                         held.push(stream);
+                        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                opened.fetch_add(held.len(), std::sync::atomic::Ordering::Relaxed);
                 // The server closes them after its header timeout; open them again.
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
@@ -789,6 +792,14 @@ async fn a_flood_of_idle_connections_and_a_slow_body_do_not_stop_discovery() {
         }
     });
 
+    // The flood is in place before the fleet's BMCs are applied.
+    for _ in 0..600 {
+        if opened.load(std::sync::atomic::Ordering::Relaxed) >= IDLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lab.apply_bmcs(0..SERVERS, None).await.expect("apply");
     until_servers(&lab, "every Server Available under the flood", |servers| {
         servers.len() == SERVERS && servers.iter().all(available)
     })

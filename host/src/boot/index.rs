@@ -83,7 +83,10 @@ pub struct EntryState {
 pub enum TicketUse {
     /// The first use: the ignition is served.
     First,
-    /// The ticket was used before, from the address given: refused.
+    /// Another use from the address that used it first (a fetch whose answer was cut off,
+    /// by an operator restart for one, and is tried again): served again.
+    Holder,
+    /// The ticket was used before, from the other address given: refused.
     Reused(IpAddr),
 }
 
@@ -125,9 +128,8 @@ impl BootEntry {
         !flag.swap(true, Ordering::Relaxed)
     }
 
-    /// Uses the fetch ticket from `peer`: the first use wins; every later one, from any
-    /// address (the holder's own included: a machine fetches its ignition once per boot),
-    /// is refused.
+    /// Uses the fetch ticket from `peer`: the first use wins; a later one from the same
+    /// address is the holder trying again, from any other address it is refused.
     pub fn use_ticket(&self, peer: IpAddr) -> TicketUse {
         let mut holder = self
             .state
@@ -135,6 +137,7 @@ impl BootEntry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match *holder {
+            Some(first) if first == peer => TicketUse::Holder,
             Some(first) => TicketUse::Reused(first),
             None => {
                 *holder = Some(peer);
@@ -501,7 +504,11 @@ mod tests {
         let bystander: IpAddr = "10.0.0.9".parse().expect("ip");
         assert_eq!(entry.use_ticket(machine), TicketUse::First);
         assert_eq!(entry.use_ticket(bystander), TicketUse::Reused(machine));
-        assert_eq!(entry.use_ticket(machine), TicketUse::Reused(machine));
+        assert_eq!(
+            entry.use_ticket(machine),
+            TicketUse::Holder,
+            "the machine may fetch again (an answer cut off)"
+        );
         let restarted = super::tests::entry("a", UUID, "k1", "registry-token");
         restarted.ticket_used_by(machine);
         assert_eq!(restarted.use_ticket(bystander), TicketUse::Reused(machine));

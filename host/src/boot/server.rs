@@ -329,6 +329,9 @@ async fn ignition(
             TicketUse::First => {
                 detail = Some(fetched_by(peer, &fingerprint));
             }
+            TicketUse::Holder => {
+                tracing::info!(config = %entry.config, %peer, "the fetch ticket's holder fetches its ignition again");
+            }
             TicketUse::Reused(first) => {
                 let message = format!(
                     "the fetch ticket (fingerprint {fingerprint}) was used from {first}, then presented again from {peer} and refused; the Server starts a new attempt with fresh secrets"

@@ -970,6 +970,10 @@ mod tests {
             entry.use_ticket("10.0.0.9".parse().expect("ip")),
             crate::boot::index::TicketUse::Reused(holder)
         );
+        assert_eq!(
+            entry.use_ticket(holder),
+            crate::boot::index::TicketUse::Holder
+        );
         let entry = plan(fetched("0123456789ab")).entry.expect("served");
         assert_eq!(
             entry.use_ticket(holder),
