@@ -414,6 +414,19 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
         format!("10.93.{net}.100"),
         "ferrometal's DHCP server leased the VM its address: {leases}"
     );
+    // Real iPXE names its SMBIOS UUID in DHCP option 97: the lease binds the machine's boot
+    // requests to its address (source binding, on by default), and the boot above came
+    // through that binding.
+    let leased_uuid = leases[&mac_digits]["uuid"]
+        .as_str()
+        .and_then(ferrometal::boot::uuid::SystemUuid::parse)
+        .unwrap_or_else(|| panic!("iPXE sent no UUID (option 97): {leases}"));
+    let machine_uuid =
+        ferrometal::boot::uuid::SystemUuid::parse(&machine.spec().uuid).expect("uuid");
+    assert!(
+        leased_uuid == machine_uuid || leased_uuid == machine_uuid.smbios_swapped(),
+        "the lease names {leased_uuid}, the VM is {machine_uuid}"
+    );
     drop(operator);
     drop(fleet);
 }

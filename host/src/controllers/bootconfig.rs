@@ -84,16 +84,11 @@ impl ServerView {
     pub fn of(server: &Server) -> Self {
         let status = server.status.as_ref();
         let progress = super::server::Progress::from_annotations(server.annotations());
-        let reported_since_start = progress.started.is_some_and(|started| {
-            let started =
-                k8s_openapi::jiff::Timestamp::from_second(started.as_second()).unwrap_or(started);
-            status
-                .iter()
-                .flat_map(|status| &status.conditions)
-                .any(|c| {
-                    c.type_ == conditions::PROBE_REPORTED && c.last_transition_time.0 >= started
-                })
-        });
+        let reported_at = status
+            .iter()
+            .flat_map(|status| &status.conditions)
+            .find(|c| c.type_ == conditions::PROBE_REPORTED)
+            .map(|c| c.last_transition_time.0);
         Self {
             uuid: server
                 .spec
@@ -119,7 +114,7 @@ impl ServerView {
             }),
             discovery_booting: status.and_then(|s| s.state) == Some(ServerState::Discovery)
                 && progress.boot_requested
-                && !reported_since_start,
+                && !progress.reported(reported_at),
         }
     }
 }
@@ -297,7 +292,11 @@ pub fn plan(observed: Observed) -> Decision {
             conditions::REASON_SYSTEM_UUID_MISSING,
             String::from("the referenced Server has no valid spec.systemUUID"),
         )),
-        ServerLookup::Found(view) => match &view.boot_configuration_ref {
+        ServerLookup::Found(
+            view @ ServerView {
+                uuid: Some(uuid), ..
+            },
+        ) => match &view.boot_configuration_ref {
             Some(named) if *named != observed.config => Err((
                 conditions::REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION,
                 format!(
@@ -314,16 +313,12 @@ pub fn plan(observed: Observed) -> Decision {
                     observed.server_name
                 ),
             )),
-            _ => Ok(view),
+            _ => Ok((uuid.clone(), view)),
         },
     };
 
     let (ready, entry) = match (&observed.image, ignition, server) {
-        (Ok(resolved), Some((ignition, token)), Ok(view)) => {
-            let uuid = view
-                .uuid
-                .clone()
-                .unwrap_or_else(|| unreachable!("checked above"));
+        (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
             let window_open = if observed.discovery {
                 view.discovery_booting
                     && view.boot_configuration_ref.as_ref() == Some(&observed.config)

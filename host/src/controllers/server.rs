@@ -131,6 +131,16 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Whether a report that arrived at `reported_at` belongs to this attempt. Condition
+    /// times have whole seconds: a report that arrives within the second the attempt started
+    /// in must count, or the Server waits for one that never comes.
+    pub fn reported(&self, reported_at: Option<Timestamp>) -> bool {
+        self.started.is_some_and(|started| {
+            let started_second = Timestamp::from_second(started.as_second()).unwrap_or(started);
+            reported_at.is_some_and(|at| at >= started_second)
+        })
+    }
+
     /// Reads the annotations.
     pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
         let time = |key: &str| {
@@ -305,10 +315,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                     attempt: progress.attempt.max(1),
                 };
             };
-            // Condition times have whole seconds: a report that arrives within the second
-            // discovery started in must count, or the Server waits for one that never comes.
-            let started_second = Timestamp::from_second(started.as_second()).unwrap_or(started);
-            let fresh = observed.reported_at.is_some_and(|at| at >= started_second);
+            let fresh = progress.reported(observed.reported_at);
             let missing_nics: Vec<String> = match &observed.expected_macs {
                 Some(expected) => expected
                     .iter()

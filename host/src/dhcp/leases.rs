@@ -118,7 +118,11 @@ impl Leases {
         self.insert(mac, ip, now + u64::from(seconds), uuid, true);
         Binding {
             mac: mac.to_owned(),
-            uuid: uuid.cloned(),
+            uuid: self
+                .by_mac
+                .get(mac)
+                .and_then(|lease| lease.uuid.as_deref())
+                .and_then(SystemUuid::parse),
             ip,
             expires: now + u64::from(seconds),
         }
@@ -135,12 +139,17 @@ impl Leases {
         // Another MAC's expired lease on the same address is gone now.
         self.by_mac
             .retain(|other, lease| other == mac || lease.ip != ip);
+        // A client that does not name its UUID (the booted OS's DHCP client, after the
+        // firmware did) is still the same machine.
+        let uuid = uuid
+            .map(|uuid| uuid.as_str().to_owned())
+            .or_else(|| self.by_mac.get(mac).and_then(|lease| lease.uuid.clone()));
         self.by_mac.insert(
             mac.to_owned(),
             Lease {
                 ip,
                 expires,
-                uuid: uuid.map(|uuid| uuid.as_str().to_owned()),
+                uuid,
                 acked,
             },
         );
@@ -188,6 +197,21 @@ impl Leases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_without_the_uuid_keeps_the_machine_it_named() {
+        let mut leases = Leases::default();
+        let uuid = SystemUuid::parse("4c4c4544-0042-4d10-8056-b4c04f4a5a31").expect("uuid");
+        let ip = Ipv4Addr::new(10, 0, 0, 100);
+        leases.bind("aa", ip, 0, 60, Some(&uuid));
+        // The booted OS renews without option 97.
+        let renewed = leases.bind("aa", ip, 30, 60, None);
+        assert_eq!(renewed.uuid, Some(uuid.clone()));
+        assert_eq!(
+            leases.get("aa").and_then(|l| l.uuid),
+            Some(uuid.to_string())
+        );
+    }
 
     #[test]
     fn an_offer_is_held_so_clients_asking_together_get_different_addresses() {
