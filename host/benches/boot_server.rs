@@ -14,6 +14,11 @@ use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::boot::uuid::SystemUuid;
 
 const MACHINES: usize = 10_000;
+/// The registry token of machine `i`.
+fn token(i: usize) -> String {
+    format!("token-{i:05}")
+}
+
 const IGNITION: &str = r#"{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"metal","sshAuthorizedKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchmarkKeyBenchmarkKeyBenchmarkKey bench"]}]},"systemd":{"units":[{"name":"metalprobe.service","enabled":true}]}}"#;
 const DURATION: &str = "10s";
 const CONNECTIONS: &str = "64";
@@ -96,9 +101,9 @@ fn main() {
                 uki: None,
             },
             ignition: Some(bytes::Bytes::from_static(IGNITION.as_bytes())),
-            // Served without a fetch ticket (`--boot-allow-unauthenticated-ignition`): a
-            // ticket is single-use, and the benchmark fetches each ignition many times.
-            token: None,
+            // wrk fetches each ignition many times from one address: the first use takes
+            // the ticket, every later one is its holder fetching again (checked the same way).
+            token: Some(token(i)),
             network_identifiers: Vec::new(),
             // Reported already, so the benchmark measures serving, not the API server.
             state: EntryState {
@@ -145,7 +150,18 @@ fn main() {
     let ipxe_script = dir.path().join("ipxe.lua");
     std::fs::write(&ipxe_script, lua("/ipxe/%08x-0000-4000-8000-%012x")).expect("lua");
     let ignition_script = dir.path().join("ignition.lua");
-    std::fs::write(&ignition_script, lua("/ignition/%08x-0000-4000-8000-%012x")).expect("lua");
+    let tickets: Vec<String> = (0..MACHINES)
+        .map(|i| format!("\"{}\"", ferrometal::boot::index::fetch_ticket(&token(i))))
+        .collect();
+    std::fs::write(
+        &ignition_script,
+        format!(
+            "tickets = {{{}}}\nmath.randomseed(7)\nrequest = function()\n  local i = math.random(0, {})\n  return wrk.format(\"GET\", string.format(\"/ignition/%08x-0000-4000-8000-%012x?ticket=%s\", i, i, tickets[i + 1]))\nend\n",
+            tickets.join(","),
+            MACHINES - 1
+        ),
+    )
+    .expect("lua");
     let base = format!("http://{address}");
     let ipxe = wrk(&base, &ipxe_script);
     let ignition = wrk(&base, &ignition_script);
@@ -158,7 +174,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (name, result) in [
         ("`/ipxe/<uuid>`", ipxe),
-        ("`/ignition/<uuid>` (no ticket)", ignition),
+        ("`/ignition/<uuid>?ticket=…`", ignition),
     ] {
         println!(
             "| {name} | {} | {} | {} | {} |",

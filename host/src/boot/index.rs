@@ -76,6 +76,26 @@ pub struct EntryState {
     pub source_refusal_reported: AtomicBool,
     /// The address the fetch ticket was used from (it is single-use).
     pub ticket_holder: Mutex<Option<IpAddr>>,
+    /// The fetch ticket, derived once from the registry token.
+    pub ticket: OnceLock<Option<Ticket>>,
+}
+
+/// A boot's fetch ticket and the name conditions give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// What the script's ignition URL carries ([`fetch_ticket`]).
+    pub value: String,
+    /// Its [`ticket_fingerprint`].
+    pub fingerprint: String,
+}
+
+impl Ticket {
+    /// The ticket of registry token `token`.
+    pub fn of(token: &str) -> Self {
+        let value = fetch_ticket(token);
+        let fingerprint = ticket_fingerprint(&value);
+        Self { value, fingerprint }
+    }
 }
 
 /// What a fetch ticket presented to `/ignition/<uuid>` gets.
@@ -109,9 +129,13 @@ pub fn ticket_fingerprint(ticket: &str) -> String {
 }
 
 impl BootEntry {
-    /// The fetch ticket the script carries (`None` when served without one).
-    pub fn ticket(&self) -> Option<String> {
-        self.token.as_deref().map(fetch_ticket)
+    /// The fetch ticket the script carries (`None` when served without one), derived at
+    /// the first ask.
+    pub fn ticket(&self) -> Option<&Ticket> {
+        self.state
+            .ticket
+            .get_or_init(|| self.token.as_deref().map(Ticket::of))
+            .as_ref()
     }
 
     /// Marks `fetch` as reported; true only the first time (so each is reported once per
@@ -490,7 +514,7 @@ mod tests {
     #[test]
     fn a_fetch_ticket_is_used_once_and_reveals_nothing_of_the_token() {
         let entry = entry("a", UUID, "k1", "registry-token");
-        let ticket = entry.ticket().expect("ticket");
+        let ticket = entry.ticket().expect("ticket").value.clone();
         assert_eq!(ticket.len(), 64);
         assert_ne!(ticket, "registry-token");
         assert_eq!(

@@ -256,7 +256,7 @@ async fn ipxe_script(
             base_url: &server.config.base_url,
             uuid: &entry.uuid,
             layers: &entry.layers,
-            ticket: entry.ticket().as_deref(),
+            ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
             has_ignition: entry.ignition.is_some(),
             extra_kernel_args: &server.config.extra_kernel_args,
         })
@@ -314,7 +314,7 @@ async fn ignition(
     let mut detail = None;
     if let Some(expected) = entry.ticket() {
         let given = query.ticket.as_deref().unwrap_or_default();
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        if !constant_time_eq(given.as_bytes(), expected.value.as_bytes()) {
             tracing::warn!(
                 config = %entry.config,
                 %peer,
@@ -324,10 +324,10 @@ async fn ignition(
             server.metrics.count("ignition", StatusCode::FORBIDDEN);
             return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
         }
-        let fingerprint = super::index::ticket_fingerprint(&expected);
+        let fingerprint = &expected.fingerprint;
         match entry.use_ticket(peer) {
             TicketUse::First => {
-                detail = Some(fetched_by(peer, &fingerprint));
+                detail = Some(fetched_by(peer, fingerprint));
             }
             TicketUse::Holder => {
                 tracing::info!(config = %entry.config, %peer, "the fetch ticket's holder fetches its ignition again");

@@ -338,8 +338,7 @@ pub fn plan(observed: Observed) -> Decision {
                     state: EntryState::default(),
                 };
                 if let (Some(ticket), Some(message)) = (entry.ticket(), &observed.ignition_fetched)
-                    && let Some(holder) =
-                        ticket_holder(message, &crate::boot::index::ticket_fingerprint(&ticket))
+                    && let Some(holder) = ticket_holder(message, &ticket.fingerprint)
                 {
                     entry.ticket_used_by(holder);
                 }

@@ -660,10 +660,20 @@ impl Leader {
             .default_backoff()
             .reflect(boot_configuration_writer)
             .inspect_ok(first_listing(&readiness, "boot configuration watch")),
+            // Its state, and a refused second use of its fetch ticket (the Server then
+            // starts over); not the boot server's other fetch records.
             |config: &ServerBootConfiguration| {
+                let status = config.status.as_ref();
                 fingerprint((
                     config.metadata.generation,
-                    config.status.as_ref().and_then(|status| status.state),
+                    status.and_then(|status| status.state),
+                    status.and_then(|status| {
+                        status
+                            .conditions
+                            .iter()
+                            .find(|c| c.type_ == ferrometal::api::conditions::FETCH_TICKET_REUSED)
+                            .map(|c| c.last_transition_time.0)
+                    }),
                 ))
             },
         );
