@@ -428,10 +428,33 @@ async fn an_operator_restart_mid_discovery_costs_no_server_a_retry() {
         .filter(|s| attempt(s) != 1)
         .map(|s| format!("{} (attempt {})", s.name_any(), attempt(s)))
         .collect();
-    assert!(
-        retried.is_empty(),
-        "Servers needed a discovery retry: {retried:?}"
-    );
+    if !retried.is_empty() {
+        // Why: the Warning Events of those Servers and the operator's lines about them.
+        let events = Api::<k8s_openapi::api::core::v1::Event>::all(lab.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default();
+        let log = lab.operator_log();
+        let mut why = String::new();
+        for server in servers.iter().filter(|s| attempt(s) != 1) {
+            let name = server.name_any();
+            for event in events
+                .iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
+            {
+                why.push_str(&format!(
+                    "{name} event {:?}: {:?}\n",
+                    event.reason, event.message
+                ));
+            }
+            for line in log.lines().filter(|line| line.contains(&name)).take(40) {
+                why.push_str(line);
+                why.push('\n');
+            }
+        }
+        panic!("Servers needed a discovery retry: {retried:?}\n{why}");
+    }
     let fetch_retries: u32 = lab.fleet.machines().map(|m| m.fetch_retries()).sum();
     eprintln!("machines tried a fetch again {fetch_retries} times across the restart");
 }

@@ -337,6 +337,33 @@ impl BootIndex {
         })
     }
 
+    /// Takes note of who used the fetch ticket of `config`'s entry, from its
+    /// `IgnitionDataFetched` message (written by whichever replica served the fetch), so that
+    /// every replica refuses the ticket from other addresses. Messages naming another
+    /// ticket (an earlier attempt's) change nothing, nor does one for an entry whose holder
+    /// is known.
+    pub fn note_ticket_use(&self, config: &ConfigKey, message: &str) {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = inner
+            .by_config
+            .get(config)
+            .and_then(|uuid| inner.by_uuid.get(uuid))
+        else {
+            return;
+        };
+        let Some(ticket) = entry.ticket() else {
+            return;
+        };
+        if let Some(holder) = super::server::ticket_holder(message, &ticket.fingerprint) {
+            let mut known = entry
+                .state
+                .ticket_holder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            known.get_or_insert(holder);
+        }
+    }
+
     /// Where to fetch blob `digest` from, if a served image has it.
     pub fn blob(&self, digest: &str) -> Option<BlobSource> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
@@ -536,6 +563,30 @@ mod tests {
         let restarted = super::tests::entry("a", UUID, "k1", "registry-token");
         restarted.ticket_used_by(machine);
         assert_eq!(restarted.use_ticket(bystander), TicketUse::Reused(machine));
+        // Another replica served the fetch: its record reaches this replica's index.
+        let index = BootIndex::default();
+        index.insert(super::tests::entry("a", UUID, "k1", "registry-token"));
+        let fingerprint = ticket_fingerprint(&fetch_ticket("registry-token"));
+        index.note_ticket_use(
+            &key("a"),
+            &super::super::server::fetched_by(bystander, "0000"),
+        );
+        let uuid = SystemUuid::parse(UUID).expect("uuid");
+        assert_eq!(
+            index.by_uuid(&uuid).expect("entry").use_ticket(machine),
+            TicketUse::First,
+            "an earlier ticket's record changes nothing"
+        );
+        let index = BootIndex::default();
+        index.insert(super::tests::entry("a", UUID, "k1", "registry-token"));
+        index.note_ticket_use(
+            &key("a"),
+            &super::super::server::fetched_by(machine, &fingerprint),
+        );
+        assert_eq!(
+            index.by_uuid(&uuid).expect("entry").use_ticket(bystander),
+            TicketUse::Reused(machine)
+        );
     }
 
     #[test]

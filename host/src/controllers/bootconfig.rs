@@ -30,6 +30,7 @@ use crate::boot::uuid::SystemUuid;
 use crate::controllers::caches::cached_or_get;
 use crate::controllers::report;
 use crate::controllers::watch_index::WatchIndex;
+use crate::controllers::written::{Freshness, WrittenVersions};
 use crate::leader::Leadership;
 use crate::telemetry::ControllerMetrics;
 
@@ -492,6 +493,9 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Retry delays after failures, per object.
     pub backoff: super::backoff::ErrorBackoff,
+    /// The resource versions of this reconciler's status writes (a cached configuration
+    /// older than them is not compared against).
+    pub written: WrittenVersions,
     /// Servers, from [`run`]'s Server watch.
     pub servers: Store<Server>,
     /// Secrets of the watched namespaces, from [`run`]'s Secret watch.
@@ -541,6 +545,15 @@ pub async fn reconcile(
     }
     timer.finish(result.is_ok());
     result
+}
+
+/// The message of a configuration's `IgnitionDataFetched` condition.
+fn ignition_fetched(sbc: &ServerBootConfiguration) -> Option<&str> {
+    sbc.status
+        .iter()
+        .flat_map(|status| &status.conditions)
+        .find(|c| c.type_ == IGNITION_DATA_FETCHED)
+        .map(|c| c.message.as_str())
 }
 
 fn key_of(sbc: &ServerBootConfiguration) -> ConfigKey {
@@ -615,12 +628,7 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
                 && owner.kind == "Server"
                 && owner.name == sbc.spec.server_ref.name
         }),
-        ignition_fetched: sbc
-            .status
-            .iter()
-            .flat_map(|status| &status.conditions)
-            .find(|c| c.type_ == IGNITION_DATA_FETCHED)
-            .map(|c| c.message.clone()),
+        ignition_fetched: ignition_fetched(sbc).map(str::to_owned),
     });
     match decision.entry {
         Some(entry) => {
@@ -631,7 +639,19 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
         None => ctx.index.remove(&config),
     }
     if ctx.leadership.is_leader() {
-        publish_status(sbc, ctx, decision.state, &decision.conditions).await?;
+        let key = super::object_key(sbc);
+        match ctx
+            .written
+            .freshness(&key, sbc.metadata.resource_version.as_deref())
+        {
+            // The cached status is older than this reconciler's last write: comparing with
+            // it would write the same status again. Look again once the watch caught up
+            // (status changes do not trigger a reconcile).
+            Freshness::Behind => return Ok(Action::requeue(Duration::from_secs(1))),
+            Freshness::Current | Freshness::Unknown => {
+                publish_status(sbc, ctx, decision.state, &decision.conditions).await?;
+            }
+        }
     }
     Ok(Action::requeue(decision.requeue))
 }
@@ -676,7 +696,7 @@ async fn publish_status(
         "kind": "ServerBootConfiguration",
         "status": { "state": state, "conditions": owned },
     });
-    Api::<ServerBootConfiguration>::namespaced(
+    let written = Api::<ServerBootConfiguration>::namespaced(
         ctx.client.clone(),
         &sbc.namespace().unwrap_or_default(),
     )
@@ -686,6 +706,10 @@ async fn publish_status(
         &Patch::Apply(&status),
     )
     .await?;
+    ctx.written.record(
+        &super::object_key(sbc),
+        written.metadata.resource_version.as_deref(),
+    );
     if ready_changed && let Some(ready) = updates.iter().find(|u| u.kind == conditions::READY) {
         report::ready_event(
             &ctx.client,
@@ -733,6 +757,7 @@ pub async fn run(
     };
     let (reader, writer) = reflector::store();
     let index = ctx.index.clone();
+    let written_ctx = ctx.clone();
     let known = reader.clone();
     // Which configurations name a Secret or a Server, kept from the same watch, so a Secret
     // or Server event finds its configurations without scanning them all.
@@ -763,12 +788,21 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| {
+            let written = &written_ctx.written;
             secrets_index.apply(event);
             servers_index.apply(event);
             match event {
                 watcher::Event::Delete(sbc) => {
                     index.remove(&key_of(sbc));
                     index.sync().visited(&key_of(sbc));
+                    written.forget(&super::object_key(sbc));
+                }
+                // A fetch record, perhaps another replica's: its ticket is used (no
+                // reconcile: the trigger below skips status changes).
+                watcher::Event::Apply(sbc) | watcher::Event::InitApply(sbc) => {
+                    if let Some(message) = ignition_fetched(sbc) {
+                        index.note_ticket_use(&key_of(sbc), message);
+                    }
                 }
                 watcher::Event::InitDone => {
                     // After a re-list, configurations deleted meanwhile sent no Delete.

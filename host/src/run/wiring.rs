@@ -455,6 +455,7 @@ impl BootConfigurations {
             reporter: reporter("ferrometal-bootconfig"),
             metrics: self.metrics,
             backoff: Default::default(),
+            written: Default::default(),
         });
         supervisor.spawn(
             "boot-configuration controller",
