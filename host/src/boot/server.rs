@@ -190,17 +190,25 @@ impl BootServer {
         refusal(status, &message)
     }
 
+    /// The entry of the machine a request from `peer` names (its UUID as spelled), when it
+    /// is served and `peer` may ask for it (source binding, below); `endpoint` names the
+    /// request in logs and records.
+    pub fn machine(
+        &self,
+        endpoint: &'static str,
+        raw: &str,
+        peer: IpAddr,
+    ) -> Option<Arc<BootEntry>> {
+        self.lookup(endpoint, raw)
+            .filter(|entry| self.accepts_source(endpoint, entry, peer))
+    }
+
     /// Whether `peer` may ask for `entry` under source binding: yes without it, or when
     /// ferrometal's DHCP server leased the machine no address (external DHCP, QEMU's user
     /// network); otherwise only from the leased address. A refusal is logged, recorded on
     /// the configuration (`SourceAddressRefused`, once per entry) and counted; the caller
     /// answers it as for an unknown machine.
-    pub fn from_bound_source(
-        &self,
-        endpoint: &'static str,
-        entry: &BootEntry,
-        peer: IpAddr,
-    ) -> bool {
+    fn accepts_source(&self, endpoint: &'static str, entry: &BootEntry, peer: IpAddr) -> bool {
         let Some(bindings) = &self.config.source_bindings else {
             return true;
         };
@@ -219,7 +227,7 @@ impl BootServer {
             return true;
         }
         let message = format!(
-            "a request for its {endpoint} came from {peer}, but ferrometal's DHCP server leased {leased} to this machine; refused"
+            "a {endpoint} request for this machine came from {peer}, but ferrometal's DHCP server leased {leased} to it; refused"
         );
         tracing::warn!(config = %entry.config, server = %entry.server, "{message}");
         self.report(entry, Fetch::SourceRefused, Some(message));
@@ -244,10 +252,7 @@ async fn ipxe_script(
     Path(uuid): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let Some(entry) = server
-        .lookup("ipxe", &uuid)
-        .filter(|entry| server.from_bound_source("script", entry, peer.ip()))
-    else {
+    let Some(entry) = server.machine("ipxe", &uuid, peer.ip()) else {
         return server.unknown_response("ipxe");
     };
     // Rendered once per entry (a new token or image makes a new entry).
@@ -299,10 +304,7 @@ async fn ignition(
     Query(query): Query<TicketQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let Some(entry) = server
-        .lookup("ignition", &uuid)
-        .filter(|entry| server.from_bound_source("ignition", entry, peer.ip()))
-    else {
+    let Some(entry) = server.machine("ignition", &uuid, peer.ip()) else {
         return server.unknown_response("ignition");
     };
     let Some(ignition) = &entry.ignition else {

@@ -81,11 +81,7 @@ impl Registry {
         headers: &HeaderMap,
         peer: SocketAddr,
     ) -> Result<Arc<BootEntry>, Refusal> {
-        let Some(entry) = self
-            .boot
-            .lookup(endpoint, uuid)
-            .filter(|entry| self.boot.from_bound_source("registry", entry, peer.ip()))
-        else {
+        let Some(entry) = self.boot.machine(endpoint, uuid, peer.ip()) else {
             // 503 + Retry-After while the boot index is being filled after a start.
             let (status, message) = self
                 .boot
