@@ -4,7 +4,8 @@
 //!
 //! Machines booting one image at once share one download: the first request fetches, the
 //! others wait for it. A layer whose bytes do not hash to its digest is never served. The
-//! directory is emptied at start (a restart fetches again; nothing unverified survives).
+//! layers of an earlier run are removed at start (a restart fetches again; nothing
+//! unverified survives).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,20 +67,24 @@ pub struct LayerCache {
     /// One lock per layer being downloaded, so that a layer is fetched once.
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     clock: AtomicU64,
-    fetched: AtomicU64,
     /// The directory, when the cache made it itself (removed when the cache is dropped).
     _temporary: Option<tempfile::TempDir>,
 }
 
 impl LayerCache {
-    /// A cache in `dir` (created, and emptied of earlier runs' files) holding at most
-    /// `max_bytes` (a single larger layer is kept until another needs the room).
+    /// A cache in `dir` (created, and emptied of earlier runs' layers: files named as this
+    /// cache names them, nothing else) holding at most `max_bytes` (a single larger layer is
+    /// kept until another needs the room).
     pub fn new(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_file() {
-                std::fs::remove_file(&path)?;
+            let entry = entry?;
+            let ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with("sha256-") || name.starts_with(".partial-"));
+            if ours && entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
             }
         }
         Ok(Self {
@@ -88,7 +93,6 @@ impl LayerCache {
             cached: Mutex::default(),
             downloads: Mutex::default(),
             clock: AtomicU64::new(0),
-            fetched: AtomicU64::new(0),
             _temporary: None,
         })
     }
@@ -102,11 +106,6 @@ impl LayerCache {
         let mut cache = Self::new(dir.path(), max_bytes)?;
         cache._temporary = Some(dir);
         Ok(cache)
-    }
-
-    /// How many layers were downloaded from a registry since start.
-    pub fn fetched_from_registry(&self) -> u64 {
-        self.fetched.load(Ordering::Relaxed)
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -229,8 +228,6 @@ impl LayerCache {
         .await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&partial).await;
-        } else {
-            self.fetched.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
@@ -275,5 +272,28 @@ impl LayerCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_removes_only_the_layers_of_an_earlier_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layer = dir.path().join(format!("sha256-{}", "a".repeat(64)));
+        let partial = dir.path().join(".partial-abc-1");
+        let other = dir.path().join("notes.txt");
+        for path in [&layer, &partial, &other] {
+            std::fs::write(path, b"x").expect("write");
+        }
+        let cache = LayerCache::new(dir.path(), 1 << 20).expect("cache");
+        assert!(!layer.exists() && !partial.exists());
+        assert!(
+            other.exists(),
+            "a file the cache did not write is left alone"
+        );
+        assert_eq!(cache.cached_bytes(), 0);
     }
 }

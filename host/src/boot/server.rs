@@ -294,8 +294,9 @@ struct TicketQuery {
     ticket: Option<String>,
 }
 
-/// The ignition, once per boot: only with the fetch ticket the machine's script carries,
-/// and only to the first who presents it. A second use is refused and recorded on the
+/// The ignition: only with the fetch ticket the machine's script carries, and only to the
+/// address that presented it first (which may fetch again: an answer cut off by a restart
+/// is tried again). A use from another address is refused and recorded on the
 /// configuration with both addresses (the Server then starts a new attempt with fresh
 /// secrets); neither the ticket nor the registry token is ever logged.
 async fn ignition(

@@ -795,13 +795,18 @@ async fn step(
         }
         Step::RestartAfterTicketReuse { attempt, message } => {
             let outcome = start_discovery(server, &system, ctx, attempt, &finished).await?;
-            outcome
-                .discovery(
-                    false,
-                    conditions::REASON_FETCH_TICKET_REUSED,
-                    message.clone(),
-                )
-                .warning(conditions::REASON_FETCH_TICKET_REUSED, message)
+            // Said only once the new attempt started; until then the outcome says why not.
+            if outcome.boot_configuration_ref.is_some() {
+                outcome
+                    .discovery(
+                        false,
+                        conditions::REASON_FETCH_TICKET_REUSED,
+                        message.clone(),
+                    )
+                    .warning(conditions::REASON_FETCH_TICKET_REUSED, message)
+            } else {
+                outcome
+            }
         }
         Step::Inventory => inventory(server, &system, ctx, &finished).await?,
         // The condition already says so since the discovery started (or why it started

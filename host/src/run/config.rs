@@ -266,8 +266,9 @@ struct BootArgs {
         default_value_t = 30
     )]
     boot_body_timeout_seconds: u64,
-    /// Where the image proxy keeps verified layers (emptied at start); default: a fresh
-    /// directory under the system's temporary directory, removed at exit.
+    /// Where the image proxy keeps verified layers (an earlier run's layers are removed at
+    /// start); default: a fresh directory under the system's temporary directory, removed at
+    /// exit.
     #[arg(long, env = "FERROMETAL_BOOT_LAYER_CACHE_DIR")]
     boot_layer_cache_dir: Option<PathBuf>,
     /// Accept a machine's script, ignition and reports only from the address ferrometal's
