@@ -170,14 +170,21 @@ impl BootEntry {
         }
     }
 
-    /// Records that the ticket was already used from `holder` (known from the
-    /// configuration's status after a restart).
-    pub fn ticket_used_by(&self, holder: IpAddr) {
-        *self
-            .state
-            .ticket_holder
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(holder);
+    /// Takes note of who used this entry's fetch ticket, from its configuration's
+    /// `IgnitionDataFetched` message (after a restart, or written by another replica that
+    /// served the fetch). A message naming another ticket (an earlier attempt's) changes
+    /// nothing, nor does one when the holder is known.
+    pub fn note_fetch_record(&self, message: &str) {
+        let Some(ticket) = self.ticket() else {
+            return;
+        };
+        if let Some(holder) = super::server::ticket_holder(message, &ticket.fingerprint) {
+            self.state
+                .ticket_holder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(holder);
+        }
     }
 
     /// Whether the entry serves the same thing as `other` (then a re-reconcile keeps the
@@ -337,30 +344,16 @@ impl BootIndex {
         })
     }
 
-    /// Takes note of who used the fetch ticket of `config`'s entry, from its
-    /// `IgnitionDataFetched` message (written by whichever replica served the fetch), so that
-    /// every replica refuses the ticket from other addresses. Messages naming another
-    /// ticket (an earlier attempt's) change nothing, nor does one for an entry whose holder
-    /// is known.
+    /// [`BootEntry::note_fetch_record`] on `config`'s entry, if it is served, so that every
+    /// replica refuses a ticket another one served from other addresses.
     pub fn note_ticket_use(&self, config: &ConfigKey, message: &str) {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = inner
+        if let Some(entry) = inner
             .by_config
             .get(config)
             .and_then(|uuid| inner.by_uuid.get(uuid))
-        else {
-            return;
-        };
-        let Some(ticket) = entry.ticket() else {
-            return;
-        };
-        if let Some(holder) = super::server::ticket_holder(message, &ticket.fingerprint) {
-            let mut known = entry
-                .state
-                .ticket_holder
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            known.get_or_insert(holder);
+        {
+            entry.note_fetch_record(message);
         }
     }
 
@@ -561,7 +554,10 @@ mod tests {
             "the machine may fetch again (an answer cut off)"
         );
         let restarted = super::tests::entry("a", UUID, "k1", "registry-token");
-        restarted.ticket_used_by(machine);
+        restarted.note_fetch_record(&super::super::server::fetched_by(
+            machine,
+            &ticket_fingerprint(&ticket),
+        ));
         assert_eq!(restarted.use_ticket(bystander), TicketUse::Reused(machine));
         // Another replica served the fetch: its record reaches this replica's index.
         let index = BootIndex::default();

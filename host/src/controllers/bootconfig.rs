@@ -25,7 +25,6 @@ use crate::api::{
 };
 use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
 use crate::boot::index::{BootEntry, BootIndex, ConfigKey, EntryState, Inserted};
-use crate::boot::server::ticket_holder;
 use crate::boot::uuid::SystemUuid;
 use crate::controllers::caches::cached_or_get;
 use crate::controllers::report;
@@ -85,11 +84,7 @@ impl ServerView {
     pub fn of(server: &Server) -> Self {
         let status = server.status.as_ref();
         let progress = super::server::Progress::from_annotations(server.annotations());
-        let reported_at = status
-            .iter()
-            .flat_map(|status| &status.conditions)
-            .find(|c| c.type_ == conditions::PROBE_REPORTED)
-            .map(|c| c.last_transition_time.0);
+        let reported_at = status.and_then(super::server::reported_at);
         Self {
             uuid: server
                 .spec
@@ -338,10 +333,8 @@ pub fn plan(observed: Observed) -> Decision {
                     network_identifiers: view.network_identifiers.clone(),
                     state: EntryState::default(),
                 };
-                if let (Some(ticket), Some(message)) = (entry.ticket(), &observed.ignition_fetched)
-                    && let Some(holder) = ticket_holder(message, &ticket.fingerprint)
-                {
-                    entry.ticket_used_by(holder);
+                if let Some(message) = &observed.ignition_fetched {
+                    entry.note_fetch_record(message);
                 }
                 entry
             });

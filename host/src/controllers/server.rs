@@ -130,6 +130,15 @@ pub struct Progress {
     pub retry_at: Option<Timestamp>,
 }
 
+/// When the latest probe report arrived (its `ProbeReported` condition's time).
+pub fn reported_at(status: &crate::api::ServerStatus) -> Option<Timestamp> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PROBE_REPORTED)
+        .map(|c| c.last_transition_time.0)
+}
+
 impl Progress {
     /// Whether a report that arrived at `reported_at` belongs to this attempt. Condition
     /// times have whole seconds: a report that arrives within the second the attempt started
@@ -738,8 +747,7 @@ async fn step(
                 .find(|c| c.type_ == conditions::FETCH_TICKET_REUSED)?;
             Some((condition.last_transition_time.0, condition.message.clone()))
         });
-    let report = status.conditions.iter().find(|c| c.type_ == PROBE_REPORTED);
-    let reported_at = report.map(|c| c.last_transition_time.0);
+    let reported_at = reported_at(&status);
     let discovering = status.state == Some(ServerState::Discovery);
     // The BMC's view of the NICs, needed only to judge a report.
     let expected_macs = if discovering && reported_at.is_some() {
