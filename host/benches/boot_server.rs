@@ -105,6 +105,7 @@ fn main() {
             // the ticket, every later one is its holder fetching again (checked the same way).
             token: Some(token(i)),
             network_identifiers: Vec::new(),
+            discovery_attempt: Some(1),
             // Reported already, so the benchmark measures serving, not the API server.
             state: EntryState {
                 script_reported: AtomicBool::new(true),

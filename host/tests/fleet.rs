@@ -118,6 +118,14 @@ async fn a_fleet_reaches_available_through_both_discovery_paths() {
         assert!(server_macs(server).contains(&spec.macs[0]), "{status:#}");
         assert_eq!(status["serialNumber"], spec.serial.as_str(), "{status:#}");
         assert!(machine.boots() >= 1);
+        // Powered on only once its boot server served the attempt: its first request for
+        // the script found the window open, and nothing had to be asked twice.
+        assert_eq!(
+            machine.fetch_retries(),
+            0,
+            "{} asked before its boot window opened",
+            spec.uuid
+        );
     }
     // Discovery over, the operator powers the machines off.
     until_servers(&lab, "machines powered off", |_| {
@@ -893,8 +901,9 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
         .machines()
         .map(|m| m.spec().uuid.clone())
         .collect();
-    // Server 1's BMC answers slowly: its boot request takes seconds, so its configuration is
-    // Ready well before its window opens.
+    // Server 1's BMC answers slowly: its power-on comes seconds after its window opened, so
+    // the bystander reads its script first (reading takes nothing: the ticket is used at the
+    // ignition fetch).
     lab.fleet.bmcs()[1].set_faults(Faults {
         latency: Duration::from_secs(2),
         ..Faults::default()
@@ -922,12 +931,6 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
     lab.apply_bmcs(0..1, None).await.expect("apply");
     let servers: Api<Server> = Api::all(lab.client.clone());
     let name = |i: usize| format!("sim-bmc-{i}-system-0");
-    let booted = |server: &Server| {
-        server
-            .annotations()
-            .contains_key("ferrometal.dev/discovery-boot-requested")
-    };
-
     // In the window: the bystander reads a script (ticket only, no registry token).
     let script_of = |uuid: String| {
         let (bystander, base) = (bystander.clone(), base.clone());
@@ -1001,39 +1004,21 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
         "the stolen registry token outlived its attempt"
     );
 
-    lab.apply_bmcs(1..2, None).await.expect("apply");
-    // Before the window: server 1's configuration is Ready, its boot not yet requested.
-    let sbcs: Api<ferrometal::api::ServerBootConfiguration> =
-        Api::namespaced(lab.client.clone(), "default");
-    let mut checked_before = false;
-    for _ in 0..300 {
-        let ready = sbcs
-            .get_opt(&name(1))
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|sbc| {
-                sbc.status.and_then(|s| s.state)
-                    == Some(ferrometal::api::ServerBootConfigurationState::Ready)
-            });
-        let server = servers.get_opt(&name(1)).await.ok().flatten();
-        if ready && server.as_ref().is_some_and(|server| !booted(server)) {
-            let status = bystander
-                .get(format!("{base}/ipxe/{}", uuids[1]))
+    // Before its attempt: a UUID the bystander read off a label is unknown.
+    let unknown = |uuid: String| {
+        let (bystander, base) = (bystander.clone(), base.clone());
+        async move {
+            bystander
+                .get(format!("{base}/ipxe/{uuid}"))
                 .send()
                 .await
                 .expect("ipxe")
-                .status();
-            // Counts only if the window was still closed after the answer.
-            if !booted(&servers.get(&name(1)).await.expect("server 1")) {
-                assert_eq!(status, 404, "a configuration outside its window is served");
-                checked_before = true;
-                break;
-            }
+                .status()
+                .as_u16()
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(checked_before, "never saw server 1 Ready before its window");
+    };
+    assert_eq!(unknown(uuids[1].clone()).await, 404, "served before its attempt");
+    lab.apply_bmcs(1..2, None).await.expect("apply");
 
     // Server 1: the machine fetches first; the bystander's copy is then useless.
     let script = script_of(uuids[1].clone()).await;
@@ -1065,6 +1050,10 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
         servers.len() == 2 && servers.iter().all(available)
     })
     .await;
+    // The reports closed both windows.
+    for uuid in &uuids {
+        assert_eq!(unknown(uuid.clone()).await, 404, "served after its report");
+    }
     let listed = servers.list(&ListParams::default()).await.expect("servers");
     // Server 0 restarted once; server 1 only if the refusal was seen before its machine's
     // report completed it (the machine had its ignition either way).
@@ -1126,6 +1115,8 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
             .map(|token| ferrometal::boot::index::fetch_ticket(token)),
     );
     let published = serde_json::to_string(&(&events.items, &listed.items)).expect("json");
+    let sbcs: Api<ferrometal::api::ServerBootConfiguration> =
+        Api::namespaced(lab.client.clone(), "default");
     let sbc_status =
         serde_json::to_string(&sbcs.list(&ListParams::default()).await.expect("sbcs").items)
             .expect("json");

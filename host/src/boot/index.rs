@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use oci_client::Reference;
 
@@ -55,6 +56,9 @@ pub struct BootEntry {
     pub token: Option<String>,
     /// IPs and MACs (lowercase) the machine may ask `/httpboot` from.
     pub network_identifiers: Vec<String>,
+    /// The discovery attempt whose boot window this entry is (`None`: not a discovery
+    /// configuration). The Server powers the machine on only once its attempt is served.
+    pub discovery_attempt: Option<u32>,
     /// What happened to this entry since it was made.
     pub state: EntryState,
 }
@@ -198,6 +202,7 @@ impl BootEntry {
             && self.ignition == other.ignition
             && self.token == other.token
             && self.network_identifiers == other.network_identifiers
+            && self.discovery_attempt == other.discovery_attempt
     }
 }
 
@@ -243,7 +248,13 @@ struct Inner {
 pub struct BootIndex {
     inner: Arc<RwLock<Inner>>,
     sync: Arc<IndexSync>,
+    /// Told the Server of each discovery attempt the index starts serving.
+    windows: Arc<Mutex<Option<mpsc::Sender<String>>>>,
 }
+
+/// How many opened boot windows wait for the Server controller before more are dropped
+/// (it looks again on its own a few seconds later).
+const OPENED_WINDOWS_QUEUE: usize = 1024;
 
 /// What [`BootIndex::insert`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +274,27 @@ impl BootIndex {
         Self {
             inner: Arc::default(),
             sync: Arc::new(IndexSync::awaiting_listing()),
+            windows: Arc::default(),
         }
+    }
+
+    /// The names of the Servers whose discovery attempt the index starts serving, from now
+    /// on (a later call takes the stream over): the Server controller powers a machine on
+    /// once its boot window is open, and learns it here without polling.
+    pub fn opened_windows(&self) -> mpsc::Receiver<String> {
+        let (sender, receiver) = mpsc::channel(OPENED_WINDOWS_QUEUE);
+        *self.windows.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    /// Whether the index serves discovery `attempt` of `config`.
+    pub fn serves_discovery(&self, config: &ConfigKey, attempt: u32) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_config
+            .get(config)
+            .and_then(|uuid| inner.by_uuid.get(uuid))
+            .is_some_and(|entry| entry.discovery_attempt == Some(attempt))
     }
 
     /// Whether the index holds every configuration yet (after a start), and how the
@@ -289,7 +320,22 @@ impl BootIndex {
             // unserved).
             inner.displaced.insert(entry.config.clone(), other.clone());
         }
+        let opened = entry
+            .discovery_attempt
+            .is_some()
+            .then(|| entry.server.clone());
         inner.add(Arc::new(entry));
+        drop(inner);
+        if let Some(server) = opened
+            && let Some(windows) = self
+                .windows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+        {
+            // Full (or nobody listening on a standby replica): the Server looks again soon.
+            let _ = windows.try_send(server);
+        }
         let replaced = replaced.map(|other| other.config.clone());
         match replaced {
             Some(other) => Inserted::Replaced(other),
@@ -468,11 +514,41 @@ mod tests {
             ignition: Some(bytes::Bytes::from_static(b"{}")),
             token: Some(token.to_owned()),
             network_identifiers: vec![String::from("10.0.0.7"), String::from("aa:bb:cc:dd:ee:ff")],
+            discovery_attempt: None,
             state: EntryState::default(),
         }
     }
 
     const UUID: &str = "00112233-4455-6677-8899-aabbccddeeff";
+
+    #[test]
+    fn an_opened_discovery_window_is_told_once_and_asked_by_attempt() {
+        let index = BootIndex::default();
+        let mut opened = index.opened_windows();
+        let discovery = |attempt, token| BootEntry {
+            discovery_attempt: Some(attempt),
+            ..entry("a", UUID, "k1", token)
+        };
+        assert!(!index.serves_discovery(&key("a"), 1));
+        index.insert(entry("a", UUID, "k1", "t"));
+        assert!(
+            !index.serves_discovery(&key("a"), 1),
+            "not a discovery entry"
+        );
+        assert!(opened.try_recv().is_err(), "no window opened");
+        index.insert(discovery(1, "t1"));
+        assert!(index.serves_discovery(&key("a"), 1));
+        assert!(!index.serves_discovery(&key("a"), 2), "another attempt");
+        assert!(!index.serves_discovery(&key("b"), 1), "another configuration");
+        assert_eq!(opened.try_recv().ok().as_deref(), Some("server"));
+        index.insert(discovery(1, "t1"));
+        assert!(opened.try_recv().is_err(), "unchanged: told once");
+        index.insert(discovery(2, "t2"));
+        assert!(index.serves_discovery(&key("a"), 2), "the next attempt");
+        assert_eq!(opened.try_recv().ok().as_deref(), Some("server"));
+        index.remove(&key("a"));
+        assert!(!index.serves_discovery(&key("a"), 2), "closed");
+    }
 
     #[test]
     fn an_entry_is_found_by_uuid_either_byte_order_identifier_and_digest() {

@@ -74,9 +74,11 @@ pub struct ServerView {
     pub network_identifiers: Vec<String>,
     /// The configuration its `spec.bootConfigurationRef` names: the only one served for it.
     pub boot_configuration_ref: Option<ConfigKey>,
-    /// Its discovery asked for this attempt's network boot and has no report of it yet (the
-    /// boot window of a discovery configuration).
-    pub discovery_booting: bool,
+    /// The discovery attempt it is in, while that attempt has no report yet: the boot window
+    /// of a discovery configuration. It opens when the attempt starts (the Server powers the
+    /// machine on only once the boot server serves it) and closes at the report, the
+    /// timeout or the next attempt.
+    pub discovery_attempt: Option<u32>,
 }
 
 impl ServerView {
@@ -108,9 +110,11 @@ impl ServerView {
                     name: r.name.clone(),
                 }
             }),
-            discovery_booting: status.and_then(|s| s.state) == Some(ServerState::Discovery)
-                && progress.boot_requested
-                && !progress.reported(reported_at),
+            discovery_attempt: (status.and_then(|s| s.state) == Some(ServerState::Discovery)
+                && progress.attempt > 0
+                && progress.started.is_some()
+                && !progress.reported(reported_at))
+            .then_some(progress.attempt),
         }
     }
 }
@@ -315,13 +319,15 @@ pub fn plan(observed: Observed) -> Decision {
 
     let (ready, entry) = match (&observed.image, ignition, server) {
         (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
-            let window_open = if observed.discovery {
-                view.discovery_booting
-                    && view.boot_configuration_ref.as_ref() == Some(&observed.config)
+            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window.
+            let served = if observed.discovery {
+                view.discovery_attempt
+                    .filter(|_| view.boot_configuration_ref.as_ref() == Some(&observed.config))
+                    .map(Some)
             } else {
-                true
+                Some(None)
             };
-            let entry = window_open.then(|| {
+            let entry = served.map(|discovery_attempt| {
                 let entry = BootEntry {
                     config: observed.config.clone(),
                     uuid: uuid.clone(),
@@ -331,6 +337,7 @@ pub fn plan(observed: Observed) -> Decision {
                     ignition,
                     token,
                     network_identifiers: view.network_identifiers.clone(),
+                    discovery_attempt,
                     state: EntryState::default(),
                 };
                 if let Some(message) = &observed.ignition_fetched {
@@ -904,7 +911,7 @@ mod tests {
                     namespace: String::from("metal"),
                     name: String::from("server-1"),
                 }),
-                discovery_booting: false,
+                discovery_attempt: None,
             }),
             image: Ok(resolved()),
             ignition: IgnitionLookup::Found {
@@ -950,9 +957,9 @@ mod tests {
 
     #[test]
     fn a_discovery_configuration_is_served_only_in_its_boot_window() {
-        let discovery = |booting: bool, named: bool| {
+        let discovery = |attempt: Option<u32>, named: bool| {
             let mut observed = with_view(|view| {
-                view.discovery_booting = booting;
+                view.discovery_attempt = attempt;
                 if !named {
                     view.boot_configuration_ref = None;
                 }
@@ -960,19 +967,87 @@ mod tests {
             observed.discovery = true;
             plan(observed)
         };
-        // Made, not yet named by its Server, boot not requested: Ready, not served, and
-        // no error (it is named in the same step).
-        let waiting = discovery(false, false);
+        // Made, not yet named by its Server: Ready, not served, and no error (it is named
+        // in the same step).
+        let waiting = discovery(None, false);
         assert_eq!(waiting.state, ServerBootConfigurationState::Ready);
         assert!(waiting.entry.is_none());
         assert!(
-            discovery(false, true).entry.is_none(),
-            "boot not requested yet"
+            discovery(None, true).entry.is_none(),
+            "no attempt without a report"
         );
-        assert!(discovery(true, true).entry.is_some(), "in its window");
+        let served = discovery(Some(2), true).entry.expect("in its window");
+        assert_eq!(
+            served.discovery_attempt,
+            Some(2),
+            "the Server powers on when it sees its attempt served"
+        );
         assert!(
-            discovery(true, false).entry.is_none(),
+            discovery(Some(2), false).entry.is_none(),
             "its Server names no configuration"
+        );
+        let other = plan(observed()).entry.expect("served");
+        assert_eq!(other.discovery_attempt, None, "not a discovery entry");
+    }
+
+    #[test]
+    fn the_boot_window_opens_when_the_attempt_starts_and_closes_at_its_report() {
+        use super::super::server::{ATTEMPT_ANNOTATION, STARTED_ANNOTATION};
+        let server = |state: ServerState, annotations: &[(&str, &str)], reported: Option<&str>| {
+            let mut server: Server = serde_json::from_value(json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "Server",
+                "metadata": {"name": "server-1"},
+                "spec": {"systemUUID": "0b5e5e2a-0000-4000-8000-0000000000b1"},
+            }))
+            .expect("server");
+            server.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            let mut status = crate::api::ServerStatus {
+                state: Some(state),
+                ..Default::default()
+            };
+            if let Some(at) = reported {
+                status.conditions.push(Condition {
+                    type_: conditions::PROBE_REPORTED.to_owned(),
+                    status: String::from("True"),
+                    reason: String::from("Reported"),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(at.parse().expect("time")),
+                });
+            }
+            server.status = Some(status);
+            ServerView::of(&server).discovery_attempt
+        };
+        let started = [
+            (ATTEMPT_ANNOTATION, "3"),
+            (STARTED_ANNOTATION, "2026-12-05T10:00:00Z"),
+        ];
+        assert_eq!(
+            server(ServerState::Discovery, &started, None),
+            Some(3),
+            "open from the start, before the power-on"
+        );
+        assert_eq!(
+            server(ServerState::Discovery, &started, Some("2026-12-05T10:01:00Z")),
+            None,
+            "closed by the attempt's report"
+        );
+        assert_eq!(
+            server(ServerState::Discovery, &started, Some("2026-12-05T09:00:00Z")),
+            Some(3),
+            "an older attempt's report does not close it"
+        );
+        assert_eq!(server(ServerState::Error, &started, None), None, "timed out");
+        assert_eq!(
+            server(ServerState::Discovery, &started[..1], None),
+            None,
+            "not started"
         );
     }
 

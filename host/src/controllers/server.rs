@@ -24,6 +24,7 @@ use serde_json::json;
 
 use super::Error;
 use crate::api::common::{Power, PowerState};
+use crate::boot::index::{BootIndex, ConfigKey};
 use crate::api::conditions::PROBE_REPORTED;
 use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
@@ -184,6 +185,8 @@ pub struct Observed {
     /// When the boot server last refused a second use of the fetch ticket, and its message
     /// (from the boot configuration's `FetchTicketReused` condition).
     pub ticket_refused: Option<(Timestamp, String)>,
+    /// Whether the boot server serves this attempt (its boot window is open).
+    pub boot_window_open: bool,
     /// When the last probe report arrived.
     pub reported_at: Option<Timestamp>,
     /// MACs the probe reported (lowercase).
@@ -234,6 +237,10 @@ pub enum Step {
     },
     /// The boot configuration is not Ready yet.
     AwaitBootConfiguration,
+    /// The boot configuration is Ready, but the boot server does not serve this attempt yet
+    /// (the boot configuration controller has not seen the attempt start): powering on now
+    /// would have the machine ask before its boot window opens.
+    AwaitBootWindow,
     /// One-time network boot, then power on (or restart).
     RequestBoot,
     /// Waiting for the probe; the message says for what.
@@ -369,6 +376,10 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 format!("the probe reported, but without {}", missing.join(", "))
             } else if progress.boot_requested {
                 String::from("booted into the discovery image; waiting for the probe's report")
+            } else if observed.boot_configuration
+                == Some(Some(ServerBootConfigurationState::Ready))
+            {
+                String::from("waiting for the boot server to serve the discovery boot")
             } else {
                 String::from("waiting for the discovery boot configuration to be Ready")
             };
@@ -397,8 +408,13 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 None => Step::StartDiscovery {
                     attempt: progress.attempt.max(1),
                 },
-                Some(Some(ServerBootConfigurationState::Ready)) if !progress.boot_requested => {
+                Some(Some(ServerBootConfigurationState::Ready))
+                    if !progress.boot_requested && observed.boot_window_open =>
+                {
                     Step::RequestBoot
+                }
+                Some(Some(ServerBootConfigurationState::Ready)) if !progress.boot_requested => {
+                    Step::AwaitBootWindow
                 }
                 Some(_) if !progress.boot_requested => Step::AwaitBootConfiguration,
                 Some(_) => Step::AwaitReport {
@@ -456,6 +472,9 @@ pub struct Context {
     pub work: Arc<BmcWork>,
     /// The resource versions this reconciler's writes left each Server at.
     pub written: WrittenVersions,
+    /// What this process's boot server serves: a discovery boot is requested only once the
+    /// attempt's boot window is open there, so the machine's first request finds it.
+    pub boot_index: BootIndex,
 }
 
 /// Reconciles one Server.
@@ -747,6 +766,13 @@ async fn step(
                 .find(|c| c.type_ == conditions::FETCH_TICKET_REUSED)?;
             Some((condition.last_transition_time.0, condition.message.clone()))
         });
+    let boot_window_open = ctx.boot_index.serves_discovery(
+        &ConfigKey {
+            namespace: settings.namespace.clone(),
+            name: name.clone(),
+        },
+        progress.attempt,
+    );
     let reported_at = reported_at(&status);
     let discovering = status.state == Some(ServerState::Discovery);
     // The BMC's view of the NICs, needed only to judge a report.
@@ -776,6 +802,7 @@ async fn step(
         progress: progress.clone(),
         boot_configuration,
         ticket_refused,
+        boot_window_open,
         reported_at,
         reported_macs: lowercase_macs(status.network_interfaces.iter().map(|n| &n.mac_address)),
         reported_sections: ReportedSections {
@@ -817,26 +844,34 @@ async fn step(
             }
         }
         Step::Inventory => inventory(server, &system, ctx, &finished).await?,
-        // The condition already says so since the discovery started (or why it started
-        // again): nothing to write.
-        Step::AwaitBootConfiguration
+        Step::AwaitBootConfiguration | Step::AwaitBootWindow => {
+            // The boot window opens moments after the configuration is Ready, and the boot
+            // index wakes the Server when it does: the short requeue is only the backstop.
+            let requeue = Duration::from_secs(if step == Step::AwaitBootWindow {
+                5
+            } else {
+                30
+            });
+            // The condition already says so since the discovery started (or why it started
+            // again): nothing to write.
             if matches!(
                 discovery_reason,
                 Some(
                     conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION
                         | conditions::REASON_FETCH_TICKET_REUSED
                 )
-            ) =>
-        {
-            StepOutcome::wait(Duration::from_secs(30))
+            ) {
+                StepOutcome::wait(requeue)
+            } else {
+                StepOutcome::wait(requeue)
+                    .state(ServerState::Discovery)
+                    .discovery(
+                        false,
+                        conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION,
+                        "waiting for the discovery boot configuration to be Ready",
+                    )
+            }
         }
-        Step::AwaitBootConfiguration => StepOutcome::wait(Duration::from_secs(30))
-            .state(ServerState::Discovery)
-            .discovery(
-                false,
-                conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION,
-                "waiting for the discovery boot configuration to be Ready",
-            ),
         Step::RequestBoot => request_boot(&name, &system, ctx, progress.attempt, &finished),
         Step::AwaitReport {
             message,
@@ -1697,6 +1732,7 @@ mod tests {
             progress: Progress::default(),
             boot_configuration: None,
             ticket_refused: None,
+            boot_window_open: false,
             reported_at: None,
             reported_macs: Vec::new(),
             reported_sections: ReportedSections {
@@ -1724,6 +1760,7 @@ mod tests {
                 retry_at: None,
             },
             boot_configuration: Some(Some(ServerBootConfigurationState::Ready)),
+            boot_window_open: true,
             ..observed(Some(ServerState::Discovery))
         }
     }
@@ -1771,6 +1808,23 @@ mod tests {
             ..discovering(1, false)
         };
         assert_eq!(plan(&pending, BASE), Step::AwaitBootConfiguration);
+        let unserved = Observed {
+            boot_window_open: false,
+            ..discovering(1, false)
+        };
+        assert_eq!(
+            plan(&unserved, BASE),
+            Step::AwaitBootWindow,
+            "Ready, but the boot server does not serve the attempt yet: no power-on"
+        );
+        let late = Observed {
+            now: at(1800),
+            ..unserved
+        };
+        assert!(matches!(
+            plan(&late, BASE),
+            Step::TimeOut { message, .. } if message.contains("waiting for the boot server to serve")
+        ));
         assert_eq!(plan(&discovering(1, false), BASE), Step::RequestBoot);
         assert!(matches!(
             plan(&discovering(1, true), BASE),

@@ -225,6 +225,7 @@ pub async fn wire(
         inventory,
         work: Arc::new(bmc_work),
         written: Default::default(),
+        boot_index: index.clone(),
         client: client.clone(),
         catalog: catalog.clone(),
         bmc: bmc_settings,
@@ -679,6 +680,11 @@ impl Leader {
             },
         );
         let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
+        // Listened to from the moment this replica leads (a standby's index opens windows
+        // that nobody waits for).
+        let mut opened_windows = server_context.boot_index.opened_windows();
+        let opened = futures::stream::poll_fn(move |cx| opened_windows.poll_recv(cx))
+            .map(|server: String| ObjectRef::<Server>::new(&server));
         let servers = Controller::for_stream(server_changes, caches.servers.clone())
             // Not `owns`: it looks for the owner in the child's namespace, and Servers are
             // cluster-scoped, so it would queue a second, namespaced key for the same Server
@@ -687,6 +693,8 @@ impl Leader {
             .watches_stream(configuration_changes, |config| server::owner(&config))
             // A BMC operation of a step ended: its Server takes the result.
             .reconcile_on(answered)
+            // Its boot window opened: the machine may be powered on.
+            .reconcile_on(opened)
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(concurrency.servers),
             )
