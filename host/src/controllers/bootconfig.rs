@@ -696,7 +696,7 @@ async fn publish_status(
         "kind": "ServerBootConfiguration",
         "status": { "state": state, "conditions": owned },
     });
-    let written = Api::<ServerBootConfiguration>::namespaced(
+    let written = match Api::<ServerBootConfiguration>::namespaced(
         ctx.client.clone(),
         &sbc.namespace().unwrap_or_default(),
     )
@@ -705,7 +705,17 @@ async fn publish_status(
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&status),
     )
-    .await?;
+    .await
+    {
+        Ok(written) => written,
+        // Deleted meanwhile (its Server completed discovery): there is nothing left to
+        // describe, and its deletion event drops it from the index.
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            tracing::debug!("the configuration was deleted before its status was written");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
     ctx.written.record(
         &super::object_key(sbc),
         written.metadata.resource_version.as_deref(),
