@@ -1017,7 +1017,11 @@ async fn a_bystander_on_the_boot_network_gets_nothing_usable() {
                 .as_u16()
         }
     };
-    assert_eq!(unknown(uuids[1].clone()).await, 404, "served before its attempt");
+    assert_eq!(
+        unknown(uuids[1].clone()).await,
+        404,
+        "served before its attempt"
+    );
     lab.apply_bmcs(1..2, None).await.expect("apply");
 
     // Server 1: the machine fetches first; the bystander's copy is then useless.

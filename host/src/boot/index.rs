@@ -539,7 +539,10 @@ mod tests {
         index.insert(discovery(1, "t1"));
         assert!(index.serves_discovery(&key("a"), 1));
         assert!(!index.serves_discovery(&key("a"), 2), "another attempt");
-        assert!(!index.serves_discovery(&key("b"), 1), "another configuration");
+        assert!(
+            !index.serves_discovery(&key("b"), 1),
+            "another configuration"
+        );
         assert_eq!(opened.try_recv().ok().as_deref(), Some("server"));
         index.insert(discovery(1, "t1"));
         assert!(opened.try_recv().is_err(), "unchanged: told once");

@@ -1044,16 +1044,28 @@ mod tests {
             "open from the start, before the power-on"
         );
         assert_eq!(
-            server(ServerState::Discovery, &started, Some("2026-12-05T10:01:00Z")),
+            server(
+                ServerState::Discovery,
+                &started,
+                Some("2026-12-05T10:01:00Z")
+            ),
             None,
             "closed by the attempt's report"
         );
         assert_eq!(
-            server(ServerState::Discovery, &started, Some("2026-12-05T09:00:00Z")),
+            server(
+                ServerState::Discovery,
+                &started,
+                Some("2026-12-05T09:00:00Z")
+            ),
             Some(3),
             "an older attempt's report does not close it"
         );
-        assert_eq!(server(ServerState::Error, &started, None), None, "timed out");
+        assert_eq!(
+            server(ServerState::Error, &started, None),
+            None,
+            "timed out"
+        );
         assert_eq!(
             server(ServerState::Discovery, &started[..1], None),
             None,

@@ -24,11 +24,11 @@ use serde_json::json;
 
 use super::Error;
 use crate::api::common::{Power, PowerState};
-use crate::boot::index::{BootIndex, ConfigKey};
 use crate::api::conditions::PROBE_REPORTED;
 use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
 };
+use crate::boot::index::{BootIndex, ConfigKey};
 use crate::controllers::bmc::BmcSettings;
 use crate::controllers::bmc_work::{BmcAnswer, BmcFailure, BmcOperation, BmcResult, BmcWork};
 use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
@@ -376,8 +376,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 format!("the probe reported, but without {}", missing.join(", "))
             } else if progress.boot_requested {
                 String::from("booted into the discovery image; waiting for the probe's report")
-            } else if observed.boot_configuration
-                == Some(Some(ServerBootConfigurationState::Ready))
+            } else if observed.boot_configuration == Some(Some(ServerBootConfigurationState::Ready))
             {
                 String::from("waiting for the boot server to serve the discovery boot")
             } else {
@@ -847,11 +846,7 @@ async fn step(
         Step::AwaitBootConfiguration | Step::AwaitBootWindow => {
             // The boot window opens moments after the configuration is Ready, and the boot
             // index wakes the Server when it does: the short requeue is only the backstop.
-            let requeue = Duration::from_secs(if step == Step::AwaitBootWindow {
-                5
-            } else {
-                30
-            });
+            let requeue = Duration::from_secs(if step == Step::AwaitBootWindow { 5 } else { 30 });
             // The condition already says so since the discovery started (or why it started
             // again): nothing to write.
             if matches!(
