@@ -154,6 +154,7 @@ async fn run(servers: usize) -> Result {
             ],
             operator_log: String::from("warn"),
             work_dir,
+            audit_log: false,
         },
         |line| eprintln!("fleet bench ({servers}): {line}"),
     )

@@ -698,6 +698,159 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
     until_leader(&lab, &third, "third", Duration::from_secs(30)).await;
 }
 
+/// `(user agent, resource, verb, HTTP code, received at)` of each write in the API server's
+/// audit log.
+fn audited_writes(lab: &Lab) -> Vec<(String, String, String, u16, k8s_openapi::jiff::Timestamp)> {
+    let path = lab
+        .control_plane
+        .audit_log_path()
+        .expect("the lab keeps an audit log");
+    let text = std::fs::read_to_string(path).expect("read the audit log");
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|event| {
+            Some((
+                event["userAgent"].as_str()?.to_owned(),
+                event["objectRef"]["resource"].as_str()?.to_owned(),
+                event["verb"].as_str()?.to_owned(),
+                u16::try_from(event["responseStatus"]["code"].as_u64()?).ok()?,
+                event["requestReceivedTimestamp"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_leader_frozen_past_its_lease_writes_nothing_once_the_standby_took_over() {
+    let lab = Lab::start(
+        LabOptions {
+            audit_log: true,
+            ..lab_options("frozen", 6, 0)
+        },
+        |line| eprintln!("lab: {line}"),
+    )
+    .await
+    .expect("the lab starts");
+    let lease_seconds = 4;
+    let replica = |identity: &str| {
+        lab.spawn_operator(
+            &format!("ferrometal-{identity}"),
+            &[
+                (
+                    "--boot-bind-address",
+                    format!("127.0.0.1:{}", testenv::net::free_port().expect("port")),
+                ),
+                (
+                    "--metrics-bind-address",
+                    format!("127.0.0.1:{}", testenv::net::free_port().expect("port")),
+                ),
+                ("--discovery-mode", String::from("out-of-band")),
+                ("--leader-elect", String::new()),
+                ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
+                ("--leader-election-identity", identity.to_owned()),
+                ("--leader-election-lease-seconds", lease_seconds.to_string()),
+                ("--leader-election-renew-seconds", String::from("1")),
+            ],
+            None,
+        )
+        .expect("start ferrometal run")
+    };
+    kubectl(&lab, None, &["create", "namespace", RELEASE_NAMESPACE]);
+    let mut first = replica("first");
+    until_leader(&lab, &first, "first", Duration::from_secs(60)).await;
+    let second = replica("second");
+    // Slow BMCs: the leader has BMC calls in flight, and answers to write, when it freezes.
+    for bmc in lab.fleet.bmcs() {
+        bmc.set_faults(ferrometal_sim::Faults {
+            latency: Duration::from_millis(1500),
+            ..ferrometal_sim::Faults::default()
+        });
+    }
+    lab.apply_bmcs(0..6, None).await.expect("apply BMCs");
+    let servers: Api<Server> = Api::all(lab.client.clone());
+    let started = Instant::now();
+    while servers
+        .list(&ListParams::default())
+        .await
+        .map_or(true, |list| list.items.is_empty())
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "no Server appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Frozen mid-discovery for three lease durations: the standby takes over meanwhile.
+    let signal = |name: &str, pid: u32| {
+        let status = Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP", first.pid());
+    let frozen_at = k8s_openapi::jiff::Timestamp::now();
+    until_leader(
+        &lab,
+        &second,
+        "second",
+        Duration::from_secs(lease_seconds * 4),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(lease_seconds)).await;
+    signal("-CONT", first.pid());
+    // It learns at its next renewal that it lost the lease, and exits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        match first.ensure_running() {
+            Ok(()) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the old leader kept running:\n{}",
+                    first.log_tail(40)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => break error.to_string(),
+        }
+    };
+    assert!(!exit.contains("exit status: 0"), "{exit}");
+    until_available(&lab, 6, &[&second]).await;
+
+    let writes = audited_writes(&lab);
+    let by = |identity: &str| format!("({identity})");
+    // The takeover: the standby's first successful write of the Lease after the freeze.
+    let takeover = writes
+        .iter()
+        .filter(|(agent, resource, _, code, at)| {
+            agent.ends_with(&by("second"))
+                && resource == "leases"
+                && (200..300).contains(code)
+                && *at > frozen_at
+        })
+        .map(|(.., at)| *at)
+        .min()
+        .expect("the standby wrote the lease");
+    let late: Vec<_> = writes
+        .iter()
+        .filter(|(agent, resource, _, _, at)| {
+            agent.ends_with(&by("first")) && resource != "leases" && *at > takeover
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after the takeover at {takeover}: {late:#?}\n{}",
+        first.log_tail(40)
+    );
+    let before = writes
+        .iter()
+        .filter(|(agent, resource, ..)| agent.ends_with(&by("first")) && resource != "leases")
+        .count();
+    assert!(before > 0, "the audit log names the first replica's writes");
+    let fenced = first.log_tail(400).matches("write fenced off").count();
+    eprintln!(
+        "{before} writes of the old leader before the takeover; {fenced} fenced off after it woke"
+    );
+}
+
 /// The shared libraries an ELF binary needs (`readelf -d`).
 fn needed_libraries(binary: &Path) -> Vec<String> {
     let output = Command::new("readelf")

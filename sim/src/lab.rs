@@ -55,6 +55,9 @@ pub struct LabOptions {
     pub operator_log: String,
     /// Scratch directory (kubeconfig, configuration files, plugin directory).
     pub work_dir: PathBuf,
+    /// Have kube-apiserver keep an audit log of write requests
+    /// (`lab.control_plane.audit_log_path()`).
+    pub audit_log: bool,
 }
 
 /// Why the lab could not start or act.
@@ -221,7 +224,11 @@ impl Lab {
         std::fs::create_dir_all(options.work_dir.join("plugins"))
             .map_err(io(format!("create {}", options.work_dir.display())))?;
         progress("starting the control plane (kube-apiserver + etcd)");
-        let control_plane = ControlPlane::start().await?;
+        let control_plane = ControlPlane::start_with(testenv::control_plane::ControlPlaneOptions {
+            audit_log: options.audit_log,
+            ..Default::default()
+        })
+        .await?;
         let kubeconfig = options.work_dir.join("kubeconfig");
         std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
             .map_err(io(format!("write {}", kubeconfig.display())))?;

@@ -33,6 +33,9 @@ pub struct ControlPlaneOptions {
     /// Also run kube-controller-manager with only the garbage collector, so deleting an
     /// owner deletes its dependents as in a real cluster.
     pub garbage_collector: bool,
+    /// Write an audit log of every write request (metadata only: who, what, when) to
+    /// [`ControlPlane::audit_log_path`].
+    pub audit_log: bool,
 }
 
 impl Default for ControlPlaneOptions {
@@ -41,6 +44,7 @@ impl Default for ControlPlaneOptions {
             crds_dir: Some(tools::workspace_root().join("crds")),
             ready_timeout: Duration::from_secs(120),
             garbage_collector: false,
+            audit_log: false,
         }
     }
 }
@@ -51,6 +55,7 @@ impl Default for ControlPlaneOptions {
 pub struct ControlPlane {
     // Field order matters: processes are killed before the run directory is removed.
     controller_manager: Option<ManagedProcess>,
+    audit_log: Option<PathBuf>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     server_url: String,
@@ -94,8 +99,18 @@ impl ControlPlane {
 
         let api_port = free_port()?;
         let server_url = format!("https://127.0.0.1:{api_port}");
-        let mut apiserver =
-            start_apiserver(&apiserver_bin, &dir, &pki, etcd_port, api_port, &run_dir)?;
+        let audit_log = options
+            .audit_log
+            .then(|| write_audit_policy(&dir))
+            .transpose()?;
+        let mut apiserver = start_apiserver(
+            &apiserver_bin,
+            &dir,
+            &pki,
+            (etcd_port, api_port),
+            audit_log.as_ref(),
+            &run_dir,
+        )?;
 
         let kubeconfig_path = dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig_path, &server_url, &pki)?;
@@ -125,6 +140,7 @@ impl ControlPlane {
         ));
         Ok(Self {
             controller_manager,
+            audit_log: audit_log.map(|(_, log)| log),
             apiserver,
             etcd,
             server_url,
@@ -133,6 +149,12 @@ impl ControlPlane {
             started_in,
             run_dir,
         })
+    }
+
+    /// The audit log of write requests (JSON lines of `audit.k8s.io/v1` Events), when
+    /// [`ControlPlaneOptions::audit_log`] asked for one.
+    pub fn audit_log_path(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// A new client authenticated as cluster admin. Create one per tokio runtime (each
@@ -321,15 +343,39 @@ async fn wait_for_etcd(etcd: &mut ManagedProcess, port: u16, timeout: Duration) 
         .await
 }
 
+/// Writes an audit policy that records write requests at the `Metadata` level (no bodies:
+/// Secrets stay out of the log); returns the policy's path and the log's.
+fn write_audit_policy(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let policy = dir.join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\n\
+         kind: Policy\n\
+         omitStages: [RequestReceived]\n\
+         rules:\n\
+         - level: Metadata\n\
+         \x20 verbs: [create, update, patch, delete, deletecollection]\n\
+         - level: None\n",
+    )
+    .map_err(Error::io(format!("write {}", policy.display())))?;
+    Ok((policy, dir.join("audit.log")))
+}
+
 fn start_apiserver(
     bin: &Path,
     dir: &Path,
     pki: &PkiFiles,
-    etcd_port: u16,
-    port: u16,
+    (etcd_port, port): (u16, u16),
+    audit: Option<&(PathBuf, PathBuf)>,
     run_dir: &RunDir,
 ) -> Result<ManagedProcess> {
     let mut command = Command::new(bin);
+    if let Some((policy, log)) = audit {
+        command
+            .arg(format!("--audit-policy-file={}", policy.display()))
+            .arg(format!("--audit-log-path={}", log.display()))
+            .arg("--audit-log-mode=blocking");
+    }
     command
         .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
         .arg(format!(

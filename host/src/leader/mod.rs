@@ -6,17 +6,25 @@
 //! and Server reconcilers and the DHCP server, and only the leader writes the status of
 //! ServerBootConfigurations. A replica that loses the lease exits, so its restart rejoins as a
 //! standby with no half-finished work in memory.
+//!
+//! The leader's controllers write through a client fenced by [`fence::WriteFence`], which
+//! this module opens only as far as it has confirmed the lease in the API server.
+
+pub mod fence;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
+
+pub use fence::WriteFence;
 
 /// Why leader election could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +135,8 @@ impl Leadership {
 pub struct Elector {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    /// Ends with the campaign (its leadership channel closes).
+    confirmer: tokio::task::JoinHandle<()>,
 }
 
 impl Elector {
@@ -135,6 +145,7 @@ impl Elector {
     pub async fn release(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+        let _ = self.confirmer.await;
     }
 }
 
@@ -160,11 +171,13 @@ impl LeaderMetrics {
     }
 }
 
-/// Starts campaigning for the lease in the background.
+/// Starts campaigning for the lease in the background; `fence` opens as far as the lease is
+/// confirmed to be this replica's (its client must not be the fenced one).
 pub async fn elect(
     client: Client,
     settings: ElectionSettings,
     metrics: LeaderMetrics,
+    fence: WriteFence,
 ) -> Result<(Leadership, Elector), Error> {
     let seconds = |d: Duration| d.as_secs().max(1);
     if seconds(settings.renew_before) >= seconds(settings.lease_duration) {
@@ -173,6 +186,11 @@ pub async fn elect(
             renew: settings.renew_before,
         });
     }
+    let confirmer = LeaseConfirmer {
+        leases: Api::namespaced(client.clone(), &settings.namespace),
+        settings: settings.clone(),
+        fence,
+    };
     let manager = LeaseManagerBuilder::new(client, &settings.lease_name)
         .with_namespace(&settings.namespace)
         .with_identity(&settings.identity)
@@ -188,19 +206,116 @@ pub async fn elect(
         })?;
     let (sender, state) = watch::channel(false);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(campaign(manager, settings, sender, stopped, metrics));
+    let confirming = tokio::spawn(confirmer.clone().run(state.clone()));
+    let task = tokio::spawn(campaign(
+        manager, settings, confirmer, sender, stopped, metrics,
+    ));
     Ok((
         Leadership {
             state,
             _always: None,
         },
-        Elector { stop, task },
+        Elector {
+            stop,
+            task,
+            confirmer: confirming,
+        },
     ))
+}
+
+/// Keeps the write fence open as far as the Lease in the API server says this replica holds
+/// it.
+#[derive(Clone)]
+struct LeaseConfirmer {
+    leases: Api<Lease>,
+    settings: ElectionSettings,
+    fence: WriteFence,
+}
+
+impl LeaseConfirmer {
+    /// How long before the confirmed expiry the fence closes: writes stop before a standby
+    /// may take over.
+    fn margin(&self) -> Duration {
+        self.settings.renew_before / 2
+    }
+
+    /// How often the lease is read while leading: often enough that a renewal is seen well
+    /// within the margin.
+    fn interval(&self) -> Duration {
+        (self.settings.renew_before / 4).clamp(Duration::from_millis(250), Duration::from_secs(1))
+    }
+
+    /// Reads the Lease; opens the fence until a margin before its expiry if it is this
+    /// replica's, closes it if it is not. An unanswered read leaves the fence to close on
+    /// its own when its time is up. Returns whether the lease is confirmed.
+    async fn confirm(&self) -> bool {
+        let asked = std::time::SystemTime::now();
+        let read = tokio::time::timeout(
+            self.settings.renew_before,
+            self.leases.get_opt(&self.settings.lease_name),
+        )
+        .await;
+        let lease = match read {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot read the leader lease to confirm it");
+                return false;
+            }
+            Err(_) => {
+                tracing::debug!("reading the leader lease to confirm it timed out");
+                return false;
+            }
+        };
+        let spec = lease.and_then(|lease| lease.spec).unwrap_or_default();
+        let ours = spec.holder_identity.as_deref() == Some(self.settings.identity.as_str());
+        let lasts = spec
+            .lease_duration_seconds
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .map_or(self.settings.lease_duration, Duration::from_secs)
+            .min(self.settings.lease_duration);
+        let until = spec
+            .renew_time
+            .or(spec.acquire_time)
+            .map(|renewed| std::time::SystemTime::from(renewed.0) + lasts - self.margin())
+            // Never past what the read itself proves: the lease was ours when it was asked.
+            .filter(|until| *until > asked);
+        match until {
+            Some(until) if ours => {
+                self.fence.open_until(until);
+                true
+            }
+            _ => {
+                self.fence.close();
+                false
+            }
+        }
+    }
+
+    /// Confirms the lease every [`Self::interval`] while `leads` says this replica leads,
+    /// and keeps the fence closed while it does not.
+    async fn run(self, mut leads: watch::Receiver<bool>) {
+        loop {
+            if *leads.borrow_and_update() {
+                self.confirm().await;
+            } else {
+                self.fence.close();
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.interval()) => {}
+                changed = leads.changed() => if changed.is_err() {
+                    // The election ended.
+                    self.fence.close();
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn campaign(
     manager: LeaseManager,
     settings: ElectionSettings,
+    confirmer: LeaseConfirmer,
     sender: watch::Sender<bool>,
     mut stopped: oneshot::Receiver<()>,
     metrics: LeaderMetrics,
@@ -212,6 +327,7 @@ async fn campaign(
         tokio::select! {
             biased;
             _ = &mut stopped => {
+                confirmer.fence.close();
                 if *sender.borrow() {
                     match manager.release().await {
                         Ok(()) => tracing::info!("released the leader lease"),
@@ -224,8 +340,13 @@ async fn campaign(
             changed = manager.changed() => match changed {
                 Ok(leads) => {
                     if leads {
+                        // The controllers start writing at once: open the fence first.
+                        if !confirmer.confirm().await {
+                            tracing::warn!("holding the leader lease, but could not confirm it yet; writes wait for that");
+                        }
                         tracing::info!("became the leader");
                     } else {
+                        confirmer.fence.close();
                         tracing::warn!("lost the leader lease");
                     }
                     metrics.leader.set(i64::from(leads));
@@ -234,6 +355,7 @@ async fn campaign(
                 Err(error) => {
                     // Unsure whether the lease is still ours: stop leading (a leader exits),
                     // keep campaigning as a standby.
+                    confirmer.fence.close();
                     if sender.send_replace(false) {
                         tracing::warn!(%error, "cannot renew the leader lease; stepping down");
                     } else {

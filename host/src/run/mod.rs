@@ -16,8 +16,7 @@ mod wiring;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ferrometal::leader::Leadership;
-use kube::Client;
+use ferrometal::leader::{Leadership, WriteFence};
 
 pub use config::RunArgs;
 use config::Settings;
@@ -37,17 +36,32 @@ const FAILURE_GRACE: Duration = Duration::from_secs(10);
 /// ends unexpectedly (Err, so that a restart rejoins as a standby).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings::try_from(args)?;
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster)")?;
-    wiring::check_crds(&client).await?;
+    let election = settings
+        .election
+        .as_ref()
+        .map(|election| election.settings(&config.default_namespace));
+    // Without an election this process always leads; with one, the leader's writes wait for
+    // the lease to be confirmed.
+    let fence = match election {
+        Some(_) => WriteFence::closed(),
+        None => WriteFence::always_open(),
+    };
+    let clients = wiring::Clients::new(
+        config,
+        election.as_ref().map(|e| e.identity.as_str()),
+        &fence,
+    )?;
+    wiring::check_crds(&clients.any_replica).await?;
 
     let mut supervisor = Supervisor::new();
-    let wired = wiring::wire(&settings, &client, &mut supervisor).await?;
+    let wired = wiring::wire(&settings, &clients, &mut supervisor).await?;
     // Campaign only once everything is validated, so a replica that cannot run never holds
     // the lease.
     let (mut leadership, elector) =
-        wiring::elect(settings.election.as_ref(), &client, wired.leader_metrics).await?;
+        wiring::elect(election, &clients, fence, wired.leader_metrics).await?;
     wired
         .boot_configurations
         .start(leadership.clone(), &mut supervisor);

@@ -21,7 +21,7 @@ use ferrometal::controllers::{bmc, bootconfig, endpoint, server, until_started_o
 use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
-use ferrometal::leader::{Elector, LeaderMetrics, Leadership};
+use ferrometal::leader::{ElectionSettings, Elector, LeaderMetrics, Leadership, WriteFence};
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime};
@@ -35,7 +35,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use super::config::{BmcTrust, Concurrency, ElectionOptions, Settings, default_boot_url};
+use super::config::{BmcTrust, Concurrency, Settings, default_boot_url};
 use super::supervisor::{Shutdown, Supervisor};
 
 /// How long the fetch recorder keeps writing after shutdown was requested (the boot server
@@ -52,6 +52,46 @@ pub struct Wired {
     pub boot_configurations: BootConfigurations,
     /// What the leader runs.
     pub leader: Leader,
+}
+
+/// The operator's two Kubernetes clients.
+#[derive(Clone)]
+pub struct Clients {
+    /// For what every replica does: the boot server's fetch records, the registry's
+    /// reports, the boot index's reads, the election itself.
+    pub any_replica: Client,
+    /// For what only the leader does: its requests other than reads pass only while the
+    /// lease is confirmed ([`WriteFence`]), so a leader frozen past its lease writes nothing
+    /// when it wakes.
+    pub leader: Client,
+}
+
+impl Clients {
+    /// Both clients from `config`, telling the API server who sends each request (the
+    /// election identity, when there is one, so an audit log tells replicas apart).
+    pub fn new(
+        mut config: kube::Config,
+        identity: Option<&str>,
+        fence: &WriteFence,
+    ) -> anyhow::Result<Self> {
+        let agent = match identity {
+            Some(identity) => format!("ferrometal/{} ({identity})", env!("CARGO_PKG_VERSION")),
+            None => format!("ferrometal/{}", env!("CARGO_PKG_VERSION")),
+        };
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_str(&agent)
+                .context("the leader election identity is not a valid header value")?,
+        ));
+        let any_replica = Client::try_from(config.clone())
+            .context("cannot build a client for the Kubernetes API")?;
+        let leader = ferrometal::leader::fence::fenced_client(config, fence)
+            .context("cannot build a client for the Kubernetes API")?;
+        Ok(Self {
+            any_replica,
+            leader,
+        })
+    }
 }
 
 /// Fails with the command that installs the CRDs if they are missing.
@@ -117,9 +157,10 @@ impl Metrics {
 /// registry, and the fetch recorder.
 pub async fn wire(
     settings: &Settings,
-    client: &Client,
+    clients: &Clients,
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<Wired> {
+    let client = &clients.leader;
     let mut catalog_config =
         CatalogConfig::load(settings.plugins.config.as_deref()).map_err(anyhow::Error::msg)?;
     catalog_config.dir = settings.plugins.dir.clone();
@@ -210,7 +251,7 @@ pub async fn wire(
     let binding = settings.dhcp_config.is_some() && settings.boot.source_binding;
     let boot_url = serve_boot(
         settings,
-        client,
+        &clients.any_replica,
         supervisor,
         &resolver,
         &index,
@@ -409,19 +450,20 @@ fn read_dhcp_config(path: &std::path::Path) -> anyhow::Result<DhcpConfig> {
         .map_err(|error| anyhow::anyhow!("DHCP configuration {}: {error}", path.display()))
 }
 
-/// Starts campaigning for the lease, or leads at once without `--leader-elect`.
+/// Starts campaigning for the lease (opening `fence` as far as it is confirmed), or leads at
+/// once without `--leader-elect`.
 pub async fn elect(
-    election: Option<&ElectionOptions>,
-    client: &Client,
+    election: Option<ElectionSettings>,
+    clients: &Clients,
+    fence: WriteFence,
     metrics: LeaderMetrics,
 ) -> anyhow::Result<(Leadership, Option<Elector>)> {
-    let Some(election) = election else {
+    let Some(settings) = election else {
         metrics.set_leading(true);
         return Ok((Leadership::always(), None));
     };
-    let settings = election.settings(client.default_namespace());
     let (leadership, elector) =
-        ferrometal::leader::elect(client.clone(), settings, metrics).await?;
+        ferrometal::leader::elect(clients.any_replica.clone(), settings, metrics, fence).await?;
     Ok((leadership, Some(elector)))
 }
 

@@ -136,6 +136,7 @@ pub fn lab_options(
         .to_vec(),
         operator_log: String::from("info,ferrometal=debug"),
         work_dir,
+        audit_log: false,
     }
 }
 
