@@ -774,7 +774,10 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_the_standby_took_ove
         .await
         .map_or(true, |list| list.items.is_empty())
     {
-        assert!(started.elapsed() < Duration::from_secs(60), "no Server appeared");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no Server appeared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 /// Errors of the fenced client's inner stack, as kube's client boxes them.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,7 +68,6 @@ impl WriteFence {
     pub fn close(&self) {
         self.open_until_ms.store(0, Ordering::Release);
     }
-
 }
 
 fn millis(time: SystemTime) -> u64 {
@@ -85,7 +83,10 @@ fn millis(time: SystemTime) -> u64 {
 /// each request body checking the fence when the HTTP connection polls it, i.e. as the
 /// request is written. A check when the request is made would let a request made just
 /// before a freeze go out after it.
-pub fn fenced_client(config: kube::Config, fence: &WriteFence) -> Result<kube::Client, kube::Error> {
+pub fn fenced_client(
+    config: kube::Config,
+    fence: &WriteFence,
+) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     let connector = config.rustls_https_connector()?;
     let http: hyper_util::client::legacy::Client<_, FencedBody> =
@@ -202,17 +203,17 @@ mod tests {
         assert!(!closed.is_end_stream(), "an unchecked body is polled");
         let refused = first_frame(closed).expect_err("closed");
         assert!(
-            refused.starts_with(
-                "refused PATCH /apis/metal.ironcore.dev/v1alpha1/servers/s-1/status"
-            ),
+            refused
+                .starts_with("refused PATCH /apis/metal.ironcore.dev/v1alpha1/servers/s-1/status"),
             "{refused}"
         );
         fence.open_until(SystemTime::now() + Duration::from_secs(60));
-        for method in [http::Method::POST, http::Method::PATCH, http::Method::DELETE] {
-            assert_eq!(
-                first_frame(body(&fence, method)).as_deref(),
-                Ok(&b"{}"[..])
-            );
+        for method in [
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::DELETE,
+        ] {
+            assert_eq!(first_frame(body(&fence, method)).as_deref(), Ok(&b"{}"[..]));
         }
         // A process frozen past its lease wakes with the fence's time gone by.
         fence.open_until(SystemTime::now() - Duration::from_millis(1));

@@ -49,11 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(_) => WriteFence::closed(),
         None => WriteFence::always_open(),
     };
-    let clients = wiring::Clients::new(
-        config,
-        election.as_ref().map(|e| e.identity.as_str()),
-        &fence,
-    )?;
+    let clients = wiring::Clients::new(config, election.as_ref(), &fence)?;
     wiring::check_crds(&clients.any_replica).await?;
 
     let mut supervisor = Supervisor::new();

@@ -58,8 +58,12 @@ pub struct Wired {
 #[derive(Clone)]
 pub struct Clients {
     /// For what every replica does: the boot server's fetch records, the registry's
-    /// reports, the boot index's reads, the election itself.
+    /// reports, the boot index's reads.
     pub any_replica: Client,
+    /// For the election: a request that gets no answer within a lease duration fails (the
+    /// lease is gone by then anyway), so a leader whose renewals hang steps down and exits
+    /// instead of waiting forever; its fence closed long before.
+    pub election: Client,
     /// For what only the leader does: its requests other than reads pass only while the
     /// lease is confirmed ([`WriteFence`]), so a leader frozen past its lease writes nothing
     /// when it wakes.
@@ -71,9 +75,10 @@ impl Clients {
     /// election identity, when there is one, so an audit log tells replicas apart).
     pub fn new(
         mut config: kube::Config,
-        identity: Option<&str>,
+        election: Option<&ElectionSettings>,
         fence: &WriteFence,
     ) -> anyhow::Result<Self> {
+        let identity = election.map(|e| e.identity.as_str());
         let agent = match identity {
             Some(identity) => format!("ferrometal/{} ({identity})", env!("CARGO_PKG_VERSION")),
             None => format!("ferrometal/{}", env!("CARGO_PKG_VERSION")),
@@ -85,10 +90,21 @@ impl Clients {
         ));
         let any_replica = Client::try_from(config.clone())
             .context("cannot build a client for the Kubernetes API")?;
+        let election = match election {
+            Some(settings) => {
+                let mut bounded = config.clone();
+                bounded.read_timeout = Some(settings.lease_duration);
+                bounded.write_timeout = Some(settings.lease_duration);
+                bounded.reset_reader_on_write = true;
+                Client::try_from(bounded).context("cannot build a client for the Kubernetes API")?
+            }
+            None => any_replica.clone(),
+        };
         let leader = ferrometal::leader::fence::fenced_client(config, fence)
             .context("cannot build a client for the Kubernetes API")?;
         Ok(Self {
             any_replica,
+            election,
             leader,
         })
     }
@@ -463,7 +479,7 @@ pub async fn elect(
         return Ok((Leadership::always(), None));
     };
     let (leadership, elector) =
-        ferrometal::leader::elect(clients.any_replica.clone(), settings, metrics, fence).await?;
+        ferrometal::leader::elect(clients.election.clone(), settings, metrics, fence).await?;
     Ok((leadership, Some(elector)))
 }
 
