@@ -287,14 +287,22 @@ impl BootIndex {
         receiver
     }
 
-    /// Whether the index serves discovery `attempt` of `config`.
-    pub fn serves_discovery(&self, config: &ConfigKey, attempt: u32) -> bool {
+    /// Whether the index serves discovery `attempt` of `config`, with the fetch ticket of
+    /// fingerprint `ticket` when one is named.
+    pub fn serves_discovery(&self, config: &ConfigKey, attempt: u32, ticket: Option<&str>) -> bool {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner
             .by_config
             .get(config)
             .and_then(|uuid| inner.by_uuid.get(uuid))
-            .is_some_and(|entry| entry.discovery_attempt == Some(attempt))
+            .is_some_and(|entry| {
+                entry.discovery_attempt == Some(attempt)
+                    && ticket.is_none_or(|wanted| {
+                        entry
+                            .ticket()
+                            .is_some_and(|served| served.fingerprint == wanted)
+                    })
+            })
     }
 
     /// Whether the index holds every configuration yet (after a start), and how the
@@ -529,28 +537,40 @@ mod tests {
             discovery_attempt: Some(attempt),
             ..entry("a", UUID, "k1", token)
         };
-        assert!(!index.serves_discovery(&key("a"), 1));
+        assert!(!index.serves_discovery(&key("a"), 1, None));
         index.insert(entry("a", UUID, "k1", "t"));
         assert!(
-            !index.serves_discovery(&key("a"), 1),
+            !index.serves_discovery(&key("a"), 1, None),
             "not a discovery entry"
         );
         assert!(opened.try_recv().is_err(), "no window opened");
         index.insert(discovery(1, "t1"));
-        assert!(index.serves_discovery(&key("a"), 1));
-        assert!(!index.serves_discovery(&key("a"), 2), "another attempt");
+        assert!(index.serves_discovery(&key("a"), 1, None));
+        let ticket = |token: &str| ticket_fingerprint(&fetch_ticket(token));
+        assert!(index.serves_discovery(&key("a"), 1, Some(&ticket("t1"))));
         assert!(
-            !index.serves_discovery(&key("b"), 1),
+            !index.serves_discovery(&key("a"), 1, Some(&ticket("t2"))),
+            "another ticket of the same attempt"
+        );
+        assert!(
+            !index.serves_discovery(&key("a"), 2, None),
+            "another attempt"
+        );
+        assert!(
+            !index.serves_discovery(&key("b"), 1, None),
             "another configuration"
         );
         assert_eq!(opened.try_recv().ok().as_deref(), Some("server"));
         index.insert(discovery(1, "t1"));
         assert!(opened.try_recv().is_err(), "unchanged: told once");
         index.insert(discovery(2, "t2"));
-        assert!(index.serves_discovery(&key("a"), 2), "the next attempt");
+        assert!(
+            index.serves_discovery(&key("a"), 2, Some(&ticket("t2"))),
+            "the next attempt"
+        );
         assert_eq!(opened.try_recv().ok().as_deref(), Some("server"));
         index.remove(&key("a"));
-        assert!(!index.serves_discovery(&key("a"), 2), "closed");
+        assert!(!index.serves_discovery(&key("a"), 2, None), "closed");
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct ServerView {
     /// machine on only once the boot server serves it) and closes at the report, the
     /// timeout or the next attempt.
     pub discovery_attempt: Option<u32>,
+    /// The fingerprint of that attempt's fetch ticket, as the Server recorded it: served
+    /// only from an ignition Secret whose token has it (`None`: any).
+    pub discovery_ticket: Option<String>,
 }
 
 impl ServerView {
@@ -115,6 +118,7 @@ impl ServerView {
                 && progress.started.is_some()
                 && !progress.reported(reported_at))
             .then_some(progress.attempt),
+            discovery_ticket: progress.ticket,
         }
     }
 }
@@ -319,10 +323,18 @@ pub fn plan(observed: Observed) -> Decision {
 
     let (ready, entry) = match (&observed.image, ignition, server) {
         (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
-            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window.
+            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window,
+            // or with a Secret this cache holds from another attempt (its new one comes soon).
+            let attempts_secret = view.discovery_ticket.as_deref().is_none_or(|wanted| {
+                token.as_deref().is_some_and(|token| {
+                    crate::boot::index::ticket_fingerprint(&crate::boot::index::fetch_ticket(token))
+                        == wanted
+                })
+            });
             let served = if observed.discovery {
                 view.discovery_attempt
                     .filter(|_| view.boot_configuration_ref.as_ref() == Some(&observed.config))
+                    .filter(|_| attempts_secret)
                     .map(Some)
             } else {
                 Some(None)
@@ -922,6 +934,7 @@ mod tests {
                     name: String::from("server-1"),
                 }),
                 discovery_attempt: None,
+                discovery_ticket: None,
             }),
             image: Ok(resolved()),
             ignition: IgnitionLookup::Found {
@@ -998,6 +1011,25 @@ mod tests {
         );
         let other = plan(observed()).entry.expect("served");
         assert_eq!(other.discovery_attempt, None, "not a discovery entry");
+        // The Secret in the cache is another attempt's: nothing is served until the
+        // attempt's own arrives.
+        let with_ticket = |token: &str| {
+            let mut observed = with_view(|view| {
+                view.discovery_attempt = Some(3);
+                view.discovery_ticket = Some(crate::boot::index::ticket_fingerprint(
+                    &crate::boot::index::fetch_ticket("t"),
+                ));
+            });
+            observed.discovery = true;
+            if let IgnitionLookup::Found { token: found, .. } = &mut observed.ignition {
+                *found = Some(token.to_owned());
+            }
+            plan(observed)
+        };
+        assert!(with_ticket("t").entry.is_some(), "the attempt's own Secret");
+        let stale = with_ticket("an earlier token");
+        assert!(stale.entry.is_none(), "another attempt's Secret");
+        assert_eq!(stale.state, ServerBootConfigurationState::Ready);
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub use crate::api::conditions::{
 pub const ATTEMPT_ANNOTATION: &str = "ferrometal.dev/discovery-attempt";
 /// Annotation: when the current discovery attempt started (RFC 3339).
 pub const STARTED_ANNOTATION: &str = "ferrometal.dev/discovery-started";
+/// Annotation: the fingerprint of the current attempt's fetch ticket. The boot server serves
+/// the attempt only from the Secret that holds it, so a cache that has not seen the
+/// attempt's new Secret yet serves nothing rather than the previous attempt's ignition.
+pub const TICKET_ANNOTATION: &str = "ferrometal.dev/discovery-ticket";
 /// Annotation: the attempt whose network boot was requested.
 pub const BOOTED_ANNOTATION: &str = "ferrometal.dev/discovery-boot-requested";
 /// Annotation: when a timed-out discovery is retried (RFC 3339).
@@ -129,6 +133,9 @@ pub struct Progress {
     pub boot_requested: bool,
     /// When to retry after a timeout.
     pub retry_at: Option<Timestamp>,
+    /// The fingerprint of the attempt's fetch ticket (`None` from operators before it was
+    /// recorded).
+    pub ticket: Option<String>,
 }
 
 /// When the latest probe report arrived (its `ProbeReported` condition's time).
@@ -169,6 +176,7 @@ impl Progress {
                 == Some(attempt.to_string().as_str())
                 && attempt > 0,
             retry_at: time(RETRY_ANNOTATION),
+            ticket: annotations.get(TICKET_ANNOTATION).cloned(),
         }
     }
 }
@@ -322,6 +330,13 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
         return Step::Inventory;
     }
     match observed.state {
+        // An attempt whose start was recorded in the annotations but not in the status (a
+        // crash or a failed write between the two) is started again under its number.
+        None | Some(ServerState::Initial) if progress.started.is_some() && progress.attempt > 0 => {
+            Step::StartDiscovery {
+                attempt: progress.attempt,
+            }
+        }
         None | Some(ServerState::Initial) => Step::StartDiscovery {
             attempt: progress.attempt + 1,
         },
@@ -771,6 +786,7 @@ async fn step(
             name: name.clone(),
         },
         progress.attempt,
+        progress.ticket.as_deref(),
     );
     let reported_at = reported_at(&status);
     let discovering = status.state == Some(ServerState::Discovery);
@@ -1146,6 +1162,7 @@ async fn complete(
     let mut outcome = StepOutcome::wait(settings.resync).state(ServerState::Available);
     outcome.annotations = vec![
         (STARTED_ANNOTATION, None),
+        (TICKET_ANNOTATION, None),
         (BOOTED_ANNOTATION, None),
         (RETRY_ANNOTATION, None),
     ];
@@ -1456,6 +1473,7 @@ async fn start_discovery(
             );
         }
     };
+    let ticket = crate::boot::index::ticket_fingerprint(&crate::boot::index::fetch_ticket(&token));
     let request = IgnitionRequest {
         facts: ServerFacts {
             system_uuid: uuid.to_ascii_lowercase(),
@@ -1544,6 +1562,7 @@ async fn start_discovery(
     outcome.annotations = vec![
         (ATTEMPT_ANNOTATION, Some(attempt.to_string())),
         (STARTED_ANNOTATION, Some(Timestamp::now().to_string())),
+        (TICKET_ANNOTATION, Some(ticket)),
         (BOOTED_ANNOTATION, None),
         (RETRY_ANNOTATION, None),
     ];
@@ -1753,6 +1772,7 @@ mod tests {
                 started: Some(at(0)),
                 boot_requested,
                 retry_at: None,
+                ticket: None,
             },
             boot_configuration: Some(Some(ServerBootConfigurationState::Ready)),
             boot_window_open: true,
@@ -1793,6 +1813,16 @@ mod tests {
         assert_eq!(
             plan(&observed(Some(ServerState::Initial)), BASE),
             Step::StartDiscovery { attempt: 1 }
+        );
+        // Its start reached the annotations but not the status (a crash, a failed write):
+        // started again under the same number, not counted as another attempt.
+        let interrupted = Observed {
+            state: Some(ServerState::Initial),
+            ..discovering(2, false)
+        };
+        assert_eq!(
+            plan(&interrupted, BASE),
+            Step::StartDiscovery { attempt: 2 }
         );
     }
 
@@ -2187,5 +2217,169 @@ mod tests {
         );
         assert_eq!(retry_delay(BASE, 1), BASE);
         assert_eq!(retry_delay(BASE, 30), Duration::from_secs(3600));
+    }
+
+    /// Any observed state, within the ranges a Server meets (times in seconds around
+    /// [`at`]'s origin).
+    fn any_observed() -> impl proptest::strategy::Strategy<Value = Observed> {
+        use proptest::prelude::*;
+        let state = prop_oneof![
+            Just(None),
+            Just(Some(ServerState::Initial)),
+            Just(Some(ServerState::Discovery)),
+            Just(Some(ServerState::Available)),
+            Just(Some(ServerState::Reserved)),
+            Just(Some(ServerState::Error)),
+            Just(Some(ServerState::Parked)),
+        ];
+        let sbc = prop_oneof![
+            Just(None),
+            Just(Some(None)),
+            Just(Some(Some(ServerBootConfigurationState::Pending))),
+            Just(Some(Some(ServerBootConfigurationState::Ready))),
+            Just(Some(Some(ServerBootConfigurationState::Error))),
+        ];
+        let time = || proptest::option::of(0i64..4000);
+        let power = proptest::option::of(prop_oneof![Just(Power::On), Just(Power::Off)]);
+        let power_state = proptest::option::of(prop_oneof![
+            Just(PowerState::On),
+            Just(PowerState::Off),
+            Just(PowerState::PoweringOn),
+        ]);
+        let macs = proptest::collection::vec(0u8..4, 0..4).prop_map(|macs| {
+            macs.iter()
+                .map(|m| format!("52:54:00:00:00:0{m}"))
+                .collect()
+        });
+        (
+            (state, 0u32..5, time(), any::<bool>(), time(), sbc),
+            (time(), any::<bool>(), time(), macs.clone()),
+            (
+                proptest::option::of(macs),
+                any::<[bool; 3]>(),
+                power,
+                power_state,
+            ),
+            (1u64..3600, any::<bool>(), any::<bool>(), 0i64..4000),
+        )
+            .prop_map(
+                |(
+                    (state, attempt, started, boot_requested, retry_at, boot_configuration),
+                    (refused, boot_window_open, reported, reported_macs),
+                    (expected_macs, [cpus, memory, identity], power, power_state),
+                    (timeout, out_of_band, elder, now),
+                )| Observed {
+                    state,
+                    progress: Progress {
+                        attempt,
+                        started: started.map(at),
+                        boot_requested: boot_requested && attempt > 0,
+                        retry_at: retry_at.map(at),
+                        ticket: None,
+                    },
+                    boot_configuration,
+                    ticket_refused: refused.map(|t| (at(t), String::from("refused"))),
+                    boot_window_open,
+                    reported_at: reported.map(at),
+                    reported_macs,
+                    reported_sections: ReportedSections {
+                        cpus,
+                        memory,
+                        identity,
+                    },
+                    expected_macs,
+                    nic_wait: Duration::from_secs(120),
+                    power,
+                    power_state,
+                    timeout: Duration::from_secs(timeout),
+                    mode: if out_of_band {
+                        DiscoveryMode::OutOfBand
+                    } else {
+                        DiscoveryMode::InBand
+                    },
+                    elders: if elder {
+                        vec![Claimant {
+                            created: Some(at(0)),
+                            name: String::from("elder"),
+                            bmc: None,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    now: at(now),
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_observed_state_plans_a_step_that_keeps_the_invariants(
+            observed in any_observed()
+        ) {
+            let step = plan(&observed, BASE);
+            let deadline = observed
+                .progress
+                .started
+                .map(|started| after(started, observed.timeout));
+            let discovering = observed.state == Some(ServerState::Discovery);
+            match &step {
+                // The machine is powered on for discovery only when the boot server serves
+                // this attempt's configuration, once, in time, for an undisputed UUID.
+                Step::RequestBoot => {
+                    proptest::prop_assert!(discovering);
+                    proptest::prop_assert_eq!(
+                        observed.boot_configuration,
+                        Some(Some(ServerBootConfigurationState::Ready))
+                    );
+                    proptest::prop_assert!(observed.boot_window_open);
+                    proptest::prop_assert!(!observed.progress.boot_requested);
+                    proptest::prop_assert!(observed.elders.is_empty());
+                    proptest::prop_assert_eq!(observed.mode, DiscoveryMode::InBand);
+                    proptest::prop_assert!(deadline.is_some_and(|d| observed.now < d));
+                }
+                Step::Complete { .. } => {
+                    proptest::prop_assert!(discovering);
+                    proptest::prop_assert!(observed.progress.reported(observed.reported_at));
+                }
+                Step::TimeOut { retry_at, .. } => {
+                    proptest::prop_assert!(discovering);
+                    proptest::prop_assert!(deadline.is_some_and(|d| observed.now >= d));
+                    proptest::prop_assert!(*retry_at > observed.now);
+                }
+                Step::SetPower(action) => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Available));
+                    let wanted = match action {
+                        PowerAction::On => Some(Power::On),
+                        _ => Some(Power::Off),
+                    };
+                    proptest::prop_assert_eq!(observed.power, wanted);
+                }
+                Step::StartDiscovery { attempt } | Step::RestartAfterTicketReuse { attempt, .. } => {
+                    proptest::prop_assert!(*attempt >= 1);
+                    proptest::prop_assert!(*attempt >= observed.progress.attempt);
+                    proptest::prop_assert!(observed.elders.is_empty());
+                }
+                Step::Duplicate { .. } => {
+                    proptest::prop_assert!(!observed.elders.is_empty());
+                }
+                Step::Inventory => {
+                    proptest::prop_assert_eq!(observed.mode, DiscoveryMode::OutOfBand);
+                }
+                Step::AwaitBootConfiguration
+                | Step::AwaitBootWindow
+                | Step::AwaitReport { .. }
+                | Step::AwaitRetry { .. }
+                | Step::Idle => {}
+            }
+            // A Server with an older namesake of its UUID is never booted or discovered.
+            if !observed.elders.is_empty()
+                && matches!(
+                    observed.state,
+                    None | Some(ServerState::Initial | ServerState::Discovery | ServerState::Error)
+                )
+            {
+                proptest::prop_assert!(matches!(step, Step::Duplicate { .. }), "{:?}", step);
+            }
+        }
     }
 }
