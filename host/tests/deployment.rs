@@ -575,6 +575,31 @@ async fn holder(lab: &Lab) -> Option<String> {
         .filter(|holder| !holder.is_empty())
 }
 
+/// Starts a replica of `ferrometal run` with leader election under `identity`, out-of-band
+/// discovery (its Servers need only their BMC, not the boot server of a replica that dies),
+/// a lease of `lease_seconds` renewed a second before expiry, and metrics on `metrics_port`.
+fn elected_replica(lab: &Lab, identity: &str, metrics_port: u16, lease_seconds: u64) -> Program {
+    let boot_port = testenv::net::free_port().expect("port");
+    lab.spawn_operator(
+        &format!("ferrometal-{identity}"),
+        &[
+            ("--boot-bind-address", format!("127.0.0.1:{boot_port}")),
+            (
+                "--metrics-bind-address",
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+            ("--discovery-mode", String::from("out-of-band")),
+            ("--leader-elect", String::new()),
+            ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
+            ("--leader-election-identity", identity.to_owned()),
+            ("--leader-election-lease-seconds", lease_seconds.to_string()),
+            ("--leader-election-renew-seconds", String::from("1")),
+        ],
+        None,
+    )
+    .expect("start ferrometal run")
+}
+
 /// Waits until the Lease names `identity`, failing with `operator`'s log after `timeout`.
 async fn until_leader(lab: &Lab, operator: &Program, identity: &str, timeout: Duration) {
     let started = Instant::now();
@@ -590,32 +615,12 @@ async fn until_leader(lab: &Lab, operator: &Program, identity: &str, timeout: Du
 
 #[tokio::test]
 async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
-    // Out-of-band discovery: the Servers need only the BMC, not the boot server of the
-    // operator that is killed.
     let lab = Lab::start(lab_options("leader", 2, 0), |line| eprintln!("lab: {line}"))
         .await
         .expect("the lab starts");
     let lease_seconds = 4;
     let replica = |identity: &str, metrics_port: u16| {
-        let boot_port = testenv::net::free_port().expect("port");
-        lab.spawn_operator(
-            &format!("ferrometal-{identity}"),
-            &[
-                ("--boot-bind-address", format!("127.0.0.1:{boot_port}")),
-                (
-                    "--metrics-bind-address",
-                    format!("127.0.0.1:{metrics_port}"),
-                ),
-                ("--discovery-mode", String::from("out-of-band")),
-                ("--leader-elect", String::new()),
-                ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
-                ("--leader-election-identity", identity.to_owned()),
-                ("--leader-election-lease-seconds", lease_seconds.to_string()),
-                ("--leader-election-renew-seconds", String::from("1")),
-            ],
-            None,
-        )
-        .expect("start ferrometal run")
+        elected_replica(&lab, identity, metrics_port, lease_seconds)
     };
     kubectl(&lab, None, &["create", "namespace", RELEASE_NAMESPACE]);
     let (first_port, second_port) = (
@@ -733,27 +738,12 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_the_standby_took_ove
     .expect("the lab starts");
     let lease_seconds = 4;
     let replica = |identity: &str| {
-        lab.spawn_operator(
-            &format!("ferrometal-{identity}"),
-            &[
-                (
-                    "--boot-bind-address",
-                    format!("127.0.0.1:{}", testenv::net::free_port().expect("port")),
-                ),
-                (
-                    "--metrics-bind-address",
-                    format!("127.0.0.1:{}", testenv::net::free_port().expect("port")),
-                ),
-                ("--discovery-mode", String::from("out-of-band")),
-                ("--leader-elect", String::new()),
-                ("--leader-election-namespace", RELEASE_NAMESPACE.to_owned()),
-                ("--leader-election-identity", identity.to_owned()),
-                ("--leader-election-lease-seconds", lease_seconds.to_string()),
-                ("--leader-election-renew-seconds", String::from("1")),
-            ],
-            None,
+        elected_replica(
+            &lab,
+            identity,
+            testenv::net::free_port().expect("port"),
+            lease_seconds,
         )
-        .expect("start ferrometal run")
     };
     kubectl(&lab, None, &["create", "namespace", RELEASE_NAMESPACE]);
     let mut first = replica("first");
