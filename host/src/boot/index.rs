@@ -132,6 +132,12 @@ pub fn ticket_fingerprint(ticket: &str) -> String {
     fingerprint
 }
 
+/// The fingerprint of the fetch ticket derived from registry token `token`: what a Server
+/// records of its attempt's secrets.
+pub fn token_ticket_fingerprint(token: &str) -> String {
+    ticket_fingerprint(&fetch_ticket(token))
+}
+
 impl BootEntry {
     /// The fetch ticket the script carries (`None` when served without one), derived at
     /// the first ask.
@@ -546,7 +552,7 @@ mod tests {
         assert!(opened.try_recv().is_err(), "no window opened");
         index.insert(discovery(1, "t1"));
         assert!(index.serves_discovery(&key("a"), 1, None));
-        let ticket = |token: &str| ticket_fingerprint(&fetch_ticket(token));
+        let ticket = token_ticket_fingerprint;
         assert!(index.serves_discovery(&key("a"), 1, Some(&ticket("t1"))));
         assert!(
             !index.serves_discovery(&key("a"), 1, Some(&ticket("t2"))),

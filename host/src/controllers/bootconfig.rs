@@ -325,16 +325,17 @@ pub fn plan(observed: Observed) -> Decision {
         (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
             // `Some(None)`: served, not for discovery; `None`: a discovery outside its window,
             // or with a Secret this cache holds from another attempt (its new one comes soon).
-            let attempts_secret = view.discovery_ticket.as_deref().is_none_or(|wanted| {
-                token.as_deref().is_some_and(|token| {
-                    crate::boot::index::ticket_fingerprint(&crate::boot::index::fetch_ticket(token))
-                        == wanted
-                })
-            });
             let served = if observed.discovery {
+                let attempts_secret = || {
+                    view.discovery_ticket.as_deref().is_none_or(|wanted| {
+                        token.as_deref().is_some_and(|token| {
+                            crate::boot::index::token_ticket_fingerprint(token) == wanted
+                        })
+                    })
+                };
                 view.discovery_attempt
                     .filter(|_| view.boot_configuration_ref.as_ref() == Some(&observed.config))
-                    .filter(|_| attempts_secret)
+                    .filter(|_| attempts_secret())
                     .map(Some)
             } else {
                 Some(None)
@@ -1016,9 +1017,7 @@ mod tests {
         let with_ticket = |token: &str| {
             let mut observed = with_view(|view| {
                 view.discovery_attempt = Some(3);
-                view.discovery_ticket = Some(crate::boot::index::ticket_fingerprint(
-                    &crate::boot::index::fetch_ticket("t"),
-                ));
+                view.discovery_ticket = Some(crate::boot::index::token_ticket_fingerprint("t"));
             });
             observed.discovery = true;
             if let IgnitionLookup::Found { token: found, .. } = &mut observed.ignition {

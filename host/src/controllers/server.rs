@@ -1473,7 +1473,7 @@ async fn start_discovery(
             );
         }
     };
-    let ticket = crate::boot::index::ticket_fingerprint(&crate::boot::index::fetch_ticket(&token));
+    let ticket = crate::boot::index::token_ticket_fingerprint(&token);
     let request = IgnitionRequest {
         facts: ServerFacts {
             system_uuid: uuid.to_ascii_lowercase(),

@@ -277,7 +277,7 @@ impl LeaseConfirmer {
             .renew_time
             .or(spec.acquire_time)
             .map(|renewed| std::time::SystemTime::from(renewed.0) + lasts - self.margin())
-            // Never past what the read itself proves: the lease was ours when it was asked.
+            // A renewal whose time was up before the read was even sent confirms nothing.
             .filter(|until| *until > asked);
         match until {
             Some(until) if ours => {
