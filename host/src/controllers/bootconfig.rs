@@ -1262,4 +1262,94 @@ mod tests {
         );
         assert!(decision.entry.expect("served").ignition.is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn a_configuration_is_served_only_when_ready_named_and_in_its_window(
+            found in proptest::bool::ANY,
+            has_uuid in proptest::bool::ANY,
+            named in 0u8..3,
+            attempt in proptest::option::of(1u32..4),
+            ticket in 0u8..3,
+            image_ok in proptest::bool::ANY,
+            ignition in 0u8..4,
+            allow_unauthenticated in proptest::bool::ANY,
+            discovery in proptest::bool::ANY,
+        ) {
+            let config = observed().config;
+            let mut input = observed();
+            input.server = if found {
+                ServerLookup::Found(ServerView {
+                    uuid: has_uuid
+                        .then(|| SystemUuid::parse("0b5e5e2a-0000-4000-8000-0000000000b1"))
+                        .flatten(),
+                    network_identifiers: Vec::new(),
+                    boot_configuration_ref: match named {
+                        0 => None,
+                        1 => Some(config.clone()),
+                        _ => Some(ConfigKey {
+                            namespace: String::from("metal"),
+                            name: String::from("claim-boot"),
+                        }),
+                    },
+                    discovery_attempt: attempt,
+                    discovery_ticket: match ticket {
+                        0 => None,
+                        1 => Some(crate::boot::index::token_ticket_fingerprint("t")),
+                        _ => Some(crate::boot::index::token_ticket_fingerprint("another")),
+                    },
+                })
+            } else {
+                ServerLookup::Missing
+            };
+            if !image_ok {
+                input.image = Err(ImageError::NotSet);
+            }
+            input.ignition = match ignition {
+                0 => IgnitionLookup::NotReferenced,
+                1 => IgnitionLookup::SecretMissing(String::from("s")),
+                2 => IgnitionLookup::Found {
+                    secret: String::from("s"),
+                    ignition: bytes::Bytes::from_static(b"{}"),
+                    token: None,
+                },
+                _ => IgnitionLookup::Found {
+                    secret: String::from("s"),
+                    ignition: bytes::Bytes::from_static(b"{}"),
+                    token: Some(String::from("t")),
+                },
+            };
+            input.allow_unauthenticated_ignition = allow_unauthenticated;
+            input.discovery = discovery;
+            let decision = plan(input);
+            let ready = &decision.conditions[0];
+            proptest::prop_assert_eq!(ready.kind, conditions::READY);
+            proptest::prop_assert_eq!(
+                ready.value,
+                decision.state == ServerBootConfigurationState::Ready
+            );
+            if let Some(entry) = &decision.entry {
+                proptest::prop_assert!(ready.value, "served while not Ready");
+                proptest::prop_assert!(found && has_uuid && image_ok);
+                proptest::prop_assert!(
+                    entry.token.is_some() || allow_unauthenticated,
+                    "ignition without a ticket served without the flag"
+                );
+                if discovery {
+                    // Named, in its window, with the attempt's own Secret.
+                    proptest::prop_assert_eq!(named, 1);
+                    proptest::prop_assert_eq!(entry.discovery_attempt, attempt);
+                    proptest::prop_assert!(attempt.is_some());
+                    proptest::prop_assert!(ticket == 0 || (ticket == 1 && ignition == 3));
+                } else {
+                    proptest::prop_assert_eq!(named, 1, "served without being named");
+                    proptest::prop_assert_eq!(entry.discovery_attempt, None);
+                }
+            }
+            // Another configuration named by the Server is never Ready.
+            if found && has_uuid && named == 2 {
+                proptest::prop_assert!(!ready.value);
+            }
+        }
+    }
 }
