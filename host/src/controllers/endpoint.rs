@@ -498,4 +498,50 @@ mod tests {
         assert_eq!(reason, conditions::REASON_LOOKUP_FAILED);
         assert!(message.contains("plugin timed out"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_database_answer_onboards_only_a_usable_bmc_and_never_names_a_password(
+            protocol in proptest::sample::select(vec!["Redfish", "IPMI", "redfish", "", "Telnet"]),
+            scheme in proptest::option::of(proptest::sample::select(vec!["http", "https", "ftp", ""])),
+            port in proptest::num::u16::ANY,
+            credentials in proptest::collection::vec(("[a-z]{1,8}", "[A-Za-z0-9]{8,16}"), 0..3),
+            secret_exists in proptest::bool::ANY,
+        ) {
+            let endpoint = endpoint();
+            let database = BmcProfile {
+                protocol: protocol.to_owned(),
+                scheme: scheme.map(str::to_owned),
+                port,
+                default_credentials: credentials
+                    .iter()
+                    .map(|(username, password)| DefaultCredential {
+                        username: username.clone(),
+                        password: password.clone(),
+                    })
+                    .collect(),
+                ..profile()
+            };
+            let step = plan(&endpoint, &Lookup::Found(database), secret_exists);
+            let message = match &step {
+                Plan::Onboard { bmc, secret, message } => {
+                    let name = endpoint.name_any();
+                    proptest::prop_assert_eq!(
+                        bmc.endpoint_ref.as_ref().map(|r| &r.name),
+                        Some(&name)
+                    );
+                    proptest::prop_assert_eq!(&bmc.bmc_secret_ref.name, &name);
+                    proptest::prop_assert_eq!(bmc.protocol.port, i32::from(port));
+                    let first = credentials.first().cloned();
+                    proptest::prop_assert!(first.is_some(), "onboarded without credentials");
+                    proptest::prop_assert_eq!(secret.clone(), first.filter(|_| !secret_exists));
+                    message.clone()
+                }
+                Plan::Failed { message, .. } | Plan::Unknown { message } => message.clone(),
+            };
+            for (_, password) in &credentials {
+                proptest::prop_assert!(!message.contains(password.as_str()), "{}", message);
+            }
+        }
+    }
 }
