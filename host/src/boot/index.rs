@@ -132,12 +132,6 @@ pub fn ticket_fingerprint(ticket: &str) -> String {
     fingerprint
 }
 
-/// The fingerprint of the fetch ticket derived from registry token `token`: what a Server
-/// records of its attempt's secrets.
-pub fn token_ticket_fingerprint(token: &str) -> String {
-    ticket_fingerprint(&fetch_ticket(token))
-}
-
 impl BootEntry {
     /// The fetch ticket the script carries (`None` when served without one), derived at
     /// the first ask.
@@ -146,6 +140,15 @@ impl BootEntry {
             .ticket
             .get_or_init(|| self.token.as_deref().map(Ticket::of))
             .as_ref()
+    }
+
+    /// Whether its fetch ticket has fingerprint `wanted` (any ticket, or none, when `None`):
+    /// a discovery attempt is served only from the Secret holding its own token.
+    pub fn has_ticket(&self, wanted: Option<&str>) -> bool {
+        wanted.is_none_or(|wanted| {
+            self.ticket()
+                .is_some_and(|ticket| ticket.fingerprint == wanted)
+        })
     }
 
     /// Marks `fetch` as reported; true only the first time (so each is reported once per
@@ -302,12 +305,7 @@ impl BootIndex {
             .get(config)
             .and_then(|uuid| inner.by_uuid.get(uuid))
             .is_some_and(|entry| {
-                entry.discovery_attempt == Some(attempt)
-                    && ticket.is_none_or(|wanted| {
-                        entry
-                            .ticket()
-                            .is_some_and(|served| served.fingerprint == wanted)
-                    })
+                entry.discovery_attempt == Some(attempt) && entry.has_ticket(ticket)
             })
     }
 
@@ -552,7 +550,7 @@ mod tests {
         assert!(opened.try_recv().is_err(), "no window opened");
         index.insert(discovery(1, "t1"));
         assert!(index.serves_discovery(&key("a"), 1, None));
-        let ticket = token_ticket_fingerprint;
+        let ticket = |token: &str| Ticket::of(token).fingerprint;
         assert!(index.serves_discovery(&key("a"), 1, Some(&ticket("t1"))));
         assert!(
             !index.serves_discovery(&key("a"), 1, Some(&ticket("t2"))),

@@ -323,41 +323,38 @@ pub fn plan(observed: Observed) -> Decision {
 
     let (ready, entry) = match (&observed.image, ignition, server) {
         (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
-            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window,
-            // or with a Secret this cache holds from another attempt (its new one comes soon).
+            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window.
             let served = if observed.discovery {
-                let attempts_secret = || {
-                    view.discovery_ticket.as_deref().is_none_or(|wanted| {
-                        token.as_deref().is_some_and(|token| {
-                            crate::boot::index::token_ticket_fingerprint(token) == wanted
-                        })
-                    })
-                };
                 view.discovery_attempt
                     .filter(|_| view.boot_configuration_ref.as_ref() == Some(&observed.config))
-                    .filter(|_| attempts_secret())
                     .map(Some)
             } else {
                 Some(None)
             };
-            let entry = served.map(|discovery_attempt| {
-                let entry = BootEntry {
-                    config: observed.config.clone(),
-                    uuid: uuid.clone(),
-                    server: observed.server_name.clone(),
-                    image: resolved.reference.clone(),
-                    layers: resolved.layers.clone(),
-                    ignition,
-                    token,
-                    network_identifiers: view.network_identifiers.clone(),
-                    discovery_attempt,
-                    state: EntryState::default(),
-                };
-                if let Some(message) = &observed.ignition_fetched {
-                    entry.note_fetch_record(message);
-                }
-                entry
-            });
+            let entry = served
+                .map(|discovery_attempt| {
+                    let entry = BootEntry {
+                        config: observed.config.clone(),
+                        uuid: uuid.clone(),
+                        server: observed.server_name.clone(),
+                        image: resolved.reference.clone(),
+                        layers: resolved.layers.clone(),
+                        ignition,
+                        token,
+                        network_identifiers: view.network_identifiers.clone(),
+                        discovery_attempt,
+                        state: EntryState::default(),
+                    };
+                    if let Some(message) = &observed.ignition_fetched {
+                        entry.note_fetch_record(message);
+                    }
+                    entry
+                })
+                // A discovery whose Secret in this cache is another attempt's is not served (its
+                // own comes soon).
+                .filter(|entry| {
+                    !observed.discovery || entry.has_ticket(view.discovery_ticket.as_deref())
+                });
             (
                 ConditionUpdate {
                     kind: conditions::READY,
@@ -1017,7 +1014,7 @@ mod tests {
         let with_ticket = |token: &str| {
             let mut observed = with_view(|view| {
                 view.discovery_attempt = Some(3);
-                view.discovery_ticket = Some(crate::boot::index::token_ticket_fingerprint("t"));
+                view.discovery_ticket = Some(crate::boot::index::Ticket::of("t").fingerprint);
             });
             observed.discovery = true;
             if let IgnitionLookup::Found { token: found, .. } = &mut observed.ignition {
@@ -1295,8 +1292,8 @@ mod tests {
                     discovery_attempt: attempt,
                     discovery_ticket: match ticket {
                         0 => None,
-                        1 => Some(crate::boot::index::token_ticket_fingerprint("t")),
-                        _ => Some(crate::boot::index::token_ticket_fingerprint("another")),
+                        1 => Some(crate::boot::index::Ticket::of("t").fingerprint),
+                        _ => Some(crate::boot::index::Ticket::of("another").fingerprint),
                     },
                 })
             } else {

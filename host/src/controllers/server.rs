@@ -1473,7 +1473,7 @@ async fn start_discovery(
             );
         }
     };
-    let ticket = crate::boot::index::token_ticket_fingerprint(&token);
+    let ticket = crate::boot::index::Ticket::of(&token).fingerprint;
     let request = IgnitionRequest {
         facts: ServerFacts {
             system_uuid: uuid.to_ascii_lowercase(),

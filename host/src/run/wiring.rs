@@ -54,7 +54,7 @@ pub struct Wired {
     pub leader: Leader,
 }
 
-/// The operator's two Kubernetes clients.
+/// The operator's three Kubernetes clients.
 #[derive(Clone)]
 pub struct Clients {
     /// For what every replica does: the boot server's fetch records, the registry's
@@ -71,7 +71,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Both clients from `config`, telling the API server who sends each request (the
+    /// The clients from `config`, telling the API server who sends each request (the
     /// election identity, when there is one, so an audit log tells replicas apart).
     pub fn new(
         mut config: kube::Config,
