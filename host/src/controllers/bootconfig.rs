@@ -1329,7 +1329,7 @@ mod tests {
                 proptest::prop_assert!(ready.value, "served while not Ready");
                 proptest::prop_assert!(found && has_uuid && image_ok);
                 proptest::prop_assert!(
-                    entry.token.is_some() || allow_unauthenticated,
+                    entry.token.is_some() || entry.ignition.is_none() || allow_unauthenticated,
                     "ignition without a ticket served without the flag"
                 );
                 if discovery {
