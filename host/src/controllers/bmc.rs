@@ -863,4 +863,104 @@ mod tests {
             );
         }
     }
+
+    /// Any system behind the BMC: one of four UUIDs in either case or none, with or without
+    /// a boot override, offering some boot targets.
+    fn any_system(index: usize) -> impl proptest::strategy::Strategy<Value = System> {
+        use proptest::prelude::*;
+        (
+            proptest::option::of(0usize..4),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::sample::subsequence(vec!["Pxe", "Hdd", "UefiHttp"], 0..=3),
+        )
+            .prop_map(move |(uuid, upper, boot_override, targets)| {
+                let uuid = uuid.map(|n| format!("{n:08x}-aaaa-4bbb-8ccc-00000000000{n}"));
+                let mut system = system(
+                    &format!("/redfish/v1/Systems/{index}"),
+                    uuid.map(|u| if upper { u.to_ascii_uppercase() } else { u })
+                        .as_deref(),
+                );
+                system.boot_override = boot_override;
+                system.boot_targets = targets.into_iter().map(String::from).collect();
+                system
+            })
+    }
+
+    fn any_systems() -> impl proptest::strategy::Strategy<Value = Vec<System>> {
+        use proptest::prelude::*;
+        (0usize..6).prop_flat_map(|count| (0..count).map(any_system).collect::<Vec<_>>())
+    }
+
+    /// The `n`th way a probe fails (0–4).
+    fn nth_failure(n: usize) -> CallErrorKind {
+        match n {
+            0 => CallErrorKind::Timeout(Duration::from_secs(60)),
+            1 => CallErrorKind::Plugin(GuestError::Unauthorized(None)),
+            2 => CallErrorKind::Plugin(GuestError::Unreachable(None)),
+            3 => CallErrorKind::Plugin(GuestError::BmcFault {
+                http_status: Some(500),
+                message_id: None,
+                message: String::from("internal\nerror"),
+            }),
+            _ => CallErrorKind::Host(String::from("no driver")),
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the probe found or however it failed, the plan keeps one Server per
+        /// bootable system with a UUID (named by stable order, whatever order the BMC lists
+        /// them in), none when the probe failed, and a one-line `Ready` message.
+        #[test]
+        fn every_probe_outcome_plans_servers_that_keep_the_invariants(
+            systems in any_systems(),
+            failed in proptest::option::of(0usize..5),
+            out_of_band in proptest::bool::ANY,
+        ) {
+            let bootless = if out_of_band { BootlessSystems::OutOfBand } else { BootlessSystems::Skip };
+            let probe = match failed {
+                Some(n) => Err(failure(nth_failure(n))),
+                None => Ok(anonymous(systems.clone())),
+            };
+            let resync = Duration::from_secs(120);
+            let plan = plan(&bmc(), &address(), &probe, bootless, resync);
+            proptest::prop_assert!(!plan.ready.2.contains('\n'), "{}", plan.ready.2);
+            proptest::prop_assert_eq!(plan.requeue, resync);
+            if probe.is_err() {
+                proptest::prop_assert!(!plan.ready.0);
+                proptest::prop_assert!(plan.servers.is_empty());
+                proptest::prop_assert_eq!(plan.status.state.as_deref(), Some("Error"));
+                return Ok(());
+            }
+            proptest::prop_assert!(plan.ready.0);
+            proptest::prop_assert_eq!(plan.status.state.as_deref(), Some("Enabled"));
+            for (index, server) in plan.servers.iter().enumerate() {
+                proptest::prop_assert_eq!(&server.name, &format!("rack1-bmc-system-{index}"));
+                let system = systems.iter().find(|s| s.uri == server.system_uri);
+                let system = system.expect("every Server is one of the BMC's systems");
+                proptest::prop_assert_eq!(
+                    Some(server.system_uuid.clone()),
+                    system.uuid.as_deref().map(str::to_ascii_lowercase)
+                );
+                proptest::prop_assert_eq!(server.out_of_band, !system.boot_override);
+                proptest::prop_assert!(system.boot_override || out_of_band);
+            }
+            // One Server per bootable (or out-of-band) system with a UUID: two systems that
+            // share a UUID get one each, and the Server controller discovers only the oldest
+            // (controllers/system_uuids.rs).
+            let mut planned: Vec<&str> = plan.servers.iter().map(|s| s.system_uri.as_str()).collect();
+            planned.sort_unstable();
+            let mut eligible: Vec<&str> = systems
+                .iter()
+                .filter(|s| s.uuid.is_some() && (s.boot_override || out_of_band))
+                .map(|s| s.uri.as_str())
+                .collect();
+            eligible.sort_unstable();
+            proptest::prop_assert_eq!(planned, eligible);
+            let mut reversed = systems.clone();
+            reversed.reverse();
+            let again = super::plan(&bmc(), &address(), &Ok(anonymous(reversed)), bootless, resync);
+            proptest::prop_assert_eq!(&again.servers, &plan.servers, "names depend on the BMC's order");
+        }
+    }
 }
