@@ -108,8 +108,13 @@ pub fn normalise_mac(mac: &str) -> Result<String, String> {
 impl Database {
     /// Parses and checks a database; errors name the entry (from 0) and field.
     pub fn parse(yaml: &str) -> Result<Self, String> {
+        // Without the source snippet the error would show: it quotes the lines around the
+        // fault, default passwords among them, and this message reaches logs and conditions.
         let mut database: Self = serde_saphyr::from_str(yaml).map_err(|error| {
-            format!("the MAC-prefix database is not valid YAML in metal-operator's format: {error}")
+            format!(
+                "the MAC-prefix database is not valid YAML in metal-operator's format: {}",
+                error.without_snippet()
+            )
         })?;
         for (index, entry) in database.mac_prefixes.iter_mut().enumerate() {
             let at = |field: &str, why: String| format!("macPrefixes[{index}].{field}: {why}");
@@ -295,5 +300,17 @@ macPrefixes:
             let error = Database::parse(yaml).expect_err(yaml);
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    /// A database that is not YAML is refused with where the fault is, but without the
+    /// parser's snippet of the lines around it, which would show default passwords.
+    #[test]
+    fn a_yaml_error_names_its_line_but_shows_no_password() {
+        let yaml = "macPrefixes:\n- macPrefix: 23\n  type: bmc\n  protocol: Redfish\n  port: 8000\n\
+                    \x20 defaultCredentials:\n  - username: foo\n    password: s3cret-default\n\
+                    \x20   bogus: [\n";
+        let error = Database::parse(yaml).expect_err("unclosed bracket");
+        assert!(error.contains("line 9"), "{error}");
+        assert!(!error.contains("s3cret-default"), "{error}");
     }
 }
