@@ -459,6 +459,12 @@ async fn list(
             println!("  {}", problem.error);
         }
     }
+    if !catalog.config_problems.is_empty() {
+        println!("configuration problems (`ferrometal run` does not start with these):");
+        for problem in &catalog.config_problems {
+            println!("  {problem}");
+        }
+    }
     Ok(())
 }
 

@@ -746,3 +746,224 @@ async fn calls_queued_behind_a_wedged_bmc_do_not_starve_other_bmcs() {
         call.abort();
     }
 }
+
+/// A BMC that accepts connections and answers none until it is dropped (which closes them):
+/// a driver call against it sits in a host call, holding its memory, for as long as the test
+/// wants.
+struct GatedBmc {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatedBmc {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                let mut held = Vec::new();
+                while let Ok((socket, _)) = listener.accept().await {
+                    held.push(socket);
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn endpoint(&self) -> BmcEndpoint {
+        http_endpoint(self.port)
+    }
+
+    /// Connections a driver opened to it.
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for GatedBmc {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, for at most 30 s.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn budgeted_runtime(memory_budget_bytes: usize, metrics: PluginMetrics) -> PluginRuntime {
+    PluginRuntime::new(
+        RuntimeConfig {
+            memory_budget_bytes,
+            ..RuntimeConfig::default()
+        },
+        metrics,
+    )
+    .expect("engine")
+}
+
+#[tokio::test]
+async fn a_call_that_would_grow_past_the_memory_budget_fails_instead_of_allocating() {
+    const BUDGET: usize = 32 << 20;
+    let metrics = PluginMetrics::default();
+    let runtime = budgeted_runtime(BUDGET, metrics.clone());
+    assert_eq!(runtime.memory_budget(), BUDGET);
+
+    // A driver call sits in its BMC request, holding its memory.
+    let gate = GatedBmc::start().await;
+    let holder = driver(&runtime, "driver-minimal");
+    let endpoint = gate.endpoint();
+    let held = tokio::spawn(async move { holder.probe(&endpoint).await });
+    until("the driver's request reached its BMC", || {
+        gate.accepted() > 0
+    })
+    .await;
+    let held_by_driver = usize::try_from(metrics.memory_in_use()).expect("positive");
+    assert!(held_by_driver > 0, "the running driver's memory is charged");
+
+    // A plugin allowed four times the budget grows until the budget, not its limit, stops it.
+    let path = testenv::components::component("lookup-memory-bomb").expect("built");
+    let bomb = runtime
+        .load_credential_lookup(&path)
+        .expect("load")
+        .with_limits(Limits {
+            memory_bytes: 4 * BUDGET,
+            deadline: Duration::from_secs(10),
+        });
+    let error = bomb
+        .lookup("52:54:00:00:00:01", &[])
+        .await
+        .expect_err("the bomb cannot have all it wants");
+    let CallErrorKind::MemoryBudgetExhausted {
+        budget_bytes,
+        requested_bytes,
+        held_bytes,
+    } = error.kind
+    else {
+        panic!("not refused by the budget: {error}");
+    };
+    assert_eq!(budget_bytes, BUDGET);
+    assert!(
+        held_bytes + held_by_driver <= BUDGET,
+        "both calls together stayed within the budget: {held_bytes} + {held_by_driver}"
+    );
+    assert!(
+        held_bytes > BUDGET / 2,
+        "it got what the driver left: {held_bytes}"
+    );
+    assert!(requested_bytes < 4 * BUDGET, "{requested_bytes}");
+    assert!(
+        error
+            .to_string()
+            .contains("the plugin memory budget of 33554432 bytes is used up"),
+        "{error}"
+    );
+    assert!(
+        metrics.memory_in_use() >= i64::try_from(held_by_driver).expect("fits"),
+        "the refused call gave back what it had, the driver keeps its share"
+    );
+
+    // The driver's call is unharmed: it ends when its BMC goes away, and every byte returns.
+    drop(gate);
+    let outcome = held.await.expect("task");
+    assert!(
+        !matches!(
+            outcome,
+            Err(ref error) if matches!(error.kind, CallErrorKind::MemoryBudgetExhausted { .. })
+        ),
+        "{outcome:?}"
+    );
+    until("all plugin memory is given back", || {
+        metrics.memory_in_use() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_waits_for_memory_while_the_budget_is_taken_and_runs_once_it_comes_back() {
+    // What one probe of the driver holds at most, on a runtime with room to spare.
+    let answering = Observer::start(
+        Duration::ZERO,
+        br#"{"Members":[]}"#.to_vec(),
+        Counters::default(),
+    )
+    .await;
+    let roomy = driver(&runtime(&[]), "driver-minimal");
+    roomy.probe(&answering.endpoint()).await.expect("probe");
+    let peak = roomy.peak_memory();
+    assert!(peak >= 2 * 65536, "a component needs a few pages: {peak}");
+
+    // A budget with room for one such call, not two.
+    let metrics = PluginMetrics::default();
+    let runtime = budgeted_runtime(peak + peak / 2, metrics.clone());
+    let driver = driver(&runtime, "driver-minimal");
+    driver
+        .probe(&answering.endpoint())
+        .await
+        .expect("learns its peak");
+    let peak = driver.peak_memory();
+    let budget = runtime.memory_budget();
+    assert!(
+        peak <= budget && 2 * peak > budget,
+        "peak {peak}, budget {budget}"
+    );
+
+    let (first_bmc, second_bmc) = (GatedBmc::start().await, GatedBmc::start().await);
+    let first = tokio::spawn({
+        let (driver, endpoint) = (driver.clone(), first_bmc.endpoint());
+        async move { driver.probe(&endpoint).await }
+    });
+    until("the first call reached its BMC", || {
+        first_bmc.accepted() > 0
+    })
+    .await;
+    let second = tokio::spawn({
+        let (driver, endpoint) = (driver.clone(), second_bmc.endpoint());
+        async move { driver.probe(&endpoint).await }
+    });
+    until("the second call waits for memory", || {
+        metrics.calls_waiting_for_memory() == 1
+    })
+    .await;
+    assert_eq!(second_bmc.accepted(), 0, "the second call has not started");
+    assert_eq!(metrics.calls_in_flight(), 1, "and holds no call slot");
+
+    drop(first_bmc);
+    let first = first.await.expect("task");
+    until("the second call reached its BMC", || {
+        second_bmc.accepted() > 0
+    })
+    .await;
+    assert_eq!(metrics.calls_waiting_for_memory(), 0);
+    drop(second_bmc);
+    let second = second.await.expect("task");
+    for outcome in [first, second] {
+        assert!(
+            !matches!(
+                outcome,
+                Err(ref error) if matches!(error.kind, CallErrorKind::MemoryBudgetExhausted { .. })
+            ),
+            "{outcome:?}"
+        );
+    }
+    until("all plugin memory is given back", || {
+        metrics.memory_in_use() == 0
+    })
+    .await;
+}

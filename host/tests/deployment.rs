@@ -147,6 +147,8 @@ fn the_chart_lints_and_renders_safe_defaults() {
         "--leader-election-namespace=ferrometal-system",
         "--namespace=ferrometal-system",
         "--plugin-dir=/usr/lib/ferrometal/plugins",
+        // Half the default 512Mi memory limit for plugins, the rest for the operator.
+        "--plugin-memory-budget-mib=256",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
@@ -227,6 +229,7 @@ fn production_values_render_dhcp_replicas_and_monitoring() {
         "--discovery-image=ghcr.io/ironcore-dev/os-images/discovery:1.0",
         "--bmc-ca-file=/etc/ferrometal/bmc-ca/ca.crt",
         "--bmc-default-scheme=https",
+        "--plugin-memory-budget-mib=384",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
@@ -242,6 +245,14 @@ fn production_values_render_dhcp_replicas_and_monitoring() {
     let catalog = ferrometal::plugins::catalog::CatalogConfig::from_yaml(plugins)
         .expect("the rendered plugin config parses");
     assert!(catalog.digests.contains_key("redfish"));
+    assert_eq!(
+        catalog.plugins["redfish"].settings_list(),
+        [
+            (String::from("auth"), String::from("session")),
+            (String::from("power-wait-seconds"), String::from("30")),
+        ],
+        "per-plugin settings reach the operator's plugin configuration as written"
+    );
     assert!(
         config["data"]["macdb.yaml"]
             .as_str()
@@ -278,6 +289,7 @@ fn values_the_chart_cannot_honour_are_refused_with_the_reason() {
             "needs leaderElection.enabled",
         ),
         ("plugins.source=configMap", "needs plugins.configMap"),
+        ("plugins.memoryBudgetMiB=8", "/plugins/memoryBudgetMiB"),
         ("dhcp.enabled=true", "needs dhcp.config"),
     ] {
         let output = helm(&["template", "ferrometal", chart, "--set", set], None);

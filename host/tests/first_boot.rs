@@ -501,7 +501,7 @@ async fn run_refuses_ignition_settings_the_generator_rejects() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("rejects its settings (--ignition-setting)")
+        stderr.contains("rejects its settings (plugin configuration and --ignition-setting)")
             && stderr.contains("metalprobe-url"),
         "{stderr}"
     );

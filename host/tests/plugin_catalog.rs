@@ -23,12 +23,14 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
         credential_lookup: Some(String::from("lookup-echo")),
         ignition_generator: Some(String::from("ignition")),
         digests: BTreeMap::new(),
+        plugins: BTreeMap::new(),
     };
     let catalog = PluginCatalog::load(&runtime, config).await;
 
     // The plugins that need `credentials/reveal`, which this runtime does not grant: the
     // bundled redfish driver and the reveal fixture ask for it, the other fixture uses it
-    // without asking. And the fixture built for an unsupported ABI.
+    // without asking. The fixture built for an unsupported ABI, and the one that imports
+    // sockets.
     let mut refused: Vec<String> = catalog
         .problems
         .iter()
@@ -38,6 +40,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
                     problem.error,
                     LoadError::CapabilityDenied { .. }
                         | LoadError::UndeclaredCapability { .. }
+                        | LoadError::ForbiddenImport { .. }
                         | LoadError::Metadata { .. }
                 ),
                 "{}",
@@ -58,6 +61,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
             "driver_reveal.wasm",
             "driver_reveal_undeclared.wasm",
             "lookup_future_abi.wasm",
+            "lookup_sockets.wasm",
             "redfish.wasm"
         ]
     );
@@ -169,4 +173,87 @@ async fn pinned_digests_refuse_a_changed_or_missing_plugin_and_load_a_matching_o
             .any(|m| m.contains("redfish") && m.contains("no redfish.wasm")),
         "{messages:?}"
     );
+}
+
+/// A plugin directory holding the named components.
+fn directory(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        let component = testenv::components::component(name).expect("built by `make plugins`");
+        std::fs::copy(&component, dir.path().join(format!("{name}.wasm"))).expect("copy");
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_per_plugin_grant_reaches_only_the_plugin_it_names() {
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+    let dir = directory(&["driver-reveal", "redfish"]);
+    let mut config = CatalogConfig::from_yaml(
+        "drivers:\n  Redfish: [driver-reveal]\nplugins:\n  driver-reveal:\n    grants: [credentials/reveal]\n",
+    )
+    .expect("valid");
+    config.dir = dir.path().to_owned();
+    let catalog = PluginCatalog::load(&runtime, config).await;
+
+    assert_eq!(
+        catalog
+            .driver_for("Redfish", None)
+            .map(|d| d.identity().name.as_str()),
+        Some("driver-reveal"),
+        "granted by the configuration"
+    );
+    assert_eq!(catalog.problems.len(), 1, "{:?}", catalog.problems);
+    assert!(
+        matches!(
+            &catalog.problems[0].error,
+            LoadError::CapabilityDenied { capability, path } if capability == "credentials/reveal" && path.ends_with("redfish.wasm")
+        ),
+        "redfish asks for the same capability but was not granted it: {}",
+        catalog.problems[0].error
+    );
+    assert!(
+        catalog.config_problems.is_empty(),
+        "{:?}",
+        catalog.config_problems
+    );
+}
+
+#[tokio::test]
+async fn plugin_options_that_do_not_fit_the_installed_plugins_are_reported() {
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default()).expect("engine");
+    let dir = directory(&["redfish", "driver-minimal", "lookup-echo"]);
+    let mut config = CatalogConfig::from_yaml(
+        "plugins:\n  redfish:\n    grants: [credentials/reveal]\n    settings: {auth: sesion}\n  driver-minimal:\n    grants: [credentials/reveal]\n  lookup-echo:\n    settings: {log: 'on'}\n  ghost:\n    settings: {colour: blue}\n",
+    )
+    .expect("valid");
+    config.dir = dir.path().to_owned();
+    let catalog = PluginCatalog::load(&runtime, config).await;
+    assert!(catalog.problems.is_empty(), "{:?}", catalog.problems);
+
+    let problems: Vec<String> = catalog
+        .config_problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for expected in [
+        "grants `credentials/reveal` to plugin driver-minimal, which does not request it (it requests none)",
+        "configures plugin ghost (under `plugins`), but there is no ghost.wasm",
+        "plugin redfish rejects its settings in the plugin configuration: plugin redfish",
+        "auth must be basic or session, not \"sesion\"",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(expected)),
+            "{expected} in {problems:#?}"
+        );
+    }
+    assert_eq!(
+        catalog.settings("lookup-echo"),
+        [(String::from("log"), String::from("on"))],
+        "settings are kept per plugin"
+    );
+    assert!(catalog.settings("driver-minimal").is_empty());
 }

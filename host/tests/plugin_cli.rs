@@ -229,6 +229,32 @@ fn list_shows_installed_plugins_selection_and_problems() {
     ]);
     assert!(text(&granted.stdout).contains("Redfish                    → driver-reveal"));
 
+    // Per-plugin options: a grant to one plugin loads it; a plugin not installed is named.
+    std::fs::write(
+        &config,
+        "drivers:\n  Redfish: [driver-reveal]\nplugins:\n  driver-reveal: {grants: [credentials/reveal]}\n  ghost: {settings: {a: b}}\n",
+    )
+    .expect("write config");
+    let options = ferrometal(&[
+        "plugin",
+        "list",
+        "--dir",
+        &components.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    let stdout = text(&options.stdout);
+    assert!(
+        stdout.contains("Redfish                    → driver-reveal"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("configuration problems")
+            && stdout
+                .contains("configures plugin ghost (under `plugins`), but there is no ghost.wasm"),
+        "{stdout}"
+    );
+
     std::fs::write(&config, "credentialLookups: lookup-echo\n").expect("write config");
     let typo = ferrometal(&["plugin", "list", "--config", &config.to_string_lossy()]);
     assert!(!typo.status.success());
@@ -273,5 +299,86 @@ async fn the_driver_from_the_plugin_guide_probes_an_emulated_bmc() {
     assert_eq!(
         identity["systems"][0]["uuid"],
         "27946b59-9e44-4fa7-8e91-f3527a1ef094"
+    );
+}
+
+/// A loopback TCP server on its own thread that counts connections and answers each with
+/// `reply` (an HTTP/1.1 response, `Connection: close`), or closes them unanswered.
+struct CountingServer {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start(reply: Option<&'static str>) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(body) = reply else { continue };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn bmc_requests_ignore_the_proxy_environment() {
+    let proxy = CountingServer::start(None);
+    let bmc = CountingServer::start(Some(r#"{"Members":[]}"#));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "secret\n").expect("write password");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .args(["plugin", "call", &component("driver-minimal"), "probe"])
+        .arg("--bmc")
+        .arg(format!("http://127.0.0.1:{}", bmc.port))
+        .args(["--username", "admin", "--password-file"])
+        .arg(&password)
+        .env("RUST_BACKTRACE", "0");
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &proxy_url);
+    }
+    command.env_remove("NO_PROXY").env_remove("no_proxy");
+    let output = command.output().expect("run ferrometal");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let identity: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(identity["systems"], serde_json::json!([]));
+    assert!(bmc.connections() > 0, "the request went to the BMC");
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "and not through the proxy the environment names"
     );
 }

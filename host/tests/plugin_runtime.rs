@@ -401,3 +401,108 @@ async fn a_plugin_built_for_another_abi_is_refused_naming_the_supported_range() 
         "{text}"
     );
 }
+
+#[test]
+fn a_plugin_that_imports_wasi_sockets_is_refused_at_load_time() {
+    let metrics = PluginMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let runtime = PluginRuntime::new(RuntimeConfig::default(), metrics).expect("engine");
+    let path = testenv::components::component("lookup-sockets").expect("built");
+    let error = runtime
+        .load_credential_lookup(&path)
+        .expect_err("no sockets for plugins");
+    let LoadError::ForbiddenImport { interface, .. } = &error else {
+        panic!("not refused for its import: {error}");
+    };
+    assert!(interface.starts_with("wasi:sockets/"), "{interface}");
+    assert!(
+        error.to_string().contains("does not provide to plugins"),
+        "{error}"
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"ferrometal_plugin_loads_total{outcome="capability_denied"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ferrometal_plugin_capability_denials_total{plugin="lookup-sockets",capability="wasi:sockets/"#),
+        "{text}"
+    );
+}
+
+/// The one compiled-cache entry in `dir` whose name starts with `digest`.
+fn cache_entry(dir: &std::path::Path, digest: &str) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(digest))
+        })
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}
+
+#[tokio::test]
+async fn a_cache_entry_compiled_from_another_component_is_not_run() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let runtime = runtime(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    });
+    let echo = load(&runtime, "lookup-echo");
+    let panic = load(&runtime, "lookup-panic");
+    // Someone puts the panicking plugin's machine code where the echo plugin's belongs.
+    std::fs::copy(
+        cache_entry(cache.path(), &panic.identity().digest),
+        cache_entry(cache.path(), &echo.identity().digest),
+    )
+    .expect("swap entries");
+
+    let reloaded = load(&runtime, "lookup-echo");
+    assert_eq!(reloaded.cache_outcome(), CacheOutcome::Replaced);
+    let profile = reloaded
+        .lookup("52:54:00:aa:bb:cc", &[])
+        .await
+        .expect("the echo plugin's own code runs");
+    assert!(profile.is_some());
+    assert_eq!(
+        load(&runtime, "lookup-echo").cache_outcome(),
+        CacheOutcome::Hit,
+        "the entry was written again"
+    );
+}
+
+#[tokio::test]
+async fn a_cache_entry_with_a_changed_byte_is_compiled_again() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let runtime = runtime(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    });
+    let echo = load(&runtime, "lookup-echo");
+    let entry = cache_entry(cache.path(), &echo.identity().digest);
+    let mut bytes = std::fs::read(&entry).expect("read entry");
+    // A bit deep inside the machine code, far from any header.
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&entry, &bytes).expect("tamper");
+
+    let reloaded = load(&runtime, "lookup-echo");
+    assert_eq!(reloaded.cache_outcome(), CacheOutcome::Replaced);
+    assert!(
+        reloaded
+            .lookup("52:54:00:aa:bb:cc", &[])
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert_ne!(
+        std::fs::read(&entry).expect("read entry"),
+        bytes,
+        "the damaged entry was replaced"
+    );
+}

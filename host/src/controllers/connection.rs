@@ -110,7 +110,8 @@ pub async fn connect<'a>(
         username,
         password,
         manufacturer_hint: manufacturer,
-        settings: Vec::new(),
+        // The driver's settings from the plugin configuration, on every call.
+        settings: catalog.settings(&driver.identity().name).to_vec(),
     };
     Ok(Ok(Connection {
         driver,

@@ -88,7 +88,13 @@ pub fn fenced_client(
     fence: &WriteFence,
 ) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
-    let connector = config.rustls_https_connector()?;
+    // The timeouts kube's own clients have (connect 30 s, read and write 295 s by default):
+    // a request the API server never answers ends instead of holding its worker forever.
+    let mut connector = hyper_timeout::TimeoutConnector::new(config.rustls_https_connector()?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
     let http: hyper_util::client::legacy::Client<_, FencedBody> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector);

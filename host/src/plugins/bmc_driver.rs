@@ -45,9 +45,20 @@ impl PluginRuntime {
     /// `credentials/reveal` (and is granted it, or loading fails before this point); a
     /// driver that uses it without declaring it fails here, at load time.
     pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
+        self.load_bmc_driver_granted(path, &[])
+    }
+
+    /// [`load_bmc_driver`](Self::load_bmc_driver) with `grants` given to this driver beyond
+    /// the ones the runtime gives every plugin (the plugin configuration's per-plugin grants).
+    pub fn load_bmc_driver_granted(
+        &self,
+        path: &Path,
+        grants: &[String],
+    ) -> Result<BmcDriverPlugin, LoadError> {
         let handle = self.link(
             path,
             World::BmcDriver,
+            grants,
             DEFAULT_LIMITS,
             |linker, identity| {
                 log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;

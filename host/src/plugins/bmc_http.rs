@@ -3,7 +3,9 @@
 //! The plugin supplies a path; the host fixes the origin, applies the BMC's TLS policy,
 //! adds authentication, refuses headers that would subvert any of that, follows no redirects,
 //! caps the response at [`MAX_RESPONSE_BYTES`] and derives every timeout from the call's
-//! deadline.
+//! deadline. Requests go straight to the BMC: proxy environment variables (`HTTP_PROXY`,
+//! `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, any case) are ignored, so the BMC's credentials and
+//! traffic never pass through a proxy the operator's environment happens to name.
 
 use std::time::{Duration, Instant};
 
@@ -141,6 +143,9 @@ impl HttpClients {
 
 fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
+        // BMCs sit on the management network; a proxy configured for the Pod's other traffic
+        // must not see their credentials (reqwest reads the proxy variables by default).
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("ferrometal/", env!("CARGO_PKG_VERSION")))
         // BMCs have few connections to give: keep one idle per BMC, briefly.

@@ -19,22 +19,27 @@
 //! Digest pinning: `digests` maps plugin names to the sha256 their file must have. A pinned
 //! plugin whose file differs (or is missing) is reported and not loaded; unpinned plugins load
 //! as before.
+//!
+//! Per-plugin options: `plugins` maps plugin names to their `settings` (passed on every call
+//! of that plugin) and `grants` (capabilities granted to that plugin alone). A name that is
+//! not installed, a grant the plugin does not request, and driver settings the driver
+//! rejects are [`ConfigProblem`]s: `ferrometal run` refuses to start with any.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::bmc_driver::BmcDriverPlugin;
 use super::credential_lookup::CredentialLookupPlugin;
-use super::error::LoadError;
+use super::error::{CallError, LoadError};
 use super::ignition_generator::IgnitionGeneratorPlugin;
 use super::metadata::{PluginMetadata, World};
-use super::runtime::{PluginRuntime, plugin_name};
+use super::runtime::{KNOWN_CAPABILITIES, PluginIdentity, PluginRuntime, plugin_name};
 use super::types::DriverInfo;
 
 /// The default plugin directory inside the operator image.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/ferrometal/plugins";
 
-/// How plugins are chosen. Read from YAML (`--plugin-config`), e.g.:
+/// How plugins are chosen and configured. Read from YAML (`--plugin-config`), e.g.:
 ///
 /// ```yaml
 /// dir: /usr/lib/ferrometal/plugins
@@ -44,6 +49,12 @@ pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/ferrometal/plugins";
 /// ignitionGenerator: ignition
 /// digests:
 ///   redfish: 5f0c…  # sha256 of redfish.wasm (`ferrometal plugin inspect` prints it)
+/// plugins:
+///   redfish:
+///     grants: [credentials/reveal]
+///     settings:
+///       auth: session
+///       power-wait-seconds: 30
 /// ```
 ///
 /// Protocols not listed under `drivers` keep their defaults.
@@ -60,6 +71,89 @@ pub struct CatalogConfig {
     pub ignition_generator: Option<String>,
     /// Plugin name → the sha256 (hex) its file must have.
     pub digests: BTreeMap<String, String>,
+    /// Plugin name → its settings and grants.
+    pub plugins: BTreeMap<String, PluginOptions>,
+}
+
+/// What the operator gives one plugin (`plugins.<name>` of the plugin configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginOptions {
+    /// Settings passed on every call of the plugin, as the plugin's `settings`. Values are
+    /// strings; YAML scalars are taken as written (`30`, `true`).
+    pub settings: BTreeMap<String, String>,
+    /// Capabilities granted to this plugin only (`--grant` grants to every plugin that
+    /// requests them). A grant the plugin does not request is a configuration error.
+    pub grants: Vec<String>,
+}
+
+impl PluginOptions {
+    /// The settings as a plugin receives them (in key order).
+    pub fn settings_list(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
+/// `configured` settings with `overrides` applied key by key (an override replaces a
+/// configured setting of the same key, others are added), and the keys that were replaced.
+/// Command-line flags that carry plugin settings (`--mac-db`, `--ignition-setting`) override
+/// the plugin configuration this way.
+pub fn with_overrides(
+    configured: &[(String, String)],
+    overrides: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut merged: Vec<(String, String)> = configured
+        .iter()
+        .filter(|(key, _)| !overrides.iter().any(|(k, _)| k == key))
+        .cloned()
+        .collect();
+    let replaced = configured
+        .iter()
+        .filter(|(key, _)| overrides.iter().any(|(k, _)| k == key))
+        .map(|(key, _)| key.clone())
+        .collect();
+    merged.extend(overrides.iter().cloned());
+    (merged, replaced)
+}
+
+/// A part of the plugin configuration that does not fit the installed plugins. `ferrometal
+/// run` does not start with any; `ferrometal plugin list` shows them.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// `plugins` names a plugin that is not in the plugin directory.
+    #[error(
+        "the plugin configuration configures plugin {name} (under `plugins`), but there is no {name}.wasm in {dir}"
+    )]
+    NotInstalled {
+        /// The configured name.
+        name: String,
+        /// The plugin directory.
+        dir: PathBuf,
+    },
+    /// A per-plugin grant of a capability the plugin does not request.
+    #[error(
+        "the plugin configuration grants `{capability}` to plugin {plugin}, which does not request it (it requests {})",
+        if requested.is_empty() { String::from("none") } else { requested.join(", ") }
+    )]
+    GrantNotRequested {
+        /// The plugin.
+        plugin: String,
+        /// The granted capability.
+        capability: String,
+        /// What the plugin does request.
+        requested: Vec<String>,
+    },
+    /// A driver rejects the settings the configuration gives it.
+    #[error("plugin {plugin} rejects its settings in the plugin configuration: {error}")]
+    SettingsRejected {
+        /// The plugin.
+        plugin: String,
+        /// What `validate-settings` answered (part of the message, so not a source).
+        error: CallError,
+    },
 }
 
 impl CatalogConfig {
@@ -75,11 +169,33 @@ impl CatalogConfig {
     }
 
     /// Parses a YAML configuration; protocols it does not mention keep the default drivers.
+    /// Grants of capabilities ferrometal does not know are errors.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let parsed: Self = serde_saphyr::from_str(text).map_err(|error| error.to_string())?;
+        // Without the parser's snippet of the lines around the fault: plugin settings may
+        // hold secrets (a MAC database with default passwords), and this reaches the log.
+        let parsed: Self =
+            serde_saphyr::from_str(text).map_err(|error| error.without_snippet().to_string())?;
+        for (name, options) in &parsed.plugins {
+            if let Some(unknown) = options
+                .grants
+                .iter()
+                .find(|grant| !KNOWN_CAPABILITIES.contains(&grant.as_str()))
+            {
+                return Err(format!(
+                    "plugins.{name}.grants: unknown capability `{unknown}` (known: {})",
+                    KNOWN_CAPABILITIES.join(", ")
+                ));
+            }
+        }
         let mut drivers = Self::default().drivers;
         drivers.extend(parsed.drivers);
         Ok(Self { drivers, ..parsed })
+    }
+
+    /// The grants the configuration gives the plugin `name`.
+    fn grants_of(&self, name: Option<&str>) -> &[String] {
+        name.and_then(|name| self.plugins.get(name))
+            .map_or(&[], |options| options.grants.as_slice())
     }
 }
 
@@ -101,6 +217,7 @@ impl Default for CatalogConfig {
             credential_lookup: None,
             ignition_generator: None,
             digests: BTreeMap::new(),
+            plugins: BTreeMap::new(),
         }
     }
 }
@@ -130,8 +247,12 @@ pub struct PluginCatalog {
     credential_lookups: Vec<CredentialLookupPlugin>,
     ignition_generators: Vec<IgnitionGeneratorPlugin>,
     config: Option<CatalogConfig>,
+    /// Plugin name → its settings from the configuration, as calls pass them.
+    settings: BTreeMap<String, Vec<(String, String)>>,
     /// Files that failed to load.
     pub problems: Vec<LoadProblem>,
+    /// Parts of the configuration that do not fit the installed plugins.
+    pub config_problems: Vec<ConfigProblem>,
 }
 
 impl PluginCatalog {
@@ -173,14 +294,83 @@ impl PluginCatalog {
             }
         }
         for path in files {
-            let pinned = plugin_name(&path).and_then(|name| config.digests.get(&name));
-            if let Err(error) = catalog.load_one(runtime, &path, pinned).await {
+            let name = plugin_name(&path);
+            let pinned = name.as_ref().and_then(|name| config.digests.get(name));
+            let grants = config.grants_of(name.as_deref());
+            if let Err(error) = catalog.load_one(runtime, &path, pinned, grants).await {
                 tracing::warn!(path = %path.display(), %error, "skipping plugin");
                 catalog.problems.push(LoadProblem { path, error });
             }
         }
+        catalog.settings = config
+            .plugins
+            .iter()
+            .map(|(name, options)| (name.clone(), options.settings_list()))
+            .collect();
+        catalog.check_options(&config, &installed).await;
+        for problem in &catalog.config_problems {
+            tracing::warn!(error = %problem, "plugin configuration does not fit the installed plugins");
+        }
         catalog.config = Some(config);
         catalog
+    }
+
+    /// Checks the per-plugin options against what is installed: every configured plugin is
+    /// installed, every grant is requested, and drivers accept their settings. Plugins that
+    /// failed to load are reported already and not checked again.
+    async fn check_options(
+        &mut self,
+        config: &CatalogConfig,
+        installed: &std::collections::BTreeSet<String>,
+    ) {
+        for (name, options) in &config.plugins {
+            if !installed.contains(name) {
+                self.config_problems.push(ConfigProblem::NotInstalled {
+                    name: name.clone(),
+                    dir: config.dir.clone(),
+                });
+                continue;
+            }
+            let Some(requested) = self.identity_of(name).map(|i| i.capabilities.clone()) else {
+                continue;
+            };
+            for capability in &options.grants {
+                if !requested.contains(capability) {
+                    self.config_problems.push(ConfigProblem::GrantNotRequested {
+                        plugin: name.clone(),
+                        capability: capability.clone(),
+                        requested: requested.clone(),
+                    });
+                }
+            }
+            let driver = self
+                .drivers
+                .iter()
+                .find(|driver| driver.plugin.identity().name == *name);
+            if let Some(driver) = driver
+                && !options.settings.is_empty()
+                && let Err(error) = driver
+                    .plugin
+                    .validate_settings(&options.settings_list())
+                    .await
+            {
+                self.config_problems.push(ConfigProblem::SettingsRejected {
+                    plugin: name.clone(),
+                    error,
+                });
+            }
+        }
+    }
+
+    /// The identity of the loaded plugin `name`, of any world.
+    fn identity_of(&self, name: &str) -> Option<&PluginIdentity> {
+        let drivers = self.drivers.iter().map(|d| d.plugin.identity());
+        let lookups = self.credential_lookups.iter().map(|p| p.identity());
+        let generators = self.ignition_generators.iter().map(|p| p.identity());
+        drivers
+            .chain(lookups)
+            .chain(generators)
+            .find(|identity| identity.name == name)
     }
 
     async fn load_one(
@@ -188,6 +378,7 @@ impl PluginCatalog {
         runtime: &PluginRuntime,
         path: &Path,
         pinned: Option<&String>,
+        grants: &[String],
     ) -> Result<(), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
@@ -215,7 +406,7 @@ impl PluginCatalog {
         };
         match metadata.world {
             World::BmcDriver => {
-                let plugin = runtime.load_bmc_driver(path)?;
+                let plugin = runtime.load_bmc_driver_granted(path, grants)?;
                 check(plugin.identity())?;
                 let info = plugin.info().await.map_err(|error| LoadError::Invalid {
                     path: path.to_path_buf(),
@@ -225,12 +416,12 @@ impl PluginCatalog {
                 self.drivers.push(InstalledDriver { plugin, info });
             }
             World::CredentialLookup => {
-                let plugin = runtime.load_credential_lookup(path)?;
+                let plugin = runtime.load_credential_lookup_granted(path, grants)?;
                 check(plugin.identity())?;
                 self.credential_lookups.push(plugin);
             }
             World::IgnitionGenerator => {
-                let plugin = runtime.load_ignition_generator(path)?;
+                let plugin = runtime.load_ignition_generator_granted(path, grants)?;
                 check(plugin.identity())?;
                 self.ignition_generators.push(plugin);
             }
@@ -256,6 +447,13 @@ impl PluginCatalog {
     /// The configuration the catalog was loaded with.
     pub fn config(&self) -> Option<&CatalogConfig> {
         self.config.as_ref()
+    }
+
+    /// The settings the configuration gives plugin `name` (empty when none): what every
+    /// call of that plugin passes (a driver's `target.settings`; for the active credential
+    /// lookup and ignition generator, merged with the flags that carry their settings).
+    pub fn settings(&self, name: &str) -> &[(String, String)] {
+        self.settings.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The driver for a BMC speaking `protocol`, made by `manufacturer` if known.
@@ -419,6 +617,66 @@ mod tests {
             "defaults kept"
         );
         assert_eq!(config.credential_lookup.as_deref(), Some("macdb"));
+    }
+
+    #[test]
+    fn per_plugin_settings_and_grants_are_read_with_scalars_as_written() {
+        let config = CatalogConfig::from_yaml(
+            "plugins:\n  redfish:\n    grants: [credentials/reveal]\n    settings:\n      auth: session\n      power-wait-seconds: 30\n  macdb:\n    settings: {database: \"macPrefixes: []\"}\n",
+        )
+        .expect("valid");
+        let redfish = &config.plugins["redfish"];
+        assert_eq!(redfish.grants, names(&["credentials/reveal"]));
+        assert_eq!(
+            redfish.settings_list(),
+            [
+                (String::from("auth"), String::from("session")),
+                (String::from("power-wait-seconds"), String::from("30")),
+            ]
+        );
+        assert!(config.plugins["macdb"].grants.is_empty());
+    }
+
+    #[test]
+    fn a_yaml_error_names_its_line_but_shows_no_setting_value() {
+        let error = CatalogConfig::from_yaml(
+            "plugins:\n  macdb:\n    settings:\n      database: \"password: s3cret-default\"\n    grants: [\n",
+        )
+        .expect_err("unclosed bracket");
+        assert!(error.contains("line"), "{error}");
+        assert!(!error.contains("s3cret-default"), "{error}");
+    }
+
+    #[test]
+    fn a_grant_of_an_unknown_capability_is_an_error_naming_the_known_ones() {
+        let error = CatalogConfig::from_yaml("plugins:\n  redfish:\n    grants: [network/any]\n")
+            .expect_err("unknown capability");
+        assert!(
+            error.contains("plugins.redfish.grants")
+                && error.contains("network/any")
+                && error.contains("credentials/reveal"),
+            "{error}"
+        );
+        let error =
+            CatalogConfig::from_yaml("plugins:\n  redfish:\n    setting: {}\n").expect_err("typo");
+        assert!(error.contains("setting"), "{error}");
+    }
+
+    #[test]
+    fn overrides_replace_configured_settings_key_by_key() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let (merged, replaced) = with_overrides(
+            &[pair("database", "from config"), pair("log", "on")],
+            &[pair("database", "from --mac-db")],
+        );
+        assert_eq!(
+            merged,
+            [pair("log", "on"), pair("database", "from --mac-db")]
+        );
+        assert_eq!(replaced, names(&["database"]));
+        let (merged, replaced) = with_overrides(&[pair("log", "on")], &[]);
+        assert_eq!(merged, [pair("log", "on")]);
+        assert!(replaced.is_empty());
     }
 
     #[test]

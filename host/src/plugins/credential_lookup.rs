@@ -37,9 +37,22 @@ plugin_handle_methods!(CredentialLookupPlugin);
 impl PluginRuntime {
     /// Loads a credential-lookup plugin from `path` with the default limits.
     pub fn load_credential_lookup(&self, path: &Path) -> Result<CredentialLookupPlugin, LoadError> {
+        self.load_credential_lookup_granted(path, &[])
+    }
+
+    /// [`load_credential_lookup`](Self::load_credential_lookup) with `grants` given to this
+    /// plugin beyond the ones the runtime gives every plugin (this world has no capabilities
+    /// to request today, so they only matter to a plugin that asks for one anyway: it is
+    /// refused as unknown).
+    pub fn load_credential_lookup_granted(
+        &self,
+        path: &Path,
+        grants: &[String],
+    ) -> Result<CredentialLookupPlugin, LoadError> {
         let handle = self.link(
             path,
             World::CredentialLookup,
+            grants,
             DEFAULT_LIMITS,
             |linker, _| {
                 Bindings::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)

@@ -24,8 +24,13 @@ const TABLES_PER_CALL: u32 = 4;
 ///
 /// Instances come from a pool sized for `max_concurrent_calls` (the runtime never runs more):
 /// memories, tables and stacks are reserved once and reused, so a call does not map and unmap
-/// its memory — most of what a fresh instance per call would otherwise cost.
-pub(crate) fn new_engine(max_concurrent_calls: usize) -> wasmtime::Result<Engine> {
+/// its memory — most of what a fresh instance per call would otherwise cost. A memory slot is
+/// as large as the largest memory a call may have ([`pool_memory_slot`]); what the slots
+/// actually hold is bounded by the memory budget (the store's limiter charges it).
+pub(crate) fn new_engine(
+    max_concurrent_calls: usize,
+    memory_budget_bytes: usize,
+) -> wasmtime::Result<Engine> {
     let calls = u32::try_from(max_concurrent_calls.max(1)).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(calls)
@@ -33,7 +38,7 @@ pub(crate) fn new_engine(max_concurrent_calls: usize) -> wasmtime::Result<Engine
         .total_memories(calls.saturating_mul(MEMORIES_PER_CALL))
         .total_tables(calls.saturating_mul(TABLES_PER_CALL))
         .total_stacks(calls)
-        .max_memory_size(MAX_PLUGIN_MEMORY);
+        .max_memory_size(pool_memory_slot(memory_budget_bytes));
     let mut config = Config::new();
     config
         .epoch_interruption(true)
@@ -54,10 +59,22 @@ pub(crate) fn new_engine(max_concurrent_calls: usize) -> wasmtime::Result<Engine
     Ok(engine)
 }
 
+/// The size of the pool's memory slots: the largest memory any plugin may have, but no more
+/// than the whole budget (a call never gets more than that).
+pub(crate) fn pool_memory_slot(memory_budget_bytes: usize) -> usize {
+    MAX_PLUGIN_MEMORY.min(memory_budget_bytes)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::MAX_PLUGIN_MEMORY;
+    use super::{MAX_PLUGIN_MEMORY, pool_memory_slot};
     use crate::plugins::{bmc_driver, credential_lookup, ignition_generator};
+
+    #[test]
+    fn pool_slots_are_no_larger_than_the_budget() {
+        assert_eq!(pool_memory_slot(256 << 20), MAX_PLUGIN_MEMORY);
+        assert_eq!(pool_memory_slot(64 << 20), 64 << 20);
+    }
 
     #[test]
     fn every_worlds_memory_limit_fits_a_pool_slot() {

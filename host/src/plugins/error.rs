@@ -84,6 +84,17 @@ pub enum LoadError {
         /// The capability.
         capability: String,
     },
+    /// The plugin imports an interface the host never provides to plugins (sockets, name
+    /// lookups).
+    #[error(
+        "cannot load plugin {path}: it imports `{interface}`, which ferrometal does not provide to plugins (no sockets or name lookups; a driver reaches its BMC through bmc-http)"
+    )]
+    ForbiddenImport {
+        /// The file.
+        path: PathBuf,
+        /// The imported interface, e.g. `wasi:sockets/tcp@0.2.6`.
+        interface: String,
+    },
     /// Compilation or import type-checking failed.
     #[error("cannot load plugin {path} ({world}): {message}")]
     Invalid {
@@ -150,6 +161,19 @@ pub enum CallErrorKind {
         /// What the plugin asked for.
         requested_bytes: usize,
     },
+    /// The plugin's memory could not grow because the calls running now (this one included)
+    /// hold the whole memory budget.
+    #[error(
+        "could not grow its memory to {requested_bytes} bytes: the plugin memory budget of {budget_bytes} bytes is used up ({held_bytes} bytes by this call, the rest by the other calls running now)"
+    )]
+    MemoryBudgetExhausted {
+        /// The budget (`--plugin-memory-budget-mib`).
+        budget_bytes: usize,
+        /// The memory size the plugin asked for.
+        requested_bytes: usize,
+        /// What this call held when it was refused.
+        held_bytes: usize,
+    },
     /// The plugin trapped (a panic, an invalid operation).
     #[error("crashed: {reason}{}\n{backtrace}", panic.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
     Crashed {
@@ -174,6 +198,7 @@ impl CallErrorKind {
         match self {
             Self::Timeout(_) => "timeout",
             Self::ResourceExhausted { .. } => "resource_exhausted",
+            Self::MemoryBudgetExhausted { .. } => "memory_budget_exhausted",
             Self::Crashed { .. } => "crashed",
             Self::Plugin(_) => "plugin_error",
             Self::Host(_) => "host_error",

@@ -9,24 +9,56 @@ use wasmtime::component::Resource;
 use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
 use super::bindings::credential_lookup::ferrometal::plugin::{log, types};
 use super::bmc_http::{Auth, BmcCall, HttpFailure, Method, PluginRequest};
+use super::budget::MemoryCharge;
 use super::error::DeadlineExceeded;
+use super::metrics::{LogTruncation, PluginMetrics};
 use super::runtime::PluginIdentity;
 
 /// Longest log message kept from a plugin, in bytes.
 const MAX_LOG_MESSAGE: usize = 4096;
 /// Most log lines a plugin may emit in one call; later ones are counted and dropped.
 const MAX_LOG_LINES: u32 = 1000;
+/// Most key/value fields kept of one log line; the rest are counted and dropped.
+const MAX_LOG_FIELDS: usize = 16;
+/// Longest field key kept, in bytes.
+const MAX_LOG_FIELD_KEY: usize = 64;
+/// Longest field value kept, in bytes.
+const MAX_LOG_FIELD_VALUE: usize = 1024;
+/// What marks a cut.
+const CUT: char = '…';
 
-/// Caps a store's linear memory and remembers when it had to refuse growth.
+/// Caps a store's linear memory, charges it to the memory budget, and remembers when it had
+/// to refuse growth.
 pub(crate) struct MemoryCap {
+    /// The call's own limit.
     pub(crate) limit_bytes: usize,
+    /// What the plugin asked for when its own limit refused it.
     pub(crate) refused: Option<usize>,
+    /// What the plugin asked for when the budget could not give it.
+    pub(crate) budget_refused: Option<usize>,
+    /// What the call holds of the budget.
+    pub(crate) charge: MemoryCharge,
+}
+
+impl MemoryCap {
+    /// A cap of `limit_bytes`, charged to `charge`.
+    pub(crate) fn new(limit_bytes: usize, charge: MemoryCharge) -> Self {
+        Self {
+            limit_bytes,
+            refused: None,
+            budget_refused: None,
+            charge,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
+    /// Called for every memory as it is created (`current` 0) and as it grows. A growth that
+    /// passes both checks but then fails in wasmtime (the module's own maximum) stays
+    /// charged until the call ends: the budget errs on the safe side.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -35,6 +67,13 @@ impl ResourceLimiter for MemoryCap {
             return Err(wasmtime::Error::msg(format!(
                 "memory limit of {} bytes exceeded",
                 self.limit_bytes
+            )));
+        }
+        if !self.charge.grow(desired.saturating_sub(current)) {
+            self.budget_refused = Some(desired);
+            return Err(wasmtime::Error::msg(format!(
+                "the plugin memory budget of {} bytes is used up",
+                self.charge.budget_bytes()
             )));
         }
         Ok(true)
@@ -57,6 +96,7 @@ pub(crate) struct HostState {
     pub(crate) memory: MemoryCap,
     plugin: PluginIdentity,
     operation: &'static str,
+    metrics: PluginMetrics,
     log_lines: u32,
     /// The last panic message the plugin logged (the SDK's panic hook logs it before the trap).
     pub(crate) panic: Option<String>,
@@ -72,18 +112,18 @@ impl HostState {
     pub(crate) fn new(
         plugin: PluginIdentity,
         operation: &'static str,
-        memory_bytes: usize,
+        memory: MemoryCap,
+        metrics: PluginMetrics,
     ) -> Self {
         Self {
-            // No preopens, environment, arguments, sockets or name lookups.
+            // No preopens, environment or arguments; sockets and name lookups are not even
+            // linked (`runtime::add_wasi`).
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                limit_bytes: memory_bytes,
-                refused: None,
-            },
+            memory,
             plugin,
             operation,
+            metrics,
             log_lines: 0,
             panic: None,
             bmc: None,
@@ -102,6 +142,66 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
+/// `text` with control characters (newlines, carriage returns, escape sequences) written as
+/// Rust escapes, so a plugin cannot start a line of its own in the operator's log or move the
+/// terminal's cursor.
+fn printable(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Cuts `text` to at most `max` bytes (on a character boundary) and marks the cut; `true`
+/// when it did.
+fn cut(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push(CUT);
+    true
+}
+
+/// A log line's fields as the operator's log shows them (`key=value`, space-separated),
+/// bounded: at most [`MAX_LOG_FIELDS`] fields, keys and values cut to
+/// [`MAX_LOG_FIELD_KEY`] and [`MAX_LOG_FIELD_VALUE`] bytes, and a last `…=N` saying how many
+/// fields were left out. Also says what had to be cut.
+fn bounded_fields(fields: Vec<(String, String)>) -> (String, Vec<LogTruncation>) {
+    let mut truncations = Vec::new();
+    let total = fields.len();
+    let mut shown: Vec<String> = fields
+        .into_iter()
+        .take(MAX_LOG_FIELDS)
+        .map(|(key, value)| {
+            let (mut key, mut value) = (printable(key), printable(value));
+            let key_cut = cut(&mut key, MAX_LOG_FIELD_KEY);
+            let value_cut = cut(&mut value, MAX_LOG_FIELD_VALUE);
+            if key_cut || value_cut {
+                truncations.push(LogTruncation::Field);
+            }
+            format!("{key}={value}")
+        })
+        .collect();
+    if total > MAX_LOG_FIELDS {
+        shown.push(format!("{CUT}={}", total - MAX_LOG_FIELDS));
+        truncations.push(LogTruncation::FieldCount);
+    }
+    (shown.join(" "), truncations)
+}
+
 impl log::Host for HostState {
     fn enabled(&mut self, level: log::Level) -> bool {
         match level {
@@ -114,28 +214,23 @@ impl log::Host for HostState {
     }
 
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let mut message = message;
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut end = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
+        let plugin = self.plugin.name.as_str();
+        let mut message = printable(message);
+        if cut(&mut message, MAX_LOG_MESSAGE) {
+            self.metrics.log_truncated(plugin, LogTruncation::Message);
         }
         if level == log::Level::Error && message.starts_with("panic: ") {
             self.panic = Some(message.trim_start_matches("panic: ").to_owned());
         }
-        self.log_lines += 1;
+        self.log_lines = self.log_lines.saturating_add(1);
         if self.log_lines > MAX_LOG_LINES {
+            self.metrics.log_truncated(plugin, LogTruncation::Line);
             return;
         }
-        let fields = fields
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let plugin = self.plugin.name.as_str();
+        let (fields, truncations) = bounded_fields(fields);
+        for truncation in truncations {
+            self.metrics.log_truncated(plugin, truncation);
+        }
         let world = self.plugin.world.as_str();
         let op = self.operation;
         match level {
@@ -251,11 +346,20 @@ mod tests {
 
     use super::*;
     use crate::plugins::bmc_http::{test_call, test_plugin};
+    use crate::plugins::budget::MemoryBudget;
     use bmc_http::Host as _;
 
-    fn state(deadline: Instant) -> HostState {
+    async fn state(deadline: Instant) -> HostState {
         let (call, _) = test_call("http", "127.0.0.1", 9, deadline);
-        let mut state = HostState::new(test_plugin(), "probe", 1 << 20);
+        let metrics = PluginMetrics::default();
+        let budget = MemoryBudget::new(1 << 20, metrics.clone());
+        let charge = budget.reserve(0).await.expect("open budget");
+        let mut state = HostState::new(
+            test_plugin(),
+            "probe",
+            MemoryCap::new(1 << 20, charge),
+            metrics,
+        );
         state.bmc = Some(call);
         state
     }
@@ -272,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bmc_request_past_the_deadline_ends_the_call_instead_of_failing() {
-        let mut state = state(Instant::now() - Duration::from_millis(1));
+        let mut state = state(Instant::now() - Duration::from_millis(1)).await;
         let error = state
             .send(request("/redfish/v1"))
             .await
@@ -285,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_failures_are_answers_the_plugin_handles() {
-        let mut state = state(Instant::now() + Duration::from_secs(5));
+        let mut state = state(Instant::now() + Duration::from_secs(5)).await;
         let answer = state
             .send(request("//evil.example/"))
             .await
@@ -294,5 +398,87 @@ mod tests {
             matches!(answer, Err(bmc_http::HttpError::Denied(_))),
             "{answer:?}"
         );
+    }
+
+    fn pairs(count: usize) -> Vec<(String, String)> {
+        (0..count)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn control_characters_cannot_start_a_line_of_their_own() {
+        let forged = "done\n2026-12-06T00:00:00Z  INFO ferrometal: leader elected\x1b[2K";
+        let shown = printable(forged.to_owned());
+        assert_eq!(
+            shown,
+            "done\\n2026-12-06T00:00:00Z  INFO ferrometal: leader elected\\u{1b}[2K"
+        );
+        let (fields, _) = bounded_fields(vec![(String::from("k\r"), String::from("a\nb"))]);
+        assert_eq!(fields, "k\\r=a\\nb");
+        assert_eq!(printable(String::from("plain ü")), "plain ü");
+    }
+
+    #[test]
+    fn a_few_short_fields_are_shown_as_they_are() {
+        let (shown, truncations) = bounded_fields(pairs(2));
+        assert_eq!(shown, "k0=v0 k1=v1");
+        assert!(truncations.is_empty());
+    }
+
+    #[test]
+    fn fields_beyond_the_count_are_left_out_and_said_so() {
+        let (shown, truncations) = bounded_fields(pairs(MAX_LOG_FIELDS + 5));
+        assert!(shown.starts_with("k0=v0 k1=v1 "), "{shown}");
+        assert!(
+            shown.contains(&format!("k{}=", MAX_LOG_FIELDS - 1)),
+            "{shown}"
+        );
+        assert!(!shown.contains(&format!("k{}=", MAX_LOG_FIELDS)), "{shown}");
+        assert!(shown.ends_with(" …=5"), "{shown}");
+        assert_eq!(truncations, [LogTruncation::FieldCount]);
+    }
+
+    #[test]
+    fn long_keys_and_values_are_cut_on_a_character_boundary_and_marked() {
+        let key = "k".repeat(MAX_LOG_FIELD_KEY + 10);
+        // Two-byte characters, so the limit falls inside one.
+        let value = "é".repeat(MAX_LOG_FIELD_VALUE);
+        let (shown, truncations) =
+            bounded_fields(vec![(key, value), (String::from("ok"), String::from("1"))]);
+        let (shown_key, rest) = shown.split_once('=').expect("key=value");
+        assert_eq!(shown_key, format!("{}…", "k".repeat(MAX_LOG_FIELD_KEY)));
+        let (shown_value, last) = rest.rsplit_once(' ').expect("two fields");
+        assert_eq!(last, "ok=1");
+        assert!(shown_value.ends_with('…'), "{shown_value}");
+        assert!(shown_value.len() <= MAX_LOG_FIELD_VALUE + '…'.len_utf8());
+        assert!(shown_value.trim_end_matches('…').chars().all(|c| c == 'é'));
+        assert_eq!(truncations, [LogTruncation::Field], "one field was cut");
+    }
+
+    #[tokio::test]
+    async fn what_the_host_cuts_from_a_plugins_log_is_counted() {
+        use log::Host as _;
+        let mut state = state(Instant::now() + Duration::from_secs(5)).await;
+        let metrics = state.metrics.clone();
+        state.log(
+            log::Level::Error,
+            "m".repeat(MAX_LOG_MESSAGE + 1),
+            pairs(MAX_LOG_FIELDS + 1),
+        );
+        for _ in 0..MAX_LOG_LINES {
+            state.log(log::Level::Trace, String::from("again"), Vec::new());
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for (part, count) in [("message", 1), ("field_count", 1), ("line", 1)] {
+            let line = format!(
+                r#"ferrometal_plugin_log_truncations_total{{plugin="test-driver",part="{part}"}} {count}"#
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"part="field""#), "no key or value was cut");
     }
 }

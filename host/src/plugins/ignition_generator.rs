@@ -72,9 +72,20 @@ impl PluginRuntime {
         &self,
         path: &Path,
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
+        self.load_ignition_generator_granted(path, &[])
+    }
+
+    /// [`load_ignition_generator`](Self::load_ignition_generator) with `grants` given to this
+    /// plugin beyond the ones the runtime gives every plugin.
+    pub fn load_ignition_generator_granted(
+        &self,
+        path: &Path,
+        grants: &[String],
+    ) -> Result<IgnitionGeneratorPlugin, LoadError> {
         let handle = self.link(
             path,
             World::IgnitionGenerator,
+            grants,
             DEFAULT_LIMITS,
             |linker, _| log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state),
             IgnitionGeneratorPre::new,

@@ -113,6 +113,35 @@ impl PluginMetadata {
     }
 }
 
+/// The first import of the component (its own, not those of the modules and components
+/// nested in it, which only its own imports can satisfy) whose name starts with one of
+/// `prefixes`, e.g. `wasi:sockets/tcp@0.2.6` for `wasi:sockets/`. Read without compiling.
+pub(crate) fn import_with_prefix(
+    bytes: &[u8],
+    prefixes: &[&str],
+) -> Result<Option<String>, MetadataProblem> {
+    use wasmparser::Payload;
+    let not_wasm =
+        |error: wasmparser::BinaryReaderError| MetadataProblem::NotWasm(error.to_string());
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(not_wasm)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports {
+                    let name = import.map_err(not_wasm)?.name.name;
+                    if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
+                        return Ok(Some(name.to_owned()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

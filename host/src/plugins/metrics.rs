@@ -35,6 +35,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LogTruncationLabels {
+    plugin: String,
+    part: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupCacheLabels {
     operation: &'static str,
     outcome: &'static str,
@@ -50,14 +56,42 @@ pub struct PluginMetrics {
     denials: Family<DenialLabels, Counter>,
     in_flight: Gauge,
     lookup_cache: Family<LookupCacheLabels, Counter>,
+    memory_budget: Gauge,
+    memory_in_use: Gauge,
+    waiting_for_memory: Gauge,
+    log_truncations: Family<LogTruncationLabels, Counter>,
 }
 
-/// Counts a call as in flight until dropped.
+/// Counts a call as in flight (or waiting, for the gauge it holds) until dropped.
 pub(crate) struct InFlight(Gauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// Which part of a plugin's log record the host cut short or left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogTruncation {
+    /// The message was longer than the host keeps.
+    Message,
+    /// A field's key or value was longer than the host keeps.
+    Field,
+    /// The record had more fields than the host keeps.
+    FieldCount,
+    /// The call had written as many lines as the host keeps; the line was dropped.
+    Line,
+}
+
+impl LogTruncation {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Field => "field",
+            Self::FieldCount => "field_count",
+            Self::Line => "line",
+        }
     }
 }
 
@@ -73,6 +107,10 @@ impl Default for PluginMetrics {
             denials: Family::default(),
             in_flight: Gauge::default(),
             lookup_cache: Family::default(),
+            memory_budget: Gauge::default(),
+            memory_in_use: Gauge::default(),
+            waiting_for_memory: Gauge::default(),
+            log_truncations: Family::default(),
         }
     }
 }
@@ -108,6 +146,26 @@ impl PluginMetrics {
             "Credential-lookup operations answered from the host's cache (hit) or by the plugin (miss)",
             self.lookup_cache.clone(),
         );
+        registry.register(
+            "memory_budget_bytes",
+            "The memory budget all running plugin calls' linear memories share (--plugin-memory-budget-mib)",
+            self.memory_budget.clone(),
+        );
+        registry.register(
+            "memory_in_use_bytes",
+            "Linear memory of the plugin calls running now, charged against the budget",
+            self.memory_in_use.clone(),
+        );
+        registry.register(
+            "calls_waiting_for_memory",
+            "Plugin calls waiting for the memory budget to give them their reservation",
+            self.waiting_for_memory.clone(),
+        );
+        registry.register(
+            "log_truncations",
+            "Parts of plugin log records the host cut short or left out (part: message, field, field_count, line)",
+            self.log_truncations.clone(),
+        );
     }
 
     /// Plugin calls running now.
@@ -119,6 +177,46 @@ impl PluginMetrics {
     pub(crate) fn call_started(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
+    }
+
+    /// Bytes of linear memory the running calls hold now.
+    pub fn memory_in_use(&self) -> i64 {
+        self.memory_in_use.get()
+    }
+
+    /// Calls waiting for the memory budget now.
+    pub fn calls_waiting_for_memory(&self) -> i64 {
+        self.waiting_for_memory.get()
+    }
+
+    pub(crate) fn set_memory_budget(&self, bytes: usize) {
+        self.memory_budget
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Adds `bytes` to (or, with `taken` false, removes them from) the memory in use.
+    pub(crate) fn memory_used(&self, bytes: usize, taken: bool) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if taken {
+            self.memory_in_use.inc_by(bytes);
+        } else {
+            self.memory_in_use.dec_by(bytes);
+        }
+    }
+
+    /// Counts a call as waiting for memory until the returned guard is dropped.
+    pub(crate) fn waiting_for_memory(&self) -> InFlight {
+        self.waiting_for_memory.inc();
+        InFlight(self.waiting_for_memory.clone())
+    }
+
+    pub(crate) fn log_truncated(&self, plugin: &str, part: LogTruncation) {
+        self.log_truncations
+            .get_or_create(&LogTruncationLabels {
+                plugin: plugin.to_owned(),
+                part: part.label(),
+            })
+            .inc();
     }
 
     pub(crate) fn capability_denied(&self, plugin: &str, capability: &str) {

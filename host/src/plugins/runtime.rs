@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
@@ -9,15 +10,16 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, HasData, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bmc_http::{BmcCall, HttpClients};
+use super::budget::{DEFAULT_MEMORY_BUDGET, MemoryBudget, reservation};
 use super::cache::{CacheOutcome, compile_cached};
 use super::engine::{EPOCH_TICK, new_engine};
 use super::error::{CallError, CallErrorKind, DeadlineExceeded, LoadError};
-use super::host::HostState;
-use super::metadata::{PluginMetadata, World};
+use super::host::{HostState, MemoryCap};
+use super::metadata::{PluginMetadata, World, import_with_prefix};
 use super::metrics::PluginMetrics;
 use super::types::{BmcEndpoint, GuestError};
 
@@ -31,6 +33,11 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 /// Capabilities a plugin may request and an operator may grant.
 pub const KNOWN_CAPABILITIES: &[&str] = &["credentials/reveal"];
 
+/// Interface packages the host does not provide to plugins at all (a plugin that imports one
+/// of their interfaces is refused at load time): sockets and name lookups. A driver reaches
+/// its BMC through `bmc-http` only.
+pub const FORBIDDEN_IMPORTS: &[&str] = &["wasi:sockets/"];
+
 /// Extra time the outer timeout allows past a call's deadline, for host calls that block
 /// (epochs do not interrupt those).
 const OUTER_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
@@ -40,7 +47,8 @@ const OUTER_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 pub struct Limits {
     /// Largest linear memory the plugin may grow to; at most
     /// [`MAX_PLUGIN_MEMORY`](super::engine::MAX_PLUGIN_MEMORY), the size of the instance
-    /// pool's memory slots.
+    /// pool's memory slots. The runtime's memory budget bounds every call too: a call
+    /// whose limit is above the budget can still not grow past it.
     pub memory_bytes: usize,
     /// How long the call (instantiation included) may run.
     pub deadline: Duration,
@@ -53,7 +61,11 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Calls running at once across all plugins; more wait.
     pub max_concurrent_calls: usize,
-    /// Capabilities granted to plugins that request them (e.g. `credentials/reveal`).
+    /// Bytes of linear memory all running calls may hold together (see
+    /// [`budget`](super::budget)); calls wait for it, and growth beyond it is refused.
+    pub memory_budget_bytes: usize,
+    /// Capabilities granted to every plugin that requests them (e.g. `credentials/reveal`);
+    /// the plugin configuration can grant more to single plugins.
     pub granted_capabilities: Vec<String>,
 }
 
@@ -62,6 +74,7 @@ impl Default for RuntimeConfig {
         Self {
             cache_dir: None,
             max_concurrent_calls: 64,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET,
             granted_capabilities: Vec::new(),
         }
     }
@@ -115,6 +128,9 @@ pub(crate) struct PluginHandle<Pre> {
     pub(crate) limits: Limits,
     pub(crate) cache: CacheOutcome,
     pub(crate) pre: Pre,
+    /// The most linear memory one call of this plugin has held so far: what a call reserves
+    /// from the memory budget before it starts. Shared by clones.
+    pub(crate) peak_memory: Arc<AtomicUsize>,
 }
 
 impl<Pre: WorldPre> PluginHandle<Pre> {
@@ -147,10 +163,17 @@ impl<Pre: WorldPre> PluginHandle<Pre> {
     {
         let pre = &self.pre;
         self.runtime
-            .call(&self.identity, operation, limits, bmc, async |store| {
-                let bindings = pre.instantiate(store).await?;
-                Ok(body(&bindings, store).await?.map_err(Into::into))
-            })
+            .call(
+                &self.identity,
+                operation,
+                limits,
+                bmc,
+                &self.peak_memory,
+                async |store| {
+                    let bindings = pre.instantiate(store).await?;
+                    Ok(body(&bindings, store).await?.map_err(Into::into))
+                },
+            )
             .await
     }
 }
@@ -186,6 +209,14 @@ macro_rules! plugin_handle_methods {
             pub fn with_limits(mut self, limits: $crate::plugins::Limits) -> Self {
                 self.handle.limits = limits;
                 self
+            }
+
+            /// The most linear memory one call of this plugin has held so far, in bytes:
+            /// what its next call reserves from the memory budget before it starts.
+            pub fn peak_memory(&self) -> usize {
+                self.handle
+                    .peak_memory
+                    .load(std::sync::atomic::Ordering::Relaxed)
             }
         }
     };
@@ -234,6 +265,8 @@ struct Inner {
     engine: Engine,
     config: RuntimeConfig,
     calls: Semaphore,
+    /// What the linear memories of running calls come out of.
+    budget: Arc<MemoryBudget>,
     metrics: PluginMetrics,
     /// One lock per BMC origin: BMCs have few sessions, so at most one driver call runs
     /// against a BMC at a time.
@@ -253,7 +286,8 @@ impl std::fmt::Debug for PluginRuntime {
 impl PluginRuntime {
     /// Creates the engine (and its epoch ticker).
     pub fn new(config: RuntimeConfig, metrics: PluginMetrics) -> Result<Self, LoadError> {
-        let engine = new_engine(config.max_concurrent_calls)
+        let budget = MemoryBudget::new(config.memory_budget_bytes, metrics.clone());
+        let engine = new_engine(config.max_concurrent_calls, budget.total_bytes())
             .map_err(|error| LoadError::Engine(error.to_string()))?;
         let calls = Semaphore::new(config.max_concurrent_calls.max(1));
         Ok(Self {
@@ -261,6 +295,7 @@ impl PluginRuntime {
                 engine,
                 config,
                 calls,
+                budget,
                 metrics,
                 bmc_locks: Mutex::new(HashMap::new()),
                 http_clients: HttpClients::default(),
@@ -278,12 +313,27 @@ impl PluginRuntime {
         &self.inner.metrics
     }
 
-    /// Reads, checks and compiles a plugin for `world`.
-    pub(crate) fn prepare(&self, path: &Path, world: World) -> Result<Prepared, LoadError> {
-        let result = self.prepare_inner(path, world);
+    /// The memory budget all running calls share, in bytes (whole WebAssembly pages).
+    pub fn memory_budget(&self) -> usize {
+        self.inner.budget.total_bytes()
+    }
+
+    /// Reads, checks and compiles a plugin for `world`; `grants` are capabilities granted to
+    /// this plugin beyond the ones granted to every plugin.
+    pub(crate) fn prepare(
+        &self,
+        path: &Path,
+        world: World,
+        grants: &[String],
+    ) -> Result<Prepared, LoadError> {
+        let result = self.prepare_inner(path, world, grants);
         if let Err(
             LoadError::CapabilityDenied { capability, .. }
-            | LoadError::UndeclaredCapability { capability, .. },
+            | LoadError::UndeclaredCapability { capability, .. }
+            | LoadError::ForbiddenImport {
+                interface: capability,
+                ..
+            },
         ) = &result
         {
             let plugin = plugin_name(path).unwrap_or_default();
@@ -293,9 +343,11 @@ impl PluginRuntime {
             Ok(_) => "ok",
             Err(LoadError::Metadata { .. }) => "invalid_metadata",
             Err(LoadError::WrongWorld { .. }) => "wrong_world",
-            Err(LoadError::CapabilityDenied { .. } | LoadError::UndeclaredCapability { .. }) => {
-                "capability_denied"
-            }
+            Err(
+                LoadError::CapabilityDenied { .. }
+                | LoadError::UndeclaredCapability { .. }
+                | LoadError::ForbiddenImport { .. },
+            ) => "capability_denied",
             Err(_) => "error",
         });
         if let Ok(prepared) = &result {
@@ -304,7 +356,12 @@ impl PluginRuntime {
         result
     }
 
-    fn prepare_inner(&self, path: &Path, world: World) -> Result<Prepared, LoadError> {
+    fn prepare_inner(
+        &self,
+        path: &Path,
+        world: World,
+        grants: &[String],
+    ) -> Result<Prepared, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -324,12 +381,24 @@ impl PluginRuntime {
         }
         for capability in &metadata.capabilities {
             let known = KNOWN_CAPABILITIES.contains(&capability.as_str());
-            if !known || !self.inner.config.granted_capabilities.contains(capability) {
+            let granted = self.inner.config.granted_capabilities.contains(capability)
+                || grants.contains(capability);
+            if !known || !granted {
                 return Err(LoadError::CapabilityDenied {
                     path: path.to_path_buf(),
                     capability: capability.clone(),
                 });
             }
+        }
+        // Refused by name before anything is compiled, with a message that says why; they
+        // are not linked either (`add_wasi`), so a miss here would still fail to link.
+        if let Some(interface) =
+            import_with_prefix(&bytes, FORBIDDEN_IMPORTS).map_err(metadata_error)?
+        {
+            return Err(LoadError::ForbiddenImport {
+                path: path.to_path_buf(),
+                interface,
+            });
         }
         let digest = hex::encode(Sha256::digest(&bytes));
         let (component, cache) = compile_cached(
@@ -355,21 +424,23 @@ impl PluginRuntime {
         })
     }
 
-    /// Prepares `path` for `world`, pre-instantiates it against WASI plus the imports `link`
-    /// adds (chosen per world, and per plugin for granted capabilities), and wraps the result
-    /// in the world's typed bindings with `bind` (e.g. `CredentialLookupPre::new`).
+    /// Prepares `path` for `world` (with `grants` beyond the runtime's), pre-instantiates it
+    /// against WASI (without sockets, [`add_wasi`]) plus the imports `link` adds (chosen per
+    /// world, and per plugin for granted capabilities), and wraps the result in the world's
+    /// typed bindings with `bind` (e.g. `CredentialLookupPre::new`).
     pub(crate) fn link<Pre>(
         &self,
         path: &Path,
         world: World,
+        grants: &[String],
         default_limits: Limits,
         link: impl FnOnce(&mut Linker<HostState>, &PluginIdentity) -> wasmtime::Result<()>,
         bind: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<Pre>,
     ) -> Result<PluginHandle<Pre>, LoadError> {
-        let prepared = self.prepare(path, world)?;
+        let prepared = self.prepare(path, world, grants)?;
         let invalid = LoadError::invalid(path, world);
         let mut linker = Linker::<HostState>::new(&self.inner.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(&invalid)?;
+        add_wasi(&mut linker).map_err(&invalid)?;
         link(&mut linker, &prepared.identity).map_err(&invalid)?;
         let instance_pre = linker
             .instantiate_pre(&prepared.component)
@@ -392,23 +463,28 @@ impl PluginRuntime {
             limits: default_limits,
             cache: prepared.cache,
             pre,
+            peak_memory: Arc::default(),
         };
         Ok(handle)
     }
 
-    /// Runs one call: waits for a slot (and for the BMC, on driver calls), builds a fresh
-    /// store with the memory cap and deadline, runs `body` under the outer timeout, and turns
-    /// every failure into a [`CallError`] that names the plugin and the operation.
+    /// Runs one call: waits for the BMC (on driver calls), for its reservation from the
+    /// memory budget (the plugin's `peak_memory` so far) and for a slot, builds a fresh store
+    /// with the memory cap and deadline, runs `body` under the outer timeout, and turns every
+    /// failure into a [`CallError`] that names the plugin and the operation.
     async fn call<R>(
         &self,
         plugin: &PluginIdentity,
         operation: &'static str,
         limits: Limits,
         bmc: Option<&BmcEndpoint>,
+        peak_memory: &AtomicUsize,
         body: impl AsyncFnOnce(&mut Store<HostState>) -> GuestResult<R, GuestError>,
     ) -> Result<R, CallError> {
         let started = Instant::now();
-        let result = self.call_inner(plugin, operation, limits, bmc, body).await;
+        let result = self
+            .call_inner(plugin, operation, limits, bmc, peak_memory, body)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(kind) => kind.metric_label(),
@@ -433,21 +509,39 @@ impl PluginRuntime {
         operation: &'static str,
         limits: Limits,
         bmc: Option<&BmcEndpoint>,
+        peak_memory: &AtomicUsize,
         body: impl AsyncFnOnce(&mut Store<HostState>) -> GuestResult<R, GuestError>,
     ) -> Result<R, CallErrorKind> {
-        // The BMC first, then a global slot: calls queued behind a slow BMC must not hold
-        // slots that calls to other BMCs could use.
+        let shutting_down =
+            || CallErrorKind::Host(String::from("the plugin runtime is shutting down"));
+        // The BMC first, then memory, then a global slot: calls queued behind a slow BMC, or
+        // waiting for memory, must not hold slots that other calls could use.
         let bmc_lease = bmc.map(|endpoint| self.bmc_lease(endpoint.origin()));
         let _bmc_guard = match &bmc_lease {
             Some(lease) => Some(lease.lock.lock().await),
             None => None,
         };
-        let _slot = self.inner.calls.acquire().await.map_err(|_| {
-            CallErrorKind::Host(String::from("the plugin runtime is shutting down"))
-        })?;
+        let reserve = reservation(peak_memory.load(Ordering::Relaxed), limits.memory_bytes);
+        let charge = self
+            .inner
+            .budget
+            .reserve(reserve)
+            .await
+            .map_err(|_| shutting_down())?;
+        let _slot = self
+            .inner
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| shutting_down())?;
         let _in_flight = self.inner.metrics.call_started();
         // The deadline starts once the call may run, not while it queues.
-        let mut store = self.store(plugin, operation, limits);
+        let mut store = self.store(
+            plugin,
+            operation,
+            limits,
+            MemoryCap::new(limits.memory_bytes, charge),
+        );
         if let Some(endpoint) = bmc {
             let call = BmcCall::new(
                 endpoint.clone(),
@@ -460,6 +554,7 @@ impl PluginRuntime {
             store.data_mut().bmc = Some(call);
         }
         let outcome = tokio::time::timeout(Self::outer_timeout(limits), body(&mut store)).await;
+        peak_memory.fetch_max(store.data().memory.charge.used_bytes(), Ordering::Relaxed);
         match outcome {
             Err(_) => Err(CallErrorKind::Timeout(limits.deadline)),
             Ok(Err(error)) => Err(Self::classify(&store, &error, limits)),
@@ -512,6 +607,13 @@ impl PluginRuntime {
                 requested_bytes,
             };
         }
+        if let Some(requested_bytes) = state.memory.budget_refused {
+            return CallErrorKind::MemoryBudgetExhausted {
+                budget_bytes: state.memory.charge.budget_bytes(),
+                requested_bytes,
+                held_bytes: state.memory.charge.used_bytes(),
+            };
+        }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
             || error.downcast_ref::<DeadlineExceeded>().is_some()
         {
@@ -537,10 +639,16 @@ impl PluginRuntime {
         plugin: &PluginIdentity,
         operation: &'static str,
         limits: Limits,
+        memory: MemoryCap,
     ) -> Store<HostState> {
         let mut store = Store::new(
             &self.inner.engine,
-            HostState::new(plugin.clone(), operation, limits.memory_bytes),
+            HostState::new(
+                plugin.clone(),
+                operation,
+                memory,
+                self.inner.metrics.clone(),
+            ),
         );
         store.limiter(|state| &mut state.memory);
         let deadline = Instant::now() + limits.deadline;
@@ -555,6 +663,50 @@ impl PluginRuntime {
         });
         store
     }
+}
+
+/// The resource table of a call's store, for the `wasi:io` interfaces.
+struct CallTable;
+
+impl HasData for CallTable {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Links the WASI 0.2 interfaces plugins may import: what
+/// `wasmtime_wasi::p2::add_to_linker_async` links, without `wasi:sockets/*` (TCP, UDP, the
+/// instance network and name lookups). The store's WASI context already denies every
+/// socket, file, environment variable and argument; sockets are not linked at all, so a
+/// plugin that imports them does not load ([`FORBIDDEN_IMPORTS`]).
+fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::WasiView as _;
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let l = linker;
+    io::error::add_to_linker::<HostState, CallTable>(l, |t| t.ctx().table)?;
+    io::poll::add_to_linker::<HostState, CallTable>(l, |t| t.ctx().table)?;
+    io::streams::add_to_linker::<HostState, CallTable>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    filesystem::types::add_to_linker::<HostState, WasiFilesystem>(l, HostState::filesystem)?;
+    filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(l, HostState::filesystem)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    Ok(())
 }
 
 #[cfg(test)]

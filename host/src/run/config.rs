@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// its `database` setting.
     #[arg(long, env = "FERROMETAL_MAC_DB")]
     mac_db: Option<PathBuf>,
-    /// Capabilities granted to plugins that request them (e.g. `credentials/reveal`).
+    /// Capabilities granted to every plugin that requests them (e.g. `credentials/reveal`);
+    /// the plugin configuration's `plugins.<name>.grants` grant to one plugin.
     #[arg(
         long = "grant",
         env = "FERROMETAL_PLUGIN_GRANTS",
@@ -90,6 +91,12 @@ pub struct RunArgs {
     #[arg(long, env = "FERROMETAL_PLUGIN_MAX_CONCURRENT_CALLS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     plugin_max_concurrent_calls: u32,
+    /// MiB of linear memory all running plugin calls may hold together (16–1048576); calls
+    /// wait for their share, and a plugin that would grow beyond it fails. The default leaves
+    /// the chart's 512 MiB Pod limit room for the operator itself.
+    #[arg(long, env = "FERROMETAL_PLUGIN_MEMORY_BUDGET_MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    plugin_memory_budget_mib: u64,
     #[command(flatten)]
     boot: BootArgs,
     #[command(flatten)]
@@ -346,7 +353,7 @@ pub struct PluginSettings {
     pub config: Option<PathBuf>,
     /// MAC-prefix database handed to the credential-lookup plugin as `database`.
     pub mac_db: Option<PathBuf>,
-    /// Grants, compile cache and call cap of the runtime.
+    /// Grants, compile cache, call cap and memory budget of the runtime.
     pub runtime: RuntimeConfig,
 }
 
@@ -484,6 +491,7 @@ impl TryFrom<RunArgs> for Settings {
             dhcp_config,
             plugin_cache_dir,
             plugin_max_concurrent_calls,
+            plugin_memory_budget_mib,
             boot,
             discovery,
             election,
@@ -522,6 +530,10 @@ impl TryFrom<RunArgs> for Settings {
                     cache_dir: plugin_cache_dir,
                     max_concurrent_calls: usize::try_from(plugin_max_concurrent_calls)
                         .unwrap_or(usize::MAX),
+                    memory_budget_bytes: usize::try_from(
+                        plugin_memory_budget_mib.saturating_mul(1024 * 1024),
+                    )
+                    .unwrap_or(usize::MAX),
                 },
             },
             metrics_address: metrics_bind_address,
@@ -602,11 +614,21 @@ impl DiscoveryOptions {
     }
 
     /// The Server reconciler's settings once the boot server's URL is known: metalprobe
-    /// reports there unless `--discovery-registry-url` says otherwise, and when the boot
-    /// server offers metalprobe, the ignition generator's `metalprobe-url` defaults to
-    /// `<url>/metalprobe`.
-    pub fn settings(&self, boot_url: &str, offers_metalprobe: bool) -> DiscoverySettings {
-        let mut ignition_settings = self.ignition_settings.clone();
+    /// reports there unless `--discovery-registry-url` says otherwise. The ignition
+    /// generator's settings are the `configured` ones (the plugin configuration's) with the
+    /// `--ignition-setting`s replacing those of the same key, and when the boot server offers
+    /// metalprobe, `metalprobe-url` defaults to `<url>/metalprobe`.
+    pub fn settings(
+        &self,
+        boot_url: &str,
+        offers_metalprobe: bool,
+        configured: &[(String, String)],
+    ) -> DiscoverySettings {
+        let (mut ignition_settings, replaced) =
+            ferrometal::plugins::catalog::with_overrides(configured, &self.ignition_settings);
+        for key in replaced {
+            tracing::info!(%key, "--ignition-setting replaces the ignition generator's setting from the plugin configuration");
+        }
         if offers_metalprobe
             && !ignition_settings
                 .iter()
@@ -727,6 +749,20 @@ mod tests {
     }
 
     #[test]
+    fn the_plugin_memory_budget_is_given_in_mib_and_bounded() {
+        let settings = settings(&["--plugin-memory-budget-mib", "512"]).expect("valid");
+        assert_eq!(settings.plugins.runtime.memory_budget_bytes, 512 << 20);
+        for too_small in ["0", "15"] {
+            let error = Cli::try_parse_from(["run", "--plugin-memory-budget-mib", too_small])
+                .expect_err("below 16 MiB");
+            assert!(
+                error.to_string().contains("--plugin-memory-budget-mib"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn without_flags_the_documented_defaults_apply() {
         let settings = settings(&[]).expect("defaults are valid");
         assert_eq!(
@@ -734,6 +770,10 @@ mod tests {
             PathBuf::from(ferrometal::plugins::catalog::DEFAULT_PLUGIN_DIR)
         );
         assert_eq!(settings.plugins.runtime.max_concurrent_calls, 64);
+        assert_eq!(
+            settings.plugins.runtime.memory_budget_bytes,
+            ferrometal::plugins::DEFAULT_MEMORY_BUDGET
+        );
         assert!(settings.plugins.runtime.granted_capabilities.is_empty());
         assert_eq!(
             settings.metrics_address,
@@ -896,18 +936,26 @@ mod tests {
     }
 
     #[rstest]
-    #[case::offered_and_unset(&[], true, Some("http://10.0.0.1:8082/metalprobe"))]
-    #[case::not_offered(&[], false, None)]
-    #[case::given(&["--ignition-setting", "metalprobe-url=http://mirror/metalprobe"], true, Some("http://mirror/metalprobe"))]
+    #[case::offered_and_unset(&[], None, true, Some("http://10.0.0.1:8082/metalprobe"))]
+    #[case::not_offered(&[], None, false, None)]
+    #[case::given(&["--ignition-setting", "metalprobe-url=http://mirror/metalprobe"], None, true, Some("http://mirror/metalprobe"))]
+    #[case::configured(&[], Some("http://configured/metalprobe"), true, Some("http://configured/metalprobe"))]
+    #[case::flag_over_configured(&["--ignition-setting", "metalprobe-url=http://mirror/metalprobe"], Some("http://configured/metalprobe"), true, Some("http://mirror/metalprobe"))]
     fn metalprobe_url_defaults_to_the_boot_server_only_when_it_offers_metalprobe(
         #[case] flags: &[&str],
+        #[case] configured: Option<&str>,
         #[case] offers_metalprobe: bool,
         #[case] expected: Option<&str>,
     ) {
-        let discovery = settings(flags)
-            .expect("valid")
-            .discovery
-            .settings("http://10.0.0.1:8082", offers_metalprobe);
+        let configured: Vec<(String, String)> = configured
+            .map(|url| (String::from("metalprobe-url"), url.to_owned()))
+            .into_iter()
+            .collect();
+        let discovery = settings(flags).expect("valid").discovery.settings(
+            "http://10.0.0.1:8082",
+            offers_metalprobe,
+            &configured,
+        );
         let urls: Vec<&str> = discovery
             .ignition_settings
             .iter()
@@ -924,10 +972,11 @@ mod tests {
         #[case] flags: &[&str],
         #[case] expected: &str,
     ) {
-        let discovery = settings(flags)
-            .expect("valid")
-            .discovery
-            .settings("http://10.0.0.1:8082", false);
+        let discovery =
+            settings(flags)
+                .expect("valid")
+                .discovery
+                .settings("http://10.0.0.1:8082", false, &[]);
         assert_eq!(discovery.registry_url, expected);
     }
 

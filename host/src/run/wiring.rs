@@ -22,7 +22,7 @@ use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
 use ferrometal::leader::{ElectionSettings, Elector, LeaderMetrics, Leadership, WriteFence};
-use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
+use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog, with_overrides};
 use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime};
 use ferrometal::registry::Registry;
@@ -202,19 +202,58 @@ pub async fn wire(
     );
 
     let plugins = PluginRuntime::new(settings.plugins.runtime.clone(), plugin_metrics)?;
+    log_memory_budget(&plugins, settings.plugins.runtime.max_concurrent_calls);
     let catalog = Arc::new(PluginCatalog::load(&plugins, catalog_config).await);
     for problem in &catalog.problems {
         tracing::error!(error = %problem.error, "plugin not loaded");
+    }
+    if !catalog.config_problems.is_empty() {
+        let problems: Vec<String> = catalog
+            .config_problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        bail!(
+            "the plugin configuration{} does not fit the installed plugins:\n  {}",
+            settings
+                .plugins
+                .config
+                .as_ref()
+                .map(|file| format!(" {}", file.display()))
+                .unwrap_or_default(),
+            problems.join("\n  ")
+        );
+    }
+    if let Some(config) = catalog.config() {
+        // Keys only: setting values may be secrets (a database with default passwords).
+        for (plugin, options) in &config.plugins {
+            let settings: Vec<&str> = options.settings.keys().map(String::as_str).collect();
+            tracing::info!(
+                plugin,
+                settings = settings.join(","),
+                grants = options.grants.join(","),
+                "plugin options from the plugin configuration"
+            );
+        }
     }
     let lookup = catalog.credential_lookup().cloned();
     if lookup.is_none() {
         tracing::warn!(dir = %settings.plugins.dir.display(), "no credential-lookup plugin is active; Endpoints will report CredentialLookupFailed");
     }
-    let mut lookup_settings = Vec::new();
+    // The plugin configuration's settings of the active lookup, with `--mac-db` as its
+    // `database` setting replacing one from the configuration.
+    let mut flag_settings = Vec::new();
     if let Some(file) = &settings.plugins.mac_db {
         let database = std::fs::read_to_string(file)
             .with_context(|| format!("read MAC database {}", file.display()))?;
-        lookup_settings.push((String::from("database"), database));
+        flag_settings.push((String::from("database"), database));
+    }
+    let configured = lookup
+        .as_ref()
+        .map_or(&[][..], |plugin| catalog.settings(&plugin.identity().name));
+    let (lookup_settings, replaced) = with_overrides(configured, &flag_settings);
+    for key in replaced {
+        tracing::info!(%key, "--mac-db replaces the credential-lookup plugin's setting from the plugin configuration");
     }
     if let Some(plugin) = &lookup
         && let Err(error) = plugin.validate_settings(&lookup_settings).await
@@ -286,9 +325,13 @@ pub async fn wire(
         client: client.clone(),
         catalog: catalog.clone(),
         bmc: bmc_settings,
-        discovery: settings
-            .discovery
-            .settings(&boot_url, settings.boot.metalprobe_binary.is_some()),
+        discovery: settings.discovery.settings(
+            &boot_url,
+            settings.boot.metalprobe_binary.is_some(),
+            catalog.ignition_generator().map_or(&[][..], |generator| {
+                catalog.settings(&generator.identity().name)
+            }),
+        ),
         reporter: reporter("ferrometal-server"),
         metrics: metrics.clone(),
         backoff: Default::default(),
@@ -307,7 +350,9 @@ pub async fn wire(
             .validate_settings(&server_context.discovery.ignition_settings)
             .await
     {
-        bail!("the ignition-generator plugin rejects its settings (--ignition-setting): {error}");
+        bail!(
+            "the ignition-generator plugin rejects its settings (plugin configuration and --ignition-setting): {error}"
+        );
     }
 
     // Read at start on every replica, so a bad file fails every replica at once; served
@@ -346,6 +391,37 @@ pub async fn wire(
             readiness,
         },
     })
+}
+
+/// Says at start how plugin memory is bounded: the budget, and how many driver calls fit it
+/// at their full limit (beyond that, calls wait for memory to come back, and only while
+/// they grow past their plugin's peak can they fail for want of it); warns about a world
+/// whose own limit is above the budget (its calls can grow only as far as the budget).
+fn log_memory_budget(plugins: &PluginRuntime, max_concurrent_calls: usize) {
+    use ferrometal::plugins::{bmc_driver, credential_lookup, ignition_generator};
+    const MIB: usize = 1 << 20;
+    let budget = plugins.memory_budget();
+    for (world, limits) in [
+        ("bmc-driver", bmc_driver::DEFAULT_LIMITS),
+        ("credential-lookup", credential_lookup::DEFAULT_LIMITS),
+        ("ignition-generator", ignition_generator::DEFAULT_LIMITS),
+    ] {
+        if limits.memory_bytes > budget {
+            tracing::warn!(
+                world,
+                limit_mib = limits.memory_bytes / MIB,
+                budget_mib = budget / MIB,
+                "a plugin memory limit is above the memory budget; calls of this world can grow only as far as the budget"
+            );
+        }
+    }
+    let driver_calls_at_limit = budget / bmc_driver::DEFAULT_LIMITS.memory_bytes.min(budget);
+    tracing::info!(
+        budget_mib = budget / MIB,
+        max_concurrent_calls,
+        driver_calls_at_limit,
+        "plugin memory budget: running calls share it; calls wait for their plugin's peak so far"
+    );
 }
 
 /// Binds the boot server (with the probe registry) and starts it and the fetch recorder;
