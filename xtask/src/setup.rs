@@ -83,6 +83,37 @@ pub fn test_services() -> anyhow::Result<()> {
     apt_install(&missing)
 }
 
+/// The cargo-fuzz release `make fuzz` uses.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Installs cargo-fuzz (from crates.io, into ~/.cargo/bin) unless this version is there.
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let installed = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION));
+    if installed {
+        step(format_args!("cargo-fuzz {CARGO_FUZZ_VERSION}: installed"));
+        return Ok(());
+    }
+    step(format_args!(
+        "cargo-fuzz {CARGO_FUZZ_VERSION}: installing with cargo install"
+    ));
+    checked_with_retries(|| {
+        let mut install = Command::new(&cargo);
+        install.args([
+            "install",
+            "--locked",
+            "--quiet",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]);
+        install
+    })
+}
+
 /// Installs wrk, the load generator of the boot-server benchmark.
 pub fn wrk() -> anyhow::Result<()> {
     if dpkg_installed("wrk") {

@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod config;
 pub mod leases;
 pub mod onboard;
+pub mod packet;
 pub mod reply;
 pub mod server;
 pub mod tftp;

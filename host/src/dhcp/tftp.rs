@@ -78,10 +78,15 @@ pub fn read_request(packet: &[u8]) -> Option<String> {
     mode.eq_ignore_ascii_case("octet").then(|| name.to_owned())
 }
 
-/// The file `name` under `root`, when `name` is a plain file name (no directories, no `..`).
+/// The file `name` under `root`, when `name` is a plain file name (no directories, not `.`
+/// or `..`).
 pub fn resolve(root: &Path, name: &str) -> Option<PathBuf> {
     let name = name.trim_start_matches('/');
-    let plain = !name.is_empty() && !name.contains('/') && !name.contains('\\') && name != "..";
+    let plain = !name.is_empty()
+        && !name.contains('/')
+        && !name.contains('\\')
+        && name != "."
+        && name != "..";
     plain.then(|| root.join(name))
 }
 
@@ -289,7 +294,8 @@ mod tests {
             resolve(root, "/ipxe.efi"),
             Some(PathBuf::from("/usr/lib/ipxe/ipxe.efi"))
         );
-        for bad in ["../etc/passwd", "..", "a/b", "", "x\\y"] {
+        // `.` and `/.`: regression (fuzz target `tftp_request`), they named the root itself.
+        for bad in ["../etc/passwd", "..", "a/b", "", "x\\y", ".", "/."] {
             assert_eq!(resolve(root, bad), None, "{bad}");
         }
     }

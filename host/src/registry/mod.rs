@@ -174,13 +174,38 @@ pub async fn write_facts(
     apply_facts(client, server, value).await
 }
 
+/// A `POST /register` body, read: the machine it names, the Server status its facts become and
+/// the `ProbeReported` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadRegistration {
+    /// The machine's SMBIOS system UUID, as the body states it.
+    pub system_uuid: String,
+    /// The facts as Server status.
+    pub status: ServerStatus,
+    /// The `ProbeReported` condition's message.
+    pub summary: String,
+}
+
+/// Reads a `POST /register` body (metalprobe's or metal-operator's probe JSON): everything
+/// the registry does with a report before it checks the token and writes it.
+pub fn read_registration(body: &[u8]) -> Result<ReadRegistration, serde_json::Error> {
+    let registration: Registration = serde_json::from_slice(body)?;
+    let status = status_from_report(&registration.data);
+    let summary = summary(&registration.data, &status);
+    Ok(ReadRegistration {
+        system_uuid: registration.system_uuid,
+        status,
+        summary,
+    })
+}
+
 async fn register(
     State(registry): State<Arc<Registry>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let registration: Registration = serde_json::from_slice(&body).map_err(|error| {
+    let read = read_registration(&body).map_err(|error| {
         registry
             .boot
             .metrics
@@ -190,13 +215,12 @@ async fn register(
             format!("not a registration: {error}"),
         )
     })?;
-    let entry = registry.authorize("register", &registration.system_uuid, &headers, peer)?;
-    let status = status_from_report(&registration.data);
-    let summary = summary(&registration.data, &status);
+    let entry = registry.authorize("register", &read.system_uuid, &headers, peer)?;
+    let summary = read.summary;
     write_facts(
         &registry.client,
         &entry.server,
-        &status,
+        &read.status,
         conditions::REASON_REPORT_RECEIVED,
         &summary,
     )
@@ -247,13 +271,20 @@ async fn forget(
     Ok((StatusCode::OK, "deleted\n").into_response())
 }
 
-/// `POST /bootstate` body.
-#[derive(Debug, Deserialize)]
-struct BootState {
+/// `POST /bootstate` body (metal-operator's boot state: the discovery system came up).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BootState {
+    /// The machine's SMBIOS system UUID.
     #[serde(rename = "systemUUID")]
-    system_uuid: String,
+    pub system_uuid: String,
+    /// Whether the machine has booted.
     #[serde(default)]
-    booted: bool,
+    pub booted: bool,
+}
+
+/// Reads a `POST /bootstate` body.
+pub fn read_boot_state(body: &[u8]) -> Result<BootState, serde_json::Error> {
+    serde_json::from_slice(body)
 }
 
 async fn boot_state(
@@ -262,7 +293,7 @@ async fn boot_state(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let state: BootState = serde_json::from_slice(&body).map_err(|error| {
+    let state = read_boot_state(&body).map_err(|error| {
         Refusal(
             StatusCode::BAD_REQUEST,
             format!("not a boot state: {error}"),
