@@ -155,6 +155,7 @@ async fn run(servers: usize) -> Result {
             operator_log: String::from("warn"),
             work_dir,
             audit_log: false,
+            hold_dhcp_bmcs: false,
         },
         |line| eprintln!("fleet bench ({servers}): {line}"),
     )

@@ -21,6 +21,8 @@ use serde_json::json;
 
 mod common;
 
+use common::attempt;
+
 async fn start(options: LabOptions) -> Lab {
     Lab::start(options, |line| eprintln!("lab: {line}"))
         .await
@@ -388,15 +390,6 @@ async fn faults_end_in_their_documented_state_and_disturb_nothing_else() {
             server.name_any()
         );
     }
-}
-
-/// The Server's discovery attempt (its annotation), 0 before the first.
-fn attempt(server: &Server) -> u32 {
-    server
-        .annotations()
-        .get("ferrometal.dev/discovery-attempt")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(0)
 }
 
 /// An operator restart in the middle of a fleet discovery is invisible to the machines:

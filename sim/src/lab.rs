@@ -58,6 +58,9 @@ pub struct LabOptions {
     /// Have kube-apiserver keep an audit log of write requests
     /// (`lab.control_plane.audit_log_path()`).
     pub audit_log: bool,
+    /// The BMCs that announce themselves by DHCP wait for
+    /// `lab.fleet.release_dhcp_bmcs(n)` (see [`FleetOptions::hold_dhcp_bmcs`]).
+    pub hold_dhcp_bmcs: bool,
 }
 
 /// Why the lab could not start or act.
@@ -277,6 +280,7 @@ impl Lab {
                     String::from("127.0.0.1"),
                 )
             }),
+            hold_dhcp_bmcs: options.hold_dhcp_bmcs,
         })
         .await?;
         let vm_fleet = if with_vms {
@@ -463,6 +467,36 @@ impl Lab {
     pub fn restart_operator(&mut self) -> Result<(), LabError> {
         self.operator = None;
         self.start_operator()
+    }
+
+    /// Kills `ferrometal run` with `SIGKILL`, as a crash or the OOM killer would (no shutdown
+    /// code runs), and keeps its log as the next `operator-logs/killed-<n>.log` of the work
+    /// directory ([`Self::killed_operator_logs`]). [`Self::run_operator`] starts it again.
+    /// Returns the number of the kept log; does nothing (and returns `None`) when it is not
+    /// running.
+    pub fn kill_operator(&mut self) -> Result<Option<usize>, LabError> {
+        let Some(mut operator) = self.operator.take() else {
+            return Ok(None);
+        };
+        operator.kill()?;
+        let dir = self.work_dir.join("operator-logs");
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let number = self.killed_operator_logs().len() + 1;
+        let kept = dir.join(format!("killed-{number}.log"));
+        std::fs::write(&kept, operator.log()).map_err(io(format!("write {}", kept.display())))?;
+        Ok(Some(number))
+    }
+
+    /// The logs of the operators [`Self::kill_operator`] killed, in the order they ran.
+    pub fn killed_operator_logs(&self) -> Vec<PathBuf> {
+        (1..)
+            .map(|n| {
+                self.work_dir
+                    .join("operator-logs")
+                    .join(format!("killed-{n}.log"))
+            })
+            .take_while(|path| path.exists())
+            .collect()
     }
 
     /// The operator process.

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use bmc::{Bmc, BootMode, Profile};
 pub use faults::Faults;
-pub use machine::{Machine, MachineBehaviour, Phase, Probe};
+pub use machine::{AcknowledgedReport, Machine, MachineBehaviour, Phase, Probe};
 pub use spec::{BMC_MAC_PREFIX, BmcOnlyNicKind, FleetSpec, Oddity};
 
 use dhcp::{ClientClass, DhcpClient};
@@ -77,6 +77,9 @@ pub struct FleetOptions {
     /// `(from, to)`: simulated machines reach URLs naming host `from` at `to` (see
     /// [`machine::BootEnvironment::host_alias`]).
     pub host_alias: Option<(String, String)>,
+    /// The BMCs that announce themselves by DHCP wait until [`Fleet::release_dhcp_bmcs`]
+    /// lets them (as racks powered up one after another), instead of announcing at start.
+    pub hold_dhcp_bmcs: bool,
 }
 
 impl Default for FleetOptions {
@@ -95,6 +98,7 @@ impl Default for FleetOptions {
             work_dir: std::env::temp_dir().join(format!("ferrometal-sim-{}", std::process::id())),
             vm: None,
             host_alias: None,
+            hold_dhcp_bmcs: false,
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct Fleet {
     dhcp: Option<Arc<DhcpClient>>,
     port: u16,
     ca: Option<Arc<testenv::CertificateAuthority>>,
+    /// How many of the DHCP BMCs may announce themselves (in fleet order).
+    dhcp_released: tokio::sync::watch::Sender<usize>,
     /// Listeners and DHCP announcers; dropping the set aborts them.
     _tasks: JoinSet<()>,
     work_dir: PathBuf,
@@ -262,9 +268,21 @@ impl Fleet {
             let tls = acceptor(ca.as_deref(), address)?;
             tasks.spawn(serve::serve(bmc.clone(), listener, tls));
         }
+        let (dhcp_released, released) = tokio::sync::watch::channel(if options.hold_dhcp_bmcs {
+            0
+        } else {
+            options.dhcp_bmcs
+        });
         if let Some(dhcp) = &dhcp {
-            for bmc in &bmcs[..options.dhcp_bmcs] {
-                tasks.spawn(announce(bmc.clone(), dhcp.clone(), port, ca.clone()));
+            for (position, bmc) in bmcs[..options.dhcp_bmcs].iter().enumerate() {
+                let (bmc, dhcp, ca, mut released) =
+                    (bmc.clone(), dhcp.clone(), ca.clone(), released.clone());
+                tasks.spawn(async move {
+                    // Err only when the fleet is going away.
+                    if released.wait_for(|count| *count > position).await.is_ok() {
+                        announce(bmc, dhcp, port, ca).await;
+                    }
+                });
             }
         }
         Ok(Self {
@@ -273,6 +291,7 @@ impl Fleet {
             dhcp,
             port,
             ca,
+            dhcp_released,
             _tasks: tasks,
             work_dir: options.work_dir,
         })
@@ -322,6 +341,14 @@ impl Fleet {
             }
         }
         Err(last.unwrap_or_else(|| SimError::Options(String::from("no port"))))
+    }
+
+    /// Lets the first `count` BMCs that announce themselves by DHCP do so (with
+    /// [`FleetOptions::hold_dhcp_bmcs`]; without it they all do from the start). Never holds
+    /// back one already released.
+    pub fn release_dhcp_bmcs(&self, count: usize) {
+        self.dhcp_released
+            .send_modify(|released| *released = (*released).max(count));
     }
 
     /// Every BMC.

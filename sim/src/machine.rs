@@ -72,6 +72,16 @@ impl Phase {
     }
 }
 
+/// A probe report the registry acknowledged (answered with a success status, which it does
+/// only once the report is stored in the Server's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcknowledgedReport {
+    /// The machine's start it was made in (1 for the first).
+    pub boot: u32,
+    /// The report's collection time as metalprobe stated it (RFC 3339).
+    pub collected_at: String,
+}
+
 /// The boot override as the BMC stores it (Redfish `ComputerSystem.Boot`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootSettings {
@@ -175,6 +185,8 @@ struct State {
     /// The HTTP client of the current boot, bound to its DHCP lease (`None`: the shared
     /// one, from any local address).
     http: Option<reqwest::Client>,
+    /// Every report the registry acknowledged, oldest first.
+    acknowledged: Vec<AcknowledgedReport>,
 }
 
 /// Where a script command leaves the firmware.
@@ -239,6 +251,7 @@ impl Machine {
                 ignition_retries: 0,
                 vm: None,
                 http: None,
+                acknowledged: Vec::new(),
             }),
         }
     }
@@ -274,6 +287,12 @@ impl Machine {
     /// How many times it has started.
     pub fn boots(&self) -> u32 {
         self.state().boots
+    }
+
+    /// Every probe report the registry acknowledged, oldest first (a report the registry
+    /// stored but whose answer never arrived is not among them).
+    pub fn acknowledged_reports(&self) -> Vec<AcknowledgedReport> {
+        self.state().acknowledged.clone()
     }
 
     /// The stored boot override.
@@ -659,18 +678,27 @@ impl Machine {
             Probe::WrongToken => Some(String::from("not-the-boot-token")),
             _ => instructions.token.clone(),
         };
-        self.run_metalprobe(&instructions, token.as_deref(), address)
-            .await
+        let collected_at = self
+            .run_metalprobe(&instructions, token.as_deref(), address)
+            .await?;
+        // No await between the answer and this record: a power-off cannot come between.
+        let mut state = self.state();
+        let boot = state.boots;
+        state
+            .acknowledged
+            .push(AcknowledgedReport { boot, collected_at });
+        Ok(())
     }
 
     /// Writes this machine's tree, runs metalprobe's collection over it and posts the
-    /// report, as the discovery system's metalprobe unit does.
+    /// report, as the discovery system's metalprobe unit does. Returns the collection time
+    /// of the report the registry acknowledged.
     async fn run_metalprobe(
         &self,
         instructions: &firmware::DiscoveryInstructions,
         token: Option<&str>,
         address: Option<std::net::Ipv4Addr>,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let root = self
             .env
             .work_dir
@@ -692,6 +720,7 @@ impl Machine {
         .map_err(|error| error.to_string())??;
         let mut report = report;
         report.timestamp = jiff::Timestamp::now().to_string();
+        let collected_at = report.timestamp.clone();
         let registration = metalprobe::report::Registration {
             system_uuid: instructions
                 .server_uuid
@@ -707,6 +736,7 @@ impl Machine {
             5,
         )
         .await
+        .map(|()| collected_at)
         .map_err(|error| error.to_string())
     }
 

@@ -62,7 +62,24 @@ pub struct ControlPlane {
     kubeconfig_path: PathBuf,
     crds: Vec<String>,
     started_in: Duration,
+    launch: Launch,
     run_dir: RunDir,
+}
+
+/// What starting etcd and kube-apiserver again needs: the same binaries, ports, certificates
+/// and data directory, so a restarted server is the same server to its clients.
+#[derive(Debug)]
+struct Launch {
+    etcd_bin: PathBuf,
+    apiserver_bin: PathBuf,
+    dir: PathBuf,
+    pki: PkiFiles,
+    /// etcd's client and peer ports.
+    etcd_ports: (u16, u16),
+    api_port: u16,
+    /// The audit policy and log, when asked for.
+    audit: Option<(PathBuf, PathBuf)>,
+    ready_timeout: Duration,
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -117,6 +134,16 @@ impl ControlPlane {
         let client = client_from_kubeconfig(&kubeconfig_path).await?;
         wait_for_apiserver(&mut apiserver, &mut etcd, &client, options.ready_timeout).await?;
 
+        let launch = Launch {
+            etcd_bin,
+            apiserver_bin,
+            dir,
+            pki,
+            etcd_ports: (etcd_port, peer_port),
+            api_port,
+            audit: audit_log,
+            ready_timeout: options.ready_timeout,
+        };
         let crds = match &options.crds_dir {
             Some(crds_dir) => install_crds(&client, crds_dir).await?,
             None => Vec::new(),
@@ -140,15 +167,70 @@ impl ControlPlane {
         ));
         Ok(Self {
             controller_manager,
-            audit_log: audit_log.map(|(_, log)| log),
+            audit_log: launch.audit.as_ref().map(|(_, log)| log.clone()),
             apiserver,
             etcd,
             server_url,
             kubeconfig_path,
             crds,
             started_in,
+            launch,
             run_dir,
         })
+    }
+
+    /// Kills kube-apiserver with `SIGKILL` (a crash, not a shutdown), leaves it down for
+    /// `down`, and starts it again on the same port with the same certificates and etcd.
+    /// Returns once it answers `/readyz` again; its log goes on in the same file.
+    pub async fn restart_apiserver(&mut self, down: Duration) -> Result<()> {
+        self.apiserver.kill()?;
+        tokio::time::sleep(down).await;
+        self.apiserver = start_apiserver(
+            &self.launch.apiserver_bin,
+            &self.launch.dir,
+            &self.launch.pki,
+            (self.launch.etcd_ports.0, self.launch.api_port),
+            self.launch.audit.as_ref(),
+            &self.run_dir,
+        )?;
+        self.wait_until_ready().await?;
+        progress(format_args!(
+            "kube-apiserver restarted (pid {})",
+            self.apiserver.pid()
+        ));
+        Ok(())
+    }
+
+    /// Kills etcd with `SIGKILL`, leaves it down for `down`, and starts it again on the same
+    /// ports with the same data directory (everything it acknowledged is still there). Returns
+    /// once kube-apiserver, which stays up meanwhile, is ready again.
+    pub async fn restart_etcd(&mut self, down: Duration) -> Result<()> {
+        self.etcd.kill()?;
+        tokio::time::sleep(down).await;
+        let (port, peer_port) = self.launch.etcd_ports;
+        self.etcd = start_etcd(
+            &self.launch.etcd_bin,
+            &self.launch.dir,
+            port,
+            peer_port,
+            &self.run_dir,
+        )?;
+        wait_for_etcd(&mut self.etcd, port, self.launch.ready_timeout).await?;
+        self.wait_until_ready().await?;
+        progress(format_args!("etcd restarted (pid {})", self.etcd.pid()));
+        Ok(())
+    }
+
+    /// Waits until kube-apiserver answers `/readyz` with `ok` (which needs etcd too).
+    async fn wait_until_ready(&mut self) -> Result<()> {
+        let client = client_from_kubeconfig(&self.kubeconfig_path).await?;
+        wait_for_apiserver(
+            &mut self.apiserver,
+            &mut self.etcd,
+            &client,
+            self.launch.ready_timeout,
+        )
+        .await
     }
 
     /// The audit log of write requests (JSON lines of `audit.k8s.io/v1` Events), when
@@ -258,6 +340,7 @@ impl Drop for LogsOnFailure<'_> {
 }
 
 /// Paths of the PEM files the servers and the kubeconfig use.
+#[derive(Debug)]
 struct PkiFiles {
     ca_cert: PathBuf,
     serving_cert: PathBuf,

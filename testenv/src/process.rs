@@ -187,10 +187,15 @@ pub(crate) struct ManagedProcess {
 }
 
 impl ManagedProcess {
-    /// Starts `command` with stdout and stderr appended to `<run dir>/<name>.log`.
+    /// Starts `command` with stdout and stderr appended to `<run dir>/<name>.log` (a process
+    /// started again under the same name, e.g. after a crash, goes on in the same log).
     pub(crate) fn spawn(name: &str, mut command: Command, run_dir: &RunDir) -> Result<Self> {
         let log = run_dir.path().join(format!("{name}.log"));
-        let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(Error::io(format!("open {}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(Error::io(format!("duplicate {}", log.display())))?;
@@ -267,6 +272,17 @@ impl ManagedProcess {
         rustix::process::kill_process(pid, signal).map_err(|errno| Error::Io {
             action: format!("send {signal:?} to {}", self.name),
             source: errno.into(),
+        })
+    }
+
+    /// Kills the process with `SIGKILL`, as a crash would, and waits until it is gone (its
+    /// ports are free again once this returns).
+    pub(crate) fn kill(&mut self) -> Result<()> {
+        // Err only means it had exited already; the wait below reaps it either way.
+        let _ = self.child.kill();
+        self.child.wait().map(drop).map_err(|source| Error::Io {
+            action: format!("wait for {} to die", self.name),
+            source,
         })
     }
 
@@ -423,6 +439,12 @@ impl Program {
     /// Sends SIGINT, as Ctrl-C in a terminal would.
     pub fn interrupt(&self) -> Result<()> {
         self.process.signal(Signal::INT)
+    }
+
+    /// Kills it with `SIGKILL` (a crash: no shutdown code runs) and waits until it is gone.
+    /// Its log stays readable until the program is dropped.
+    pub fn kill(&mut self) -> Result<()> {
+        self.process.kill()
     }
 
     /// Waits until it has exited and returns its exit status; `None` if it still runs after

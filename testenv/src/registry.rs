@@ -14,14 +14,21 @@ use crate::net::free_port;
 use crate::process::{ManagedProcess, RunDir};
 use crate::{Error, Result, progress, tools};
 
-/// A running registry; stopped (and its storage removed) when dropped.
+/// A running registry; stopped (and its storage removed) when dropped. It can be stopped
+/// and started again on the same address with the same storage ([`OciRegistry::stop`],
+/// [`OciRegistry::resume`]), for outages.
 pub struct OciRegistry {
     // Field order matters: the process is killed before the run directory is removed.
     process: ManagedProcess,
     host: String,
     client: Client,
+    config: std::path::PathBuf,
+    running: bool,
     run_dir: RunDir,
 }
+
+/// How long a starting registry may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for OciRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,8 +52,6 @@ pub struct PushedImage {
 impl OciRegistry {
     /// Starts a registry with filesystem storage in a fresh run directory.
     pub async fn start() -> Result<Self> {
-        const READY_TIMEOUT: Duration = Duration::from_secs(30);
-        let bin = tools::oci_registry().require()?;
         let run_dir = RunDir::create("registry")?;
         let port = free_port()?;
         let host = format!("127.0.0.1:{port}");
@@ -59,17 +64,8 @@ impl OciRegistry {
             ),
         )
         .map_err(Error::io(format!("write {}", config.display())))?;
-        let mut command = Command::new(bin);
-        command.arg("serve").arg(&config);
-        let mut process = ManagedProcess::spawn("docker-registry", command, &run_dir)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(Error::HttpClient)?;
         let started = Instant::now();
-        process
-            .wait_until_answers(&http, &format!("http://{host}/v2/"), READY_TIMEOUT)
-            .await?;
+        let process = serve(&config, &host, &run_dir).await?;
         progress(format_args!(
             "docker-registry ready in {:.1}s at http://{host}",
             started.elapsed().as_secs_f64()
@@ -83,8 +79,42 @@ impl OciRegistry {
             process,
             host,
             client,
+            config,
+            running: true,
             run_dir,
         })
+    }
+
+    /// Kills the registry (`SIGKILL`): until [`OciRegistry::resume`], connections to its
+    /// address are refused, as when a registry is down. Its storage is kept.
+    pub fn stop(&mut self) -> Result<()> {
+        self.process.kill()?;
+        self.running = false;
+        progress(format_args!(
+            "docker-registry at http://{} stopped",
+            self.host
+        ));
+        Ok(())
+    }
+
+    /// Starts a stopped registry again on the same address with the same storage, and waits
+    /// until it answers. Does nothing when it runs.
+    pub async fn resume(&mut self) -> Result<()> {
+        if self.running {
+            return Ok(());
+        }
+        self.process = serve(&self.config, &self.host, &self.run_dir).await?;
+        self.running = true;
+        progress(format_args!(
+            "docker-registry at http://{} started again",
+            self.host
+        ));
+        Ok(())
+    }
+
+    /// Whether the registry runs (it was not stopped, or was resumed since).
+    pub fn is_running(&self) -> bool {
+        self.running
     }
 
     /// `127.0.0.1:<port>`: the registry part of image references.
@@ -203,6 +233,22 @@ impl OciRegistry {
             size: i64::try_from(raw.len()).unwrap_or(i64::MAX),
         })
     }
+}
+
+/// Starts the registry with `config` and waits until it answers at `host`.
+async fn serve(config: &std::path::Path, host: &str, run_dir: &RunDir) -> Result<ManagedProcess> {
+    let bin = tools::oci_registry().require()?;
+    let mut command = Command::new(bin);
+    command.arg("serve").arg(config);
+    let mut process = ManagedProcess::spawn("docker-registry", command, run_dir)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(Error::HttpClient)?;
+    process
+        .wait_until_answers(&http, &format!("http://{host}/v2/"), READY_TIMEOUT)
+        .await?;
+    Ok(process)
 }
 
 /// The registry client needs one TLS crypto provider chosen for the process.

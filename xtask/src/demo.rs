@@ -106,6 +106,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             operator_log: String::from("info"),
             work_dir: work_dir.clone(),
             audit_log: false,
+            hold_dhcp_bmcs: false,
         },
         |line| step(line),
     )

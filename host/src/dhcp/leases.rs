@@ -168,6 +168,14 @@ impl Leases {
             })
     }
 
+    /// The acknowledged leases still running at `now`, as `(MAC hex digits, address)`.
+    pub fn current(&self, now: u64) -> impl Iterator<Item = (&str, Ipv4Addr)> + '_ {
+        self.by_mac
+            .iter()
+            .filter(move |(_, lease)| lease.acked && lease.expires > now)
+            .map(|(mac, lease)| (mac.as_str(), lease.ip))
+    }
+
     /// Holds `ip` for `mac` for [`OFFER_HOLD_SECONDS`] after an offer, unless `mac` already
     /// has a lease, so that clients asking at the same moment are offered different
     /// addresses (RFC 2131 §4.3.1: the server should reserve what it offers).
@@ -211,6 +219,16 @@ mod tests {
             leases.get("aa").and_then(|l| l.uuid),
             Some(uuid.to_string())
         );
+    }
+
+    #[test]
+    fn the_current_leases_are_the_acknowledged_ones_still_running() {
+        let mut leases = Leases::default();
+        leases.bind("aa", Ipv4Addr::new(10, 0, 0, 1), 0, 600, None);
+        leases.bind("bb", Ipv4Addr::new(10, 0, 0, 2), 0, 60, None);
+        leases.hold_offer("cc", Ipv4Addr::new(10, 0, 0, 3), 100);
+        let current: Vec<(&str, Ipv4Addr)> = leases.current(100).collect();
+        assert_eq!(current, [("aa", Ipv4Addr::new(10, 0, 0, 1))]);
     }
 
     #[test]

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dhcproto::v4::{Message, MessageType};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
+use dhcproto::v4::MessageType;
+use dhcproto::{Encodable, Encoder};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +18,7 @@ use super::bindings::SourceBindings;
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
 use super::onboard::{OnboardQueue, OnboardSender};
+use super::packet::decode;
 use super::reply::{Onboard, respond};
 use crate::api::Endpoint;
 
@@ -96,6 +97,11 @@ fn socket(interface: &str, port: u16) -> std::io::Result<tokio::net::UdpSocket> 
 /// acknowledged allow-listed clients go to `onboard`, and every acknowledged or released
 /// lease to `bindings` (for the boot server's source binding). The lease table is shared by
 /// all interfaces.
+///
+/// At start, every running lease of an allow-listed client from the lease file goes to
+/// `onboard` too: a lease is saved and acknowledged before its Endpoint is written, so an
+/// operator that stopped in between (a crash, a kill) would otherwise leave that BMC
+/// without an Endpoint until it asks again, half its lease later.
 pub async fn serve(
     config: DhcpConfig,
     metrics: DhcpMetrics,
@@ -107,6 +113,14 @@ pub async fn serve(
         source,
     })?;
     bindings.restore(&leases);
+    for (mac, ip) in leases.current(unix_now()) {
+        if config.onboarding.wants(mac) {
+            onboard.push(Onboard {
+                mac: colon_mac(mac),
+                ip,
+            });
+        }
+    }
     let leases = Arc::new(Mutex::new(leases));
     // Every socket first, so a bad interface fails the start rather than half of it.
     let mut sockets = Vec::new();
@@ -155,7 +169,7 @@ async fn serve_interface(
                 continue;
             }
         };
-        let request = match Message::decode(&mut Decoder::new(&buffer[..length])) {
+        let request = match decode(&buffer[..length]) {
             Ok(request) => request,
             Err(error) => {
                 tracing::debug!(%peer, length, %error, "dropping a malformed DHCP packet");
@@ -163,9 +177,7 @@ async fn serve_interface(
                 continue;
             }
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         let outcome = {
             let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
             let outcome = respond(&config, &interface, &mut leases, &request, now);
@@ -212,6 +224,23 @@ async fn serve_interface(
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `aa:bb:…` of a MAC's hex digits.
+fn colon_mac(digits: &str) -> String {
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Endpoint writes in flight at once: each is an API round trip, and a rack of BMCs
 /// onboarding together would otherwise wait for them one by one.
 const ENDPOINT_WRITERS: usize = 16;
@@ -220,12 +249,30 @@ const ENDPOINT_WRITERS: usize = 16;
 const ENDPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Creates or updates the Endpoint of each onboarded client (named `dhcp-<mac digits>`),
-/// skipping clients whose address did not change since the last write. Writes run
-/// concurrently; a failed one goes back to the queue after [`ENDPOINT_RETRY`] (until the
-/// DHCP server is gone). Ends once the DHCP server is gone and the queue is empty.
+/// skipping clients whose address did not change since the last write or that an Endpoint
+/// already has (read once at start, so the leases queued again at a restart cost one list,
+/// not a write each). Writes run concurrently; a failed one goes back to the queue after
+/// [`ENDPOINT_RETRY`] (until the DHCP server is gone). Ends once the DHCP server is gone and
+/// the queue is empty.
 pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
-    let written: Arc<Mutex<HashMap<String, Ipv4Addr>>> = Arc::default();
     let endpoints: Api<Endpoint> = Api::all(client);
+    let existing = match endpoints.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .filter_map(|endpoint| {
+                let ip = endpoint.spec.ip.parse().ok()?;
+                let mac = colon_mac(&mac_digits(&endpoint.spec.mac_address));
+                (endpoint.name_any() == format!("dhcp-{}", mac_digits(&mac))).then_some((mac, ip))
+            })
+            .collect(),
+        Err(error) => {
+            // Then every queued client is written, which is harmless (the writes are applies).
+            tracing::warn!(%error, "cannot list the Endpoints; writing every onboarded client's");
+            HashMap::new()
+        }
+    };
+    let written: Arc<Mutex<HashMap<String, Ipv4Addr>>> = Arc::new(Mutex::new(existing));
     let slots = Arc::new(tokio::sync::Semaphore::new(ENDPOINT_WRITERS));
     let mut writes = tokio::task::JoinSet::new();
     while let Some(batch) = queue.next_batch().await {
@@ -281,4 +328,14 @@ pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
         }
     }
     while writes.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mac_is_written_back_with_colons() {
+        assert_eq!(colon_mac("5254fe00000a"), "52:54:fe:00:00:0a");
+    }
 }

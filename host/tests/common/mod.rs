@@ -137,6 +137,7 @@ pub fn lab_options(
         operator_log: String::from("info,ferrometal=debug"),
         work_dir,
         audit_log: false,
+        hold_dhcp_bmcs: false,
     }
 }
 
@@ -195,4 +196,15 @@ pub async fn endpoint_condition(
         .conditions
         .into_iter()
         .find(|c| c.type_ == type_)
+}
+
+/// The Server's discovery attempt (its annotation), 0 before the first.
+#[allow(dead_code)] // Only the fleet tests count attempts.
+pub fn attempt(server: &ferrometal::api::Server) -> u32 {
+    use kube::ResourceExt;
+    server
+        .annotations()
+        .get("ferrometal.dev/discovery-attempt")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
 }
