@@ -4,7 +4,7 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins crds bench setup
+.PHONY: test demo plugins crds bench fuzz chaos setup
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
@@ -27,6 +27,20 @@ crds:
 ## make bench: release-mode benchmarks; results go to BENCHMARKS.md.
 bench:
 	cargo xtask bench
+
+## make fuzz [FUZZ_SECONDS=N]: every fuzz target for N seconds (default 60) from its seeds;
+## fails on a crash; the figures go into RELIABILITY.md.
+fuzz:
+	cargo xtask fuzz $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
+
+## make chaos [SERVERS=N] [KILLS=N] [SEED=N]: the kill campaign. A simulated fleet of N
+## servers (default 200) is discovered through both paths while `ferrometal run` is killed
+## with SIGKILL KILLS times (default 100) at seeded random moments and restarted,
+## kube-apiserver 5 and etcd 2 times, and the OCI registry is down 30 s; then nothing may
+## be lost, duplicated, orphaned or reused. SEED replays a run (default: from the clock,
+## printed). A short form runs in `make test`; the figures go into RELIABILITY.md.
+chaos:
+	cargo xtask chaos $(if $(SERVERS),--servers $(SERVERS)) $(if $(KILLS),--kills $(KILLS)) $(if $(SEED),--seed $(SEED))
 
 ## make setup: install and cache every tool without running anything.
 setup:

@@ -1,6 +1,7 @@
 //! metal-operator's MAC-prefix database (operator-supplied YAML, often from a ConfigMap):
-//! parsed and checked as the macdb plugin does; an error never quotes a password, and every
-//! BMC entry's own prefix finds an entry at least as specific.
+//! parsed and checked as the macdb plugin does; an error is one line (no snippet of the
+//! input, which holds default passwords), and every BMC entry's own prefix finds an entry at
+//! least as specific.
 
 #![no_main]
 
@@ -20,20 +21,10 @@ fuzz_target!(|yaml: &[u8]| {
     let database = match Database::parse(yaml) {
         Ok(database) => database,
         Err(error) => {
-            // The error reaches logs and conditions: it never quotes a default password
-            // (one written once in the input, long enough not to match by chance).
-            for line in yaml.lines() {
-                let Some((_, value)) = line.split_once("password:") else {
-                    continue;
-                };
-                let value = value.trim().trim_matches(['"', '\'']);
-                if value.len() >= 6 && yaml.matches(value).count() == 1 {
-                    assert!(
-                        !error.contains(value),
-                        "the error quotes a password: {error}"
-                    );
-                }
-            }
+            // The error reaches logs and conditions: one line, never the parser's snippet of
+            // the lines around the fault (default passwords among them). A password-shaped
+            // check would be fooled by values that also occur in the error's own words.
+            assert!(!error.contains('\n'), "the error shows a snippet: {error}");
             return;
         }
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferrometal::plugins::bmc_driver::{BmcDriverPlugin, DEFAULT_LIMITS};
 use ferrometal::plugins::types::{BmcEndpoint, GuestError, PowerState, TlsPolicy};
 use ferrometal::plugins::{
-    CallErrorKind, Limits, LoadError, PluginMetrics, PluginRuntime, RuntimeConfig,
+    CallError, CallErrorKind, Limits, LoadError, PluginMetrics, PluginRuntime, RuntimeConfig,
 };
 use testenv::{BasicAuth, FakeSystem, SushyEmulator, SushyOptions};
 use tokio::sync::OnceCell;
@@ -807,6 +807,25 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// A call's outcome was not a refusal for lack of budget memory.
+fn assert_not_refused_for_memory<T: std::fmt::Debug>(outcome: &Result<T, CallError>) {
+    assert!(
+        !matches!(
+            outcome,
+            Err(error) if matches!(error.kind, CallErrorKind::MemoryBudgetExhausted { .. })
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// Waits until every byte plugins held is back in the budget.
+async fn all_memory_given_back(metrics: &PluginMetrics) {
+    until("all plugin memory is given back", || {
+        metrics.memory_in_use() == 0
+    })
+    .await;
+}
+
 fn budgeted_runtime(memory_budget_bytes: usize, metrics: PluginMetrics) -> PluginRuntime {
     PluginRuntime::new(
         RuntimeConfig {
@@ -882,17 +901,8 @@ async fn a_call_that_would_grow_past_the_memory_budget_fails_instead_of_allocati
     // The driver's call is unharmed: it ends when its BMC goes away, and every byte returns.
     drop(gate);
     let outcome = held.await.expect("task");
-    assert!(
-        !matches!(
-            outcome,
-            Err(ref error) if matches!(error.kind, CallErrorKind::MemoryBudgetExhausted { .. })
-        ),
-        "{outcome:?}"
-    );
-    until("all plugin memory is given back", || {
-        metrics.memory_in_use() == 0
-    })
-    .await;
+    assert_not_refused_for_memory(&outcome);
+    all_memory_given_back(&metrics).await;
 }
 
 #[tokio::test]
@@ -954,16 +964,7 @@ async fn a_call_waits_for_memory_while_the_budget_is_taken_and_runs_once_it_come
     drop(second_bmc);
     let second = second.await.expect("task");
     for outcome in [first, second] {
-        assert!(
-            !matches!(
-                outcome,
-                Err(ref error) if matches!(error.kind, CallErrorKind::MemoryBudgetExhausted { .. })
-            ),
-            "{outcome:?}"
-        );
+        assert_not_refused_for_memory(&outcome);
     }
-    until("all plugin memory is given back", || {
-        metrics.memory_in_use() == 0
-    })
-    .await;
+    all_memory_given_back(&metrics).await;
 }

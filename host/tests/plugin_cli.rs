@@ -192,15 +192,18 @@ fn list_shows_installed_plugins_selection_and_problems() {
         "drivers:\n  Redfish: [driver-reveal, driver-minimal]\ncredentialLookup: lookup-echo\n",
     )
     .expect("write config");
-    let components = testenv::components::components_dir();
-    let output = ferrometal(&[
-        "plugin",
-        "list",
-        "--dir",
-        &components.to_string_lossy(),
-        "--config",
-        &config.to_string_lossy(),
-    ]);
+    let (dir, config_file) = (
+        testenv::components::components_dir()
+            .to_string_lossy()
+            .into_owned(),
+        config.to_string_lossy().into_owned(),
+    );
+    let list = |extra: &[&str]| {
+        let mut args = vec!["plugin", "list", "--dir", &dir, "--config", &config_file];
+        args.extend_from_slice(extra);
+        ferrometal(&args)
+    };
+    let output = list(&[]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(
@@ -217,16 +220,7 @@ fn list_shows_installed_plugins_selection_and_problems() {
     );
 
     // With the grant, the vendor overlay listed first wins.
-    let granted = ferrometal(&[
-        "plugin",
-        "list",
-        "--dir",
-        &components.to_string_lossy(),
-        "--config",
-        &config.to_string_lossy(),
-        "--grant",
-        "credentials/reveal",
-    ]);
+    let granted = list(&["--grant", "credentials/reveal"]);
     assert!(text(&granted.stdout).contains("Redfish                    → driver-reveal"));
 
     // Per-plugin options: a grant to one plugin loads it; a plugin not installed is named.
@@ -235,14 +229,7 @@ fn list_shows_installed_plugins_selection_and_problems() {
         "drivers:\n  Redfish: [driver-reveal]\nplugins:\n  driver-reveal: {grants: [credentials/reveal]}\n  ghost: {settings: {a: b}}\n",
     )
     .expect("write config");
-    let options = ferrometal(&[
-        "plugin",
-        "list",
-        "--dir",
-        &components.to_string_lossy(),
-        "--config",
-        &config.to_string_lossy(),
-    ]);
+    let options = list(&[]);
     let stdout = text(&options.stdout);
     assert!(
         stdout.contains("Redfish                    → driver-reveal"),

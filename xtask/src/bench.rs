@@ -74,7 +74,8 @@ fn header() -> String {
     )
 }
 
-fn machine() -> String {
+/// One line naming the machine's CPU and its cores, for result tables.
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -90,7 +91,7 @@ fn machine() -> String {
 
 /// Replaces the section starting at `heading` (up to the next `## `) with `section`, or
 /// appends it.
-fn replace_section(document: &str, heading: &str, section: &str) -> String {
+pub fn replace_section(document: &str, heading: &str, section: &str) -> String {
     let Some(start) = document.find(heading) else {
         return format!(
             "{}\n{section}",

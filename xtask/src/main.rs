@@ -4,7 +4,9 @@
 //! each tool cached under a versioned directory (see `testenv::tools`).
 
 mod bench;
+mod chaos;
 mod demo;
+mod fuzz;
 mod plugins;
 mod run;
 mod setup;
@@ -40,6 +42,20 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the benchmarks (release build) and write the results into BENCHMARKS.md.
     Bench,
+    /// Run the kill campaign's long form (a simulated fleet discovered while the operator,
+    /// kube-apiserver and etcd are killed and restarted and the OCI registry is down) and
+    /// write its figures into RELIABILITY.md.
+    Chaos(chaos::ChaosArgs),
+    /// Run every fuzz target (cargo-fuzz, libFuzzer) for a set time; fails on a crash. The
+    /// figures go into RELIABILITY.md.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Run only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Build the discovery OS image (Debian kernel + initramfs with busybox, the virtio
     /// modules and ferrometal-ignite) into target/discovery-image.
     DiscoveryImage,
@@ -73,6 +89,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             setup::wrk()?;
             bench::run()
         }
+        Command::Chaos(args) => chaos::run(&args),
+        Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref(), true),
     }
 }
 

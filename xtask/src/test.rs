@@ -7,7 +7,10 @@ use std::process::Command;
 use testenv::tools;
 
 use crate::run::{checked, checked_last, checked_with_retries, step};
-use crate::{plugins, setup};
+use crate::{fuzz, plugins, setup};
+
+/// Seconds each fuzz target runs in `make test` (`make fuzz` runs them for a minute each).
+const FUZZ_SECONDS: u32 = 5;
 
 /// Runs the whole suite; `cargo_test_args` are appended to the final `cargo test`.
 pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
@@ -34,6 +37,11 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
         Command::new(&cargo)
             .args(["fmt", "--all", "--check", "--manifest-path"])
             .arg(&plugins_manifest),
+    )?;
+    checked(
+        Command::new(&cargo)
+            .args(["fmt", "--all", "--check", "--manifest-path"])
+            .arg(root.join("fuzz").join("Cargo.toml")),
     )?;
 
     step("clippy -D warnings");
@@ -111,6 +119,9 @@ pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
             .arg("--target-dir")
             .arg(&native_plugins_target),
     )?;
+
+    // The short form of `make fuzz`: every target builds and survives a few seconds.
+    fuzz::run(FUZZ_SECONDS, None, false)?;
 
     step("unit, integration and end-to-end tests");
     checked_last(
