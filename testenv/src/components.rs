@@ -35,19 +35,26 @@ pub fn component(name: &str) -> Result<PathBuf> {
 }
 
 /// A binary of this workspace built by cargo (e.g. `metalprobe`), for tests and benchmarks
-/// of other crates that run it: the debug build, else the release build. `cargo test
+/// of other crates that run it: the build of the caller's profile (debug for tests, release
+/// for benchmarks, which measure what a deployment runs), else the other one. `cargo test
 /// --workspace` builds every workspace binary, `make bench` the release metalprobe; otherwise
 /// the error names the command that does.
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| tools::workspace_root().join("target"), PathBuf::from);
     let debug = target.join("debug").join(name);
-    [debug.clone(), target.join("release").join(name)]
+    let release = target.join("release").join(name);
+    let (preferred, other) = if cfg!(debug_assertions) {
+        (debug, release)
+    } else {
+        (release, debug)
+    };
+    [preferred.clone(), other]
         .into_iter()
         .find(|path| path.is_file())
         .ok_or(Error::BinaryMissing {
             name: name.to_owned(),
-            path: debug,
+            path: preferred,
         })
 }
 

@@ -7,6 +7,7 @@ pub mod index;
 pub mod layer_cache;
 pub mod listener;
 pub mod script;
+pub mod served_file;
 pub mod server;
 pub mod sync;
 pub mod uuid;

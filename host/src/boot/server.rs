@@ -50,8 +50,8 @@ pub struct BootServerConfig {
     /// Appended to every kernel command line.
     pub extra_kernel_args: String,
     /// The metalprobe binary served at `/metalprobe` for discovery systems to download,
-    /// read once at start (a request never touches the disk).
-    pub metalprobe_binary: Option<bytes::Bytes>,
+    /// opened once at start and streamed from it (never held in memory).
+    pub metalprobe_binary: Option<super::served_file::ServedFile>,
     /// The addresses ferrometal's DHCP server leased, when machines are held to them
     /// (source binding); `None`: any address is accepted.
     pub source_bindings: Option<SourceBindings>,
@@ -512,11 +512,14 @@ async fn metalprobe(State(server): State<Arc<BootServer>>) -> Response {
     };
     server.metrics.count("metalprobe", StatusCode::OK);
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
-        binary.clone(),
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(binary.len())),
+        ],
+        binary.body(),
     )
         .into_response()
 }

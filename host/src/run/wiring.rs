@@ -11,6 +11,7 @@ use ferrometal::boot::fetch_log::FetchLog;
 use ferrometal::boot::image::ImageResolver;
 use ferrometal::boot::index::BootIndex;
 use ferrometal::boot::layer_cache::LayerCache;
+use ferrometal::boot::served_file::ServedFile;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::controllers::backoff::ErrorBackoff;
 use ferrometal::controllers::bmc_work::BmcWork;
@@ -436,10 +437,10 @@ async fn serve_boot(
     source_bindings: Option<SourceBindings>,
 ) -> anyhow::Result<String> {
     let boot = &settings.boot;
-    // Read once: `/metalprobe` is served from memory.
+    // Opened once: `/metalprobe` streams from this file.
     let metalprobe_binary = match &boot.metalprobe_binary {
         Some(path) => Some(
-            std::fs::read(path)
+            ServedFile::open(path)
                 .with_context(|| format!("cannot read --metalprobe-binary {}", path.display()))?,
         ),
         None => None,
@@ -468,7 +469,7 @@ async fn serve_boot(
             base_url: base_url.clone(),
             trusted_proxies: boot.trusted_proxies.clone(),
             extra_kernel_args: boot.kernel_args.clone(),
-            metalprobe_binary: metalprobe_binary.map(bytes::Bytes::from),
+            metalprobe_binary,
             source_bindings,
         },
         metrics,

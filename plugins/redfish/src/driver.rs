@@ -38,24 +38,32 @@ fn first_manager(http: &impl Transport, root: &ServiceRoot) -> Result<Option<Str
     }
 }
 
-/// Identifies the BMC (first manager) and every system behind it.
+/// Identifies the BMC and every system behind it. The manager is the one the first system
+/// names in `Links.ManagedBy` (no walk of the Managers collection), else the collection's
+/// first.
 pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
     let root: ServiceRoot = get_json(http, ROOT)?;
-    let manager = match first_manager(http, &root)? {
-        Some(link) => Some(get_json::<Manager>(http, &link)?),
-        None => None,
-    };
-    let systems_link = root.systems.ok_or_else(|| {
+    let systems_link = root.systems.as_ref().ok_or_else(|| {
         PluginError::Unsupported(String::from(
             "the Redfish service has no Systems collection",
         ))
     })?;
     let collection: crate::model::Collection = get_json(http, &systems_link.id)?;
-    let systems = collection
-        .members
-        .into_iter()
-        .map(|member| get_system(http, &member.id))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut managed_by = None;
+    let mut systems = Vec::with_capacity(collection.members.len());
+    for member in collection.members {
+        let (system, manager) = read_system(http, &member.id)?;
+        managed_by = managed_by.or(manager);
+        systems.push(system);
+    }
+    let manager_link = match managed_by {
+        Some(link) => Some(link),
+        None => first_manager(http, &root)?,
+    };
+    let manager = match manager_link {
+        Some(link) => Some(get_json::<Manager>(http, &link)?),
+        None => None,
+    };
     let manager = manager.as_ref();
     Ok(Identity {
         manufacturer: manager.and_then(|m| m.manufacturer.clone()),
@@ -69,12 +77,21 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
 
 /// One system and its NICs, at `uri` (its `@odata.id`).
 pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginError> {
+    read_system(http, uri).map(|(system, _)| system)
+}
+
+/// One system and its NICs, and the first manager it names in `Links.ManagedBy`.
+fn read_system(
+    http: &impl Transport,
+    uri: &str,
+) -> Result<(System, Option<String>), PluginError> {
     let system: ComputerSystem = get_json(http, uri)?;
     let nics = match &system.ethernet_interfaces {
         Some(link) => nics(http, &link.id)?,
         None => Vec::new(),
     };
-    Ok(System {
+    let managed_by = system.links.managed_by.first().map(|link| link.id.clone());
+    let system = System {
         uri: uri.to_owned(),
         uuid: system.uuid.map(|uuid| uuid.to_ascii_lowercase()),
         manufacturer: system.manufacturer,
@@ -91,7 +108,8 @@ pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginErro
             .boot
             .map(|boot| boot.allowed_targets)
             .unwrap_or_default(),
-    })
+    };
+    Ok((system, managed_by))
 }
 
 /// The NICs of a system; a missing collection (404, e.g. a minimal feature set) is none.
@@ -173,25 +191,36 @@ pub fn settled_state(action: PowerAction) -> PowerState {
     }
 }
 
-/// Issues `action` with `ComputerSystem.Reset`, checking the BMC offers it.
+/// Issues `action` with `ComputerSystem.Reset`. The request goes straight to the action's
+/// standard target (`<system>/Actions/ComputerSystem.Reset`, where DSP0266 places it): one
+/// request. Only if the BMC refuses it is the system read, to name a reset type it does not
+/// offer or to post again to a target it advertises elsewhere.
 pub fn set_power(http: &impl Transport, uri: &str, action: PowerAction) -> Result<(), PluginError> {
+    let wanted = reset_type(action);
+    let body = json!({ "ResetType": wanted });
+    let standard = format!("{uri}/Actions/ComputerSystem.Reset");
+    let refused = match send_json(http, Method::Post, &standard, &body) {
+        Ok(_) => return Ok(()),
+        // Credentials and transport failures are not about the target or the type.
+        Err(error @ (PluginError::Unauthorized(_) | PluginError::Unreachable(_))) => {
+            return Err(error);
+        }
+        Err(error) => error,
+    };
     let system: ComputerSystem = get_json(http, uri)?;
     let reset = system.actions.reset.ok_or_else(|| {
         PluginError::Unsupported(format!("{uri} offers no #ComputerSystem.Reset action"))
     })?;
-    let wanted = reset_type(action);
     if !reset.allowed.is_empty() && !reset.allowed.iter().any(|allowed| allowed == wanted) {
         return Err(PluginError::Unsupported(format!(
             "{uri} does not offer reset type {wanted} (it offers {})",
             reset.allowed.join(", ")
         )));
     }
-    send_json(
-        http,
-        Method::Post,
-        &reset.target,
-        &json!({ "ResetType": wanted }),
-    )?;
+    if reset.target == standard {
+        return Err(refused);
+    }
+    send_json(http, Method::Post, &reset.target, &body)?;
     Ok(())
 }
 
@@ -674,25 +703,112 @@ mod tests {
 
     #[test]
     fn set_power_refuses_reset_types_the_bmc_does_not_offer() {
-        let http = Canned::new(&[("Get /redfish/v1/Systems/1", 200, SYSTEM)]);
+        let http = Canned::new(&[
+            (
+                "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                400,
+                r#"{"error":{"code":"Base.1.8.ActionParameterNotSupported","message":"no"}}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+        ]);
         let error = set_power(&http, "/redfish/v1/Systems/1", PowerAction::PowerCycle)
             .expect_err("not offered");
         assert!(matches!(error, PluginError::Unsupported(m) if m.contains("PowerCycle")));
     }
 
     #[test]
-    fn set_power_posts_the_reset_type() {
-        let http = Canned::new(&[
-            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
-            (
-                "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
-                204,
-                "",
-            ),
-        ]);
+    fn set_power_posts_the_reset_type_to_the_standard_target_in_one_request() {
+        let http = Canned::new(&[(
+            "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+            204,
+            "",
+        )]);
         set_power(&http, "/redfish/v1/Systems/1", PowerAction::On).expect("on");
         let sent = http.sent.borrow();
-        assert_eq!(sent[1].body.as_deref(), Some(&br#"{"ResetType":"On"}"#[..]));
+        assert_eq!(sent.len(), 1, "no read before the reset");
+        assert_eq!(sent[0].body.as_deref(), Some(&br#"{"ResetType":"On"}"#[..]));
+    }
+
+    #[test]
+    fn set_power_follows_a_reset_target_advertised_elsewhere() {
+        let system = SYSTEM.replace(
+            "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+            "/redfish/v1/Systems/1/Actions/Oem/Reset",
+        );
+        let http = Canned::new(&[
+            (
+                "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                404,
+                "",
+            ),
+            ("Get /redfish/v1/Systems/1", 200, system.as_str()),
+            ("Post /redfish/v1/Systems/1/Actions/Oem/Reset", 204, ""),
+        ]);
+        set_power(&http, "/redfish/v1/Systems/1", PowerAction::ForceOff).expect("off");
+        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(
+            paths.last().map(String::as_str),
+            Some("/redfish/v1/Systems/1/Actions/Oem/Reset")
+        );
+    }
+
+    #[test]
+    fn a_refused_reset_at_the_advertised_target_is_the_bmcs_error() {
+        let http = Canned::new(&[
+            (
+                "Post /redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                500,
+                r#"{"error":{"code":"Base.1.8.InternalError","message":"busy"}}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+        ]);
+        let error =
+            set_power(&http, "/redfish/v1/Systems/1", PowerAction::On).expect_err("refused");
+        assert!(
+            matches!(&error, PluginError::BmcFault { http_status: Some(500), .. }),
+            "{error:?}"
+        );
+        assert_eq!(http.sent.borrow().len(), 2, "posted once, read once");
+    }
+
+    #[test]
+    fn probe_finds_the_manager_through_the_system_without_the_managers_collection() {
+        let system = SYSTEM.replacen(
+            r#""PowerState":"Off","#,
+            r#""PowerState":"Off","Links":{"ManagedBy":[{"@odata.id":"/redfish/v1/Managers/bmc"}]},"#,
+            1,
+        );
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1",
+                200,
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},"Managers":{"@odata.id":"/redfish/v1/Managers"}}"#,
+            ),
+            (
+                "Get /redfish/v1/Managers/bmc",
+                200,
+                r#"{"UUID":"m-1","FirmwareVersion":"2.1"}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems",
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1"}]}"#,
+            ),
+            ("Get /redfish/v1/Systems/1", 200, system.as_str()),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                200,
+                r#"{"Members":[]}"#,
+            ),
+        ]);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(identity.manager_uuid.as_deref(), Some("m-1"));
+        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        assert!(
+            !paths.iter().any(|path| path == "/redfish/v1/Managers"),
+            "{paths:?}"
+        );
+        assert_eq!(paths.len(), 5, "{paths:?}");
     }
 
     /// A clock where time passes only by sleeping and by each request (`per_request`).
