@@ -4,17 +4,18 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins crds bench fuzz chaos setup
+.PHONY: test demo plugins crds bench fuzz chaos setup ui-screenshots
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
 	cargo xtask test
 
-## make demo [SERVERS=N] [VMS=N]: local control plane, OCI registry, simulated fleet (and
-## real QEMU VMs) and `ferrometal run`; watch the fleet reach Available, then look around
-## until Ctrl-C.
+## make demo [SERVERS=N] [VMS=N] [CLUSTER=1]: local control plane, OCI registry, simulated
+## fleet (and real QEMU VMs) and `ferrometal run`; watch the fleet reach Available, then look
+## around until Ctrl-C. CLUSTER=1 runs the operator as a Pod instead: the image of
+## `cargo xtask image`, installed by the Helm chart on a local node (needs root).
 demo:
-	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS)) $(if $(VMS),--vms $(VMS))
+	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS)) $(if $(VMS),--vms $(VMS)) $(if $(CLUSTER),--cluster)
 
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:
@@ -45,3 +46,11 @@ chaos:
 ## make setup: install and cache every tool without running anything.
 setup:
 	cargo xtask setup
+
+## make ui-screenshots: the fleet view's screenshots in docs/ui/ (headless Chromium against a
+## simulated fleet, and 10,000 synthetic servers for the racks).
+ui-screenshots:
+	cargo xtask setup
+	cargo xtask plugins
+	cargo build -p ferrometal -p metalprobe
+	FERROMETAL_UI_SCREENSHOTS=$(CURDIR)/docs/ui cargo test -p ferrometal --test ui -- --test-threads=1

@@ -156,6 +156,7 @@ async fn run(servers: usize) -> Result {
             work_dir,
             audit_log: false,
             hold_dhcp_bmcs: false,
+            node: false,
         },
         |line| eprintln!("fleet bench ({servers}): {line}"),
     )

@@ -11,10 +11,19 @@ pub mod leader;
 pub mod plugins;
 pub mod registry;
 pub mod telemetry;
+pub mod ui;
 
 /// Makes ring the process-wide TLS crypto provider (the registry client needs one chosen;
 /// the Kubernetes client brings its own). Safe to call more than once.
 pub fn install_crypto_provider() {
     // Err only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fresh secret: 32 random bytes from the kernel, hex (boot tokens, fleet view sessions).
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }

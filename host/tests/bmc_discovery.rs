@@ -403,6 +403,15 @@ async fn both_discovery_paths_reach_servers_and_failures_are_reported() {
         r#"ferrometal_bmc_probes_total{reason="AuthenticationFailed"}"#,
         r#"ferrometal_bmc_probes_total{reason="ConnectionFailed"}"#,
         r#"ferrometal_plugin_calls_total{plugin="redfish",world="bmc-driver",operation="probe",outcome="ok"}"#,
+        // The driver's HTTP requests, by plugin, method and outcome (never by BMC).
+        r#"ferrometal_bmc_requests_total{plugin="redfish",method="GET",outcome="2xx"}"#,
+        r#"ferrometal_bmc_request_duration_seconds_count{plugin="redfish",method="GET"}"#,
+        // The fleet gauges, counted from the watch caches.
+        r#"ferrometal_bmcs{reason="Connected"}"#,
+        r#"ferrometal_bmcs{reason="AuthenticationFailed"}"#,
+        r#"ferrometal_servers{state="Initial"}"#,
+        r#"ferrometal_server_longest_in_state_seconds{state="Discovery"}"#,
+        r#"metal_server_reconciliation_total{result="success"}"#,
     ] {
         assert!(
             metrics.contains(expected),

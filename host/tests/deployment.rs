@@ -32,7 +32,7 @@ fn lab_options(name: &str, bmcs: usize, dhcp_bmcs: usize) -> LabOptions {
 const RELEASE_NAMESPACE: &str = "ferrometal-system";
 
 fn chart() -> PathBuf {
-    testenv::tools::workspace_root().join("charts/ferrometal")
+    ferrometal_sim::lab::chart::chart_dir()
 }
 
 fn production_values() -> PathBuf {
@@ -41,16 +41,11 @@ fn production_values() -> PathBuf {
 
 /// Runs helm (against `kubeconfig` if given) and returns its output.
 fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Output {
-    let mut command = Command::new(testenv::tools::helm().require().expect("helm is installed"));
-    command.args(args).env(
-        "HELM_CACHE_HOME",
-        std::env::temp_dir().join("ferrometal-helm-cache"),
-    );
-    match kubeconfig {
-        Some(kubeconfig) => command.env("KUBECONFIG", kubeconfig),
-        None => command.env_remove("KUBECONFIG"),
-    };
-    command.output().expect("run helm")
+    ferrometal_sim::lab::chart::helm_command(kubeconfig)
+        .expect("helm is installed")
+        .args(args)
+        .output()
+        .expect("run helm")
 }
 
 /// Runs helm and fails the test with its output if it fails.
@@ -135,6 +130,7 @@ fn the_chart_lints_and_renders_safe_defaults() {
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "Lease",
             "Role",
             "RoleBinding",
             "Service",

@@ -41,6 +41,7 @@ struct Setup {
     image: String,
     registry_host: String,
     kubeconfig: std::path::PathBuf,
+    metrics_port: u16,
 }
 
 impl Setup {
@@ -51,7 +52,8 @@ impl Setup {
             .arg("--plugin-dir")
             .arg(&self.plugins)
             .args(["--grant", "credentials/reveal"])
-            .args(["--metrics-bind-address", "127.0.0.1:0"])
+            .arg("--metrics-bind-address")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(["--namespace", NAMESPACE])
             .arg("--boot-bind-address")
             .arg(format!("127.0.0.1:{port}"))
@@ -250,6 +252,7 @@ async fn servers_are_discovered_through_a_real_first_boot() {
         image: image.reference.clone(),
         registry_host: registry.host().to_owned(),
         kubeconfig: control_plane.kubeconfig_path().to_owned(),
+        metrics_port: testenv::net::free_port().expect("port"),
     };
     let operator = setup.operator(port);
 
@@ -383,6 +386,32 @@ async fn servers_are_discovered_through_a_real_first_boot() {
         (attempt >= 2).then_some(())
     })
     .await;
+
+    // The operator timed machine 0's discovery phases and counted machine 2's timeout.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", setup.metrics_port))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"ferrometal_discovery_phase_duration_seconds_count{phase="boot_configuration"}"#,
+        r#"ferrometal_discovery_phase_duration_seconds_count{phase="boot"}"#,
+        r#"ferrometal_discovery_phase_duration_seconds_count{phase="completion"}"#,
+        "ferrometal_discovery_duration_seconds_count 1",
+        r#"ferrometal_servers{state="Available"}"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} in:\n{metrics}");
+    }
+    let timeouts: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ferrometal_discovery_timeouts_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        timeouts >= 1.0,
+        "machine 2's timeout is counted:\n{metrics}"
+    );
 
     // Machine 1: the operator restarts while it is booting; the new one carries on.
     setup.discovery(&names[1], "Discovery", BOOTED).await;

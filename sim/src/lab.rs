@@ -5,6 +5,10 @@
 //!
 //! BMCs reach ferrometal by both discovery paths: the first `dhcp_bmcs` announce themselves
 //! by DHCP and become Endpoints, the rest are applied as BMC objects with `spec.access`.
+//!
+//! With [`LabOptions::node`] the lab runs a real node too, so that the operator runs as a Pod
+//! installed by the Helm chart ([`chart`]): the registry and the BMCs listen on the node's IP,
+//! where Pods reach them, and machines reach the boot server through the chart's NodePort.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +22,10 @@ use testenv::{ControlPlane, OciRegistry, Program};
 use crate::{DhcpPorts, Fleet, FleetOptions, FleetSpec, MachineBehaviour};
 
 pub mod api_requests;
+pub mod chart;
 
 pub use api_requests::ApiRequests;
+pub use chart::BOOT_NODE_PORT;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -61,6 +67,13 @@ pub struct LabOptions {
     /// The BMCs that announce themselves by DHCP wait for
     /// `lab.fleet.release_dhcp_bmcs(n)` (see [`FleetOptions::hold_dhcp_bmcs`]).
     pub hold_dhcp_bmcs: bool,
+    /// Run a real node ([`testenv::Node`]: containerd, kubelet, kube-scheduler, kube-proxy)
+    /// for the operator to run on as a Pod, installed with the Helm chart ([`chart`]) instead
+    /// of [`Self::start_operator`] (which must be false). The OCI registry and the BMCs that
+    /// do not announce themselves by DHCP listen on the node's IP, where Pods reach them;
+    /// machines are told the boot server is at the chart's NodePort
+    /// ([`BOOT_NODE_PORT`]) on that IP. Needs root.
+    pub node: bool,
 }
 
 /// Why the lab could not start or act.
@@ -87,6 +100,17 @@ pub enum LabError {
     /// The API server's metrics could not be read.
     #[error(transparent)]
     Metrics(#[from] api_requests::MetricsError),
+    /// The options do not fit together.
+    #[error("invalid lab options: {0}")]
+    Options(String),
+    /// A command (helm, kubectl) failed.
+    #[error("{command} failed: {message}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its error output.
+        message: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
@@ -151,6 +175,11 @@ pub struct Lab {
     /// The fleet of real VMs, when [`LabOptions::vms`] asks for some.
     pub vm_fleet: Option<Fleet>,
     operator: Option<Program>,
+    /// The node the operator's Pods run on, with [`LabOptions::node`] (dropped before the
+    /// control plane).
+    pub node: Option<testenv::Node>,
+    /// The discovery image's reference in the lab's registry.
+    pub discovery_image: String,
     operator_command: Vec<String>,
     operator_env: Vec<(String, String)>,
     ferrometal: PathBuf,
@@ -224,21 +253,47 @@ impl Lab {
     /// Starts everything; the BMCs that do not announce themselves are applied as BMC
     /// objects. Progress lines go to `progress`.
     pub async fn start(options: LabOptions, progress: impl Fn(&str)) -> Result<Self, LabError> {
+        if options.node && options.start_operator {
+            return Err(LabError::Options(String::from(
+                "with a node the operator runs as a Pod: start_operator must be false, install the chart instead",
+            )));
+        }
+        if options.node && !options.vms.is_empty() {
+            return Err(LabError::Options(String::from(
+                "VMs reach the boot server on the host's loopback, not at the node's NodePort",
+            )));
+        }
         std::fs::create_dir_all(options.work_dir.join("plugins"))
             .map_err(io(format!("create {}", options.work_dir.display())))?;
-        progress("starting the control plane (kube-apiserver + etcd)");
+        progress(if options.node {
+            "starting the control plane (kube-apiserver, etcd, kube-controller-manager) for a node"
+        } else {
+            "starting the control plane (kube-apiserver + etcd)"
+        });
         let control_plane = ControlPlane::start_with(testenv::control_plane::ControlPlaneOptions {
             audit_log: options.audit_log,
+            node: options.node,
             ..Default::default()
         })
         .await?;
+        let node = if options.node {
+            progress("starting the node (containerd, kubelet, kube-scheduler, kube-proxy)");
+            Some(testenv::Node::start(&control_plane, testenv::NodeOptions::default()).await?)
+        } else {
+            None
+        };
+        // Where the registry and the BMCs listen: loopback, or the node's IP for Pods.
+        let node_ip = node.as_ref().map(testenv::Node::ip);
         let kubeconfig = options.work_dir.join("kubeconfig");
         std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
             .map_err(io(format!("write {}", kubeconfig.display())))?;
         let client = control_plane.client().await?;
 
         progress("starting an OCI registry with the discovery image");
-        let registry = OciRegistry::start().await?;
+        let registry = match node_ip {
+            Some(ip) => OciRegistry::start_on(ip).await?,
+            None => OciRegistry::start().await?,
+        };
         let with_vms = !options.vms.is_empty();
         let (image, metalprobe) = discovery_image(&registry, &options, &progress).await?;
 
@@ -250,7 +305,10 @@ impl Lab {
         } else {
             "127.0.0.1"
         };
-        let boot_url = format!("http://{boot_host}:{boot_port}");
+        let boot_url = match node_ip {
+            Some(ip) => format!("http://{ip}:{BOOT_NODE_PORT}"),
+            None => format!("http://{boot_host}:{boot_port}"),
+        };
         let dhcp = DhcpPorts {
             server: free_udp_port()?,
             client: free_udp_port()?,
@@ -265,6 +323,7 @@ impl Lab {
             spec: options.fleet.clone(),
             tls: options.tls,
             port: 0,
+            listen_address: node_ip,
             dhcp_bmcs: options.dhcp_bmcs,
             dhcp: Some(dhcp),
             machine_dhcp: options.dhcp_bmcs > 0,
@@ -392,11 +451,25 @@ impl Lab {
             args.push("--bmc-ca-file".into());
             args.push(file.display().to_string());
         }
+        // A flag in `operator_args` replaces the lab's own value of it (e.g. a fixed
+        // `--metrics-bind-address`, so the fleet view has a known address).
+        for flag in options
+            .operator_args
+            .iter()
+            .filter(|arg| arg.starts_with("--"))
+        {
+            if let Some(at) = args.iter().position(|arg| arg == flag) {
+                let takes_value = args.get(at + 1).is_some_and(|next| !next.starts_with("--"));
+                args.drain(at..at + 1 + usize::from(takes_value));
+            }
+        }
         args.extend(options.operator_args.iter().cloned());
         let mut lab = Self {
             fleet,
             vm_fleet,
             operator: None,
+            node,
+            discovery_image: image.reference.clone(),
             operator_command: args,
             operator_env: vec![
                 (String::from("KUBECONFIG"), kubeconfig.display().to_string()),
@@ -679,5 +752,23 @@ impl Lab {
     /// Redfish requests the simulated BMCs have answered so far, in all.
     pub fn redfish_requests(&self) -> u64 {
         self.redfish_requests_by_bmc().iter().sum()
+    }
+}
+
+/// Viewers of the fleet view (`/ui` on the operator's metrics port).
+impl Lab {
+    /// A bearer token (valid for a day) of ServiceAccount `account` in namespace `default`,
+    /// created if missing; with `may_list_servers`, bound to a ClusterRole that may read the
+    /// metal objects, as the fleet view asks of its viewers.
+    pub fn fleet_view_token(
+        &self,
+        account: &str,
+        may_list_servers: bool,
+    ) -> Result<String, LabError> {
+        Ok(testenv::viewer::token(
+            &self.control_plane,
+            account,
+            may_list_servers,
+        )?)
     }
 }

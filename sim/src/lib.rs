@@ -52,8 +52,14 @@ pub struct FleetOptions {
     pub spec: FleetSpec,
     /// Serve Redfish over TLS with certificates from a generated CA ([`Fleet::ca_pem`]).
     pub tls: bool,
-    /// The BMCs' port (0: pick a free one).
+    /// The BMCs' port (0: pick a free one). With [`Self::listen_address`], only the BMCs
+    /// that announce themselves by DHCP use it.
     pub port: u16,
+    /// Where the statically addressed BMCs listen: `None`, each on its own loopback address
+    /// (`127.1.x.y`) and the fleet's port; `Some(address)`, all on `address` (one of the
+    /// host's, e.g. a test node's IP so that Pods reach them), each on a free port of its
+    /// own. BMC objects name the address and port either way ([`Bmc::address`]).
+    pub listen_address: Option<Ipv4Addr>,
     /// The first this-many BMCs get their address by DHCP (and so become Endpoints when the
     /// server onboards them); the rest listen on `127.1.x.y` from the start.
     pub dhcp_bmcs: usize,
@@ -88,6 +94,7 @@ impl Default for FleetOptions {
             spec: FleetSpec::default(),
             tls: false,
             port: 0,
+            listen_address: None,
             dhcp_bmcs: 0,
             dhcp: None,
             machine_dhcp: false,
@@ -258,7 +265,10 @@ impl Fleet {
         };
 
         let static_bmcs = &bmcs[options.dhcp_bmcs..];
-        let (port, listeners) = Self::bind_static(static_bmcs, options.port)?;
+        let (port, listeners) = match options.listen_address {
+            None => Self::bind_static(static_bmcs, options.port)?,
+            Some(address) => Self::bind_on(static_bmcs, address, options.port)?,
+        };
         let mut tasks = JoinSet::new();
         for (bmc, listener) in static_bmcs.iter().zip(listeners) {
             let address = bmc.address().map_or(Ipv4Addr::LOCALHOST, |a| match a {
@@ -341,6 +351,28 @@ impl Fleet {
             }
         }
         Err(last.unwrap_or_else(|| SimError::Options(String::from("no port"))))
+    }
+
+    /// Binds every statically addressed BMC on `address`, each on a free port of its own;
+    /// returns `port` (or a free port when 0) for the BMCs that announce themselves by DHCP.
+    fn bind_on(
+        bmcs: &[Arc<Bmc>],
+        address: Ipv4Addr,
+        port: u16,
+    ) -> Result<(u16, Vec<tokio::net::TcpListener>), SimError> {
+        let free_port = || testenv::net::free_port().map_err(|e| SimError::Options(e.to_string()));
+        let mut listeners = Vec::with_capacity(bmcs.len());
+        for bmc in bmcs {
+            let socket = SocketAddr::from((address, free_port()?));
+            let listener = listen(socket).map_err(|source| SimError::Listen {
+                address: socket,
+                source,
+            })?;
+            bmc.set_address(socket);
+            listeners.push(listener);
+        }
+        let port = if port == 0 { free_port()? } else { port };
+        Ok((port, listeners))
     }
 
     /// Lets the first `count` BMCs that announce themselves by DHCP do so (with

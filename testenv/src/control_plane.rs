@@ -1,4 +1,6 @@
-//! A real Kubernetes control plane: etcd + kube-apiserver on free loopback ports.
+//! A real Kubernetes control plane: etcd + kube-apiserver on free loopback ports (with a
+//! node, kube-apiserver listens on the node's bridge address instead; see
+//! [`ControlPlaneOptions::node`]).
 //!
 //! What controller-runtime's envtest runs, without Go at test time: a CA, serving and admin
 //! client certificates made with rcgen, etcd with a private data directory, kube-apiserver
@@ -6,6 +8,7 @@
 //! works against it, and the project's CRDs installed and `Established`.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,9 +21,13 @@ use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
 
 use crate::net::free_port;
+use crate::node::{Network, NetworkOptions};
 use crate::pki::CertificateAuthority;
 use crate::process::{ManagedProcess, RunDir};
 use crate::{Error, Result, progress, tools};
+
+/// The Services' cluster IP range.
+pub const SERVICE_RANGE: &str = "10.0.0.0/24";
 
 /// How to start a control plane.
 #[derive(Debug, Clone)]
@@ -36,6 +43,18 @@ pub struct ControlPlaneOptions {
     /// Write an audit log of every write request (metadata only: who, what, when) to
     /// [`ControlPlane::audit_log_path`].
     pub audit_log: bool,
+    /// Make the control plane ready for a [`crate::node::Node`]: kube-apiserver authorises
+    /// with `Node,RBAC`, admits Pods with their ServiceAccount tokens and reaches kubelets
+    /// with a client certificate, and kube-controller-manager runs every controller but
+    /// `nodeipam` (Deployments, ReplicaSets, Endpoints, ServiceAccounts, the garbage
+    /// collector, …) instead of only the garbage collector.
+    ///
+    /// The node's network ([`Self::node_network`]) is created first, and kube-apiserver
+    /// listens on its bridge address (the node's IP) instead of 127.0.0.1, so that Pods
+    /// reach it through the `kubernetes` Service like in any cluster. Needs root.
+    pub node: bool,
+    /// The node's bridge and Pod subnet, with [`Self::node`].
+    pub node_network: NetworkOptions,
 }
 
 impl Default for ControlPlaneOptions {
@@ -45,6 +64,8 @@ impl Default for ControlPlaneOptions {
             ready_timeout: Duration::from_secs(120),
             garbage_collector: false,
             audit_log: false,
+            node: false,
+            node_network: NetworkOptions::default(),
         }
     }
 }
@@ -58,11 +79,16 @@ pub struct ControlPlane {
     audit_log: Option<PathBuf>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
+    /// The node's bridge kube-apiserver listens on, with [`ControlPlaneOptions::node`];
+    /// removed once kube-apiserver is gone.
+    node_network: Option<Network>,
     server_url: String,
     kubeconfig_path: PathBuf,
     crds: Vec<String>,
     started_in: Duration,
     launch: Launch,
+    /// The CA that signed every certificate, kept so a node's kubelet can get its own.
+    ca: CertificateAuthority,
     run_dir: RunDir,
 }
 
@@ -76,9 +102,13 @@ struct Launch {
     pki: PkiFiles,
     /// etcd's client and peer ports.
     etcd_ports: (u16, u16),
+    /// Where kube-apiserver listens: 127.0.0.1, or the node's IP.
+    api_address: Ipv4Addr,
     api_port: u16,
     /// The audit policy and log, when asked for.
     audit: Option<(PathBuf, PathBuf)>,
+    /// Whether kube-apiserver runs with the settings a node needs.
+    node: bool,
     ready_timeout: Duration,
 }
 
@@ -104,10 +134,16 @@ impl ControlPlane {
         let started = Instant::now();
         let etcd_bin = tools::etcd().require()?;
         let apiserver_bin = tools::kube_apiserver().require()?;
+        let node_network = if options.node {
+            Some(Network::create(&options.node_network, options.ready_timeout).await?)
+        } else {
+            None
+        };
+        let api_address = node_network.as_ref().map_or(Ipv4Addr::LOCALHOST, Network::ip);
         let run_dir = RunDir::create("control-plane")?;
         let dir = run_dir.path().to_path_buf();
 
-        let pki = write_pki(&dir)?;
+        let (ca, pki) = write_pki(&dir, api_address)?;
 
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -115,7 +151,7 @@ impl ControlPlane {
         wait_for_etcd(&mut etcd, etcd_port, options.ready_timeout).await?;
 
         let api_port = free_port()?;
-        let server_url = format!("https://127.0.0.1:{api_port}");
+        let server_url = format!("https://{api_address}:{api_port}");
         let audit_log = options
             .audit_log
             .then(|| write_audit_policy(&dir))
@@ -124,8 +160,9 @@ impl ControlPlane {
             &apiserver_bin,
             &dir,
             &pki,
-            (etcd_port, api_port),
+            (etcd_port, api_address, api_port),
             audit_log.as_ref(),
+            options.node,
             &run_dir,
         )?;
 
@@ -140,15 +177,23 @@ impl ControlPlane {
             dir,
             pki,
             etcd_ports: (etcd_port, peer_port),
+            api_address,
             api_port,
             audit: audit_log,
+            node: options.node,
             ready_timeout: options.ready_timeout,
         };
         let crds = match &options.crds_dir {
             Some(crds_dir) => install_crds(&client, crds_dir).await?,
             None => Vec::new(),
         };
-        let controller_manager = if options.garbage_collector {
+        let controller_manager = if options.node {
+            Some(start_controller_manager(
+                &kubeconfig_path,
+                &launch.pki,
+                &run_dir,
+            )?)
+        } else if options.garbage_collector {
             Some(start_garbage_collector(&kubeconfig_path, &run_dir)?)
         } else {
             None
@@ -170,11 +215,13 @@ impl ControlPlane {
             audit_log: launch.audit.as_ref().map(|(_, log)| log.clone()),
             apiserver,
             etcd,
+            node_network,
             server_url,
             kubeconfig_path,
             crds,
             started_in,
             launch,
+            ca,
             run_dir,
         })
     }
@@ -189,8 +236,13 @@ impl ControlPlane {
             &self.launch.apiserver_bin,
             &self.launch.dir,
             &self.launch.pki,
-            (self.launch.etcd_ports.0, self.launch.api_port),
+            (
+                self.launch.etcd_ports.0,
+                self.launch.api_address,
+                self.launch.api_port,
+            ),
             self.launch.audit.as_ref(),
+            self.launch.node,
             &self.run_dir,
         )?;
         self.wait_until_ready().await?;
@@ -253,6 +305,41 @@ impl ControlPlane {
     /// The API server's URL.
     pub fn server_url(&self) -> &str {
         &self.server_url
+    }
+
+    /// The API server's port, on [`Self::api_address`].
+    pub fn api_port(&self) -> u16 {
+        self.launch.api_port
+    }
+
+    /// Where the API server listens: 127.0.0.1, or with [`ControlPlaneOptions::node`] the
+    /// node's IP, which it advertises as the `kubernetes` Service's endpoint: Pods reach it
+    /// with their in-cluster settings (`KUBERNETES_SERVICE_HOST`, the ServiceAccount token,
+    /// `kube-root-ca.crt`) through kube-proxy, as in any cluster.
+    pub fn api_address(&self) -> Ipv4Addr {
+        self.launch.api_address
+    }
+
+    /// Whether it was started with [`ControlPlaneOptions::node`], so a
+    /// [`crate::node::Node`] can join it.
+    pub fn runs_nodes(&self) -> bool {
+        self.launch.node
+    }
+
+    /// The node's network (bridge, Pod subnet, node IP), with [`ControlPlaneOptions::node`].
+    pub fn node_network(&self) -> Option<&Network> {
+        self.node_network.as_ref()
+    }
+
+    /// The CA every certificate of this control plane chains to; kube-apiserver accepts
+    /// client certificates it issues (the organisation fields are the groups).
+    pub fn certificate_authority(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
+    /// The CA certificate (PEM file), for clients that verify kube-apiserver.
+    pub fn ca_cert_path(&self) -> &Path {
+        &self.launch.pki.ca_cert
     }
 
     /// Names of the CRDs installed at start-up.
@@ -349,22 +436,29 @@ struct PkiFiles {
     admin_key: PathBuf,
     service_account_public: PathBuf,
     service_account_private: PathBuf,
+    /// kube-apiserver's client certificate towards kubelets.
+    kubelet_client_cert: PathBuf,
+    kubelet_client_key: PathBuf,
 }
 
-fn write_pki(dir: &Path) -> Result<PkiFiles> {
+fn write_pki(dir: &Path, api_address: Ipv4Addr) -> Result<(CertificateAuthority, PkiFiles)> {
     let ca = CertificateAuthority::new("ferrometal-testenv-ca")?;
-    let serving = ca.issue_server(
-        "kube-apiserver",
-        &[
-            "127.0.0.1",
-            "localhost",
-            "10.0.0.1",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-        ],
-    )?;
+    let api_address = api_address.to_string();
+    let mut names = vec![
+        "127.0.0.1",
+        "localhost",
+        // The `kubernetes` Service's cluster IP.
+        "10.0.0.1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ];
+    if !names.contains(&api_address.as_str()) {
+        names.push(&api_address);
+    }
+    let serving = ca.issue_server("kube-apiserver", &names)?;
     let admin = ca.issue_client("testenv-admin", &["system:masters"])?;
+    let kubelet_client = ca.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
     let service_account = rcgen::KeyPair::generate()?;
     let files = PkiFiles {
         ca_cert: dir.join("ca.crt"),
@@ -374,6 +468,8 @@ fn write_pki(dir: &Path) -> Result<PkiFiles> {
         admin_key: dir.join("admin.key"),
         service_account_public: dir.join("sa.pub"),
         service_account_private: dir.join("sa.key"),
+        kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
+        kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
     };
     for (path, contents) in [
         (&files.ca_cert, ca.cert_pem()),
@@ -389,10 +485,12 @@ fn write_pki(dir: &Path) -> Result<PkiFiles> {
             &files.service_account_private,
             service_account.serialize_pem(),
         ),
+        (&files.kubelet_client_cert, kubelet_client.cert_pem),
+        (&files.kubelet_client_key, kubelet_client.key_pem),
     ] {
         fs::write(path, contents).map_err(Error::io(format!("write {}", path.display())))?;
     }
-    Ok(files)
+    Ok((ca, files))
 }
 
 fn start_etcd(
@@ -448,11 +546,38 @@ fn start_apiserver(
     bin: &Path,
     dir: &Path,
     pki: &PkiFiles,
-    (etcd_port, port): (u16, u16),
+    (etcd_port, address, port): (u16, Ipv4Addr, u16),
     audit: Option<&(PathBuf, PathBuf)>,
+    node: bool,
     run_dir: &RunDir,
 ) -> Result<ManagedProcess> {
     let mut command = Command::new(bin);
+    if node {
+        // Kubelets authenticate as system:node:<name>; Pods get ServiceAccount tokens
+        // (kube-controller-manager creates the accounts and the root CA ConfigMap); logs and
+        // exec go to the kubelet with a client certificate, whose serving certificate the
+        // same CA signed.
+        command
+            .arg("--authorization-mode=Node,RBAC")
+            // The node's IP, never its name: names would be looked up in DNS.
+            .arg("--kubelet-preferred-address-types=InternalIP")
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                pki.kubelet_client_cert.display()
+            ))
+            .arg(format!(
+                "--kubelet-client-key={}",
+                pki.kubelet_client_key.display()
+            ))
+            .arg(format!(
+                "--kubelet-certificate-authority={}",
+                pki.ca_cert.display()
+            ));
+    } else {
+        command
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--authorization-mode=RBAC");
+    }
     if let Some((policy, log)) = audit {
         command
             .arg(format!("--audit-policy-file={}", policy.display()))
@@ -472,12 +597,11 @@ fn start_apiserver(
         ))
         .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
         .arg(format!("--secure-port={port}"))
-        .arg("--bind-address=127.0.0.1")
-        .arg("--advertise-address=127.0.0.1")
-        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        // 127.0.0.1, or the node's bridge address: never every interface.
+        .arg(format!("--bind-address={address}"))
+        .arg(format!("--advertise-address={address}"))
+        .arg(format!("--service-cluster-ip-range={SERVICE_RANGE}"))
         .arg("--allow-privileged=true")
-        .arg("--disable-admission-plugins=ServiceAccount")
-        .arg("--authorization-mode=RBAC")
         .arg(format!(
             "--service-account-issuer=https://127.0.0.1:{port}/"
         ))
@@ -620,6 +744,41 @@ pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// kube-controller-manager with every controller a node's workloads need (all but `nodeipam`:
+/// Pod CIDRs come from the node's CNI configuration), as cluster admin. It signs nothing but
+/// ServiceAccount tokens and publishes the CA for Pods' `kube-root-ca.crt`.
+fn start_controller_manager(
+    kubeconfig: &Path,
+    pki: &PkiFiles,
+    run_dir: &RunDir,
+) -> Result<ManagedProcess> {
+    let bin = tools::kube_controller_manager().require()?;
+    let mut command = Command::new(bin);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!(
+            "--authentication-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg(format!(
+            "--authorization-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            pki.service_account_private.display()
+        ))
+        .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
+        .args([
+            "--controllers=*,-nodeipam",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--use-service-account-credentials=false",
+        ]);
+    ManagedProcess::spawn("kube-controller-manager", command, run_dir)
 }
 
 /// kube-controller-manager with only the garbage collector, as cluster admin. It needs no

@@ -119,7 +119,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(Error::io(format!("read {}", path.display())))
 }
 
-fn run(command: &mut Command) -> Result<String> {
+/// Runs `command`; its standard output, or an error naming the command with its status and
+/// error output.
+pub(crate) fn run(command: &mut Command) -> Result<String> {
     let described = format!("{command:?}");
     let output = command
         .output()

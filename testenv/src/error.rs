@@ -71,6 +71,9 @@ pub enum Error {
         /// The end of its log.
         tail: String,
     },
+    /// The test browser (chromedriver + Chromium) failed.
+    #[error("browser: {0}")]
+    Browser(String),
     /// Certificate generation failed.
     #[error("cannot generate certificates: {0}")]
     Certificate(#[from] rcgen::Error),
@@ -110,6 +113,27 @@ pub enum Error {
         /// Its exit status and error output.
         message: String,
     },
+    /// A node was asked of a control plane not started for one.
+    #[error(
+        "the control plane was started without `ControlPlaneOptions::node`; a node needs its Node authorisation, ServiceAccount tokens and kube-controller-manager"
+    )]
+    ControlPlaneWithoutNodes,
+    /// A node needs root: it creates a bridge, iptables rules, cgroups and mounts.
+    #[error(
+        "a test node needs root (it creates a bridge, iptables rules, cgroups and mounts); run the test as root"
+    )]
+    NodeNeedsRoot,
+    /// Another test node holds the machine (one node per machine at a time).
+    #[error("another test node runs on this machine (it holds {lock}); waited {waited:?}")]
+    NodeBusy {
+        /// The lock file.
+        lock: PathBuf,
+        /// How long the harness waited.
+        waited: Duration,
+    },
+    /// The node's options cannot work.
+    #[error("cannot start a node: {0}")]
+    NodeSettings(String),
     /// A fixture could not be serialised.
     #[error("cannot serialise {what}: {message}")]
     Serialise {

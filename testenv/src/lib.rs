@@ -2,7 +2,9 @@
 //!
 //! Integration tests, end-to-end tests and `make demo` all start the same real programs
 //! through this crate: a kube-apiserver + etcd control plane, sushy-emulator Redfish BMCs and
-//! an OCI registry, each on free loopback ports, each stopped when its handle is dropped.
+//! an OCI registry, each on free loopback ports, each stopped when its handle is dropped;
+//! and, for tests that run Pods, a real node ([`Node`]: containerd, kubelet, kube-scheduler,
+//! kube-proxy) whose Pods live in network namespaces on a bridge of its own.
 //!
 //! Nothing here is a mock. The binaries are built once by `cargo xtask setup` (which
 //! `make test` and `make demo` run first) into a versioned cache directory; see [`tools`].
@@ -15,19 +17,23 @@ mod error;
 mod pki;
 mod process;
 
+pub mod browser;
 pub mod components;
 pub mod control_plane;
 pub mod discovery_image;
 pub mod machine_root;
 pub mod net;
 pub mod netns;
+pub mod node;
 pub mod registry;
 pub mod sushy;
 pub mod tools;
+pub mod viewer;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
 pub use machine_root::{FakeMachine, FakeNic};
+pub use node::{Node, NodeOptions};
 pub use pki::{CertificateAuthority, IssuedCertificate};
 pub use process::{Program, reap_dead_runs};
 pub use registry::{OciRegistry, PushedImage};

@@ -12,6 +12,15 @@ pub struct CertificateAuthority {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key stays out of debug output.
+        formatter
+            .debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
+    }
+}
+
 /// A certificate and its private key, both PEM-encoded.
 #[derive(Debug, Clone)]
 pub struct IssuedCertificate {

@@ -33,6 +33,7 @@ pub(crate) fn runs_dir() -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct RunDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl RunDir {
@@ -47,7 +48,13 @@ impl RunDir {
             "create run directory {}",
             path.display()
         )))?;
-        Ok(Self { path })
+        Ok(Self { path, keep: false })
+    }
+
+    /// Keeps the directory when dropped, as after a failed test, so its logs can be read
+    /// (the next run's reaper removes it).
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
     }
 
     /// The directory's path.
@@ -69,7 +76,7 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.keep {
             progress(format_args!(
                 "keeping {} for inspection (test failed)",
                 self.path.display()
@@ -109,6 +116,10 @@ pub fn reap_dead_runs() {
                     dir.display()
                 ));
             }
+        }
+        if crate::node::is_node_run_dir(&dir) {
+            // Container shims outlive the harness, and mounts keep files busy.
+            crate::node::clean_up_dead_run(&dir);
         }
         // Another process may be reaping the same directory at the same moment.
         if let Err(error) = fs::remove_dir_all(&dir)

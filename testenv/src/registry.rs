@@ -1,5 +1,6 @@
 //! A real OCI registry (CNCF Distribution, Debian's `docker-registry`) on a free loopback
-//! port, with helpers that push boot images the way an image pipeline would.
+//! port (or a free port of another of the host's addresses, such as a test node's IP, so
+//! Pods reach it), with helpers that push boot images the way an image pipeline would.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -50,11 +51,17 @@ pub struct PushedImage {
 }
 
 impl OciRegistry {
-    /// Starts a registry with filesystem storage in a fresh run directory.
+    /// Starts a registry with filesystem storage in a fresh run directory, on loopback.
     pub async fn start() -> Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts a registry on `address`, one of the host's own (e.g. a test node's IP, where
+    /// Pods reach it; never every interface).
+    pub async fn start_on(address: std::net::Ipv4Addr) -> Result<Self> {
         let run_dir = RunDir::create("registry")?;
         let port = free_port()?;
-        let host = format!("127.0.0.1:{port}");
+        let host = format!("{address}:{port}");
         let config = run_dir.path().join("config.yml");
         std::fs::write(
             &config,
@@ -117,7 +124,7 @@ impl OciRegistry {
         self.running
     }
 
-    /// `127.0.0.1:<port>`: the registry part of image references.
+    /// `<address>:<port>`: the registry part of image references.
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Kubernetes release whose kube-apiserver and kubectl the harness runs.
+/// Kubernetes release whose kube-apiserver, kubectl and node components the harness runs.
 pub const KUBERNETES_VERSION: &str = "1.36.3";
 /// etcd release the control plane stores its data in (the one envtest pairs with 1.36).
 pub const ETCD_VERSION: &str = "3.6.8";
@@ -19,6 +19,13 @@ pub const HELM_VERSION: &str = "3.22.0";
 pub const IGNITION_VERSION: &str = "2.24.0";
 /// sushy-tools release from PyPI that provides `sushy-emulator` and `sushy-static`.
 pub const SUSHY_TOOLS_VERSION: &str = "2.2.0";
+/// Revision of the node's pause program ([`PAUSE_SOURCE`]); raise it when the source
+/// changes so the next set-up builds the new one.
+pub const PAUSE_VERSION: &str = "1";
+/// C source of the pause program: the process that holds a Pod sandbox's namespaces. It
+/// waits for `SIGINT` or `SIGTERM` and reaps whatever children are re-parented to it. Built
+/// with `gcc -static` by `cargo xtask setup`, so the node needs no image from a registry.
+pub const PAUSE_SOURCE: &str = include_str!("node/pause.c");
 
 /// The directory all cached tools live under.
 ///
@@ -101,6 +108,13 @@ pub fn ignition_bin_dir() -> PathBuf {
         .join(format!("ignition-v{IGNITION_VERSION}"))
 }
 
+/// Directory holding the pause program of [`PAUSE_VERSION`].
+pub fn pause_bin_dir() -> PathBuf {
+    cache_dir()
+        .join("bin")
+        .join(format!("pause-v{PAUSE_VERSION}"))
+}
+
 /// The Python virtual environment holding sushy-tools of [`SUSHY_TOOLS_VERSION`].
 pub fn sushy_venv_dir() -> PathBuf {
     cache_dir()
@@ -133,6 +147,42 @@ pub fn kube_controller_manager() -> Tool {
         name: "kube-controller-manager",
         version: KUBERNETES_VERSION,
         path: kubernetes_bin_dir().join("kube-controller-manager"),
+    }
+}
+
+/// kubelet, the node agent of [`crate::node::Node`].
+pub fn kubelet() -> Tool {
+    Tool {
+        name: "kubelet",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kubelet"),
+    }
+}
+
+/// kube-scheduler, which binds Pods to the test node.
+pub fn kube_scheduler() -> Tool {
+    Tool {
+        name: "kube-scheduler",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kube-scheduler"),
+    }
+}
+
+/// kube-proxy, which makes Services reachable on the test node (iptables mode).
+pub fn kube_proxy() -> Tool {
+    Tool {
+        name: "kube-proxy",
+        version: KUBERNETES_VERSION,
+        path: kubernetes_bin_dir().join("kube-proxy"),
+    }
+}
+
+/// The static pause program Pod sandboxes run (see [`PAUSE_SOURCE`]).
+pub fn pause() -> Tool {
+    Tool {
+        name: "pause",
+        version: PAUSE_VERSION,
+        path: pause_bin_dir().join("pause"),
     }
 }
 
@@ -203,12 +253,59 @@ pub fn oci_registry() -> Tool {
     }
 }
 
+/// Debian packages of the test node's runtime: `containerd` (with `ctr`), `runc`,
+/// `containernetworking-plugins` (bridge, host-local, portmap, loopback in [`CNI_BIN_DIR`])
+/// and `iptables` (kube-proxy's Service rules).
+pub const NODE_PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+];
+
+/// Where Debian's `containernetworking-plugins` installs the CNI plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// containerd, the node's container runtime (Debian package `containerd`).
+pub fn containerd() -> Tool {
+    Tool {
+        name: "containerd",
+        version: "1.6 (Debian package containerd)",
+        path: PathBuf::from("/usr/bin/containerd"),
+    }
+}
+
+/// containerd's command-line client, which imports images into the node.
+pub fn ctr() -> Tool {
+    Tool {
+        name: "ctr",
+        version: "1.6 (Debian package containerd)",
+        path: PathBuf::from("/usr/bin/ctr"),
+    }
+}
+
+/// runc, the OCI runtime containerd starts containers with (Debian package `runc`).
+pub fn runc() -> Tool {
+    Tool {
+        name: "runc",
+        version: "1.1 (Debian package runc)",
+        path: PathBuf::from("/usr/sbin/runc"),
+    }
+}
+
 /// Every tool the harness can run, for set-up and diagnostics.
 pub fn all() -> Vec<Tool> {
     vec![
         kube_apiserver(),
         kubectl(),
         kube_controller_manager(),
+        kubelet(),
+        kube_scheduler(),
+        kube_proxy(),
+        pause(),
+        containerd(),
+        ctr(),
+        runc(),
         etcd(),
         helm(),
         ignition_validate(),

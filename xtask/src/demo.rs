@@ -2,7 +2,11 @@
 //! fleet and `ferrometal run`, onboarding the fleet through both discovery paths (BMCs that
 //! announce themselves by DHCP become Endpoints; the others are applied as BMC objects) and
 //! showing progress until every Server is Available. With `--vms N` (`make demo VMS=2`) real
-//! QEMU VMs boot the Debian discovery image beside the simulated fleet. Runs until Ctrl-C.
+//! QEMU VMs boot the Debian discovery image beside the simulated fleet. With `--cluster`
+//! (`make demo CLUSTER=1`) the operator runs as a Pod instead: the image `cargo xtask image`
+//! builds, installed with the Helm chart onto a real node (containerd, kubelet,
+//! kube-scheduler, kube-proxy) in a namespace enforcing the `restricted` Pod Security level,
+//! as a cluster would run it. Runs until Ctrl-C.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -15,7 +19,12 @@ use ferrometal_sim::{FleetSpec, MachineBehaviour};
 use testenv::tools;
 
 use crate::run::{checked, step};
-use crate::{plugins, setup};
+use crate::{image, plugins, setup};
+
+/// Where `--cluster` installs the chart.
+const NAMESPACE: &str = "ferrometal-system";
+/// The Helm release of `--cluster`.
+const RELEASE: &str = "ferrometal";
 
 /// What `make demo` runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +49,10 @@ pub struct DemoArgs {
     /// each takes about half a minute to discover).
     #[arg(long, default_value_t = 0, env = "VMS")]
     pub vms: usize,
+    /// Run the operator as a Pod, installed by the Helm chart from the image `cargo xtask
+    /// image` builds, on a local node (needs root); every BMC is applied as a BMC object.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// The hardware of demo VM `index`: alternately small and larger, so their Servers differ.
@@ -56,16 +69,38 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if args.servers == 0 {
         bail!("--servers must be at least 1");
     }
+    if args.cluster {
+        if args.vms > 0 {
+            bail!(
+                "--cluster runs without VMs: QEMU's guests reach the boot server on the host's loopback, the Pod's is behind a NodePort"
+            );
+        }
+        if !testenv::netns::available() {
+            bail!(
+                "--cluster needs root: the node creates a bridge, iptables rules, cgroups and mounts"
+            );
+        }
+    }
     setup::all()?;
     plugins::build()?;
+    if args.cluster {
+        // The release binaries and plugins in one layer, as target/image/…oci.tar.
+        image::run(&image::ImageArgs {
+            out: None,
+            push: None,
+            plain_http: false,
+        })?;
+    }
     let root = tools::workspace_root();
-    step("building ferrometal and metalprobe");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    checked(
-        Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ferrometal", "-p", "metalprobe"])
-            .current_dir(&root),
-    )?;
+    if !args.cluster {
+        step("building ferrometal and metalprobe");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        checked(
+            Command::new(cargo)
+                .args(["build", "--quiet", "-p", "ferrometal", "-p", "metalprobe"])
+                .current_dir(&root),
+        )?;
+    }
     let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
     runtime.block_on(demo(&root, args))
 }
@@ -77,6 +112,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("remove {}", work_dir.display()))?;
     }
     let binaries = root.join("target").join("debug");
+    let ui_port = testenv::net::free_port().context("pick a port for the fleet view")?;
     let mut lab = Lab::start(
         LabOptions {
             fleet: FleetSpec {
@@ -84,10 +120,12 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 bmcs: args.servers,
                 ..FleetSpec::default()
             },
-            dhcp_bmcs: args.servers / 2,
+            // In a cluster the DHCP server needs the host's network; the demo keeps the
+            // Pod on the Pod network, so every BMC is applied as a BMC object.
+            dhcp_bmcs: if args.cluster { 0 } else { args.servers / 2 },
             tls: args.tls,
-            apply_bmcs: true,
-            start_operator: true,
+            apply_bmcs: !args.cluster,
+            start_operator: !args.cluster,
             vms: (0..args.vms).map(vm_shape).collect(),
             behaviour: MachineBehaviour {
                 boot_delay: Duration::from_millis(args.boot_delay_ms),
@@ -102,22 +140,35 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 String::from("2"),
                 String::from("--server-resync-seconds"),
                 String::from("5"),
+                // A known address for the fleet view (/ui), printed below.
+                String::from("--metrics-bind-address"),
+                format!("127.0.0.1:{ui_port}"),
             ],
             operator_log: String::from("info"),
             work_dir: work_dir.clone(),
             audit_log: false,
             hold_dhcp_bmcs: false,
+            node: args.cluster,
         },
         |line| step(line),
     )
     .await?;
 
-    step(format_args!(
-        "onboarding {} servers: {} BMCs announce themselves by DHCP (→ Endpoints), {} are applied as BMC objects",
-        args.servers,
-        args.servers / 2,
-        args.servers - args.servers / 2
-    ));
+    if args.cluster {
+        install_chart(&lab).await?;
+        step(format_args!(
+            "onboarding {} servers: every BMC is applied as a BMC object",
+            args.servers
+        ));
+        lab.apply_bmcs(0..args.servers, None).await?;
+    } else {
+        step(format_args!(
+            "onboarding {} servers: {} BMCs announce themselves by DHCP (→ Endpoints), {} are applied as BMC objects",
+            args.servers,
+            args.servers / 2,
+            args.servers - args.servers / 2
+        ));
+    }
     let total = args.servers + args.vms;
     if args.vms > 0 {
         step(format_args!(
@@ -165,7 +216,17 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             > Duration::from_secs(120 + args.servers as u64 / 5 + 60 * args.vms as u64)
         {
             println!();
-            let log = lab.operator_log_tail(40);
+            let log = if args.cluster {
+                lab.kubectl(&[
+                    "logs",
+                    &format!("deployment/{RELEASE}"),
+                    "-n",
+                    NAMESPACE,
+                    "--tail=40",
+                ])?
+            } else {
+                lab.operator_log_tail(40)
+            };
             bail!("only {available} of {total} Servers became Available; operator log:\n{log}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -187,6 +248,11 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     let kubectl_path = tools::kubectl().path;
+    let token = lab
+        .fleet_view_token("fleet-viewer", true)
+        .context("create the fleet view's demo viewer")?;
+    println!("The fleet view (a demo viewer's token in the link; it leaves the address bar):");
+    println!("  http://127.0.0.1:{ui_port}/ui#token={token}\n");
     println!("In another shell:");
     println!("  export KUBECONFIG={}", lab.kubeconfig().display());
     println!("  alias kubectl={}", kubectl_path.display());
@@ -210,6 +276,22 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             lab.work_dir().join("vms").display()
         );
     }
+    if args.cluster {
+        let helm = tools::helm().path;
+        let kubeconfig = lab.kubeconfig();
+        println!("The operator runs as a Pod (the chart's Deployment, image {}):", image::REPOSITORY);
+        println!(
+            "  kubectl --kubeconfig {} -n {NAMESPACE} get pods -o wide",
+            kubeconfig.display()
+        );
+        println!("  kubectl -n {NAMESPACE} logs deployment/{RELEASE} -f     # with KUBECONFIG exported");
+        println!("  kubectl -n {NAMESPACE} get deployment,services,lease");
+        println!(
+            "  {} --kubeconfig {} -n {NAMESPACE} status {RELEASE}",
+            helm.display(),
+            kubeconfig.display()
+        );
+    }
     if let Some(operator) = lab.operator() {
         println!(
             "Operator log: {}/ferrometal-run.log",
@@ -221,6 +303,45 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await.context("wait for Ctrl-C")?;
     step("stopping");
     drop(lab);
+    Ok(())
+}
+
+/// Imports the operator image into the node, installs the chart into a namespace that
+/// enforces the `restricted` Pod Security level, and waits for the Pod to be Ready.
+async fn install_chart(lab: &Lab) -> anyhow::Result<()> {
+    let images = lab.import_operator_image(None)?;
+    step(format_args!(
+        "imported {} into the node's containerd",
+        images.join(", ")
+    ));
+    lab.kubectl(&["create", "namespace", NAMESPACE])?;
+    lab.kubectl(&[
+        "label",
+        "namespace",
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?;
+    let mut values = lab.chart_values();
+    ferrometal_sim::lab::chart::merge_values(&mut values, &serde_json::json!({ "logLevel": "info" }));
+    step(format_args!(
+        "helm install {RELEASE} charts/ferrometal --namespace {NAMESPACE} (boot Service: NodePort {} on the node's IP)",
+        ferrometal_sim::lab::BOOT_NODE_PORT
+    ));
+    lab.install_chart(RELEASE, NAMESPACE, &values, &[])?;
+    let started = Instant::now();
+    lab.kubectl(&[
+        "rollout",
+        "status",
+        &format!("deployment/{RELEASE}"),
+        "-n",
+        NAMESPACE,
+        "--timeout=120s",
+    ])?;
+    step(format_args!(
+        "the operator's Pod is Ready ({:.1}s):\n{}",
+        started.elapsed().as_secs_f64(),
+        lab.kubectl(&["get", "pods", "-n", NAMESPACE, "-o", "wide"])?
+    ));
     Ok(())
 }
 

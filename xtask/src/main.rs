@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod fuzz;
+mod image;
 mod plugins;
 mod run;
 mod setup;
@@ -27,7 +28,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Install everything the tests and the demo need (Debian's wasm toolchain, sushy-tools,
-    /// kube-apiserver, etcd, kubectl and helm built from Go modules). Cached; re-runs are fast.
+    /// kube-apiserver, etcd, kubectl and helm built from Go modules, and the test node's
+    /// kubelet, kube-scheduler, kube-proxy, pause program, containerd, runc and CNI plugins).
+    /// Cached; re-runs are fast.
     Setup,
     /// Build every plugin and test-fixture component for wasm32-wasip2 into target/components.
     Plugins,
@@ -41,7 +44,12 @@ enum Command {
     /// show the fleet reaching Available, then keep everything running until Ctrl-C.
     Demo(demo::DemoArgs),
     /// Run the benchmarks (release build) and write the results into BENCHMARKS.md.
-    Bench,
+    Bench(bench::BenchArgs),
+    /// Build the operator image without a container engine or base image: the release
+    /// binaries, the plugins, the shared libraries they load, the CA bundle and a non-root
+    /// user in one reproducible layer, as an OCI layout and archive under target/image that
+    /// `ctr -n k8s.io images import` names as the chart expects; optionally push it.
+    Image(image::ImageArgs),
     /// Run the kill campaign's long form (a simulated fleet discovered while the operator,
     /// kube-apiserver and etcd are killed and restarted and the OCI registry is down) and
     /// write its figures into RELIABILITY.md.
@@ -84,11 +92,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             setup::test_services()?;
             discovery_image()
         }
-        // bench::run sets up and builds the plugins itself; wrk is its own extra.
-        Command::Bench => {
-            setup::wrk()?;
-            bench::run()
-        }
+        // bench::run sets up (wrk included) and builds the plugins itself.
+        Command::Bench(args) => bench::run(&args),
+        Command::Image(args) => image::run(&args),
         Command::Chaos(args) => chaos::run(&args),
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref(), true),
     }

@@ -29,11 +29,15 @@ pub fn all() -> anyhow::Result<()> {
     let started = Instant::now();
     debian_wasm_toolchain()?;
     test_services()?;
+    node_runtime()?;
+    browser()?;
     sushy_tools()?;
     kubernetes()?;
+    pause()?;
     etcd()?;
     helm()?;
     ignition_validate()?;
+    promtool()?;
     step(format_args!(
         "set-up complete in {:.0}s; tools cached under {}",
         started.elapsed().as_secs_f64(),
@@ -83,6 +87,88 @@ pub fn test_services() -> anyhow::Result<()> {
     apt_install(&missing)
 }
 
+/// Installs the test node's runtime from Debian (containerd, runc, the CNI plugins,
+/// iptables), if any package is missing.
+pub fn node_runtime() -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools::NODE_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        step(format_args!(
+            "node runtime ({}): installed",
+            tools::NODE_PACKAGES.join(", ")
+        ));
+        return Ok(());
+    }
+    step(format_args!(
+        "node runtime: installing {} with apt",
+        missing.join(" ")
+    ));
+    apt_install(&missing)
+}
+
+/// Debian's Chromium and chromedriver, for the fleet view's browser tests.
+const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
+
+/// Installs the browser the fleet view's tests drive, if missing.
+pub fn browser() -> anyhow::Result<()> {
+    let missing: Vec<&str> = BROWSER_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        step("browser (chromium, chromium-driver): installed");
+        return Ok(());
+    }
+    step(format_args!(
+        "browser: installing {} with apt",
+        missing.join(" ")
+    ));
+    apt_install(&missing)
+}
+
+/// Builds the node's pause program ([`tools::PAUSE_SOURCE`]) as a static executable with
+/// gcc, unless this revision is cached.
+pub fn pause() -> anyhow::Result<()> {
+    let tool = tools::pause();
+    if tool.is_installed() {
+        step(format_args!("pause v{}: cached", tools::PAUSE_VERSION));
+        return Ok(());
+    }
+    step(format_args!(
+        "pause v{}: building with gcc -static",
+        tools::PAUSE_VERSION
+    ));
+    if !on_path("gcc") {
+        bail!(
+            "gcc is needed to build the node's pause program; install it (`apt-get install gcc libc6-dev`) and retry"
+        );
+    }
+    let dest = tools::pause_bin_dir();
+    let staging = dest.with_extension("partial");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    }
+    fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
+    let source = staging.join("pause.c");
+    fs::write(&source, tools::PAUSE_SOURCE)
+        .with_context(|| format!("write {}", source.display()))?;
+    checked(
+        Command::new("gcc")
+            .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-s", "-o"])
+            .arg(staging.join("pause"))
+            .arg(&source),
+    )?;
+    if dest.exists() {
+        fs::remove_dir_all(&dest).with_context(|| format!("remove {}", dest.display()))?;
+    }
+    fs::rename(&staging, &dest)
+        .with_context(|| format!("move {} to {}", staging.display(), dest.display()))
+}
+
 /// The cargo-fuzz release `make fuzz` uses.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -122,6 +208,78 @@ pub fn wrk() -> anyhow::Result<()> {
     }
     step("wrk: installing with apt");
     apt_install(&["wrk"])
+}
+
+/// Where [`promtool`] keeps Prometheus's rule checker (host/tests/monitoring.rs runs it from
+/// there).
+pub fn promtool_path() -> PathBuf {
+    tools::cache_dir()
+        .join("bin")
+        .join("promtool")
+        .join("promtool")
+}
+
+/// Takes promtool, which checks and unit-tests the chart's alert rules, out of Debian's
+/// `prometheus` package, unless it is cached. The package is downloaded and unpacked, never
+/// installed: installing it would also install the Prometheus server as a service that
+/// systemd or init starts and enables on its own, and add a `prometheus` user.
+pub fn promtool() -> anyhow::Result<()> {
+    let path = promtool_path();
+    if path.is_file() {
+        step("promtool (Debian package prometheus): cached");
+        return Ok(());
+    }
+    step("promtool: unpacking it from Debian's prometheus package (downloaded, not installed)");
+    let dest = path
+        .parent()
+        .context("promtool's path has a directory")?
+        .to_path_buf();
+    let staging = dest.with_extension("partial");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    }
+    fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
+    let download = || {
+        let mut download = Command::new("apt-get");
+        download
+            .args(["download", "-qq", "prometheus"])
+            .current_dir(&staging);
+        download
+    };
+    if checked(&mut download()).is_err() {
+        // No package lists (a fresh machine, or an image that removed them): `apt_install`
+        // of nothing updates them, as root.
+        apt_install(&[])?;
+        checked_with_retries(download)?;
+    }
+    let package = fs::read_dir(&staging)
+        .with_context(|| format!("read {}", staging.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|file| file.extension().is_some_and(|extension| extension == "deb"))
+        .context("apt-get download left no prometheus .deb")?;
+    let unpacked = staging.join("package");
+    checked(
+        Command::new("dpkg-deb")
+            .arg("--extract")
+            .arg(&package)
+            .arg(&unpacked),
+    )?;
+    fs::rename(unpacked.join("usr/bin/promtool"), staging.join("promtool"))
+        .context("the prometheus package holds usr/bin/promtool")?;
+    fs::remove_dir_all(&unpacked).with_context(|| format!("remove {}", unpacked.display()))?;
+    fs::remove_file(&package).with_context(|| format!("remove {}", package.display()))?;
+    note(
+        output(Command::new(staging.join("promtool")).arg("--version"))?
+            .lines()
+            .next()
+            .unwrap_or_default(),
+    );
+    if dest.exists() {
+        fs::remove_dir_all(&dest).with_context(|| format!("remove {}", dest.display()))?;
+    }
+    fs::rename(&staging, &dest)
+        .with_context(|| format!("move {} to {}", staging.display(), dest.display()))
 }
 
 fn dpkg_installed(package: &str) -> bool {
@@ -199,21 +357,37 @@ pub fn sushy_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds kube-apiserver, kube-controller-manager and kubectl from the `k8s.io/kubernetes`
-/// Go module.
+/// The programs [`kubernetes`] builds from `k8s.io/kubernetes/cmd/<name>`.
+const KUBERNETES_COMMANDS: [&str; 6] = [
+    "kube-apiserver",
+    "kubectl",
+    "kube-controller-manager",
+    "kubelet",
+    "kube-scheduler",
+    "kube-proxy",
+];
+
+/// Builds kube-apiserver, kubectl, kube-controller-manager and the node's kubelet,
+/// kube-scheduler and kube-proxy from the `k8s.io/kubernetes` Go module.
 pub fn kubernetes() -> anyhow::Result<()> {
     let version = tools::KUBERNETES_VERSION;
-    if tools::kube_apiserver().is_installed()
-        && tools::kubectl().is_installed()
-        && tools::kube_controller_manager().is_installed()
-    {
-        step(format_args!(
-            "kube-apiserver + kube-controller-manager + kubectl v{version}: cached"
-        ));
+    let names = KUBERNETES_COMMANDS.join(" + ");
+    let cached = [
+        tools::kube_apiserver(),
+        tools::kubectl(),
+        tools::kube_controller_manager(),
+        tools::kubelet(),
+        tools::kube_scheduler(),
+        tools::kube_proxy(),
+    ]
+    .iter()
+    .all(tools::Tool::is_installed);
+    if cached {
+        step(format_args!("{names} v{version}: cached"));
         return Ok(());
     }
     step(format_args!(
-        "kube-apiserver + kube-controller-manager + kubectl v{version}: building from Go modules (first run only; about 5–15 minutes)"
+        "{names} v{version}: building from Go modules (first run only; about 5–15 minutes)"
     ));
     let work = go_workspace(&format!("kubernetes-v{version}"))?;
     // k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
@@ -240,11 +414,11 @@ pub fn kubernetes() -> anyhow::Result<()> {
     checked_with_retries(|| {
         let mut get = Command::new("go");
         get.args(["get", "-tool"])
-            .arg(format!("k8s.io/kubernetes/cmd/kube-apiserver@v{version}"))
-            .arg(format!("k8s.io/kubernetes/cmd/kubectl@v{version}"))
-            .arg(format!(
-                "k8s.io/kubernetes/cmd/kube-controller-manager@v{version}"
-            ))
+            .args(
+                KUBERNETES_COMMANDS
+                    .iter()
+                    .map(|name| format!("k8s.io/kubernetes/cmd/{name}@v{version}")),
+            )
             .current_dir(&work);
         get
     })?;
@@ -254,19 +428,16 @@ pub fn kubernetes() -> anyhow::Result<()> {
         major_minor.first().copied().unwrap_or("1"),
         major_minor.get(1).copied().unwrap_or("0"),
     );
-    install_go_binaries(
-        &work,
-        &tools::kubernetes_bin_dir(),
-        &[
-            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-            ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
-            (
-                "kube-controller-manager",
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-            ),
-        ],
-        &ldflags,
-    )
+    let packages: Vec<String> = KUBERNETES_COMMANDS
+        .iter()
+        .map(|name| format!("k8s.io/kubernetes/cmd/{name}"))
+        .collect();
+    let binaries: Vec<(&str, &str)> = KUBERNETES_COMMANDS
+        .iter()
+        .copied()
+        .zip(packages.iter().map(String::as_str))
+        .collect();
+    install_go_binaries(&work, &tools::kubernetes_bin_dir(), &binaries, &ldflags)
 }
 
 /// The module paths that a `k8s.io/kubernetes` go.mod replaces with `./staging/…`.

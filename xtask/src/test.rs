@@ -1,4 +1,4 @@
-//! `make test`: set-up, plugin build, formatting, lints, then every test.
+//! `make test`: set-up, plugin build, the operator image, formatting, lints, then every test.
 //!
 //! The test runner goes last so that CI output ends with its summary lines.
 
@@ -7,7 +7,7 @@ use std::process::Command;
 use testenv::tools;
 
 use crate::run::{checked, checked_last, checked_with_retries, step};
-use crate::{fuzz, plugins, setup};
+use crate::{fuzz, image, plugins, setup};
 
 /// Seconds each fuzz target runs in `make test` (`make fuzz` runs them for a minute each).
 const FUZZ_SECONDS: u32 = 5;
@@ -16,6 +16,13 @@ const FUZZ_SECONDS: u32 = 5;
 pub fn run(cargo_test_args: &[String]) -> anyhow::Result<()> {
     setup::all()?;
     plugins::build()?;
+    // The operator image the cluster tests install with the chart (host/tests/cluster.rs):
+    // the release binaries and the plugins, as target/image/ferrometal-<version>.oci.tar.
+    image::run(&image::ImageArgs {
+        out: None,
+        push: None,
+        plain_http: false,
+    })?;
     let root = tools::workspace_root();
     let plugins_manifest = root.join("plugins").join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -290,7 +290,7 @@ impl FetchMetrics {
         );
     }
 
-    fn count(&self, outcome: &'static str) {
+    pub(crate) fn count(&self, outcome: &'static str) {
         self.writes.get_or_create(&WriteLabels { outcome }).inc();
     }
 }

@@ -94,7 +94,7 @@ impl ConnectionMetrics {
         );
     }
 
-    fn ended(&self, outcome: &'static str) {
+    pub(crate) fn ended(&self, outcome: &'static str) {
         self.closed.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 

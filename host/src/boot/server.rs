@@ -238,6 +238,19 @@ impl BootServer {
     /// entry's configuration, once per entry (never blocks, never drops it).
     pub fn report(&self, entry: &BootEntry, fetch: Fetch, detail: Option<String>) {
         if entry.first_report(fetch) {
+            let step = match fetch {
+                Fetch::Script => Some(crate::ui::timeline::SCRIPT_FETCHED),
+                Fetch::Ignition => Some(crate::ui::timeline::IGNITION_FETCHED),
+                Fetch::BootState => Some(crate::ui::timeline::BOOT_STATE_RECEIVED),
+                Fetch::TicketReused | Fetch::SourceRefused => None,
+            };
+            if let Some(step) = step {
+                crate::ui::timeline::DiscoverySteps::global().record(
+                    &entry.server,
+                    step,
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
+            }
             self.reports.record(FetchReport {
                 config: entry.config.clone(),
                 fetch,

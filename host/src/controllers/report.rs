@@ -19,6 +19,18 @@ pub async fn publish(
     (reason, note): (&str, &str),
     action: &str,
 ) {
+    crate::ui::events::RecentEvents::global().record(
+        object.kind.as_deref().unwrap_or_default(),
+        object.name.as_deref().unwrap_or_default(),
+        crate::ui::events::now(
+            match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            },
+            reason,
+            note,
+        ),
+    );
     let recorder = Recorder::new(client.clone(), reporter.clone());
     let event = Event {
         type_,

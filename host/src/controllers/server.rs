@@ -41,7 +41,7 @@ use crate::plugins::bmc_driver::BmcDriverPlugin;
 use crate::plugins::catalog::PluginCatalog;
 use crate::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use crate::plugins::types::{BmcEndpoint, BootOverride, BootTarget, NicKind, PowerAction, System};
-use crate::telemetry::ControllerMetrics;
+use crate::telemetry::{ControllerMetrics, DiscoveryPhase};
 
 /// Field manager of the reconciler's writes.
 pub const MANAGER: &str = "ferrometal-server";
@@ -1116,6 +1116,11 @@ fn request_boot(
     let boot = BmcOperation::NetworkBoot { attempt };
     match finished {
         Some((operation, Ok(_))) if *operation == boot => {
+            crate::ui::timeline::DiscoverySteps::global().record(
+                name,
+                crate::ui::timeline::BOOT_REQUESTED,
+                k8s_openapi::jiff::Timestamp::now(),
+            );
             let mut outcome = StepOutcome::wait(Duration::from_secs(30))
                 .state(ServerState::Discovery)
                 .discovery(
@@ -1411,14 +1416,6 @@ pub fn inventory_facts(system: &System) -> crate::api::ServerStatus {
     }
 }
 
-/// A fresh token: 32 random bytes, hex.
-fn new_token() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
-
 /// Creates the discovery ignition (new token), boot configuration and Secret; the outcome
 /// records the attempt and names the boot configuration on the Server. When discovery cannot
 /// start, the outcome says why.
@@ -1464,7 +1461,7 @@ async fn start_discovery(
         SystemView::Reading => return Ok(StepOutcome::wait(Duration::from_secs(60))),
         SystemView::Absent | SystemView::Failed(_) => Vec::new(),
     };
-    let token = match new_token() {
+    let token = match crate::random_token() {
         Ok(token) => token,
         Err(error) => {
             return cannot(
@@ -1559,9 +1556,15 @@ async fn start_discovery(
             conditions::REASON_WAITING_FOR_BOOT_CONFIGURATION,
             format!("attempt {attempt}: discovery boot configuration created with image {image}"),
         );
+    let now = Timestamp::now();
+    crate::ui::timeline::DiscoverySteps::global().record(
+        &server.name_any(),
+        crate::ui::timeline::started(attempt),
+        now,
+    );
     outcome.annotations = vec![
         (ATTEMPT_ANNOTATION, Some(attempt.to_string())),
-        (STARTED_ANNOTATION, Some(Timestamp::now().to_string())),
+        (STARTED_ANNOTATION, Some(now.to_string())),
         (TICKET_ANNOTATION, Some(ticket)),
         (BOOTED_ANNOTATION, None),
         (RETRY_ANNOTATION, None),
@@ -1727,7 +1730,117 @@ async fn write_outcome(
             }
         }
     }
+    record_discovery(
+        &ctx.metrics,
+        &name,
+        &discovery_milestones(server, &outcome, now.0),
+        now.0,
+    );
     Ok(Action::requeue(outcome.requeue))
+}
+
+/// What a written step outcome means for the discovery metrics (pure: `before` is the
+/// Server the step was planned on).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiscoveryMilestones {
+    /// The network boot of this attempt was just requested, this long after the attempt
+    /// started (the end of [`DiscoveryPhase::BootConfiguration`]).
+    pub boot_requested: Option<(u32, SignedDuration)>,
+    /// The attempt has a report, which arrived then (the end of [`DiscoveryPhase::Boot`],
+    /// timed from a boot request this process made).
+    pub reported: Option<(u32, Timestamp)>,
+    /// The Server just became Available in-band: how long after the report (the
+    /// [`DiscoveryPhase::Completion`]) and after the attempt's start.
+    pub available: Option<(Option<SignedDuration>, SignedDuration)>,
+    /// The attempt just timed out.
+    pub timed_out: bool,
+}
+
+/// The milestones `outcome` reaches from `before` at `now`.
+pub fn discovery_milestones(
+    before: &Server,
+    outcome: &StepOutcome,
+    now: Timestamp,
+) -> DiscoveryMilestones {
+    let status = before.status.as_ref();
+    let state = status.and_then(|s| s.state);
+    let progress = Progress::from_annotations(before.annotations());
+    let reported = status
+        .and_then(reported_at)
+        .filter(|at| progress.reported(Some(*at)));
+    let attempt = progress.attempt.to_string();
+    let boot_requested = progress
+        .started
+        .filter(|_| !progress.boot_requested)
+        .filter(|_| {
+            outcome
+                .annotations
+                .iter()
+                .any(|(key, value)| *key == BOOTED_ANNOTATION && value.as_ref() == Some(&attempt))
+        })
+        .map(|started| (progress.attempt, now.duration_since(started)));
+    let discovering = state == Some(ServerState::Discovery);
+    // In-band: an out-of-band inventory (a Server switched to it mid-discovery) is no boot.
+    let discovered_in_band = outcome.discovery.as_ref().is_some_and(|change| {
+        [
+            conditions::REASON_DISCOVERED,
+            REASON_DISCOVERED_WITHOUT_NICS,
+        ]
+        .contains(&change.reason)
+    });
+    let available = progress
+        .started
+        .filter(|_| discovering && discovered_in_band)
+        .filter(|_| outcome.state == Some(ServerState::Available))
+        .map(|started| {
+            (
+                reported.map(|at| now.duration_since(at)),
+                now.duration_since(started),
+            )
+        });
+    let timed_out = state != Some(ServerState::Error)
+        && outcome.state == Some(ServerState::Error)
+        && outcome
+            .discovery
+            .as_ref()
+            .is_some_and(|change| change.reason == conditions::REASON_DISCOVERY_TIMED_OUT);
+    DiscoveryMilestones {
+        boot_requested,
+        reported: reported
+            .filter(|_| discovering)
+            .map(|at| (progress.attempt, at)),
+        available,
+        timed_out,
+    }
+}
+
+/// Records `milestones` of Server `name` in the discovery metrics.
+fn record_discovery(
+    metrics: &ControllerMetrics,
+    name: &str,
+    milestones: &DiscoveryMilestones,
+    now: Timestamp,
+) {
+    if let Some((attempt, span)) = milestones.boot_requested {
+        metrics.discovery_phase(DiscoveryPhase::BootConfiguration, span);
+        metrics.boot_requested(name, attempt, now);
+    }
+    if let Some((attempt, at)) = milestones.reported
+        && let Some(requested) = metrics.take_boot_request(name, attempt)
+    {
+        metrics.discovery_phase(DiscoveryPhase::Boot, at.duration_since(requested));
+    }
+    if let Some((completion, total)) = milestones.available {
+        if let Some(span) = completion {
+            metrics.discovery_phase(DiscoveryPhase::Completion, span);
+        }
+        metrics.discovered(total);
+        metrics.forget_boot_request(name);
+    }
+    if milestones.timed_out {
+        metrics.discovery_timed_out();
+        metrics.forget_boot_request(name);
+    }
 }
 
 #[cfg(test)]
@@ -2217,6 +2330,162 @@ mod tests {
         );
         assert_eq!(retry_delay(BASE, 1), BASE);
         assert_eq!(retry_delay(BASE, 30), Duration::from_secs(3600));
+    }
+
+    /// A Server in `state` in attempt 2, started at 0, with the boot requested or not and a
+    /// report that arrived at `reported` (if any).
+    fn milestone_server(state: ServerState, boot_requested: bool, reported: Option<i64>) -> Server {
+        let mut annotations = serde_json::json!({
+            ATTEMPT_ANNOTATION: "2",
+            STARTED_ANNOTATION: at(0).to_string(),
+        });
+        if boot_requested {
+            annotations[BOOTED_ANNOTATION] = serde_json::json!("2");
+        }
+        let conditions: Vec<serde_json::Value> = reported
+            .map(|second| {
+                json!({
+                    "type": PROBE_REPORTED,
+                    "status": "True",
+                    "reason": conditions::REASON_REPORT_RECEIVED,
+                    "message": "",
+                    "lastTransitionTime": at(second).to_string(),
+                })
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1",
+            "kind": "Server",
+            "metadata": { "name": "s", "annotations": annotations },
+            "spec": { "systemUUID": "38947555-7742-3448-3784-823347823834" },
+            "status": { "state": state, "conditions": conditions },
+        }))
+        .expect("a Server")
+    }
+
+    #[test]
+    fn the_discovery_milestones_of_an_outcome_end_their_phases_once() {
+        let now = at(100);
+        let wait = StepOutcome::wait(Duration::from_secs(30));
+        let discovering = milestone_server(ServerState::Discovery, false, None);
+        assert_eq!(
+            discovery_milestones(&discovering, &wait, now),
+            DiscoveryMilestones::default(),
+            "nothing reached"
+        );
+
+        let mut booted = wait.clone().state(ServerState::Discovery);
+        booted.annotations = vec![(BOOTED_ANNOTATION, Some(String::from("2")))];
+        assert_eq!(
+            discovery_milestones(&discovering, &booted, now).boot_requested,
+            Some((2, SignedDuration::from_secs(100))),
+            "the boot configuration phase ends at the boot request"
+        );
+        let already = milestone_server(ServerState::Discovery, true, None);
+        assert_eq!(
+            discovery_milestones(&already, &booted, now).boot_requested,
+            None,
+            "a boot recorded before is not counted again"
+        );
+
+        let reported = milestone_server(ServerState::Discovery, true, Some(70));
+        assert_eq!(
+            discovery_milestones(&reported, &wait, now),
+            DiscoveryMilestones {
+                reported: Some((2, at(70))),
+                ..Default::default()
+            }
+        );
+        let previous_attempts = milestone_server(ServerState::Discovery, true, Some(-10));
+        assert_eq!(
+            discovery_milestones(&previous_attempts, &wait, now),
+            DiscoveryMilestones::default(),
+            "a report of an earlier attempt ends nothing"
+        );
+
+        let available = wait.clone().state(ServerState::Available).discovery(
+            true,
+            conditions::REASON_DISCOVERED,
+            "Available",
+        );
+        assert_eq!(
+            discovery_milestones(&reported, &available, now).available,
+            Some((
+                Some(SignedDuration::from_secs(30)),
+                SignedDuration::from_secs(100)
+            )),
+            "completion from the report, the whole discovery from the attempt's start"
+        );
+        let out_of_band = milestone_server(ServerState::Initial, false, None);
+        assert_eq!(
+            discovery_milestones(&out_of_band, &available, now).available,
+            None,
+            "only in-band discoveries are timed"
+        );
+        let inventory = wait.clone().state(ServerState::Available).discovery(
+            true,
+            conditions::REASON_DISCOVERED_OUT_OF_BAND,
+            "out-of-band",
+        );
+        assert_eq!(
+            discovery_milestones(&reported, &inventory, now).available,
+            None,
+            "a Server switched to out-of-band mid-discovery was not booted to the end"
+        );
+
+        let timed_out = wait.clone().state(ServerState::Error).discovery(
+            false,
+            conditions::REASON_DISCOVERY_TIMED_OUT,
+            "timed out",
+        );
+        assert!(discovery_milestones(&discovering, &timed_out, now).timed_out);
+        let in_error = milestone_server(ServerState::Error, false, None);
+        assert!(
+            !discovery_milestones(&in_error, &timed_out, now).timed_out,
+            "a timeout is counted when it happens, not while the Server waits in Error"
+        );
+    }
+
+    #[test]
+    fn recorded_milestones_time_the_boot_from_this_process_request() {
+        let metrics = ControllerMetrics::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let booted = DiscoveryMilestones {
+            boot_requested: Some((2, SignedDuration::from_secs(40))),
+            ..Default::default()
+        };
+        record_discovery(&metrics, "s", &booted, at(40));
+        let reported = DiscoveryMilestones {
+            reported: Some((2, at(160))),
+            ..Default::default()
+        };
+        record_discovery(&metrics, "s", &reported, at(165));
+        record_discovery(&metrics, "s", &reported, at(170));
+        record_discovery(
+            &metrics,
+            "s",
+            &DiscoveryMilestones {
+                available: Some((
+                    Some(SignedDuration::from_secs(5)),
+                    SignedDuration::from_secs(175),
+                )),
+                ..Default::default()
+            },
+            at(175),
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for expected in [
+            "ferrometal_discovery_phase_duration_seconds_sum{phase=\"boot_configuration\"} 40.0",
+            "ferrometal_discovery_phase_duration_seconds_sum{phase=\"boot\"} 120.0",
+            "ferrometal_discovery_phase_duration_seconds_count{phase=\"boot\"} 1",
+            "ferrometal_discovery_phase_duration_seconds_sum{phase=\"completion\"} 5.0",
+            "ferrometal_discovery_duration_seconds_sum 175.0",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
     }
 
     /// Any observed state, within the ranges a Server meets (times in seconds around

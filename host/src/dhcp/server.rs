@@ -46,7 +46,7 @@ impl DhcpMetrics {
         );
     }
 
-    fn count(&self, outcome: &'static str) {
+    pub(crate) fn count(&self, outcome: &'static str) {
         self.packets.get_or_create(&PacketLabels { outcome }).inc();
     }
 }

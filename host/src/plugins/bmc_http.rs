@@ -240,6 +240,7 @@ impl BmcCall {
             Method::Patch => reqwest::Method::PATCH,
             Method::Delete => reqwest::Method::DELETE,
         };
+        let method_label = method_label(request.method);
         let mut builder = self.client.request(method, url).timeout(remaining);
         for (name, value) in &request.headers {
             if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -261,32 +262,76 @@ impl BmcCall {
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
-        let mut response = builder.send().await.map_err(failure)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-            .collect();
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_RESPONSE_BYTES)
-        {
+        let started = Instant::now();
+        let result = exchange(builder).await;
+        self.metrics.bmc_request(
+            &self.plugin.name,
+            method_label,
+            request_outcome(&result),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+}
+
+/// The `method` label of a BMC request.
+fn method_label(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+/// The `outcome` label of a BMC request: the class of the BMC's status, or why there was no
+/// answer (a few values, whatever a BMC sends).
+fn request_outcome(result: &Result<PluginResponse, HttpFailure>) -> &'static str {
+    match result {
+        Ok(response) => match response.status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other_status",
+        },
+        Err(HttpFailure::Timeout) => "timeout",
+        Err(HttpFailure::Connect(_)) => "connect",
+        Err(HttpFailure::Tls(_)) => "tls",
+        Err(HttpFailure::TooLarge(_)) => "too_large",
+        Err(HttpFailure::Denied(_) | HttpFailure::Other(_)) => "error",
+    }
+}
+
+/// Sends a request and reads the whole answer (at most [`MAX_RESPONSE_BYTES`]).
+async fn exchange(builder: reqwest::RequestBuilder) -> Result<PluginResponse, HttpFailure> {
+    let mut response = builder.send().await.map_err(failure)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES)
+    {
+        return Err(HttpFailure::TooLarge(MAX_RESPONSE_BYTES));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
+        if body.len() as u64 + chunk.len() as u64 > MAX_RESPONSE_BYTES {
             return Err(HttpFailure::TooLarge(MAX_RESPONSE_BYTES));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(failure)? {
-            if body.len() as u64 + chunk.len() as u64 > MAX_RESPONSE_BYTES {
-                return Err(HttpFailure::TooLarge(MAX_RESPONSE_BYTES));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(PluginResponse {
-            status,
-            headers,
-            body,
-        })
+        body.extend_from_slice(&chunk);
     }
+    Ok(PluginResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn failure(error: reqwest::Error) -> HttpFailure {
@@ -486,5 +531,84 @@ mod tests {
             panic!("not denied");
         };
         assert!(why.contains("//evil.example/x"), "{why}");
+    }
+
+    fn get(path: &str) -> PluginRequest {
+        PluginRequest {
+            method: Method::Get,
+            path_and_query: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            auth: Auth::Basic,
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_plugin_method_and_outcome_never_by_bmc() {
+        use axum::http::StatusCode;
+        let app = axum::Router::new()
+            .route("/ok", axum::routing::get(|| async { "{}" }))
+            .route(
+                "/busy",
+                axum::routing::get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (call, metrics) = call("http", "127.0.0.1", port);
+        assert_eq!(call.send(get("/ok")).await.expect("answer").status, 200);
+        assert_eq!(call.send(get("/busy")).await.expect("answer").status, 503);
+        assert!(matches!(
+            call.send(get("//elsewhere/x")).await,
+            Err(HttpFailure::Denied(_))
+        ));
+        server.abort();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("ferrometal_bmc_request"))
+            .collect();
+        for expected in [
+            r#"ferrometal_bmc_requests_total{plugin="test-driver",method="GET",outcome="2xx"} 1"#,
+            r#"ferrometal_bmc_requests_total{plugin="test-driver",method="GET",outcome="5xx"} 1"#,
+            r#"ferrometal_bmc_request_duration_seconds_count{plugin="test-driver",method="GET"} 2"#,
+        ] {
+            assert!(lines.contains(&expected), "{expected} in {lines:#?}");
+        }
+        assert!(
+            lines.iter().all(|line| !line.contains("127.0.0.1")),
+            "no BMC address in a label; the denied request never reached the BMC"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bmc_that_refuses_the_connection_counts_as_connect() {
+        // Nothing listens on the port of a dropped listener.
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
+        let (call, metrics) = call("http", "127.0.0.1", port);
+        assert!(matches!(
+            call.send(get("/redfish/v1")).await,
+            Err(HttpFailure::Connect(_))
+        ));
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains(
+                r#"ferrometal_bmc_requests_total{plugin="test-driver",method="GET",outcome="connect"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -41,6 +41,19 @@ struct LogTruncationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BmcRequestLabels {
+    plugin: String,
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BmcMethodLabels {
+    plugin: String,
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupCacheLabels {
     operation: &'static str,
     outcome: &'static str,
@@ -60,6 +73,10 @@ pub struct PluginMetrics {
     memory_in_use: Gauge,
     waiting_for_memory: Gauge,
     log_truncations: Family<LogTruncationLabels, Counter>,
+    /// HTTP requests drivers sent to BMCs through `bmc-http`, by plugin, method and outcome
+    /// (never by BMC: a fleet has thousands).
+    bmc_requests: Family<BmcRequestLabels, Counter>,
+    bmc_request_durations: Family<BmcMethodLabels, Histogram>,
 }
 
 /// Counts a call as in flight (or waiting, for the gauge it holds) until dropped.
@@ -111,6 +128,11 @@ impl Default for PluginMetrics {
             memory_in_use: Gauge::default(),
             waiting_for_memory: Gauge::default(),
             log_truncations: Family::default(),
+            bmc_requests: Family::default(),
+            // 5 ms to about 41 s: a BMC answers in milliseconds or takes seconds.
+            bmc_request_durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
         }
     }
 }
@@ -118,6 +140,17 @@ impl Default for PluginMetrics {
 impl PluginMetrics {
     /// Registers every metric under the `ferrometal_plugin` prefix.
     pub fn register(&self, registry: &mut Registry) {
+        let bmc = registry.sub_registry_with_prefix("ferrometal_bmc");
+        bmc.register(
+            "requests",
+            "HTTP requests BMC drivers sent to BMCs by plugin, method and outcome (2xx, 3xx, 4xx, 5xx by the BMC's status; timeout, connect, tls, too_large, error when there was no answer)",
+            self.bmc_requests.clone(),
+        );
+        bmc.register(
+            "request_duration_seconds",
+            "Duration of HTTP requests BMC drivers sent to BMCs (until the whole body arrived or the request failed)",
+            self.bmc_request_durations.clone(),
+        );
         let registry = registry.sub_registry_with_prefix("ferrometal_plugin");
         registry.register("calls", "Plugin calls by outcome", self.calls.clone());
         registry.register(
@@ -267,6 +300,42 @@ impl PluginMetrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a request a driver sent to its BMC and times it.
+    pub(crate) fn bmc_request(
+        &self,
+        plugin: &str,
+        method: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        self.bmc_requests
+            .get_or_create(&BmcRequestLabels {
+                plugin: plugin.to_owned(),
+                method,
+                outcome,
+            })
+            .inc();
+        self.bmc_request_durations
+            .get_or_create(&BmcMethodLabels {
+                plugin: plugin.to_owned(),
+                method,
+            })
+            .observe(seconds);
+    }
+
+    /// Records a sample in every family (an empty family is not exported at all), for the
+    /// test that compares what is exported with what the alerts, dashboard and docs name.
+    #[cfg(test)]
+    pub(crate) fn sample_every_family(&self) {
+        self.call("redfish", "bmc-driver", "probe", "ok", 0.1);
+        self.bmc_request("redfish", "GET", "2xx", 0.1);
+        self.load("ok");
+        self.cache("hit");
+        self.capability_denied("redfish", "bmc-http");
+        self.lookup_cache("lookup", true);
+        self.log_truncated("redfish", LogTruncation::Message);
     }
 
     /// Counts a credential-lookup `operation` answered from the cache (`hit`) or not.

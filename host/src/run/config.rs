@@ -73,6 +73,14 @@ pub struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     metrics_bind_address: SocketAddr,
+    /// Serve the fleet view at `/ui` on the metrics port (viewers log in with a Kubernetes
+    /// token that may list Servers); `=false` turns it off.
+    #[arg(long, env = "FERROMETAL_UI", default_value_t = true, action = clap::ArgAction::Set)]
+    ui: bool,
+    /// Minutes a Server may stay New, Initial or Discovery before the fleet view flags it
+    /// stuck.
+    #[arg(long, env = "FERROMETAL_UI_STUCK_MINUTES", default_value_t = 30)]
+    ui_stuck_minutes: u64,
     /// Seconds between probes of a BMC (also the retry interval of a failing one).
     #[arg(long, env = "FERROMETAL_BMC_RESYNC_SECONDS", default_value_t = 120)]
     bmc_resync_seconds: u64,
@@ -328,6 +336,8 @@ pub struct Settings {
     pub plugins: PluginSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_address: SocketAddr,
+    /// The fleet view at `/ui` on the metrics port (`None`: turned off).
+    pub ui: Option<ferrometal::ui::UiSettings>,
     /// How many objects of each kind are reconciled at once.
     pub concurrency: Concurrency,
     /// How BMCs are reached and probed.
@@ -486,6 +496,8 @@ impl TryFrom<RunArgs> for Settings {
             bmc_insecure_tls,
             credential_retry_seconds,
             metrics_bind_address,
+            ui,
+            ui_stuck_minutes,
             bmc_resync_seconds,
             namespace,
             dhcp_config,
@@ -537,6 +549,10 @@ impl TryFrom<RunArgs> for Settings {
                 },
             },
             metrics_address: metrics_bind_address,
+            ui: ui.then(|| ferrometal::ui::UiSettings {
+                stuck_after: std::time::Duration::from_secs(ui_stuck_minutes.saturating_mul(60)),
+                ..Default::default()
+            }),
             concurrency,
             bmc,
             discovery: DiscoveryOptions::try_from_args(discovery, namespace.as_deref())?,

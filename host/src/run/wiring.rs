@@ -28,6 +28,7 @@ use ferrometal::plugins::types::TlsPolicy;
 use ferrometal::plugins::{PluginMetrics, PluginRuntime};
 use ferrometal::registry::Registry;
 use ferrometal::telemetry::{ControllerMetrics, Readiness};
+use ferrometal::ui::Ui;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::Reporter;
@@ -69,6 +70,8 @@ pub struct Clients {
     /// lease is confirmed ([`WriteFence`]), so a leader frozen past its lease writes nothing
     /// when it wakes.
     pub leader: Client,
+    /// Open while this replica holds the confirmed lease (always, without an election).
+    pub fence: WriteFence,
 }
 
 impl Clients {
@@ -107,6 +110,7 @@ impl Clients {
             any_replica,
             election,
             leader,
+            fence: fence.clone(),
         })
     }
 }
@@ -195,11 +199,40 @@ pub async fn wire(
     let listener = tokio::net::TcpListener::bind(settings.metrics_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", settings.metrics_address))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     let readiness = Readiness::default();
+    // Filled by the leader's watches; read by the reconcilers and the fleet view.
+    let (caches, cache_writers) = Caches::new();
+    // The fleet gauges (Servers by state, BMCs by Ready reason) count these caches on scrape.
+    metrics.observe_fleet(caches.clone());
+    let ui = settings.ui.clone().map(|ui_settings| {
+        let fence = clients.fence.clone();
+        let ui = Ui::new(
+            caches.clone(),
+            clients.any_replica.clone(),
+            Arc::new(move || fence.is_open()),
+            ui_settings,
+        );
+        supervisor.spawn("fleet view", ui.clone().run());
+        ui
+    });
+    let pages = match &ui {
+        Some(ui) => {
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz and the fleet view at /ui");
+            ferrometal::ui::router(ui.clone())
+        }
+        None => {
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz (the fleet view is turned off)");
+            axum::Router::new()
+        }
+    };
     supervisor.listen(
         "metrics server",
-        ferrometal::telemetry::serve(listener, Arc::new(Mutex::new(registry)), readiness.clone()),
+        ferrometal::telemetry::serve(
+            listener,
+            Arc::new(Mutex::new(registry)),
+            readiness.clone(),
+            pages,
+        ),
     );
 
     let plugins = PluginRuntime::new(settings.plugins.runtime.clone(), plugin_metrics)?;
@@ -262,7 +295,6 @@ pub async fn wire(
         bail!("the credential-lookup plugin rejects its settings: {error}");
     }
 
-    let (caches, cache_writers) = Caches::new();
     let endpoint_context = Arc::new(endpoint::Context {
         caches: caches.clone(),
         applied: Default::default(),

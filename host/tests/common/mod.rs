@@ -138,6 +138,7 @@ pub fn lab_options(
         work_dir,
         audit_log: false,
         hold_dhcp_bmcs: false,
+        node: false,
     }
 }
 
