@@ -215,6 +215,18 @@ function render() {
   renderOptions();
   renderRack(rows);
   renderList(rows);
+  renderBmcProblems();
+}
+
+// Per BMC: the ones whose Ready condition is false, with the reason and message (clicking
+// one filters the Servers by it).
+function renderBmcProblems() {
+  const down = [...fleet.bmcs.values()].filter((bmc) => bmc.ready === false).sort(byName);
+  $("bmc-problems").hidden = down.length === 0;
+  $("bmc-problems-count").textContent = `${down.length} of ${fleet.bmcs.size}`;
+  $("bmcs").tBodies[0].replaceChildren(...down.slice(0, LIST_LIMIT).map((bmc) =>
+    el("tr", { "data-bmc": bmc.name, onclick: () => { $("filter-bmc").value = bmc.name; queueRender(); } },
+      el("td", { text: bmc.name }), el("td", { class: "bad", text: bmc.reason || "–" }), el("td", { text: bmc.message || "" }))));
 }
 
 function renderCounts(f) {
