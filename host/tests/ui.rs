@@ -62,6 +62,14 @@ const PAGE_COUNTS: &str = "const tiles = document.querySelectorAll('#counts .til
     for (const t of tiles) out[t.dataset.filter] = Number(t.querySelector('.n').textContent); \
     return out;";
 
+/// What the page cost: bytes loaded (the stream's bytes are not counted until it ends), its
+/// first render and the cost of its updates (`window.__ferrometal`, kept by the page).
+const PAGE_FIGURES: &str = "const entries = [...performance.getEntriesByType('navigation'), \
+    ...performance.getEntriesByType('resource')]; \
+    return { weight: entries.reduce((n, e) => n + (e.transferSize || 0), 0), \
+    firstRender: window.__ferrometal.firstRender, updates: window.__ferrometal.updates, \
+    maxUpdateMs: window.__ferrometal.maxUpdateMs, lastUpdateMs: window.__ferrometal.lastUpdateMs };";
+
 #[tokio::test]
 async fn the_fleet_view_shows_the_fleet_live_to_those_who_may_list_servers() {
     let size = servers_in_fleet();
@@ -347,13 +355,7 @@ async fn the_fleet_view_shows_the_fleet_live_to_those_who_may_list_servers() {
         "the browser went elsewhere: {off_machine:?}"
     );
     let figures = browser
-        .execute(
-            "const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]; \
-             return { weight: entries.reduce((n, e) => n + (e.transferSize || 0), 0), \
-                      firstRender: window.__ferrometal.firstRender, updates: window.__ferrometal.updates, \
-                      maxUpdateMs: window.__ferrometal.maxUpdateMs, lastUpdateMs: window.__ferrometal.lastUpdateMs };",
-            Vec::new(),
-        )
+        .execute(PAGE_FIGURES, Vec::new())
         .await
         .expect("figures");
     eprintln!(
@@ -550,13 +552,7 @@ async fn the_fleet_view_keeps_up_with_ten_thousand_servers() {
         "the list is cut at 200 rows: {more}"
     );
     let figures = browser
-        .execute(
-            "const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]; \
-             return { weight: entries.reduce((n, e) => n + (e.transferSize || 0), 0), \
-                      firstRender: window.__ferrometal.firstRender, updates: window.__ferrometal.updates, \
-                      maxUpdateMs: window.__ferrometal.maxUpdateMs, lastUpdateMs: window.__ferrometal.lastUpdateMs };",
-            Vec::new(),
-        )
+        .execute(PAGE_FIGURES, Vec::new())
         .await
         .expect("figures");
     browser

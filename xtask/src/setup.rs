@@ -46,88 +46,46 @@ pub fn all() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs Debian's Rust toolchain for wasm components with apt, if any package is missing.
-pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
-    let missing: Vec<&str> = WASM_PACKAGES
+/// Installs with apt those of `packages` that are missing, saying so as `what`.
+fn debian_packages(what: &str, packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !dpkg_installed(package))
         .collect();
     if missing.is_empty() {
-        step("Debian wasm toolchain: installed");
+        step(format_args!("{what} ({}): installed", packages.join(", ")));
         return Ok(());
     }
     step(format_args!(
-        "Debian wasm toolchain: installing {} with apt",
+        "{what}: installing {} with apt",
         missing.join(" ")
     ));
     apt_install(&missing)
+}
+
+/// Installs Debian's Rust toolchain for wasm components with apt, if any package is missing.
+pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
+    debian_packages("Debian wasm toolchain", WASM_PACKAGES)
 }
 
 /// Installs the Debian packages tests run for real: the OCI registry the boot-server tests
 /// and the demo push images to, lldpd (metalprobe's LLDP source) and busybox (udhcpc, the
 /// DHCP test client).
 pub fn test_services() -> anyhow::Result<()> {
-    let missing: Vec<&str> = tools::TEST_PACKAGES
-        .iter()
-        .copied()
-        .filter(|package| !dpkg_installed(package))
-        .collect();
-    if missing.is_empty() {
-        step(format_args!(
-            "test services ({}): installed",
-            tools::TEST_PACKAGES.join(", ")
-        ));
-        return Ok(());
-    }
-    step(format_args!(
-        "test services: installing {} with apt",
-        missing.join(" ")
-    ));
-    apt_install(&missing)
+    debian_packages("test services", tools::TEST_PACKAGES)
 }
 
 /// Installs the test node's runtime from Debian (containerd, runc, the CNI plugins,
 /// iptables), if any package is missing.
 pub fn node_runtime() -> anyhow::Result<()> {
-    let missing: Vec<&str> = tools::NODE_PACKAGES
-        .iter()
-        .copied()
-        .filter(|package| !dpkg_installed(package))
-        .collect();
-    if missing.is_empty() {
-        step(format_args!(
-            "node runtime ({}): installed",
-            tools::NODE_PACKAGES.join(", ")
-        ));
-        return Ok(());
-    }
-    step(format_args!(
-        "node runtime: installing {} with apt",
-        missing.join(" ")
-    ));
-    apt_install(&missing)
+    debian_packages("node runtime", tools::NODE_PACKAGES)
 }
 
-/// Debian's Chromium and chromedriver, for the fleet view's browser tests.
-const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
-
-/// Installs the browser the fleet view's tests drive, if missing.
+/// Installs the browser the fleet view's tests drive (Debian's Chromium and chromedriver),
+/// if missing.
 pub fn browser() -> anyhow::Result<()> {
-    let missing: Vec<&str> = BROWSER_PACKAGES
-        .iter()
-        .copied()
-        .filter(|package| !dpkg_installed(package))
-        .collect();
-    if missing.is_empty() {
-        step("browser (chromium, chromium-driver): installed");
-        return Ok(());
-    }
-    step(format_args!(
-        "browser: installing {} with apt",
-        missing.join(" ")
-    ));
-    apt_install(&missing)
+    debian_packages("browser", &["chromium", "chromium-driver"])
 }
 
 /// Builds the node's pause program ([`tools::PAUSE_SOURCE`]) as a static executable with
