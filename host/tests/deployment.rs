@@ -145,6 +145,8 @@ fn the_chart_lints_and_renders_safe_defaults() {
         "--plugin-dir=/usr/lib/ferrometal/plugins",
         // Half the default 512Mi memory limit for plugins, the rest for the operator.
         "--plugin-memory-budget-mib=256",
+        "--metrics-bind-address=0.0.0.0:8080",
+        "--boot-bind-address=0.0.0.0:8082",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
@@ -184,6 +186,9 @@ fn the_chart_lints_and_renders_safe_defaults() {
     );
     let boot_role = find(&objects, "Role", "ferrometal-boot");
     assert_eq!(boot_role["metadata"]["namespace"], RELEASE_NAMESPACE);
+    // The leader Lease is the release's, so `helm uninstall` removes it.
+    let lease = find(&objects, "Lease", "ferrometal-leader");
+    assert_eq!(lease["metadata"]["namespace"], RELEASE_NAMESPACE);
 }
 
 #[test]

@@ -139,7 +139,9 @@ impl ControlPlane {
         } else {
             None
         };
-        let api_address = node_network.as_ref().map_or(Ipv4Addr::LOCALHOST, Network::ip);
+        let api_address = node_network
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, Network::ip);
         let run_dir = RunDir::create("control-plane")?;
         let dir = run_dir.path().to_path_buf();
 

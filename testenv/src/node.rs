@@ -147,11 +147,8 @@ impl Node {
 
     async fn launch(&mut self, control_plane: &ControlPlane, options: &NodeOptions) -> Result<()> {
         let dir = self.run_dir.path().to_path_buf();
-        let containerd_config = write_containerd_config(
-            &dir,
-            &self.socket,
-            (self.ip, self.pod_subnet, &self.bridge),
-        )?;
+        let containerd_config =
+            write_containerd_config(&dir, &self.socket, (self.ip, self.pod_subnet, &self.bridge))?;
         let mut containerd = Command::new(tools::containerd().require()?);
         containerd.arg("--config").arg(&containerd_config);
         self.containerd = Some(ManagedProcess::spawn(

@@ -206,9 +206,8 @@ async fn a_pod_serves_through_a_service_and_the_node_leaves_nothing_behind() {
     // kube-proxy sends that connection back out of the bridge port it came in on. It
     // reaches kube-apiserver through the `kubernetes` Service with the in-cluster settings
     // kubelet gives every container.
-    let script = format!(
-        "httpd -p 8080 -h /www; {FETCH} fetch {web_ip} && fetch {hairpin_ip} && {API}"
-    );
+    let script =
+        format!("httpd -p 8080 -h /www; {FETCH} fetch {web_ip} && fetch {hairpin_ip} && {API}");
     pods.create(
         &PostParams::default(),
         &from_json(serde_json::json!({

@@ -251,8 +251,24 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let token = lab
         .fleet_view_token("fleet-viewer", true)
         .context("create the fleet view's demo viewer")?;
+    // In a cluster the fleet view is the Pod's, behind the metrics Service (which the host
+    // reaches through kube-proxy).
+    let ui_address = if args.cluster {
+        let ip = lab.kubectl(&[
+            "get",
+            "service",
+            &format!("{RELEASE}-metrics"),
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])?;
+        format!("{}:8080", ip.trim())
+    } else {
+        format!("127.0.0.1:{ui_port}")
+    };
     println!("The fleet view (a demo viewer's token in the link; it leaves the address bar):");
-    println!("  http://127.0.0.1:{ui_port}/ui#token={token}\n");
+    println!("  http://{ui_address}/ui#token={token}\n");
     println!("In another shell:");
     println!("  export KUBECONFIG={}", lab.kubeconfig().display());
     println!("  alias kubectl={}", kubectl_path.display());
@@ -279,12 +295,17 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     if args.cluster {
         let helm = tools::helm().path;
         let kubeconfig = lab.kubeconfig();
-        println!("The operator runs as a Pod (the chart's Deployment, image {}):", image::REPOSITORY);
+        println!(
+            "The operator runs as a Pod (the chart's Deployment, image {}):",
+            image::REPOSITORY
+        );
         println!(
             "  kubectl --kubeconfig {} -n {NAMESPACE} get pods -o wide",
             kubeconfig.display()
         );
-        println!("  kubectl -n {NAMESPACE} logs deployment/{RELEASE} -f     # with KUBECONFIG exported");
+        println!(
+            "  kubectl -n {NAMESPACE} logs deployment/{RELEASE} -f     # with KUBECONFIG exported"
+        );
         println!("  kubectl -n {NAMESPACE} get deployment,services,lease");
         println!(
             "  {} --kubeconfig {} -n {NAMESPACE} status {RELEASE}",
@@ -322,7 +343,10 @@ async fn install_chart(lab: &Lab) -> anyhow::Result<()> {
         "pod-security.kubernetes.io/enforce=restricted",
     ])?;
     let mut values = lab.chart_values();
-    ferrometal_sim::lab::chart::merge_values(&mut values, &serde_json::json!({ "logLevel": "info" }));
+    ferrometal_sim::lab::chart::merge_values(
+        &mut values,
+        &serde_json::json!({ "logLevel": "info" }),
+    );
     step(format_args!(
         "helm install {RELEASE} charts/ferrometal --namespace {NAMESPACE} (boot Service: NodePort {} on the node's IP)",
         ferrometal_sim::lab::BOOT_NODE_PORT

@@ -200,6 +200,13 @@ pub async fn wire(
         .await
         .with_context(|| format!("cannot serve metrics on {}", settings.metrics_address))?;
     let readiness = Readiness::default();
+    // Registered before `/readyz` is served: a replica is not ready until its boot index has
+    // synced, never in a window before the check exists.
+    let index = BootIndex::filled_by_watch();
+    readiness.require("boot index", {
+        let index = index.clone();
+        move || index.sync().synced()
+    });
     // Filled by the leader's watches; read by the reconcilers and the fleet view.
     let (caches, cache_writers) = Caches::new();
     // The fleet gauges (Servers by state, BMCs by Ready reason) count these caches on scrape.
@@ -212,7 +219,12 @@ pub async fn wire(
             Arc::new(move || fence.is_open()),
             ui_settings,
         );
-        supervisor.spawn("fleet view", ui.clone().run());
+        // Rebuilt until shutdown, then dropped (it has nothing to finish).
+        let running = ui.clone();
+        supervisor.listen("fleet view", async move {
+            running.run().await;
+            Ok::<(), std::convert::Infallible>(())
+        });
         ui
     });
     let pages = match &ui {
@@ -329,11 +341,6 @@ pub async fn wire(
     });
 
     let resolver = Arc::new(ImageResolver::new(settings.boot.registries.clone()));
-    let index = BootIndex::filled_by_watch();
-    readiness.require("boot index", {
-        let index = index.clone();
-        move || index.sync().synced()
-    });
     // Filled by the DHCP server (the leader's), read by the boot server and registry.
     let bindings = SourceBindings::default();
     let binding = settings.dhcp_config.is_some() && settings.boot.source_binding;

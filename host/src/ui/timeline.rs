@@ -63,6 +63,17 @@ impl DiscoverySteps {
             }
         }
         let steps = by_server.entry(server.to_owned()).or_default();
+        // A start recorded again for the same attempt (its first write did not land and the
+        // reconciler started it again) is the same start: the steps after the first stay.
+        if step.starts_with(STARTED_PREFIX)
+            && steps
+                .iter()
+                .rev()
+                .find(|(_, recorded)| recorded.starts_with(STARTED_PREFIX))
+                .is_some_and(|(_, recorded)| *recorded == step)
+        {
+            return;
+        }
         if steps.len() == PER_SERVER {
             steps.pop_front();
         }
@@ -133,6 +144,21 @@ mod tests {
             [
                 (at(100), String::from("Discovery started (attempt 2)")),
                 (at(101), String::from(BOOT_REQUESTED))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_attempt_started_again_keeps_its_steps() {
+        let steps = DiscoverySteps::default();
+        steps.record("a", started(1), at(0));
+        steps.record("a", BOOT_REQUESTED, at(1));
+        steps.record("a", started(1), at(2));
+        assert_eq!(
+            steps.of("a", None),
+            [
+                (at(0), String::from("Discovery started (attempt 1)")),
+                (at(1), String::from(BOOT_REQUESTED))
             ]
         );
     }

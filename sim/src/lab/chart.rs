@@ -19,14 +19,19 @@ use super::{Lab, LabError, io};
 /// `http://<node IP>:30082`.
 pub const BOOT_NODE_PORT: u16 = 30082;
 
-/// The operator image archive `cargo xtask image` writes:
-/// `target/image/ferrometal-<version>.oci.tar`, naming the image
-/// `ghcr.io/ferrometal/ferrometal:<chart appVersion>` as the chart expects.
+/// The operator image archive to install: `FERROMETAL_OPERATOR_IMAGE` when set (another
+/// build of the image, named as the chart expects), otherwise the one `cargo xtask image`
+/// writes, `target/image/ferrometal-<version>.oci.tar`, naming the image
+/// `ghcr.io/ferrometal/ferrometal:<chart appVersion>`.
 pub fn operator_image_archive() -> PathBuf {
-    testenv::tools::workspace_root()
-        .join("target")
-        .join("image")
-        .join(format!("ferrometal-{}.oci.tar", env!("CARGO_PKG_VERSION")))
+    std::env::var_os("FERROMETAL_OPERATOR_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            testenv::tools::workspace_root()
+                .join("target")
+                .join("image")
+                .join(format!("ferrometal-{}.oci.tar", env!("CARGO_PKG_VERSION")))
+        })
 }
 
 /// The chart in the repository.
@@ -203,7 +208,10 @@ mod tests {
     #[test]
     fn overrides_merge_into_objects_and_replace_the_rest() {
         let mut base = json!({"a": {"b": 1, "c": [1]}, "d": "x"});
-        merge_values(&mut base, &json!({"a": {"c": [2], "e": true}, "d": {"f": 1}}));
+        merge_values(
+            &mut base,
+            &json!({"a": {"c": [2], "e": true}, "d": {"f": 1}}),
+        );
         assert_eq!(
             base,
             json!({"a": {"b": 1, "c": [2], "e": true}, "d": {"f": 1}})
