@@ -81,10 +81,7 @@ pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginErro
 }
 
 /// One system and its NICs, and the first manager it names in `Links.ManagedBy`.
-fn read_system(
-    http: &impl Transport,
-    uri: &str,
-) -> Result<(System, Option<String>), PluginError> {
+fn read_system(http: &impl Transport, uri: &str) -> Result<(System, Option<String>), PluginError> {
     let system: ComputerSystem = get_json(http, uri)?;
     let nics = match &system.ethernet_interfaces {
         Some(link) => nics(http, &link.id)?,
@@ -765,7 +762,13 @@ mod tests {
         let error =
             set_power(&http, "/redfish/v1/Systems/1", PowerAction::On).expect_err("refused");
         assert!(
-            matches!(&error, PluginError::BmcFault { http_status: Some(500), .. }),
+            matches!(
+                &error,
+                PluginError::BmcFault {
+                    http_status: Some(500),
+                    ..
+                }
+            ),
             "{error:?}"
         );
         assert_eq!(http.sent.borrow().len(), 2, "posted once, read once");
