@@ -597,8 +597,21 @@ async fn lost_or_left_over(cluster: &Cluster, bmcs: usize, namespace: &str) -> V
 
 /// Step 3.
 async fn readiness_fails_until_the_boot_index_can_sync(cluster: &Cluster) {
-    let old = cluster.operator_pods(NAMESPACE).await;
-    assert_eq!(old.len(), 1);
+    // The previous step's rollout may still be removing its old Pod.
+    let mut old = cluster.operator_pods(NAMESPACE).await;
+    for _ in 0..120 {
+        if old.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        old = cluster.operator_pods(NAMESPACE).await;
+    }
+    assert_eq!(
+        old.len(),
+        1,
+        "the rollout left more than one operator Pod:\n{}",
+        cluster.diagnostics(NAMESPACE).await
+    );
     let old_ip = pod_ip(&old[0]);
     // Without its RoleBinding in the boot namespace, a new Pod cannot list the
     // ServerBootConfigurations, so its boot index never syncs.
