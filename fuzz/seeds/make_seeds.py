@@ -56,6 +56,52 @@ def dhcp_seeds():
         (out / name).write_bytes(packet)
 
 
+def dhcp6_option(code, value):
+    return struct.pack("!HH", code, len(value)) + value
+
+
+def dhcp6_message(kind, options):
+    """A DHCPv6 client message of type `kind` with (code, bytes) options."""
+    return bytes([kind, 0x0F, 0xE0, 0x01]) + b"".join(dhcp6_option(c, v) for c, v in options)
+
+
+def dhcp6_relay(link, peer, inner, options=()):
+    """A Relay-Forward around `inner` from a relay on `link` (16 bytes each address)."""
+    body = b"".join(dhcp6_option(c, v) for c, v in options) + dhcp6_option(9, inner)
+    return bytes([12, 0]) + link + peer + body
+
+
+def dhcp6_seeds():
+    out = target("dhcp6_reply")
+    bmc_llt = bytes.fromhex("00010001") + bytes.fromhex("2c1b3d4e") + bytes.fromhex("525400dd0001")
+    machine_ll = bytes.fromhex("00030001020000000009")
+    uuid = bytes.fromhex("0004") + bytes(range(16))
+    server = bytes.fromhex("00030001020000000001")
+    ia = dhcp6_option(3, struct.pack("!III", 1, 0, 0))[4:]
+    ia_with = struct.pack("!III", 1, 0, 0) + dhcp6_option(5, bytes.fromhex("fd000001000000000000000000000100") + bytes(8))
+    http = struct.pack("!IH", 343, 33) + b"HTTPClient:Arch:00016:UNDI:003001"
+    link = bytes.fromhex("fd000002000000000000000000000001")
+    far = bytes.fromhex("fd000001000000000000000000000001")
+    peer = bytes.fromhex("fe800000000000005054ff0fedd00001")
+    solicit = dhcp6_message(1, [(1, bmc_llt), (8, b"\0\0"), (3, ia)])
+    seeds = {
+        "bmc-solicit": solicit,
+        "bmc-rapid-commit": dhcp6_message(1, [(1, bmc_llt), (3, ia), (14, b"")]),
+        "machine-request": dhcp6_message(3, [(1, machine_ll), (2, server), (3, ia_with)]),
+        "machine-renew": dhcp6_message(5, [(1, machine_ll), (2, server), (3, ia_with)]),
+        "release": dhcp6_message(8, [(1, machine_ll), (2, server), (3, ia_with)]),
+        "confirm": dhcp6_message(4, [(1, machine_ll), (3, ia_with)]),
+        "information-request": dhcp6_message(11, [(15, b"\0\x04iPXE")]),
+        "http-client-solicit": dhcp6_message(1, [(1, uuid), (3, ia), (16, http), (61, b"\0\x10")]),
+        "ipxe-solicit": dhcp6_message(1, [(1, machine_ll), (3, ia), (15, b"\0\x04iPXE"), (61, b"\0\x07")]),
+        "relayed-solicit": dhcp6_relay(link, peer, dhcp6_message(1, [(1, uuid), (3, ia)]),
+                                       [(18, b"port7"), (79, bytes.fromhex("0001525400dd0007"))]),
+        "nested-relays": dhcp6_relay(far, link, dhcp6_relay(link, peer, solicit, [(18, b"eth0")])),
+    }
+    for name, packet in seeds.items():
+        (out / name).write_bytes(packet)
+
+
 def tftp_seeds():
     out = target("tftp_request")
     for name, packet in {
@@ -168,6 +214,7 @@ def ignition_seeds():
 
 def main():
     dhcp_seeds()
+    dhcp6_seeds()
     tftp_seeds()
     registry_seeds()
     ipxe_seeds()

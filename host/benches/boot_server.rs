@@ -125,6 +125,7 @@ fn main() {
         layers: ferrometal::boot::layer_cache::LayerCache::temporary(1 << 20).expect("cache"),
         config: BootServerConfig {
             base_url: format!("http://{address}"),
+            ipv6_url: None,
             trusted_proxies: Vec::new(),
             extra_kernel_args: String::new(),
             metalprobe_binary: None,

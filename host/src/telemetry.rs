@@ -929,5 +929,53 @@ mod tests {
     }
 }
 
+/// Every metric of the process, registered in one registry (what `/metrics` serves).
+#[derive(Debug)]
+pub struct ProcessMetrics {
+    /// The registry every part below is registered in.
+    pub registry: Registry,
+    /// The plugin runtime's.
+    pub plugins: crate::plugins::PluginMetrics,
+    /// The controllers' and the fleet's.
+    pub controllers: ControllerMetrics,
+    /// The boot server's and the registry's.
+    pub boot: crate::boot::server::BootMetrics,
+    /// The DHCP servers'.
+    pub dhcp: crate::dhcp::server::DhcpMetrics,
+    /// The leader election's.
+    pub leader: crate::leader::LeaderMetrics,
+}
+
+impl ProcessMetrics {
+    /// Every part, fresh, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let plugins = crate::plugins::PluginMetrics::default();
+        plugins.register(&mut registry);
+        let controllers = ControllerMetrics::default();
+        controllers.register(&mut registry);
+        let boot = crate::boot::server::BootMetrics::default();
+        boot.register(&mut registry);
+        let dhcp = crate::dhcp::server::DhcpMetrics::default();
+        dhcp.register(&mut registry);
+        let leader = crate::leader::LeaderMetrics::default();
+        leader.register(&mut registry);
+        Self {
+            registry,
+            plugins,
+            controllers,
+            boot,
+            dhcp,
+            leader,
+        }
+    }
+}
+
+impl Default for ProcessMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod exported;

@@ -194,7 +194,11 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     let kernel = blob(1, 300_000);
     let initramfs = blob(2, 70_000);
     let squashfs = blob(3, 1_000);
-    let uki = blob(4, 5_000);
+    let uki = {
+        let mut cmdline = b"console=ttyS0,115200".to_vec();
+        cmdline.resize(1024, b' ');
+        testenv::pe::uki(&cmdline, 1024, 0x1000)
+    };
     registry
         .push_image(
             "discovery:1",
@@ -597,7 +601,13 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         .await
         .expect("server status");
     fixture
-        .sbc("uki", "uki", &format!("{host}/uki:1"), None)
+        .secret(
+            "uki-ignition",
+            &[("ignition", IGNITION), ("boot-token", "uk1-t0ken")],
+        )
+        .await;
+    fixture
+        .sbc("uki", "uki", &format!("{host}/uki:1"), Some("uki-ignition"))
         .await;
     fixture.state("uki", "Ready", "ImageValidation").await;
     let answer: serde_json::Value = eventually("the /httpboot answer", || {
@@ -630,6 +640,53 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
     assert_eq!(response.headers()["content-type"], "application/efi");
     assert_eq!(&response.bytes().await.expect("bytes")[..], &uki[..]);
 
+    // Firmware that boots the UKI straight over UEFI HTTP is sent (by ferrometal's DHCP) to
+    // its own copy, named by MAC or UUID: the image's command line, then the ignition URL
+    // with this boot's fetch ticket; nothing else in the file changes.
+    let uki_ticket = ferrometal::boot::index::fetch_ticket("uk1-t0ken");
+    let uki_uuid = "0b5e5e2a-0000-4000-8000-000000000401";
+    for id in ["52-54-00-AA-00-01.efi", "52:54:00:aa:00:01", uki_uuid] {
+        let (status, content_type, body) = fixture.get(&format!("/uki/{id}")).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/efi"),
+            "{id}"
+        );
+        assert_eq!(body.len(), uki.len());
+        assert_eq!(
+            testenv::pe::command_line(&body).as_deref(),
+            Some(
+                format!(
+                    "console=ttyS0,115200 ignition.firstboot=1 \
+                     ignition.config.url={base_url}/ignition/{uki_uuid}?ticket={uki_ticket} \
+                     ignition.platform.id=metal"
+                )
+                .as_str()
+            ),
+            "{id}"
+        );
+        let unchanged = testenv::pe::CMDLINE_OFFSET + 1024;
+        assert_eq!(body[unchanged..], uki[unchanged..], "{id}");
+    }
+    let (reason, _) = fixture.state("uki", "Ready", "IPXEScriptFetched").await;
+    assert_eq!(
+        reason, "IPXEScriptDelivered",
+        "the UKI download counts as the script's"
+    );
+    let (status, _, body) = fixture
+        .get(&format!("/ignition/{uki_uuid}?ticket={uki_ticket}"))
+        .await;
+    assert_eq!((status, body.as_slice()), (200, IGNITION.as_bytes()));
+    for unknown in ["52:54:00:aa:00:02", "0b5e5e2a-0000-4000-8000-000000000499"] {
+        assert_eq!(
+            fixture.get(&format!("/uki/{unknown}")).await.0,
+            404,
+            "{unknown}"
+        );
+    }
+    // An image with kernel and initramfs but no UKI has nothing to boot over UEFI HTTP.
+    assert_eq!(fixture.get(&format!("/uki/{uuid}")).await.0, 404);
+
     // Deleting the configuration stops serving the machine.
     fixture
         .sbcs()
@@ -651,7 +708,7 @@ async fn boot_configurations_resolve_and_machines_fetch_what_they_boot() {
         "unknown machines are logged:\n{log}"
     );
     let whole_log = operator.log();
-    for secret in ["s3cret", ticket.as_str()] {
+    for secret in ["s3cret", ticket.as_str(), "uk1-t0ken", uki_ticket.as_str()] {
         assert!(
             !whole_log.contains(secret),
             "a token or ticket reached the operator's log"
@@ -776,4 +833,128 @@ async fn a_starting_boot_server_asks_machines_to_come_back_until_its_index_is_fi
     let (reason, message) = fixture.state("sync-1", "Error", "ImageValidation").await;
     assert!(!reason.is_empty(), "{message}");
     drop(silent);
+}
+
+/// One boot server on the IPv6 wildcard serves both families, and tells each machine the
+/// URL of the family it asked over: the chain script, the machine's script (kernel, initrd,
+/// ignition URL) and its personalised UKI; the machine then fetches its ignition over IPv6.
+#[tokio::test]
+async fn a_dual_stack_boot_server_tells_each_family_its_own_url() {
+    const DUAL_NAMESPACE: &str = "boot-dual-stack-test";
+    let control_plane = ControlPlane::shared().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let registry = OciRegistry::start().await.expect("registry");
+    let host = registry.host().to_owned();
+    let uki = {
+        let mut cmdline = b"console=ttyS0,115200".to_vec();
+        cmdline.resize(1024, b' ');
+        testenv::pe::uki(&cmdline, 1024, 0x1000)
+    };
+    let (kernel, initramfs) = (blob(5, 10_000), blob(6, 10_000));
+    registry
+        .push_image(
+            "dual:1",
+            &[(KERNEL, &kernel), (INITRAMFS, &initramfs), (UKI, &uki)],
+        )
+        .await
+        .expect("push image");
+    common::create_namespace(&client, DUAL_NAMESPACE).await;
+
+    let port = testenv::net::free_port().expect("port");
+    let (v4, v6) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .args(["--plugin-dir", "/nonexistent"])
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--namespace", DUAL_NAMESPACE])
+        .arg("--boot-bind-address")
+        .arg(format!("[::]:{port}"))
+        .arg("--boot-server-url")
+        .arg(format!("{v6},{v4}"))
+        .arg("--boot-allowed-registries")
+        .arg(&host)
+        .arg("--boot-insecure-registries")
+        .arg(&host)
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    let fixture = Fixture {
+        namespace: DUAL_NAMESPACE,
+        client: client.clone(),
+        base_url: v4.clone(),
+        http: reqwest::Client::new(),
+        operator: Some(testenv::Program::start("ferrometal-run", command).expect("start")),
+    };
+    let uuid = "0b5e5e2a-0000-4000-8000-0000000000d1";
+    fixture.server("dual-1", uuid).await;
+    fixture
+        .secret(
+            "dual-1-ignition",
+            &[("ignition", IGNITION), ("boot-token", "du4l-t0ken")],
+        )
+        .await;
+    fixture
+        .sbc(
+            "dual-1",
+            "dual-1",
+            &format!("{host}/dual:1"),
+            Some("dual-1-ignition"),
+        )
+        .await;
+    fixture.state("dual-1", "Ready", "ImageValidation").await;
+    let ticket = ferrometal::boot::index::fetch_ticket("du4l-t0ken");
+
+    let get = |url: String| {
+        let http = fixture.http.clone();
+        async move {
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .expect("the boot server answers");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.expect("body").to_vec())
+        }
+    };
+    for base in [&v4, &v6] {
+        let (status, chain) = get(format!("{base}/ipxe")).await;
+        assert_eq!(status, 200);
+        let chain = String::from_utf8(chain).expect("utf-8");
+        assert!(
+            chain.contains(&format!("chain --replace --autofree {base}/ipxe/${{uuid}}")),
+            "asked over {base}: {chain}"
+        );
+        let (status, script) = get(format!("{base}/ipxe/{uuid}")).await;
+        assert_eq!(status, 200);
+        let script = String::from_utf8(script).expect("utf-8");
+        assert!(
+            script.contains(&format!("set kernel-url {base}/images/sha256-"))
+                && script.contains(&format!(
+                    "ignition.config.url={base}/ignition/{uuid}?ticket={ticket}"
+                )),
+            "asked over {base}, the script names {base} throughout: {script}"
+        );
+        let (status, served) = get(format!("{base}/uki/{uuid}.efi")).await;
+        assert_eq!(status, 200);
+        let cmdline = testenv::pe::command_line(&served).expect(".cmdline");
+        assert!(
+            cmdline.contains(&format!(
+                "ignition.config.url={base}/ignition/{uuid}?ticket={ticket}"
+            )),
+            "asked over {base}: {cmdline}"
+        );
+    }
+    let (status, body) = get(format!("{v6}/ignition/{uuid}?ticket={ticket}")).await;
+    assert_eq!((status, body.as_slice()), (200, IGNITION.as_bytes()));
+    let (_, message) = fixture
+        .state("dual-1", "Ready", "IgnitionDataFetched")
+        .await;
+    assert!(
+        message.contains("from ::1 "),
+        "the fetch is recorded with the IPv6 address: {message}"
+    );
 }

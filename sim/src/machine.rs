@@ -399,32 +399,26 @@ impl Machine {
         options: &crate::vm::VmOptions,
         source: BootSource,
     ) {
-        let boot_file = self
+        let base = self
             .env
             .boot_url
             .as_ref()
-            .map(|url| format!("{}/ipxe", url.trim_end_matches('/')));
-        let start = match (&source, &boot_file, &options.network) {
-            (BootSource::Disk, _, _) => crate::vm::Start::Disk,
-            (BootSource::Http(_), _, _) => {
+            .map(|url| url.trim_end_matches('/').to_owned());
+        let ipxe = base.as_ref().map(|url| format!("{url}/ipxe"));
+        // The boot server's per-machine UKI by SMBIOS UUID (a Server lists no MACs before its
+        // first report), as ferrometal's DHCP names it with `/uki/${uuid}.efi`.
+        let uki = base
+            .as_ref()
+            .map(|url| format!("{url}/uki/{}.efi", self.spec.uuid));
+        let files = crate::vm::UserBootFiles {
+            ipxe: ipxe.as_deref(),
+            uefi_http: uki.as_deref(),
+        };
+        let start = match crate::vm::start_for(options, &source, files) {
+            Ok(start) => start,
+            Err(reason) => {
                 state.powered = false;
-                state.phase = Phase::Failed(String::from(
-                    "UEFI HTTP boot needs OVMF, which VM machines do not use",
-                ));
-                return;
-            }
-            // On a tap network the segment's DHCP server names the boot file.
-            (BootSource::Pxe, _, crate::vm::VmNetwork::Tap { .. }) => {
-                crate::vm::Start::Network { boot_file: None }
-            }
-            (BootSource::Pxe, Some(boot_file), crate::vm::VmNetwork::User) => {
-                crate::vm::Start::Network {
-                    boot_file: Some(boot_file),
-                }
-            }
-            (BootSource::Pxe, None, crate::vm::VmNetwork::User) => {
-                state.powered = false;
-                state.phase = Phase::Failed(String::from("no boot server URL for the VM"));
+                state.phase = Phase::Failed(reason);
                 return;
             }
         };
@@ -434,7 +428,9 @@ impl Machine {
                 state.vm = Some(program);
                 state.phase = match start {
                     crate::vm::Start::Disk => Phase::LocalDisk,
-                    crate::vm::Start::Network { .. } => Phase::Firmware,
+                    crate::vm::Start::Network { .. } | crate::vm::Start::HttpBoot { .. } => {
+                        Phase::Firmware
+                    }
                 };
             }
             Err(error) => {

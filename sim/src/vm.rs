@@ -6,13 +6,20 @@
 //! ends the process, which the BMC then reports as Off. QEMU processes are started through
 //! [`testenv::Program`]: tracked by PID, killed when dropped, and reaped by the next run if
 //! the test process died.
+//!
+//! A fleet's VMs run SeaBIOS by default ([`Firmware::Bios`]), or OVMF ([`Firmware::Uefi`]):
+//! then a one-time `UefiHttp` override makes the firmware boot over UEFI HTTP — it asks the
+//! segment's DHCP server with vendor class `HTTPClient` for the URL of an EFI image (a UKI)
+//! and boots what it downloads. OVMF's PXE is switched off through its firmware
+//! configuration (`opt/org.tianocore/IPv4PXESupport=n`, `IPv6PXESupport=n`), so the NIC's
+//! boot options are its HTTP ones; the NIC is first in the boot order only for that boot.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use testenv::netns::try_ip;
 
-use crate::machine::Probe;
+use crate::machine::{BootSource, Probe};
 use crate::spec::MachineSpec;
 
 /// The host's address as QEMU's user-mode network shows it to guests.
@@ -45,6 +52,39 @@ pub struct VmOptions {
     pub kvm: bool,
     /// How the VMs are networked.
     pub network: VmNetwork,
+    /// What the VMs boot with.
+    pub firmware: Firmware,
+}
+
+/// A VM's firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default: a network boot runs iPXE, given to QEMU as a kernel.
+    #[default]
+    Bios,
+    /// OVMF, UEFI: a network boot is a UEFI HTTP boot from the URL the segment's DHCP server
+    /// names. Each VM keeps its own copy of the variable store (`vm-<index>.vars.fd`).
+    Uefi(Ovmf),
+}
+
+/// OVMF's flash images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ovmf {
+    /// The firmware code, mapped read-only (pflash unit 0).
+    pub code: PathBuf,
+    /// The empty variable store each VM's writable copy starts from (pflash unit 1).
+    pub vars_template: PathBuf,
+}
+
+impl Ovmf {
+    /// Debian's `ovmf` package: the 4 MiB images without Secure Boot (a UKI personalised by
+    /// the boot server is unsigned).
+    pub fn debian() -> Self {
+        Self {
+            code: PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            vars_template: PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        }
+    }
 }
 
 /// A VM's network.
@@ -76,6 +116,7 @@ impl VmOptions {
             dir,
             kvm: std::env::var("FERROMETAL_VM_KVM").is_ok_and(|value| value == "1"),
             network: VmNetwork::User,
+            firmware: Firmware::Bios,
         }
     }
 
@@ -91,6 +132,11 @@ impl VmOptions {
 
     fn disk(&self, index: usize) -> PathBuf {
         self.dir.join(format!("vm-{index}.disk"))
+    }
+
+    /// The UEFI variable store of machine `index` (OVMF only).
+    pub fn uefi_vars(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("vm-{index}.vars.fd"))
     }
 }
 
@@ -115,6 +161,62 @@ pub enum Start<'a> {
         /// network the segment's DHCP server names it).
         boot_file: Option<&'a str>,
     },
+    /// UEFI HTTP boot (OVMF): the firmware asks DHCP for an HTTP boot file (vendor class
+    /// `HTTPClient`) and boots the EFI image it downloads.
+    HttpBoot {
+        /// The URL QEMU's built-in DHCP hands out (user network only).
+        boot_file: Option<&'a str>,
+    },
+}
+
+/// The boot files QEMU's built-in DHCP hands out on the user network (on a tap network the
+/// segment's DHCP server names them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserBootFiles<'a> {
+    /// For iPXE: the boot server's `/ipxe`.
+    pub ipxe: Option<&'a str>,
+    /// For UEFI HTTP boot: the boot server's `/uki/<uuid>.efi`.
+    pub uefi_http: Option<&'a str>,
+}
+
+/// How a VM of `options` starts for a boot from `source`, or why it cannot.
+pub fn start_for<'a>(
+    options: &VmOptions,
+    source: &BootSource,
+    files: UserBootFiles<'a>,
+) -> Result<Start<'a>, String> {
+    match (source, &options.firmware, &options.network) {
+        (BootSource::Disk, _, _) => Ok(Start::Disk),
+        (BootSource::Pxe, Firmware::Uefi(_), _) => Err(String::from(
+            "a PXE boot on an OVMF VM is not modelled (its PXE is off): ask for UefiHttp",
+        )),
+        // On a tap network the segment's DHCP server names the boot file.
+        (BootSource::Pxe, Firmware::Bios, VmNetwork::Tap { .. }) => {
+            Ok(Start::Network { boot_file: None })
+        }
+        (BootSource::Pxe, Firmware::Bios, VmNetwork::User) => match files.ipxe {
+            Some(url) => Ok(Start::Network {
+                boot_file: Some(url),
+            }),
+            None => Err(String::from("no boot server URL for the VM")),
+        },
+        (BootSource::Http(_), Firmware::Bios, _) => Err(String::from(
+            "UEFI HTTP boot needs OVMF, and this VM runs SeaBIOS (VmOptions::firmware)",
+        )),
+        (BootSource::Http(Some(uri)), Firmware::Uefi(_), _) => Err(format!(
+            "HttpBootUri {uri} is not supported by VM machines: their firmware takes the boot \
+             file URL from DHCP"
+        )),
+        (BootSource::Http(None), Firmware::Uefi(_), VmNetwork::Tap { .. }) => {
+            Ok(Start::HttpBoot { boot_file: None })
+        }
+        (BootSource::Http(None), Firmware::Uefi(_), VmNetwork::User) => match files.uefi_http {
+            Some(url) => Ok(Start::HttpBoot {
+                boot_file: Some(url),
+            }),
+            None => Err(String::from("no boot server URL for the VM")),
+        },
+    }
 }
 
 /// The QEMU arguments for machine `spec` (pure; the disk must exist).
@@ -155,12 +257,46 @@ pub fn qemu_args(
             spec.model.replace(',', ""),
             spec.serial
         ),
-        "-drive".into(),
-        format!(
-            "file={},if=virtio,format=raw",
-            options.disk(spec.index).display()
-        ),
     ];
+    let network_first = matches!(start, Start::HttpBoot { .. });
+    match &options.firmware {
+        Firmware::Bios => args.extend([
+            "-drive".into(),
+            format!(
+                "file={},if=virtio,format=raw",
+                options.disk(spec.index).display()
+            ),
+        ]),
+        Firmware::Uefi(ovmf) => {
+            args.extend([
+                "-drive".into(),
+                format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    ovmf.code.display()
+                ),
+                "-drive".into(),
+                format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    options.uefi_vars(spec.index).display()
+                ),
+                // OVMF boots in QEMU's boot order; without PXE the NIC's options are HTTP.
+                "-fw_cfg".into(),
+                "name=opt/org.tianocore/IPv4PXESupport,string=n".into(),
+                "-fw_cfg".into(),
+                "name=opt/org.tianocore/IPv6PXESupport,string=n".into(),
+                "-drive".into(),
+                format!(
+                    "file={},if=none,id=disk0,format=raw",
+                    options.disk(spec.index).display()
+                ),
+                "-device".into(),
+                format!(
+                    "virtio-blk-pci,drive=disk0,bootindex={}",
+                    if network_first { 1 } else { 0 }
+                ),
+            ]);
+        }
+    }
     let netdev = match (&options.network, start) {
         (VmNetwork::Tap { .. }, _) => format!(
             "tap,id=net0,ifname={},script=no,downscript=no",
@@ -170,18 +306,27 @@ pub fn qemu_args(
             VmNetwork::User,
             Start::Network {
                 boot_file: Some(boot_file),
+            }
+            | Start::HttpBoot {
+                boot_file: Some(boot_file),
             },
         ) => {
             format!("user,id=net0,bootfile={boot_file}")
         }
         (VmNetwork::User, _) => String::from("user,id=net0"),
     };
+    // The NIC option ROMs are not in QEMU's ROM path on Debian: iPXE comes as a kernel, and
+    // OVMF has its own virtio-net driver. Only a network boot puts the NIC in OVMF's boot
+    // order (an OVMF VM started from its empty disk idles in the UEFI shell).
+    let boot_index = if network_first { ",bootindex=0" } else { "" };
     args.extend([
         "-netdev".into(),
         netdev,
         "-device".into(),
-        // The NIC option ROMs are not in QEMU's ROM path on Debian: iPXE comes as a kernel.
-        format!("virtio-net-pci,netdev=net0,mac={},romfile=", spec.macs[0]),
+        format!(
+            "virtio-net-pci,netdev=net0,mac={},romfile={boot_index}",
+            spec.macs[0]
+        ),
     ]);
     if let Start::Network { .. } = start {
         args.extend(["-kernel".into(), options.ipxe.display().to_string()]);
@@ -225,6 +370,9 @@ pub fn start(
         .map_err(|error| format!("create {}: {error}", options.dir.display()))?;
     let disk = options.disk(spec.index);
     ensure_disk(&disk, options.shape(spec.index).disk_bytes)?;
+    if let Firmware::Uefi(ovmf) = &options.firmware {
+        ensure_uefi_vars(&options.uefi_vars(spec.index), &ovmf.vars_template)?;
+    }
     let kvm = options.kvm && kvm_usable();
     let mut command = match &options.network {
         VmNetwork::User => Command::new(&options.qemu),
@@ -243,6 +391,20 @@ pub fn start(
     command.args(qemu_args(options, spec, start, probe, kvm));
     testenv::Program::start(&format!("vm-{}", spec.index), command)
         .map_err(|error| format!("cannot start QEMU: {error}"))
+}
+
+/// A VM's variable store: copied from the template on its first start, then kept, like a
+/// machine's NVRAM.
+fn ensure_uefi_vars(path: &Path, template: &Path) -> Result<(), String> {
+    if path.is_file() {
+        return Ok(());
+    }
+    std::fs::copy(template, path).map(drop).map_err(|error| {
+        format!(
+            "copy the OVMF variable store {} (Debian package ovmf): {error}",
+            template.display()
+        )
+    })
 }
 
 fn ensure_disk(path: &Path, bytes: u64) -> Result<(), String> {
@@ -343,6 +505,157 @@ mod tests {
         assert!(args.contains("-netdev tap,id=net0,ifname=vmtap3,script=no,downscript=no"));
         assert!(!args.contains("bootfile"));
         assert!(args.contains("-kernel /usr/lib/ipxe/ipxe.lkrn"));
+    }
+
+    fn uefi_on_tap() -> VmOptions {
+        VmOptions {
+            network: VmNetwork::Tap {
+                namespace: String::from("ns"),
+                bridge: String::from("br0"),
+            },
+            firmware: Firmware::Uefi(Ovmf::debian()),
+            ..options()
+        }
+    }
+
+    #[test]
+    fn a_uefi_http_boot_maps_ovmf_without_pxe_and_puts_the_nic_first() {
+        let args = qemu_args(
+            &uefi_on_tap(),
+            &spec(),
+            &Start::HttpBoot { boot_file: None },
+            Probe::Report,
+            false,
+        )
+        .join(" ");
+        for expected in [
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "-drive if=pflash,format=raw,unit=1,file=/tmp/vms/vm-3.vars.fd",
+            "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n",
+            "-fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=n",
+            "-drive file=/tmp/vms/vm-3.disk,if=none,id=disk0,format=raw",
+            "-device virtio-blk-pci,drive=disk0,bootindex=1",
+            "-device virtio-net-pci,netdev=net0,mac=52:54:fd:00:00:03,romfile=,bootindex=0",
+            "-netdev tap,id=net0,ifname=vmtap3,script=no,downscript=no",
+        ] {
+            assert!(args.contains(expected), "{expected} in {args}");
+        }
+        assert!(!args.contains("-kernel"), "no iPXE: {args}");
+        assert!(!args.contains("if=virtio"), "{args}");
+    }
+
+    #[test]
+    fn a_uefi_http_boot_on_the_user_network_gets_its_boot_file_from_qemus_dhcp() {
+        let options = VmOptions {
+            firmware: Firmware::Uefi(Ovmf::debian()),
+            ..options()
+        };
+        let args = qemu_args(
+            &options,
+            &spec(),
+            &Start::HttpBoot {
+                boot_file: Some(
+                    "http://10.0.2.2:8082/uki/6e7c1b1e-8d8a-4a57-9f55-0d9b1a5c2a10.efi",
+                ),
+            },
+            Probe::Report,
+            false,
+        )
+        .join(" ");
+        assert!(
+            args.contains(
+                "-netdev user,id=net0,bootfile=http://10.0.2.2:8082/uki/6e7c1b1e-8d8a-4a57-9f55-0d9b1a5c2a10.efi"
+            ),
+            "{args}"
+        );
+        assert!(args.contains("romfile=,bootindex=0"), "{args}");
+    }
+
+    #[test]
+    fn a_uefi_disk_boot_leaves_the_nic_out_of_the_boot_order() {
+        let args = qemu_args(&uefi_on_tap(), &spec(), &Start::Disk, Probe::Report, false).join(" ");
+        assert!(
+            args.contains("virtio-blk-pci,drive=disk0,bootindex=0"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-device virtio-net-pci,netdev=net0,mac=52:54:fd:00:00:03,romfile="),
+            "{args}"
+        );
+        assert!(!args.contains("romfile=,bootindex"), "{args}");
+    }
+
+    #[test]
+    fn a_bios_vm_keeps_its_arguments() {
+        let args = qemu_args(
+            &options(),
+            &spec(),
+            &Start::Network { boot_file: None },
+            Probe::Report,
+            false,
+        )
+        .join(" ");
+        assert!(!args.contains("pflash"));
+        assert!(!args.contains("bootindex"));
+        assert!(!args.contains("org.tianocore"));
+    }
+
+    #[test]
+    fn each_boot_source_starts_the_vm_its_firmware_can_run() {
+        let bios_user = options();
+        let bios_tap = VmOptions {
+            network: uefi_on_tap().network,
+            ..options()
+        };
+        let uefi_user = VmOptions {
+            firmware: Firmware::Uefi(Ovmf::debian()),
+            ..options()
+        };
+        let uefi_tap = uefi_on_tap();
+        let files = UserBootFiles {
+            ipxe: Some("http://10.0.2.2:1/ipxe"),
+            uefi_http: Some("http://10.0.2.2:1/uki/6e7c1b1e-8d8a-4a57-9f55-0d9b1a5c2a10.efi"),
+        };
+        let http = BootSource::Http(None);
+        assert_eq!(
+            start_for(&uefi_tap, &BootSource::Disk, files),
+            Ok(Start::Disk)
+        );
+        assert_eq!(
+            start_for(&uefi_tap, &http, files),
+            Ok(Start::HttpBoot { boot_file: None }),
+            "on a tap network the segment's DHCP names the file"
+        );
+        assert_eq!(
+            start_for(&uefi_user, &http, files),
+            Ok(Start::HttpBoot {
+                boot_file: files.uefi_http
+            })
+        );
+        assert_eq!(
+            start_for(&bios_user, &BootSource::Pxe, files),
+            Ok(Start::Network {
+                boot_file: files.ipxe
+            })
+        );
+        assert_eq!(
+            start_for(&bios_tap, &BootSource::Pxe, files),
+            Ok(Start::Network { boot_file: None })
+        );
+        for (options, source, reason) in [
+            (&bios_user, &BootSource::Pxe, "no boot server URL"),
+            (&uefi_user, &http, "no boot server URL"),
+            (&bios_tap, &http, "needs OVMF"),
+            (&uefi_tap, &BootSource::Pxe, "ask for UefiHttp"),
+            (
+                &uefi_tap,
+                &BootSource::Http(Some(String::from("http://h/x.efi"))),
+                "HttpBootUri http://h/x.efi is not supported",
+            ),
+        ] {
+            let refused = start_for(options, source, UserBootFiles::default()).expect_err(reason);
+            assert!(refused.contains(reason), "{refused}");
+        }
     }
 
     #[test]

@@ -748,6 +748,27 @@ pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// kube-controller-manager running `controllers` as cluster admin (through `kubeconfig`),
+/// without leader election or a serving port; the caller adds what its controllers need.
+fn controller_manager(kubeconfig: &Path, controllers: &str) -> Result<Command> {
+    let bin = tools::kube_controller_manager().require()?;
+    let mut command = Command::new(bin);
+    for flag in [
+        "--kubeconfig",
+        "--authentication-kubeconfig",
+        "--authorization-kubeconfig",
+    ] {
+        command.arg(format!("{flag}={}", kubeconfig.display()));
+    }
+    command.arg(format!("--controllers={controllers}")).args([
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--use-service-account-credentials=false",
+    ]);
+    Ok(command)
+}
+
 /// kube-controller-manager with every controller a node's workloads need (all but `nodeipam`:
 /// Pod CIDRs come from the node's CNI configuration), as cluster admin. It signs nothing but
 /// ServiceAccount tokens and publishes the CA for Pods' `kube-root-ca.crt`.
@@ -756,54 +777,19 @@ fn start_controller_manager(
     pki: &PkiFiles,
     run_dir: &RunDir,
 ) -> Result<ManagedProcess> {
-    let bin = tools::kube_controller_manager().require()?;
-    let mut command = Command::new(bin);
+    let mut command = controller_manager(kubeconfig, "*,-nodeipam")?;
     command
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg(format!(
-            "--authentication-kubeconfig={}",
-            kubeconfig.display()
-        ))
-        .arg(format!(
-            "--authorization-kubeconfig={}",
-            kubeconfig.display()
-        ))
         .arg(format!(
             "--service-account-private-key-file={}",
             pki.service_account_private.display()
         ))
-        .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
-        .args([
-            "--controllers=*,-nodeipam",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--secure-port=0",
-            "--use-service-account-credentials=false",
-        ]);
+        .arg(format!("--root-ca-file={}", pki.ca_cert.display()));
     ManagedProcess::spawn("kube-controller-manager", command, run_dir)
 }
 
 /// kube-controller-manager with only the garbage collector, as cluster admin. It needs no
 /// readiness wait: dependents are collected once it has synced, which tests poll for anyway.
 fn start_garbage_collector(kubeconfig: &Path, run_dir: &RunDir) -> Result<ManagedProcess> {
-    let bin = tools::kube_controller_manager().require()?;
-    let mut command = Command::new(bin);
-    command
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg(format!(
-            "--authentication-kubeconfig={}",
-            kubeconfig.display()
-        ))
-        .arg(format!(
-            "--authorization-kubeconfig={}",
-            kubeconfig.display()
-        ))
-        .args([
-            "--controllers=garbagecollector",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--secure-port=0",
-            "--use-service-account-credentials=false",
-        ]);
+    let command = controller_manager(kubeconfig, "garbagecollector")?;
     ManagedProcess::spawn("kube-controller-manager", command, run_dir)
 }

@@ -11,6 +11,9 @@
 //! tool cache, keyed by package version; the initramfs is assembled again on every build (a
 //! second or so).
 //!
+//! The same kernel and initramfs also come as a unified kernel image ([`crate::uki`]) for
+//! firmware that boots over UEFI HTTP; [`DiscoveryImage::push`] pushes all three layers.
+//!
 //! Test faults, set per VM through QEMU's firmware configuration
 //! (`-fw_cfg name=opt/ferrometal/probe,string=…`): `wrong-token` reports with a corrupted
 //! token, `never` does not report.
@@ -39,6 +42,8 @@ pub const MODULES: [&str; 10] = [
 pub const KERNEL_MEDIA_TYPE: &str = "application/vnd.ironcore.image.kernel";
 /// Media type of the initramfs layer.
 pub const INITRAMFS_MEDIA_TYPE: &str = "application/vnd.ironcore.image.initramfs";
+/// Media type of the unified kernel image layer.
+pub const UKI_MEDIA_TYPE: &str = "application/vnd.ironcore.image.uki";
 
 const INIT: &str = r#"#!/bin/busybox sh
 # ferrometal discovery image: network up, apply the discovery ignition, power off.
@@ -89,6 +94,9 @@ pub struct DiscoveryImage {
     pub kernel: PathBuf,
     /// The initramfs (uncompressed newc cpio).
     pub initramfs: PathBuf,
+    /// Both as a unified kernel image for UEFI HTTP boot, its `.cmdline` padded with room
+    /// for the boot server's arguments (see [`crate::uki`]).
+    pub uki: PathBuf,
     /// A stripped metalprobe for the boot server to offer (`--metalprobe-binary`).
     pub metalprobe: PathBuf,
     /// The kernel's release, e.g. `6.1.0-57-amd64`.
@@ -96,19 +104,22 @@ pub struct DiscoveryImage {
 }
 
 impl DiscoveryImage {
-    /// Pushes the image to `registry` as an IronCore OS image (kernel and initramfs layers).
+    /// Pushes the image to `registry` as an IronCore OS image: kernel and initramfs layers
+    /// (what iPXE boots) and the UKI layer (what UEFI HTTP boots).
     pub async fn push(
         &self,
         registry: &crate::OciRegistry,
         repository_tag: &str,
     ) -> Result<crate::PushedImage> {
         let (kernel, initramfs) = (read(&self.kernel)?, read(&self.initramfs)?);
+        let uki = read(&self.uki)?;
         registry
             .push_image(
                 repository_tag,
                 &[
                     (KERNEL_MEDIA_TYPE, kernel.as_slice()),
                     (INITRAMFS_MEDIA_TYPE, initramfs.as_slice()),
+                    (UKI_MEDIA_TYPE, uki.as_slice()),
                 ],
             )
             .await
@@ -367,9 +378,22 @@ pub fn build(out_dir: &Path) -> Result<DiscoveryImage> {
     let kernel_copy = out_dir.join("vmlinuz");
     std::fs::copy(&kernel, &kernel_copy)
         .map_err(Error::io(format!("copy {}", kernel.display())))?;
+    let uki = crate::uki::build(
+        &crate::uki::UkiInputs {
+            stub: Path::new(crate::uki::STUB),
+            kernel: &kernel_copy,
+            initramfs: &initramfs,
+            os_release: &format!(
+                "NAME=\"ferrometal discovery\"\nID=ferrometal-discovery\nVERSION_ID={kernel_release}\n\
+                 PRETTY_NAME=\"ferrometal discovery (Debian kernel {kernel_release})\"\n"
+            ),
+        },
+        out_dir,
+    )?;
     Ok(DiscoveryImage {
         kernel: kernel_copy,
         initramfs,
+        uki,
         metalprobe,
         kernel_release,
     })

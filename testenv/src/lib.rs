@@ -25,9 +25,11 @@ pub mod machine_root;
 pub mod net;
 pub mod netns;
 pub mod node;
+pub mod pe;
 pub mod registry;
 pub mod sushy;
 pub mod tools;
+pub mod uki;
 pub mod viewer;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};

@@ -1,7 +1,8 @@
 //! Real Redfish BMCs: sushy-emulator (sushy-tools from PyPI) with its fake driver.
 //!
-//! Each [`SushyEmulator`] is one BMC process on a free loopback port with its own state
-//! directory (sushy keeps fake systems in SQLite and would otherwise share them between
+//! Each [`SushyEmulator`] is one BMC process on a free loopback port (or, with
+//! [`SushyEmulator::start_in_namespace`], on an address inside a test's network namespace,
+//! IPv6 literals included) with its own state directory (sushy keeps fake systems in SQLite and would otherwise share them between
 //! instances), optional HTTP Basic auth (bcrypt htpasswd, the only format sushy accepts) and
 //! optional TLS with a CA generated for it.
 //!
@@ -10,6 +11,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -98,7 +100,8 @@ pub struct SushyOptions {
     pub tls: bool,
     /// Which resources to offer.
     pub feature_set: FeatureSet,
-    /// Where to listen; `None` picks a free port on 127.0.0.1. Keep it on loopback.
+    /// Where to listen; `None` picks a free port on 127.0.0.1. Keep it on loopback, or on
+    /// an address of the namespace given to [`SushyEmulator::start_in_namespace`].
     pub listen: Option<std::net::SocketAddr>,
 }
 
@@ -131,15 +134,29 @@ struct SushyNic<'a> {
 impl SushyEmulator {
     /// Starts an emulator and waits until `/redfish/v1/` answers.
     pub async fn start(options: SushyOptions) -> Result<Self> {
+        Self::start_in(None, options).await
+    }
+
+    /// Starts an emulator inside network namespace `namespace` (`ip netns exec`, so it needs
+    /// root), listening on `options.listen`: an address of that namespace (IPv4 or IPv6)
+    /// this process can reach, e.g. through a veth pair (not a wildcard: the base URL, the
+    /// readiness check and the TLS certificate name it). Waits, from this process's
+    /// namespace, until `/redfish/v1/` answers there.
+    pub async fn start_in_namespace(namespace: &str, options: SushyOptions) -> Result<Self> {
+        Self::start_in(Some(namespace), options).await
+    }
+
+    async fn start_in(namespace: Option<&str>, options: SushyOptions) -> Result<Self> {
         const READY_TIMEOUT: Duration = Duration::from_secs(60);
         let started = Instant::now();
         let bin = tools::sushy_emulator().require()?;
         let run_dir = RunDir::create("sushy")?;
         let dir = run_dir.path().to_path_buf();
-        let (ip, port) = match options.listen {
-            Some(address) => (address.ip().to_string(), address.port()),
-            None => (String::from("127.0.0.1"), free_port()?),
+        let listen = match options.listen {
+            Some(address) => address,
+            None => SocketAddr::from(([127, 0, 0, 1], free_port()?)),
         };
+        let (ip, port) = (listen.ip().to_string(), listen.port());
 
         let mut config = String::from("import json\n");
         let _ = writeln!(config, "SUSHY_EMULATOR_LISTEN_IP = {}", py_str(&ip));
@@ -213,17 +230,24 @@ impl SushyEmulator {
         fs::write(&config_path, config)
             .map_err(Error::io(format!("write {}", config_path.display())))?;
 
-        let mut command = Command::new(bin);
+        let mut command = match namespace {
+            Some(namespace) => {
+                // `ip netns exec` execs the emulator in place: the pid stays the one killed.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(bin);
+                command
+            }
+            None => Command::new(bin),
+        };
         command
             .arg("--config")
             .arg(&config_path)
             .arg("--feature-set")
             .arg(options.feature_set.as_arg());
         let process = ManagedProcess::spawn("sushy-emulator", command, &run_dir)?;
-        let scheme = if options.tls { "https" } else { "http" };
         let mut emulator = Self {
             process,
-            base_url: format!("{scheme}://{ip}:{port}"),
+            base_url: base_url(options.tls, listen),
             ca_cert_pem,
             auth: options.auth,
             systems: options.systems,
@@ -329,6 +353,12 @@ impl SushyEmulator {
     }
 }
 
+/// `scheme://address`, an IPv6 address in brackets.
+fn base_url(tls: bool, address: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{address}")
+}
+
 /// A Python string literal holding `value` exactly (raw triple quotes cannot hold every
 /// string; JSON string syntax is valid Python for the characters we write).
 fn py_str(value: &str) -> String {
@@ -342,6 +372,14 @@ mod tests {
     #[test]
     fn python_string_literals_escape_quotes_and_backslashes() {
         assert_eq!(py_str(r#"a'b"c\d"#), r#""a'b\"c\\d""#);
+    }
+
+    #[test]
+    fn base_urls_bracket_ipv6_addresses() {
+        let v6: SocketAddr = "[fd97:1::100]:8000".parse().expect("address");
+        assert_eq!(base_url(false, v6), "http://[fd97:1::100]:8000");
+        let v4: SocketAddr = "127.0.0.1:8443".parse().expect("address");
+        assert_eq!(base_url(true, v4), "https://127.0.0.1:8443");
     }
 }
 

@@ -234,14 +234,21 @@ pub fn sushy_static() -> Tool {
 /// Debian packages of real services tests run: `docker-registry` ([`oci_registry`]),
 /// `lldpd` (metalprobe's LLDP source), `busybox` (its `udhcpc` and `tftp` are the DHCP and
 /// TFTP test clients), `ipxe` (the images PXE firmware loads, and `ipxe.lkrn` the VMs boot),
-/// `isc-dhcp-relay` (a real relay agent) and `qemu-system-x86` (the real-boot VMs).
+/// `isc-dhcp-relay` (a real relay agent, DHCPv4 and DHCPv6), `isc-dhcp-client` (`dhclient
+/// -6`, the DHCPv6 test client: Debian's busybox has no `udhcpc6`), `qemu-system-x86` (the
+/// real-boot VMs), `ovmf` (their UEFI firmware), `systemd-boot-efi` (systemd-stub, which the
+/// discovery image's UKI is built on) and `binutils` (`objcopy`, which builds it).
 pub const TEST_PACKAGES: &[&str] = &[
     "docker-registry",
     "lldpd",
     "busybox",
     "ipxe",
     "isc-dhcp-relay",
+    "isc-dhcp-client",
     "qemu-system-x86",
+    "ovmf",
+    "systemd-boot-efi",
+    "binutils",
 ];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).

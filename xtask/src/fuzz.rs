@@ -25,6 +25,10 @@ pub const TARGETS: &[(&str, &str)] = &[
         "DHCPv4 decoder, boot-client classification and reply builder",
     ),
     (
+        "dhcp6_reply",
+        "DHCPv6 decoder (relay layers too), client identity and reply builder",
+    ),
+    (
         "tftp_request",
         "TFTP read-request parser and file-name resolution",
     ),

@@ -65,7 +65,8 @@ enum Command {
         target: Option<String>,
     },
     /// Build the discovery OS image (Debian kernel + initramfs with busybox, the virtio
-    /// modules and ferrometal-ignite) into target/discovery-image.
+    /// modules and ferrometal-ignite, and both as a UKI for UEFI HTTP boot) into
+    /// target/discovery-image.
     DiscoveryImage,
 }
 
@@ -112,11 +113,13 @@ fn discovery_image() -> anyhow::Result<()> {
     let dir = testenv::tools::workspace_root().join("target/discovery-image");
     let image = testenv::discovery_image::build(&dir)?;
     run::step(format_args!(
-        "discovery image: kernel {} ({}), initramfs {} ({} KiB), metalprobe {}",
+        "discovery image: kernel {} ({}), initramfs {} ({} KiB), UKI {} ({} KiB), metalprobe {}",
         image.kernel.display(),
         image.kernel_release,
         image.initramfs.display(),
         std::fs::metadata(&image.initramfs).map_or(0, |m| m.len() / 1024),
+        image.uki.display(),
+        std::fs::metadata(&image.uki).map_or(0, |m| m.len() / 1024),
         image.metalprobe.display()
     ));
     Ok(())

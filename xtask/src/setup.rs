@@ -69,9 +69,10 @@ pub fn debian_wasm_toolchain() -> anyhow::Result<()> {
     debian_packages("Debian wasm toolchain", WASM_PACKAGES)
 }
 
-/// Installs the Debian packages tests run for real: the OCI registry the boot-server tests
-/// and the demo push images to, lldpd (metalprobe's LLDP source) and busybox (udhcpc, the
-/// DHCP test client).
+/// Installs the Debian packages tests run for real ([`tools::TEST_PACKAGES`]): the OCI
+/// registry the boot-server tests and the demo push images to, lldpd (metalprobe's LLDP
+/// source), busybox (udhcpc, the DHCP test client), QEMU with iPXE and OVMF for the real-boot
+/// VMs, and systemd-stub + objcopy for the discovery image's UKI.
 pub fn test_services() -> anyhow::Result<()> {
     debian_packages("test services", tools::TEST_PACKAGES)
 }

@@ -68,8 +68,9 @@ pub struct BootEntry {
 #[derive(Debug, Default)]
 pub struct EntryState {
     /// The iPXE script, rendered at the first `/ipxe/<uuid>` and served from here after
-    /// (`None` inside: the image has nothing iPXE can boot).
-    pub script: OnceLock<Option<bytes::Bytes>>,
+    /// (`None` inside: the image has nothing iPXE can boot); one per boot server URL
+    /// ([`super::server::BootServerConfig::url_for`]).
+    pub script: [OnceLock<Option<bytes::Bytes>>; 2],
     /// Whether the iPXE-script fetch was already reported on the configuration.
     pub script_reported: AtomicBool,
     /// Whether the ignition fetch was already reported on the configuration.
@@ -82,6 +83,9 @@ pub struct EntryState {
     pub ticket_holder: Mutex<Option<IpAddr>>,
     /// The fetch ticket, derived once from the registry token.
     pub ticket: OnceLock<Option<Ticket>>,
+    /// How its UKI is personalised for UEFI HTTP boot (the patches over the image's UKI
+    /// layer), worked out at the first `/uki/<id>`; one per boot server URL.
+    pub uki: [OnceLock<Result<Vec<super::uki::Patch>, super::uki::UkiError>>; 2],
 }
 
 /// A boot's fetch ticket and the name conditions give it.

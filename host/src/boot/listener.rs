@@ -109,6 +109,22 @@ impl ConnectionMetrics {
     }
 }
 
+/// A listening socket on `address`. The IPv6 wildcard (`[::]:port`) always listens on both
+/// families (IPv4 clients appear as IPv4-mapped addresses), whatever the host's
+/// `net.ipv6.bindv6only`, so one boot server serves a dual-stack boot network.
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if address.is_ipv6() && address.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Serves `app` on `listener` within `limits` until the listener fails for good or the task
 /// is dropped (which closes every connection). Handlers see the peer address as
 /// [`ConnectInfo<SocketAddr>`].

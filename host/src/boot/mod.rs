@@ -1,5 +1,5 @@
 //! The boot server (boot-operator's role, in-process): OS image resolution, the index of
-//! what each machine boots, iPXE scripts, ignition serving and the image proxy.
+//! what each machine boots, iPXE scripts, personalised UKIs for UEFI HTTP boot, ignition serving and the image proxy.
 
 pub mod fetch_log;
 pub mod image;
@@ -10,4 +10,5 @@ pub mod script;
 pub mod served_file;
 pub mod server;
 pub mod sync;
+pub mod uki;
 pub mod uuid;

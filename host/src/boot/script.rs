@@ -81,15 +81,7 @@ pub struct ScriptInput<'a> {
 /// Garden Linux live root) with the ignition URL on the command line, or the UKI when the
 /// image has only that. `None` when the image has nothing iPXE can boot.
 pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
-    let mut args = Vec::new();
-    if input.has_ignition {
-        args.push(String::from("ignition.firstboot=1"));
-        args.push(format!(
-            "ignition.config.url={}",
-            ignition_url(input.base_url, input.uuid, input.ticket)
-        ));
-        args.push(String::from("ignition.platform.id=metal"));
-    }
+    let mut args = ignition_arguments(input);
     let layers = input.layers;
     let mut script = format!("#!ipxe\n# ferrometal: boot for system {}\n", input.uuid);
     match (&layers.kernel, &layers.initramfs, &layers.uki) {
@@ -131,6 +123,33 @@ pub fn per_machine(input: &ScriptInput<'_>) -> Option<String> {
         _ => return None,
     }
     Some(script)
+}
+
+/// The kernel arguments that tell Ignition where the machine's ignition is (none when no
+/// ignition is served).
+fn ignition_arguments(input: &ScriptInput<'_>) -> Vec<String> {
+    if !input.has_ignition {
+        return Vec::new();
+    }
+    vec![
+        String::from("ignition.firstboot=1"),
+        format!(
+            "ignition.config.url={}",
+            ignition_url(input.base_url, input.uuid, input.ticket)
+        ),
+        String::from("ignition.platform.id=metal"),
+    ]
+}
+
+/// What the boot server appends to a UKI's own command line for a machine that boots it
+/// straight over UEFI HTTP (see [`super::uki`]): the ignition arguments and
+/// `--boot-kernel-args` — not the console arguments, which the image's command line names.
+pub fn uki_arguments(input: &ScriptInput<'_>) -> String {
+    let mut args = ignition_arguments(input);
+    if !input.extra_kernel_args.trim().is_empty() {
+        args.push(input.extra_kernel_args.trim().to_owned());
+    }
+    args.join(" ")
 }
 
 fn push_common_args(args: &mut Vec<String>, extra: &str) {
@@ -265,6 +284,37 @@ mod tests {
                 ..input
             }),
             None
+        );
+    }
+
+    #[test]
+    fn a_uki_booted_over_http_gets_the_ignition_arguments_and_the_extra_ones() {
+        let layers = BootLayers {
+            uki: layer(LayerKind::Uki, "dd"),
+            ..BootLayers::default()
+        };
+        let uuid = uuid();
+        let input = ScriptInput {
+            base_url: "http://[fd00::1]:8082",
+            uuid: &uuid,
+            layers: &layers,
+            ticket: Some("t"),
+            has_ignition: true,
+            extra_kernel_args: " quiet ",
+        };
+        assert_eq!(
+            uki_arguments(&input),
+            format!(
+                "ignition.firstboot=1 ignition.config.url=http://[fd00::1]:8082/ignition/{uuid}?ticket=t ignition.platform.id=metal quiet"
+            )
+        );
+        assert_eq!(
+            uki_arguments(&ScriptInput {
+                has_ignition: false,
+                extra_kernel_args: "",
+                ..input
+            }),
+            ""
         );
     }
 }

@@ -45,6 +45,9 @@ pub struct FetchReport {
 pub struct BootServerConfig {
     /// The URL machines reach this server at (no trailing slash), e.g. `http://10.0.0.1:8082`.
     pub base_url: String,
+    /// The URL machines asking over IPv6 reach it at, when it differs from `base_url`
+    /// (`http://[fd00::1]:8082`).
+    pub ipv6_url: Option<String>,
     /// Peers whose `X-Forwarded-For` header is believed (DHCP helpers, reverse proxies).
     pub trusted_proxies: Vec<IpNet>,
     /// Appended to every kernel command line.
@@ -55,6 +58,17 @@ pub struct BootServerConfig {
     /// The addresses ferrometal's DHCP server leased, when machines are held to them
     /// (source binding); `None`: any address is accepted.
     pub source_bindings: Option<SourceBindings>,
+}
+
+impl BootServerConfig {
+    /// The URL a machine asking from `peer` is told, and which of an entry's per-URL
+    /// caches holds what was rendered with it (0: `base_url`, 1: `ipv6_url`).
+    pub fn url_for(&self, peer: IpAddr) -> (&str, usize) {
+        match (&self.ipv6_url, canonical_ip(peer)) {
+            (Some(url), IpAddr::V6(_)) => (url, 1),
+            _ => (&self.base_url, 0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +135,7 @@ pub fn router(server: Arc<BootServer>) -> Router {
         .route("/ipxe/{uuid}", get(ipxe_script))
         .route("/ignition/{uuid}", get(ignition))
         .route("/httpboot", get(httpboot))
+        .route("/uki/{id}", get(uki))
         .route("/images/{file}", get(image))
         .route("/metalprobe", get(metalprobe))
         .with_state(server)
@@ -144,9 +159,12 @@ fn not_found() -> Response {
 /// How long a machine is asked to wait (`Retry-After`) while the index is being filled.
 pub const RETRY_AFTER_SECONDS: u64 = 2;
 
-async fn chain(State(server): State<Arc<BootServer>>) -> Response {
+async fn chain(
+    State(server): State<Arc<BootServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     server.metrics.count("ipxe", StatusCode::OK);
-    text(script::chain(&server.config.base_url))
+    text(script::chain(server.config.url_for(peer.ip()).0))
 }
 
 impl BootServer {
@@ -184,6 +202,26 @@ impl BootServer {
         answer
     }
 
+    /// The `502` for a layer of `image` that could not be had (counted under `endpoint`).
+    fn layer_unavailable(
+        &self,
+        endpoint: &'static str,
+        image: &oci_client::Reference,
+        digest: &str,
+        error: &LayerError,
+    ) -> Response {
+        match error {
+            LayerError::DigestMismatch { .. } => {
+                tracing::error!(%image, %error, "refusing a layer that fails its digest check; answering 502");
+            }
+            _ => {
+                tracing::warn!(digest, %image, %error, "cannot fetch layer from the registry; answering 502");
+            }
+        }
+        self.metrics.count(endpoint, StatusCode::BAD_GATEWAY);
+        (StatusCode::BAD_GATEWAY, "layer unavailable\n").into_response()
+    }
+
     /// [`Self::unknown`], answered.
     fn unknown_response(&self, endpoint: &'static str) -> Response {
         let (status, message) = self.unknown(endpoint, String::from("not found"));
@@ -203,6 +241,24 @@ impl BootServer {
             .filter(|entry| self.accepts_source(endpoint, entry, peer))
     }
 
+    /// [`Self::machine`] for a machine named by its SMBIOS UUID or by a MAC address of one
+    /// of its network interfaces (any common spelling).
+    pub fn machine_named(
+        &self,
+        endpoint: &'static str,
+        raw: &str,
+        peer: IpAddr,
+    ) -> Option<Arc<BootEntry>> {
+        let Some(mac) = canonical_mac(raw) else {
+            return self.machine(endpoint, raw, peer);
+        };
+        let entry = self.index.by_identifier([mac.as_str()]);
+        if entry.is_none() && self.index.sync().synced() {
+            tracing::info!(endpoint, %mac, "no Ready ServerBootConfiguration for a Server with this MAC address; answering 404");
+        }
+        entry.filter(|entry| self.accepts_source(endpoint, entry, peer))
+    }
+
     /// Whether `peer` may ask for `entry` under source binding: yes without it, or when
     /// ferrometal's DHCP server leased the machine no address (external DHCP, QEMU's user
     /// network); otherwise only from the leased address. A refusal is logged, recorded on
@@ -215,17 +271,24 @@ impl BootServer {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let Some(leased) = bindings.address_for(
+        // A machine may hold a DHCPv4 and a DHCPv6 lease: any of its addresses will do.
+        let leased = bindings.addresses_for(
             &entry.uuid,
             entry.network_identifiers.iter().map(String::as_str),
             now,
-        ) else {
-            return true;
-        };
-        let peer = canonical_ip(peer);
-        if peer == IpAddr::V4(leased) {
+        );
+        if leased.is_empty() {
             return true;
         }
+        let peer = canonical_ip(peer);
+        if leased.contains(&peer) {
+            return true;
+        }
+        let leased = leased
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ");
         let message = format!(
             "a {endpoint} request for this machine came from {peer}, but ferrometal's DHCP server leased {leased} to it; refused"
         );
@@ -269,9 +332,10 @@ async fn ipxe_script(
         return server.unknown_response("ipxe");
     };
     // Rendered once per entry (a new token or image makes a new entry).
-    let rendered = entry.state.script.get_or_init(|| {
+    let (base_url, family) = server.config.url_for(peer.ip());
+    let rendered = entry.state.script[family].get_or_init(|| {
         script::per_machine(&ScriptInput {
-            base_url: &server.config.base_url,
+            base_url,
             uuid: &entry.uuid,
             layers: &entry.layers,
             ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
@@ -298,6 +362,100 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
+    response
+}
+
+/// A MAC address in any common spelling (`aa:bb:…`, `AA-BB-…`, `aabb.ccdd.eeff`,
+/// `aabbccddeeff`) as lowercase colon-separated text; `None` for anything else.
+pub fn canonical_mac(raw: &str) -> Option<String> {
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | '.'))
+        .collect();
+    if digits.len() != 12 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = digits.to_ascii_lowercase();
+    Some(
+        (0..6)
+            .map(|i| &digits[2 * i..2 * i + 2])
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// The image's UKI with this machine's ignition arguments written into its `.cmdline`, for
+/// firmware that boots it straight over UEFI HTTP (the DHCP server hands out
+/// `/uki/${uuid}.efi`); see [`super::uki`]. Counts as the machine's script fetch. A UKI that
+/// cannot carry the arguments (no `.cmdline`, no room) is answered `500` with the reason
+/// logged: the image must be rebuilt with room.
+async fn uki(
+    State(server): State<Arc<BootServer>>,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let id = id.strip_suffix(".efi").unwrap_or(&id);
+    let Some(entry) = server.machine_named("uki", id, peer.ip()) else {
+        return server.unknown_response("uki");
+    };
+    let Some(layer) = entry.layers.uki.clone() else {
+        tracing::info!(config = %entry.config, image = %entry.image, "the image has no UKI layer for UEFI HTTP boot; answering 404");
+        server.metrics.count("uki", StatusCode::NOT_FOUND);
+        return not_found();
+    };
+    let (mut file, length) = match server
+        .layers
+        .open(&server.resolver, &entry.image, &layer.digest)
+        .await
+    {
+        Ok(opened) => opened,
+        Err(error) => return server.layer_unavailable("uki", &entry.image, &layer.digest, &error),
+    };
+    let (base_url, family) = server.config.url_for(peer.ip());
+    let patches = match entry.state.uki[family].get() {
+        Some(patches) => patches.clone(),
+        None => {
+            let args = script::uki_arguments(&ScriptInput {
+                base_url,
+                uuid: &entry.uuid,
+                layers: &entry.layers,
+                ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
+                has_ignition: entry.ignition.is_some(),
+                extra_kernel_args: &server.config.extra_kernel_args,
+            });
+            match super::uki::personalise(&mut file, length, &args).await {
+                Ok(patches) => entry.state.uki[family].get_or_init(|| patches).clone(),
+                Err(error) => {
+                    tracing::warn!(config = %entry.config, %error, "cannot read the cached UKI layer; answering 502");
+                    server.metrics.count("uki", StatusCode::BAD_GATEWAY);
+                    return (StatusCode::BAD_GATEWAY, "layer unavailable\n").into_response();
+                }
+            }
+        }
+    };
+    let patches = match patches {
+        Ok(patches) => patches,
+        Err(error) => {
+            tracing::error!(config = %entry.config, image = %entry.image, %error, "cannot give this machine its ignition arguments in the image's UKI; answering 500");
+            server
+                .metrics
+                .count("uki", StatusCode::INTERNAL_SERVER_ERROR);
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the image's UKI cannot carry this machine's boot arguments: {error}\n"),
+            )
+                .into_response();
+        }
+    };
+    server.report(&entry, Fetch::Script, None);
+    server.metrics.count("uki", StatusCode::OK);
+    let mut response = Response::new(super::uki::patched_body(file, length, patches));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(layer.kind.content_type()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 
@@ -456,7 +614,7 @@ async fn httpboot(
     server.metrics.count("httpboot", StatusCode::OK);
     axum::Json(HttpBootAnswer {
         client_ips: identifiers,
-        uki_url: script::layer_url(&server.config.base_url, &uki),
+        uki_url: script::layer_url(server.config.url_for(peer.ip()).0, &uki),
         system_uuid: entry.uuid.to_string(),
     })
     .into_response()
@@ -499,18 +657,7 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             response
         }
-        Err(error) => {
-            match &error {
-                LayerError::DigestMismatch { .. } => {
-                    tracing::error!(image = %source.image, %error, "refusing a layer that fails its digest check; answering 502");
-                }
-                _ => {
-                    tracing::warn!(%digest, image = %source.image, %error, "cannot fetch layer from the registry; answering 502");
-                }
-            }
-            server.metrics.count("images", StatusCode::BAD_GATEWAY);
-            (StatusCode::BAD_GATEWAY, "layer unavailable\n").into_response()
-        }
+        Err(error) => server.layer_unavailable("images", &source.image, &digest, &error),
     }
 }
 
@@ -540,6 +687,51 @@ async fn metalprobe(State(server): State<Arc<BootServer>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machines_asking_over_ipv6_are_told_the_ipv6_url() {
+        let mut config = BootServerConfig {
+            base_url: String::from("http://10.0.0.1:8082"),
+            ipv6_url: Some(String::from("http://[fd00::1]:8082")),
+            trusted_proxies: Vec::new(),
+            extra_kernel_args: String::new(),
+            metalprobe_binary: None,
+            source_bindings: None,
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        assert_eq!(config.url_for(ip("10.0.0.7")), ("http://10.0.0.1:8082", 0));
+        assert_eq!(
+            config.url_for(ip("::ffff:10.0.0.7")),
+            ("http://10.0.0.1:8082", 0),
+            "an IPv4 client seen through a dual-stack socket is an IPv4 client"
+        );
+        assert_eq!(config.url_for(ip("fd00::7")), ("http://[fd00::1]:8082", 1));
+        config.ipv6_url = None;
+        assert_eq!(config.url_for(ip("fd00::7")), ("http://10.0.0.1:8082", 0));
+    }
+
+    #[test]
+    fn macs_are_recognised_in_every_common_spelling() {
+        for raw in [
+            "52:54:00:AA:00:01",
+            "52-54-00-aa-00-01",
+            "5254.00aa.0001",
+            "525400aa0001",
+        ] {
+            assert_eq!(
+                canonical_mac(raw).as_deref(),
+                Some("52:54:00:aa:00:01"),
+                "{raw}"
+            );
+        }
+        for raw in [
+            "0b5e5e2a-0000-4000-8000-000000000401",
+            "52:54:00:aa:00",
+            "zz5400aa0001",
+        ] {
+            assert_eq!(canonical_mac(raw), None, "{raw}");
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -120,6 +120,9 @@ pub struct DiscoverySettings {
     pub resync: Duration,
     /// The default discovery mode (a Server's `ferrometal.dev/discovery-mode` overrides it).
     pub mode: DiscoveryMode,
+    /// The one-time boot override a discovery asks the BMC for: `Pxe` (DHCP, then iPXE and
+    /// `/ipxe`) or `UefiHttp` (the firmware boots the image's UKI over HTTP).
+    pub boot_target: BootTarget,
 }
 
 /// Discovery progress recorded on the Server.
@@ -958,6 +961,7 @@ fn failure(what: &str, error: &crate::plugins::CallError) -> BmcFailure {
 fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOperation) {
     let target = system.clone();
     let inventory = ctx.inventory.clone();
+    let boot_target = ctx.discovery.boot_target;
     let future: futures::future::BoxFuture<'static, BmcResult> = match operation.clone() {
         BmcOperation::NetworkBoot { .. } => Box::pin(async move {
             let SystemTarget {
@@ -967,7 +971,7 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
                 ..
             } = target;
             let boot = BootOverride {
-                target: BootTarget::Pxe,
+                target: boot_target,
                 uefi: true,
                 persistent: false,
                 http_boot_uri: None,

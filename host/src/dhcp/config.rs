@@ -5,17 +5,27 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::v6::config::Dhcp6Config;
+
 /// What the DHCP server serves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DhcpConfig {
-    /// Network interfaces to serve on (requests arriving elsewhere are not seen).
+    /// Network interfaces to serve DHCPv4 on (requests arriving elsewhere are not seen);
+    /// empty (or unset) with a `dhcp6` section: DHCPv6 only.
+    #[serde(default)]
     pub interfaces: Vec<Interface>,
     /// Address pools: the one containing a relay's `giaddr`, or the interface's
     /// `serverAddress` for clients on the segment itself.
+    #[serde(default)]
     pub subnets: Vec<Subnet>,
-    /// Where leases are kept across restarts.
+    /// Where DHCPv4 leases are kept across restarts (required when `interfaces` is not
+    /// empty).
+    #[serde(default)]
     pub lease_file: PathBuf,
+    /// The DHCPv6 server (see docs/dhcp.md); unset: no DHCPv6. Shares `onboarding`.
+    #[serde(default)]
+    pub dhcp6: Option<Dhcp6Config>,
     /// Which clients become Endpoints (BMCs).
     #[serde(default)]
     pub onboarding: Onboarding,
@@ -188,8 +198,22 @@ impl DhcpConfig {
                 ));
             }
         }
-        if config.interfaces.is_empty() {
+        if config.interfaces.is_empty() && config.dhcp6.is_none() {
             return Err(String::from("no interfaces to serve"));
+        }
+        if !config.interfaces.is_empty() && config.lease_file.as_os_str().is_empty() {
+            return Err(String::from(
+                "leaseFile is missing: serving DHCPv4 needs a file to keep its leases in",
+            ));
+        }
+        if let Some(dhcp6) = &config.dhcp6 {
+            dhcp6.check().map_err(|error| format!("dhcp6: {error}"))?;
+            if dhcp6.lease_file == config.lease_file {
+                return Err(format!(
+                    "dhcp6.leaseFile {} is also the DHCPv4 leaseFile; each server needs its own",
+                    dhcp6.lease_file.display()
+                ));
+            }
         }
         for interface in &config.interfaces {
             if !config
@@ -271,6 +295,36 @@ mod tests {
             DhcpConfig::parse(&CONFIG.replace("[{name: eth1, serverAddress: 10.0.0.1}]", "[]"))
                 .expect_err("no interfaces")
                 .contains("no interfaces")
+        );
+        assert!(
+            DhcpConfig::parse(&CONFIG.replace("leaseFile: /tmp/l.json\n", ""))
+                .expect_err("no lease file")
+                .contains("leaseFile is missing")
+        );
+    }
+
+    const DHCP6: &str = "dhcp6:\n  interfaces: [{name: eth1, address: 'fd00:1::1'}]\n  \
+        prefixes: [{prefix: 'fd00:1::/64', rangeStart: 'fd00:1::100', rangeEnd: 'fd00:1::1ff'}]\n  \
+        leaseFile: /tmp/l6.json\n";
+
+    #[test]
+    fn a_dhcp6_section_sits_beside_dhcpv4_or_alone() {
+        let both = DhcpConfig::parse(&format!("{CONFIG}{DHCP6}")).expect("both");
+        assert_eq!(both.subnets.len(), 2);
+        assert_eq!(both.dhcp6.map(|v6| v6.server_port), Some(547));
+        let alone = DhcpConfig::parse(DHCP6).expect("DHCPv6 only");
+        assert!(alone.interfaces.is_empty());
+        let same_file = format!("{CONFIG}{}", DHCP6.replace("/tmp/l6.json", "/tmp/l.json"));
+        assert!(
+            DhcpConfig::parse(&same_file)
+                .expect_err("one lease file for both")
+                .contains("each server needs its own")
+        );
+        let bad = DHCP6.replace("rangeEnd: 'fd00:1::1ff'", "rangeEnd: 'fd00:2::1'");
+        assert!(
+            DhcpConfig::parse(&bad)
+                .expect_err("range outside")
+                .starts_with("dhcp6: ")
         );
     }
 

@@ -123,7 +123,7 @@ impl Leases {
                 .get(mac)
                 .and_then(|lease| lease.uuid.as_deref())
                 .and_then(SystemUuid::parse),
-            ip,
+            ip: ip.into(),
             expires: now + u64::from(seconds),
         }
     }
@@ -163,7 +163,7 @@ impl Leases {
             .map(|(mac, lease)| Binding {
                 mac: mac.clone(),
                 uuid: lease.uuid.as_deref().and_then(SystemUuid::parse),
-                ip: lease.ip,
+                ip: lease.ip.into(),
                 expires: lease.expires,
             })
     }

@@ -1,7 +1,8 @@
 //! DHCPv4 in the operator: addresses from configured pools with leases kept in a file, BMCs
 //! on an allow-list onboarded as Endpoints, and boot replies that send PXE, iPXE and UEFI
 //! HTTP boot clients to ferrometal's boot server, with a read-only TFTP server for the iPXE
-//! images PXE firmware loads.
+//! images PXE firmware loads; and DHCPv6 beside it ([`v6`]), sharing onboarding and source
+//! binding.
 
 pub mod bindings;
 pub mod config;
@@ -11,3 +12,4 @@ pub mod packet;
 pub mod reply;
 pub mod server;
 pub mod tftp;
+pub mod v6;

@@ -2,20 +2,40 @@
 //! client over without waiting, and the Endpoint writer takes them in batches.
 //!
 //! Nothing is dropped however many BMCs ask at once (a row of racks powering up): the queue
-//! keeps the latest address per MAC, so its size is bounded by the number of MACs the DHCP
-//! server leases to (its address pool), not by how often they ask.
+//! keeps the latest address per MAC and family (DHCPv4 and DHCPv6 feed one queue), so its
+//! size is bounded by the number of MACs the DHCP servers lease to (their address pools), not
+//! by how often they ask.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
+use super::bindings::Family;
 use super::reply::Onboard;
+
+/// A BMC announced by either DHCP server: its MAC and the address it was leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// MAC address (`aa:bb:…`).
+    pub mac: String,
+    /// Its address, of either family (an Endpoint's `ip` holds either).
+    pub ip: IpAddr,
+}
+
+impl From<Onboard> for Announced {
+    fn from(onboard: Onboard) -> Self {
+        Self {
+            mac: onboard.mac,
+            ip: IpAddr::V4(onboard.ip),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Pending {
-    by_mac: HashMap<String, Ipv4Addr>,
+    by_mac: HashMap<(String, Family), IpAddr>,
     /// The DHCP server is gone: the writer finishes what is pending and ends.
     closed: bool,
 }
@@ -36,12 +56,13 @@ impl OnboardQueue {
     }
 
     /// Adds (or updates) a client; never blocks, never drops.
-    pub fn push(&self, onboard: Onboard) {
+    pub fn push(&self, client: impl Into<Announced>) {
+        let Announced { mac, ip } = client.into();
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .by_mac
-            .insert(onboard.mac, onboard.ip);
+            .insert((mac, Family::of(ip)), ip);
         self.wake.notify_one();
     }
 
@@ -60,7 +81,7 @@ impl OnboardQueue {
     }
 
     /// Every waiting client, once some wait; `None` once the queue is closed and empty.
-    pub async fn next_batch(&self) -> Option<Vec<Onboard>> {
+    pub async fn next_batch(&self) -> Option<Vec<Announced>> {
         loop {
             {
                 let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -69,7 +90,7 @@ impl OnboardQueue {
                         pending
                             .by_mac
                             .drain()
-                            .map(|(mac, ip)| Onboard { mac, ip })
+                            .map(|((mac, _), ip)| Announced { mac, ip })
                             .collect(),
                     );
                 }
@@ -104,8 +125,8 @@ pub struct OnboardSender(Arc<Closer>);
 
 impl OnboardSender {
     /// Hands a client over (see [`OnboardQueue::push`]).
-    pub fn push(&self, onboard: Onboard) {
-        self.0.0.push(onboard);
+    pub fn push(&self, client: impl Into<Announced>) {
+        self.0.0.push(client);
     }
 }
 
@@ -120,13 +141,30 @@ impl Drop for Closer {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
-    fn onboard(mac: &str, ip: [u8; 4]) -> Onboard {
-        Onboard {
+    fn onboard(mac: &str, ip: [u8; 4]) -> Announced {
+        Announced {
             mac: mac.to_owned(),
-            ip: Ipv4Addr::from(ip),
+            ip: IpAddr::V4(Ipv4Addr::from(ip)),
         }
+    }
+
+    #[tokio::test]
+    async fn a_bmc_announced_by_both_servers_waits_once_per_family() {
+        let (sender, queue) = OnboardQueue::new();
+        sender.push(onboard("a", [10, 0, 0, 1]));
+        let v6 = Announced {
+            mac: String::from("a"),
+            ip: "fd00::100".parse().expect("v6"),
+        };
+        sender.push(v6.clone());
+        sender.push(onboard("a", [10, 0, 0, 2]));
+        let mut batch = queue.next_batch().await.expect("a batch");
+        batch.sort_by_key(|client| client.ip);
+        assert_eq!(batch, [onboard("a", [10, 0, 0, 2]), v6]);
     }
 
     #[tokio::test]

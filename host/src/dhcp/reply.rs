@@ -7,6 +7,7 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use super::bindings::{Binding, client_uuid};
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
+use crate::boot::uuid::SystemUuid;
 
 /// What kind of network boot a client asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +108,18 @@ fn set_file(reply: &mut Message, file: &str) {
     if file.len() < 128 {
         reply.set_fname_str(file);
     }
+}
+
+/// A configured UEFI HTTP boot URL for one client: `${mac}` becomes its MAC address
+/// (`aa:bb:…`) and `${uuid}` its SMBIOS UUID (from the request; `None` when the URL needs
+/// one and the client sent none), so that each machine can be sent to its own image
+/// (the boot server's `/uki/${uuid}.efi`; a MAC finds a Server only once it lists its NICs).
+pub fn boot_file_url(template: &str, mac: &str, uuid: Option<&SystemUuid>) -> Option<String> {
+    let url = template.replace("${mac}", mac);
+    if !url.contains("${uuid}") {
+        return Some(url);
+    }
+    Some(url.replace("${uuid}", &uuid?.to_string()))
 }
 
 /// Answers `request`, which arrived on `interface`, at time `now` (unix seconds).
@@ -220,10 +233,15 @@ pub fn respond(
             }
         }
         BootClient::HttpClient => {
-            if let Some(url) = &boot.http_boot_url {
+            let uuid = client_uuid(request);
+            if let Some(url) = boot
+                .http_boot_url
+                .as_deref()
+                .and_then(|template| boot_file_url(template, &mac, uuid.as_ref()))
+            {
                 opts.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
                 opts.insert(DhcpOption::BootfileName(url.as_bytes().to_vec()));
-                set_file(&mut reply, url);
+                set_file(&mut reply, &url);
             }
         }
         BootClient::PxeBios | BootClient::PxeEfi => {
@@ -415,6 +433,29 @@ mod tests {
             "ipxe.efi"
         );
         assert_eq!(bootfile(&[], &mut leases), "", "BMCs get no boot file");
+    }
+
+    #[test]
+    fn http_boot_urls_name_each_client_by_mac_or_uuid() {
+        let uuid = SystemUuid::parse("4C4C4544-0042-3510-8048-B2C04F4E3232").expect("uuid");
+        let mac = "52:54:00:aa:bb:cc";
+        assert_eq!(
+            boot_file_url("http://10.0.0.1:8082/uki/${mac}.efi", mac, None).as_deref(),
+            Some("http://10.0.0.1:8082/uki/52:54:00:aa:bb:cc.efi")
+        );
+        assert_eq!(
+            boot_file_url("http://[fd00::1]:8082/uki/${uuid}.efi", mac, Some(&uuid)).as_deref(),
+            Some("http://[fd00::1]:8082/uki/4c4c4544-0042-3510-8048-b2c04f4e3232.efi")
+        );
+        assert_eq!(
+            boot_file_url("http://x/uki/${uuid}", mac, None),
+            None,
+            "a client that sent no UUID gets no URL that needs one"
+        );
+        assert_eq!(
+            boot_file_url("http://x/boot.efi", mac, None).as_deref(),
+            Some("http://x/boot.efi")
+        );
     }
 
     #[test]

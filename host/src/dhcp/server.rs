@@ -1,7 +1,7 @@
 //! The DHCP socket loop and the Endpoint writer.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dhcproto::v4::MessageType;
@@ -10,14 +10,14 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::bindings::SourceBindings;
+use super::bindings::{Family, SourceBindings};
 use super::config::{DhcpConfig, Interface, mac_digits};
 use super::leases::Leases;
-use super::onboard::{OnboardQueue, OnboardSender};
+use super::onboard::{Announced, OnboardQueue, OnboardSender};
 use super::packet::decode;
 use super::reply::{Onboard, respond};
 use crate::api::Endpoint;
@@ -30,24 +30,36 @@ struct PacketLabels {
     outcome: &'static str,
 }
 
-/// Packets by outcome (`offer`, `ack`, `nak`, `malformed`, …).
+/// Packets by outcome (`offer`, `ack`, `nak`, `malformed`, …), DHCPv4 and DHCPv6 apart.
 #[derive(Debug, Clone, Default)]
 pub struct DhcpMetrics {
-    packets: Family<PacketLabels, Counter>,
+    packets: MetricFamily<PacketLabels, Counter>,
+    packets6: MetricFamily<PacketLabels, Counter>,
 }
 
 impl DhcpMetrics {
-    /// Registers `ferrometal_dhcp_packets_total`.
+    /// Registers `ferrometal_dhcp_packets_total` (DHCPv4) and `ferrometal_dhcp6_packets_total`
+    /// (DHCPv6: a metric of its own, so the DHCPv4 series keep their names and labels).
     pub fn register(&self, registry: &mut Registry) {
-        registry.sub_registry_with_prefix("ferrometal").register(
+        let registry = registry.sub_registry_with_prefix("ferrometal");
+        registry.register(
             "dhcp_packets",
             "DHCP packets by outcome",
             self.packets.clone(),
+        );
+        registry.register(
+            "dhcp6_packets",
+            "DHCPv6 packets by outcome",
+            self.packets6.clone(),
         );
     }
 
     pub(crate) fn count(&self, outcome: &'static str) {
         self.packets.get_or_create(&PacketLabels { outcome }).inc();
+    }
+
+    pub(crate) fn count6(&self, outcome: &'static str) {
+        self.packets6.get_or_create(&PacketLabels { outcome }).inc();
     }
 }
 
@@ -193,7 +205,7 @@ async fn serve_interface(
             bindings.record(binding);
         }
         if let Some(mac) = &outcome.released {
-            bindings.forget(mac);
+            bindings.forget(mac, Family::V4);
         }
         if let Some(client) = outcome.onboard {
             onboard.push(client);
@@ -251,7 +263,8 @@ const ENDPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Creates or updates the Endpoint of each onboarded client (named `dhcp-<mac digits>`),
 /// skipping clients whose address did not change since the last write or that an Endpoint
 /// already has (read once at start, so the leases queued again at a restart cost one list,
-/// not a write each). Writes run concurrently; a failed one goes back to the queue after
+/// not a write each), and DHCPv6 addresses of BMCs whose Endpoint holds an IPv4 address (a
+/// dual-stack BMC keeps its IPv4 Endpoint instead of flipping at every renewal). Writes run concurrently; a failed one goes back to the queue after
 /// [`ENDPOINT_RETRY`] (until the DHCP server is gone). Ends once the DHCP server is gone and
 /// the queue is empty.
 pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
@@ -272,18 +285,18 @@ pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
             HashMap::new()
         }
     };
-    let written: Arc<Mutex<HashMap<String, Ipv4Addr>>> = Arc::new(Mutex::new(existing));
+    let written: Arc<Mutex<HashMap<String, IpAddr>>> = Arc::new(Mutex::new(existing));
     let slots = Arc::new(tokio::sync::Semaphore::new(ENDPOINT_WRITERS));
     let mut writes = tokio::task::JoinSet::new();
     while let Some(batch) = queue.next_batch().await {
-        for Onboard { mac, ip } in batch {
+        for Announced { mac, ip } in batch {
             while writes.try_join_next().is_some() {}
-            let unchanged = written
+            let current = written
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&mac)
-                == Some(&ip);
-            if unchanged {
+                .copied();
+            if !needs_write(current, ip) {
                 continue;
             }
             // The semaphore is never closed.
@@ -321,7 +334,7 @@ pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
                     Err(error) => {
                         tracing::warn!(%mac, %error, "cannot write the Endpoint; trying again");
                         tokio::time::sleep(ENDPOINT_RETRY).await;
-                        queue.push(Onboard { mac, ip });
+                        queue.push(Announced { mac, ip });
                     }
                 }
             });
@@ -330,9 +343,31 @@ pub async fn write_endpoints(client: Client, queue: Arc<OnboardQueue>) {
     while writes.join_next().await.is_some() {}
 }
 
+/// Whether an Endpoint holding `current` (if any) is to be written with `announced`: when
+/// the address changed, except that an IPv4 address is not replaced by an IPv6 one.
+fn needs_write(current: Option<IpAddr>, announced: IpAddr) -> bool {
+    match current {
+        None => true,
+        Some(current) if current == announced => false,
+        Some(current) => !(current.is_ipv4() && announced.is_ipv6()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dual_stack_bmc_keeps_its_ipv4_endpoint() {
+        let v4: IpAddr = "10.0.0.5".parse().expect("v4");
+        let v6: IpAddr = "fd00::5".parse().expect("v6");
+        assert!(needs_write(None, v6));
+        assert!(!needs_write(Some(v6), v6));
+        assert!(needs_write(Some(v6), v4), "IPv4 replaces IPv6");
+        assert!(!needs_write(Some(v4), v6), "IPv6 does not replace IPv4");
+        assert!(needs_write(Some(v4), "10.0.0.6".parse().expect("v4")));
+        assert!(needs_write(Some(v6), "fd00::6".parse().expect("v6")));
+    }
 
     #[test]
     fn a_mac_is_written_back_with_colons() {

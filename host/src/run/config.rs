@@ -17,6 +17,7 @@ use ferrometal::controllers::bmc::BootlessSystems;
 use ferrometal::controllers::server::{DiscoveryMode, DiscoverySettings};
 use ferrometal::leader::ElectionSettings;
 use ferrometal::plugins::RuntimeConfig;
+use ferrometal::plugins::types::BootTarget;
 
 /// Options of `ferrometal run`.
 #[derive(Debug, Args)]
@@ -192,6 +193,12 @@ struct DiscoveryArgs {
     /// `ferrometal.dev/discovery-mode` annotation overrides it.
     #[arg(long, env = "FERROMETAL_DISCOVERY_MODE", default_value = "in-band", value_parser = ["in-band", "out-of-band"])]
     discovery_mode: String,
+    /// The one-time boot an in-band discovery asks the BMC for: `pxe` (the firmware PXE- or
+    /// iPXE-boots through DHCP and follows `/ipxe`) or `uefi-http` (Redfish `UefiHttp`: the
+    /// firmware boots the image's UKI from the URL DHCP names, e.g. ferrometal's
+    /// `boot.httpBootUrl` `…/uki/${mac}.efi`).
+    #[arg(long, env = "FERROMETAL_DISCOVERY_BOOT_TARGET", default_value = "pxe", value_parser = ["pxe", "uefi-http"])]
+    discovery_boot_target: String,
     /// Systems that take no boot override (no Redfish `Boot` object, e.g. a DPU or SmartNIC
     /// SoC): `skip` them as metal-operator does, or make them `out-of-band` Servers.
     #[arg(long, env = "FERROMETAL_SYSTEMS_WITHOUT_BOOT_OVERRIDE", default_value = "skip", value_parser = ["skip", "out-of-band"])]
@@ -221,8 +228,11 @@ struct BootArgs {
     boot_bind_address: SocketAddr,
     /// The boot server's URL as machines reach it (e.g. `http://10.0.0.1:8082`); defaults to
     /// the bind address, with 127.0.0.1 for an unspecified IP (fine for local tests only).
-    #[arg(long, env = "FERROMETAL_BOOT_SERVER_URL")]
-    boot_server_url: Option<url::Url>,
+    /// Give it twice (or comma-separated) for a dual-stack boot network: once with an IPv6
+    /// literal (`http://[fd00::1]:8082`), which machines asking over IPv6 are told, and once
+    /// for everyone else (the first one also goes into the discovery ignition).
+    #[arg(long, env = "FERROMETAL_BOOT_SERVER_URL", value_delimiter = ',')]
+    boot_server_url: Vec<url::Url>,
     /// Registries (host or host:port) boot images may come from; empty allows any.
     #[arg(
         long,
@@ -321,6 +331,12 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// More than one `--boot-server-url` for one address family.
+    #[error("--boot-server-url: at most one URL with an IPv6 literal and one other, got {given:?}")]
+    BootServerUrls {
+        /// The URLs as given.
+        given: Vec<String>,
+    },
     /// A `--systems-without-boot-override` other than `skip` or `out-of-band`.
     #[error("--systems-without-boot-override: {message}")]
     SystemsWithoutBootOverride {
@@ -414,6 +430,8 @@ pub struct BootOptions {
     /// The boot server's URL as machines reach it, without a trailing `/`; `None` derives it
     /// from the bound address ([`default_boot_url`]).
     pub url: Option<String>,
+    /// The URL machines asking over IPv6 are told, when it differs from `url`.
+    pub ipv6_url: Option<String>,
     /// Which registries boot images may come from, and how they are spoken to.
     pub registries: RegistryConfig,
     /// Proxies whose X-Forwarded-For header identifies /httpboot clients.
@@ -462,6 +480,8 @@ pub struct DiscoveryOptions {
     pub resync: Duration,
     /// The default discovery mode.
     pub mode: DiscoveryMode,
+    /// The boot override a discovery asks for (`Pxe` or `UefiHttp`).
+    pub boot_target: BootTarget,
 }
 
 /// Leader election, as far as the flags say; the Kubernetes client supplies the default
@@ -574,11 +594,11 @@ impl TryFrom<BootArgs> for BootOptions {
     type Error = ConfigError;
 
     fn try_from(args: BootArgs) -> Result<Self, ConfigError> {
+        let (url, ipv6_url) = boot_urls(&args.boot_server_url)?;
         Ok(Self {
             bind_address: args.boot_bind_address,
-            url: args
-                .boot_server_url
-                .map(|url| url.as_str().trim_end_matches('/').to_owned()),
+            url,
+            ipv6_url,
             registries: RegistryConfig {
                 allowed: args
                     .boot_allowed_registries
@@ -626,6 +646,12 @@ impl DiscoveryOptions {
                 .discovery_mode
                 .parse()
                 .map_err(|message| ConfigError::DiscoveryMode { message })?,
+            // clap allows only these two.
+            boot_target: if args.discovery_boot_target == "uefi-http" {
+                BootTarget::UefiHttp
+            } else {
+                BootTarget::Pxe
+            },
         })
     }
 
@@ -670,6 +696,7 @@ impl DiscoveryOptions {
             power_off_after: self.power_off_after,
             resync: self.resync,
             mode: self.mode,
+            boot_target: self.boot_target,
         }
     }
 }
@@ -703,6 +730,25 @@ pub fn default_boot_url(bound: SocketAddr) -> String {
         bound.ip()
     };
     format!("http://{}", SocketAddr::new(ip, bound.port()))
+}
+
+/// `--boot-server-url`s as (the URL for everyone, the one for IPv6 clients when it
+/// differs): at most one with an IPv6 literal host and one other; an IPv6 URL alone serves
+/// everyone. Trailing slashes are dropped.
+fn boot_urls(given: &[url::Url]) -> Result<(Option<String>, Option<String>), ConfigError> {
+    let text = |url: &url::Url| url.as_str().trim_end_matches('/').to_owned();
+    let (ipv6, other): (Vec<_>, Vec<_>) = given
+        .iter()
+        .partition(|url| matches!(url.host(), Some(url::Host::Ipv6(_))));
+    if ipv6.len() > 1 || other.len() > 1 {
+        return Err(ConfigError::BootServerUrls {
+            given: given.iter().map(text).collect(),
+        });
+    }
+    Ok(match (other.first(), ipv6.first()) {
+        (Some(other), ipv6) => (Some(text(other)), ipv6.map(|url| text(url))),
+        (None, ipv6) => (ipv6.map(|url| text(url)), None),
+    })
 }
 
 fn seconds_at_least_one(seconds: u64) -> Duration {
@@ -824,6 +870,7 @@ mod tests {
         assert_eq!(settings.discovery.retry_base, Duration::from_secs(60));
         assert_eq!(settings.discovery.nic_wait, Duration::from_secs(120));
         assert_eq!(settings.discovery.mode, DiscoveryMode::InBand);
+        assert_eq!(settings.discovery.boot_target, BootTarget::Pxe);
         assert!(settings.discovery.power_off_after);
         assert_eq!(settings.namespace, None);
         assert_eq!(settings.election, None);
@@ -887,6 +934,14 @@ mod tests {
         assert_eq!(settings.discovery.mode, DiscoveryMode::OutOfBand);
         assert_eq!(settings.bmc.bootless, BootlessSystems::OutOfBand);
         assert!(!settings.discovery.power_off_after);
+    }
+
+    #[test]
+    fn discoveries_boot_over_uefi_http_when_asked_and_other_targets_are_refused() {
+        let settings = settings(&["--discovery-boot-target=uefi-http"]).expect("valid");
+        assert_eq!(settings.discovery.boot_target, BootTarget::UefiHttp);
+        let hdd = Cli::try_parse_from(["run", "--discovery-boot-target=hdd"]);
+        assert!(hdd.is_err(), "only pxe and uefi-http");
     }
 
     #[test]
@@ -1011,6 +1066,37 @@ mod tests {
     fn a_given_boot_server_url_loses_its_trailing_slash() {
         let settings = settings(&["--boot-server-url", "http://10.0.0.1:8082/"]).expect("valid");
         assert_eq!(settings.boot.url.as_deref(), Some("http://10.0.0.1:8082"));
+        assert_eq!(settings.boot.ipv6_url, None);
+    }
+
+    #[test]
+    fn a_dual_stack_boot_network_names_one_url_per_family() {
+        let dual = settings(&[
+            "--boot-server-url",
+            "http://[fd00::1]:8082/,http://10.0.0.1:8082",
+        ])
+        .expect("valid");
+        assert_eq!(dual.boot.url.as_deref(), Some("http://10.0.0.1:8082"));
+        assert_eq!(dual.boot.ipv6_url.as_deref(), Some("http://[fd00::1]:8082"));
+        let ipv6 = settings(&["--boot-server-url", "http://[fd00::1]:8082"]).expect("valid");
+        assert_eq!(
+            (ipv6.boot.url.as_deref(), ipv6.boot.ipv6_url),
+            (Some("http://[fd00::1]:8082"), None),
+            "an IPv6 URL alone serves everyone"
+        );
+        let error = settings(&[
+            "--boot-server-url",
+            "http://10.0.0.1:8082",
+            "--boot-server-url",
+            "http://boot.example:8082",
+        ])
+        .expect_err("two URLs for one family");
+        assert!(
+            error
+                .to_string()
+                .contains("at most one URL with an IPv6 literal and one other"),
+            "{error}"
+        );
     }
 
     #[test]

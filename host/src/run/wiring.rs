@@ -23,11 +23,11 @@ use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
 use ferrometal::leader::{ElectionSettings, Elector, LeaderMetrics, Leadership, WriteFence};
+use ferrometal::plugins::PluginRuntime;
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog, with_overrides};
 use ferrometal::plugins::types::TlsPolicy;
-use ferrometal::plugins::{PluginMetrics, PluginRuntime};
 use ferrometal::registry::Registry;
-use ferrometal::telemetry::{ControllerMetrics, Readiness};
+use ferrometal::telemetry::{ControllerMetrics, ProcessMetrics, Readiness};
 use ferrometal::ui::Ui;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -139,40 +139,6 @@ pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every metric of the process, registered in one registry.
-struct Metrics {
-    registry: prometheus_client::registry::Registry,
-    plugins: PluginMetrics,
-    controllers: ControllerMetrics,
-    boot: BootMetrics,
-    dhcp: DhcpMetrics,
-    leader: LeaderMetrics,
-}
-
-impl Metrics {
-    fn new() -> Self {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let plugins = PluginMetrics::default();
-        plugins.register(&mut registry);
-        let controllers = ControllerMetrics::default();
-        controllers.register(&mut registry);
-        let boot = BootMetrics::default();
-        boot.register(&mut registry);
-        let dhcp = DhcpMetrics::default();
-        dhcp.register(&mut registry);
-        let leader = LeaderMetrics::default();
-        leader.register(&mut registry);
-        Self {
-            registry,
-            plugins,
-            controllers,
-            boot,
-            dhcp,
-            leader,
-        }
-    }
-}
-
 /// Builds every part from `settings`, checking each as it goes (plugin settings, files named
 /// by flags), and starts what every replica serves: metrics, the boot server with the probe
 /// registry, and the fetch recorder.
@@ -185,14 +151,14 @@ pub async fn wire(
     let mut catalog_config =
         CatalogConfig::load(settings.plugins.config.as_deref()).map_err(anyhow::Error::msg)?;
     catalog_config.dir = settings.plugins.dir.clone();
-    let Metrics {
+    let ProcessMetrics {
         registry,
         plugins: plugin_metrics,
         controllers: metrics,
         boot: boot_metrics,
         dhcp: dhcp_metrics,
         leader: leader_metrics,
-    } = Metrics::new();
+    } = ProcessMetrics::new();
 
     // Listening from here on; until the signal handler is installed, once start-up is done,
     // a signal ends the process at once.
@@ -484,8 +450,7 @@ async fn serve_boot(
         ),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(boot.bind_address)
-        .await
+    let listener = ferrometal::boot::listener::bind(boot.bind_address)
         .with_context(|| format!("cannot serve the boot server on {}", boot.bind_address))?;
     let bound = listener.local_addr()?;
     let base_url = boot.url.clone().unwrap_or_else(|| {
@@ -506,6 +471,7 @@ async fn serve_boot(
         layers,
         config: BootServerConfig {
             base_url: base_url.clone(),
+            ipv6_url: boot.ipv6_url.clone(),
             trusted_proxies: boot.trusted_proxies.clone(),
             extra_kernel_args: boot.kernel_args.clone(),
             metalprobe_binary,
@@ -514,7 +480,7 @@ async fn serve_boot(
         metrics,
         reports: reports.clone(),
     });
-    tracing::info!(address = %bound, url = %base_url, "serving the boot server and the registry");
+    tracing::info!(address = %bound, url = %base_url, ipv6_url = boot.ipv6_url.as_deref(), "serving the boot server and the registry");
     let probe_registry = Arc::new(Registry {
         boot: boot_server.clone(),
         client: client.clone(),
@@ -940,8 +906,23 @@ fn serve_dhcp(
             }
         }
     }
-    supervisor.listen(
-        "DHCP server",
-        ferrometal::dhcp::server::serve(config, metrics, onboard, bindings),
-    );
+    if let Some(dhcp6) = config.dhcp6.clone() {
+        supervisor.listen(
+            "DHCPv6 server",
+            ferrometal::dhcp::v6::server::serve(
+                dhcp6,
+                config.onboarding.clone(),
+                metrics.clone(),
+                onboard.clone(),
+                bindings.clone(),
+            ),
+        );
+    }
+    // Without DHCPv4 interfaces (a DHCPv6-only configuration) there is no DHCPv4 server.
+    if !config.interfaces.is_empty() {
+        supervisor.listen(
+            "DHCP server",
+            ferrometal::dhcp::server::serve(config, metrics, onboard, bindings),
+        );
+    }
 }

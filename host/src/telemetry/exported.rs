@@ -6,14 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::*;
-use crate::boot::server::BootMetrics;
-use crate::dhcp::server::DhcpMetrics;
-use crate::leader::LeaderMetrics;
-use crate::plugins::PluginMetrics;
 
 /// Labels the scrape adds (Prometheus and the Prometheus Operator's ServiceMonitor), which
 /// selectors may use on any metric; `le` is a histogram bucket's.
@@ -37,20 +32,17 @@ struct Exported {
     series: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Every metric of the process, registered like `run::wiring` does, each family with a sample
+/// Every metric of the process ([`ProcessMetrics`], as `run::wiring` registers them), each family with a sample
 /// where the test can make one.
 fn exported() -> Exported {
-    let mut registry = Registry::default();
-    let plugins = PluginMetrics::default();
-    plugins.register(&mut registry);
-    let controllers = ControllerMetrics::default();
-    controllers.register(&mut registry);
-    let boot = BootMetrics::default();
-    boot.register(&mut registry);
-    let dhcp = DhcpMetrics::default();
-    dhcp.register(&mut registry);
-    let leader = LeaderMetrics::default();
-    leader.register(&mut registry);
+    let ProcessMetrics {
+        registry,
+        plugins,
+        controllers,
+        boot,
+        dhcp,
+        leader,
+    } = ProcessMetrics::new();
 
     // An empty family is not exported at all: give each a sample.
     plugins.sample_every_family();
@@ -66,6 +58,7 @@ fn exported() -> Exported {
     boot.fetches.count("written");
     boot.connections.ended("closed");
     dhcp.count("offer");
+    dhcp.count6("advertise");
     leader.set_leading(true);
     let (caches, mut writers) = Caches::new();
     controllers.observe_fleet(caches);

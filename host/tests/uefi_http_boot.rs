@@ -1,0 +1,400 @@
+//! Real UEFI HTTP boots: QEMU VMs with Debian's OVMF firmware behind a Redfish BMC of the
+//! simulator. The operator asks the BMC for a one-time `UefiHttp` boot
+//! (`--discovery-boot-target uefi-http`); OVMF (its PXE switched off) asks DHCP with vendor
+//! class `HTTPClient` and is told the boot server's `/uki/<uuid>.efi`; the boot server answers
+//! with the discovery image's UKI (Debian's kernel + initramfs on systemd-stub) whose
+//! `.cmdline` carries this machine's ignition URL and ticket; the kernel starts, the discovery
+//! system applies its ignition, metalprobe reports, and the Server becomes `Available` with
+//! what QEMU gave the VM. One VM is on a tap device in a network namespace served by
+//! ferrometal's own DHCP server (needs root); one on QEMU's user-mode network, whose DHCP
+//! names the URL (runs anywhere). See docs/testing.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrometal::api::Server;
+use ferrometal::boot::uuid::SystemUuid;
+use ferrometal_sim::vm::{Firmware, Ovmf, VmNetwork, VmOptions, VmShape};
+use kube::Api;
+use kube::api::ListParams;
+use testenv::netns::{NetworkNamespace, ip};
+
+mod common;
+
+const GIB: u64 = 1 << 30;
+
+/// The VM tests run one at a time: emulated VMs are CPU-bound.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SHAPE: VmShape = VmShape {
+    cpus: 2,
+    memory_mib: 512,
+    disk_bytes: 2 * GIB,
+};
+
+fn state(server: &Server) -> String {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .map(|s| format!("{s:?}"))
+        .unwrap_or_default()
+}
+
+/// The console log of the VM, lossily decoded (OVMF writes terminal escapes).
+fn console(machine: &ferrometal_sim::Machine) -> String {
+    std::fs::read(machine.console().expect("a VM machine"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `lines` lines of the VM's console, headed by its path.
+fn console_tail(machine: &ferrometal_sim::Machine, lines: usize) -> String {
+    let text = console(machine);
+    let all: Vec<&str> = text.lines().collect();
+    format!(
+        "--- {} (last {lines} lines) ---\n{}",
+        machine.console().expect("a VM machine").display(),
+        all[all.len().saturating_sub(lines)..].join("\n")
+    )
+}
+
+/// Bytes of a Kubernetes quantity as the registry writes them (`512Mi`, `3Gi`, `1234`).
+fn bytes(quantity: &str) -> u64 {
+    for (suffix, factor) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return number.parse::<u64>().expect("quantity number") * factor;
+        }
+    }
+    quantity.parse().expect("plain quantity")
+}
+
+/// Keeps the work directory (consoles, disks, leases, the image) when the test fails, and
+/// says where.
+struct KeepOnFailure(Option<tempfile::TempDir>);
+
+impl KeepOnFailure {
+    fn new() -> Self {
+        Self(Some(tempfile::tempdir().expect("temp dir")))
+    }
+
+    fn path(&self) -> PathBuf {
+        self.0.as_ref().expect("work dir").path().to_owned()
+    }
+}
+
+impl Drop for KeepOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("kept the work directory: {}", dir.keep().display());
+        }
+    }
+}
+
+/// Where the VM boots and how ferrometal is reached there.
+struct Segment {
+    network: VmNetwork,
+    /// Where the boot server listens.
+    bind: String,
+    /// What the boot server is announced as (as the guest reaches it).
+    url: String,
+    /// ferrometal's DHCP configuration, when ferrometal's DHCP serves the segment.
+    dhcp: Option<String>,
+    /// The BMC's number (its systems' seed).
+    bmc: usize,
+}
+
+/// What a boot left to check.
+struct Booted {
+    server: Server,
+    machine: Arc<ferrometal_sim::Machine>,
+    console: String,
+}
+
+/// Starts a control plane, a registry with the discovery image (UKI included), an OVMF VM
+/// behind a simulated BMC and `ferrometal run` asking for UEFI HTTP boots, applies the BMC
+/// and waits until its Server is `Available`.
+async fn boot_to_available(segment: Segment, work: &Path) -> Booted {
+    let ovmf = Ovmf::debian();
+    assert!(
+        ovmf.code.is_file() && ovmf.vars_template.is_file(),
+        "OVMF is missing ({} / {}): `cargo xtask setup` installs Debian's ovmf",
+        ovmf.code.display(),
+        ovmf.vars_template.display()
+    );
+    let started = Instant::now();
+    let control_plane = testenv::ControlPlane::start().await.expect("control plane");
+    let _logs = control_plane.logs_on_failure();
+    let client = control_plane.client().await.expect("client");
+    let registry = testenv::OciRegistry::start().await.expect("registry");
+    let image = testenv::discovery_image::build(&work.join("image")).expect("image");
+    let pushed = image
+        .push(&registry, "ferrometal/discovery:uki")
+        .await
+        .expect("push");
+
+    let fleet = ferrometal_sim::Fleet::start(ferrometal_sim::FleetOptions {
+        spec: ferrometal_sim::FleetSpec {
+            seed: segment.bmc as u64,
+            bmcs: 1,
+            systems_per_bmc: 1,
+            first_bmc: segment.bmc,
+            ..ferrometal_sim::FleetSpec::default()
+        },
+        // Used on the user network only: QEMU's DHCP names `<url>/uki/<uuid>.efi`.
+        boot_url: Some(segment.url.clone()),
+        vm: Some(VmOptions {
+            network: segment.network.clone(),
+            firmware: Firmware::Uefi(ovmf),
+            ..VmOptions::debian(vec![SHAPE], work.join("vms"))
+        }),
+        work_dir: work.join("machines"),
+        ..ferrometal_sim::FleetOptions::default()
+    })
+    .await
+    .expect("the VM fleet starts");
+    let machine = fleet.machines().next().expect("one VM").clone();
+    let bmc = &fleet.bmcs()[0];
+
+    let plugins = common::plugin_dir(work, &["redfish", "ignition"]);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrometal"));
+    command
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--grant", "credentials/reveal"])
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .args(["--boot-bind-address", &segment.bind])
+        .args(["--boot-server-url", &segment.url])
+        .args(["--boot-allowed-registries", registry.host()])
+        .args(["--boot-insecure-registries", registry.host()])
+        .args(["--discovery-image", &pushed.reference])
+        .args(["--discovery-boot-target", "uefi-http"])
+        .arg("--metalprobe-binary")
+        .arg(&image.metalprobe)
+        .args(["--server-resync-seconds", "2"])
+        .env("KUBECONFIG", control_plane.kubeconfig_path())
+        .env("FERROMETAL_LOG", "info,ferrometal=debug");
+    if let Some(dhcp) = &segment.dhcp {
+        let config = work.join("dhcp.yaml");
+        std::fs::write(&config, dhcp).expect("DHCP config");
+        command.arg("--dhcp-config").arg(config);
+    }
+    let operator =
+        testenv::Program::start("ferrometal-run", command).expect("start ferrometal run");
+
+    let address = bmc.address().expect("BMC address");
+    common::kubectl_apply(
+        &control_plane,
+        &format!(
+            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: uefi-bmc}}\n\
+             stringData: {{username: admin, password: sim-password}}\n---\n\
+             apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: uefi-bmc}}\n\
+             spec:\n  access: {{macAddress: '{}', ip: '{}'}}\n  bmcSecretRef: {{name: uefi-bmc}}\n\
+             \x20 protocol: {{name: Redfish, port: {}, scheme: http}}\n",
+            bmc.spec().mac,
+            address.ip(),
+            address.port()
+        ),
+    );
+
+    let servers: Api<Server> = Api::all(client.clone());
+    // OVMF under TCG: firmware start, DHCP, a ~22 MB download, then the kernel.
+    let deadline = Instant::now() + Duration::from_secs(420);
+    let server = loop {
+        let list = servers
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items;
+        if let Some(server) = list.iter().find(|s| state(s) == "Available") {
+            break server.clone();
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the OVMF VM did not become Available:\n{}\noperator log:\n{}\n{}",
+                common::server_summary(&list),
+                operator.log_tail(60),
+                console_tail(&machine, 80)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("Available {:?} after the test started", started.elapsed());
+    let console = console(&machine);
+    for line in console.lines().filter(|line| {
+        line.contains("URI:") || line.contains("Command line:") || line.contains("ferrometal:")
+    }) {
+        eprintln!("console: {}", line.trim());
+    }
+    drop(operator);
+    drop(fleet);
+    Booted {
+        server,
+        machine,
+        console,
+    }
+}
+
+/// Checks that `booted` went through OVMF's HTTP boot of the personalised UKI from
+/// `boot_url` and reported what QEMU gave the VM, with `eth0` at `guest_ip`.
+fn assert_discovered(booted: &Booted, boot_url: &str, guest_ip: &str) {
+    let Booted {
+        server,
+        machine,
+        console,
+    } = booted;
+    let spec = machine.spec();
+    // OVMF sends its SMBIOS UUID in DHCP option 97 in the SMBIOS byte order, so a URL from
+    // ferrometal's DHCP may name it in either spelling; the boot server accepts both.
+    let uuid = SystemUuid::parse(&spec.uuid).expect("uuid");
+    let named = |uuid: &SystemUuid| console.contains(&format!("URI: {boot_url}/uki/{uuid}.efi"));
+    assert!(
+        console.contains("Start HTTP Boot over IPv4")
+            && (named(&uuid) || named(&uuid.smbios_swapped())),
+        "OVMF booted over UEFI HTTP from {boot_url}/uki/<uuid>.efi:\n{}",
+        console_tail(machine, 80)
+    );
+    assert!(
+        console.contains(&format!("ignition.config.url={boot_url}/ignition/")),
+        "the kernel's command line (printed at boot) carries the ignition URL the boot server \
+         wrote into the UKI:\n{}",
+        console_tail(machine, 80)
+    );
+    assert!(
+        !console.contains("iPXE"),
+        "no iPXE was involved:\n{}",
+        console_tail(machine, 80)
+    );
+    assert_eq!(
+        server
+            .spec
+            .system_uuid()
+            .map(|u| u.to_lowercase())
+            .as_deref(),
+        Some(spec.uuid.as_str()),
+        "the SMBIOS UUID QEMU gave the VM"
+    );
+    let status = server.status.as_ref().expect("status");
+    let nic = status
+        .network_interfaces
+        .iter()
+        .find(|nic| nic.name == "eth0")
+        .expect("eth0 reported");
+    assert_eq!(nic.mac_address, spec.macs[0], "the MAC QEMU gave the VM");
+    assert_eq!(nic.ips, [guest_ip], "the address DHCP gave the guest");
+    let threads: i32 = status
+        .processors
+        .iter()
+        .filter_map(|p| p.total_threads)
+        .sum();
+    assert_eq!(threads, SHAPE.cpus as i32, "{:?}", status.processors);
+    let memory = bytes(&status.total_system_memory.as_ref().expect("memory").0);
+    let configured = SHAPE.memory_mib << 20;
+    assert!(
+        memory < configured && memory > configured * 6 / 10,
+        "MemTotal as the guest saw it ({memory}) is a little under the {configured} QEMU gave it"
+    );
+    let disk = status.storages[0]
+        .drives
+        .iter()
+        .find(|d| d.name == "vda")
+        .expect("the virtio disk");
+    assert_eq!(
+        bytes(&disk.capacity.as_ref().expect("capacity").0),
+        SHAPE.disk_bytes
+    );
+}
+
+#[tokio::test]
+async fn an_ovmf_vm_boots_the_discovery_uki_through_ferrometals_dhcp_to_available() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    if !testenv::netns::available() {
+        eprintln!(
+            "skipped: network namespaces, tap devices and DHCP's port 67 need root (CI runs as root)"
+        );
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped: this machine has no /dev/net/tun, so VMs cannot have tap devices");
+        return;
+    }
+    let id = std::process::id();
+    let net = 60 + id % 100;
+    let (namespace, host_if, ns_if) =
+        (format!("fm{id}u"), format!("fm{id}uh"), format!("fm{id}un"));
+    let _namespace = NetworkNamespace::create(&namespace);
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &namespace,
+    ]);
+    let server_ip = format!("10.94.{net}.1");
+    ip(&["addr", "add", &format!("{server_ip}/24"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&["-n", &namespace, "link", "add", "br0", "type", "bridge"]);
+    ip(&[
+        "-n", &namespace, "link", "set", &ns_if, "master", "br0", "up",
+    ]);
+    ip(&["-n", &namespace, "link", "set", "br0", "up"]);
+
+    let work_dir = KeepOnFailure::new();
+    let work = work_dir.path();
+    let port = testenv::net::free_port().expect("port");
+    let boot_url = format!("http://{server_ip}:{port}");
+    // `${uuid}`, not `${mac}`: before its first report a Server lists no NICs, so the boot
+    // server cannot find it by MAC yet; OVMF sends its SMBIOS UUID in DHCP option 97.
+    let dhcp = format!(
+        "interfaces: [{{name: {host_if}, serverAddress: {server_ip}}}]\nleaseFile: {}\n\
+         subnets:\n- {{network: 10.94.{net}.0, prefix: 24, rangeStart: 10.94.{net}.100, rangeEnd: 10.94.{net}.120, router: {server_ip}}}\n\
+         boot: {{httpBootUrl: '{boot_url}/uki/${{uuid}}.efi'}}\n",
+        work.join("leases.json").display()
+    );
+    let booted = boot_to_available(
+        Segment {
+            network: VmNetwork::Tap {
+                namespace: namespace.clone(),
+                bridge: String::from("br0"),
+            },
+            bind: format!("{server_ip}:{port}"),
+            url: boot_url.clone(),
+            dhcp: Some(dhcp),
+            bmc: 61_100,
+        },
+        &work,
+    )
+    .await;
+    let guest_ip = format!("10.94.{net}.100");
+    assert_discovered(&booted, &boot_url, &guest_ip);
+    let leases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("leases.json")).expect("leases"))
+            .expect("lease file is JSON");
+    assert_eq!(
+        leases[&booted.machine.spec().macs[0].replace(':', "")]["ip"],
+        guest_ip,
+        "ferrometal's DHCP server leased the VM its address: {leases}"
+    );
+}
+
+#[tokio::test]
+async fn an_ovmf_vm_on_qemus_own_network_boots_the_discovery_uki_to_available() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let work_dir = KeepOnFailure::new();
+    let work = work_dir.path();
+    let port = testenv::net::free_port().expect("port");
+    // QEMU's user-mode network shows the host's loopback to guests as 10.0.2.2.
+    let boot_url = format!("http://{}:{port}", ferrometal_sim::vm::GUEST_HOST_ADDRESS);
+    let booted = boot_to_available(
+        Segment {
+            network: VmNetwork::User,
+            bind: format!("127.0.0.1:{port}"),
+            url: boot_url.clone(),
+            dhcp: None,
+            bmc: 61_200,
+        },
+        &work,
+    )
+    .await;
+    assert_discovered(&booted, &boot_url, "10.0.2.15");
+}
