@@ -10,12 +10,13 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 test:
 	cargo xtask test
 
-## make demo [SERVERS=N] [VMS=N] [CLUSTER=1]: local control plane, OCI registry, simulated
+## make demo [SERVERS=N] [VMS=N] [CLUSTER=1] [IPV6=1]: local control plane, OCI registry, simulated
 ## fleet (and real QEMU VMs) and `ferrometal run`; watch the fleet reach Available, then look
 ## around until Ctrl-C. CLUSTER=1 runs the operator as a Pod instead: the image of
-## `cargo xtask image`, installed by the Helm chart on a local node (needs root).
+## `cargo xtask image`, installed by the Helm chart on a local node (needs root). IPV6=1 runs
+## the simulated fleet over IPv6 (DHCPv6, IPv6 BMCs and boot URLs) in a namespace (needs root).
 demo:
-	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS)) $(if $(VMS),--vms $(VMS)) $(if $(CLUSTER),--cluster)
+	cargo xtask demo $(if $(SERVERS),--servers $(SERVERS)) $(if $(VMS),--vms $(VMS)) $(if $(CLUSTER),--cluster) $(if $(IPV6),--ipv6)
 
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:

@@ -157,6 +157,7 @@ async fn run(servers: usize) -> Result {
             audit_log: false,
             hold_dhcp_bmcs: false,
             node: false,
+            ipv6: false,
         },
         |line| eprintln!("fleet bench ({servers}): {line}"),
     )

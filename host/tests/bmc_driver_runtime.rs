@@ -307,7 +307,6 @@ async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
         driver(&runtime, "driver-minimal"),
         Duration::from_millis(800),
     );
-    let started = std::time::Instant::now();
     let error = driver
         .probe(&silent.endpoint())
         .await
@@ -317,12 +316,8 @@ async fn a_bmc_that_never_answers_ends_the_call_at_its_deadline() {
         "{error}"
     );
     assert!(error.to_string().contains("timed out"), "{error}");
-    // Ended at the deadline (give or take a loaded machine), not by the outer timeout's margin.
-    assert!(
-        started.elapsed() < Duration::from_millis(2300),
-        "{:?}",
-        started.elapsed()
-    );
+    // Ended by the deadline inside the call, not by the outer timeout's margin.
+    assert_eq!(runtime.metrics().calls_abandoned(), 0);
     still_serves(&runtime).await;
 }
 
@@ -348,10 +343,14 @@ async fn a_driver_that_keeps_calling_its_bmc_past_its_deadline_is_ended_with_a_t
             matches!(&error.kind, CallErrorKind::Timeout(d) if *d == deadline),
             "{error}"
         );
-        let took = started.elapsed();
         assert!(
-            took >= deadline && took < deadline + Duration::from_millis(1500),
-            "{took:?}"
+            started.elapsed() >= deadline,
+            "not ended before its deadline"
+        );
+        assert_eq!(
+            runtime.metrics().calls_abandoned(),
+            0,
+            "ended by the deadline inside the call, not by the outer timeout"
         );
     }
     assert!(
@@ -729,16 +728,15 @@ async fn calls_queued_behind_a_wedged_bmc_do_not_starve_other_bmcs() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // One call holds the wedged BMC; the three queued behind it hold no global slot.
     assert_eq!(runtime.metrics().calls_in_flight(), 1);
-    let started = std::time::Instant::now();
+    // The wedged calls end only at their 5 s deadline: a starved call would wait for them.
     let identity = tokio::time::timeout(
-        Duration::from_secs(2),
+        Duration::from_secs(4),
         driver(&runtime, "driver-minimal").probe(&healthy.endpoint()),
     )
     .await
     .expect("not starved by the wedged BMC's queue")
     .expect("probe");
     assert!(identity.systems.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(2));
     for call in &queued {
         assert!(!call.is_finished(), "still waiting on the wedged BMC");
     }

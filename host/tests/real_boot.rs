@@ -15,51 +15,13 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 mod common;
+use common::vm;
 
 const GIB: u64 = 1 << 30;
 
-/// The VM tests run one at a time: emulated VMs are CPU-bound, and a test that shares the
-/// CPUs with another's VMs can miss its timeouts.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Bytes of a Kubernetes quantity as the registry writes them (`512Mi`, `3Gi`, `1234`).
-fn bytes(quantity: &str) -> u64 {
-    let units = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-    ];
-    for (suffix, factor) in units {
-        if let Some(number) = quantity.strip_suffix(suffix) {
-            return number.parse::<u64>().expect("quantity number") * factor;
-        }
-    }
-    quantity.parse().expect("plain quantity")
-}
-
-/// A VM's console log, headed by its path.
-fn console(machine: &ferrometal_sim::Machine) -> String {
-    let path = machine.console().expect("a VM machine");
-    format!(
-        "--- {} ---\n{}",
-        path.display(),
-        std::fs::read_to_string(&path).unwrap_or_default()
-    )
-}
-
-fn state(server: &Server) -> String {
-    server
-        .status
-        .as_ref()
-        .and_then(|s| s.state.as_ref())
-        .map(|s| format!("{s:?}"))
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = vm::ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let shapes = vec![
         VmShape {
@@ -121,7 +83,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
     let consoles = || {
         machines
             .iter()
-            .map(|m| console(m))
+            .map(|m| vm::console_tail(m, 200))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -134,7 +96,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
             .items;
         let settled = |slot: usize, wanted: &str| {
             list.iter()
-                .any(|s| s.name_any() == name(slot) && state(s) == wanted)
+                .any(|s| s.name_any() == name(slot) && vm::state(s) == wanted)
         };
         if settled(0, "Available") && settled(1, "Available") && settled(2, "Error") {
             break list;
@@ -185,7 +147,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
             .filter_map(|p| p.total_threads)
             .sum();
         assert_eq!(threads, shape.cpus as i32, "{:?}", status.processors);
-        let memory = bytes(&status.total_system_memory.as_ref().expect("memory").0);
+        let memory = vm::bytes(&status.total_system_memory.as_ref().expect("memory").0);
         let configured = shape.memory_mib << 20;
         assert!(
             memory < configured && memory > configured * 7 / 10,
@@ -197,7 +159,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
             .find(|d| d.name == "vda")
             .expect("the virtio disk");
         assert_eq!(
-            bytes(&disk.capacity.as_ref().expect("capacity").0),
+            vm::bytes(&disk.capacity.as_ref().expect("capacity").0),
             shape.disk_bytes
         );
         assert!(
@@ -245,7 +207,7 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
     use ferrometal_sim::vm::{VmNetwork, VmOptions};
     use testenv::netns::{NetworkNamespace, ip};
 
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = vm::ONE_AT_A_TIME.lock().await;
     if !testenv::netns::available() {
         eprintln!(
             "skipped: network namespaces, tap devices and DHCP's port 67 need root (CI runs as root)"
@@ -349,42 +311,15 @@ async fn a_vm_boots_through_ferrometals_own_dhcp_server() {
     let operator =
         testenv::Program::start("ferrometal-run", command).expect("start ferrometal run");
 
-    let address = bmc.address().expect("BMC address");
-    common::kubectl_apply(
-        &control_plane,
-        &format!(
-            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: tap-bmc}}\n\
-             stringData: {{username: admin, password: sim-password}}\n---\n\
-             apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: tap-bmc}}\n\
-             spec:\n  access: {{macAddress: '{}', ip: '{}'}}\n  bmcSecretRef: {{name: tap-bmc}}\n\
-             \x20 protocol: {{name: Redfish, port: {}, scheme: http}}\n",
-            bmc.spec().mac,
-            address.ip(),
-            address.port()
-        ),
-    );
-
-    let servers: Api<Server> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let server = loop {
-        let list = servers
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items;
-        if let Some(server) = list.iter().find(|s| state(s) == "Available") {
-            break server.clone();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "the VM did not become Available:\n{}\noperator log:\n{}\n{}",
-                common::server_summary(&list),
-                operator.log_tail(40),
-                console(&machine)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    vm::apply_bmc(&control_plane, "tap-bmc", bmc);
+    let server = vm::first_available(&client, Duration::from_secs(150), || {
+        format!(
+            "operator log:\n{}\n{}",
+            operator.log_tail(40),
+            vm::console_tail(&machine, 200)
+        )
+    })
+    .await;
     let status = server.status.as_ref().expect("status");
     let nic = status
         .network_interfaces

@@ -16,59 +16,18 @@ use std::time::{Duration, Instant};
 use ferrometal::api::Server;
 use ferrometal::boot::uuid::SystemUuid;
 use ferrometal_sim::vm::{Firmware, Ovmf, VmNetwork, VmOptions, VmShape};
-use kube::Api;
-use kube::api::ListParams;
 use testenv::netns::{NetworkNamespace, ip};
 
 mod common;
+use common::vm;
 
 const GIB: u64 = 1 << 30;
-
-/// The VM tests run one at a time: emulated VMs are CPU-bound.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const SHAPE: VmShape = VmShape {
     cpus: 2,
     memory_mib: 512,
     disk_bytes: 2 * GIB,
 };
-
-fn state(server: &Server) -> String {
-    server
-        .status
-        .as_ref()
-        .and_then(|s| s.state.as_ref())
-        .map(|s| format!("{s:?}"))
-        .unwrap_or_default()
-}
-
-/// The console log of the VM, lossily decoded (OVMF writes terminal escapes).
-fn console(machine: &ferrometal_sim::Machine) -> String {
-    std::fs::read(machine.console().expect("a VM machine"))
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
-}
-
-/// The last `lines` lines of the VM's console, headed by its path.
-fn console_tail(machine: &ferrometal_sim::Machine, lines: usize) -> String {
-    let text = console(machine);
-    let all: Vec<&str> = text.lines().collect();
-    format!(
-        "--- {} (last {lines} lines) ---\n{}",
-        machine.console().expect("a VM machine").display(),
-        all[all.len().saturating_sub(lines)..].join("\n")
-    )
-}
-
-/// Bytes of a Kubernetes quantity as the registry writes them (`512Mi`, `3Gi`, `1234`).
-fn bytes(quantity: &str) -> u64 {
-    for (suffix, factor) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
-        if let Some(number) = quantity.strip_suffix(suffix) {
-            return number.parse::<u64>().expect("quantity number") * factor;
-        }
-    }
-    quantity.parse().expect("plain quantity")
-}
 
 /// Keeps the work directory (consoles, disks, leases, the image) when the test fails, and
 /// says where.
@@ -186,45 +145,18 @@ async fn boot_to_available(segment: Segment, work: &Path) -> Booted {
     let operator =
         testenv::Program::start("ferrometal-run", command).expect("start ferrometal run");
 
-    let address = bmc.address().expect("BMC address");
-    common::kubectl_apply(
-        &control_plane,
-        &format!(
-            "apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMCSecret\nmetadata: {{name: uefi-bmc}}\n\
-             stringData: {{username: admin, password: sim-password}}\n---\n\
-             apiVersion: metal.ironcore.dev/v1alpha1\nkind: BMC\nmetadata: {{name: uefi-bmc}}\n\
-             spec:\n  access: {{macAddress: '{}', ip: '{}'}}\n  bmcSecretRef: {{name: uefi-bmc}}\n\
-             \x20 protocol: {{name: Redfish, port: {}, scheme: http}}\n",
-            bmc.spec().mac,
-            address.ip(),
-            address.port()
-        ),
-    );
-
-    let servers: Api<Server> = Api::all(client.clone());
+    vm::apply_bmc(&control_plane, "uefi-bmc", bmc);
     // OVMF under TCG: firmware start, DHCP, a ~22 MB download, then the kernel.
-    let deadline = Instant::now() + Duration::from_secs(420);
-    let server = loop {
-        let list = servers
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items;
-        if let Some(server) = list.iter().find(|s| state(s) == "Available") {
-            break server.clone();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "the OVMF VM did not become Available:\n{}\noperator log:\n{}\n{}",
-                common::server_summary(&list),
-                operator.log_tail(60),
-                console_tail(&machine, 80)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let server = vm::first_available(&client, Duration::from_secs(420), || {
+        format!(
+            "the OVMF VM did not become Available; operator log:\n{}\n{}",
+            operator.log_tail(60),
+            vm::console_tail(&machine, 80)
+        )
+    })
+    .await;
     eprintln!("Available {:?} after the test started", started.elapsed());
-    let console = console(&machine);
+    let console = vm::console(&machine);
     for line in console.lines().filter(|line| {
         line.contains("URI:") || line.contains("Command line:") || line.contains("ferrometal:")
     }) {
@@ -239,9 +171,10 @@ async fn boot_to_available(segment: Segment, work: &Path) -> Booted {
     }
 }
 
-/// Checks that `booted` went through OVMF's HTTP boot of the personalised UKI from
-/// `boot_url` and reported what QEMU gave the VM, with `eth0` at `guest_ip`.
-fn assert_discovered(booted: &Booted, boot_url: &str, guest_ip: &str) {
+/// Checks that `booted` went through OVMF's HTTP boot over `family` (`IPv4`, `IPv6`) of the
+/// personalised UKI from `boot_url` and reported what QEMU gave the VM, with `eth0` at
+/// `guest_ip`.
+fn assert_discovered(booted: &Booted, family: &str, boot_url: &str, guest_ip: &str) {
     let Booted {
         server,
         machine,
@@ -253,21 +186,21 @@ fn assert_discovered(booted: &Booted, boot_url: &str, guest_ip: &str) {
     let uuid = SystemUuid::parse(&spec.uuid).expect("uuid");
     let named = |uuid: &SystemUuid| console.contains(&format!("URI: {boot_url}/uki/{uuid}.efi"));
     assert!(
-        console.contains("Start HTTP Boot over IPv4")
+        console.contains(&format!("Start HTTP Boot over {family}"))
             && (named(&uuid) || named(&uuid.smbios_swapped())),
         "OVMF booted over UEFI HTTP from {boot_url}/uki/<uuid>.efi:\n{}",
-        console_tail(machine, 80)
+        vm::console_tail(machine, 80)
     );
     assert!(
         console.contains(&format!("ignition.config.url={boot_url}/ignition/")),
         "the kernel's command line (printed at boot) carries the ignition URL the boot server \
          wrote into the UKI:\n{}",
-        console_tail(machine, 80)
+        vm::console_tail(machine, 80)
     );
     assert!(
         !console.contains("iPXE"),
         "no iPXE was involved:\n{}",
-        console_tail(machine, 80)
+        vm::console_tail(machine, 80)
     );
     assert_eq!(
         server
@@ -292,7 +225,7 @@ fn assert_discovered(booted: &Booted, boot_url: &str, guest_ip: &str) {
         .filter_map(|p| p.total_threads)
         .sum();
     assert_eq!(threads, SHAPE.cpus as i32, "{:?}", status.processors);
-    let memory = bytes(&status.total_system_memory.as_ref().expect("memory").0);
+    let memory = vm::bytes(&status.total_system_memory.as_ref().expect("memory").0);
     let configured = SHAPE.memory_mib << 20;
     assert!(
         memory < configured && memory > configured * 6 / 10,
@@ -304,14 +237,14 @@ fn assert_discovered(booted: &Booted, boot_url: &str, guest_ip: &str) {
         .find(|d| d.name == "vda")
         .expect("the virtio disk");
     assert_eq!(
-        bytes(&disk.capacity.as_ref().expect("capacity").0),
+        vm::bytes(&disk.capacity.as_ref().expect("capacity").0),
         SHAPE.disk_bytes
     );
 }
 
 #[tokio::test]
 async fn an_ovmf_vm_boots_the_discovery_uki_through_ferrometals_dhcp_to_available() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = vm::ONE_AT_A_TIME.lock().await;
     if !testenv::netns::available() {
         eprintln!(
             "skipped: network namespaces, tap devices and DHCP's port 67 need root (CI runs as root)"
@@ -366,7 +299,7 @@ async fn an_ovmf_vm_boots_the_discovery_uki_through_ferrometals_dhcp_to_availabl
     )
     .await;
     let guest_ip = format!("10.94.{net}.100");
-    assert_discovered(&booted, &boot_url, &guest_ip);
+    assert_discovered(&booted, "IPv4", &boot_url, &guest_ip);
     let leases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(work.join("leases.json")).expect("leases"))
             .expect("lease file is JSON");
@@ -379,7 +312,7 @@ async fn an_ovmf_vm_boots_the_discovery_uki_through_ferrometals_dhcp_to_availabl
 
 #[tokio::test]
 async fn an_ovmf_vm_on_qemus_own_network_boots_the_discovery_uki_to_available() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = vm::ONE_AT_A_TIME.lock().await;
     let work_dir = KeepOnFailure::new();
     let work = work_dir.path();
     let port = testenv::net::free_port().expect("port");
@@ -396,5 +329,164 @@ async fn an_ovmf_vm_on_qemus_own_network_boots_the_discovery_uki_to_available() 
         &work,
     )
     .await;
-    assert_discovered(&booted, &boot_url, "10.0.2.15");
+    assert_discovered(&booted, "IPv4", &boot_url, "10.0.2.15");
+}
+
+/// Runs `sysctl -qw setting` in `namespace` (or this one); panics with its message if it
+/// fails.
+fn sysctl(namespace: Option<&str>, setting: &str) {
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut command = std::process::Command::new("ip");
+            command.args(["netns", "exec", namespace, "sysctl"]);
+            command
+        }
+        None => std::process::Command::new("sysctl"),
+    };
+    let output = command
+        .args(["-qw", setting])
+        .output()
+        .expect("sysctl runs");
+    assert!(
+        output.status.success(),
+        "sysctl -w {setting}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn an_ovmf_vm_boots_the_discovery_uki_over_ipv6_through_ferrometals_dhcpv6_to_available() {
+    let _one_at_a_time = vm::ONE_AT_A_TIME.lock().await;
+    if !testenv::netns::available() {
+        eprintln!(
+            "skipped: network namespaces, tap devices and DHCPv6's port 547 need root (CI runs as root)"
+        );
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped: this machine has no /dev/net/tun, so VMs cannot have tap devices");
+        return;
+    }
+    let radvd = Path::new("/usr/sbin/radvd");
+    assert!(
+        radvd.is_file(),
+        "radvd is missing: `cargo xtask setup` installs Debian's radvd"
+    );
+    let id = std::process::id();
+    let net = 60 + id % 100;
+    let (namespace, host_if, ns_if) =
+        (format!("fm{id}s"), format!("fm{id}sh"), format!("fm{id}sn"));
+    let _namespace = NetworkNamespace::create(&namespace);
+    // No duplicate address detection anywhere on the link (the tap QEMU gets is created
+    // later: `default`), no router advertisements taken by the host's end, and forwarding
+    // on in the namespace, where radvd advertises the link's prefix.
+    for setting in [
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+        "net.ipv6.conf.all.forwarding=1",
+    ] {
+        sysctl(Some(&namespace), setting);
+    }
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &namespace,
+    ]);
+    sysctl(None, &format!("net.ipv6.conf.{host_if}.accept_dad=0"));
+    sysctl(None, &format!("net.ipv6.conf.{host_if}.accept_ra=0"));
+    sysctl(
+        Some(&namespace),
+        &format!("net.ipv6.conf.{ns_if}.accept_dad=0"),
+    );
+    let prefix = format!("fd94:{net}::");
+    let server_ip = format!("{prefix}1");
+    ip(&[
+        "addr",
+        "add",
+        &format!("{server_ip}/64"),
+        "dev",
+        &host_if,
+        "nodad",
+    ]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&["-n", &namespace, "link", "add", "br0", "type", "bridge"]);
+    sysctl(Some(&namespace), "net.ipv6.conf.br0.accept_dad=0");
+    ip(&[
+        "-n", &namespace, "link", "set", &ns_if, "master", "br0", "up",
+    ]);
+    ip(&["-n", &namespace, "link", "set", "br0", "up"]);
+
+    let work_dir = KeepOnFailure::new();
+    let work = work_dir.path();
+    // OVMF's IPv6 stack configures itself from router advertisements: the Managed flag
+    // sends it to DHCPv6, the on-link prefix gives it the route to the boot server.
+    let radvd_config = work.join("radvd.conf");
+    std::fs::write(
+        &radvd_config,
+        format!(
+            "interface br0 {{\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n\
+             \x20 AdvManagedFlag on;\n  AdvOtherConfigFlag on;\n  AdvDefaultLifetime 0;\n\
+             \x20 prefix {prefix}/64 {{ AdvOnLink on; AdvAutonomous off; }};\n}};\n"
+        ),
+    )
+    .expect("radvd config");
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", &namespace])
+        .arg(radvd)
+        .args(["--nodaemon", "--logmethod", "stderr", "--config"])
+        .arg(&radvd_config)
+        .arg("--pidfile")
+        .arg(work.join("radvd.pid"));
+    let _radvd = testenv::Program::start("radvd", command).expect("start radvd");
+
+    let port = testenv::net::free_port().expect("port");
+    let boot_url = format!("http://[{server_ip}]:{port}");
+    let dhcp = format!(
+        "dhcp6:\n  interfaces: [{{name: {host_if}, address: '{server_ip}'}}]\n\
+         \x20 leaseFile: {}\n\
+         \x20 prefixes:\n  - {{prefix: '{prefix}/64', rangeStart: '{prefix}100', rangeEnd: '{prefix}120'}}\n\
+         \x20 boot: {{httpBootUrl: '{boot_url}/uki/${{uuid}}.efi'}}\n",
+        work.join("leases6.json").display()
+    );
+    let booted = boot_to_available(
+        Segment {
+            network: VmNetwork::Tap {
+                namespace: namespace.clone(),
+                bridge: String::from("br0"),
+            },
+            bind: format!("[::]:{port}"),
+            url: boot_url.clone(),
+            dhcp: Some(dhcp),
+            bmc: 61_300,
+        },
+        &work,
+    )
+    .await;
+    // OVMF released its own lease before starting the UKI; the one left is the discovery
+    // system's: its DUID-LL names the VM's MAC, and source binding holds the machine to it.
+    let leases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("leases6.json")).expect("leases"))
+            .expect("lease file is JSON");
+    let mac = booted.machine.spec().macs[0].replace(':', "");
+    let (key, lease) = leases
+        .as_object()
+        .and_then(|leases| {
+            leases
+                .iter()
+                .find(|(key, _)| key.starts_with(&format!("00030001{mac}/")))
+        })
+        .unwrap_or_else(|| panic!("a DHCPv6 lease for the DUID-LL of {mac}: {leases}"));
+    assert_eq!(lease["mac"], mac.as_str(), "{key}: {lease}");
+    let guest_ip = lease["ip"].as_str().expect("leased address").to_owned();
+    assert!(
+        guest_ip.starts_with(&prefix),
+        "{guest_ip} is in {prefix}/64"
+    );
+    assert!(
+        booted
+            .console
+            .contains(&format!("ferrometal: eth0 has {guest_ip}/128 (DHCPv6")),
+        "the discovery system configured the address it leased:\n{}",
+        vm::console_tail(&booted.machine, 80)
+    );
+    assert_discovered(&booted, "IPv6", &boot_url, &guest_ip);
 }

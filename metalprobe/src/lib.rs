@@ -4,6 +4,7 @@
 //! token. The report is metal-operator's registry JSON, so either side talks to the other.
 
 pub mod collect;
+pub mod dhcp6;
 pub mod ignition;
 pub mod lldp;
 pub mod post;

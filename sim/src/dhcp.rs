@@ -5,16 +5,14 @@
 //! The DHCP server must use the same ports (`serverPort`/`clientPort` in ferrometal's DHCP
 //! configuration), so several fleets and servers can share one machine.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 /// What kind of client asks (decides the boot file the server names).
@@ -62,7 +60,7 @@ pub enum DhcpError {
 /// How many leases a fleet negotiates at once.
 const MAX_IN_FLIGHT: usize = 64;
 
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
+type Pending = Arc<crate::transactions::Transactions<u32, Message>>;
 
 /// A fleet's DHCP client.
 #[derive(Debug)]
@@ -192,22 +190,17 @@ impl DhcpClient {
         message
             .encode(&mut Encoder::new(&mut bytes))
             .map_err(|error| DhcpError::Encode(error.to_string()))?;
-        for _ in 0..self.attempts {
-            let (sender, answer) = oneshot::channel();
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(message.xid(), sender);
-            self.socket.send_to(&bytes, self.server).await?;
-            match tokio::time::timeout(self.answer_timeout, answer).await {
-                Ok(Ok(reply)) => return Ok(reply),
-                _ => {
-                    self.pending
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&message.xid());
-                }
-            }
+        let sent = self
+            .pending
+            .exchange(
+                message.xid(),
+                self.attempts,
+                self.answer_timeout,
+                || async { self.socket.send_to(&bytes, self.server).await.map(drop) },
+            )
+            .await?;
+        if let Some(reply) = sent {
+            return Ok(reply);
         }
         Err(DhcpError::NoAnswer(what, self.attempts))
     }
@@ -278,13 +271,7 @@ async fn receive(socket: Arc<UdpSocket>, pending: Pending) {
         if reply.opcode() != Opcode::BootReply {
             continue;
         }
-        let waiter = pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&reply.xid());
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(reply);
-        }
+        pending.deliver(reply.xid(), reply);
     }
 }
 

@@ -9,6 +9,10 @@
 //! With [`LabOptions::node`] the lab runs a real node too, so that the operator runs as a Pod
 //! installed by the Helm chart ([`chart`]): the registry and the BMCs listen on the node's IP,
 //! where Pods reach them, and machines reach the boot server through the chart's NodePort.
+//!
+//! With [`LabOptions::ipv6`] the fleet works over IPv6 instead, in a network namespace of its
+//! own joined to the host by a veth pair ([`ipv6`]): BMCs announce themselves and machines
+//! boot over DHCPv6, and the boot server and registry are reached at the host's IPv6 address.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use crate::{DhcpPorts, Fleet, FleetOptions, FleetSpec, MachineBehaviour};
 
 pub mod api_requests;
 pub mod chart;
+pub mod ipv6;
 
 pub use api_requests::ApiRequests;
 pub use chart::BOOT_NODE_PORT;
@@ -74,6 +79,12 @@ pub struct LabOptions {
     /// machines are told the boot server is at the chart's NodePort
     /// ([`BOOT_NODE_PORT`]) on that IP. Needs root.
     pub node: bool,
+    /// Run the fleet over IPv6 ([`ipv6`]): in a network namespace joined to the host by a
+    /// veth pair, BMCs that announce themselves and machines lease over DHCPv6 (ferrometal's
+    /// `dhcp6` server on the host's end), the other BMCs listen on static IPv6 addresses, and
+    /// machines reach the boot server and registry at the host's IPv6 address only. Needs
+    /// root; not with VMs or a node.
+    pub ipv6: bool,
 }
 
 /// Why the lab could not start or act.
@@ -175,6 +186,9 @@ pub struct Lab {
     /// The fleet of real VMs, when [`LabOptions::vms`] asks for some.
     pub vm_fleet: Option<Fleet>,
     operator: Option<Program>,
+    /// The fleet's IPv6 network, with [`LabOptions::ipv6`] (dropped after the fleet and the
+    /// operator, before the rest).
+    pub network: Option<ipv6::FleetNetwork>,
     /// The node the operator's Pods run on, with [`LabOptions::node`] (dropped before the
     /// control plane).
     pub node: Option<testenv::Node>,
@@ -238,6 +252,35 @@ async fn discovery_image(
     Ok((image, built.metalprobe))
 }
 
+/// The `--dhcp-config` of the IPv6 lab: DHCPv6 only, on the host's end of the fleet's link,
+/// onboarding the simulated BMCs and telling iPXE the boot server's IPv6 URL.
+fn dhcp6_config(
+    work_dir: &Path,
+    network: &ipv6::FleetNetwork,
+    ports: DhcpPorts,
+    boot_url: &str,
+) -> String {
+    let (first, last) = network.dhcp_range();
+    format!(
+        "onboarding: {{macPrefixes: ['{}']}}\n\
+         dhcp6:\n\
+         \x20 interfaces: [{{name: {}, address: '{}'}}]\n\
+         \x20 prefixes:\n\
+         \x20 - {{prefix: '{}/64', rangeStart: '{first}', rangeEnd: '{last}', preferredSeconds: 86400, validSeconds: 86400}}\n\
+         \x20 leaseFile: {}\n\
+         \x20 boot: {{ipxeUrl: '{boot_url}/ipxe'}}\n\
+         \x20 serverPort: {}\n\
+         \x20 clientPort: {}\n",
+        crate::BMC_MAC_PREFIX,
+        network.host_interface,
+        network.host_address(),
+        network.prefix,
+        work_dir.join("leases6.json").display(),
+        ports.server,
+        ports.client,
+    )
+}
+
 /// Index of the VM fleet's BMC (far from the simulated fleet's, so MACs and addresses differ).
 pub const VM_FIRST_BMC: usize = 60_000;
 
@@ -261,6 +304,11 @@ impl Lab {
         if options.node && !options.vms.is_empty() {
             return Err(LabError::Options(String::from(
                 "VMs reach the boot server on the host's loopback, not at the node's NodePort",
+            )));
+        }
+        if options.ipv6 && (options.node || !options.vms.is_empty()) {
+            return Err(LabError::Options(String::from(
+                "the IPv6 lab runs the simulated fleet only: no VMs, no node",
             )));
         }
         std::fs::create_dir_all(options.work_dir.join("plugins"))
@@ -305,9 +353,16 @@ impl Lab {
         } else {
             "127.0.0.1"
         };
-        let boot_url = match node_ip {
-            Some(ip) => format!("http://{ip}:{BOOT_NODE_PORT}"),
-            None => format!("http://{boot_host}:{boot_port}"),
+        let network = if options.ipv6 {
+            progress("creating the fleet's IPv6 network (a namespace and a veth pair)");
+            Some(ipv6::FleetNetwork::create()?)
+        } else {
+            None
+        };
+        let boot_url = match (node_ip, &network) {
+            (Some(ip), _) => format!("http://{ip}:{BOOT_NODE_PORT}"),
+            (None, Some(network)) => format!("http://[{}]:{boot_port}", network.host_address()),
+            (None, None) => format!("http://{boot_host}:{boot_port}"),
         };
         let dhcp = DhcpPorts {
             server: free_udp_port()?,
@@ -319,7 +374,7 @@ impl Lab {
             options.fleet.bmcs * options.fleet.systems_per_bmc,
             options.dhcp_bmcs
         ));
-        let fleet = Fleet::start(FleetOptions {
+        let fleet_options = FleetOptions {
             spec: options.fleet.clone(),
             tls: options.tls,
             port: 0,
@@ -340,8 +395,23 @@ impl Lab {
                 )
             }),
             hold_dhcp_bmcs: options.hold_dhcp_bmcs,
-        })
-        .await?;
+            ipv6: network.as_ref().map(|network| crate::Ipv6Link {
+                interface: network.fleet_interface.clone(),
+                dhcp,
+                static_base: network.static_base(),
+            }),
+        };
+        let fleet = match &network {
+            // Started by the namespace's runtime, so that its sockets are made there.
+            Some(network) => network
+                .handle()
+                .spawn(Fleet::start(fleet_options))
+                .await
+                .map_err(|error| {
+                    LabError::Options(format!("the fleet's start failed: {error}"))
+                })??,
+            None => Fleet::start(fleet_options).await?,
+        };
         let vm_fleet = if with_vms {
             progress(&format!(
                 "starting {} QEMU VMs behind BMC vm-bmc-{VM_FIRST_BMC} (consoles in {})",
@@ -400,9 +470,9 @@ impl Lab {
         )
         .map_err(io(format!("write {}", macdb.display())))?;
         let dhcp_config = options.work_dir.join("dhcp.yaml");
-        std::fs::write(
-            &dhcp_config,
-            format!(
+        let dhcp_yaml = match &network {
+            Some(network) => dhcp6_config(&options.work_dir, network, dhcp, &boot_url),
+            None => format!(
                 "interfaces: [{{name: lo, serverAddress: 127.0.0.1}}]\n\
                  subnets:\n- {{network: 127.0.0.0, prefix: 8, rangeStart: 127.2.0.1, rangeEnd: 127.2.255.254, leaseSeconds: 86400}}\n\
                  leaseFile: {}\nonboarding: {{macPrefixes: ['{}']}}\n\
@@ -412,8 +482,9 @@ impl Lab {
                 dhcp.server,
                 dhcp.client,
             ),
-        )
-        .map_err(io(format!("write {}", dhcp_config.display())))?;
+        };
+        std::fs::write(&dhcp_config, dhcp_yaml)
+            .map_err(io(format!("write {}", dhcp_config.display())))?;
 
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -428,7 +499,10 @@ impl Lab {
             "--metrics-bind-address".into(),
             "127.0.0.1:0".into(),
             "--boot-bind-address".into(),
-            format!("127.0.0.1:{boot_port}"),
+            match &network {
+                Some(network) => format!("[{}]:{boot_port}", network.host_address()),
+                None => format!("127.0.0.1:{boot_port}"),
+            },
             "--boot-server-url".into(),
             boot_url.clone(),
             "--boot-allowed-registries".into(),
@@ -468,6 +542,7 @@ impl Lab {
             fleet,
             vm_fleet,
             operator: None,
+            network,
             node,
             discovery_image: image.reference.clone(),
             operator_command: args,

@@ -12,17 +12,20 @@
 
 pub mod bmc;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod external;
 pub mod faults;
 pub mod firmware;
 pub mod lab;
+pub mod lease;
 pub mod machine;
 pub mod serve;
 pub mod spec;
+pub mod transactions;
 pub mod vm;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,7 @@ pub use machine::{AcknowledgedReport, Machine, MachineBehaviour, Phase, Probe};
 pub use spec::{BMC_MAC_PREFIX, BmcOnlyNicKind, FleetSpec, Oddity};
 
 use dhcp::{ClientClass, DhcpClient};
+use lease::FleetDhcp;
 use machine::BootEnvironment;
 use tokio::task::JoinSet;
 
@@ -43,6 +47,28 @@ pub struct DhcpPorts {
     pub server: u16,
     /// Where clients listen (68 on a real network).
     pub client: u16,
+}
+
+/// The IPv6 link a fleet lives on instead of loopback (the IPv6 lab's network namespace,
+/// [`lab::ipv6`]): BMCs that announce themselves and machines lease over DHCPv6 there, and
+/// statically addressed BMCs listen on addresses of their own in it. [`Fleet::start`] must
+/// then run on a runtime whose threads are in that namespace
+/// ([`lab::ipv6::FleetNetwork::handle`]), so the fleet's sockets are made there.
+#[derive(Debug, Clone)]
+pub struct Ipv6Link {
+    /// The fleet's end of the link, where the DHCPv6 client multicasts to `ff02::1:2`.
+    pub interface: String,
+    /// Ports of the DHCPv6 server (547/546 on a real network).
+    pub dhcp: DhcpPorts,
+    /// Statically addressed BMC `index` listens on this address plus `index`.
+    pub static_base: Ipv6Addr,
+}
+
+impl Ipv6Link {
+    /// Where statically addressed BMC `index` listens.
+    pub fn static_address(&self, index: usize) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.static_base) + index as u128)
+    }
 }
 
 /// How to run a fleet.
@@ -86,6 +112,9 @@ pub struct FleetOptions {
     /// The BMCs that announce themselves by DHCP wait until [`Fleet::release_dhcp_bmcs`]
     /// lets them (as racks powered up one after another), instead of announcing at start.
     pub hold_dhcp_bmcs: bool,
+    /// Run over IPv6 on this link instead of over loopback (then `dhcp` and
+    /// `listen_address` are not used).
+    pub ipv6: Option<Ipv6Link>,
 }
 
 impl Default for FleetOptions {
@@ -106,6 +135,7 @@ impl Default for FleetOptions {
             vm: None,
             host_alias: None,
             hold_dhcp_bmcs: false,
+            ipv6: None,
         }
     }
 }
@@ -131,6 +161,9 @@ pub enum SimError {
     /// The DHCP client could not start.
     #[error(transparent)]
     Dhcp(#[from] dhcp::DhcpError),
+    /// The DHCPv6 client could not start.
+    #[error(transparent)]
+    Dhcp6(#[from] dhcp6::Dhcp6Error),
     /// The scratch directory could not be made.
     #[error("cannot create {path}: {source}")]
     WorkDir {
@@ -146,7 +179,7 @@ pub enum SimError {
 pub struct Fleet {
     bmcs: Vec<Arc<Bmc>>,
     env: Arc<BootEnvironment>,
-    dhcp: Option<Arc<DhcpClient>>,
+    dhcp: Option<FleetDhcp>,
     port: u16,
     ca: Option<Arc<testenv::CertificateAuthority>>,
     /// How many of the DHCP BMCs may announce themselves (in fleet order).
@@ -167,7 +200,7 @@ impl Drop for Fleet {
 
 fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error> {
     let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
+        socket2::Domain::for_address(address),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
@@ -180,7 +213,7 @@ fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error
 
 fn acceptor(
     ca: Option<&testenv::CertificateAuthority>,
-    address: Ipv4Addr,
+    address: IpAddr,
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, SimError> {
     let Some(ca) = ca else { return Ok(None) };
     let cert = ca
@@ -202,10 +235,18 @@ impl Fleet {
             )));
         }
         let needs_dhcp = options.dhcp_bmcs > 0 || options.machine_dhcp;
-        let dhcp = match (needs_dhcp, options.dhcp) {
-            (_, Some(ports)) => Some(DhcpClient::bind(ports.client, ports.server)?),
-            (false, None) => None,
-            (true, None) => {
+        let dhcp = match (needs_dhcp, options.dhcp, &options.ipv6) {
+            (true, _, Some(link)) => Some(FleetDhcp::V6(dhcp6::Dhcp6Client::bind(
+                &link.interface,
+                link.dhcp.client,
+                link.dhcp.server,
+            )?)),
+            (false, _, Some(_)) => None,
+            (_, Some(ports), None) => {
+                Some(FleetDhcp::V4(DhcpClient::bind(ports.client, ports.server)?))
+            }
+            (false, None, None) => None,
+            (true, None, None) => {
                 return Err(SimError::Options(String::from(
                     "DHCP BMCs or machine DHCP need the DHCP server's ports",
                 )));
@@ -265,16 +306,20 @@ impl Fleet {
         };
 
         let static_bmcs = &bmcs[options.dhcp_bmcs..];
-        let (port, listeners) = match options.listen_address {
-            None => Self::bind_static(static_bmcs, options.port)?,
-            Some(address) => Self::bind_on(static_bmcs, address, options.port)?,
+        let (port, listeners) = match (&options.ipv6, options.listen_address) {
+            (Some(link), _) => Self::bind_static(static_bmcs, options.port, |index| {
+                IpAddr::V6(link.static_address(index))
+            })?,
+            (None, None) => Self::bind_static(static_bmcs, options.port, |index| {
+                IpAddr::V4(spec::loopback_address(index))
+            })?,
+            (None, Some(address)) => Self::bind_on(static_bmcs, address, options.port)?,
         };
         let mut tasks = JoinSet::new();
         for (bmc, listener) in static_bmcs.iter().zip(listeners) {
-            let address = bmc.address().map_or(Ipv4Addr::LOCALHOST, |a| match a {
-                SocketAddr::V4(v4) => *v4.ip(),
-                SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
-            });
+            let address = bmc
+                .address()
+                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
             let tls = acceptor(ca.as_deref(), address)?;
             tasks.spawn(serve::serve(bmc.clone(), listener, tls));
         }
@@ -307,11 +352,12 @@ impl Fleet {
         })
     }
 
-    /// Binds every statically addressed BMC on one port (retrying with another port when
-    /// the first choice is taken on some address).
+    /// Binds every statically addressed BMC on one port, each at `address_of(index)`
+    /// (retrying with another port when the first choice is taken on some address).
     fn bind_static(
         bmcs: &[Arc<Bmc>],
         port: u16,
+        address_of: impl Fn(usize) -> IpAddr,
     ) -> Result<(u16, Vec<tokio::net::TcpListener>), SimError> {
         let mut last = None;
         for _ in 0..5 {
@@ -323,7 +369,7 @@ impl Fleet {
             let mut listeners = Vec::with_capacity(bmcs.len());
             let mut failed = None;
             for bmc in bmcs {
-                let address = SocketAddr::from((spec::loopback_address(bmc.spec().index), chosen));
+                let address = SocketAddr::from((address_of(bmc.spec().index), chosen));
                 match listen(address) {
                     Ok(listener) => {
                         if chosen == 0 {
@@ -409,9 +455,11 @@ impl Fleet {
     /// Leases an address for `mac` from the DHCP server, as a BMC announcing itself does
     /// (so that an external BMC can listen there).
     pub async fn lease(&self, mac: &str) -> Result<Ipv4Addr, SimError> {
-        let dhcp = self.dhcp.as_ref().ok_or_else(|| {
-            SimError::Options(String::from("the fleet was started without DHCP ports"))
-        })?;
+        let Some(FleetDhcp::V4(dhcp)) = &self.dhcp else {
+            return Err(SimError::Options(String::from(
+                "the fleet was started without DHCPv4 ports",
+            )));
+        };
         Ok(dhcp.lease(mac, ClientClass::Plain, None).await?.address)
     }
 
@@ -452,7 +500,7 @@ impl Fleet {
 /// listens on the leased address.
 async fn announce(
     bmc: Arc<Bmc>,
-    dhcp: Arc<DhcpClient>,
+    dhcp: FleetDhcp,
     port: u16,
     ca: Option<Arc<testenv::CertificateAuthority>>,
 ) {
@@ -468,6 +516,7 @@ async fn announce(
         }
     };
     let address = SocketAddr::from((lease.address, port));
+    let family = if address.is_ipv6() { "DHCPv6" } else { "DHCP" };
     let tls = match acceptor(ca.as_deref(), lease.address) {
         Ok(tls) => tls,
         Err(error) => {
@@ -483,6 +532,6 @@ async fn announce(
         }
     };
     bmc.set_address(address);
-    tracing::info!(bmc = bmc.spec().index, %address, "BMC announced by DHCP and listening");
+    tracing::info!(bmc = bmc.spec().index, %address, family, "BMC announced by DHCP and listening");
     serve::serve(bmc, listener, tls).await;
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use testenv::{FakeMachine, FakeNic};
 use tokio::task::AbortHandle;
 
-use crate::dhcp::{ClientClass, DhcpClient};
+use crate::dhcp::ClientClass;
 use crate::firmware::{self, Step};
+use crate::lease::FleetDhcp;
 use crate::spec::{MANUFACTURER, MachineSpec};
 
 /// What the machine's discovery system does with its report.
@@ -144,8 +145,8 @@ pub struct BootEnvironment {
     /// The boot server's base URL: the chain script is at `<url>/ipxe` when there is no
     /// DHCP to name it.
     pub boot_url: Option<String>,
-    /// DHCP client, when machines ask DHCP for their boot file.
-    pub dhcp: Option<Arc<DhcpClient>>,
+    /// DHCP client (v4 or v6), when machines ask DHCP for their boot file.
+    pub dhcp: Option<FleetDhcp>,
     /// Fleet-wide behaviour.
     pub behaviour: MachineBehaviour,
     /// Where machine trees are written while metalprobe reads them.
@@ -185,6 +186,8 @@ struct State {
     /// The HTTP client of the current boot, bound to its DHCP lease (`None`: the shared
     /// one, from any local address).
     http: Option<reqwest::Client>,
+    /// The address DHCP (v4 or v6) leased its latest network boot.
+    leased: Option<std::net::IpAddr>,
     /// Every report the registry acknowledged, oldest first.
     acknowledged: Vec<AcknowledgedReport>,
 }
@@ -251,6 +254,7 @@ impl Machine {
                 ignition_retries: 0,
                 vm: None,
                 http: None,
+                leased: None,
                 acknowledged: Vec::new(),
             }),
         }
@@ -282,6 +286,12 @@ impl Machine {
     pub fn fetch_retries(&self) -> u32 {
         let state = self.state();
         state.script_retries + state.ignition_retries
+    }
+
+    /// The address DHCP (v4 or v6) leased its latest network boot, from which that boot
+    /// fetched everything; `None` before one, or without DHCP.
+    pub fn leased_address(&self) -> Option<std::net::IpAddr> {
+        self.state().leased
     }
 
     /// How many times it has started.
@@ -587,7 +597,11 @@ impl Machine {
             _ => (ClientClass::Ipxe, None),
         };
         let mut address = None;
-        self.state().http = None;
+        {
+            let mut state = self.state();
+            state.http = None;
+            state.leased = None;
+        }
         let first = match (given, &self.env.dhcp) {
             (Some(uri), _) => uri,
             (None, Some(dhcp)) => {
@@ -595,15 +609,22 @@ impl Machine {
                     .lease(mac, class, Some(&self.spec.uuid))
                     .await
                     .map_err(|error| format!("DHCP: {error}"))?;
-                address = Some(lease.address);
+                // The fake `/proc` holds IPv4 addresses only: a DHCPv6 machine's tree shows
+                // its synthetic `10.200.x.y`.
+                if let std::net::IpAddr::V4(v4) = lease.address {
+                    address = Some(v4);
+                }
                 // Everything this boot fetches comes from the leased address, as a real
                 // machine's requests do (the boot server holds it to that address).
                 let client = reqwest::Client::builder()
-                    .local_address(std::net::IpAddr::V4(lease.address))
+                    .local_address(lease.address)
                     .timeout(std::time::Duration::from_secs(30))
                     .build()
                     .map_err(|error| format!("HTTP client for {}: {error}", lease.address))?;
-                self.state().http = Some(client);
+                let mut state = self.state();
+                state.http = Some(client);
+                state.leased = Some(lease.address);
+                drop(state);
                 lease
                     .boot_file
                     .ok_or_else(|| format!("DHCP gave {} no boot file", lease.address))?

@@ -1,7 +1,8 @@
 //! The discovery OS image for real first boots, built from Debian packages: Debian's kernel
 //! (`linux-image-amd64`) and an initramfs holding `busybox-static`, the virtio modules, the
 //! real `ferrometal-ignite` (it applies the discovery ignition) with the libraries it and
-//! metalprobe need, and an `/init` that brings the network up with DHCP, applies the ignition
+//! metalprobe need, and an `/init` that brings the network up with DHCP (DHCPv6, through
+//! `ferrometal-ignite --dhcp6`, when the ignition URL is an IPv6 literal), applies the ignition
 //! named on the kernel command line — which downloads the real metalprobe from the boot server
 //! and runs it — and powers the machine off. metalprobe itself is not in the initramfs: the
 //! ignition fetches it, as Ignition would, and carrying a second copy made every emulated
@@ -49,6 +50,7 @@ const INIT: &str = r#"#!/bin/busybox sh
 # ferrometal discovery image: network up, apply the discovery ignition, power off.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -58,13 +60,21 @@ for module in MODULES; do
 done
 ip link set lo up
 for i in $(seq 1 100); do [ -e /sys/class/net/eth0 ] && break; usleep 100000; done
+# Addresses come from DHCP: no duplicate address detection, the link-local one usable at once.
+echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
 ip link set eth0 up
-udhcpc -i eth0 -f -q -n -t 20 -s /etc/udhcpc.script || echo "ferrometal: no DHCP lease"
+# The family of the ignition URL: an IPv6 boot server is reached over DHCPv6 (ferrometal-ignite
+# leases the address; the on-link prefix comes from router advertisements), others over DHCPv4.
+dhcp6=""
+case " $(cat /proc/cmdline) " in
+  *" ignition.config.url=http://["*|*" ignition.config.url=https://["*) dhcp6="--dhcp6 eth0" ;;
+  *) udhcpc -i eth0 -f -q -n -t 20 -s /etc/udhcpc.script || echo "ferrometal: no DHCP lease" ;;
+esac
 fault=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/ferrometal/probe/raw 2>/dev/null)
 case "$fault" in
   never) echo "ferrometal: test fault: not reporting" ;;
-  wrong-token) ferrometal-ignite --corrupt-token; echo "ferrometal: ignite exited with $?" ;;
-  *) ferrometal-ignite; echo "ferrometal: ignite exited with $?" ;;
+  wrong-token) ferrometal-ignite $dhcp6 --corrupt-token; echo "ferrometal: ignite exited with $?" ;;
+  *) ferrometal-ignite $dhcp6; echo "ferrometal: ignite exited with $?" ;;
 esac
 case " $(cat /proc/cmdline) " in
   *" ferrometal.after=wait "*) echo "ferrometal: waiting (ferrometal.after=wait)"; while true; do sleep 3600; done ;;

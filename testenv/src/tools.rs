@@ -237,7 +237,8 @@ pub fn sushy_static() -> Tool {
 /// `isc-dhcp-relay` (a real relay agent, DHCPv4 and DHCPv6), `isc-dhcp-client` (`dhclient
 /// -6`, the DHCPv6 test client: Debian's busybox has no `udhcpc6`), `qemu-system-x86` (the
 /// real-boot VMs), `ovmf` (their UEFI firmware), `systemd-boot-efi` (systemd-stub, which the
-/// discovery image's UKI is built on) and `binutils` (`objcopy`, which builds it).
+/// discovery image's UKI is built on), `binutils` (`objcopy`, which builds it) and `radvd`
+/// (router advertisements, without which OVMF boots nothing over IPv6).
 pub const TEST_PACKAGES: &[&str] = &[
     "docker-registry",
     "lldpd",
@@ -249,6 +250,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "ovmf",
     "systemd-boot-efi",
     "binutils",
+    "radvd",
 ];
 
 /// The OCI registry (CNCF Distribution 2.8, from Debian's `docker-registry` package).

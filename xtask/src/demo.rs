@@ -6,7 +6,9 @@
 //! (`make demo CLUSTER=1`) the operator runs as a Pod instead: the image `cargo xtask image`
 //! builds, installed with the Helm chart onto a real node (containerd, kubelet,
 //! kube-scheduler, kube-proxy) in a namespace enforcing the `restricted` Pod Security level,
-//! as a cluster would run it. Runs until Ctrl-C.
+//! as a cluster would run it. With `--ipv6` (`make demo IPV6=1`) the simulated fleet works
+//! over IPv6 in a network namespace of its own: DHCPv6, IPv6 BMC addresses, the boot server
+//! at an IPv6 URL. Runs until Ctrl-C.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -53,6 +55,11 @@ pub struct DemoArgs {
     /// image` builds, on a local node (needs root); every BMC is applied as a BMC object.
     #[arg(long)]
     pub cluster: bool,
+    /// Run the simulated fleet over IPv6 (needs root): in a network namespace joined to the
+    /// host by a veth pair, BMCs announce themselves and machines boot over DHCPv6, and
+    /// everything reaches the boot server, registry and BMCs at IPv6 addresses.
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 /// The hardware of demo VM `index`: alternately small and larger, so their Servers differ.
@@ -79,6 +86,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             bail!(
                 "--cluster needs root: the node creates a bridge, iptables rules, cgroups and mounts"
             );
+        }
+    }
+    if args.ipv6 {
+        if args.cluster || args.vms > 0 {
+            bail!("--ipv6 runs the simulated fleet only: no --cluster, no --vms");
+        }
+        if !testenv::netns::available() {
+            bail!("--ipv6 needs root: the fleet gets a network namespace and a veth pair");
         }
     }
     setup::all()?;
@@ -149,6 +164,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             audit_log: false,
             hold_dhcp_bmcs: false,
             node: args.cluster,
+            ipv6: args.ipv6,
         },
         |line| step(line),
     )
@@ -163,9 +179,10 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         lab.apply_bmcs(0..args.servers, None).await?;
     } else {
         step(format_args!(
-            "onboarding {} servers: {} BMCs announce themselves by DHCP (→ Endpoints), {} are applied as BMC objects",
+            "onboarding {} servers: {} BMCs announce themselves by {} (→ Endpoints), {} are applied as BMC objects",
             args.servers,
             args.servers / 2,
+            if args.ipv6 { "DHCPv6" } else { "DHCP" },
             args.servers - args.servers / 2
         ));
     }

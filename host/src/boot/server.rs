@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::fetch_log::{FetchLog, FetchMetrics};
-use super::image::ImageResolver;
+use super::image::{ImageResolver, LayerKind};
 use super::index::{BootEntry, BootIndex, ConfigKey, Fetch, TicketUse};
 use super::layer_cache::{LayerCache, LayerError};
 use super::listener::ConnectionMetrics;
@@ -268,9 +268,7 @@ impl BootServer {
         let Some(bindings) = &self.config.source_bindings else {
             return true;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::dhcp::unix_now();
         // A machine may hold a DHCPv4 and a DHCPv6 lease: any of its addresses will do.
         let leased = bindings.addresses_for(
             &entry.uuid,
@@ -449,11 +447,20 @@ async fn uki(
     };
     server.report(&entry, Fetch::Script, None);
     server.metrics.count("uki", StatusCode::OK);
-    let mut response = Response::new(super::uki::patched_body(file, length, patches));
+    layer_response(
+        super::uki::patched_body(file, length, patches),
+        layer.kind,
+        length,
+    )
+}
+
+/// A layer's bytes (`length` of them) with its content type.
+fn layer_response(body: Body, kind: LayerKind, length: u64) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(layer.kind.content_type()),
+        HeaderValue::from_static(kind.content_type()),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
@@ -646,16 +653,9 @@ async fn image(State(server): State<Arc<BootServer>>, Path(file): Path<String>) 
     {
         Ok((file, length)) => {
             server.metrics.count("images", StatusCode::OK);
-            let mut response = Response::new(Body::from_stream(
-                tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
-            ));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(source.kind.content_type()),
-            );
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-            response
+            let body =
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+            layer_response(body, source.kind, length)
         }
         Err(error) => server.layer_unavailable("images", &source.image, &digest, &error),
     }

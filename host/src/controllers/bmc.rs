@@ -170,7 +170,7 @@ pub fn plan(
                 .collect();
             if !no_network_boot.is_empty() {
                 message.push_str(&format!(
-                    "; no one-time network boot (Pxe) offered, in-band discovery cannot boot: {}",
+                    "; no one-time network boot (Pxe or UefiHttp) offered, in-band discovery cannot boot: {}",
                     no_network_boot.join("; ")
                 ));
             }
@@ -236,14 +236,14 @@ pub fn unreachable_status(current: Option<&BMCStatus>, reason: &str) -> BMCStatu
     status
 }
 
-/// Whether the system can take the one-time PXE boot that in-band discovery sets. A BMC that
-/// does not list its boot targets is given the benefit of the doubt.
+/// Whether the system can take a one-time network boot that in-band discovery sets (`Pxe`,
+/// or `UefiHttp` with `--discovery-boot-target uefi-http`). A BMC that does not list its
+/// boot targets is given the benefit of the doubt.
 fn offers_network_boot(system: &crate::plugins::types::System) -> bool {
     system.boot_targets.is_empty()
-        || system
-            .boot_targets
-            .iter()
-            .any(|target| target.eq_ignore_ascii_case("pxe"))
+        || system.boot_targets.iter().any(|target| {
+            target.eq_ignore_ascii_case("pxe") || target.eq_ignore_ascii_case("uefihttp")
+        })
 }
 
 /// Operator settings for reaching BMCs.

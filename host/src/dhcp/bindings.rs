@@ -55,6 +55,24 @@ struct Table {
     by_mac: HashMap<String, Vec<Binding>>,
     /// UUID → the MACs of its leases.
     by_uuid: HashMap<SystemUuid, BTreeSet<String>>,
+    /// MAC → the UUID it is linked to (the reverse of `by_uuid`, so a MAC moving to another
+    /// machine costs a lookup, not a scan of every machine).
+    uuid_of_mac: HashMap<String, SystemUuid>,
+}
+
+impl Table {
+    /// Removes `mac` from `uuid`'s MACs (and `uuid` when it has none left).
+    fn unlink(&mut self, uuid: &SystemUuid, mac: &str) {
+        if let Some(macs) = self.by_uuid.get_mut(uuid) {
+            macs.remove(mac);
+            if macs.is_empty() {
+                self.by_uuid.remove(uuid);
+            }
+        }
+        if self.uuid_of_mac.get(mac) == Some(uuid) {
+            self.uuid_of_mac.remove(mac);
+        }
+    }
 }
 
 /// The shared table; cheap to clone.
@@ -80,11 +98,18 @@ impl SourceBindings {
     pub fn record(&self, binding: Binding) {
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(uuid) = &binding.uuid {
+            // A MAC belongs to one machine at a time (a NIC moved to another machine).
+            if let Some(previous) = table.uuid_of_mac.get(&binding.mac).cloned()
+                && previous != *uuid
+            {
+                table.unlink(&previous, &binding.mac);
+            }
             table
                 .by_uuid
                 .entry(uuid.clone())
                 .or_default()
                 .insert(binding.mac.clone());
+            table.uuid_of_mac.insert(binding.mac.clone(), uuid.clone());
         }
         let family = Family::of(binding.ip);
         let held = table.by_mac.entry(binding.mac.clone()).or_default();
@@ -93,7 +118,9 @@ impl SourceBindings {
     }
 
     /// Forgets the `family` lease of `mac` (hex digits, or `duid-<hex>`), released by its
-    /// client.
+    /// client. The machine's UUID stays linked to a MAC: OVMF releases its DHCPv6 lease
+    /// before starting the image it booted, whose own client then leases under the same MAC
+    /// without naming the UUID, and that lease must still bind the machine.
     pub fn forget(&self, mac: &str, family: Family) {
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         let Some(held) = table.by_mac.get_mut(mac) else {
@@ -111,13 +138,12 @@ impl SourceBindings {
         if held.is_empty() {
             table.by_mac.remove(mac);
         }
-        for uuid in gone.into_iter().filter(|uuid| !remaining.contains(uuid)) {
-            if let Some(macs) = table.by_uuid.get_mut(&uuid) {
-                macs.remove(mac);
-                if macs.is_empty() {
-                    table.by_uuid.remove(&uuid);
-                }
-            }
+        let linked = !mac.starts_with("duid-");
+        for uuid in gone
+            .into_iter()
+            .filter(|uuid| !linked && !remaining.contains(uuid))
+        {
+            table.unlink(&uuid, mac);
         }
     }
 
@@ -251,6 +277,38 @@ mod tests {
             v4(7),
             "no v6 lease to end"
         );
+    }
+
+    #[test]
+    fn a_released_firmware_lease_leaves_the_uuid_linked_to_the_mac_for_the_systems_lease() {
+        // OVMF over IPv6: leases with its UUID, releases before starting the UKI; the booted
+        // system's client leases under the same MAC without a UUID.
+        let bindings = SourceBindings::default();
+        let uuid = SystemUuid::parse(UUID).expect("uuid");
+        let firmware: IpAddr = "fd00::100".parse().expect("v6");
+        let system: IpAddr = "fd00::101".parse().expect("v6");
+        let v6 = |ip, uuid: Option<&str>| Binding {
+            mac: String::from("525400aa0001"),
+            uuid: uuid.and_then(SystemUuid::parse),
+            ip,
+            expires: 100,
+        };
+        bindings.record(v6(firmware, Some(UUID)));
+        bindings.forget("525400aa0001", Family::V6);
+        assert!(
+            bindings.addresses_for(&uuid, [], 50).is_empty(),
+            "nothing leased between the release and the system's lease"
+        );
+        bindings.record(v6(system, None));
+        assert_eq!(bindings.addresses_for(&uuid, [], 50), [system]);
+        // The MAC moved to another machine: no longer this one's.
+        bindings.record(binding(
+            "525400aa0001",
+            Some("00000000-0000-4000-8000-000000000001"),
+            9,
+            100,
+        ));
+        assert!(bindings.addresses_for(&uuid, [], 50).is_empty());
     }
 
     #[test]

@@ -124,6 +124,16 @@ pub struct Onboarding {
     pub macs: Vec<String>,
 }
 
+/// `aa:bb:…` of a MAC's hex digits (what [`mac_digits`] made).
+pub fn colon_mac(digits: &str) -> String {
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Hex digits of a MAC or prefix, lowercase, separators dropped.
 pub fn mac_digits(mac: &str) -> String {
     mac.chars()
@@ -155,6 +165,10 @@ pub struct BootReplies {
     /// For UEFI HTTP boot clients (vendor class `HTTPClient`): what they fetch.
     #[serde(default)]
     pub http_boot_url: Option<String>,
+    /// For arm64 UEFI HTTP boot clients (architecture 0x0013, option 93 or the vendor
+    /// class); unset: they get no boot file (an x86-64 image does not boot there).
+    #[serde(default)]
+    pub http_boot_url_arm64: Option<String>,
     /// For legacy BIOS PXE firmware: the iPXE image on the TFTP server (`siaddr`).
     #[serde(default = "default_bios_file")]
     pub bios_file: String,
@@ -176,6 +190,7 @@ impl Default for BootReplies {
         Self {
             ipxe_url: None,
             http_boot_url: None,
+            http_boot_url_arm64: None,
             bios_file: default_bios_file(),
             efi_file: default_efi_file(),
         }

@@ -13,3 +13,10 @@ pub mod reply;
 pub mod server;
 pub mod tftp;
 pub mod v6;
+
+/// Seconds since the Unix epoch (0 if the clock is before it): the clock leases are kept by.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

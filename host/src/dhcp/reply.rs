@@ -56,6 +56,26 @@ pub fn boot_client(request: &Message) -> BootClient {
     BootClient::None
 }
 
+/// The client system architecture (RFC 4578) of arm64 UEFI HTTP boot firmware.
+pub const ARCH_ARM64_HTTP: u16 = 0x0013;
+
+/// The client's architecture: option 93, else the `Arch:NNNNN` of its vendor class (decimal,
+/// as UEFI writes it: `HTTPClient:Arch:00019:UNDI:003000`).
+pub fn client_architecture(request: &Message) -> Option<u16> {
+    let opts = request.opts();
+    if let Some(DhcpOption::ClientSystemArchitecture(arch)) =
+        opts.get(OptionCode::ClientSystemArchitecture)
+    {
+        return Some(u16::from(*arch));
+    }
+    let Some(DhcpOption::ClassIdentifier(bytes)) = opts.get(OptionCode::ClassIdentifier) else {
+        return None;
+    };
+    let vendor = String::from_utf8_lossy(bytes);
+    let (_, rest) = vendor.split_once("Arch:")?;
+    rest.get(..5)?.parse().ok()
+}
+
 /// A client to onboard as an Endpoint after its address was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Onboard {
@@ -234,8 +254,12 @@ pub fn respond(
         }
         BootClient::HttpClient => {
             let uuid = client_uuid(request);
-            if let Some(url) = boot
-                .http_boot_url
+            let template = if client_architecture(request) == Some(ARCH_ARM64_HTTP) {
+                &boot.http_boot_url_arm64
+            } else {
+                &boot.http_boot_url
+            };
+            if let Some(url) = template
                 .as_deref()
                 .and_then(|template| boot_file_url(template, &mac, uuid.as_ref()))
             {
@@ -284,7 +308,7 @@ mod tests {
             "interfaces: [{name: veth0, serverAddress: 10.0.0.1}]\nleaseFile: /nonexistent\n\
              subnets:\n- {network: 10.0.0.0, prefix: 24, rangeStart: 10.0.0.100, rangeEnd: 10.0.0.110, router: 10.0.0.1}\n\
              onboarding: {macPrefixes: ['52:54:00:dd']}\n\
-             boot: {ipxeUrl: 'http://10.0.0.1:8082/ipxe', httpBootUrl: 'http://10.0.0.1:8082/boot.efi'}\n",
+             boot: {ipxeUrl: 'http://10.0.0.1:8082/ipxe', httpBootUrl: 'http://10.0.0.1:8082/boot.efi', httpBootUrlArm64: 'http://10.0.0.1:8082/arm64.efi'}\n",
         )
         .expect("config")
     }
@@ -413,6 +437,27 @@ mod tests {
                 &mut leases
             ),
             "http://10.0.0.1:8082/boot.efi"
+        );
+        assert_eq!(
+            bootfile(
+                &[DhcpOption::ClassIdentifier(
+                    b"HTTPClient:Arch:00019:UNDI:003000".to_vec()
+                )],
+                &mut leases
+            ),
+            "http://10.0.0.1:8082/arm64.efi",
+            "arm64 firmware gets the arm64 URL (architecture in the vendor class)"
+        );
+        assert_eq!(
+            bootfile(
+                &[
+                    DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()),
+                    DhcpOption::ClientSystemArchitecture(dhcproto::v4::Architecture::from(0x0013)),
+                ],
+                &mut leases
+            ),
+            "http://10.0.0.1:8082/arm64.efi",
+            "arm64 firmware gets the arm64 URL (option 93)"
         );
         assert_eq!(
             bootfile(

@@ -15,11 +15,12 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use super::bindings::{Family, SourceBindings};
-use super::config::{DhcpConfig, Interface, mac_digits};
+use super::config::{DhcpConfig, Interface, colon_mac, mac_digits};
 use super::leases::Leases;
 use super::onboard::{Announced, OnboardQueue, OnboardSender};
 use super::packet::decode;
 use super::reply::{Onboard, respond};
+use super::unix_now;
 use crate::api::Endpoint;
 
 /// Field manager of the Endpoints the DHCP server writes.
@@ -234,23 +235,6 @@ async fn serve_interface(
             tracing::warn!(%error, %destination, "cannot send a DHCP reply");
         }
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `aa:bb:…` of a MAC's hex digits.
-fn colon_mac(digits: &str) -> String {
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| String::from_utf8_lossy(pair).into_owned())
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Endpoint writes in flight at once: each is an API round trip, and a rack of BMCs

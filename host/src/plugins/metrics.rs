@@ -77,6 +77,8 @@ pub struct PluginMetrics {
     /// (never by BMC: a fleet has thousands).
     bmc_requests: Family<BmcRequestLabels, Counter>,
     bmc_request_durations: Family<BmcMethodLabels, Histogram>,
+    /// Calls the outer timeout ended because the deadline inside them did not.
+    abandoned: Counter,
 }
 
 /// Counts a call as in flight (or waiting, for the gauge it holds) until dropped.
@@ -133,6 +135,7 @@ impl Default for PluginMetrics {
             bmc_request_durations: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
+            abandoned: Counter::default(),
         }
     }
 }
@@ -195,10 +198,26 @@ impl PluginMetrics {
             self.waiting_for_memory.clone(),
         );
         registry.register(
+            "calls_abandoned",
+            "Plugin calls ended by the host's outer timeout because the deadline inside the call (epoch interruption, host-call deadlines) did not end them: should stay 0",
+            self.abandoned.clone(),
+        );
+        registry.register(
             "log_truncations",
             "Parts of plugin log records the host cut short or left out (part: message, field, field_count, line)",
             self.log_truncations.clone(),
         );
+    }
+
+    /// Calls the outer timeout had to end (see [`Self::call_abandoned`]).
+    pub fn calls_abandoned(&self) -> u64 {
+        self.abandoned.get()
+    }
+
+    /// Counts a call that outlived its deadline and was ended by the outer timeout: a host
+    /// import that ignored the deadline, or an epoch interruption that never came.
+    pub(crate) fn call_abandoned(&self) {
+        self.abandoned.inc();
     }
 
     /// Plugin calls running now.

@@ -556,7 +556,11 @@ impl PluginRuntime {
         let outcome = tokio::time::timeout(Self::outer_timeout(limits), body(&mut store)).await;
         peak_memory.fetch_max(store.data().memory.charge.used_bytes(), Ordering::Relaxed);
         match outcome {
-            Err(_) => Err(CallErrorKind::Timeout(limits.deadline)),
+            Err(_) => {
+                tracing::warn!(plugin = %plugin.name, operation, deadline = ?limits.deadline, "the call outlived its deadline and was ended by the outer timeout");
+                self.inner.metrics.call_abandoned();
+                Err(CallErrorKind::Timeout(limits.deadline))
+            }
             Ok(Err(error)) => Err(Self::classify(&store, &error, limits)),
             Ok(Ok(Err(guest))) => Err(CallErrorKind::Plugin(guest)),
             Ok(Ok(Ok(value))) => Ok(value),

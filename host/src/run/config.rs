@@ -196,7 +196,7 @@ struct DiscoveryArgs {
     /// The one-time boot an in-band discovery asks the BMC for: `pxe` (the firmware PXE- or
     /// iPXE-boots through DHCP and follows `/ipxe`) or `uefi-http` (Redfish `UefiHttp`: the
     /// firmware boots the image's UKI from the URL DHCP names, e.g. ferrometal's
-    /// `boot.httpBootUrl` `…/uki/${mac}.efi`).
+    /// `boot.httpBootUrl` `…/uki/${uuid}.efi`).
     #[arg(long, env = "FERROMETAL_DISCOVERY_BOOT_TARGET", default_value = "pxe", value_parser = ["pxe", "uefi-http"])]
     discovery_boot_target: String,
     /// Systems that take no boot override (no Redfish `Boot` object, e.g. a DPU or SmartNIC

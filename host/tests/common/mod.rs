@@ -1,5 +1,7 @@
 //! Shared helpers of the host's integration tests.
 
+pub mod vm;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -139,6 +141,7 @@ pub fn lab_options(
         audit_log: false,
         hold_dhcp_bmcs: false,
         node: false,
+        ipv6: false,
     }
 }
 

@@ -1,7 +1,9 @@
 //! `ferrometal-ignite`: the discovery image's stand-in for Ignition. It reads
 //! `ignition.config.url` from the kernel command line, fetches the discovery ignition (with
 //! retries while the network comes up), writes the files it lists and runs the command of
-//! every enabled unit (metalprobe), printing each step to the console.
+//! every enabled unit (metalprobe), printing each step to the console. With `--dhcp6 eth0` it
+//! first leases an IPv6 address for the interface over DHCPv6 and puts it on the interface
+//! (the discovery image's busybox has no DHCPv6 client).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,11 @@ struct Args {
     /// before running it (the registry must refuse the report).
     #[arg(long)]
     corrupt_token: bool,
+    /// Lease an IPv6 address for this interface over DHCPv6 first (a Solicit a second, up
+    /// to 30) and add it with `ip -6 addr add <address>/128`; the on-link prefix comes from
+    /// router advertisements.
+    #[arg(long, value_name = "INTERFACE")]
+    dhcp6: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -43,7 +50,16 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `url` as it may be printed: without its query, which carries the fetch ticket.
+fn shown(url: &str) -> String {
+    match url.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => url.to_owned(),
+    }
+}
+
 async fn get(client: &reqwest::Client, url: &str, attempts: u32) -> Result<Vec<u8>, String> {
+    let shown_url = shown(url);
     let mut last = String::new();
     for attempt in 1..=attempts.max(1) {
         match client.get(url).send().await {
@@ -52,21 +68,21 @@ async fn get(client: &reqwest::Client, url: &str, attempts: u32) -> Result<Vec<u
                     .bytes()
                     .await
                     .map(|bytes| bytes.to_vec())
-                    .map_err(|error| format!("GET {url}: {error}"));
+                    .map_err(|error| format!("GET {shown_url}: {}", error.without_url()));
             }
             // Asked to come back (503 while the boot server starts) or server trouble.
             Ok(response) if metalprobe::post::retryable(response.status().as_u16()) => {
                 last = response.status().to_string();
             }
             // The server answered: retrying will not change its mind.
-            Ok(response) => return Err(format!("GET {url}: {}", response.status())),
-            Err(error) => last = error.to_string(),
+            Ok(response) => return Err(format!("GET {shown_url}: {}", response.status())),
+            Err(error) => last = error.without_url().to_string(),
         }
         if attempt < attempts {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    Err(format!("GET {url}: {last}"))
+    Err(format!("GET {shown_url}: {last}"))
 }
 
 fn under(root: &Path, path: &Path) -> PathBuf {
@@ -106,7 +122,35 @@ async fn write(client: &reqwest::Client, root: &Path, file: &FileWrite) -> Resul
     Ok(())
 }
 
+/// Leases an address for `interface` over DHCPv6 and configures it.
+async fn configure_ipv6(interface: &str) -> Result<(), String> {
+    let name = interface.to_owned();
+    let lease = tokio::task::spawn_blocking(move || metalprobe::dhcp6::lease(&name, 30))
+        .await
+        .map_err(|error| format!("the DHCPv6 client failed: {error}"))?
+        .map_err(|error| error.to_string())?;
+    let address = format!("{}/128", lease.address);
+    let status = tokio::process::Command::new("ip")
+        .args(["-6", "addr", "add", &address, "dev", interface])
+        .status()
+        .await
+        .map_err(|error| format!("cannot run ip: {error}"))?;
+    if !status.success() {
+        return Err(format!(
+            "ip -6 addr add {address} dev {interface}: {status}"
+        ));
+    }
+    println!(
+        "ferrometal: {interface} has {address} (DHCPv6, valid {} s)",
+        lease.valid_seconds
+    );
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(interface) = &args.dhcp6 {
+        configure_ipv6(interface).await?;
+    }
     let cmdline = std::fs::read_to_string(&args.cmdline)
         .map_err(|error| format!("cannot read {}: {error}", args.cmdline.display()))?;
     let url = ignition::kernel_arg(&cmdline, "ignition.config.url").ok_or_else(|| {
@@ -155,4 +199,21 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("ferrometal-ignite: done");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_urls_leave_the_fetch_ticket_out() {
+        assert_eq!(
+            shown("http://[fd00::1]:8082/ignition/u?ticket=s3cret"),
+            "http://[fd00::1]:8082/ignition/u?…"
+        );
+        assert_eq!(
+            shown("http://10.0.0.1/metalprobe"),
+            "http://10.0.0.1/metalprobe"
+        );
+    }
 }

@@ -2,10 +2,18 @@
 //! them, and what kind of network boot it asks for.
 //!
 //! DHCPv6 clients are known by a DUID, not a MAC. The MAC comes from the Client Link-Layer
-//! Address option (79, RFC 6939) that the relay nearest the client adds, else from a DUID-LLT
-//! or DUID-LL of an Ethernet interface (hardware type 1). A client with another DUID (DUID-EN,
-//! DUID-UUID: UEFI firmware sends the latter) outside such a relay still gets an address but
-//! cannot be onboarded as an Endpoint; its DUID-UUID is its system UUID.
+//! Address option (79, RFC 6939) that the relay nearest the client adds, else from the
+//! client's link-local address when it is a modified EUI-64 one (`fe80::` with `ff:fe` in
+//! the middle: the source of a client on a served link, or the innermost relay's
+//! peer-address), else from a DUID-LLT or DUID-LL of an Ethernet interface (hardware type 1).
+//! This is the order of ISC Kea's MAC sources: the link-local address belongs to the
+//! interface the client asks on, while a DUID may name another of its NICs. UEFI firmware
+//! (OVMF's HTTP boot) sends a DUID-UUID from an EUI-64 link-local address, so its lease is
+//! known by MAC and by system UUID, like a DHCPv4 one with option 97. A client with neither
+//! (a DUID-EN or DUID-UUID from a privacy link-local address outside a relay that adds
+//! option 79) still gets an address but cannot be onboarded as an Endpoint.
+
+use std::net::Ipv6Addr;
 
 use dhcproto::v6::{DhcpOption, Message, OptionCode};
 
@@ -19,7 +27,9 @@ pub enum NoMac {
     #[error("the client sent no Client Identifier")]
     NoClientId,
     /// The DUID is of a type without a link-layer address.
-    #[error("its DUID is of type {0} (not DUID-LLT or DUID-LL) and no relay added option 79")]
+    #[error(
+        "its DUID is of type {0} (not DUID-LLT or DUID-LL), no relay added option 79 and its link-local address is not EUI-64"
+    )]
     DuidType(u16),
     /// The DUID's (or option 79's) hardware type is not Ethernet.
     #[error("its link-layer address is of hardware type {0}, not Ethernet")]
@@ -68,13 +78,28 @@ pub fn duid_mac(duid: &[u8]) -> Result<String, NoMac> {
     }
 }
 
-/// The client's MAC: option 79 of the relay nearest the client, else its DUID's.
+/// The MAC of a modified EUI-64 link-local address (RFC 4291 appendix A), if it is one.
+pub fn eui64_mac(address: Ipv6Addr) -> Option<String> {
+    let o = address.octets();
+    let eui64 = address.is_unicast_link_local() && o[11] == 0xff && o[12] == 0xfe;
+    eui64
+        .then(|| ethernet(1, &[o[8] ^ 0x02, o[9], o[10], o[13], o[14], o[15]]).ok())
+        .flatten()
+}
+
+/// The client's MAC: option 79 of the relay nearest the client, else its EUI-64 link-local
+/// address's (the packet's source, or the innermost relay's peer-address), else its DUID's.
 pub fn client_mac(packet: &Packet) -> Result<String, NoMac> {
-    if let Some([h0, h1, address @ ..]) = packet
-        .innermost_relay()
-        .and_then(|relay| relay.client_link_layer.as_deref())
-    {
+    let innermost = packet.innermost_relay();
+    if let Some([h0, h1, address @ ..]) = innermost.and_then(|r| r.client_link_layer.as_deref()) {
         return ethernet(u16::from_be_bytes([*h0, *h1]), address);
+    }
+    let client_address = match innermost {
+        Some(relay) => Some(relay.peer_address),
+        None => packet.source,
+    };
+    if let Some(mac) = client_address.and_then(eui64_mac) {
+        return Ok(mac);
     }
     duid_mac(duid(&packet.message).ok_or(NoMac::NoClientId)?)
 }
@@ -160,7 +185,12 @@ mod tests {
     }
 
     fn packet(duid: &[u8], option_79: Option<&[u8]>) -> Packet {
+        from(duid, option_79, None)
+    }
+
+    fn from(duid: &[u8], option_79: Option<&[u8]>, source: Option<&str>) -> Packet {
         Packet {
+            source: source.map(|source| source.parse().expect("source")),
             relay_reply: false,
             relays: option_79
                 .map(|address| Relay {
@@ -214,6 +244,38 @@ mod tests {
             client_mac(&packet(&duid, option_79.as_deref())),
             expected.map(str::to_owned)
         );
+    }
+
+    #[rstest]
+    #[case::eui64_link_local("fe80::5054:ff:fedd:1", Some("52:54:00:dd:00:01"))]
+    #[case::universal_bit_flipped_back("fe80::ff:fe00:9", Some("02:00:00:00:00:09"))]
+    #[case::privacy_link_local("fe80::1c2b:3a4f:9e8d:7c6b", None)]
+    #[case::global_eui64("fd00::5054:ff:fedd:1", None)]
+    fn an_eui64_link_local_address_names_its_mac(
+        #[case] address: &str,
+        #[case] expected: Option<&str>,
+    ) {
+        let address: Ipv6Addr = address.parse().expect("address");
+        assert_eq!(eui64_mac(address).as_deref(), expected);
+    }
+
+    #[test]
+    fn a_duid_uuid_client_on_the_link_is_known_by_its_link_local_address() {
+        // OVMF's HTTP boot: DUID-UUID, sent from the EUI-64 link-local address of its NIC.
+        let from_link = from(&UUID, None, Some("fe80::5054:fdff:fe00:ef74"));
+        assert_eq!(client_mac(&from_link).as_deref(), Ok("52:54:fd:00:ef:74"));
+        // The link-local address is that of the asking interface; a DUID may name another.
+        let other_nic = from(&ll(), None, Some("fe80::5054:fdff:fe00:ef74"));
+        assert_eq!(client_mac(&other_nic).as_deref(), Ok("52:54:fd:00:ef:74"));
+        // A relay's option 79 wins; without one, the innermost relay's peer-address counts.
+        let mut relayed = packet(&UUID, Some(&[0, 1, 2, 0, 0, 0, 0, 9]));
+        relayed.source = Some("fe80::5054:fdff:fe00:ef74".parse().expect("source"));
+        assert_eq!(client_mac(&relayed).as_deref(), Ok("02:00:00:00:00:09"));
+        relayed.relays[0].client_link_layer = None;
+        relayed.relays[0].peer_address = "fe80::5054:ff:fedd:7".parse().expect("peer");
+        assert_eq!(client_mac(&relayed).as_deref(), Ok("52:54:00:dd:00:07"));
+        let privacy = from(&UUID, None, Some("fe80::1c2b:3a4f:9e8d:7c6b"));
+        assert_eq!(client_mac(&privacy), Err(NoMac::DuidType(4)));
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct Packet {
     pub relays: Vec<Relay>,
     /// The client's message.
     pub message: Message,
+    /// The address the packet came from (a client's link-local address when it is on a
+    /// served link), as the socket saw it; `None` where unknown (decoded from bytes alone).
+    pub source: Option<Ipv6Addr>,
 }
 
 impl Packet {
@@ -286,6 +289,7 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, MalformedPacket> {
         relay_reply,
         relays,
         message: decode_message(bytes)?,
+        source: None,
     })
 }
 

@@ -459,6 +459,7 @@ mod tests {
             relay_reply: false,
             relays: Vec::new(),
             message,
+            source: None,
         }
     }
 
@@ -674,6 +675,7 @@ mod tests {
             relay_reply: false,
             relays,
             message,
+            source: None,
         }
     }
 
@@ -742,6 +744,30 @@ mod tests {
             outcome.bound[0].mac,
             format!("duid-{}", hex::encode(UUID_DUID))
         );
+    }
+
+    #[test]
+    fn uefi_firmware_on_the_link_is_bound_by_the_mac_of_its_link_local_address_and_its_uuid() {
+        // OVMF's HTTP boot over IPv6: DUID-UUID from its EUI-64 link-local address. The
+        // booted system's DUID-LL client then replaces that lease in source binding, so the
+        // boot server finds the machine's new address through the UUID → MAC link.
+        let mut test = Test::new();
+        let request = message(
+            MessageType::Request,
+            &UUID_DUID,
+            vec![ia(1, None), server_id()],
+        );
+        let packet = Packet {
+            source: Some("fe80::5054:ff:fedd:9".parse().expect("source")),
+            ..direct(request)
+        };
+        let outcome = test.answer(&packet, 0);
+        assert_eq!(outcome.bound[0].mac, "525400dd0009");
+        assert_eq!(
+            outcome.bound[0].uuid.as_ref().map(SystemUuid::as_str),
+            Some("4c4c4544-0042-4d10-8056-b4c04f4a5a31")
+        );
+        assert_eq!(outcome.onboard[0].mac, "52:54:00:dd:00:09");
     }
 
     fn user_class(data: &[u8]) -> DhcpOption {

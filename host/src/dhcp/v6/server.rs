@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::config::{Dhcp6Config, Interface6};
 use super::leases::Leases6;
-use super::packet::{decode, encode_reply};
+use super::packet::{Packet, decode, encode_reply};
 use super::reply::{Responder, respond};
 use crate::dhcp::bindings::{Family, SourceBindings};
-use crate::dhcp::config::Onboarding;
+use crate::dhcp::config::{Onboarding, colon_mac};
 use crate::dhcp::onboard::{Announced, OnboardSender};
 use crate::dhcp::server::{DhcpMetrics, StartError};
+use crate::dhcp::unix_now;
 
 /// All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
 pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
@@ -144,7 +145,10 @@ async fn serve_interface(
             }
         };
         let packet = match decode(&buffer[..length]) {
-            Ok(packet) => packet,
+            Ok(packet) => Packet {
+                source: Some(*peer.ip()),
+                ..packet
+            },
             Err(error) => {
                 tracing::debug!(%peer, length, %error, "dropping a malformed DHCPv6 packet");
                 shared.metrics.count6("malformed");
@@ -199,23 +203,6 @@ async fn serve_interface(
             tracing::warn!(%error, %destination, "cannot send a DHCPv6 reply");
         }
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `aa:bb:…` of a MAC's hex digits.
-fn colon_mac(digits: &str) -> String {
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| String::from_utf8_lossy(pair).into_owned())
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 #[cfg(test)]
