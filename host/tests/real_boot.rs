@@ -141,27 +141,7 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
             ["10.0.2.15"],
             "the address QEMU's DHCP gave the guest"
         );
-        let threads: i32 = status
-            .processors
-            .iter()
-            .filter_map(|p| p.total_threads)
-            .sum();
-        assert_eq!(threads, shape.cpus as i32, "{:?}", status.processors);
-        let memory = vm::bytes(&status.total_system_memory.as_ref().expect("memory").0);
-        let configured = shape.memory_mib << 20;
-        assert!(
-            memory < configured && memory > configured * 7 / 10,
-            "MemTotal as the guest saw it ({memory}) is a little under the {configured} QEMU gave it"
-        );
-        let disk = status.storages[0]
-            .drives
-            .iter()
-            .find(|d| d.name == "vda")
-            .expect("the virtio disk");
-        assert_eq!(
-            vm::bytes(&disk.capacity.as_ref().expect("capacity").0),
-            shape.disk_bytes
-        );
+        vm::assert_hardware(status, &shape);
         assert!(
             !machines[slot].powered(),
             "the VM is powered off after discovery"

@@ -219,27 +219,7 @@ fn assert_discovered(booted: &Booted, family: &str, boot_url: &str, guest_ip: &s
         .expect("eth0 reported");
     assert_eq!(nic.mac_address, spec.macs[0], "the MAC QEMU gave the VM");
     assert_eq!(nic.ips, [guest_ip], "the address DHCP gave the guest");
-    let threads: i32 = status
-        .processors
-        .iter()
-        .filter_map(|p| p.total_threads)
-        .sum();
-    assert_eq!(threads, SHAPE.cpus as i32, "{:?}", status.processors);
-    let memory = vm::bytes(&status.total_system_memory.as_ref().expect("memory").0);
-    let configured = SHAPE.memory_mib << 20;
-    assert!(
-        memory < configured && memory > configured * 6 / 10,
-        "MemTotal as the guest saw it ({memory}) is a little under the {configured} QEMU gave it"
-    );
-    let disk = status.storages[0]
-        .drives
-        .iter()
-        .find(|d| d.name == "vda")
-        .expect("the virtio disk");
-    assert_eq!(
-        vm::bytes(&disk.capacity.as_ref().expect("capacity").0),
-        SHAPE.disk_bytes
-    );
+    vm::assert_hardware(status, &SHAPE);
 }
 
 #[tokio::test]

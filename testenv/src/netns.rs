@@ -13,10 +13,15 @@ pub struct NetworkNamespace {
 impl NetworkNamespace {
     /// Creates namespace `name` (panics with `ip`'s message if it cannot).
     pub fn create(name: &str) -> Self {
-        ip(&["netns", "add", name]);
-        Self {
+        Self::try_create(name).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// Creates namespace `name`, or says why it cannot (`ip`'s message).
+    pub fn try_create(name: &str) -> Result<Self, String> {
+        try_ip(&["netns", "add", name])?;
+        Ok(Self {
             name: name.to_owned(),
-        }
+        })
     }
 
     /// Its name.

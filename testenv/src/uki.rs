@@ -296,16 +296,13 @@ mod tests {
         let initramfs = dir.join("initramfs");
         write(&kernel, &vec![0x4b; 5000]).expect("kernel");
         write(&initramfs, &vec![0x49; 7000]).expect("initramfs");
-        let uki = build(
-            &UkiInputs {
-                stub: Path::new(STUB),
-                kernel: &kernel,
-                initramfs: &initramfs,
-                os_release: "ID=test\n",
-            },
-            &dir,
-        )
-        .expect("objcopy builds the UKI");
+        let inputs = UkiInputs {
+            stub: Path::new(STUB),
+            kernel: &kernel,
+            initramfs: &initramfs,
+            os_release: "ID=test\n",
+        };
+        let uki = build(&inputs, &dir).expect("objcopy builds the UKI");
         let image = read(&uki).expect("uki");
         let cmdline = crate::pe::command_line(&image).expect(".cmdline");
         assert_eq!(cmdline.len(), CMDLINE_BYTES);
@@ -314,16 +311,7 @@ mod tests {
         let stub_end = pe_end(&read(Path::new(STUB)).expect("stub")).expect("stub PE");
         assert!(end.end >= stub_end.end + 5000 + 7000 + CMDLINE_BYTES as u64);
         let modified = std::fs::metadata(&uki).and_then(|m| m.modified()).ok();
-        build(
-            &UkiInputs {
-                stub: Path::new(STUB),
-                kernel: &kernel,
-                initramfs: &initramfs,
-                os_release: "ID=test\n",
-            },
-            &dir,
-        )
-        .expect("cached");
+        build(&inputs, &dir).expect("cached");
         assert_eq!(
             std::fs::metadata(&uki).and_then(|m| m.modified()).ok(),
             modified,

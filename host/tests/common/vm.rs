@@ -103,3 +103,33 @@ pub async fn first_available(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Checks the hardware facts the discovery system reported against what QEMU gave the VM:
+/// CPU threads, memory a little under what it was given (the firmware and kernel keep
+/// some), and the virtio disk's exact size.
+pub fn assert_hardware(
+    status: &ferrometal::api::ServerStatus,
+    shape: &ferrometal_sim::vm::VmShape,
+) {
+    let threads: i32 = status
+        .processors
+        .iter()
+        .filter_map(|p| p.total_threads)
+        .sum();
+    assert_eq!(threads, shape.cpus as i32, "{:?}", status.processors);
+    let memory = bytes(&status.total_system_memory.as_ref().expect("memory").0);
+    let configured = shape.memory_mib << 20;
+    assert!(
+        memory < configured && memory > configured * 6 / 10,
+        "MemTotal as the guest saw it ({memory}) is a little under the {configured} QEMU gave it"
+    );
+    let disk = status.storages[0]
+        .drives
+        .iter()
+        .find(|d| d.name == "vda")
+        .expect("the virtio disk");
+    assert_eq!(
+        bytes(&disk.capacity.as_ref().expect("capacity").0),
+        shape.disk_bytes
+    );
+}

@@ -31,21 +31,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use testenv::netns::NetworkNamespace;
+
 use super::LabError;
 
 /// Labs created by this process (part of each one's names and prefix).
 static LABS: AtomicU32 = AtomicU32::new(0);
-
-/// A namespace, deleted when dropped (with the veth pair in it).
-#[derive(Debug)]
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // Best effort: nothing to do if it is gone already.
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// Runs `ip ARGS…`.
 fn ip(args: &[&str]) -> Result<(), LabError> {
@@ -70,7 +61,7 @@ pub struct FleetNetwork {
     handle: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    namespace: Namespace,
+    namespace: NetworkNamespace,
     /// The link's /64 (`fd6c:…::`).
     pub prefix: Ipv6Addr,
     /// The host's end of the veth pair (the DHCPv6 server's interface).
@@ -95,8 +86,11 @@ impl FleetNetwork {
         let pid = std::process::id();
         let lab = LABS.fetch_add(1, Ordering::Relaxed) & 0xff;
         let name = format!("ferrometal-lab6-{pid}-{lab}");
-        ip(&["netns", "add", &name])?;
-        let namespace = Namespace(name);
+        let namespace =
+            NetworkNamespace::try_create(&name).map_err(|message| LabError::Command {
+                command: format!("ip netns add {name}"),
+                message,
+            })?;
         let host_interface = format!("fm6h{pid:x}{lab:02x}");
         let fleet_interface = format!("fm6f{pid:x}{lab:02x}");
         let prefix = Ipv6Addr::new(
@@ -115,12 +109,12 @@ impl FleetNetwork {
     }
 
     fn start_runtime(
-        namespace: Namespace,
+        namespace: NetworkNamespace,
         prefix: Ipv6Addr,
         host_interface: String,
         fleet_interface: String,
     ) -> Result<Self, LabError> {
-        let path = format!("/var/run/netns/{}", namespace.0);
+        let path = format!("/var/run/netns/{}", namespace.name());
         let file = Arc::new(std::fs::File::open(&path).map_err(super::io(format!("open {path}")))?);
         let (ready, built) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -173,7 +167,7 @@ impl FleetNetwork {
     /// The veth pair, its addresses and routes, and non-local binding in the namespace.
     fn configure(&self) -> Result<(), LabError> {
         let (ns, host, fleet) = (
-            self.namespace.0.as_str(),
+            self.namespace.name(),
             self.host_interface.as_str(),
             self.fleet_interface.as_str(),
         );
@@ -261,7 +255,7 @@ impl FleetNetwork {
 
     /// The namespace's name (`ip netns exec <name> …`).
     pub fn namespace(&self) -> &str {
-        &self.namespace.0
+        self.namespace.name()
     }
 
     /// A runtime whose threads are in the namespace: what runs on it makes its sockets
