@@ -25,29 +25,15 @@ use ferrometal::api::{BMC, Endpoint, Server};
 use kube::Api;
 mod common;
 use common::eventually;
-use testenv::netns::{NetworkNamespace, ip};
+use testenv::netns::{NetworkNamespace, ip, sysctl};
 use testenv::{BasicAuth, ControlPlane, FakeSystem, SushyEmulator, SushyOptions};
 
 /// Turns duplicate address detection off for `interface` (in `namespace`, or this one), so
 /// its addresses are usable at once; before the link is up.
 fn no_dad(namespace: Option<&str>, interface: &str) {
-    let setting = format!("net.ipv6.conf.{interface}.accept_dad=0");
-    let mut command = match namespace {
-        Some(namespace) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", namespace, "sysctl"]);
-            command
-        }
-        None => Command::new("sysctl"),
-    };
-    let output = command
-        .args(["-qw", &setting])
-        .output()
-        .expect("sysctl runs");
-    assert!(
-        output.status.success(),
-        "sysctl -w {setting}: {}",
-        String::from_utf8_lossy(&output.stderr)
+    sysctl(
+        namespace,
+        &format!("net.ipv6.conf.{interface}.accept_dad=0"),
     );
 }
 

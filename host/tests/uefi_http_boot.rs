@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ferrometal::api::Server;
 use ferrometal::boot::uuid::SystemUuid;
 use ferrometal_sim::vm::{Firmware, Ovmf, VmNetwork, VmOptions, VmShape};
-use testenv::netns::{NetworkNamespace, ip};
+use testenv::netns::{NetworkNamespace, ip, sysctl};
 
 mod common;
 use common::vm;
@@ -310,28 +310,6 @@ async fn an_ovmf_vm_on_qemus_own_network_boots_the_discovery_uki_to_available() 
     )
     .await;
     assert_discovered(&booted, "IPv4", &boot_url, "10.0.2.15");
-}
-
-/// Runs `sysctl -qw setting` in `namespace` (or this one); panics with its message if it
-/// fails.
-fn sysctl(namespace: Option<&str>, setting: &str) {
-    let mut command = match namespace {
-        Some(namespace) => {
-            let mut command = std::process::Command::new("ip");
-            command.args(["netns", "exec", namespace, "sysctl"]);
-            command
-        }
-        None => std::process::Command::new("sysctl"),
-    };
-    let output = command
-        .args(["-qw", setting])
-        .output()
-        .expect("sysctl runs");
-    assert!(
-        output.status.success(),
-        "sysctl -w {setting}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test]

@@ -74,3 +74,25 @@ pub fn try_ip(args: &[&str]) -> Result<(), String> {
 pub fn available() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// Runs `sysctl -qw setting` in network namespace `namespace` (or this one); panics with its
+/// message if it fails (for test set-up).
+pub fn sysctl(namespace: Option<&str>, setting: &str) {
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace, "sysctl"]);
+            command
+        }
+        None => Command::new("sysctl"),
+    };
+    let output = command
+        .args(["-qw", setting])
+        .output()
+        .expect("sysctl runs");
+    assert!(
+        output.status.success(),
+        "sysctl -w {setting}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

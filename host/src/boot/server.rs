@@ -222,6 +222,19 @@ impl BootServer {
         (StatusCode::BAD_GATEWAY, "layer unavailable\n").into_response()
     }
 
+    /// What `entry`'s boot arguments are rendered from, with the URL `base_url`: its script
+    /// (`/ipxe/<uuid>`) and its personalised UKI (`/uki/<id>`) say the same things.
+    fn script_input<'a>(&'a self, entry: &'a BootEntry, base_url: &'a str) -> ScriptInput<'a> {
+        ScriptInput {
+            base_url,
+            uuid: &entry.uuid,
+            layers: &entry.layers,
+            ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
+            has_ignition: entry.ignition.is_some(),
+            extra_kernel_args: &self.config.extra_kernel_args,
+        }
+    }
+
     /// [`Self::unknown`], answered.
     fn unknown_response(&self, endpoint: &'static str) -> Response {
         let (status, message) = self.unknown(endpoint, String::from("not found"));
@@ -332,15 +345,7 @@ async fn ipxe_script(
     // Rendered once per entry (a new token or image makes a new entry).
     let (base_url, family) = server.config.url_for(peer.ip());
     let rendered = entry.state.script[family].get_or_init(|| {
-        script::per_machine(&ScriptInput {
-            base_url,
-            uuid: &entry.uuid,
-            layers: &entry.layers,
-            ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
-            has_ignition: entry.ignition.is_some(),
-            extra_kernel_args: &server.config.extra_kernel_args,
-        })
-        .map(bytes::Bytes::from)
+        script::per_machine(&server.script_input(&entry, base_url)).map(bytes::Bytes::from)
     });
     let Some(body) = rendered.clone() else {
         tracing::info!(config = %entry.config, "image has no kernel+initramfs or UKI for iPXE; answering 404");
@@ -413,14 +418,7 @@ async fn uki(
     let patches = match entry.state.uki[family].get() {
         Some(patches) => patches.clone(),
         None => {
-            let args = script::uki_arguments(&ScriptInput {
-                base_url,
-                uuid: &entry.uuid,
-                layers: &entry.layers,
-                ticket: entry.ticket().map(|ticket| ticket.value.as_str()),
-                has_ignition: entry.ignition.is_some(),
-                extra_kernel_args: &server.config.extra_kernel_args,
-            });
+            let args = script::uki_arguments(&server.script_input(&entry, base_url));
             match super::uki::personalise(&mut file, length, &args).await {
                 Ok(patches) => entry.state.uki[family].get_or_init(|| patches).clone(),
                 Err(error) => {
