@@ -210,6 +210,13 @@ impl ManagedProcess {
         let err = out
             .try_clone()
             .map_err(Error::io(format!("duplicate {}", log.display())))?;
+        // Its temporary files go in its run directory, removed with it even when the process
+        // is killed before it can clean up (an operator's layer cache, for one).
+        if !command.get_envs().any(|(key, _)| key == "TMPDIR") {
+            let tmp = run_dir.path().join("tmp");
+            fs::create_dir_all(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
+            command.env("TMPDIR", tmp);
+        }
         command
             .stdin(Stdio::null())
             .stdout(out)
