@@ -4,7 +4,7 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins crds bench fuzz chaos setup ui-screenshots
+.PHONY: test demo plugins plugin-setup crds bench fuzz chaos setup ui-screenshots
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
@@ -21,6 +21,11 @@ demo:
 ## make plugins: build every plugin and test fixture as a wasm32-wasip2 component.
 plugins:
 	cargo xtask plugins
+
+## make plugin-setup: what a plugin author needs, nothing more: Debian's wasm toolchain,
+## sushy-tools and the `ferrometal` CLI (target/debug/ferrometal); see docs/plugins.md.
+plugin-setup:
+	cargo xtask plugin-setup
 
 ## make crds: regenerate crds/*.yaml (and the chart's copies) and docs/api.md from the Rust API types.
 crds:

@@ -2,10 +2,14 @@
 //!
 //! `run` (the operator), `crdgen`, `plugin` and `version`.
 
+mod plugin_author;
 mod plugin_cli;
+mod plugin_registry_cli;
 mod run;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -36,15 +40,29 @@ enum Command {
     Version,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Prints a failure as one readable line (the error and its causes), never with the host
+/// backtrace that `RUST_BACKTRACE=1` adds to anyhow's `Debug` output: a plugin's own error or
+/// crash is not a bug of this program. Log lines are coloured only on a terminal.
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERROMETAL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Cli::parse().command {
+    match dispatch(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Run(args) => {
             let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
             runtime.block_on(run::run(*args))

@@ -10,7 +10,7 @@ use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
 use ferrometal::plugins::{
-    Limits, PluginMetadata, PluginMetrics, PluginRuntime, RuntimeConfig, World,
+    Limits, PluginMetadata, PluginMetrics, PluginRuntime, RuntimeConfig, World, forbidden_imports,
 };
 
 /// Plugin tooling.
@@ -18,9 +18,26 @@ use ferrometal::plugins::{
 pub enum PluginCommand {
     /// Show a plugin's world, ABI, SDK, capabilities, digest, imports and exports.
     Inspect {
-        /// The `.wasm` component.
-        file: PathBuf,
+        /// The `.wasm` component, or a registry reference (`oci://registry/repository:tag`,
+        /// shown from its manifest without downloading the component).
+        target: String,
+        #[command(flatten)]
+        registry: crate::plugin_registry_cli::RegistryArgs,
     },
+    /// Push a component to an OCI registry (CNCF wasm layout, metadata as annotations) and
+    /// print its pinned reference.
+    Push(crate::plugin_registry_cli::PushArgs),
+    /// Pull a component from an OCI registry into a directory (digest-named).
+    Pull(crate::plugin_registry_cli::PullArgs),
+    /// Check a plugin in a registry as the operator does before compiling it: pinned
+    /// manifest, cosign signatures by the given keys, component digest and world.
+    Verify(crate::plugin_registry_cli::VerifyArgs),
+    /// Write a new plugin crate for a world (`bmc-driver`, `credential-lookup`,
+    /// `ignition-generator`), with native unit tests against canned answers.
+    New(crate::plugin_author::NewArgs),
+    /// Build a plugin crate as a wasm32-wasip2 component with Debian's wasm toolchain and
+    /// print the component's path.
+    Build(crate::plugin_author::BuildArgs),
     /// Load a plugin directory like the operator does: what is installed, what failed, and
     /// which driver serves each protocol.
     List {
@@ -56,24 +73,37 @@ pub enum PluginCommand {
     },
 }
 
-/// Options every loading command shares.
+/// Options every loading command shares. Global, so they may come before or after the
+/// operation of `plugin call` (`call FILE --setting k=v probe …` or `call FILE probe … --setting
+/// k=v`).
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// A plugin setting `KEY=VALUE` (repeatable; values may contain commas).
-    #[arg(long = "setting", value_parser = parse_setting)]
+    #[arg(long = "setting", global = true, value_parser = parse_setting)]
     settings: Vec<(String, String)>,
     /// A plugin setting read from a file, `KEY=PATH` (repeatable), e.g. the MAC database.
-    #[arg(long = "setting-file", visible_alias = "settings", value_parser = parse_setting_file)]
+    #[arg(
+        long = "setting-file",
+        visible_alias = "settings",
+        global = true,
+        value_parser = parse_setting_file
+    )]
     setting_files: Vec<(String, String)>,
     /// Grant a capability (e.g. `credentials/reveal`; repeatable).
     #[arg(
         long = "grant",
         env = "FERROMETAL_PLUGIN_GRANTS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        global = true
     )]
     grants: Vec<String>,
     /// Deadline of the call, in seconds.
-    #[arg(long, env = "FERROMETAL_PLUGIN_DEADLINE", default_value_t = 60.0)]
+    #[arg(
+        long,
+        env = "FERROMETAL_PLUGIN_DEADLINE",
+        default_value_t = 60.0,
+        global = true
+    )]
     deadline: f64,
 }
 
@@ -261,6 +291,17 @@ fn limits(common: &CommonArgs, default: Limits) -> anyhow::Result<Limits> {
     })
 }
 
+/// Warns about each import of `file` the host never provides: the operator refuses to load
+/// a plugin with any of them.
+fn warn_denied_imports(file: &Path, denied: &[String]) {
+    for import in denied {
+        eprintln!(
+            "warning: {} imports `{import}`, which ferrometal never provides to plugins (no sockets or name lookups; a driver reaches its BMC through bmc-http): the operator refuses to load it",
+            file.display()
+        );
+    }
+}
+
 /// The world a plugin implements, from its metadata section (nothing is compiled).
 fn world_of(file: &Path) -> anyhow::Result<World> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
@@ -319,10 +360,20 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
 /// Runs a plugin command.
 pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
     match command {
-        PluginCommand::Inspect { file } => {
+        PluginCommand::Inspect { target, registry } => {
+            if !crate::plugin_registry_cli::is_local(&target) {
+                return crate::plugin_registry_cli::inspect(&target, &registry).await;
+            }
             let runtime = PluginRuntime::new(RuntimeConfig::default(), PluginMetrics::default())?;
-            print(&runtime.inspect(&file)?)
+            let inspection = runtime.inspect(Path::new(&target))?;
+            warn_denied_imports(Path::new(&target), &inspection.denied_imports);
+            print(&inspection)
         }
+        PluginCommand::Push(args) => crate::plugin_registry_cli::push(args).await,
+        PluginCommand::Pull(args) => crate::plugin_registry_cli::pull(args).await,
+        PluginCommand::Verify(args) => crate::plugin_registry_cli::verify(args).await,
+        PluginCommand::New(args) => crate::plugin_author::new(&args),
+        PluginCommand::Build(args) => crate::plugin_author::build(&args),
         PluginCommand::List {
             dir,
             config,
@@ -330,6 +381,11 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
         } => list(dir, config, grants).await,
         PluginCommand::Validate { file, common } => {
             let runtime = runtime(&common)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+            // Loading stops at the first; name them all.
+            if let Ok(denied) = forbidden_imports(&bytes) {
+                warn_denied_imports(&file, &denied);
+            }
             match world_of(&file)? {
                 World::BmcDriver => {
                     let driver = runtime.load_bmc_driver(&file)?;
@@ -419,16 +475,10 @@ async fn list(
             plugin.identity().short_digest()
         );
     }
-    println!("selection:");
-    if let Some(config) = catalog.config() {
-        for protocol in config.drivers.keys() {
-            let chosen = catalog.driver_for(protocol, None).map_or_else(
-                || String::from("(none installed)"),
-                |d| d.identity().name.clone(),
-            );
-            println!("  {protocol:<26} → {chosen}");
-        }
-    }
+    println!(
+        "selection (per protocol: the driver for each manufacturer drivers name, and for any other):"
+    );
+    crate::plugin_author::print_selection(&catalog);
     let active = |name: Option<&str>| {
         name.map_or_else(
             || String::from("(none: install one, or name one in the config)"),

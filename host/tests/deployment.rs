@@ -273,6 +273,79 @@ fn production_values_render_dhcp_replicas_and_monitoring() {
 }
 
 #[test]
+fn plugins_from_a_registry_get_their_trust_roots_login_and_artifact_cache() {
+    let values = tempfile::NamedTempFile::new().expect("values file");
+    std::fs::write(
+        values.path(),
+        format!(
+            "plugins:\n  trustRoots: [{{name: acme, configMap: acme-keys}}, {{name: site, secret: site-keys}}]\n  registryAuthSecret: registry-logins\n  artifactCache: {{persistentVolumeClaim: {{claimName: ferrometal-plugins}}}}\n  config:\n    verification:\n      allOf: [{{name: acme, keyFile: /etc/ferrometal/trust/acme/cosign.pub}}]\n    plugins:\n      acme-redfish:\n        image: oci://registry.example/acme/redfish:1.2.0@sha256:{}\n        world: bmc-driver\n",
+            "5f".repeat(32)
+        ),
+    )
+    .expect("write values");
+    let objects = template(&["-f", values.path().to_str().expect("path")]);
+    let mounts: Vec<(String, String)> = container(&objects)["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_owned(),
+                m["mountPath"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (name, path) in [
+        ("trust-acme", "/etc/ferrometal/trust/acme"),
+        ("trust-site", "/etc/ferrometal/trust/site"),
+        ("registry-auth", "/etc/ferrometal/registry"),
+        ("plugin-artifacts", "/var/cache/ferrometal-artifacts"),
+    ] {
+        assert!(
+            mounts.contains(&(name.to_owned(), path.to_owned())),
+            "{name} at {path}: {mounts:?}"
+        );
+    }
+    let volumes =
+        &find(&objects, "Deployment", "ferrometal")["spec"]["template"]["spec"]["volumes"];
+    let volume = |name: &str| {
+        volumes
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+    assert_eq!(volume("trust-acme")["configMap"]["name"], "acme-keys");
+    assert_eq!(volume("trust-site")["secret"]["secretName"], "site-keys");
+    assert_eq!(
+        volume("registry-auth")["secret"]["secretName"],
+        "registry-logins"
+    );
+    assert_eq!(
+        volume("plugin-artifacts")["persistentVolumeClaim"]["claimName"],
+        "ferrometal-plugins"
+    );
+    // The operator accepts the plugin configuration the chart writes, with the paths it mounts.
+    let config = find(&objects, "ConfigMap", "ferrometal-config")["data"]["plugins.yaml"]
+        .as_str()
+        .expect("plugins.yaml")
+        .to_owned();
+    let parsed = ferrometal::plugins::catalog::CatalogConfig::from_yaml(&config)
+        .unwrap_or_else(|error| panic!("{error}:\n{config}"));
+    assert_eq!(
+        parsed.registry.auth_file.as_deref(),
+        Some(Path::new("/etc/ferrometal/registry/.dockerconfigjson"))
+    );
+    assert_eq!(
+        parsed.artifact_dir.as_deref(),
+        Some(Path::new("/var/cache/ferrometal-artifacts"))
+    );
+    assert!(parsed.plugins["acme-redfish"].image.is_some());
+}
+
+#[test]
 fn values_the_chart_cannot_honour_are_refused_with_the_reason() {
     let chart = chart();
     let chart = chart.to_str().expect("path");
@@ -292,6 +365,11 @@ fn values_the_chart_cannot_honour_are_refused_with_the_reason() {
         ("plugins.source=configMap", "needs plugins.configMap"),
         ("plugins.memoryBudgetMiB=8", "/plugins/memoryBudgetMiB"),
         ("dhcp.enabled=true", "needs dhcp.config"),
+        (
+            "plugins.config.plugins.acme.image=oci://r.example/acme:1",
+            "/plugins/config/plugins/acme/image",
+        ),
+        ("plugins.trustRoots[0].name=acme", "/plugins/trustRoots/0"),
     ] {
         let output = helm(&["template", "ferrometal", chart, "--set", set], None);
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -24,6 +24,7 @@ async fn a_directory_of_plugins_loads_with_problems_reported_per_file() {
         ignition_generator: Some(String::from("ignition")),
         digests: BTreeMap::new(),
         plugins: BTreeMap::new(),
+        ..CatalogConfig::default()
     };
     let catalog = PluginCatalog::load(&runtime, config).await;
 

@@ -369,3 +369,100 @@ fn bmc_requests_ignore_the_proxy_environment() {
         "and not through the proxy the environment names"
     );
 }
+
+#[test]
+fn inspect_and_validate_name_each_import_that_is_always_denied() {
+    let file = component("lookup-sockets");
+    let inspected = ferrometal(&["plugin", "inspect", &file]);
+    assert!(inspected.status.success(), "{}", text(&inspected.stderr));
+    let inspection: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    let denied: Vec<&str> = inspection["deniedImports"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    // The instance network and the network interface it uses: both named.
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .all(|import| import.starts_with("wasi:sockets/")),
+        "{denied:?}"
+    );
+    let warning = |import: &str| {
+        format!("warning: {file} imports `{import}`, which ferrometal never provides")
+    };
+    for import in &denied {
+        assert!(
+            text(&inspected.stderr).contains(&warning(import)),
+            "{}",
+            text(&inspected.stderr)
+        );
+    }
+
+    let validated = ferrometal(&["plugin", "validate", &file]);
+    assert!(!validated.status.success(), "refused at load");
+    let stderr = text(&validated.stderr);
+    for import in &denied {
+        assert!(stderr.contains(&warning(import)), "{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot load plugin {file}: it imports `wasi:sockets/"
+        )),
+        "{stderr}"
+    );
+
+    // A plugin without such imports gets no warning.
+    let clean = ferrometal(&["plugin", "inspect", &component("lookup-echo")]);
+    assert!(
+        !text(&clean.stderr).contains("warning"),
+        "{}",
+        text(&clean.stderr)
+    );
+}
+
+#[test]
+fn call_takes_its_settings_before_or_after_the_operation() {
+    let file = component("lookup-echo");
+    let mac = "52:54:00:00:00:01";
+    for args in [
+        vec![
+            "plugin",
+            "call",
+            &file,
+            "--setting",
+            "log=on",
+            "lookup",
+            "--mac",
+            mac,
+        ],
+        vec![
+            "plugin",
+            "call",
+            &file,
+            "lookup",
+            "--mac",
+            mac,
+            "--setting",
+            "log=on",
+        ],
+    ] {
+        let output = ferrometal(&args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        // lookup-echo logs only with `log=on`: the setting reached the plugin either way.
+        assert!(
+            text(&output.stderr).contains("looking up a MAC"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let without = ferrometal(&["plugin", "call", &file, "lookup", "--mac", mac]);
+    assert!(without.status.success(), "{}", text(&without.stderr));
+    assert!(!text(&without.stderr).contains("looking up a MAC"));
+}

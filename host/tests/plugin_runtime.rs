@@ -105,6 +105,40 @@ async fn an_endless_loop_times_out_and_the_host_keeps_serving() {
 }
 
 #[tokio::test]
+async fn a_try_reserve_past_the_memory_limit_fails_softly_inside_the_plugin() {
+    let runtime = runtime(RuntimeConfig::default());
+    let plugin = load(&runtime, "lookup-try-reserve").with_limits(Limits {
+        memory_bytes: 8 << 20,
+        deadline: Duration::from_secs(10),
+    });
+    let setting = |bytes: usize| vec![(String::from("bytes"), bytes.to_string())];
+
+    // 64 MiB past an 8 MiB limit: `memory.grow` returns -1, `try_reserve` an error, and the
+    // plugin answers with its own error instead of being killed.
+    let error = plugin
+        .lookup("52:54:00:00:00:01", &setting(64 << 20))
+        .await
+        .expect_err("more than the limit");
+    match &error.kind {
+        CallErrorKind::Plugin(GuestError::InvalidInput(message)) => assert!(
+            message.contains("try_reserve of 67108864 bytes failed")
+                && message.contains("carried on"),
+            "{message}"
+        ),
+        other => panic!("expected the plugin's own error, got {other}"),
+    }
+
+    // Within the limit the same call gets its memory.
+    assert_eq!(
+        plugin
+            .lookup("52:54:00:00:00:02", &setting(1 << 20))
+            .await
+            .expect("within the limit"),
+        None
+    );
+}
+
+#[tokio::test]
 async fn a_memory_bomb_hits_its_limit() {
     let runtime = runtime(RuntimeConfig::default());
     let bomb = load(&runtime, "lookup-memory-bomb").with_limits(Limits {

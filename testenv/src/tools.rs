@@ -15,6 +15,8 @@ pub const KUBERNETES_VERSION: &str = "1.36.3";
 pub const ETCD_VERSION: &str = "3.6.8";
 /// Helm release used by the chart tests.
 pub const HELM_VERSION: &str = "3.22.0";
+/// cosign release the plugin-signature tests sign and verify with (built from Go modules).
+pub const COSIGN_VERSION: &str = "2.6.5";
 /// Ignition release whose `ignition-validate` checks generated ignitions.
 pub const IGNITION_VERSION: &str = "2.24.0";
 /// sushy-tools release from PyPI that provides `sushy-emulator` and `sushy-static`.
@@ -32,14 +34,7 @@ pub const PAUSE_SOURCE: &str = include_str!("node/pause.c");
 /// `FERROMETAL_CACHE_DIR` overrides it; otherwise `$XDG_CACHE_HOME/ferrometal`, otherwise
 /// `~/.cache/ferrometal`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FERROMETAL_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("ferrometal");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".cache").join("ferrometal")
+    ferrometal_plugin_build::tool_cache_dir()
 }
 
 /// The root of the ferrometal source tree.
@@ -99,6 +94,13 @@ pub fn helm_bin_dir() -> PathBuf {
     cache_dir()
         .join("bin")
         .join(format!("helm-v{HELM_VERSION}"))
+}
+
+/// Directory holding cosign of [`COSIGN_VERSION`].
+pub fn cosign_bin_dir() -> PathBuf {
+    cache_dir()
+        .join("bin")
+        .join(format!("cosign-v{COSIGN_VERSION}"))
 }
 
 /// Directory holding ignition-validate of [`IGNITION_VERSION`].
@@ -201,6 +203,15 @@ pub fn helm() -> Tool {
         name: "helm",
         version: HELM_VERSION,
         path: helm_bin_dir().join("helm"),
+    }
+}
+
+/// Sigstore's cosign CLI (key-pair signing and verification of OCI artifacts).
+pub fn cosign() -> Tool {
+    Tool {
+        name: "cosign",
+        version: COSIGN_VERSION,
+        path: cosign_bin_dir().join("cosign"),
     }
 }
 

@@ -8,6 +8,7 @@ mod chaos;
 mod demo;
 mod fuzz;
 mod image;
+mod plugin_setup;
 mod plugins;
 mod run;
 mod setup;
@@ -34,6 +35,9 @@ enum Command {
     Setup,
     /// Build every plugin and test-fixture component for wasm32-wasip2 into target/components.
     Plugins,
+    /// Install only what a plugin author needs (Debian's wasm toolchain, the component linker,
+    /// sushy-tools) and build only the `ferrometal` CLI. Cached; re-runs are fast.
+    PluginSetup,
     /// Set up, build plugins, then run rustfmt, clippy, unit and integration tests.
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
@@ -87,6 +91,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Setup => setup::all(),
         // Installs Debian's wasm toolchain itself when it is missing.
         Command::Plugins => plugins::build(),
+        Command::PluginSetup => plugin_setup::run(),
         Command::Test { cargo_test_args } => test::run(&cargo_test_args),
         Command::Demo(args) => demo::run(&args),
         Command::DiscoveryImage => {

@@ -11,18 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use ferrometal_plugin_build::{
+    Build, COMPONENT_LINKER, COMPONENT_LINKER_VERSION, Toolchain, find_component_linker,
+    linker_install_root, without_rustup_settings,
+};
 use testenv::tools;
 
-use crate::run::{checked, checked_with_retries, find_on_path, note, output, step};
-
-/// Debian's cargo, which drives Debian's rustc.
-const DEBIAN_CARGO: &str = "/usr/bin/cargo";
-/// Where Debian's wasi-libc puts the wasm32 C library the std build links against.
-const WASI_LIBDIR: &str = "/usr/lib/wasm32-wasi";
-/// Where Debian's `lld-22` puts `wasm-ld`, which `wasm-component-ld` runs.
-const LLD_BIN_DIR: &str = "/usr/lib/llvm-22/bin";
-/// The component linker built from crates.io when no Rust toolchain here ships one.
-const COMPONENT_LINKER_VERSION: &str = "0.5.21";
+use crate::run::{checked, checked_with_retries, note, step};
 
 /// Builds every member of the plugin workspace, and the driver from docs/plugins.md's
 /// tutorial, and copies the components into place.
@@ -35,19 +30,25 @@ pub fn build() -> anyhow::Result<()> {
         "plugins: building wasm32-wasip2 components (the first build also compiles std, about 1–2 minutes)"
     ));
     crate::setup::debian_wasm_toolchain()?;
-    let linker = component_linker()?;
+    let toolchain = Toolchain {
+        linker: component_linker()?,
+    };
     // Download first, with retries, so a network hiccup does not fail the build.
     checked_with_retries(|| {
-        let mut fetch = debian_cargo();
+        let mut fetch = toolchain.cargo();
         fetch.arg("fetch").arg("--manifest-path").arg(&manifest);
         fetch
     })?;
-    checked(&mut debian_wasm_build(
-        &manifest,
-        &target_dir,
-        &linker,
-        &["--workspace"],
-    ))?;
+    checked(
+        toolchain
+            .build(&Build {
+                manifest: &manifest,
+                target_dir: &target_dir,
+                release: true,
+                lockfile: None,
+            })
+            .arg("--workspace"),
+    )?;
 
     // Replace the whole directory so components of deleted crates do not linger.
     if dest.exists() {
@@ -78,7 +79,12 @@ pub fn build() -> anyhow::Result<()> {
         note(format_args!("{}", dest.join(name).display()));
     }
     let tutorial = tutorial_crate(&root)?;
-    checked(&mut tutorial_build(&root, &tutorial, &target_dir, &linker)?)?;
+    checked(&mut tutorial_build(
+        &root,
+        &tutorial,
+        &target_dir,
+        &toolchain.linker,
+    )?)?;
     let tutorial_component = built.join(format!("{}.wasm", TUTORIAL_CRATE.replace('-', "_")));
     let name = tutorial_component
         .file_name()
@@ -129,105 +135,32 @@ fn member_names(plugins: &Path) -> anyhow::Result<Vec<String>> {
 /// The crate name the docs/plugins.md tutorial uses.
 const TUTORIAL_CRATE: &str = "my-driver";
 
-/// `wasm-component-ld`, the linker that turns rustc's wasm32-wasip2 output into a component.
-///
-/// Debian's rustc (1.96, bookworm-security) does not ship it, so it comes from, in order: PATH,
-/// the rustup toolchain `cargo xtask` runs under (rustup ships it beside rust-lld), or a
-/// `cargo install` of a pinned version into the tool cache.
-fn component_linker() -> anyhow::Result<PathBuf> {
-    const NAME: &str = "wasm-component-ld";
-    if let Some(found) = find_on_path(NAME) {
+/// `wasm-component-ld`, the linker that turns rustc's wasm32-wasip2 output into a component:
+/// the one [`find_component_linker`] finds, or (no Rust toolchain here ships one) a
+/// `cargo install` of a pinned version into the tool cache, where it finds it next time.
+pub fn component_linker() -> anyhow::Result<PathBuf> {
+    if let Some(found) = find_component_linker() {
         return Ok(found);
     }
-    if let Ok(sysroot) = output(Command::new("rustc").args(["--print", "sysroot"])) {
-        let rustlib = Path::new(sysroot.trim()).join("lib").join("rustlib");
-        if let Ok(hosts) = fs::read_dir(&rustlib) {
-            for host in hosts.flatten() {
-                let candidate = host.path().join("bin").join(NAME);
-                if candidate.is_file() {
-                    return Ok(candidate);
-                }
-            }
-        }
-    }
-    let root = tools::cache_dir()
-        .join("wasm-component-ld")
-        .join(COMPONENT_LINKER_VERSION);
-    let installed = root.join("bin").join(NAME);
-    if !installed.is_file() {
-        step(format_args!(
-            "plugins: building {NAME} {COMPONENT_LINKER_VERSION} (no Rust toolchain here ships it)"
-        ));
-        checked_with_retries(|| {
-            let mut install = Command::new("cargo");
-            install
-                .args([
-                    "install",
-                    "--locked",
-                    "--version",
-                    COMPONENT_LINKER_VERSION,
-                    NAME,
-                ])
-                .arg("--root")
-                .arg(&root);
-            install
-        })?;
-    }
-    Ok(installed)
-}
-
-/// `cargo build` for wasm32-wasip2 with Debian's toolchain, linking with `linker`.
-fn debian_wasm_build(manifest: &Path, target_dir: &Path, linker: &Path, extra: &[&str]) -> Command {
-    let mut command = debian_cargo();
-    command
-        .args([
-            "build",
-            "--release",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target_dir)
-        // Debian's toolchain is stable; build-std is a nightly feature it allows on request.
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTFLAGS", format!("-L {WASI_LIBDIR}"))
-        .env("CARGO_TARGET_WASM32_WASIP2_LINKER", linker)
-        .args(extra);
-    command
-}
-
-/// Debian's cargo with Debian's rustc first on PATH (and `wasm-ld` after it) and none of
-/// rustup's settings, which `cargo xtask` runs under and which must not leak into Debian's
-/// toolchain.
-fn debian_cargo() -> Command {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![PathBuf::from("/usr/bin"), PathBuf::from(LLD_BIN_DIR)];
-    dirs.extend(std::env::split_paths(&path));
-    let mut command = Command::new(DEBIAN_CARGO);
-    // Joining fails only for a PATH entry with a `:`, which the existing PATH cannot have.
-    if let Ok(path) = std::env::join_paths(dirs) {
-        command.env("PATH", path);
-    }
-    without_rustup_settings(&mut command);
-    command
-}
-
-/// Keeps rustup's toolchain settings (which the xtask itself runs under) out of a Debian
-/// toolchain build.
-fn without_rustup_settings(command: &mut Command) {
-    for var in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        command.env_remove(var);
-    }
+    let root = linker_install_root();
+    step(format_args!(
+        "plugins: building {COMPONENT_LINKER} {COMPONENT_LINKER_VERSION} (no Rust toolchain here ships it)"
+    ));
+    checked_with_retries(|| {
+        let mut install = Command::new("cargo");
+        install
+            .args([
+                "install",
+                "--locked",
+                "--version",
+                COMPONENT_LINKER_VERSION,
+                COMPONENT_LINKER,
+            ])
+            .arg("--root")
+            .arg(&root);
+        install
+    })?;
+    Ok(root.join("bin").join(COMPONENT_LINKER))
 }
 
 /// Where [`build`] writes the docs/plugins.md tutorial crate's manifest, for its native
@@ -344,6 +277,8 @@ fn code_blocks(markdown: &str) -> Vec<(&str, String)> {
 
 #[cfg(test)]
 mod tests {
+    use ferrometal_plugin_build::{LLD_BIN_DIR, WASI_LIBDIR};
+
     use super::*;
 
     #[test]

@@ -16,13 +16,7 @@ use crate::run::{checked, checked_with_retries, note, on_path, output, step};
 
 /// Debian packages that provide a Rust toolchain able to build wasm32-wasip2 components
 /// (rustup cannot add targets on these machines; see docs/development.md).
-pub const WASM_PACKAGES: &[&str] = &[
-    "rustc-web",
-    "cargo-web",
-    "rust-web-src",
-    "lld-22",
-    "wasi-libc",
-];
+pub use ferrometal_plugin_build::DEBIAN_PACKAGES as WASM_PACKAGES;
 
 /// Runs every set-up step.
 pub fn all() -> anyhow::Result<()> {
@@ -37,6 +31,7 @@ pub fn all() -> anyhow::Result<()> {
     etcd()?;
     helm()?;
     ignition_validate()?;
+    cosign()?;
     promtool()?;
     step(format_args!(
         "set-up complete in {:.0}s; tools cached under {}",
@@ -427,6 +422,18 @@ pub fn helm() -> anyhow::Result<()> {
         &tools::helm_bin_dir(),
         "helm.sh/helm/v3/cmd/helm",
         format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"),
+    )
+}
+
+/// Builds sigstore's cosign from `github.com/sigstore/cosign/v2` (the plugin-signature tests
+/// sign with it and check that it accepts what ferrometal accepts).
+pub fn cosign() -> anyhow::Result<()> {
+    let version = tools::COSIGN_VERSION;
+    single_go_binary(
+        &tools::cosign(),
+        &tools::cosign_bin_dir(),
+        "github.com/sigstore/cosign/v2/cmd/cosign",
+        format!("-s -w -X sigs.k8s.io/release-utils/version.gitVersion=v{version}"),
     )
 }
 

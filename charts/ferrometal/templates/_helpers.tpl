@@ -89,3 +89,20 @@ volume's size limit (15/16), so the kubelet never evicts the Pod for it.
 {{- end -}}
 {{- div (mul $mib 15) 16 -}}
 {{- end -}}
+
+{{/*
+The plugin configuration: plugins.config, with the paths of what the chart mounts for it
+(the registry login Secret, the artifact cache volume).
+*/}}
+{{- define "ferrometal.pluginConfig" -}}
+{{- $config := deepCopy .Values.plugins.config -}}
+{{- if .Values.plugins.registryAuthSecret -}}
+{{- $registry := deepCopy (default (dict) $config.registry) -}}
+{{- $_ := set $registry "authFile" "/etc/ferrometal/registry/.dockerconfigjson" -}}
+{{- $_ := set $config "registry" $registry -}}
+{{- end -}}
+{{- if .Values.plugins.artifactCache -}}
+{{- $_ := set $config "artifactDir" "/var/cache/ferrometal-artifacts" -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}

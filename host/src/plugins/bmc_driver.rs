@@ -13,7 +13,7 @@ use super::bindings::credential_lookup::ferrometal::plugin::log;
 use super::error::{CallError, LoadError};
 use super::host::{BmcCredential, HostState};
 use super::metadata::World;
-use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
+use super::runtime::{Limits, PluginComponent, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{
     BmcEndpoint, BootOverride, BootTarget, DriverInfo, GuestError, Identity, Nic, NicKind,
     PowerAction, PowerState, System,
@@ -45,18 +45,18 @@ impl PluginRuntime {
     /// `credentials/reveal` (and is granted it, or loading fails before this point); a
     /// driver that uses it without declaring it fails here, at load time.
     pub fn load_bmc_driver(&self, path: &Path) -> Result<BmcDriverPlugin, LoadError> {
-        self.load_bmc_driver_granted(path, &[])
+        self.load_bmc_driver_granted(&PluginComponent::read(path)?, &[])
     }
 
     /// [`load_bmc_driver`](Self::load_bmc_driver) with `grants` given to this driver beyond
     /// the ones the runtime gives every plugin (the plugin configuration's per-plugin grants).
     pub fn load_bmc_driver_granted(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         grants: &[String],
     ) -> Result<BmcDriverPlugin, LoadError> {
         let handle = self.link(
-            path,
+            component,
             World::BmcDriver,
             grants,
             DEFAULT_LIMITS,

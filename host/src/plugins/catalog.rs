@@ -28,12 +28,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use super::bmc_driver::BmcDriverPlugin;
 use super::credential_lookup::CredentialLookupPlugin;
 use super::error::{CallError, LoadError};
 use super::ignition_generator::IgnitionGeneratorPlugin;
 use super::metadata::{PluginMetadata, World};
-use super::runtime::{KNOWN_CAPABILITIES, PluginIdentity, PluginRuntime, plugin_name};
+use super::oci::fetch::{ArtifactStore, FetchError, PluginFetcher, PluginReference};
+use super::oci::registry::{PluginRegistry, RegistryOptions};
+use super::oci::trust::{TrustError, VerificationConfig};
+use super::runtime::{
+    KNOWN_CAPABILITIES, PluginComponent, PluginIdentity, PluginRuntime, plugin_name,
+};
 use super::types::DriverInfo;
 
 /// The default plugin directory inside the operator image.
@@ -73,6 +80,14 @@ pub struct CatalogConfig {
     pub digests: BTreeMap<String, String>,
     /// Plugin name → its settings and grants.
     pub plugins: BTreeMap<String, PluginOptions>,
+    /// Who must have signed every plugin loaded from a registry (`plugins.<name>.image`),
+    /// unless the plugin has its own `verification`.
+    pub verification: Option<VerificationConfig>,
+    /// How to reach the registries plugins are loaded from.
+    pub registry: RegistryOptions,
+    /// Where verified registry artifacts are kept, so a restart loads them while the registry
+    /// is down (default: `artifacts` in the compile cache directory, else a temporary one).
+    pub artifact_dir: Option<PathBuf>,
 }
 
 /// What the operator gives one plugin (`plugins.<name>` of the plugin configuration).
@@ -85,6 +100,14 @@ pub struct PluginOptions {
     /// Capabilities granted to this plugin only (`--grant` grants to every plugin that
     /// requests them). A grant the plugin does not request is a configuration error.
     pub grants: Vec<String>,
+    /// Load the plugin from a registry instead of the plugin directory:
+    /// `oci://registry/repository[:tag]@sha256:…` (the digest is required).
+    pub image: Option<String>,
+    /// The world the plugin from `image` implements (required with `image`; checked against
+    /// the artifact before anything is compiled).
+    pub world: Option<World>,
+    /// Who must have signed `image` (replaces the top-level `verification`).
+    pub verification: Option<VerificationConfig>,
 }
 
 impl PluginOptions {
@@ -146,6 +169,24 @@ pub enum ConfigProblem {
         /// What the plugin does request.
         requested: Vec<String>,
     },
+    /// A plugin's verification policy cannot be used.
+    #[error("the verification policy of plugin {plugin} {error}")]
+    Verification {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        error: TrustError,
+    },
+    /// A plugin is configured by `image` and also installed as a file.
+    #[error(
+        "plugin {name} is configured with `image` but {name}.wasm is also in {dir}: remove one"
+    )]
+    TwoSources {
+        /// The plugin.
+        name: String,
+        /// The plugin directory.
+        dir: PathBuf,
+    },
     /// A driver rejects the settings the configuration gives it.
     #[error("plugin {plugin} rejects its settings in the plugin configuration: {error}")]
     SettingsRejected {
@@ -176,6 +217,32 @@ impl CatalogConfig {
         let parsed: Self =
             serde_saphyr::from_str(text).map_err(|error| error.without_snippet().to_string())?;
         for (name, options) in &parsed.plugins {
+            match (&options.image, options.world) {
+                (Some(image), Some(_)) => {
+                    PluginReference::parse(image)
+                        .and_then(|reference| reference.pinned().map(|_| ()))
+                        .map_err(|error| format!("plugins.{name}.image: {error}"))?;
+                    if options.verification.is_none() && parsed.verification.is_none() {
+                        return Err(format!(
+                            "plugins.{name}.image needs a verification policy: give `verification` (top level or under plugins.{name}) the keys its signers use"
+                        ));
+                    }
+                }
+                (Some(_), None) => {
+                    return Err(format!(
+                        "plugins.{name}.image needs `world` (bmc-driver, credential-lookup or ignition-generator)"
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!("plugins.{name}.world is only used with `image`"));
+                }
+                (None, None) => {}
+            }
+            if options.image.is_none() && options.verification.is_some() {
+                return Err(format!(
+                    "plugins.{name}.verification is only used with `image`"
+                ));
+            }
             if let Some(unknown) = options
                 .grants
                 .iter()
@@ -218,6 +285,9 @@ impl Default for CatalogConfig {
             ignition_generator: None,
             digests: BTreeMap::new(),
             plugins: BTreeMap::new(),
+            verification: None,
+            registry: RegistryOptions::default(),
+            artifact_dir: None,
         }
     }
 }
@@ -277,7 +347,7 @@ impl PluginCatalog {
             }
         };
         files.sort();
-        let installed: std::collections::BTreeSet<String> =
+        let mut installed: std::collections::BTreeSet<String> =
             files.iter().filter_map(|path| plugin_name(path)).collect();
         for (name, expected) in &config.digests {
             if !installed.contains(name) {
@@ -297,11 +367,18 @@ impl PluginCatalog {
             let name = plugin_name(&path);
             let pinned = name.as_ref().and_then(|name| config.digests.get(name));
             let grants = config.grants_of(name.as_deref());
-            if let Err(error) = catalog.load_one(runtime, &path, pinned, grants).await {
+            let loaded = match PluginComponent::read(&path) {
+                Ok(component) => catalog.load_one(runtime, component, pinned, grants).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = loaded {
                 tracing::warn!(path = %path.display(), %error, "skipping plugin");
                 catalog.problems.push(LoadProblem { path, error });
             }
         }
+        catalog
+            .load_from_registries(runtime, &config, &mut installed)
+            .await;
         catalog.settings = config
             .plugins
             .iter()
@@ -313,6 +390,110 @@ impl PluginCatalog {
         }
         catalog.config = Some(config);
         catalog
+    }
+
+    /// Loads the plugins configured by `image`: pulled and verified (or taken from the
+    /// artifact store when the registry is down) before they are compiled. A refusal is a
+    /// [`LoadProblem`] named by the reference, counted in the load metric by its reason.
+    async fn load_from_registries(
+        &mut self,
+        runtime: &PluginRuntime,
+        config: &CatalogConfig,
+        installed: &mut std::collections::BTreeSet<String>,
+    ) {
+        let wanted: Vec<(&String, &PluginOptions, &String, World)> = config
+            .plugins
+            .iter()
+            .filter_map(|(name, options)| {
+                Some((name, options, options.image.as_ref()?, options.world?))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let registry = match PluginRegistry::new(&config.registry) {
+            Ok(registry) => registry,
+            Err(error) => {
+                tracing::error!(%error, "cannot reach plugin registries");
+                for (name, _, image, _) in &wanted {
+                    self.problems.push(LoadProblem {
+                        path: PathBuf::from(image.as_str()),
+                        error: LoadError::Read {
+                            path: PathBuf::from(name.as_str()),
+                            source: std::io::Error::other(error.to_string()),
+                        },
+                    });
+                }
+                return;
+            }
+        };
+        let store_dir = config.artifact_dir.clone().unwrap_or_else(|| {
+            runtime.cache_dir().map_or_else(
+                || std::env::temp_dir().join("ferrometal-plugin-artifacts"),
+                |dir| dir.join("artifacts"),
+            )
+        });
+        let fetcher = PluginFetcher::new(registry, ArtifactStore::new(&store_dir));
+        for (name, options, image, world) in wanted {
+            if installed.contains(name) {
+                self.config_problems.push(ConfigProblem::TwoSources {
+                    name: name.clone(),
+                    dir: config.dir.clone(),
+                });
+                continue;
+            }
+            installed.insert(name.clone());
+            let Some(verification) = options
+                .verification
+                .as_ref()
+                .or(config.verification.as_ref())
+            else {
+                continue; // refused by `from_yaml`
+            };
+            let policy = match verification.resolve() {
+                Ok(policy) => policy,
+                Err(error) => {
+                    self.config_problems.push(ConfigProblem::Verification {
+                        plugin: name.clone(),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let fetched = match PluginReference::parse(image) {
+                Ok(reference) => fetcher.fetch(&reference, world, &policy).await,
+                Err(error) => Err(error),
+            };
+            let result = match fetched {
+                Ok(verified) => {
+                    tracing::info!(
+                        plugin = %name,
+                        reference = %image,
+                        signers = %verified.signers.join(", "),
+                        from_store = verified.from_store,
+                        "plugin verified"
+                    );
+                    let component = PluginComponent {
+                        name: name.clone(),
+                        path: verified.path,
+                        bytes: verified.component,
+                    };
+                    self.load_one(runtime, component, None, &options.grants)
+                        .await
+                }
+                Err(source) => {
+                    runtime.metrics().load(source.metric_label());
+                    Err(refused(name, source))
+                }
+            };
+            if let Err(error) = result {
+                tracing::warn!(plugin = %name, reference = %image, %error, "plugin not loaded");
+                self.problems.push(LoadProblem {
+                    path: PathBuf::from(image.as_str()),
+                    error,
+                });
+            }
+        }
     }
 
     /// Checks the per-plugin options against what is installed: every configured plugin is
@@ -376,38 +557,31 @@ impl PluginCatalog {
     async fn load_one(
         &mut self,
         runtime: &PluginRuntime,
-        path: &Path,
+        component: PluginComponent,
         pinned: Option<&String>,
         grants: &[String],
     ) -> Result<(), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let metadata =
-            PluginMetadata::from_component(&bytes).map_err(|problem| LoadError::Metadata {
+        let path = component.path.as_path();
+        let metadata = PluginMetadata::from_component(&component.bytes).map_err(|problem| {
+            LoadError::Metadata {
                 path: path.to_path_buf(),
                 problem,
-            })?;
-        // Checked on the digest of the bytes that were compiled, before any plugin code runs.
-        let check = |identity: &super::PluginIdentity| match pinned {
-            Some(expected)
-                if !identity
-                    .digest
-                    .eq_ignore_ascii_case(expected.trim().trim_start_matches("sha256:")) =>
-            {
-                Err(LoadError::DigestMismatch {
+            }
+        })?;
+        // Checked on the bytes that are about to be compiled, before they are.
+        if let Some(expected) = pinned {
+            let actual = hex::encode(Sha256::digest(&component.bytes));
+            if !actual.eq_ignore_ascii_case(expected.trim().trim_start_matches("sha256:")) {
+                return Err(LoadError::DigestMismatch {
                     path: path.to_path_buf(),
                     expected: expected.clone(),
-                    actual: identity.digest.clone(),
-                })
+                    actual,
+                });
             }
-            _ => Ok(()),
-        };
+        }
         match metadata.world {
             World::BmcDriver => {
-                let plugin = runtime.load_bmc_driver_granted(path, grants)?;
-                check(plugin.identity())?;
+                let plugin = runtime.load_bmc_driver_granted(&component, grants)?;
                 let info = plugin.info().await.map_err(|error| LoadError::Invalid {
                     path: path.to_path_buf(),
                     world: World::BmcDriver,
@@ -416,13 +590,11 @@ impl PluginCatalog {
                 self.drivers.push(InstalledDriver { plugin, info });
             }
             World::CredentialLookup => {
-                let plugin = runtime.load_credential_lookup_granted(path, grants)?;
-                check(plugin.identity())?;
+                let plugin = runtime.load_credential_lookup_granted(&component, grants)?;
                 self.credential_lookups.push(plugin);
             }
             World::IgnitionGenerator => {
-                let plugin = runtime.load_ignition_generator_granted(path, grants)?;
-                check(plugin.identity())?;
+                let plugin = runtime.load_ignition_generator_granted(&component, grants)?;
                 self.ignition_generators.push(plugin);
             }
         }
@@ -541,12 +713,56 @@ pub fn select_driver(
     listed().find(|&index| candidates[index].manufacturers.is_empty())
 }
 
+/// A registry refusal as a load error.
+fn refused(name: &str, source: FetchError) -> LoadError {
+    LoadError::Artifact {
+        name: name.to_owned(),
+        source,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_plugin_by_reference_needs_a_pinned_image_its_world_and_a_policy() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let policy = "verification:\n  allOf:\n    - {name: v, keyFile: /k.pub}\n";
+        let ok = format!(
+            "{policy}plugins:\n  acme:\n    image: oci://r.example/acme:1@{digest}\n    world: bmc-driver\n"
+        );
+        let parsed = CatalogConfig::from_yaml(&ok).expect("valid");
+        assert_eq!(parsed.plugins["acme"].world, Some(World::BmcDriver));
+        for (yaml, message) in [
+            (
+                format!(
+                    "{policy}plugins:\n  acme:\n    image: oci://r.example/acme:1\n    world: bmc-driver\n"
+                ),
+                "has no digest: pin it",
+            ),
+            (
+                format!("{policy}plugins:\n  acme:\n    image: oci://r.example/acme@{digest}\n"),
+                "plugins.acme.image needs `world`",
+            ),
+            (
+                format!(
+                    "plugins:\n  acme:\n    image: oci://r.example/acme@{digest}\n    world: bmc-driver\n"
+                ),
+                "plugins.acme.image needs a verification policy",
+            ),
+            (
+                String::from("plugins:\n  acme:\n    world: bmc-driver\n"),
+                "plugins.acme.world is only used with `image`",
+            ),
+        ] {
+            let error = CatalogConfig::from_yaml(&yaml).expect_err(message);
+            assert!(error.contains(message), "{error}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::lookup_cache::{ANSWER_CAPACITY, LookupCache};
 use super::metadata::World;
-use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
+use super::runtime::{Limits, PluginComponent, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::{BmcProfile, DefaultCredential, GuestError};
 
 /// Default limits of credential-lookup calls: a pure table lookup needs little of either.
@@ -37,7 +37,7 @@ plugin_handle_methods!(CredentialLookupPlugin);
 impl PluginRuntime {
     /// Loads a credential-lookup plugin from `path` with the default limits.
     pub fn load_credential_lookup(&self, path: &Path) -> Result<CredentialLookupPlugin, LoadError> {
-        self.load_credential_lookup_granted(path, &[])
+        self.load_credential_lookup_granted(&PluginComponent::read(path)?, &[])
     }
 
     /// [`load_credential_lookup`](Self::load_credential_lookup) with `grants` given to this
@@ -46,11 +46,11 @@ impl PluginRuntime {
     /// refused as unknown).
     pub fn load_credential_lookup_granted(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         grants: &[String],
     ) -> Result<CredentialLookupPlugin, LoadError> {
         let handle = self.link(
-            path,
+            component,
             World::CredentialLookup,
             grants,
             DEFAULT_LIMITS,

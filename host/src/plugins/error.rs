@@ -130,6 +130,15 @@ pub enum LoadError {
     /// The engine could not be set up.
     #[error("cannot start the plugin engine: {0}")]
     Engine(String),
+    /// A plugin configured by registry reference was refused before anything was compiled.
+    #[error("plugin {name} refused: {source}")]
+    Artifact {
+        /// The configured name.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::plugins::oci::fetch::FetchError,
+    },
 }
 
 impl LoadError {

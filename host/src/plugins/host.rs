@@ -53,9 +53,13 @@ impl MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    /// Called for every memory as it is created (`current` 0) and as it grows. A growth that
-    /// passes both checks but then fails in wasmtime (the module's own maximum) stays
-    /// charged until the call ends: the budget errs on the safe side.
+    /// Called for every memory as it is created (`current` 0) and as it grows. A growth past
+    /// the limit or the budget fails softly: `memory.grow` returns -1, which the plugin's
+    /// allocator reports as an allocation failure (`Vec::try_reserve` returns an error the
+    /// plugin can handle; an infallible allocation aborts, and the trap is classified from
+    /// `refused` / `budget_refused`). A growth that passes both checks but then fails in
+    /// wasmtime (the module's own maximum) stays charged until the call ends: the budget
+    /// errs on the safe side.
     fn memory_growing(
         &mut self,
         current: usize,
@@ -64,17 +68,11 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         if desired > self.limit_bytes {
             self.refused = Some(desired);
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} bytes exceeded",
-                self.limit_bytes
-            )));
+            return Ok(false);
         }
         if !self.charge.grow(desired.saturating_sub(current)) {
             self.budget_refused = Some(desired);
-            return Err(wasmtime::Error::msg(format!(
-                "the plugin memory budget of {} bytes is used up",
-                self.charge.budget_bytes()
-            )));
+            return Ok(false);
         }
         Ok(true)
     }

@@ -11,7 +11,7 @@ use super::bindings::ignition_generator::exports::ferrometal::plugin::generator 
 use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::metadata::World;
-use super::runtime::{Limits, PluginHandle, PluginRuntime, plugin_handle_methods};
+use super::runtime::{Limits, PluginComponent, PluginHandle, PluginRuntime, plugin_handle_methods};
 use super::types::GuestError;
 
 /// Default limits of ignition generation: a pure function of small inputs.
@@ -72,18 +72,18 @@ impl PluginRuntime {
         &self,
         path: &Path,
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
-        self.load_ignition_generator_granted(path, &[])
+        self.load_ignition_generator_granted(&PluginComponent::read(path)?, &[])
     }
 
     /// [`load_ignition_generator`](Self::load_ignition_generator) with `grants` given to this
     /// plugin beyond the ones the runtime gives every plugin.
     pub fn load_ignition_generator_granted(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         grants: &[String],
     ) -> Result<IgnitionGeneratorPlugin, LoadError> {
         let handle = self.link(
-            path,
+            component,
             World::IgnitionGenerator,
             grants,
             DEFAULT_LIMITS,

@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 
 use super::error::LoadError;
 use super::metadata::PluginMetadata;
-use super::runtime::PluginRuntime;
+use super::runtime::{FORBIDDEN_IMPORTS, PluginRuntime};
 
 /// A plugin as the operator sees it before loading it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -29,6 +29,9 @@ pub struct Inspection {
     pub capabilities: Vec<String>,
     /// Interfaces it imports.
     pub imports: Vec<String>,
+    /// Those of its imports the host never provides ([`FORBIDDEN_IMPORTS`]: sockets and name
+    /// lookups): a plugin with any of them is refused at load time.
+    pub denied_imports: Vec<String>,
     /// Interfaces it exports.
     pub exports: Vec<String>,
 }
@@ -53,9 +56,18 @@ impl PluginRuntime {
         let component = Component::new(self.engine(), &bytes)
             .map_err(LoadError::invalid(path, metadata.world))?;
         let ty = component.component_type();
-        let imports = ty
+        let imports: Vec<String> = ty
             .imports(self.engine())
             .map(|(name, _)| name.to_owned())
+            .collect();
+        let denied_imports = imports
+            .iter()
+            .filter(|name| {
+                FORBIDDEN_IMPORTS
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+            })
+            .cloned()
             .collect();
         let exports = ty
             .exports(self.engine())
@@ -70,6 +82,7 @@ impl PluginRuntime {
             sdk: metadata.sdk,
             capabilities: metadata.capabilities,
             imports,
+            denied_imports,
             exports,
         })
     }

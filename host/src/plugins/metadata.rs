@@ -120,10 +120,24 @@ pub(crate) fn import_with_prefix(
     bytes: &[u8],
     prefixes: &[&str],
 ) -> Result<Option<String>, MetadataProblem> {
+    Ok(imports_with_prefix(bytes, prefixes)?.into_iter().next())
+}
+
+/// Every import of the component that the host never provides
+/// ([`FORBIDDEN_IMPORTS`](super::FORBIDDEN_IMPORTS): sockets and name lookups), in order: a
+/// component with any of them is refused at load time. Read without compiling, so
+/// `ferrometal plugin validate` can name them all before loading stops at the first.
+pub fn forbidden_imports(bytes: &[u8]) -> Result<Vec<String>, MetadataProblem> {
+    imports_with_prefix(bytes, super::FORBIDDEN_IMPORTS)
+}
+
+/// The component's own imports whose names start with one of `prefixes`.
+fn imports_with_prefix(bytes: &[u8], prefixes: &[&str]) -> Result<Vec<String>, MetadataProblem> {
     use wasmparser::Payload;
     let not_wasm =
         |error: wasmparser::BinaryReaderError| MetadataProblem::NotWasm(error.to_string());
     let mut depth = 0usize;
+    let mut found = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.map_err(not_wasm)? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
@@ -132,14 +146,14 @@ pub(crate) fn import_with_prefix(
                 for import in imports {
                     let name = import.map_err(not_wasm)?.name.name;
                     if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
-                        return Ok(Some(name.to_owned()));
+                        found.push(name.to_owned());
                     }
                 }
             }
             _ => {}
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[cfg(test)]

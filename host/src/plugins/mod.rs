@@ -43,15 +43,16 @@ pub mod catalog;
 pub mod credential_lookup;
 pub mod ignition_generator;
 pub mod inspect;
+pub mod oci;
 pub mod types;
 
 pub use budget::DEFAULT_MEMORY_BUDGET;
 pub use cache::CacheOutcome;
 pub use engine::EPOCH_TICK;
 pub use error::{CallError, CallErrorKind, LoadError, MetadataProblem};
-pub use metadata::{PluginMetadata, SUPPORTED_ABI, World};
+pub use metadata::{PluginMetadata, SUPPORTED_ABI, World, forbidden_imports};
 pub use metrics::PluginMetrics;
 pub use runtime::{
-    FORBIDDEN_IMPORTS, KNOWN_CAPABILITIES, Limits, PluginIdentity, PluginRuntime, RuntimeConfig,
-    plugin_name,
+    FORBIDDEN_IMPORTS, KNOWN_CAPABILITIES, Limits, PluginComponent, PluginIdentity, PluginRuntime,
+    RuntimeConfig, plugin_name,
 };

@@ -30,6 +30,34 @@ pub fn plugin_name(path: &Path) -> Option<String> {
         .map(|stem| stem.to_string_lossy().replace('_', "-"))
 }
 
+/// A component to load: its bytes, the name the plugin configuration calls it by, and where
+/// the bytes came from (a file in the plugin directory, or the verified copy of a registry
+/// artifact). Loading works on these bytes only, so what was checked is what is compiled.
+#[derive(Debug, Clone)]
+pub struct PluginComponent {
+    /// The plugin's name ([`plugin_name`] of a file); empty means "use the digest".
+    pub name: String,
+    /// Where the bytes came from (named in errors).
+    pub path: PathBuf,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl PluginComponent {
+    /// Reads the component file `path`; its name is [`plugin_name`] of the path.
+    pub fn read(path: &Path) -> Result<Self, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            name: plugin_name(path).unwrap_or_default(),
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+}
+
 /// Capabilities a plugin may request and an operator may grant.
 pub const KNOWN_CAPABILITIES: &[&str] = &["credentials/reveal"];
 
@@ -313,6 +341,11 @@ impl PluginRuntime {
         &self.inner.metrics
     }
 
+    /// The directory compiled plugins are kept in, if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.config.cache_dir.as_deref()
+    }
+
     /// The memory budget all running calls share, in bytes (whole WebAssembly pages).
     pub fn memory_budget(&self) -> usize {
         self.inner.budget.total_bytes()
@@ -322,11 +355,11 @@ impl PluginRuntime {
     /// this plugin beyond the ones granted to every plugin.
     pub(crate) fn prepare(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         world: World,
         grants: &[String],
     ) -> Result<Prepared, LoadError> {
-        let result = self.prepare_inner(path, world, grants);
+        let result = self.prepare_inner(component, world, grants);
         if let Err(
             LoadError::CapabilityDenied { capability, .. }
             | LoadError::UndeclaredCapability { capability, .. }
@@ -336,8 +369,9 @@ impl PluginRuntime {
             },
         ) = &result
         {
-            let plugin = plugin_name(path).unwrap_or_default();
-            self.inner.metrics.capability_denied(&plugin, capability);
+            self.inner
+                .metrics
+                .capability_denied(&component.name, capability);
         }
         self.inner.metrics.load(match &result {
             Ok(_) => "ok",
@@ -358,19 +392,16 @@ impl PluginRuntime {
 
     fn prepare_inner(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         world: World,
         grants: &[String],
     ) -> Result<Prepared, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (path, bytes) = (component.path.as_path(), component.bytes.as_slice());
         let metadata_error = |problem| LoadError::Metadata {
             path: path.to_path_buf(),
             problem,
         };
-        let metadata = PluginMetadata::from_component(&bytes).map_err(metadata_error)?;
+        let metadata = PluginMetadata::from_component(bytes).map_err(metadata_error)?;
         metadata.check_abi().map_err(metadata_error)?;
         if metadata.world != world {
             return Err(LoadError::WrongWorld {
@@ -393,22 +424,26 @@ impl PluginRuntime {
         // Refused by name before anything is compiled, with a message that says why; they
         // are not linked either (`add_wasi`), so a miss here would still fail to link.
         if let Some(interface) =
-            import_with_prefix(&bytes, FORBIDDEN_IMPORTS).map_err(metadata_error)?
+            import_with_prefix(bytes, FORBIDDEN_IMPORTS).map_err(metadata_error)?
         {
             return Err(LoadError::ForbiddenImport {
                 path: path.to_path_buf(),
                 interface,
             });
         }
-        let digest = hex::encode(Sha256::digest(&bytes));
-        let (component, cache) = compile_cached(
+        let digest = hex::encode(Sha256::digest(bytes));
+        let (compiled, cache) = compile_cached(
             &self.inner.engine,
-            &bytes,
+            bytes,
             &digest,
             self.inner.config.cache_dir.as_deref(),
         )
         .map_err(LoadError::invalid(path, world))?;
-        let name = plugin_name(path).unwrap_or_else(|| digest.clone());
+        let name = if component.name.is_empty() {
+            digest.clone()
+        } else {
+            component.name.clone()
+        };
         Ok(Prepared {
             identity: PluginIdentity {
                 name,
@@ -419,25 +454,26 @@ impl PluginRuntime {
                 sdk: metadata.sdk,
                 capabilities: metadata.capabilities,
             },
-            component,
+            component: compiled,
             cache,
         })
     }
 
-    /// Prepares `path` for `world` (with `grants` beyond the runtime's), pre-instantiates it
+    /// Prepares `component` for `world` (with `grants` beyond the runtime's), pre-instantiates it
     /// against WASI (without sockets, [`add_wasi`]) plus the imports `link` adds (chosen per
     /// world, and per plugin for granted capabilities), and wraps the result in the world's
     /// typed bindings with `bind` (e.g. `CredentialLookupPre::new`).
     pub(crate) fn link<Pre>(
         &self,
-        path: &Path,
+        component: &PluginComponent,
         world: World,
         grants: &[String],
         default_limits: Limits,
         link: impl FnOnce(&mut Linker<HostState>, &PluginIdentity) -> wasmtime::Result<()>,
         bind: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<Pre>,
     ) -> Result<PluginHandle<Pre>, LoadError> {
-        let prepared = self.prepare(path, world, grants)?;
+        let prepared = self.prepare(component, world, grants)?;
+        let path = component.path.as_path();
         let invalid = LoadError::invalid(path, world);
         let mut linker = Linker::<HostState>::new(&self.inner.engine);
         add_wasi(&mut linker).map_err(&invalid)?;
