@@ -52,20 +52,25 @@ fn key_pair(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.pub"))
 }
 
-/// Signs `reference` (pinned) with key `name` the way a vendor's release job would.
+/// Signs `reference` (pinned) with key `name` the way a vendor's release job would: a
+/// simple-signing payload under the `.sig` tag.
 fn sign(dir: &Path, name: &str, reference: &str) {
-    let output = cosign(
-        &[
-            "sign",
-            "--key",
-            &format!("{name}.key"),
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            reference,
-        ],
-        dir,
-    );
+    sign_with(dir, name, reference, &[]);
+}
+
+fn sign_with(dir: &Path, name: &str, reference: &str, extra: &[&str]) {
+    let key = format!("{name}.key");
+    let mut args = vec![
+        "sign",
+        "--key",
+        &key,
+        "--tlog-upload=false",
+        "--allow-http-registry",
+        "--allow-insecure-registry",
+    ];
+    args.extend_from_slice(extra);
+    args.push(reference);
+    let output = cosign(&args, dir);
     assert!(output.status.success(), "cosign sign: {}", text(&output));
 }
 
@@ -207,6 +212,23 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
         "{inspection}"
     );
     assert!(inspection.contains("\"signatures\": 1"), "{inspection}");
+
+    // Signed as a sigstore bundle (cosign 3's default format): accepted the same way.
+    let bundled = push(&registry, "redfish", "plugins/bundled:1.0");
+    sign_with(dir.path(), "vendor", &bundled, &["--new-bundle-format"]);
+    let listing = list(
+        dir.path(),
+        &config(
+            dir.path(),
+            "bundled",
+            &registry,
+            &(image_config(&bundled, "bmc-driver", "") + &all_of(&[&key_a])),
+        ),
+    );
+    assert!(
+        loaded(&listing),
+        "bundle-signed plugin not loaded:\n{listing}"
+    );
 
     // Unsigned (never signed, another repository).
     let unsigned = push(&registry, "redfish", "plugins/unsigned:1.0");

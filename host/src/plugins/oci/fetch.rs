@@ -16,8 +16,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use oci_client::Reference;
 
 use super::artifact::{ArtifactError, PluginManifest, sha256_digest};
@@ -226,13 +224,6 @@ pub struct ArtifactStore {
     dir: PathBuf,
 }
 
-/// What the store keeps of an artifact besides the component.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StoredSignatures {
-    /// (payload, signature), base64.
-    signatures: Vec<(String, String)>,
-}
-
 /// An artifact as the store keeps it.
 struct StoredArtifact {
     manifest: Vec<u8>,
@@ -279,17 +270,12 @@ impl ArtifactStore {
             .prefix(".incoming-")
             .tempdir_in(&self.dir)
             .map_err(Self::store_error(&self.dir))?;
-        let stored = StoredSignatures {
-            signatures: signatures
-                .iter()
-                .map(|s| (BASE64.encode(&s.payload), BASE64.encode(&s.signature)))
-                .collect(),
-        };
+
         let files: [(&str, Vec<u8>); 3] = [
             (MANIFEST_FILE, manifest.to_vec()),
             (
                 SIGNATURES_FILE,
-                serde_json::to_vec(&stored).unwrap_or_default(),
+                serde_json::to_vec(signatures).unwrap_or_default(),
             ),
             (COMPONENT_FILE, component.to_vec()),
         ];
@@ -309,18 +295,8 @@ impl ArtifactStore {
     fn load(&self, digest: &str) -> Option<StoredArtifact> {
         let entry = self.entry(digest);
         let manifest = std::fs::read(entry.join(MANIFEST_FILE)).ok()?;
-        let stored: StoredSignatures =
+        let signatures: Vec<CosignSignature> =
             serde_json::from_slice(&std::fs::read(entry.join(SIGNATURES_FILE)).ok()?).ok()?;
-        let signatures = stored
-            .signatures
-            .iter()
-            .filter_map(|(payload, signature)| {
-                Some(CosignSignature {
-                    payload: BASE64.decode(payload).ok()?,
-                    signature: BASE64.decode(signature).ok()?,
-                })
-            })
-            .collect();
         let path = entry.join(COMPONENT_FILE);
         let component = std::fs::read(&path).ok()?;
         Some(StoredArtifact {
@@ -616,6 +592,7 @@ mod tests {
         let signature = CosignSignature {
             payload: b"payload".to_vec(),
             signature: vec![1, 2, 3],
+            dsse_payload_type: Some(String::from("application/vnd.in-toto+json")),
         };
         let path = store
             .save(

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciImageManifest;
+use oci_client::manifest::{OciImageIndex, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 
 use super::artifact::{MANIFEST_MEDIA_TYPE, PluginArtifact, sha256_digest};
@@ -22,6 +22,10 @@ use super::signature::{
 
 /// Docker's schema-2 manifest type, which cosign may write for signature images.
 const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of an OCI image index (the referrers tag schema's list).
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// What sigstore bundle media types start with (`…bundle.v0.3+json`).
+const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 /// Largest manifest or signature payload read (they are a few KiB).
 const MAX_SMALL_BLOB: u64 = 4 << 20;
 /// Largest component read (the operator's plugins are a few MiB).
@@ -166,13 +170,21 @@ impl PluginRegistry {
 
     /// The manifest `reference` names (its tag if it has one, else its digest), as bytes.
     pub async fn manifest(&self, reference: &Reference) -> Result<Vec<u8>, RegistryError> {
+        self.manifest_of_type(
+            reference,
+            &[MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
+        )
+        .await
+    }
+
+    async fn manifest_of_type(
+        &self,
+        reference: &Reference,
+        media_types: &[&str],
+    ) -> Result<Vec<u8>, RegistryError> {
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(
-                reference,
-                &self.auth(reference),
-                &[MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
-            )
+            .pull_manifest_raw(reference, &self.auth(reference), media_types)
             .await
             .map_err(|error| {
                 classify(reference, &format!("manifest {}", reference.whole()), error)
@@ -238,10 +250,86 @@ impl PluginRegistry {
         self.blob(reference, digest, MAX_COMPONENT).await
     }
 
-    /// The cosign signatures of manifest `digest` in `reference`'s repository (empty when
-    /// there is no signature tag). A payload whose bytes are not the ones its layer names, or
-    /// whose signature annotation is unreadable, is left out with a warning.
+    /// The cosign signatures of manifest `digest` in `reference`'s repository: those of the
+    /// `.sig` tag and those of sigstore bundles (empty when there are none). A part whose
+    /// bytes are not the ones its descriptor names, or that cannot be read as a signature, is
+    /// left out with a warning.
     pub async fn signatures(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<Vec<CosignSignature>, RegistryError> {
+        let mut signatures = self.simple_signatures(reference, digest).await?;
+        signatures.extend(self.bundles(reference, digest).await?);
+        Ok(signatures)
+    }
+
+    /// The signatures of sigstore bundles whose subject is `digest`, found through the
+    /// referrers tag schema (`sha256-<hex>`, an index of referring artifacts), which cosign
+    /// writes where a registry has no referrers API.
+    async fn bundles(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<Vec<CosignSignature>, RegistryError> {
+        let repository = |tag_or_digest: Result<String, String>| match tag_or_digest {
+            Ok(tag) => Reference::with_tag(
+                reference.registry().to_owned(),
+                reference.repository().to_owned(),
+                tag,
+            ),
+            Err(digest) => Reference::with_digest(
+                reference.registry().to_owned(),
+                reference.repository().to_owned(),
+                digest,
+            ),
+        };
+        let tag = repository(Ok(digest.replacen(':', "-", 1)));
+        let index = match self.manifest_of_type(&tag, &[INDEX_MEDIA_TYPE]).await {
+            Ok(index) => index,
+            Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let Ok(index) = serde_json::from_slice::<OciImageIndex>(&index) else {
+            tracing::warn!(tag = %tag.whole(), "referrers tag is not an index; ignored");
+            return Ok(Vec::new());
+        };
+        let mut signatures = Vec::new();
+        // Not filtered by the entries' `artifactType`: cosign 2.6 lists its bundles there as
+        // `application/vnd.oci.empty.v1+json`; the manifests' layers say what they hold.
+        for entry in index.manifests {
+            let by_digest = repository(Err(entry.digest.clone()));
+            let manifest = self.manifest(&by_digest).await?;
+            if sha256_digest(&manifest) != entry.digest {
+                tracing::warn!(manifest = %entry.digest, "referrer manifest does not match its digest; ignored");
+                continue;
+            }
+            let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&manifest) else {
+                continue;
+            };
+            if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest) {
+                continue;
+            }
+            for layer in manifest.layers {
+                if !layer.media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+                    continue;
+                }
+                let bundle = self.blob(&by_digest, &layer.digest, MAX_SMALL_BLOB).await?;
+                if sha256_digest(&bundle) != layer.digest {
+                    tracing::warn!(layer = %layer.digest, "bundle does not match its digest; ignored");
+                    continue;
+                }
+                match CosignSignature::from_bundle(&bundle) {
+                    Ok(found) => signatures.extend(found),
+                    Err(error) => tracing::warn!(%error, "unreadable bundle ignored"),
+                }
+            }
+        }
+        Ok(signatures)
+    }
+
+    /// The signatures of the `.sig` tag.
+    async fn simple_signatures(
         &self,
         reference: &Reference,
         digest: &str,

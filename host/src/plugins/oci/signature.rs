@@ -8,6 +8,12 @@
 //! the layer names, the signature verifies with a trusted key, and the payload names the very
 //! manifest digest being loaded (so a signature cannot be moved to another artifact).
 //!
+//! `cosign sign --new-bundle-format` (cosign 3's default) stores a sigstore bundle instead,
+//! as an OCI artifact whose `subject` is the signed manifest, listed in the index tagged
+//! `sha256-<hex>` (OCI's referrers tag schema): a DSSE envelope around an in-toto statement
+//! whose subject is the manifest digest, signed over DSSE's pre-authentication encoding.
+//! Both count the same way.
+//!
 //! Keys are PEM `PUBLIC KEY`s (SubjectPublicKeyInfo) of ECDSA P-256 — what `cosign
 //! generate-key-pair` writes — verified with SHA-256 as cosign signs. Transparency-log
 //! entries (Rekor bundles) are neither needed nor checked: the trust root is the site's keys.
@@ -119,35 +125,115 @@ fn der_element(bytes: &[u8], tag: u8) -> Option<&[u8]> {
     (rest.len() == length).then_some(rest)
 }
 
-/// One signature as found in a `.sig` image: the payload blob and the decoded signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One signature: what was signed, the decoded signature, and in which of cosign's formats.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CosignSignature {
-    /// The simple-signing payload, as signed.
+    /// The payload, as signed: a simple-signing document, or a DSSE envelope's in-toto
+    /// statement.
     pub payload: Vec<u8>,
-    /// DER ECDSA signature of the payload.
+    /// DER ECDSA signature.
     pub signature: Vec<u8>,
+    /// `None` for a simple-signing payload (the `.sig` tag); the DSSE payload type for a
+    /// sigstore bundle.
+    #[serde(default)]
+    pub dsse_payload_type: Option<String>,
 }
 
 impl CosignSignature {
-    /// A signature from a layer's payload blob and its annotation value.
+    /// A signature from a `.sig` layer's payload blob and its annotation value.
     pub fn new(payload: Vec<u8>, annotation: &str) -> Result<Self, SignatureError> {
         let signature = BASE64
             .decode(annotation.trim())
             .map_err(|_| SignatureError::BadEncoding)?;
-        Ok(Self { payload, signature })
+        Ok(Self {
+            payload,
+            signature,
+            dsse_payload_type: None,
+        })
     }
 
-    /// The manifest digest the payload vouches for.
-    pub fn signed_digest(&self) -> Result<String, SignatureError> {
-        let payload: SimpleSigning = serde_json::from_slice(&self.payload)
-            .map_err(|error| SignatureError::BadPayload(error.to_string()))?;
-        if payload.critical.kind != COSIGN_PAYLOAD_TYPE {
-            return Err(SignatureError::BadPayload(format!(
-                "its type is {:?}, not {COSIGN_PAYLOAD_TYPE:?}",
-                payload.critical.kind
+    /// The signatures of a sigstore bundle (`cosign sign --new-bundle-format`, cosign 3's
+    /// default): its DSSE envelope's in-toto statement, once per signature.
+    pub fn from_bundle(bundle: &[u8]) -> Result<Vec<Self>, SignatureError> {
+        let bundle: Bundle = serde_json::from_slice(bundle).map_err(|error| {
+            SignatureError::BadPayload(format!("not a sigstore bundle: {error}"))
+        })?;
+        let Some(envelope) = bundle.dsse_envelope else {
+            return Err(SignatureError::BadPayload(String::from(
+                "the bundle has no DSSE envelope (message signatures of blobs are not image signatures)",
             )));
+        };
+        let payload = BASE64
+            .decode(envelope.payload.trim())
+            .map_err(|_| SignatureError::BadEncoding)?;
+        envelope
+            .signatures
+            .iter()
+            .map(|signature| {
+                Ok(Self {
+                    payload: payload.clone(),
+                    signature: BASE64
+                        .decode(signature.sig.trim())
+                        .map_err(|_| SignatureError::BadEncoding)?,
+                    dsse_payload_type: Some(envelope.payload_type.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes the signature is over: the payload, or DSSE's pre-authentication encoding
+    /// of the envelope's type and payload.
+    fn message(&self) -> Vec<u8> {
+        match &self.dsse_payload_type {
+            None => self.payload.clone(),
+            Some(payload_type) => {
+                let mut message = format!(
+                    "DSSEv1 {} {payload_type} {} ",
+                    payload_type.len(),
+                    self.payload.len()
+                )
+                .into_bytes();
+                message.extend_from_slice(&self.payload);
+                message
+            }
         }
-        Ok(payload.critical.image.docker_manifest_digest)
+    }
+
+    /// The manifest digests the payload vouches for.
+    pub fn signed_digests(&self) -> Result<Vec<String>, SignatureError> {
+        let bad = |error: serde_json::Error| SignatureError::BadPayload(error.to_string());
+        match &self.dsse_payload_type {
+            None => {
+                let payload: SimpleSigning = serde_json::from_slice(&self.payload).map_err(bad)?;
+                if payload.critical.kind != COSIGN_PAYLOAD_TYPE {
+                    return Err(SignatureError::BadPayload(format!(
+                        "its type is {:?}, not {COSIGN_PAYLOAD_TYPE:?}",
+                        payload.critical.kind
+                    )));
+                }
+                Ok(vec![payload.critical.image.docker_manifest_digest])
+            }
+            Some(payload_type) => {
+                if payload_type != IN_TOTO_PAYLOAD_TYPE {
+                    return Err(SignatureError::BadPayload(format!(
+                        "its DSSE payload type is {payload_type:?}, not {IN_TOTO_PAYLOAD_TYPE:?}"
+                    )));
+                }
+                let statement: Statement = serde_json::from_slice(&self.payload).map_err(bad)?;
+                if statement.predicate_type != COSIGN_PREDICATE_TYPE {
+                    return Err(SignatureError::BadPayload(format!(
+                        "its predicate type is {:?}, not {COSIGN_PREDICATE_TYPE:?}",
+                        statement.predicate_type
+                    )));
+                }
+                Ok(statement
+                    .subject
+                    .iter()
+                    .filter_map(|subject| subject.digest.get("sha256"))
+                    .map(|hex| format!("sha256:{hex}"))
+                    .collect())
+            }
+        }
     }
 
     /// The keys among `keys` that signed this payload, when it vouches for `digest`.
@@ -156,14 +242,56 @@ impl CosignSignature {
         digest: &str,
         keys: &'k [TrustedKey],
     ) -> Result<Vec<&'k TrustedKey>, SignatureError> {
-        if !self.signed_digest()?.eq_ignore_ascii_case(digest) {
+        if !self
+            .signed_digests()?
+            .iter()
+            .any(|signed| signed.eq_ignore_ascii_case(digest))
+        {
             return Ok(Vec::new());
         }
+        let message = self.message();
         Ok(keys
             .iter()
-            .filter(|key| key.verifies(&self.payload, &self.signature))
+            .filter(|key| key.verifies(&message, &self.signature))
             .collect())
     }
+}
+
+/// The DSSE payload type of in-toto statements.
+const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// The predicate type of `cosign sign`'s statements.
+const COSIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+
+/// The parts of a sigstore bundle that are checked.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle {
+    dsse_envelope: Option<Envelope>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    payload: String,
+    payload_type: String,
+    signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EnvelopeSignature {
+    sig: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Statement {
+    subject: Vec<Subject>,
+    predicate_type: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Subject {
+    digest: std::collections::BTreeMap<String, String>,
 }
 
 /// The parts of a simple-signing payload that are checked.
@@ -233,6 +361,45 @@ A1xYUTQKQpOLMk4tX1YfZ0YbHk2k2BFoH8dbT5xnqB3DmW/1+ZdGZvmWjg==
         );
     }
 
+    /// A bundle `cosign sign --new-bundle-format --tlog-upload=false --key` (v2.6.5) stored
+    /// for manifest `sha256:95cd…6c6e`, and the public key of the key pair it signed with.
+    const BUNDLE: &str = r#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial":{"publicKey":{"hint":"nYnBk6rGpJ+m/kFPDDHjX/xftsWdi0MenMNVld9HjK4="}}, "dsseEnvelope":{"payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEiLCAic3ViamVjdCI6W3siZGlnZXN0Ijp7InNoYTI1NiI6Ijk1Y2RiMDc5MWE3MTZjMDhiZjcxYjk5MjI2YmYxMDYzYjViNzlhMDcwMjM0MDhhNWM4NWNiMGYwMTQ3NDZjNmUifX1dLCAicHJlZGljYXRlVHlwZSI6Imh0dHBzOi8vc2lnc3RvcmUuZGV2L2Nvc2lnbi9zaWduL3YxIn0=", "payloadType":"application/vnd.in-toto+json", "signatures":[{"sig":"MEUCIE0ZUxSepJYs1hMDW6KK1wvrsEnItbiHwAB1yHO2Cj7LAiEA7Z4VUvuIaW4KEp6hxDcKbGOa8VPv7mkmem5HRbL74GA="}]}}"#;
+    const BUNDLE_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEO2UcUSZ5cu0Zc+wLy9/7ZuY68/VG
+Ba7omXHG2jyfjmQYBgGmAQa9eNnUthiSMqJZR5jVwrjlfo0bcqgldc9U0w==
+-----END PUBLIC KEY-----
+";
+    const BUNDLE_DIGEST: &str =
+        "sha256:95cdb0791a716c08bf71b99226bf1063b5b79a07023408a5c85cb0f014746c6e";
+
+    #[test]
+    fn a_cosign_bundle_verifies_over_dsse_for_the_digest_its_statement_names() {
+        let keys = [
+            TrustedKey::from_pem("vendor", BUNDLE_KEY).expect("key"),
+            TrustedKey::from_pem("other", PUBLIC_KEY).expect("key"),
+        ];
+        let signatures = CosignSignature::from_bundle(BUNDLE.as_bytes()).expect("bundle");
+        assert_eq!(signatures.len(), 1);
+        let signers = signatures[0]
+            .signers(BUNDLE_DIGEST, &keys)
+            .expect("statement");
+        assert_eq!(signers.len(), 1);
+        assert_eq!(signers[0].name, "vendor");
+        assert!(
+            signatures[0]
+                .signers("sha256:aa", &keys)
+                .expect("statement")
+                .is_empty()
+        );
+        // The same signature read as a simple-signing payload (no DSSE encoding) fails.
+        let mut plain = signatures[0].clone();
+        plain.dsse_payload_type = None;
+        assert!(plain.signers(BUNDLE_DIGEST, &keys).is_err());
+        let error = CosignSignature::from_bundle(br#"{"messageSignature":{}}"#)
+            .expect_err("a blob signature");
+        assert!(error.to_string().contains("no DSSE envelope"), "{error}");
+    }
+
     #[test]
     fn the_signature_tag_is_cosigns() {
         assert_eq!(signature_tag("sha256:abc123"), "sha256-abc123.sig");
@@ -266,11 +433,14 @@ A1xYUTQKQpOLMk4tX1YfZ0YbHk2k2BFoH8dbT5xnqB3DmW/1+ZdGZvmWjg==
     fn a_payload_vouches_for_one_digest_of_cosigns_type() {
         let payload = br#"{"critical":{"identity":{"docker-reference":"r/p"},"image":{"docker-manifest-digest":"sha256:aa"},"type":"cosign container image signature"},"optional":null}"#;
         let signature = CosignSignature::new(payload.to_vec(), "AAAA").expect("base64");
-        assert_eq!(signature.signed_digest().expect("payload"), "sha256:aa");
+        assert_eq!(
+            signature.signed_digests().expect("payload"),
+            vec!["sha256:aa"]
+        );
         let other = br#"{"critical":{"identity":{},"image":{"docker-manifest-digest":"sha256:aa"},"type":"atomic"}}"#;
         let error = CosignSignature::new(other.to_vec(), "AAAA")
             .expect("base64")
-            .signed_digest()
+            .signed_digests()
             .expect_err("wrong type");
         assert!(error.to_string().contains("atomic"), "{error}");
         assert_eq!(
