@@ -396,12 +396,7 @@ fn classify(reference: &Reference, error: OciDistributionError) -> ImageError {
         },
         OciDistributionError::RegistryError { envelope, .. } => ImageError::NotFound {
             image: reference.whole(),
-            reason: envelope
-                .errors
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
+            reason: crate::plugins::oci::registry::envelope_messages(&envelope),
         },
         OciDistributionError::ServerError { code: 404, .. } => ImageError::NotFound {
             image: reference.whole(),
@@ -409,20 +404,11 @@ fn classify(reference: &Reference, error: OciDistributionError) -> ImageError {
         },
         other => ImageError::RegistryUnreachable {
             registry: reference.registry().to_owned(),
-            reason: crate::controllers::report::first_line(&error_chain(&other)),
+            reason: crate::controllers::report::first_line(
+                &crate::controllers::report::error_chain(&other),
+            ),
         },
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -66,6 +66,19 @@ pub async fn ready_event(
     }
 }
 
+/// `error` and its sources, joined with `: ` (what a log line or condition message shows of
+/// an error from a library that keeps the cause in its sources).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 /// The first line of `text`: crash reports carry backtraces, condition messages do not.
 pub fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()

@@ -338,7 +338,7 @@ fn failure(error: reqwest::Error) -> HttpFailure {
     if error.is_timeout() {
         return HttpFailure::Timeout;
     }
-    let chain = error_chain(&error);
+    let chain = crate::controllers::report::error_chain(&error);
     if error.is_connect() {
         let lower = chain.to_ascii_lowercase();
         if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
@@ -347,17 +347,6 @@ fn failure(error: reqwest::Error) -> HttpFailure {
         return HttpFailure::Connect(chain);
     }
     HttpFailure::Other(chain)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// A driver call to a BMC at `scheme://host:port` (insecure TLS, fixed credentials) with

@@ -438,6 +438,16 @@ fn parse_logins(text: &str) -> Result<BTreeMap<String, (String, String)>, String
     Ok(logins)
 }
 
+/// The messages of a registry's error envelope, joined.
+pub(crate) fn envelope_messages(envelope: &oci_client::errors::OciEnvelope) -> String {
+    envelope
+        .errors
+        .iter()
+        .map(|e| e.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn classify(reference: &Reference, what: &str, error: OciDistributionError) -> RegistryError {
     let registry = reference.registry().to_owned();
     match error {
@@ -462,12 +472,7 @@ fn classify(reference: &Reference, what: &str, error: OciDistributionError) -> R
         {
             RegistryError::NotFound {
                 what: what.to_owned(),
-                reason: envelope
-                    .errors
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                reason: envelope_messages(&envelope),
             }
         }
         OciDistributionError::AuthenticationFailure(reason)
@@ -476,20 +481,11 @@ fn classify(reference: &Reference, what: &str, error: OciDistributionError) -> R
         }
         other => RegistryError::Unreachable {
             registry,
-            reason: crate::controllers::report::first_line(&error_chain(&other)),
+            reason: crate::controllers::report::first_line(
+                &crate::controllers::report::error_chain(&other),
+            ),
         },
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
