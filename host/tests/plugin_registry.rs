@@ -213,6 +213,37 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     );
     assert!(inspection.contains("\"signatures\": 1"), "{inspection}");
 
+    // `plugin pull` writes the component byte for byte, named by its digest.
+    let pulled = dir.path().join("pulled");
+    let pull = ferrometal(&[
+        "plugin",
+        "pull",
+        &signed,
+        "--dir",
+        pulled.to_str().expect("utf-8"),
+        "--insecure-registry",
+        registry.host(),
+    ]);
+    assert!(pull.status.success(), "plugin pull: {}", text(&pull));
+    let files: Vec<PathBuf> = std::fs::read_dir(&pulled)
+        .expect("pulled directory")
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let original = testenv::components::component("redfish").expect("built");
+    assert_eq!(
+        std::fs::read(&files[0]).expect("pulled"),
+        std::fs::read(original).expect("built")
+    );
+    assert!(
+        files[0]
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("redfish-sha256-")),
+        "{files:?}"
+    );
+
     // Signed as a sigstore bundle (cosign 3's default format): accepted the same way.
     let bundled = push(&registry, "redfish", "plugins/bundled:1.0");
     sign_with(dir.path(), "vendor", &bundled, &["--new-bundle-format"]);
