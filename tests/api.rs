@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use ferrometal::api::server::{ReclaimPolicy, TaintEffect};
-use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration};
+use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -124,8 +124,8 @@ async fn apply_and_read_back(
         let name = document["metadata"]["name"].as_str().expect("name");
         let api: Api<DynamicObject> = match (kind, document["metadata"]["namespace"].as_str()) {
             (_, Some(namespace)) => Api::namespaced_with(client.clone(), namespace, &resource),
-            // The only namespaced kind; kubectl puts it in the context's namespace.
-            ("ServerBootConfiguration", None) => {
+            // The namespaced kinds; kubectl puts them in the context's namespace.
+            ("ServerBootConfiguration" | "ServerClaim", None) => {
                 Api::namespaced_with(client.clone(), "default", &resource)
             }
             (_, None) => Api::all_with(client.clone(), &resource),
@@ -198,6 +198,7 @@ const SAMPLE_FILES: &[&str] = &[
     "metal_v1alpha1_bmc.yaml",
     "metal_v1alpha1_server.yaml",
     "metal_v1alpha1_serverbootconfiguration.yaml",
+    "metal_v1alpha1_serverclaim.yaml",
     "visualizer/servers.yaml",
 ];
 
@@ -394,6 +395,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         "kind: ServerBootConfiguration\nmetadata: {name: empty-server, namespace: default}\nspec: {serverRef: {name: ''}}",
         "name must not be empty",
     ),
+    (
+        "ServerClaim without an image",
+        "kind: ServerClaim\nmetadata: {name: no-image, namespace: default}\nspec: {power: 'On', serverRef: {name: a}}",
+        "spec.image: Required value",
+    ),
+    (
+        "ServerClaim with an unknown power",
+        "kind: ServerClaim\nmetadata: {name: bad-power, namespace: default}\nspec: {power: Maybe, image: 'os:1'}",
+        "spec.power: Unsupported value",
+    ),
+    (
+        "ServerClaim toleration without a key",
+        "kind: ServerClaim\nmetadata: {name: bad-toleration, namespace: default}\nspec: {power: 'On', image: 'os:1', tolerations: [{key: '', operator: Exists}]}",
+        "spec.tolerations[0].key",
+    ),
 ];
 
 #[tokio::test]
@@ -429,6 +445,21 @@ async fn immutable_fields_cannot_change() {
             "kind: BMCSecret\nmetadata: {name: immutable-secret}\nimmutable: true\nstringData: {username: admin, password: one}",
             "kind: BMCSecret\nmetadata: {name: immutable-secret}\nimmutable: true\nstringData: {username: admin, password: two}",
             "this BMCSecret is immutable",
+        ),
+        (
+            "kind: ServerClaim\nmetadata: {name: immutable-ref, namespace: default}\nspec: {power: 'On', image: 'os:1', serverRef: {name: a}}",
+            "kind: ServerClaim\nmetadata: {name: immutable-ref, namespace: default}\nspec: {power: 'On', image: 'os:1', serverRef: {name: b}}",
+            "serverRef is immutable",
+        ),
+        (
+            "kind: ServerClaim\nmetadata: {name: immutable-selector, namespace: default}\nspec: {power: 'On', image: 'os:1', serverSelector: {matchLabels: {rack: '1'}}}",
+            "kind: ServerClaim\nmetadata: {name: immutable-selector, namespace: default}\nspec: {power: 'On', image: 'os:1', serverSelector: {matchLabels: {rack: '2'}}}",
+            "serverSelector is immutable",
+        ),
+        (
+            "kind: ServerClaim\nmetadata: {name: ref-kept, namespace: default}\nspec: {power: 'On', image: 'os:1', serverRef: {name: a}}",
+            "kind: ServerClaim\nmetadata: {name: ref-kept, namespace: default}\nspec: {power: 'On', image: 'os:1'}",
+            "serverRef is required once set",
         ),
     ];
     for (first, second, expected) in cases {
@@ -613,9 +644,25 @@ async fn kubectl_shows_useful_columns_and_explains_every_field() {
         )
         .await
         .expect("patch ServerBootConfiguration status");
+    let claim = "apiVersion: metal.ironcore.dev/v1alpha1\nkind: ServerClaim\nmetadata: {name: columns, namespace: default}\nspec: {power: 'On', serverRef: {name: columns}, image: 'os:1', ignitionSecretRef: {name: columns-ignition}}\n";
+    let created = kubectl(control_plane, &["apply", "-f", "-"], Some(claim));
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let status = serde_json::json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerClaim",
+        "status": { "phase": "Bound" },
+    });
+    Api::<ServerClaim>::namespaced(client.clone(), "default")
+        .patch_status(
+            "columns",
+            &PatchParams::apply("api-test").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("patch ServerClaim status");
 
     // (what to get, header, leading cells of the row, Age excluded)
-    let expected: [(&[&str], &[&str], &[&str]); 5] = [
+    let expected: [(&[&str], &[&str], &[&str]); 6] = [
         (
             &["bmcs", "columns"],
             &[
@@ -674,6 +721,11 @@ async fn kubectl_shows_useful_columns_and_explains_every_field() {
             &["columns", "columns", "os:1", "columns-ignition", "Ready"],
         ),
         (&["bmcsecrets", "columns"], &["NAME", "AGE"], &["columns"]),
+        (
+            &["scl", "columns", "-n", "default"],
+            &["NAME", "SERVER", "IGNITION", "IMAGE", "PHASE", "AGE"],
+            &["columns", "columns", "columns-ignition", "os:1", "Bound"],
+        ),
     ];
     for (args, header, row) in expected {
         let (actual_header, rows) = table(control_plane, args);

@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod reference;
 pub mod server;
 pub mod server_boot_configuration;
+pub mod server_claim;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -29,6 +30,7 @@ pub use server_boot_configuration::{
     ServerBootConfiguration, ServerBootConfigurationSpec, ServerBootConfigurationState,
     ServerBootConfigurationStatus,
 };
+pub use server_claim::{ServerClaim, ServerClaimSpec, ServerClaimStatus};
 
 /// The API group shared with metal-operator.
 pub const GROUP: &str = "metal.ironcore.dev";
@@ -92,6 +94,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Endpoint::crd(),
         Server::crd(),
         ServerBootConfiguration::crd(),
+        ServerClaim::crd(),
     ]
 }
 
@@ -261,6 +264,7 @@ mod tests {
         expected.extend(field_docs::<ServerBootConfiguration>(
             "ServerBootConfiguration",
         ));
+        expected.extend(field_docs::<ServerClaim>("ServerClaim"));
         let mut wrong = Vec::new();
         for (path, description) in all_descriptions() {
             // The kinds' own descriptions and the hand-written BMCSecret have no Rust field.
@@ -284,6 +288,7 @@ mod tests {
             ("Endpoint", "Cluster", vec!["mep"]),
             ("Server", "Cluster", vec!["srv"]),
             ("ServerBootConfiguration", "Namespaced", vec!["sbc"]),
+            ("ServerClaim", "Namespaced", vec!["scl"]),
         ];
         let crds = crds();
         for (kind, scope, short) in expected {

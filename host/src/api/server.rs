@@ -224,7 +224,7 @@ pub struct Taint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// Effect on claims that do not tolerate it: `NoBind` (the default) keeps new claims
-    /// away, `Evict` also evicts bound ones.
+    /// away; `Evict` is reserved (as in metal-operator, it evicts nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "NoBind"))]
     pub effect: Option<TaintEffect>,
@@ -235,7 +235,7 @@ pub struct Taint {
 pub enum TaintEffect {
     /// New claims cannot bind (the default).
     NoBind,
-    /// Existing claims are evicted.
+    /// Reserved for evicting bound claims; as in metal-operator, it has no effect yet.
     Evict,
 }
 
