@@ -373,6 +373,30 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     );
     assert!(listing.contains("the layer was tampered with"), "{listing}");
 
+    // A login file that cannot be read is a configuration problem (`ferrometal run` does not
+    // start with one), named with its path and without its contents.
+    let broken = dir.path().join("broken-login.json");
+    std::fs::write(&broken, "{ \"auths\": s3cret").expect("write login file");
+    let login = dir.path().join("login.yaml");
+    std::fs::write(
+        &login,
+        format!(
+            "registry:\n  insecure: [\"{}\"]\n  authFile: {}\n{}{}",
+            registry.host(),
+            broken.display(),
+            image_config(&signed, "bmc-driver", ""),
+            all_of(&[&key_a])
+        ),
+    )
+    .expect("write plugin config");
+    let listing = list(dir.path(), &login);
+    assert!(
+        listing.contains("the plugin configuration's `registry` cannot be used"),
+        "{listing}"
+    );
+    assert!(listing.contains("broken-login.json"), "{listing}");
+    assert!(!listing.contains("s3cret"), "{listing}");
+
     // A signature tag deleted after signing: refused as unsigned.
     let stripped = push(&registry, "ignition", "plugins/stripped:1.0");
     sign(dir.path(), "vendor", &stripped);

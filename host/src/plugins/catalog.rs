@@ -36,7 +36,7 @@ use super::error::{CallError, LoadError};
 use super::ignition_generator::IgnitionGeneratorPlugin;
 use super::metadata::{PluginMetadata, World};
 use super::oci::fetch::{ArtifactStore, FetchError, PluginFetcher, PluginReference};
-use super::oci::registry::{PluginRegistry, RegistryOptions};
+use super::oci::registry::{PluginRegistry, RegistryError, RegistryOptions};
 use super::oci::trust::{TrustError, VerificationConfig};
 use super::runtime::{
     KNOWN_CAPABILITIES, PluginComponent, PluginIdentity, PluginRuntime, plugin_name,
@@ -176,6 +176,12 @@ pub enum ConfigProblem {
         plugin: String,
         /// Why.
         error: TrustError,
+    },
+    /// The `registry` section cannot be used (its login file).
+    #[error("the plugin configuration's `registry` cannot be used: {error}")]
+    Registry {
+        /// Why.
+        error: RegistryError,
     },
     /// A plugin is configured by `image` and also installed as a file.
     #[error(
@@ -414,16 +420,7 @@ impl PluginCatalog {
         let registry = match PluginRegistry::new(&config.registry) {
             Ok(registry) => registry,
             Err(error) => {
-                tracing::error!(%error, "cannot reach plugin registries");
-                for (name, _, image, _) in &wanted {
-                    self.problems.push(LoadProblem {
-                        path: PathBuf::from(image.as_str()),
-                        error: LoadError::Read {
-                            path: PathBuf::from(name.as_str()),
-                            source: std::io::Error::other(error.to_string()),
-                        },
-                    });
-                }
+                self.config_problems.push(ConfigProblem::Registry { error });
                 return;
             }
         };
