@@ -144,6 +144,20 @@ fn all_of(keys: &[&Path]) -> String {
     text
 }
 
+/// What `ferrometal plugin list` says when `redfish` is loaded from `reference` as a `world`
+/// plugin that every one of `keys` must have signed (configuration file `<name>.yaml`).
+fn load_as(
+    dir: &Path,
+    name: &str,
+    registry: &OciRegistry,
+    reference: &str,
+    world: &str,
+    keys: &[&Path],
+) -> String {
+    let body = image_config(reference, world, "") + &all_of(keys);
+    list(dir, &config(dir, name, registry, &body))
+}
+
 /// `ferrometal plugin list` with `config` and an empty plugin directory.
 fn list(dir: &Path, config: &Path) -> String {
     let empty = dir.join("no-plugins");
@@ -178,13 +192,14 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     sign(dir.path(), "vendor", &signed);
 
     // Signed by the trusted key: loads, and cosign agrees.
-    let accepted = config(
+    let listing = load_as(
         dir.path(),
         "accepted",
         &registry,
-        &(image_config(&signed, "bmc-driver", "") + &all_of(&[&key_a])),
+        &signed,
+        "bmc-driver",
+        &[&key_a],
     );
-    let listing = list(dir.path(), &accepted);
     assert!(loaded(&listing), "signed plugin not loaded:\n{listing}");
     assert!(cosign_accepts(dir.path(), &key_a, &signed));
 
@@ -247,14 +262,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     // Signed as a sigstore bundle (cosign 3's default format): accepted the same way.
     let bundled = push(&registry, "redfish", "plugins/bundled:1.0");
     sign_with(dir.path(), "vendor", &bundled, &["--new-bundle-format"]);
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "bundled",
-            &registry,
-            &(image_config(&bundled, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "bundled",
+        &registry,
+        &bundled,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(
         loaded(&listing),
@@ -263,14 +277,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
 
     // Unsigned (never signed, another repository).
     let unsigned = push(&registry, "redfish", "plugins/unsigned:1.0");
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "unsigned",
-            &registry,
-            &(image_config(&unsigned, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "unsigned",
+        &registry,
+        &unsigned,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(!loaded(&listing), "{listing}");
     assert!(
@@ -282,14 +295,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     // Signed by another key than the trusted one.
     let other = push(&registry, "redfish", "plugins/other-signer:1.0");
     sign(dir.path(), "site", &other);
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "other",
-            &registry,
-            &(image_config(&other, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "other",
+        &registry,
+        &other,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(!loaded(&listing), "{listing}");
     assert!(
@@ -317,14 +329,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     // A wrong world: a credential-lookup component, signed, configured as a driver.
     let lookup = push(&registry, "macdb", "plugins/macdb:1.0");
     sign(dir.path(), "vendor", &lookup);
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "world",
-            &registry,
-            &(image_config(&lookup, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "world",
+        &registry,
+        &lookup,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(
         listing.contains("is a credential-lookup plugin (its manifest annotation)"),
@@ -335,14 +346,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     let moved = push(&registry, "redfish", "plugins/moving:1.0");
     sign(dir.path(), "vendor", &moved);
     push(&registry, "ignition", "plugins/moving:1.0");
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "moved",
-            &registry,
-            &(image_config(&moved, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "moved",
+        &registry,
+        &moved,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(listing.contains("but the configuration pins"), "{listing}");
 
@@ -362,14 +372,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&blob, bytes).expect("tamper");
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "tampered",
-            &registry,
-            &(image_config(&tampered, "bmc-driver", "") + &all_of(&[&key_a])),
-        ),
+        "tampered",
+        &registry,
+        &tampered,
+        "bmc-driver",
+        &[&key_a],
     );
     assert!(listing.contains("the layer was tampered with"), "{listing}");
 
@@ -401,14 +410,13 @@ async fn signed_plugins_load_and_every_refusal_is_made_before_compilation_with_i
     let stripped = push(&registry, "ignition", "plugins/stripped:1.0");
     sign(dir.path(), "vendor", &stripped);
     delete_signature_tag(&registry, "plugins/stripped", &stripped).await;
-    let listing = list(
+    let listing = load_as(
         dir.path(),
-        &config(
-            dir.path(),
-            "stripped",
-            &registry,
-            &(image_config(&stripped, "ignition-generator", "") + &all_of(&[&key_a])),
-        ),
+        "stripped",
+        &registry,
+        &stripped,
+        "ignition-generator",
+        &[&key_a],
     );
     assert!(listing.contains("is not signed"), "{listing}");
 }
