@@ -445,7 +445,12 @@ impl PluginCatalog {
                 .as_ref()
                 .or(config.verification.as_ref())
             else {
-                continue; // refused by `from_yaml`
+                // `from_yaml` refuses this; a configuration built otherwise is told the same.
+                self.config_problems.push(ConfigProblem::Verification {
+                    plugin: name.clone(),
+                    error: TrustError::NoSigners,
+                });
+                continue;
             };
             let policy = match verification.resolve() {
                 Ok(policy) => policy,

@@ -236,6 +236,8 @@ struct StoredArtifact {
 const MANIFEST_FILE: &str = "manifest.json";
 const SIGNATURES_FILE: &str = "signatures.json";
 const COMPONENT_FILE: &str = "component.wasm";
+/// The store's index of components by their own digest.
+const LAYERS_DIR: &str = "layers";
 
 impl ArtifactStore {
     /// A store in `dir` (created when first written).
@@ -288,6 +290,14 @@ impl ArtifactStore {
         }
         let staged = staging.keep();
         std::fs::rename(&staged, &entry).map_err(Self::store_error(&entry))?;
+        // Indexed by its own digest too, so another artifact with the same component (a
+        // re-tag, a new signature) does not download it again.
+        let layers = self.dir.join(LAYERS_DIR);
+        std::fs::create_dir_all(&layers).map_err(Self::store_error(&layers))?;
+        let by_digest = layers.join(sha256_digest(component).replacen(':', "-", 1));
+        let _ = std::fs::remove_file(&by_digest);
+        std::fs::hard_link(entry.join(COMPONENT_FILE), &by_digest)
+            .map_err(Self::store_error(&by_digest))?;
         Ok(entry.join(COMPONENT_FILE))
     }
 
@@ -307,14 +317,14 @@ impl ArtifactStore {
         })
     }
 
-    /// The stored component whose sha256 is `layer_digest`, if any artifact holds it.
+    /// The stored component whose sha256 is `layer_digest`, if any artifact holds it (its
+    /// digest is checked again by [`check_component`] before it is used).
     fn component(&self, layer_digest: &str) -> Option<Vec<u8>> {
-        std::fs::read_dir(&self.dir)
-            .ok()?
-            .flatten()
-            .map(|entry| entry.path().join(COMPONENT_FILE))
-            .filter_map(|path| std::fs::read(path).ok())
-            .find(|bytes| sha256_digest(bytes) == layer_digest)
+        let path = self
+            .dir
+            .join(LAYERS_DIR)
+            .join(layer_digest.replacen(':', "-", 1));
+        std::fs::read(path).ok()
     }
 }
 
