@@ -153,12 +153,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
         .await?;
     let metadata = PluginMetadata::from_component(&component)
         .map_err(|problem| anyhow::anyhow!("{}: {problem}", reference.text))?;
-    let pinned = PluginReference::parse(&format!(
-        "{}/{}@{digest}",
-        reference.reference.registry(),
-        reference.reference.repository()
-    ))?;
-    check_component(&pinned, &parsed, metadata.world, &component)?;
+    check_component(&reference, &parsed, metadata.world, &component)?;
     let name = parsed
         .plugin_annotations()
         .get("name")
@@ -240,16 +235,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             parse_world(world)?
         }
     };
-    let pinned = PluginReference::parse(&format!(
-        "{}/{}{}@{digest}",
-        reference.reference.registry(),
-        reference.reference.repository(),
-        reference
-            .reference
-            .tag()
-            .map(|tag| format!(":{tag}"))
-            .unwrap_or_default()
-    ))?;
+    let pinned = reference.pinned_to(&digest);
     // Fails early with the manifest's own message before anything else is fetched.
     check_manifest(&pinned, &digest, world, &manifest)?;
     let signers = args

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use oci_client::Reference;
 
 use super::artifact::{ArtifactError, PluginManifest, sha256_digest};
-use super::registry::{PluginRegistry, RegistryError};
+use super::registry::{PluginRegistry, RegistryError, tagged};
 use super::signature::{CosignSignature, signature_tag};
 use super::trust::{Untrusted, VerificationPolicy};
 use crate::plugins::{PluginMetadata, World};
@@ -62,12 +62,26 @@ impl PluginReference {
     /// away from the pinned digest is noticed), else the digest.
     pub fn by_tag(&self) -> Reference {
         match self.reference.tag() {
-            Some(tag) => Reference::with_tag(
+            Some(tag) => tagged(&self.reference, tag.to_owned()),
+            None => self.reference.clone(),
+        }
+    }
+
+    /// This reference pinned to manifest `digest` (its tag, if any, kept), e.g. a tag
+    /// resolved by the command line before it checks what the operator would.
+    pub fn pinned_to(&self, digest: &str) -> Self {
+        let reference = match self.reference.tag() {
+            Some(tag) => Reference::with_tag_and_digest(
                 self.reference.registry().to_owned(),
                 self.reference.repository().to_owned(),
                 tag.to_owned(),
+                digest.to_owned(),
             ),
-            None => self.reference.clone(),
+            None => self.reference.clone_with_digest(digest.to_owned()),
+        };
+        Self {
+            text: format!("{SCHEME}{}", reference.whole()),
+            reference,
         }
     }
 
@@ -546,6 +560,13 @@ mod tests {
         assert!(
             error.to_string().contains("has no digest: pin it"),
             "{error}"
+        );
+        let resolved = tag_only.pinned_to(&digest);
+        assert_eq!(resolved.pinned().expect("pinned"), digest);
+        assert_eq!(resolved.reference.tag(), Some("1.0"));
+        assert_eq!(
+            resolved.text,
+            format!("oci://127.0.0.1:5000/plugins/redfish:1.0@{digest}")
         );
         let error = PluginReference::parse("oci://redfish").expect_err("no registry");
         assert!(error.to_string().contains("name the registry"), "{error}");

@@ -272,19 +272,7 @@ impl PluginRegistry {
         reference: &Reference,
         digest: &str,
     ) -> Result<Vec<CosignSignature>, RegistryError> {
-        let repository = |tag_or_digest: Result<String, String>| match tag_or_digest {
-            Ok(tag) => Reference::with_tag(
-                reference.registry().to_owned(),
-                reference.repository().to_owned(),
-                tag,
-            ),
-            Err(digest) => Reference::with_digest(
-                reference.registry().to_owned(),
-                reference.repository().to_owned(),
-                digest,
-            ),
-        };
-        let tag = repository(Ok(digest.replacen(':', "-", 1)));
+        let tag = tagged(reference, digest.replacen(':', "-", 1));
         let index = match self.manifest_of_type(&tag, &[INDEX_MEDIA_TYPE]).await {
             Ok(index) => index,
             Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
@@ -298,7 +286,11 @@ impl PluginRegistry {
         // Not filtered by the entries' `artifactType`: cosign 2.6 lists its bundles there as
         // `application/vnd.oci.empty.v1+json`; the manifests' layers say what they hold.
         for entry in index.manifests {
-            let by_digest = repository(Err(entry.digest.clone()));
+            let by_digest = Reference::with_digest(
+                reference.registry().to_owned(),
+                reference.repository().to_owned(),
+                entry.digest.clone(),
+            );
             let manifest = self.manifest(&by_digest).await?;
             if sha256_digest(&manifest) != entry.digest {
                 tracing::warn!(manifest = %entry.digest, "referrer manifest does not match its digest; ignored");
@@ -334,11 +326,7 @@ impl PluginRegistry {
         reference: &Reference,
         digest: &str,
     ) -> Result<Vec<CosignSignature>, RegistryError> {
-        let tag = Reference::with_tag(
-            reference.registry().to_owned(),
-            reference.repository().to_owned(),
-            signature_tag(digest),
-        );
+        let tag = tagged(reference, signature_tag(digest));
         let manifest = match self.manifest(&tag).await {
             Ok(manifest) => manifest,
             Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
@@ -377,6 +365,15 @@ impl PluginRegistry {
         }
         Ok(signatures)
     }
+}
+
+/// `tag` in `reference`'s repository.
+pub(crate) fn tagged(reference: &Reference, tag: String) -> Reference {
+    Reference::with_tag(
+        reference.registry().to_owned(),
+        reference.repository().to_owned(),
+        tag,
+    )
 }
 
 /// Reads registry logins from a Docker `config.json`: `auths.<registry>.auth` (base64
