@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use ferrometal::plugins::accounts::AccountPassword;
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
 use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
@@ -193,6 +194,26 @@ pub enum Operation {
         #[arg(long)]
         http_boot_uri: Option<String>,
     },
+    /// bmc-driver: read the BMC's account and lockout policy (Redfish `AccountService`).
+    GetAccountPolicy {
+        #[command(flatten)]
+        bmc: BmcArgs,
+    },
+    /// bmc-driver: set an account's password (logged in as --username), creating the
+    /// account with --create-with-role when the BMC has none of that name and allows it.
+    SetAccountPassword {
+        #[command(flatten)]
+        bmc: BmcArgs,
+        /// The account's user name.
+        #[arg(long)]
+        account: String,
+        /// File holding the new password (first line); never taken from the command line.
+        #[arg(long)]
+        new_password_file: PathBuf,
+        /// Create a missing account with this role (Redfish `RoleId`, e.g. `Administrator`).
+        #[arg(long)]
+        create_with_role: Option<String>,
+    },
     /// ignition-generator: render an ignition.
     Generate {
         /// System UUID of the server.
@@ -310,6 +331,16 @@ fn world_of(file: &Path) -> anyhow::Result<World> {
     Ok(metadata.world)
 }
 
+/// The first line of a secret's file (a password), without its line end.
+fn first_line(path: &Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("read {}", path.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 fn endpoint(bmc: &BmcArgs, settings: &[(String, String)]) -> anyhow::Result<BmcEndpoint> {
     let url =
         url::Url::parse(&bmc.bmc).with_context(|| format!("--bmc {:?} is not a URL", bmc.bmc))?;
@@ -324,12 +355,7 @@ fn endpoint(bmc: &BmcArgs, settings: &[(String, String)]) -> anyhow::Result<BmcE
         .trim_end_matches(']')
         .to_owned();
     let port = url.port_or_known_default().context("--bmc has no port")?;
-    let password = std::fs::read_to_string(&bmc.password_file)
-        .with_context(|| format!("read {}", bmc.password_file.display()))?
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let password = first_line(&bmc.password_file)?;
     let tls = match (&bmc.ca_file, bmc.insecure) {
         (Some(file), _) => TlsPolicy::CaBundle(
             std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?,
@@ -626,6 +652,31 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                                 &endpoint(&bmc, &common.all_settings())?,
                                 &system,
                                 &boot,
+                            )
+                            .await?,
+                    )
+                }
+                Operation::GetAccountPolicy { bmc } => print(
+                    &driver
+                        .account_policy(&endpoint(&bmc, &common.all_settings())?)
+                        .await?,
+                ),
+                Operation::SetAccountPassword {
+                    bmc,
+                    account,
+                    new_password_file,
+                    create_with_role,
+                } => {
+                    let account = AccountPassword {
+                        username: account,
+                        password: first_line(&new_password_file)?,
+                        create_with_role,
+                    };
+                    print(
+                        &driver
+                            .set_account_password(
+                                &endpoint(&bmc, &common.all_settings())?,
+                                &account,
                             )
                             .await?,
                     )

@@ -1,6 +1,7 @@
 //! A simulated BMC: the Redfish resources the redfish plugin reads and writes (service
 //! root, managers, systems with EthernetInterfaces, power via `ComputerSystem.Reset`, the
-//! boot override via `PATCH`), Basic auth, Redfish sessions (`SessionService`,
+//! boot override via `PATCH`, an `AccountService` with lockout policy and password rules,
+//! see [`crate::accounts`]), Basic auth, Redfish sessions (`SessionService`,
 //! `X-Auth-Token`), a vendor [`Profile`] and injected faults. Request handling is plain
 //! data in, data out; `serve` puts it on the network.
 
@@ -8,10 +9,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::accounts::{AccountPolicy, Accounts, Login, LoginStats, Refusal};
 use crate::faults::{Fault, Faults};
 use crate::machine::{Machine, RESET_TYPES};
 use crate::spec::{BmcOnlyNicKind, BmcSpec, MANUFACTURER, Rng};
@@ -53,6 +56,8 @@ pub struct Profile {
     pub enabled_needs_target: bool,
     /// Reset types offered (`ResetType@Redfish.AllowableValues`) and accepted.
     pub reset_types: Vec<&'static str>,
+    /// The `AccountService`'s lockout policy and password rules.
+    pub accounts: AccountPolicy,
 }
 
 impl Default for Profile {
@@ -65,6 +70,7 @@ impl Default for Profile {
             boot_mode: BootMode::Writable,
             enabled_needs_target: false,
             reset_types: RESET_TYPES.to_vec(),
+            accounts: AccountPolicy::default(),
         }
     }
 }
@@ -87,6 +93,7 @@ impl Profile {
                 "ForceRestart",
                 "GracefulRestart",
             ],
+            accounts: AccountPolicy::default(),
         }
     }
 
@@ -115,6 +122,8 @@ pub struct Request<'a> {
     pub auth_token: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
+    /// The `If-Match` header (checked by account PATCHes).
+    pub if_match: Option<&'a str>,
 }
 
 /// The BMC's answer.
@@ -132,6 +141,13 @@ pub enum Reply {
     Drop,
     /// Do not answer for a minute, then `504`.
     Hang,
+    /// `201 Created` for a new resource other than a session: a `Location` header and a body.
+    Created {
+        /// The new resource's path.
+        location: String,
+        /// The new resource.
+        body: Value,
+    },
     /// `201 Created` for a new session: `X-Auth-Token` and `Location` headers and a body.
     SessionCreated {
         /// The session's token.
@@ -147,8 +163,8 @@ pub enum Reply {
 #[derive(Debug)]
 pub struct Bmc {
     spec: BmcSpec,
-    username: String,
-    password: String,
+    /// Accounts, passwords, failed logins and lockouts.
+    accounts: Mutex<Accounts>,
     machines: Vec<Arc<Machine>>,
     faults: Mutex<(Faults, Rng)>,
     address: OnceLock<SocketAddr>,
@@ -224,8 +240,11 @@ impl Bmc {
         let rng = Rng::new(seed, (2 << 32) + spec.index as u64);
         Self {
             spec,
-            username,
-            password,
+            accounts: Mutex::new(Accounts::new(
+                AccountPolicy::default(),
+                &username,
+                &password,
+            )),
             machines,
             faults: Mutex::new((faults, rng)),
             address: OnceLock::new(),
@@ -238,8 +257,28 @@ impl Bmc {
 
     /// The same BMC presenting itself as `profile`.
     pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.accounts_mut().set_policy(profile.accounts.clone());
         self.profile = profile;
         self
+    }
+
+    fn accounts_mut(&self) -> std::sync::MutexGuard<'_, Accounts> {
+        self.accounts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Failed logins and lockouts so far (Basic auth and session logins alike).
+    pub fn login_stats(&self) -> LoginStats {
+        self.accounts_mut().stats()
+    }
+
+    /// Whether the account `user_name` is locked out now.
+    pub fn is_locked(&self, user_name: &str) -> bool {
+        self.accounts_mut().is_locked(user_name, Instant::now())
+    }
+
+    /// The lockout policy and password rules in force.
+    pub fn account_policy(&self) -> AccountPolicy {
+        self.accounts_mut().policy().clone()
     }
 
     /// Who it claims to be.
@@ -322,7 +361,9 @@ impl Bmc {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return false;
         };
-        decoded == format!("{}:{}", self.username, self.password).as_bytes()
+        let decoded = String::from_utf8_lossy(&decoded);
+        let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        self.accounts_mut().login(user, password, Instant::now()) == Login::Accepted
     }
 
     /// Answers one request.
@@ -424,6 +465,7 @@ impl Bmc {
                     ),
                 }
             }
+            (method, ["AccountService", rest @ ..]) => self.account_request(method, rest, request),
             ("GET", ["Systems"]) => Reply::Json(
                 200,
                 collection(
@@ -466,6 +508,7 @@ impl Bmc {
             "UUID": self.spec.uuid,
             "Systems": link("/redfish/v1/Systems"),
             "Managers": link("/redfish/v1/Managers"),
+            "AccountService": link("/redfish/v1/AccountService"),
         });
         if self.profile.session_service {
             root["SessionService"] = link("/redfish/v1/SessionService");
@@ -488,7 +531,7 @@ impl Bmc {
                 "UserName and Password are required",
             );
         };
-        if user != self.username || password != self.password {
+        if self.accounts_mut().login(user, password, Instant::now()) != Login::Accepted {
             return Reply::Unauthorized;
         }
         let id = self.sessions_created.fetch_add(1, Ordering::Relaxed) + 1;
@@ -510,6 +553,53 @@ impl Bmc {
                 "UserName": user,
             }),
             location,
+        }
+    }
+
+    /// `/redfish/v1/AccountService/…`: the service, its accounts, PATCH of an account, POST
+    /// of a new one.
+    fn account_request(&self, method: &str, rest: &[&str], request: &Request<'_>) -> Reply {
+        let refused =
+            |refusal: Refusal| error(refusal.status, refusal.message_id, &refusal.message);
+        let mut accounts = self.accounts_mut();
+        match (method, rest) {
+            ("GET", []) => Reply::Json(200, accounts.service_document()),
+            ("GET", ["Accounts"]) => Reply::Json(200, accounts.collection_document()),
+            ("POST", ["Accounts"]) => match accounts.create(request.body) {
+                Ok(location) => Reply::Created {
+                    body: accounts
+                        .account_document(
+                            location.rsplit('/').next().unwrap_or_default(),
+                            Instant::now(),
+                        )
+                        .unwrap_or(Value::Null),
+                    location,
+                },
+                Err(refusal) => refused(refusal),
+            },
+            ("GET", ["Accounts", id]) => match accounts.account_document(id, Instant::now()) {
+                Some(account) => Reply::Json(200, account),
+                None => error(
+                    404,
+                    "Base.1.8.ResourceMissingAtURI",
+                    &format!("no account {id}"),
+                ),
+            },
+            ("PATCH", ["Accounts", id]) => match accounts.patch(id, request.if_match, request.body)
+            {
+                Ok(()) => Reply::Empty(204),
+                Err(refusal) => refused(refusal),
+            },
+            ("GET", _) => error(
+                404,
+                "Base.1.8.ResourceMissingAtURI",
+                &format!("{} does not exist", request.path),
+            ),
+            _ => error(
+                405,
+                "Base.1.8.OperationNotAllowed",
+                &format!("{method} is not allowed on {}", request.path),
+            ),
         }
     }
 
@@ -794,6 +884,7 @@ mod tests {
             authorization: Some(&auth),
             auth_token: None,
             body: b"",
+            if_match: None,
         })
     }
 
@@ -819,6 +910,7 @@ mod tests {
                 authorization,
                 auth_token: None,
                 body: b"",
+                if_match: None,
             });
             assert_eq!(reply == Reply::Unauthorized, unauthorized, "{path}");
         }
@@ -875,6 +967,7 @@ mod tests {
                 authorization: Some(&auth),
                 auth_token: None,
                 body: format!(r#"{{"ResetType":"{kind}"}}"#).as_bytes(),
+                if_match: None,
             })
         };
         assert_eq!(reset("On"), Reply::Empty(204));
@@ -883,6 +976,54 @@ mod tests {
         assert_eq!(reset("ForceOff"), Reply::Empty(204));
         assert!(!bmc.machines()[0].powered());
         assert!(matches!(reset("Explode"), Reply::Json(400, _)));
+    }
+
+    #[tokio::test]
+    async fn every_reset_type_the_redfish_driver_sends_is_accepted_and_logged_per_system() {
+        let post = |bmc: &Bmc, system: u32, kind: &str| {
+            let auth = basic("admin", "pw");
+            bmc.handle(&Request {
+                method: "POST",
+                path: &format!("/redfish/v1/Systems/{system}/Actions/ComputerSystem.Reset"),
+                authorization: Some(&auth),
+                auth_token: None,
+                body: format!(r#"{{"ResetType":"{kind}"}}"#).as_bytes(),
+                if_match: None,
+            })
+        };
+        let bmc = bmc(Faults::default());
+        let sent = [
+            "ForceOn",
+            "ForceOff",
+            "On",
+            "GracefulShutdown",
+            "PowerCycle",
+            "GracefulRestart",
+            "ForceRestart",
+        ];
+        for kind in sent {
+            assert_eq!(post(&bmc, 1, kind), Reply::Empty(204), "{kind}");
+        }
+        assert!(matches!(post(&bmc, 1, "Explode"), Reply::Json(400, _)));
+        assert_eq!(bmc.machines()[0].resets(), sent);
+        assert!(
+            bmc.machines()[1].resets().is_empty(),
+            "the log is per system"
+        );
+        assert!(bmc.machines()[0].powered());
+
+        let ilo = bmc_with(Profile::hpe_ilo5());
+        assert!(matches!(post(&ilo, 1, "PowerCycle"), Reply::Json(400, _)));
+        assert_eq!(post(&ilo, 1, "ForceRestart"), Reply::Empty(204));
+        assert_eq!(
+            ilo.machines()[0].resets(),
+            ["ForceRestart"],
+            "a refused type is not logged"
+        );
+    }
+
+    fn bmc_with(profile: Profile) -> Bmc {
+        bmc(Faults::default()).with_profile(profile)
     }
 
     #[test]
@@ -916,6 +1057,7 @@ mod tests {
             authorization: None,
             auth_token,
             body: body.as_bytes(),
+            if_match: None,
         }
     }
 
@@ -1001,6 +1143,7 @@ mod tests {
             authorization: Some(&auth),
             auth_token: None,
             body: body.as_bytes(),
+            if_match: None,
         })
     }
 
@@ -1049,6 +1192,77 @@ mod tests {
                 .as_array()
                 .expect("reset types")
                 .contains(&json!("PowerCycle"))
+        );
+    }
+
+    #[test]
+    fn a_patched_password_is_what_basic_auth_and_sessions_accept_and_failures_lock_out() {
+        use crate::accounts::ACCOUNTS;
+        let bmc = bmc(Faults::default()).with_profile(Profile {
+            accounts: AccountPolicy {
+                lockout_threshold: 2,
+                ..AccountPolicy::default()
+            },
+            ..Profile::default()
+        });
+        let service = json(get(&bmc, "/redfish/v1/AccountService"));
+        assert_eq!(service["AccountLockoutThreshold"], 2);
+        assert_eq!(service["Accounts"]["@odata.id"], ACCOUNTS);
+        let admin = format!("{ACCOUNTS}/1");
+        let auth = basic("admin", "pw");
+        let patch = |body: &str| {
+            bmc.handle(&Request {
+                method: "PATCH",
+                path: &admin,
+                authorization: Some(&auth),
+                auth_token: None,
+                body: body.as_bytes(),
+                if_match: Some("W/\"1\""),
+            })
+        };
+        assert_eq!(
+            message_id(patch(r#"{"Password":"short"}"#)),
+            "Base.1.8.PropertyValueFormatError"
+        );
+        assert_eq!(patch(r#"{"Password":"n3w-Passw0rd"}"#), Reply::Empty(204));
+        assert_eq!(get(&bmc, "/redfish/v1/Systems"), Reply::Unauthorized);
+        let new = basic("admin", "n3w-Passw0rd");
+        let with_new = |authorization: &str| {
+            bmc.handle(&Request {
+                method: "GET",
+                path: "/redfish/v1/Systems",
+                authorization: Some(authorization),
+                auth_token: None,
+                body: b"",
+                if_match: None,
+            })
+        };
+        json(with_new(&new));
+        assert!(matches!(
+            bmc.handle(&request(
+                "POST",
+                SESSIONS,
+                None,
+                r#"{"UserName":"admin","Password":"n3w-Passw0rd"}"#
+            )),
+            Reply::SessionCreated { .. }
+        ));
+        // The successes above cleared the old password's failure: two more lock the account.
+        assert_eq!(with_new(&basic("admin", "nope")), Reply::Unauthorized);
+        assert!(!bmc.is_locked("admin"));
+        assert_eq!(with_new(&basic("admin", "nope")), Reply::Unauthorized);
+        assert!(bmc.is_locked("admin"));
+        assert_eq!(
+            with_new(&new),
+            Reply::Unauthorized,
+            "locked: even the right password"
+        );
+        assert_eq!(
+            bmc.login_stats(),
+            LoginStats {
+                failed_logins: 4,
+                lockouts: 1
+            }
         );
     }
 

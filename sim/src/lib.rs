@@ -10,6 +10,7 @@
 //! and runs the real metalprobe collection and report against a generated `/sys` + `/proc`
 //! tree whose UUID and MACs match what its BMC reports.
 
+pub mod accounts;
 pub mod bmc;
 pub mod dhcp;
 pub mod dhcp6;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use accounts::{AccountPolicy, LoginStats};
 pub use bmc::{Bmc, BootMode, Profile};
 pub use faults::Faults;
 pub use machine::{AcknowledgedReport, Machine, MachineBehaviour, Phase, Probe};
@@ -437,6 +439,13 @@ impl Fleet {
     /// Every machine.
     pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
         self.bmcs.iter().flat_map(|bmc| bmc.machines())
+    }
+
+    /// The machine whose SMBIOS UUID is `uuid` (any case), e.g. a Server's
+    /// `spec.systemUUID`: to read what its BMC was asked ([`Machine::resets`]).
+    pub fn machine(&self, uuid: &str) -> Option<&Arc<Machine>> {
+        self.machines()
+            .find(|machine| machine.spec().uuid.eq_ignore_ascii_case(uuid))
     }
 
     /// A machine of this fleet's kind whose power and boot override live in another BMC's

@@ -114,12 +114,17 @@ async fn answer(
         .headers
         .get("x-auth-token")
         .and_then(|value| value.to_str().ok());
+    let if_match = parts
+        .headers
+        .get(hyper::header::IF_MATCH)
+        .and_then(|value| value.to_str().ok());
     let reply = bmc.handle(&Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         authorization,
         auth_token,
         body: &body,
+        if_match,
     });
     Ok(match reply {
         Reply::Json(status, value) => response(
@@ -155,6 +160,17 @@ async fn answer(
                 if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
                     created.headers_mut().insert(name, value);
                 }
+            }
+            created
+        }
+        Reply::Created { location, body } => {
+            let mut created = response(
+                201,
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            );
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&location) {
+                created.headers_mut().insert(hyper::header::LOCATION, value);
             }
             created
         }

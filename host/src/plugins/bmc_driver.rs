@@ -1,4 +1,5 @@
-//! BMC driver plugins: probe a BMC, read and change power, set boot overrides.
+//! BMC driver plugins: probe a BMC, read and change power, set boot overrides, set account
+//! passwords.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Resource};
 
+use super::accounts::{AccountChange, AccountPassword, AccountPolicy};
 use super::bindings::bmc_driver::BmcDriverPre;
 use super::bindings::bmc_driver::exports::ferrometal::plugin::driver as wit;
 use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
@@ -82,7 +84,7 @@ impl PluginRuntime {
 /// Builds the `target` record of a call: the credential becomes a handle in the store's
 /// table (dropped with the store); the values stay in the host.
 fn target(store: &mut Store<HostState>, endpoint: &BmcEndpoint) -> wasmtime::Result<wit::Target> {
-    let credential = store.data_mut().table_push(BmcCredential)?;
+    let credential = store.data_mut().table_push(BmcCredential::Call)?;
     Ok(wit::Target {
         address: endpoint.host.clone(),
         manufacturer_hint: endpoint.manufacturer_hint.clone(),
@@ -219,6 +221,81 @@ impl BmcDriverPlugin {
             )
             .await
             .map(BootOverride::from)
+    }
+
+    /// Reads the BMC's account and lockout policy (Redfish `AccountService`).
+    #[tracing::instrument(skip(self), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin()))]
+    pub async fn account_policy(&self, endpoint: &BmcEndpoint) -> Result<AccountPolicy, CallError> {
+        self.handle
+            .call(
+                "get-account-policy",
+                Some(endpoint),
+                async |plugin, store| {
+                    let target = target(store, endpoint)?;
+                    let driver = plugin.ferrometal_plugin_driver();
+                    driver.call_get_account_policy(store, &target).await
+                },
+            )
+            .await
+            .map(AccountPolicy::from)
+    }
+
+    /// Sets the password of `account` on the BMC, logged in with the endpoint's credential,
+    /// and creates the account when it is missing, a role is given and the BMC allows it.
+    /// The new password reaches the plugin only as a credential handle it must `reveal`, and
+    /// is removed from the call's error and the plugin's log lines.
+    #[tracing::instrument(skip(self, account), fields(plugin = %self.handle.identity.name, bmc = %endpoint.origin(), account = %account.username))]
+    pub async fn set_account_password(
+        &self,
+        endpoint: &BmcEndpoint,
+        account: &AccountPassword,
+    ) -> Result<AccountChange, CallError> {
+        self.handle
+            .call(
+                "set-account-password",
+                Some(endpoint),
+                async |plugin, store| {
+                    let target = target(store, endpoint)?;
+                    let state = store.data_mut();
+                    state.redact.push(account.password.clone());
+                    let handle = state.table_push(BmcCredential::Account(account.clone()))?;
+                    let request = wit::AccountPassword {
+                        account: Resource::new_borrow(handle.rep()),
+                        create_with_role: account.create_with_role.clone(),
+                    };
+                    let driver = plugin.ferrometal_plugin_driver();
+                    driver
+                        .call_set_account_password(store, &target, &request)
+                        .await
+                },
+            )
+            .await
+            .map(AccountChange::from)
+            .map_err(|error| error.redacted(&account.password))
+    }
+}
+
+impl From<wit::AccountPolicy> for AccountPolicy {
+    fn from(policy: wit::AccountPolicy) -> Self {
+        Self {
+            lockout_threshold: policy.lockout_threshold,
+            lockout_duration_seconds: policy.lockout_duration_seconds,
+            lockout_counter_reset_after_seconds: policy.lockout_counter_reset_after_seconds,
+            lockout_counter_reset_enabled: policy.lockout_counter_reset_enabled,
+            min_password_length: policy.min_password_length,
+            max_password_length: policy.max_password_length,
+            password_expiration_days: policy.password_expiration_days,
+        }
+    }
+}
+
+impl From<wit::AccountChange> for AccountChange {
+    fn from(change: wit::AccountChange) -> Self {
+        Self {
+            uri: change.uri,
+            created: change.created,
+            policy: change.policy.into(),
+        }
     }
 }
 

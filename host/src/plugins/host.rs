@@ -6,6 +6,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use wasmtime::component::Resource;
 
+use super::accounts::{AccountPassword, redact};
 use super::bindings::bmc_driver::ferrometal::plugin::{bmc_http, credentials, reveal};
 use super::bindings::credential_lookup::ferrometal::plugin::{log, types};
 use super::bmc_http::{Auth, BmcCall, HttpFailure, Method, PluginRequest};
@@ -100,11 +101,20 @@ pub(crate) struct HostState {
     pub(crate) panic: Option<String>,
     /// The BMC of a driver call.
     pub(crate) bmc: Option<BmcCall>,
+    /// Secrets of this call (a new account password) that the plugin's log lines must not
+    /// show: each is replaced by [`REDACTED`](super::accounts::REDACTED).
+    pub(crate) redact: Vec<String>,
 }
 
-/// The host side of a `credential` handle: which call's credential it stands for. The
-/// values stay in the host ([`BmcCall`]); the plugin only holds the handle.
-pub struct BmcCredential;
+/// The host side of a `credential` handle: which credential it stands for. The values stay
+/// in the host; the plugin only holds the handle.
+pub enum BmcCredential {
+    /// The credential of the call's BMC ([`BmcCall`]).
+    Call,
+    /// The account and new password of `set-account-password`: readable with `reveal`, never
+    /// used to authenticate a request.
+    Account(AccountPassword),
+}
 
 impl HostState {
     pub(crate) fn new(
@@ -125,6 +135,7 @@ impl HostState {
             log_lines: 0,
             panic: None,
             bmc: None,
+            redact: Vec::new(),
         }
     }
 }
@@ -214,6 +225,9 @@ impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         let plugin = self.plugin.name.as_str();
         let mut message = printable(message);
+        for secret in &self.redact {
+            message = redact(&message, secret);
+        }
         if cut(&mut message, MAX_LOG_MESSAGE) {
             self.metrics.log_truncated(plugin, LogTruncation::Message);
         }
@@ -225,6 +239,16 @@ impl log::Host for HostState {
             self.metrics.log_truncated(plugin, LogTruncation::Line);
             return;
         }
+        let fields = fields
+            .into_iter()
+            .map(|(key, value)| {
+                let value = self
+                    .redact
+                    .iter()
+                    .fold(value, |value, secret| redact(&value, secret));
+                (key, value)
+            })
+            .collect();
         let (fields, truncations) = bounded_fields(fields);
         for truncation in truncations {
             self.metrics.log_truncated(plugin, truncation);
@@ -271,8 +295,10 @@ impl credentials::Host for HostState {}
 
 impl credentials::HostCredential for HostState {
     fn username(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<String> {
-        self.table.get(&credential)?;
-        Ok(self.bmc()?.endpoint.username.clone())
+        match self.table.get(&credential)? {
+            BmcCredential::Call => Ok(self.bmc()?.endpoint.username.clone()),
+            BmcCredential::Account(account) => Ok(account.username.clone()),
+        }
     }
 
     fn drop(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<()> {
@@ -283,8 +309,10 @@ impl credentials::HostCredential for HostState {
 
 impl reveal::Host for HostState {
     fn password(&mut self, credential: Resource<BmcCredential>) -> wasmtime::Result<String> {
-        self.table.get(&credential)?;
-        Ok(self.bmc()?.endpoint.password.clone())
+        match self.table.get(&credential)? {
+            BmcCredential::Call => Ok(self.bmc()?.endpoint.password.clone()),
+            BmcCredential::Account(account) => Ok(account.password.clone()),
+        }
     }
 }
 
@@ -295,10 +323,14 @@ impl bmc_http::Host for HostState {
     ) -> wasmtime::Result<Result<bmc_http::Response, bmc_http::HttpError>> {
         let auth = match request.auth {
             bmc_http::Auth::None => Auth::None,
-            bmc_http::Auth::Basic(credential) => {
-                self.table.get(&credential)?;
-                Auth::Basic
-            }
+            bmc_http::Auth::Basic(credential) => match self.table.get(&credential)? {
+                BmcCredential::Call => Auth::Basic,
+                BmcCredential::Account(_) => {
+                    return Ok(Err(bmc_http::HttpError::Denied(String::from(
+                        "the account credential of set-account-password cannot authenticate requests",
+                    ))));
+                }
+            },
             bmc_http::Auth::Bearer(token) => Auth::Token(token),
         };
         let request = PluginRequest {

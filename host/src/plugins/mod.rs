@@ -38,6 +38,7 @@ mod metadata;
 mod metrics;
 mod runtime;
 
+pub mod accounts;
 pub mod bmc_driver;
 pub mod catalog;
 pub mod credential_lookup;

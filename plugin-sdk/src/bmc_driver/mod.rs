@@ -1,10 +1,13 @@
-//! The `bmc-driver` world: talk to a BMC (probe, power, boot override).
+//! The `bmc-driver` world: talk to a BMC (probe, power, boot override, account passwords).
 //!
 //! Implement [`BmcDriver`] on a type of your own and call [`register_bmc_driver!`](crate::register_bmc_driver)
 //! once. Everything about the BMC of a call arrives in a [`Target`]; HTTP goes through
 //! [`Target::http`], which the host scopes to that BMC.
 
+mod accounts;
 pub mod http;
+
+pub use accounts::{AccountChange, AccountPassword, AccountPolicy};
 
 use crate::types::{PluginError, Settings};
 
@@ -256,6 +259,20 @@ pub trait BmcDriver {
     ) -> Result<BootOverride, PluginError> {
         Err(PluginError::unsupported("set-boot-override"))
     }
+
+    /// Reads the BMC's account and lockout policy.
+    fn account_policy(_target: &Target<'_>) -> Result<AccountPolicy, PluginError> {
+        Err(PluginError::unsupported("get-account-policy"))
+    }
+
+    /// Sets an account's password (creating the account where asked and allowed) and
+    /// reports the BMC's policy. The password must not appear in errors or logs.
+    fn set_account_password(
+        _target: &Target<'_>,
+        _account: &AccountPassword<'_>,
+    ) -> Result<AccountChange, PluginError> {
+        Err(PluginError::unsupported("set-account-password"))
+    }
 }
 
 #[doc(hidden)]
@@ -427,6 +444,41 @@ pub mod __glue {
             http_boot_uri: stored.http_boot_uri,
         })
     }
+
+    fn policy_out(policy: AccountPolicy) -> wit::AccountPolicy {
+        wit::AccountPolicy {
+            lockout_threshold: policy.lockout_threshold,
+            lockout_duration_seconds: policy.lockout_duration_seconds,
+            lockout_counter_reset_after_seconds: policy.lockout_counter_reset_after_seconds,
+            lockout_counter_reset_enabled: policy.lockout_counter_reset_enabled,
+            min_password_length: policy.min_password_length,
+            max_password_length: policy.max_password_length,
+            password_expiration_days: policy.password_expiration_days,
+        }
+    }
+
+    pub fn get_account_policy<D: BmcDriver>(
+        t: wit::Target<'_>,
+    ) -> Result<wit::AccountPolicy, wit::PluginError> {
+        __install_host_logging();
+        D::account_policy(&target(&t))
+            .map(policy_out)
+            .map_err(into_wit_error)
+    }
+
+    pub fn set_account_password<D: BmcDriver>(
+        t: wit::Target<'_>,
+        account: wit::AccountPassword<'_>,
+    ) -> Result<wit::AccountChange, wit::PluginError> {
+        __install_host_logging();
+        let request = AccountPassword::new(account.account, account.create_with_role.as_deref());
+        let change = D::set_account_password(&target(&t), &request).map_err(into_wit_error)?;
+        Ok(wit::AccountChange {
+            uri: change.uri,
+            created: change.created,
+            policy: policy_out(change.policy),
+        })
+    }
 }
 
 /// Registers `$ty` (implementing [`BmcDriver`]) as this component's export and writes the
@@ -479,6 +531,17 @@ macro_rules! register_bmc_driver {
                     boot: __wit::BootOverride,
                 ) -> ::std::result::Result<__wit::BootOverride, __wit::PluginError> {
                     __glue::set_boot_override::<$ty>(t, system_uri, boot)
+                }
+                fn get_account_policy(
+                    t: __wit::Target<'_>,
+                ) -> ::std::result::Result<__wit::AccountPolicy, __wit::PluginError> {
+                    __glue::get_account_policy::<$ty>(t)
+                }
+                fn set_account_password(
+                    t: __wit::Target<'_>,
+                    account: __wit::AccountPassword<'_>,
+                ) -> ::std::result::Result<__wit::AccountChange, __wit::PluginError> {
+                    __glue::set_account_password::<$ty>(t, account)
                 }
             }
 

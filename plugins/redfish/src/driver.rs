@@ -1035,7 +1035,11 @@ mod tests {
         );
         assert_eq!(
             stored.quirks,
-            [Quirk::ClearWithPxeTarget, Quirk::OmitBootMode]
+            [
+                Quirk::ClearWithPxeTarget,
+                Quirk::HpeLoginName,
+                Quirk::OmitBootMode
+            ]
         );
         let sent = http.sent.borrow();
         let patch: Value =

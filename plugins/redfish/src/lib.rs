@@ -1,5 +1,6 @@
 //! `redfish`: the bundled BMC driver for DMTF Redfish services. See README.md.
 
+mod accounts;
 mod driver;
 mod model;
 mod quirks;
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use ferrometal_plugin_sdk::bmc_driver::http::{Auth, BmcHttp, get_json};
 use ferrometal_plugin_sdk::bmc_driver::{
-    BmcDriver, BootOverride, DriverInfo, Identity, Level, PowerAction, PowerState, System, Target,
-    log,
+    AccountChange, AccountPassword, AccountPolicy, BmcDriver, BootOverride, DriverInfo, Identity,
+    Level, PowerAction, PowerState, System, Target, log,
 };
 use ferrometal_plugin_sdk::types::{PluginError, Settings};
 
@@ -117,7 +118,11 @@ impl BmcDriver for Redfish {
             name: String::from("redfish"),
             version: String::from(env!("CARGO_PKG_VERSION")),
             manufacturers: Vec::new(),
-            features: vec![String::from("sessions"), String::from("uefi-http-boot")],
+            features: vec![
+                String::from("sessions"),
+                String::from("uefi-http-boot"),
+                String::from("accounts"),
+            ],
         }
     }
 
@@ -188,6 +193,35 @@ impl BmcDriver for Redfish {
             ),
         }
         Ok(stored.boot)
+    }
+
+    fn account_policy(target: &Target<'_>) -> Result<AccountPolicy, PluginError> {
+        with_http(target, |http| accounts::account_policy(http))
+    }
+
+    fn set_account_password(
+        target: &Target<'_>,
+        account: &AccountPassword<'_>,
+    ) -> Result<AccountChange, PluginError> {
+        let user = account.username();
+        let password = account.reveal_password();
+        let change = with_http(target, |http| {
+            accounts::set_password(http, &user, &password, account.create_with_role)
+        })
+        .map_err(|error| accounts::redact(error, &password))?;
+        log(
+            Level::Info,
+            if change.created {
+                "created the BMC account"
+            } else {
+                "set the BMC account's password"
+            },
+            &[
+                (String::from("account"), user),
+                (String::from("uri"), change.uri.clone()),
+            ],
+        );
+        Ok(change)
     }
 }
 

@@ -16,6 +16,13 @@ pub enum Quirk {
     /// Clearing with `BootSourceOverrideEnabled: Disabled` is rejected while the target is
     /// `None`: clear with target `Pxe` instead (ignored once the override is disabled).
     ClearWithPxeTarget,
+    /// Accounts live in fixed slots (`Accounts/1` … `Accounts/16`, slot 1 reserved): a new
+    /// account is an empty slot PATCHed with `UserName`, `Password`, `RoleId` and `Enabled`;
+    /// a POST to the collection is refused.
+    AccountSlots,
+    /// A new account also carries `Oem.Hpe.LoginName` (the name iLO shows), set to its
+    /// user name.
+    HpeLoginName,
 }
 
 /// Which manager firmware versions a row applies to.
@@ -61,12 +68,13 @@ const TABLE: &[Row] = &[
         quirks: &[Quirk::ContinuousReadBack, Quirk::NoHttpBootUri],
     },
     // HPE iLO rejects `Enabled: Disabled` with target `None` (metal-operator PR #998 clears
-    // with `Pxe` in its HPE driver).
+    // with `Pxe` in its HPE driver). iLO accounts are created with `Oem.Hpe.LoginName`
+    // beside `UserName` (HPE's python-ilorest-library example `add_ilo_user_account.py`).
     Row {
         manufacturer: "HPE",
         model: "",
         firmware: Firmware::Any,
-        quirks: &[Quirk::ClearWithPxeTarget],
+        quirks: &[Quirk::ClearWithPxeTarget, Quirk::HpeLoginName],
     },
     // iLO 5 answers 400 `iLO.2.30.UnsupportedOperation` when the PATCH writes
     // `BootSourceOverrideMode` (metal-operator #606; community.general #3509).
@@ -77,12 +85,14 @@ const TABLE: &[Row] = &[
         quirks: &[Quirk::OmitBootMode],
     },
     // Setting the mode on iDRAC starts a Lifecycle Controller job (metal-operator #80, #81,
-    // PR #107).
+    // PR #107). iDRAC has 16 fixed account slots and answers 405 to a POST on its Accounts
+    // collection; users are added by PATCHing an empty slot (Dell's iDRAC Redfish API guide;
+    // community.general's redfish_utils `add_user_via_patch` does the same after a 405).
     Row {
         manufacturer: "Dell",
         model: "",
         firmware: Firmware::Any,
-        quirks: &[Quirk::OmitBootMode],
+        quirks: &[Quirk::OmitBootMode, Quirk::AccountSlots],
     },
 ];
 
@@ -131,11 +141,11 @@ mod tests {
                 Some("PowerEdge R750"),
                 Some("7.00.00.00")
             ),
-            [Quirk::OmitBootMode]
+            [Quirk::OmitBootMode, Quirk::AccountSlots]
         );
         assert_eq!(
             quirks_for(Some("hpe"), None, None),
-            [Quirk::ClearWithPxeTarget]
+            [Quirk::ClearWithPxeTarget, Quirk::HpeLoginName]
         );
         assert!(quirks_for(Some("Lenovo"), Some("ThinkSystem SR650"), None).is_empty());
         assert!(quirks_for(Some("Contoso"), None, None).is_empty());
@@ -150,7 +160,11 @@ mod tests {
                 Some("ProLiant DL380 Gen10"),
                 Some("iLO 5 v2.72")
             ),
-            [Quirk::ClearWithPxeTarget, Quirk::OmitBootMode]
+            [
+                Quirk::ClearWithPxeTarget,
+                Quirk::HpeLoginName,
+                Quirk::OmitBootMode
+            ]
         );
         assert_eq!(
             quirks_for(
@@ -158,7 +172,7 @@ mod tests {
                 Some("ProLiant DL380a Gen11"),
                 Some("iLO 6 v1.58")
             ),
-            [Quirk::ClearWithPxeTarget]
+            [Quirk::ClearWithPxeTarget, Quirk::HpeLoginName]
         );
         assert!(needs_firmware(Some("HPE"), None));
         assert!(!needs_firmware(Some("Dell Inc."), None));
