@@ -47,6 +47,11 @@ struct ProbeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BindLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -112,6 +117,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
     probes: Family<ProbeLabels, Counter>,
+    claim_binds: Family<BindLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     /// metal-operator's `metal_server_reconciliation_total{result}`, for its dashboards and
     /// alerts: the Server controller's reconciles.
@@ -134,6 +140,7 @@ impl Default for ControllerMetrics {
                 Histogram::new(exponential_buckets(0.001, 4.0, 10))
             }),
             probes: Family::default(),
+            claim_binds: Family::default(),
             errors: Family::default(),
             server_reconciliations: Family::default(),
             // 0.5 s to about 68 min: a phase ends within a reconcile or takes minutes.
@@ -172,6 +179,11 @@ impl ControllerMetrics {
             "bmc_probes",
             "BMC probes by outcome (the Ready condition's reason)",
             self.probes.clone(),
+        );
+        registry.register(
+            "claim_binds",
+            "ServerClaim binding attempts by outcome (bound; conflict: the Server changed or was taken first; none: no Server could be claimed)",
+            self.claim_binds.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -220,6 +232,13 @@ impl ControllerMetrics {
                 controller: controller.to_owned(),
                 kind: kind.to_owned(),
             })
+            .inc();
+    }
+
+    /// Counts a ServerClaim binding attempt: `bound`, `conflict` or `none`.
+    pub fn claim_bind(&self, outcome: &'static str) {
+        self.claim_binds
+            .get_or_create(&BindLabels { outcome })
             .inc();
     }
 

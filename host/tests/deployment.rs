@@ -588,6 +588,39 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
         .expect("start ferrometal run");
     lab.apply_bmcs(1..2, None).await.expect("apply BMC");
     until_available(&lab, 4, &[&operator]).await;
+    // The chart's ServiceAccount binds a claim in its namespace (claims are watched there,
+    // Servers patched, the claim's status written).
+    let claims: Api<ferrometal::api::ServerClaim> =
+        Api::namespaced(lab.client.clone(), RELEASE_NAMESPACE);
+    let server = Api::<ferrometal::api::Server>::all(lab.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("servers")
+        .items[0]
+        .metadata
+        .name
+        .clone()
+        .expect("name");
+    let claim: ferrometal::api::ServerClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerClaim",
+        "metadata": {"name": "chart-claim", "namespace": RELEASE_NAMESPACE},
+        "spec": {"power": "Off", "image": "os:latest", "serverRef": {"name": server}},
+    }))
+    .expect("claim");
+    claims
+        .create(&kube::api::PostParams::default(), &claim)
+        .await
+        .expect("create a claim");
+    common::eventually("the chart's operator binds the claim", || {
+        let claims = claims.clone();
+        async move {
+            let claim = claims.get("chart-claim").await.ok()?;
+            (claim.status?.phase? == ferrometal::api::server_claim::ServerClaimPhase::Bound)
+                .then_some(())
+        }
+    })
+    .await;
     let log = operator.log_tail(10_000);
     assert!(
         !log.to_lowercase().contains("forbidden"),
@@ -623,6 +656,7 @@ async fn the_charts_service_account_runs_a_whole_discovery_and_nothing_more() {
         ["get", "secrets", "-n", "kube-system"],
         ["list", "secrets", "-n", "default"],
         ["delete", "servers", "-n", "default"],
+        ["delete", "serverclaims", "-n", RELEASE_NAMESPACE],
         ["create", "pods", "-n", RELEASE_NAMESPACE],
         ["update", "clusterroles", "-n", "default"],
     ] {

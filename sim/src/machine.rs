@@ -190,6 +190,8 @@ struct State {
     leased: Option<std::net::IpAddr>,
     /// Every report the registry acknowledged, oldest first.
     acknowledged: Vec<AcknowledgedReport>,
+    /// Every reset type accepted, oldest first.
+    resets: Vec<String>,
 }
 
 /// Where a script command leaves the firmware.
@@ -226,9 +228,11 @@ pub struct Machine {
 #[error("unknown reset type {0}")]
 pub struct UnknownReset(pub String);
 
-/// The reset types machines accept.
-pub const RESET_TYPES: [&str; 6] = [
+/// The reset types machines accept (`ForceOn` is `On`: a simulated machine has no power
+/// button to override).
+pub const RESET_TYPES: [&str; 7] = [
     "On",
+    "ForceOn",
     "ForceOff",
     "GracefulShutdown",
     "ForceRestart",
@@ -256,6 +260,7 @@ impl Machine {
                 http: None,
                 leased: None,
                 acknowledged: Vec::new(),
+                resets: Vec::new(),
             }),
         }
     }
@@ -325,11 +330,20 @@ impl Machine {
         self.state().probe = probe;
     }
 
+    /// Every reset type the machine accepted, oldest first (one its BMC refused is not
+    /// among them): what a test reads to see which `ComputerSystem.Reset` the operator
+    /// asked for. A machine following an external BMC logs the `On` and `ForceOff` it
+    /// mirrors.
+    pub fn resets(&self) -> Vec<String> {
+        self.state().resets.clone()
+    }
+
     /// Applies a Redfish reset type, `power_delay` later.
     pub fn reset(self: &Arc<Self>, reset_type: &str) -> Result<(), UnknownReset> {
         if !RESET_TYPES.contains(&reset_type) {
             return Err(UnknownReset(reset_type.to_owned()));
         }
+        self.state().resets.push(reset_type.to_owned());
         let delay = self.env.behaviour.power_delay;
         if delay.is_zero() {
             self.apply(reset_type);
@@ -347,7 +361,7 @@ impl Machine {
     fn apply(self: &Arc<Self>, reset_type: &str) {
         let mut state = self.state();
         let start = match reset_type {
-            "On" => !state.powered,
+            "On" | "ForceOn" => !state.powered,
             "ForceOff" | "GracefulShutdown" => {
                 state.powered = false;
                 state.phase = Phase::Off;
@@ -818,5 +832,46 @@ mod tests {
     fn without_an_override_machines_boot_from_disk() {
         assert_eq!(BootSettings::default().take_next(), BootSource::Disk);
         assert_eq!(boot("Hdd", "Once").take_next(), BootSource::Disk);
+    }
+
+    fn machine() -> Arc<Machine> {
+        let spec = crate::spec::FleetSpec::default().bmc(0).systems[0].clone();
+        Arc::new(Machine::new(
+            spec,
+            Arc::new(BootEnvironment {
+                http: reqwest::Client::new(),
+                boot_url: None,
+                dhcp: None,
+                behaviour: MachineBehaviour::default(),
+                work_dir: PathBuf::from("/nonexistent"),
+                vm: None,
+                host_alias: None,
+            }),
+        ))
+    }
+
+    #[tokio::test]
+    async fn accepted_resets_are_logged_in_order_and_unknown_ones_are_not() {
+        let machine = machine();
+        assert!(machine.resets().is_empty());
+        assert_eq!(machine.reset("PowerCycle"), Ok(()));
+        assert!(
+            machine.powered(),
+            "a power cycle of an Off machine starts it"
+        );
+        assert_eq!(machine.reset("Nmi"), Err(UnknownReset(String::from("Nmi"))));
+        assert_eq!(machine.reset("ForceOff"), Ok(()));
+        assert_eq!(machine.resets(), ["PowerCycle", "ForceOff"]);
+    }
+
+    #[tokio::test]
+    async fn force_on_starts_an_off_machine_like_on_and_leaves_a_running_one() {
+        let machine = machine();
+        assert_eq!(machine.reset("ForceOn"), Ok(()));
+        assert!(machine.powered());
+        assert_eq!(machine.boots(), 1);
+        assert_eq!(machine.reset("ForceOn"), Ok(()));
+        assert_eq!(machine.boots(), 1, "already on: no restart");
+        assert_eq!(machine.resets(), ["ForceOn", "ForceOn"]);
     }
 }

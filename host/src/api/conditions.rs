@@ -35,6 +35,10 @@ pub const FETCH_TICKET_REUSED: &str = "FetchTicketReused";
 /// one ferrometal's DHCP server leased to it (and was refused).
 pub const SOURCE_ADDRESS_REFUSED: &str = "SourceAddressRefused";
 
+/// ServerClaim: whether the claim holds a Server (`spec.serverRef` and the Server's
+/// `spec.serverClaimRef` name each other).
+pub const BOUND: &str = "Bound";
+
 // Endpoint `Ready` reasons.
 
 /// Endpoint: its MAC matched the credential database and the BMC was created.
@@ -158,6 +162,23 @@ pub const REASON_BOOT_STATE_RECEIVED: &str = "BootStateReceived";
 pub const REASON_FETCH_TICKET_REFUSED: &str = "FetchTicketRefused";
 /// `SourceAddressRefused`: the message names the address asked from and the leased one.
 pub const REASON_NOT_THE_LEASED_ADDRESS: &str = "NotTheLeasedAddress";
+
+// ServerClaim `Bound` reasons.
+
+/// The claim and its Server name each other.
+pub const REASON_SERVER_BOUND: &str = "ServerBound";
+/// The Server named by `spec.serverRef` cannot be claimed (the message says why).
+pub const REASON_SERVER_NOT_CLAIMABLE: &str = "ServerNotClaimable";
+/// No Server the selector selects can be claimed (the message counts why not).
+pub const REASON_NO_SERVER_AVAILABLE: &str = "NoServerAvailable";
+/// `spec.serverSelector` cannot be evaluated (the message quotes why).
+pub const REASON_INVALID_SELECTOR: &str = "InvalidSelector";
+/// The claim names neither a Server nor a selector.
+pub const REASON_NO_SERVER_NAMED: &str = "NoServerNamed";
+/// The bound Server was deleted (`spec.serverRef` is immutable: claim anew).
+pub const REASON_SERVER_GONE: &str = "ServerGone";
+/// More than one Server names the claim (never written by ferrometal; a person's edit).
+pub const REASON_BOUND_TWICE: &str = "BoundToSeveralServers";
 
 // Event reasons that are no condition's.
 
@@ -312,6 +333,20 @@ pub const CATALOGUE: &[Documented] = &[
         kind: "ServerBootConfiguration",
         type_: SOURCE_ADDRESS_REFUSED,
         reasons: &[REASON_NOT_THE_LEASED_ADDRESS],
+    },
+    Documented {
+        kind: "ServerClaim",
+        type_: BOUND,
+        reasons: &[
+            REASON_SERVER_BOUND,
+            REASON_SERVER_NOT_FOUND,
+            REASON_SERVER_NOT_CLAIMABLE,
+            REASON_NO_SERVER_AVAILABLE,
+            REASON_INVALID_SELECTOR,
+            REASON_NO_SERVER_NAMED,
+            REASON_SERVER_GONE,
+            REASON_BOUND_TWICE,
+        ],
     },
 ];
 

@@ -194,9 +194,12 @@ pub enum IndicatorLED {
 }
 
 /// What happens to a server when its claim is released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum ReclaimPolicy {
-    /// Return the server to the pool.
+    /// Return the server to the pool (the default).
+    #[default]
     Recycle,
     /// Keep it `Released` until an operator acts.
     Retain,

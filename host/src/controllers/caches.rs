@@ -13,7 +13,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration};
+use crate::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim};
 
 /// Read ends of the watch caches.
 #[derive(Clone)]
@@ -28,6 +28,8 @@ pub struct Caches {
     pub servers: Store<Server>,
     /// The discovery namespace's boot configurations (the Server controller's watch).
     pub boot_configurations: Store<ServerBootConfiguration>,
+    /// ServerClaims in the watched namespace (the claim controller's watch).
+    pub server_claims: Store<ServerClaim>,
 }
 
 /// Write ends of the watch caches, one per watch.
@@ -42,6 +44,8 @@ pub struct CacheWriters {
     pub servers: Writer<Server>,
     /// Fed by the boot configuration watch.
     pub boot_configurations: Writer<ServerBootConfiguration>,
+    /// Fed by the claim watch.
+    pub server_claims: Writer<ServerClaim>,
 }
 
 impl Caches {
@@ -52,6 +56,7 @@ impl Caches {
         let (endpoints, endpoints_writer) = reflector::store();
         let (servers, servers_writer) = reflector::store();
         let (boot_configurations, boot_configurations_writer) = reflector::store();
+        let (server_claims, server_claims_writer) = reflector::store();
         (
             Arc::new(Self {
                 bmcs,
@@ -59,6 +64,7 @@ impl Caches {
                 endpoints,
                 servers,
                 boot_configurations,
+                server_claims,
             }),
             CacheWriters {
                 bmcs: bmcs_writer,
@@ -66,6 +72,7 @@ impl Caches {
                 endpoints: endpoints_writer,
                 servers: servers_writer,
                 boot_configurations: boot_configurations_writer,
+                server_claims: server_claims_writer,
             },
         )
     }

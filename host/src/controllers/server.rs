@@ -25,6 +25,7 @@ use serde_json::json;
 use super::Error;
 use crate::api::common::{Power, PowerState};
 use crate::api::conditions::PROBE_REPORTED;
+use crate::api::server::ReclaimPolicy;
 use crate::api::{
     BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
 };
@@ -35,6 +36,7 @@ use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
 use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::connection::connect;
 use crate::controllers::inventory::{BmcInventory, Known};
+use crate::controllers::operations::{self, Effects, OperationEvent, OperationStep, OperationView};
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::controllers::written::{Freshness, WrittenVersions};
 use crate::plugins::bmc_driver::BmcDriverPlugin;
@@ -220,8 +222,23 @@ pub struct Observed {
     /// Older Servers with the same system UUID (oldest first): when there are any, this one
     /// is not discovered.
     pub elders: Vec<Claimant>,
+    /// The ServerClaim `spec.serverClaimRef` names.
+    pub claim: ClaimView,
+    /// `spec.reclaimPolicy`.
+    pub reclaim_policy: ReclaimPolicy,
     /// Now.
     pub now: Timestamp,
+}
+
+/// The ServerClaim a Server is bound to, as its reconciler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimView {
+    /// `spec.serverClaimRef` is not set.
+    Unclaimed,
+    /// The claim exists.
+    Present,
+    /// The claim is gone or being deleted: the Server is released.
+    Gone,
 }
 
 /// The parts of a report besides NICs that discovery waits for. Disks are reported when
@@ -291,6 +308,22 @@ pub enum Step {
         /// Condition message, naming both addresses.
         message: String,
     },
+    /// Bound by a claim while Available: `Reserved` (no BMC call).
+    Reserve,
+    /// `Reserved` without a claim reference (a person cleared it): back to `Available`.
+    Unreserve,
+    /// Its claim is gone and the machine is not known to be off: power it off (beside the
+    /// workers) before it is released.
+    PowerOffForRelease,
+    /// Its claim is gone and the machine is off: `Retain` keeps it `Released`; `Recycle`
+    /// clears the claim reference and discovers it again (the next owner gets facts
+    /// verified after the last one).
+    Release {
+        /// `spec.reclaimPolicy` is `Retain`.
+        retain: bool,
+    },
+    /// `Released` and its claim reference cleared: discovered again.
+    Rediscover,
     /// Another, older Server names the same system UUID: this one is not booted (its boot
     /// configuration, if any, is removed) and says why.
     Duplicate {
@@ -447,6 +480,24 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
                 attempt: progress.attempt + 1,
             },
         },
+        Some(ServerState::Available) if observed.claim != ClaimView::Unclaimed => Step::Reserve,
+        Some(ServerState::Reserved) => match observed.claim {
+            ClaimView::Unclaimed => Step::Unreserve,
+            ClaimView::Present => Step::Idle,
+            ClaimView::Gone if observed.power_state != Some(PowerState::Off) => {
+                Step::PowerOffForRelease
+            }
+            ClaimView::Gone => Step::Release {
+                retain: observed.reclaim_policy == ReclaimPolicy::Retain,
+            },
+        },
+        Some(ServerState::Released) => match (observed.claim, observed.power_state) {
+            (ClaimView::Unclaimed, _) => Step::Rediscover,
+            (_, Some(state)) if state != PowerState::Off => {
+                Step::SetPower(PowerAction::GracefulShutdown)
+            }
+            _ => Step::Idle,
+        },
         Some(ServerState::Available) => match (observed.power, observed.power_state) {
             (Some(Power::On), Some(state)) if state != PowerState::On => {
                 Step::SetPower(PowerAction::On)
@@ -596,10 +647,15 @@ pub struct StepOutcome {
     pub annotations: Vec<(&'static str, Option<String>)>,
     /// `spec.bootConfigurationRef`, when it changes.
     pub boot_configuration_ref: Option<BootConfigurationRef>,
+    /// Clear `spec.serverClaimRef` (a recycled Server).
+    pub clear_claim_ref: bool,
     /// A Warning Event for people (what a condition alone does not make visible enough).
     pub warning: Option<(&'static str, String)>,
     /// A Normal Event marking a milestone (discovered).
     pub milestone: Option<(&'static str, String)>,
+    /// The Event of an operation the `metal.ironcore.dev/operation` annotation asked for
+    /// (published whatever the conditions do).
+    pub operation_event: Option<OperationEvent>,
     /// When to look again.
     pub requeue: Duration,
 }
@@ -614,8 +670,10 @@ impl StepOutcome {
             reachable: None,
             annotations: Vec::new(),
             boot_configuration_ref: None,
+            clear_claim_ref: false,
             warning: None,
             milestone: None,
+            operation_event: None,
             requeue,
         }
     }
@@ -686,6 +744,10 @@ async fn reconcile_inner(cached: Arc<Server>, ctx: &Arc<Context>) -> Result<Acti
         ctx.written.forget(&name);
         return Ok(Action::await_change());
     }
+    // `metal.ironcore.dev/operation: ignore`: hands off until a person removes it.
+    if operations::is_ignored(server.annotations()) {
+        return Ok(Action::await_change());
+    }
     let Some(bmc_name) = server.spec.bmc_ref.as_ref().map(|r| r.name.clone()) else {
         // Servers without a BMC (e.g. inline `spec.bmc`) are not driven yet.
         return Ok(Action::await_change());
@@ -729,6 +791,25 @@ async fn step(
         .get(TIMEOUT_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .map_or(settings.timeout, Duration::from_secs);
+    // What the operation annotation asks comes first; what needs no BMC is done without one.
+    let operation = operations::plan_operation(&OperationView::of(
+        server.annotations(),
+        status.state,
+        status.power_state,
+        server.spec.server_claim_ref.is_some(),
+    ));
+    let mut deferred_park = None;
+    let operation = match operation {
+        Some(OperationStep::Apply(effects)) => {
+            return operation_effects(server, ctx, effects, Duration::from_secs(1)).await;
+        }
+        Some(OperationStep::StandDown) => return Ok(StepOutcome::wait(settings.resync)),
+        Some(OperationStep::DeferPark(effects)) => {
+            deferred_park = Some(effects);
+            None
+        }
+        other => other,
+    };
     let connection = match connect(&ctx.client, &ctx.caches, &ctx.catalog, &ctx.bmc, bmc).await? {
         Ok(connection) => connection,
         Err(error) => {
@@ -765,6 +846,13 @@ async fn step(
         endpoint: connection.endpoint.clone(),
         uri: server.spec.system_uri.clone().unwrap_or_default(),
     };
+    if let Some(operation) = operation {
+        let mut outcome = operate(server, &system, ctx, operation, &finished).await?;
+        if let Some((_, result)) = &finished {
+            fold_answer(&mut outcome, result);
+        }
+        return Ok(outcome);
+    }
     let boot_configuration = ctx
         .caches
         .boot_configurations
@@ -811,6 +899,8 @@ async fn step(
     };
     let observed = Observed {
         mode,
+        claim: claim_view(server, ctx).await?,
+        reclaim_policy: server.spec.reclaim_policy.unwrap_or_default(),
         elders: server
             .spec
             .system_uuid()
@@ -926,11 +1016,104 @@ async fn step(
             outcome
         }
         Step::SetPower(action) => set_power(&name, &system, ctx, action, &finished),
+        Step::Reserve => StepOutcome::wait(settings.resync).state(ServerState::Reserved),
+        Step::Unreserve => StepOutcome::wait(settings.resync).state(ServerState::Available),
+        Step::PowerOffForRelease => power_off_for_release(&name, &system, ctx, &finished),
+        Step::Release { retain } => release(retain),
+        Step::Rediscover => StepOutcome::wait(Duration::ZERO).state(ServerState::Initial),
         Step::Duplicate { message } => duplicate(server, ctx, &status, message).await?,
         Step::Idle => idle(&name, &system, ctx, status.power_state),
     };
     if let Some((_, result)) = &finished {
         fold_answer(&mut outcome, result);
+    }
+    if let Some(effects) = deferred_park {
+        outcome.annotations.extend(effects.annotations);
+        outcome.operation_event = effects.event;
+    }
+    Ok(outcome)
+}
+
+/// Carries out an operation step that calls the BMC (beside the workers, as every BMC call
+/// of this reconciler): a reset, or the power-off before parking.
+async fn operate(
+    server: &Server,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    operation: OperationStep,
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> Result<StepOutcome, Error> {
+    let name = server.name_any();
+    Ok(match operation {
+        OperationStep::Reset(reset) => match finished {
+            Some((BmcOperation::SetPower(done), result)) if *done == reset.action => match result {
+                Ok(_) => {
+                    ctx.power_backoff.succeeded(&name);
+                    operation_effects(server, ctx, reset.completed(), Duration::from_secs(10))
+                        .await?
+                }
+                Err(failure) => {
+                    let retry = ctx.power_backoff.failed(&name);
+                    operation_effects(server, ctx, reset.failed(&failure.message), retry).await?
+                }
+            },
+            _ => {
+                start(ctx, &name, system, BmcOperation::SetPower(reset.action));
+                StepOutcome::wait(Duration::from_secs(60))
+            }
+        },
+        OperationStep::PowerOffForParking { action } => match finished {
+            // Looked at again soon: the answer's power state, or the next read, shows Off.
+            Some((BmcOperation::SetPower(done), Ok(_))) if *done == action => {
+                StepOutcome::wait(Duration::from_secs(5))
+            }
+            Some((BmcOperation::SetPower(done), Err(failure))) if *done == action => {
+                let retry = ctx.power_backoff.failed(&name);
+                tracing::warn!(message = %failure.message, retry_in = ?retry, "cannot power off the server to park it");
+                StepOutcome::wait(retry)
+            }
+            _ => {
+                start(ctx, &name, system, BmcOperation::SetPower(action));
+                StepOutcome::wait(Duration::from_secs(60))
+            }
+        },
+        OperationStep::AwaitPowerOff => {
+            if !ctx.work.answered_within(&name, Duration::from_secs(5)) {
+                start(ctx, &name, system, BmcOperation::ReadPower);
+            }
+            StepOutcome::wait(Duration::from_secs(5))
+        }
+        // Handled before the BMC is called.
+        OperationStep::Apply(effects) | OperationStep::DeferPark(effects) => {
+            operation_effects(server, ctx, effects, Duration::from_secs(1)).await?
+        }
+        OperationStep::StandDown => StepOutcome::wait(ctx.discovery.resync),
+    })
+}
+
+/// The outcome that writes an operation's effects. Parking a server that was being
+/// discovered also ends that attempt: its boot configuration and token go (the machine is
+/// off, and a resumed server starts a fresh attempt).
+async fn operation_effects(
+    server: &Server,
+    ctx: &Context,
+    effects: Effects,
+    requeue: Duration,
+) -> Result<StepOutcome, Error> {
+    let mut outcome = StepOutcome::wait(requeue);
+    let parking = effects.state == Some(ServerState::Parked);
+    outcome.state = effects.state;
+    outcome.annotations = effects.annotations;
+    outcome.operation_event = effects.event;
+    if parking && server.spec.boot_configuration_ref.is_some() {
+        remove_boot_configuration(ctx, server).await?;
+        outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+        outcome.annotations.extend([
+            (STARTED_ANNOTATION, None),
+            (TICKET_ANNOTATION, None),
+            (BOOTED_ANNOTATION, None),
+            (RETRY_ANNOTATION, None),
+        ]);
     }
     Ok(outcome)
 }
@@ -1224,6 +1407,65 @@ fn set_power(
             start(ctx, name, system, BmcOperation::SetPower(action));
             StepOutcome::wait(Duration::from_secs(60))
         }
+    }
+}
+
+/// How the claim `server` is bound to stands: read from the claim watch's cache, or from the
+/// API server when the cache does not hold it (a claim is never taken for gone unread).
+async fn claim_view(server: &Server, ctx: &Context) -> Result<ClaimView, Error> {
+    let Some(reference) = &server.spec.server_claim_ref else {
+        return Ok(ClaimView::Unclaimed);
+    };
+    let claims =
+        Api::<crate::api::ServerClaim>::namespaced(ctx.client.clone(), &reference.namespace);
+    Ok(
+        match cached_or_get(
+            &ctx.caches.server_claims,
+            &claims,
+            Some(&reference.namespace),
+            &reference.name,
+        )
+        .await?
+        {
+            Some(claim) if claim.metadata.deletion_timestamp.is_none() => ClaimView::Present,
+            _ => ClaimView::Gone,
+        },
+    )
+}
+
+/// Its claim is gone: power the machine off beside the workers (a slow BMC delays only this
+/// Server); released once the BMC says it is off.
+fn power_off_for_release(
+    name: &str,
+    system: &SystemTarget,
+    ctx: &Arc<Context>,
+    finished: &Option<(BmcOperation, BmcResult)>,
+) -> StepOutcome {
+    match finished {
+        // Looked at again soon: the answer carries the power state read back.
+        Some((BmcOperation::PowerOff, Ok(_))) => StepOutcome::wait(Duration::from_secs(5)),
+        Some((BmcOperation::PowerOff, Err(failure))) => {
+            let retry = ctx.power_backoff.failed(name);
+            tracing::warn!(message = %failure.message, retry_in = ?retry, "cannot power off the released server");
+            StepOutcome::wait(retry)
+        }
+        _ => {
+            start(ctx, name, system, BmcOperation::PowerOff);
+            StepOutcome::wait(Duration::from_secs(60))
+        }
+    }
+}
+
+/// Its claim is gone and the machine is off: kept `Released` (`Retain`), or unbound and
+/// discovered again (`Recycle`).
+fn release(retain: bool) -> StepOutcome {
+    if retain {
+        StepOutcome::wait(Duration::from_secs(300)).state(ServerState::Released)
+    } else {
+        let mut outcome = StepOutcome::wait(Duration::ZERO).state(ServerState::Initial);
+        outcome.clear_claim_ref = true;
+        outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+        outcome
     }
 }
 
@@ -1652,6 +1894,12 @@ async fn write_outcome(
         }
         _ => {}
     }
+    if outcome.clear_claim_ref && server.spec.server_claim_ref.is_some() {
+        let spec = patch
+            .entry(String::from("spec"))
+            .or_insert_with(|| json!({}));
+        spec["serverClaimRef"] = serde_json::Value::Null;
+    }
     if !patch.is_empty() {
         let written = servers
             .patch(
@@ -1733,6 +1981,17 @@ async fn write_outcome(
                 .await;
             }
         }
+    }
+    if let Some(event) = &outcome.operation_event {
+        super::report::publish(
+            &ctx.client,
+            &ctx.reporter,
+            &server.object_ref(&()),
+            event.type_,
+            (event.reason, &event.message),
+            "Operate",
+        )
+        .await;
     }
     record_discovery(
         &ctx.metrics,
@@ -1878,6 +2137,8 @@ mod tests {
             timeout: Duration::from_secs(1800),
             mode: DiscoveryMode::InBand,
             elders: Vec::new(),
+            claim: ClaimView::Unclaimed,
+            reclaim_policy: ReclaimPolicy::Recycle,
             now: at(100),
         }
     }
@@ -2187,10 +2448,13 @@ mod tests {
             Step::Idle
         );
         assert_eq!(plan(&available(None, PowerState::On), BASE), Step::Idle);
-        assert_eq!(
-            plan(&observed(Some(ServerState::Reserved)), BASE),
-            Step::Idle
-        );
+        // spec.power does not drive a claimed server (its claim's power does).
+        let reserved = Observed {
+            power: Some(Power::On),
+            claim: ClaimView::Present,
+            ..observed(Some(ServerState::Reserved))
+        };
+        assert_eq!(plan(&reserved, BASE), Step::Idle);
     }
 
     #[test]
@@ -2492,6 +2756,68 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_claimed_server_is_reserved_and_released_by_its_reclaim_policy() {
+        let claimed = |state, claim, power_state, reclaim_policy| Observed {
+            claim,
+            power_state,
+            reclaim_policy,
+            ..observed(Some(state))
+        };
+        use ClaimView::{Gone, Present, Unclaimed};
+        use ReclaimPolicy::{Recycle, Retain};
+        use ServerState::{Available, Released, Reserved};
+        let on = Some(PowerState::On);
+        let off = Some(PowerState::Off);
+        for (observed, expected) in [
+            (claimed(Available, Present, off, Recycle), Step::Reserve),
+            // Bound, then the claim went before the Server was Reserved: reserved first,
+            // released next.
+            (claimed(Available, Gone, off, Recycle), Step::Reserve),
+            (claimed(Reserved, Present, on, Recycle), Step::Idle),
+            (claimed(Reserved, Unclaimed, off, Recycle), Step::Unreserve),
+            (
+                claimed(Reserved, Gone, on, Recycle),
+                Step::PowerOffForRelease,
+            ),
+            (
+                claimed(Reserved, Gone, None, Retain),
+                Step::PowerOffForRelease,
+            ),
+            (
+                claimed(Reserved, Gone, off, Recycle),
+                Step::Release { retain: false },
+            ),
+            (
+                claimed(Reserved, Gone, off, Retain),
+                Step::Release { retain: true },
+            ),
+            (claimed(Released, Gone, off, Retain), Step::Idle),
+            (
+                claimed(Released, Gone, on, Retain),
+                Step::SetPower(PowerAction::GracefulShutdown),
+            ),
+            (claimed(Released, Unclaimed, off, Retain), Step::Rediscover),
+        ] {
+            assert_eq!(plan(&observed, BASE), expected, "{observed:?}");
+        }
+        // Recycling clears the claim reference and starts over from Initial: the next
+        // owner gets facts verified after the last one.
+        let recycled = release(false);
+        assert_eq!(recycled.state, Some(ServerState::Initial));
+        assert!(recycled.clear_claim_ref);
+        let retained = release(true);
+        assert_eq!(retained.state, Some(ServerState::Released));
+        assert!(!retained.clear_claim_ref);
+        assert_eq!(
+            plan(
+                &claimed(ServerState::Initial, Unclaimed, off, Recycle),
+                BASE
+            ),
+            Step::StartDiscovery { attempt: 1 }
+        );
+    }
+
     /// Any observed state, within the ranges a Server meets (times in seconds around
     /// [`at`]'s origin).
     fn any_observed() -> impl proptest::strategy::Strategy<Value = Observed> {
@@ -2502,9 +2828,16 @@ mod tests {
             Just(Some(ServerState::Discovery)),
             Just(Some(ServerState::Available)),
             Just(Some(ServerState::Reserved)),
+            Just(Some(ServerState::Released)),
             Just(Some(ServerState::Error)),
             Just(Some(ServerState::Parked)),
         ];
+        let claim = prop_oneof![
+            Just(ClaimView::Unclaimed),
+            Just(ClaimView::Present),
+            Just(ClaimView::Gone),
+        ];
+        let reclaim = prop_oneof![Just(ReclaimPolicy::Recycle), Just(ReclaimPolicy::Retain)];
         let sbc = prop_oneof![
             Just(None),
             Just(Some(None)),
@@ -2534,6 +2867,7 @@ mod tests {
                 power_state,
             ),
             (1u64..3600, any::<bool>(), any::<bool>(), 0i64..4000),
+            (claim, reclaim),
         )
             .prop_map(
                 |(
@@ -2541,6 +2875,7 @@ mod tests {
                     (refused, boot_window_open, reported, reported_macs),
                     (expected_macs, [cpus, memory, identity], power, power_state),
                     (timeout, out_of_band, elder, now),
+                    (claim, reclaim_policy),
                 )| Observed {
                     state,
                     progress: Progress {
@@ -2579,6 +2914,8 @@ mod tests {
                     } else {
                         Vec::new()
                     },
+                    claim,
+                    reclaim_policy,
                     now: at(now),
                 },
             )
@@ -2619,13 +2956,43 @@ mod tests {
                     proptest::prop_assert!(deadline.is_some_and(|d| observed.now >= d));
                     proptest::prop_assert!(*retry_at > observed.now);
                 }
+                // `spec.power` is applied only to an Available Server nobody claimed; a
+                // Released one is kept off.
+                Step::SetPower(action) if observed.state == Some(ServerState::Released) => {
+                    proptest::prop_assert_eq!(*action, PowerAction::GracefulShutdown);
+                    proptest::prop_assert_ne!(observed.claim, ClaimView::Unclaimed);
+                }
                 Step::SetPower(action) => {
                     proptest::prop_assert_eq!(observed.state, Some(ServerState::Available));
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Unclaimed);
                     let wanted = match action {
                         PowerAction::On => Some(Power::On),
                         _ => Some(Power::Off),
                     };
                     proptest::prop_assert_eq!(observed.power, wanted);
+                }
+                Step::Reserve => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Available));
+                    proptest::prop_assert_ne!(observed.claim, ClaimView::Unclaimed);
+                }
+                Step::Unreserve => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Reserved));
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Unclaimed);
+                }
+                // A released machine is off before anyone else can claim it.
+                Step::PowerOffForRelease => {
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Gone);
+                    proptest::prop_assert_ne!(observed.power_state, Some(PowerState::Off));
+                }
+                Step::Release { retain } => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Reserved));
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Gone);
+                    proptest::prop_assert_eq!(observed.power_state, Some(PowerState::Off));
+                    proptest::prop_assert_eq!(*retain, observed.reclaim_policy == ReclaimPolicy::Retain);
+                }
+                Step::Rediscover => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Released));
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Unclaimed);
                 }
                 Step::StartDiscovery { attempt } | Step::RestartAfterTicketReuse { attempt, .. } => {
                     proptest::prop_assert!(*attempt >= 1);

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// BMCs reconciled at once (each BMC still gets one driver call at a time).
     #[arg(long, env = "FERROMETAL_BMC_CONCURRENCY", default_value_t = 64)]
     bmc_concurrency: u16,
+    /// ServerClaims reconciled at once (bindings of one Server by two claims are refused by
+    /// the API server, whatever this is).
+    #[arg(long, env = "FERROMETAL_CLAIM_CONCURRENCY", default_value_t = 8)]
+    claim_concurrency: u16,
     /// Scheme for BMCs whose `spec.protocol.scheme` is unset (metal-operator's default is http).
     #[arg(long, env = "FERROMETAL_BMC_DEFAULT_SCHEME", default_value = "http", value_parser = ["http", "https"])]
     bmc_default_scheme: String,
@@ -394,6 +398,8 @@ pub struct Concurrency {
     pub servers: u16,
     /// ServerBootConfigurations.
     pub boot_configurations: u16,
+    /// ServerClaims.
+    pub claims: u16,
 }
 
 /// How BMC certificates are trusted.
@@ -511,6 +517,7 @@ impl TryFrom<RunArgs> for Settings {
             grants,
             endpoint_concurrency,
             bmc_concurrency,
+            claim_concurrency,
             bmc_default_scheme,
             bmc_ca_file,
             bmc_insecure_tls,
@@ -533,6 +540,7 @@ impl TryFrom<RunArgs> for Settings {
             bmcs: bmc_concurrency,
             servers: discovery.server_concurrency,
             boot_configurations: boot.bootconfig_concurrency,
+            claims: claim_concurrency,
         };
         let bmc = BmcOptions {
             default_scheme: if bmc_default_scheme == "https" {
@@ -848,6 +856,7 @@ mod tests {
                 bmcs: 64,
                 servers: 64,
                 boot_configurations: 32,
+                claims: 8,
             }
         );
         assert_eq!(settings.bmc.default_scheme, ProtocolScheme::Http);

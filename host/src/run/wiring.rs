@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
-use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration};
+use ferrometal::api::{BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim};
 use ferrometal::boot::fetch_log::FetchLog;
 use ferrometal::boot::image::ImageResolver;
 use ferrometal::boot::index::BootIndex;
@@ -18,7 +18,8 @@ use ferrometal::controllers::bmc_work::BmcWork;
 use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
 use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
-use ferrometal::controllers::{bmc, bootconfig, endpoint, server, until_started_or_stopped};
+use ferrometal::controllers::watch_index::WatchIndex;
+use ferrometal::controllers::{bmc, bootconfig, claim, endpoint, server, until_started_or_stopped};
 use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
@@ -124,6 +125,7 @@ pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
         "bmcsecrets.metal.ironcore.dev",
         "servers.metal.ironcore.dev",
         "serverbootconfigurations.metal.ironcore.dev",
+        "serverclaims.metal.ironcore.dev",
     ] {
         if crds
             .get_opt(name)
@@ -347,6 +349,15 @@ pub async fn wire(
             std::time::Duration::from_secs(600),
         ),
     });
+    let claim_context = Arc::new(claim::Context {
+        client: client.clone(),
+        servers: caches.servers.clone(),
+        servers_by_claim: Arc::new(WatchIndex::new(claim::claim_of)),
+        reporter: reporter(claim::MANAGER),
+        metrics: metrics.clone(),
+        backoff: Default::default(),
+        written: Default::default(),
+    });
     if settings.discovery.image.is_none() {
         tracing::warn!(
             "--discovery-image is not set; Servers will report NoDiscoveryImage instead of booting"
@@ -388,6 +399,8 @@ pub async fn wire(
             endpoint: endpoint_context,
             bmc: bmc_context,
             server: server_context,
+            claim: claim_context,
+            namespace: settings.namespace.clone(),
             dhcp,
             concurrency: settings.concurrency,
             caches,
@@ -618,6 +631,9 @@ pub struct Leader {
     endpoint: Arc<endpoint::Context>,
     bmc: Arc<bmc::Context>,
     server: Arc<server::Context>,
+    claim: Arc<claim::Context>,
+    /// The namespace of ServerClaims (`None`: all).
+    namespace: Option<String>,
     dhcp: Option<(DhcpConfig, DhcpMetrics, SourceBindings)>,
     concurrency: Concurrency,
     /// The watch caches the controllers' watches fill.
@@ -641,6 +657,8 @@ impl Leader {
             endpoint: endpoint_context,
             bmc: bmc_context,
             server: server_context,
+            claim: claim_context,
+            namespace,
             dhcp,
             concurrency,
             caches,
@@ -662,6 +680,7 @@ impl Leader {
             endpoints: endpoint_writer,
             servers: server_writer,
             boot_configurations: boot_configuration_writer,
+            server_claims: claim_writer,
         } = cache_writers;
         let endpoint_changes = changes(
             watcher(
@@ -780,6 +799,7 @@ impl Leader {
         // The Server watch also keeps the index of Servers by system UUID (duplicate
         // systems), event by event, before the controller sees the event.
         let uuids = server_context.uuids.clone();
+        let servers_by_claim = claim_context.servers_by_claim.clone();
         let server_changes = changes(
             watcher(
                 Api::<Server>::all(client.clone()),
@@ -790,6 +810,7 @@ impl Leader {
             .inspect_ok(first_listing(&readiness, "Server watch"))
             .map_ok(move |event| {
                 uuids.apply(&event);
+                servers_by_claim.apply(&event);
                 event
             }),
             server::fingerprint,
@@ -819,6 +840,15 @@ impl Leader {
                 ))
             },
         );
+        let claims_api = match &namespace {
+            Some(namespace) => Api::<ServerClaim>::namespaced(client.clone(), namespace),
+            None => Api::<ServerClaim>::all(client.clone()),
+        };
+        // A claim going away releases its Server.
+        let claim_releases = changes(
+            watcher(claims_api.clone(), watcher::Config::default()).default_backoff(),
+            |claim: &ServerClaim| fingerprint(claim.metadata.deletion_timestamp.is_some()),
+        );
         let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
         // Listened to from the moment this replica leads (a standby's index opens windows
         // that nobody waits for).
@@ -831,6 +861,13 @@ impl Leader {
             // whose reconciles run beside the Server's own (two discovery starts, two boot
             // tokens).
             .watches_stream(configuration_changes, |config| server::owner(&config))
+            .watches_stream(claim_releases, |claim| {
+                claim
+                    .spec
+                    .server_ref
+                    .as_ref()
+                    .map(|server| ObjectRef::<Server>::new(server.name.trim()))
+            })
             // A BMC operation of a step ended: its Server takes the result.
             .reconcile_on(answered)
             // Its boot window opened: the machine may be powered on.
@@ -848,6 +885,51 @@ impl Leader {
         supervisor.spawn(
             "Server controller",
             until_started_or_stopped(servers, caches.servers.clone(), supervisor.shutdown()),
+        );
+
+        // Claims are bound by their own controller: its watch fills the claim cache the
+        // Server controller reads, and an index of claims by the Server they name (or of
+        // claims still waiting for one); a Server's claimability changing wakes the claims
+        // it concerns.
+        let claims_by_server: Arc<WatchIndex<ServerClaim, (String, String)>> =
+            Arc::new(WatchIndex::new(claim::claim_entries));
+        let claim_index = claims_by_server.clone();
+        let claim_changes = changes(
+            watcher(claims_api, watcher::Config::default())
+                .default_backoff()
+                .reflect(claim_writer)
+                .inspect_ok(first_listing(&readiness, "ServerClaim watch"))
+                .map_ok(move |event| {
+                    claim_index.apply(&event);
+                    event
+                }),
+            claim::fingerprint,
+        );
+        let claimability_changes = changes(
+            watcher(
+                Api::<Server>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+            claim::claimability_fingerprint,
+        );
+        let claims = Controller::for_stream(claim_changes, caches.server_claims.clone())
+            .watches_stream(claimability_changes, move |server| {
+                claim::claims_of_server(&server, &claims_by_server)
+            })
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(concurrency.claims),
+            )
+            .graceful_shutdown_on(supervisor.shutdown())
+            .run(claim::reconcile, claim::error_policy, claim_context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "claim reconcile stream");
+                }
+            });
+        supervisor.spawn(
+            "ServerClaim controller",
+            until_started_or_stopped(claims, caches.server_claims.clone(), supervisor.shutdown()),
         );
     }
 }
