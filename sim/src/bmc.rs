@@ -635,6 +635,12 @@ impl Bmc {
         let spec = machine.spec();
         match (method, rest) {
             ("GET", []) => Reply::Json(200, self.system_document(&base, machine)),
+            ("GET", [section, ..]) if crate::inventory::SECTIONS.contains(section) => {
+                match crate::inventory::get(&base, spec, rest) {
+                    Some(document) => Reply::Json(200, document),
+                    None => error(404, "Base.1.8.ResourceMissingAtURI", "no such resource"),
+                }
+            }
             ("PATCH", []) => self.patch_boot(machine, body),
             ("GET", ["EthernetInterfaces"]) => Reply::Json(
                 200,
@@ -744,6 +750,7 @@ impl Bmc {
             system.remove("Boot");
             system["SystemType"] = json!("DPU");
         }
+        crate::inventory::add_links(&mut document, base);
         document
     }
 

@@ -17,6 +17,7 @@ pub mod dhcp6;
 pub mod external;
 pub mod faults;
 pub mod firmware;
+pub mod inventory;
 pub mod lab;
 pub mod lease;
 pub mod machine;

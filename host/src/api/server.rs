@@ -306,6 +306,11 @@ pub struct ServerStatus {
     /// Storage controllers with their volumes and drives.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storages: Vec<Storage>,
+    /// GPUs, FPGAs and other accelerators (a ferrometal extension; metal-operator's Server
+    /// has no such field): out-of-band discovery fills it from the BMC's processors and
+    /// PCIe devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accelerators: Vec<Accelerator>,
     /// Conditions of the discovery flow and of the BMC connection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     // A map keyed by type, so controllers can each server-side-apply their own conditions.
@@ -390,6 +395,31 @@ pub struct Processor {
     /// Number of hardware threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_threads: Option<i32>,
+}
+
+/// An accelerator: a GPU, FPGA, AI or other co-processor (ferrometal extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accelerator {
+    /// Name as the source reports it, e.g. the BMC's processor id `GPU1` or its PCIe device
+    /// name.
+    pub name: String,
+    /// What it is: a Redfish `ProcessorType` (`GPU`, `FPGA`, `DSP`, `Accelerator`, ...) or
+    /// PCIe device class (`DisplayController`, `ProcessingAccelerators`, `Coprocessor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// Model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// PCI vendor id, e.g. `0x10de`.
+    #[serde(rename = "vendorID", default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// PCI device id.
+    #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
 }
 
 /// A storage controller.

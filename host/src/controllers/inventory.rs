@@ -98,6 +98,7 @@ mod tests {
             nics: Vec::new(),
             boot_targets: Vec::new(),
             boot_override: true,
+            inventory: None,
         }
     }
 

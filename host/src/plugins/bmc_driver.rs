@@ -408,10 +408,12 @@ impl From<wit::System> for System {
                         WitNicKind::Disabled => NicKind::Disabled,
                         WitNicKind::Absent => NicKind::Absent,
                     },
+                    link_up: nic.link_up,
                 })
                 .collect(),
             boot_targets: system.boot_targets,
             boot_override: system.boot_override,
+            inventory: system.inventory.map(Into::into),
         }
     }
 }

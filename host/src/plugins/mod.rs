@@ -42,6 +42,7 @@ pub mod accounts;
 pub mod bmc_driver;
 pub mod catalog;
 pub mod credential_lookup;
+pub mod hardware;
 pub mod ignition_generator;
 pub mod inspect;
 pub mod oci;

@@ -237,6 +237,8 @@ pub struct Nic {
     pub name: Option<String>,
     /// What it is; only [`NicKind::System`] NICs are expected in a probe report.
     pub kind: NicKind,
+    /// Whether the port has a link (Redfish `LinkStatus`); `None` when the BMC does not say.
+    pub link_up: Option<bool>,
 }
 
 /// A computer system behind a BMC.
@@ -264,6 +266,8 @@ pub struct System {
     /// Whether the system takes a boot override at all (Redfish: a `Boot` object with a
     /// `BootSourceOverrideTarget`); a DPU or SmartNIC SoC often does not.
     pub boot_override: bool,
+    /// The system's hardware: `get-system` reads it, a probe leaves it out (`None`).
+    pub inventory: Option<super::hardware::Inventory>,
 }
 
 /// What a probe found.

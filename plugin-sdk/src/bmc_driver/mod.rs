@@ -6,8 +6,10 @@
 
 mod accounts;
 pub mod http;
+mod inventory;
 
 pub use accounts::{AccountChange, AccountPassword, AccountPolicy};
+pub use inventory::{Drive, Inventory, MemoryModule, PcieDevice, Processor, Storage, Volume};
 
 use crate::types::{PluginError, Settings};
 
@@ -130,6 +132,8 @@ pub struct Nic {
     pub name: Option<String>,
     /// What it is.
     pub kind: NicKind,
+    /// Whether the port has a link (Redfish `LinkStatus`); `None` when the BMC does not say.
+    pub link_up: Option<bool>,
 }
 
 /// A computer system behind the BMC.
@@ -155,6 +159,9 @@ pub struct System {
     /// Whether the system takes a boot override at all (Redfish: a `Boot` object with a
     /// `BootSourceOverrideTarget`); a DPU or SmartNIC SoC often does not.
     pub boot_override: bool,
+    /// The system's hardware: read for [`BmcDriver::system`] (`get-system`), left out
+    /// (`None`) by [`BmcDriver::probe`] so that discovering a BMC stays cheap.
+    pub inventory: Option<Inventory>,
 }
 
 /// What a probe found.
@@ -224,9 +231,10 @@ pub trait BmcDriver {
     /// Identifies the BMC and the systems behind it.
     fn probe(target: &Target<'_>) -> Result<Identity, PluginError>;
 
-    /// Reads one system, as [`BmcDriver::probe`] reports it. The default probes the whole
-    /// BMC and picks the system; a driver that can read one system alone should (a chassis
-    /// BMC with many systems is then not read whole for one of them).
+    /// Reads one system, as [`BmcDriver::probe`] reports it, plus its hardware
+    /// ([`System::inventory`]) where the driver can read it. The default probes the whole BMC
+    /// and picks the system (without inventory); a driver that can read one system alone
+    /// should (a chassis BMC with many systems is then not read whole for one of them).
     fn system(target: &Target<'_>, system_uri: &str) -> Result<System, PluginError> {
         Self::probe(target)?
             .systems
@@ -379,10 +387,12 @@ pub mod __glue {
                         NicKind::Disabled => wit::NicKind::Disabled,
                         NicKind::Absent => wit::NicKind::Absent,
                     },
+                    link_up: nic.link_up,
                 })
                 .collect(),
             boot_targets: system.boot_targets,
             boot_override: system.boot_override,
+            inventory: system.inventory.map(inventory::glue::inventory_out),
         }
     }
 

@@ -52,7 +52,8 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
     let mut managed_by = None;
     let mut systems = Vec::with_capacity(collection.members.len());
     for member in collection.members {
-        let (system, manager) = read_system(http, &member.id)?;
+        let resource: Value = get_json(http, &member.id)?;
+        let (system, manager) = read_system(http, &member.id, &resource)?;
         managed_by = managed_by.or(manager);
         systems.push(system);
     }
@@ -75,14 +76,23 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
     })
 }
 
-/// One system and its NICs, at `uri` (its `@odata.id`).
+/// One system, its NICs and its hardware inventory, at `uri` (its `@odata.id`).
 pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginError> {
-    read_system(http, uri).map(|(system, _)| system)
+    let resource: Value = get_json(http, uri)?;
+    let (mut system, _) = read_system(http, uri, &resource)?;
+    system.inventory = Some(crate::inventory::read(http, &resource)?);
+    Ok(system)
 }
 
-/// One system and its NICs, and the first manager it names in `Links.ManagedBy`.
-fn read_system(http: &impl Transport, uri: &str) -> Result<(System, Option<String>), PluginError> {
-    let system: ComputerSystem = get_json(http, uri)?;
+/// One system (its resource at `uri` read already) and its NICs, without the inventory, and
+/// the first manager it names in `Links.ManagedBy`.
+fn read_system(
+    http: &impl Transport,
+    uri: &str,
+    resource: &Value,
+) -> Result<(System, Option<String>), PluginError> {
+    let system: ComputerSystem = serde_json::from_value(resource.clone())
+        .map_err(|error| PluginError::Other(Some(format!("cannot read {uri}: {error}"))))?;
     let nics = match &system.ethernet_interfaces {
         Some(link) => nics(http, &link.id)?,
         None => Vec::new(),
@@ -105,6 +115,7 @@ fn read_system(http: &impl Transport, uri: &str) -> Result<(System, Option<Strin
             .boot
             .map(|boot| boot.allowed_targets)
             .unwrap_or_default(),
+        inventory: None,
     };
     Ok((system, managed_by))
 }
@@ -134,6 +145,11 @@ fn nics(http: &impl Transport, path: &str) -> Result<Vec<Nic>, PluginError> {
                 mac,
                 name: interface.name,
                 kind,
+                link_up: match interface.link_status.as_deref() {
+                    Some("LinkUp") => Some(true),
+                    Some("LinkDown" | "NoLink") => Some(false),
+                    _ => None,
+                },
             });
         }
     }
@@ -154,7 +170,8 @@ fn nic_kind(interface: &EthernetInterface) -> NicKind {
     }
 }
 
-fn get(http: &impl Transport, path: &str) -> Result<Response, PluginError> {
+/// A GET with `Accept: application/json`, whatever the status.
+pub fn get(http: &impl Transport, path: &str) -> Result<Response, PluginError> {
     Ok(http.send(Request {
         method: Method::Get,
         path: path.to_owned(),
@@ -1038,6 +1055,7 @@ mod tests {
             [
                 Quirk::ClearWithPxeTarget,
                 Quirk::HpeLoginName,
+                Quirk::HpeSmartStorage,
                 Quirk::OmitBootMode
             ]
         );

@@ -1,7 +1,12 @@
 //! `redfish`: the bundled BMC driver for DMTF Redfish services. See README.md.
 
 mod accounts;
+#[cfg(test)]
+mod canned;
 mod driver;
+mod hpe_storage;
+mod inventory;
+mod inventory_model;
 mod model;
 mod quirks;
 mod session;

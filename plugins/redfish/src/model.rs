@@ -159,6 +159,9 @@ pub struct EthernetInterface {
     /// Its status (`State`: `Enabled`, `Disabled`, `Absent`, ...).
     #[serde(rename = "Status", default)]
     pub status: Status,
+    /// `LinkUp`, `LinkDown` or `NoLink`.
+    #[serde(rename = "LinkStatus")]
+    pub link_status: Option<String>,
     /// Related resources.
     #[serde(rename = "Links", default)]
     pub links: InterfaceLinks,

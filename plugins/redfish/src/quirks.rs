@@ -23,6 +23,16 @@ pub enum Quirk {
     /// A new account also carries `Oem.Hpe.LoginName` (the name iLO shows), set to its
     /// user name.
     HpeLoginName,
+    /// `MemorySummary.TotalSystemMemoryGiB` is not to be trusted (decimal GB on some
+    /// firmware): the memory total comes from the modules' `CapacityMiB` only.
+    UnreliableMemorySummary,
+    /// Drives behind a Smart Array controller appear only in the OEM `SmartStorage` tree
+    /// (`Oem.Hpe.Links.SmartStorage`), not in DMTF `Storage`: read it when `Storage` and
+    /// `SimpleStorage` list no drive.
+    HpeSmartStorage,
+    /// An inventory resource the BMC has no data for answers `500` instead of `404`: read it
+    /// as missing (a `500` elsewhere is still a fault).
+    InventoryServerErrors,
 }
 
 /// Which manager firmware versions a row applies to.
@@ -60,21 +70,33 @@ struct Row {
 const TABLE: &[Row] = &[
     // sushy-emulator's fake driver ignores `BootSourceOverrideEnabled` and reads back
     // `Continuous`; `UefiHttp` with a URI makes it download the URI and answer 400
-    // (checked against sushy-tools 2.2.0, see host/tests/redfish_plugin.rs).
+    // (checked against sushy-tools 2.2.0, see host/tests/redfish_plugin.rs). Its `Storage`
+    // answers 500 "Error finding storage collection by UUID" when no storage is configured
+    // (sushy-tools 2.2.0, host/tests/redfish_plugin.rs `get_system_reads_one_system…`).
     Row {
         manufacturer: "Sushy Emulator",
         model: "",
         firmware: Firmware::Any,
-        quirks: &[Quirk::ContinuousReadBack, Quirk::NoHttpBootUri],
+        quirks: &[
+            Quirk::ContinuousReadBack,
+            Quirk::NoHttpBootUri,
+            Quirk::InventoryServerErrors,
+        ],
     },
     // HPE iLO rejects `Enabled: Disabled` with target `None` (metal-operator PR #998 clears
     // with `Pxe` in its HPE driver). iLO accounts are created with `Oem.Hpe.LoginName`
     // beside `UserName` (HPE's python-ilorest-library example `add_ilo_user_account.py`).
+    // iLO 4/5 list Smart Array drives only under `Oem.Hpe.Links.SmartStorage`
+    // (SNIA Swordfish-Powershell-Toolkit #19; idrac_exporter #136).
     Row {
         manufacturer: "HPE",
         model: "",
         firmware: Firmware::Any,
-        quirks: &[Quirk::ClearWithPxeTarget, Quirk::HpeLoginName],
+        quirks: &[
+            Quirk::ClearWithPxeTarget,
+            Quirk::HpeLoginName,
+            Quirk::HpeSmartStorage,
+        ],
     },
     // iLO 5 answers 400 `iLO.2.30.UnsupportedOperation` when the PATCH writes
     // `BootSourceOverrideMode` (metal-operator #606; community.general #3509).
@@ -88,11 +110,17 @@ const TABLE: &[Row] = &[
     // PR #107). iDRAC has 16 fixed account slots and answers 405 to a POST on its Accounts
     // collection; users are added by PATCHing an empty slot (Dell's iDRAC Redfish API guide;
     // community.general's redfish_utils `add_user_via_patch` does the same after a 405).
+    // iDRAC 9 before 4.20 reports `TotalSystemMemoryGiB` in decimal GB (a 192 GB server as
+    // 206; bb-Ricardo/check_redfish #48), so only the modules' capacities count.
     Row {
         manufacturer: "Dell",
         model: "",
         firmware: Firmware::Any,
-        quirks: &[Quirk::OmitBootMode, Quirk::AccountSlots],
+        quirks: &[
+            Quirk::OmitBootMode,
+            Quirk::AccountSlots,
+            Quirk::UnreliableMemorySummary,
+        ],
     },
 ];
 
@@ -141,11 +169,19 @@ mod tests {
                 Some("PowerEdge R750"),
                 Some("7.00.00.00")
             ),
-            [Quirk::OmitBootMode, Quirk::AccountSlots]
+            [
+                Quirk::OmitBootMode,
+                Quirk::AccountSlots,
+                Quirk::UnreliableMemorySummary
+            ]
         );
         assert_eq!(
             quirks_for(Some("hpe"), None, None),
-            [Quirk::ClearWithPxeTarget, Quirk::HpeLoginName]
+            [
+                Quirk::ClearWithPxeTarget,
+                Quirk::HpeLoginName,
+                Quirk::HpeSmartStorage
+            ]
         );
         assert!(quirks_for(Some("Lenovo"), Some("ThinkSystem SR650"), None).is_empty());
         assert!(quirks_for(Some("Contoso"), None, None).is_empty());
@@ -163,6 +199,7 @@ mod tests {
             [
                 Quirk::ClearWithPxeTarget,
                 Quirk::HpeLoginName,
+                Quirk::HpeSmartStorage,
                 Quirk::OmitBootMode
             ]
         );
@@ -172,7 +209,11 @@ mod tests {
                 Some("ProLiant DL380a Gen11"),
                 Some("iLO 6 v1.58")
             ),
-            [Quirk::ClearWithPxeTarget, Quirk::HpeLoginName]
+            [
+                Quirk::ClearWithPxeTarget,
+                Quirk::HpeLoginName,
+                Quirk::HpeSmartStorage
+            ]
         );
         assert!(needs_firmware(Some("HPE"), None));
         assert!(!needs_firmware(Some("Dell Inc."), None));
