@@ -4,7 +4,7 @@
 # rustup's cargo, even when the calling shell has not sourced ~/.cargo/env.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test demo plugins plugin-setup crds bench fuzz chaos setup ui-screenshots
+.PHONY: test demo plugins plugin-setup crds bench fuzz chaos rotation-chaos setup ui-screenshots
 
 ## make test: formatting, lints, unit, integration and end-to-end tests.
 test:
@@ -48,6 +48,16 @@ fuzz:
 ## printed). A short form runs in `make test`; the figures go into RELIABILITY.md.
 chaos:
 	cargo xtask chaos $(if $(SERVERS),--servers $(SERVERS)) $(if $(KILLS),--kills $(KILLS)) $(if $(SEED),--seed $(SEED))
+
+## make rotation-chaos [BMCS=N] [KILLS=N] [SEED=N]: the credential-rotation kill campaign.
+## N simulated BMCs (default 100) have their passwords rotated while `ferrometal run` is
+## killed with SIGKILL KILLS times (default 20) at seeded random moments; then every
+## BMCSecret must match its BMC and no BMC may have locked an account. A short form (20 BMCs,
+## 6 kills) runs in `make test`.
+rotation-chaos:
+	cargo xtask plugins
+	FERROMETAL_ROTATION_BMCS=$(or $(BMCS),100) FERROMETAL_ROTATION_KILLS=$(or $(KILLS),20) $(if $(SEED),FERROMETAL_ROTATION_SEED=$(SEED)) \
+		cargo test -p ferrometal --test credential_rotation -- rotations_killed --nocapture
 
 ## make setup: install and cache every tool without running anything.
 setup:

@@ -17,9 +17,10 @@ use crate::api::bmc_secret::{PASSWORD_KEY, USERNAME_KEY};
 use crate::api::common::PowerState;
 use crate::api::common::ProtocolScheme;
 use crate::api::{BMC, BMCSecret, BMCStatus, Server, conditions};
+use crate::controllers::bmc_rotation::{self, BmcTask, BmcTaskResult, ConditionChange};
 use crate::controllers::bmc_work::BmcWork;
 use crate::controllers::caches::{AppliedObjects, Caches};
-use crate::controllers::connection::{Address, Connection, Unreachable, connect};
+use crate::controllers::connection::{Address, Connection, Unreachable, connect_any};
 use crate::controllers::inventory::BmcInventory;
 use crate::controllers::{credentials, report};
 use crate::plugins::catalog::PluginCatalog;
@@ -281,8 +282,10 @@ pub struct Context {
     pub caches: Arc<Caches>,
     /// Where each probe's result is kept for the Server reconciler.
     pub inventory: Arc<BmcInventory>,
-    /// Probes running beside the workers, one per BMC.
-    pub probes: Arc<BmcWork<BMC, u64, ProbeResult>>,
+    /// Probes and credential-rotation calls running beside the workers, one per BMC.
+    pub probes: Arc<BmcWork<BMC, BmcTask, BmcTaskResult>>,
+    /// When BMC credentials are rotated.
+    pub rotation: super::rotation::Schedule,
     /// What was last applied to each Server, so an unchanged Server is not applied again on
     /// every probe.
     pub applied: AppliedObjects,
@@ -305,11 +308,18 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
     let name = bmc.name_any();
     let resync = ctx.settings.resync;
     let connection =
-        match connect(&ctx.client, &ctx.caches, &ctx.catalog, &ctx.settings, &bmc).await? {
+        match connect_any(&ctx.client, &ctx.caches, &ctx.catalog, &ctx.settings, &bmc).await? {
             Ok(connection) => connection,
             Err(Unreachable { reason, message }) => {
                 let status = unreachable_status(bmc.status.as_ref(), reason);
-                publish(&bmc, ctx, Some(status), (false, reason, message)).await?;
+                publish(
+                    &bmc,
+                    ctx,
+                    Some(status),
+                    Some((false, reason, message)),
+                    None,
+                )
+                .await?;
                 return Ok(Action::requeue(
                     if reason == conditions::REASON_REFERENCE_NOT_FOUND {
                         Duration::from_secs(30)
@@ -319,6 +329,19 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
                 ));
             }
         };
+    // A finished BMC operation: a probe's or a credential rotation's.
+    let (probed, rotated) = match ctx.probes.take(&name) {
+        Some((BmcTask::Probe(done), BmcTaskResult::Probe(probe))) => (Some((done, probe)), None),
+        Some((BmcTask::Rotation(state, call), BmcTaskResult::Rotation(finished))) => {
+            (None, Some((call, state, finished)))
+        }
+        _ => (None, None),
+    };
+    let turn = bmc_rotation::turn(&bmc, &connection, ctx, rotated).await?;
+    if !turn.proceed {
+        publish(&bmc, ctx, None, None, turn.condition).await?;
+        return Ok(Action::requeue(turn.requeue));
+    }
     let Connection {
         driver,
         endpoint,
@@ -335,16 +358,16 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
         &endpoint.username,
         &endpoint.password,
     ));
-    let probe = match ctx.probes.take(&name) {
+    let probe = match probed {
         Some((done, probe)) if done == operation => probe,
         _ => {
             let driver = driver.clone();
             ctx.probes.start(
                 &name,
-                operation,
-                Box::pin(async move { driver.probe(&endpoint).await }),
+                BmcTask::Probe(operation),
+                Box::pin(async move { BmcTaskResult::Probe(driver.probe(&endpoint).await) }),
             );
-            return Ok(Action::requeue(resync));
+            return Ok(Action::requeue(resync.min(turn.requeue)));
         }
     };
     if let Ok(identity) = &probe {
@@ -393,8 +416,15 @@ async fn reconcile_inner(bmc: Arc<BMC>, ctx: &Context) -> Result<Action, Error> 
             .apply(&servers, &server.name, MANAGER, &desired, exists)
             .await?;
     }
-    publish(&bmc, ctx, Some(plan.status), plan.ready).await?;
-    Ok(Action::requeue(plan.requeue))
+    publish(
+        &bmc,
+        ctx,
+        Some(plan.status),
+        Some(plan.ready),
+        turn.condition,
+    )
+    .await?;
+    Ok(Action::requeue(plan.requeue.min(turn.requeue)))
 }
 
 /// For a secret holding credential-database defaults that the BMC refused: moves it to the
@@ -472,12 +502,15 @@ async fn try_next_credential(
     ))
 }
 
-/// Publishes status (when given) and the Ready condition; an Event when the condition changed.
+/// Publishes status (when given), the Ready condition (when given) and the
+/// `CredentialsRotated` condition (when given); a Warning Event when either turned or changed
+/// while False.
 async fn publish(
     bmc: &BMC,
     ctx: &Context,
     status: Option<BMCStatus>,
-    (ready, reason, message): (bool, &'static str, String),
+    ready: Option<ConditionChange>,
+    rotation: Option<ConditionChange>,
 ) -> Result<(), Error> {
     let current = bmc.status.clone().unwrap_or_default();
     let mut status = status.unwrap_or_else(|| BMCStatus {
@@ -486,17 +519,25 @@ async fn publish(
     });
     let mut list = current.conditions.clone();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let changed = conditions::set(
-        &mut list,
-        conditions::READY,
-        ready,
-        reason,
-        &message,
-        bmc.metadata.generation,
-        now,
-    );
+    let mut set = |type_: &str, (value, reason, message): &ConditionChange| {
+        conditions::set(
+            &mut list,
+            type_,
+            *value,
+            reason,
+            message,
+            bmc.metadata.generation,
+            now.clone(),
+        )
+    };
+    let ready_changed = ready
+        .as_ref()
+        .is_some_and(|change| set(conditions::READY, change));
+    let rotation_changed = rotation
+        .as_ref()
+        .is_some_and(|change| set(conditions::CREDENTIALS_ROTATED, change));
     status.conditions = list;
-    if !changed && bmc.status.as_ref() == Some(&status) {
+    if !ready_changed && !rotation_changed && bmc.status.as_ref() == Some(&status) {
         return Ok(());
     }
     let patch = json!({
@@ -511,15 +552,22 @@ async fn publish(
             &Patch::Apply(&patch),
         )
         .await?;
-    if changed {
-        report::ready_event(
-            &ctx.client,
-            &ctx.reporter,
-            &bmc.object_ref(&()),
-            (ready, reason, &message),
-            "Probe",
-        )
-        .await;
+    for (changed, change, action) in [
+        (ready_changed, &ready, "Probe"),
+        (rotation_changed, &rotation, "RotateCredentials"),
+    ] {
+        if let (true, Some((value, reason, message))) = (changed, change)
+            && *reason != conditions::REASON_CREDENTIALS_ROTATING
+        {
+            report::ready_event(
+                &ctx.client,
+                &ctx.reporter,
+                &bmc.object_ref(&()),
+                (*value, reason, message),
+                action,
+            )
+            .await;
+        }
     }
     Ok(())
 }
@@ -585,6 +633,7 @@ mod tests {
             nics: Vec::new(),
             boot_targets: Vec::new(),
             boot_override: true,
+            inventory: None,
         }
     }
 

@@ -46,8 +46,39 @@ pub struct Unreachable {
 }
 
 /// Resolves address, credentials and driver of `bmc` (Endpoint and BMCSecret from the
-/// watch caches). `Ok(Err(_))` says what is missing.
+/// watch caches). `Ok(Err(_))` says what is missing, or that the BMC's password is being
+/// rotated (`CredentialsRotating`): then either the current or the new password may be the
+/// BMC's, and a login with the wrong one would count against its lockout threshold, so only
+/// the rotation calls the BMC ([`connect_any`]).
 pub async fn connect<'a>(
+    client: &Client,
+    caches: &Caches,
+    catalog: &'a PluginCatalog,
+    settings: &BmcSettings,
+    bmc: &BMC,
+) -> Result<Result<Connection<'a>, Unreachable>, kube::Error> {
+    let connection = connect_any(client, caches, catalog, settings, bmc).await?;
+    Ok(match connection {
+        Ok(connection)
+            if connection
+                .secret
+                .value(crate::controllers::rotation::PENDING_PASSWORD_KEY)
+                .is_some() =>
+        {
+            Err(Unreachable {
+                reason: conditions::REASON_CREDENTIALS_ROTATING,
+                message: format!(
+                    "the password in BMCSecret {} is being rotated; the BMC is called again once it is committed",
+                    bmc.spec.bmc_secret_ref.name
+                ),
+            })
+        }
+        other => other,
+    })
+}
+
+/// [`connect`], also while the BMCSecret holds a pending password (for the rotation itself).
+pub async fn connect_any<'a>(
     client: &Client,
     caches: &Caches,
     catalog: &'a PluginCatalog,
