@@ -106,6 +106,7 @@ fn main() {
             token: Some(token(i)),
             network_identifiers: Vec::new(),
             discovery_attempt: Some(1),
+            provision_attempt: None,
             // Reported already, so the benchmark measures serving, not the API server.
             state: EntryState {
                 script_reported: AtomicBool::new(true),

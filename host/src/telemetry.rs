@@ -118,6 +118,11 @@ pub struct ControllerMetrics {
     durations: Family<ControllerLabels, Histogram>,
     probes: Family<ProbeLabels, Counter>,
     claim_binds: Family<BindLabels, Counter>,
+    /// BMC credential rotations by outcome (`controllers::bmc_rotation`).
+    rotations: Family<BindLabels, Counter>,
+    /// BMCs whose credential rotation is overdue (names kept to count each BMC once).
+    rotations_overdue: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    rotations_overdue_gauge: prometheus_client::metrics::gauge::Gauge,
     errors: Family<ErrorLabels, Counter>,
     /// metal-operator's `metal_server_reconciliation_total{result}`, for its dashboards and
     /// alerts: the Server controller's reconciles.
@@ -141,6 +146,9 @@ impl Default for ControllerMetrics {
             }),
             probes: Family::default(),
             claim_binds: Family::default(),
+            rotations: Family::default(),
+            rotations_overdue: Arc::default(),
+            rotations_overdue_gauge: Default::default(),
             errors: Family::default(),
             server_reconciliations: Family::default(),
             // 0.5 s to about 68 min: a phase ends within a reconcile or takes minutes.
@@ -184,6 +192,16 @@ impl ControllerMetrics {
             "claim_binds",
             "ServerClaim binding attempts by outcome (bound; conflict: the Server changed or was taken first; none: no Server could be claimed)",
             self.claim_binds.clone(),
+        );
+        registry.register(
+            "bmc_credential_rotations",
+            "BMC credential rotations by outcome (succeeded; failed: rolled back or could not start, the current password still works; uncertain: neither the current nor the new password was accepted)",
+            self.rotations.clone(),
+        );
+        registry.register(
+            "bmc_credential_rotations_overdue",
+            "BMCs whose credential rotation was due over an hour ago and has not succeeded (still on the database default, past the interval, or uncertain)",
+            self.rotations_overdue_gauge.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -240,6 +258,28 @@ impl ControllerMetrics {
         self.claim_binds
             .get_or_create(&BindLabels { outcome })
             .inc();
+    }
+
+    /// Counts a finished BMC credential rotation: `succeeded`, `failed` or `uncertain`.
+    pub fn credential_rotation(&self, outcome: &'static str) {
+        self.rotations.get_or_create(&BindLabels { outcome }).inc();
+    }
+
+    /// Records whether `bmc`'s credential rotation is overdue (as of its last reconcile).
+    pub fn rotation_overdue(&self, bmc: &str, overdue: bool) {
+        let mut set = self
+            .rotations_overdue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = if overdue {
+            set.insert(bmc.to_owned())
+        } else {
+            set.remove(bmc)
+        };
+        if changed {
+            self.rotations_overdue_gauge
+                .set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a BMC probe outcome.

@@ -160,3 +160,130 @@ async fn a_chassis_bmc_costs_redfish_requests_linear_in_its_systems() {
         "{per_system:.2} Redfish requests per system of a {SYSTEMS}-system BMC, over the budget of {MAX_REDFISH_PER_CHASSIS_SYSTEM}"
     );
 }
+
+/// API writes per claimed server, from the claim's creation until the machine runs the
+/// claim's OS: a ratchet at today's count (15.3 with 10 selector claims racing for 10
+/// Servers; 16.8 before a claim's configuration waited for its token as `Pending`, without a
+/// Warning) with room for the races' conflicts. What they are (one per step, see
+/// docs/claims.md): the claim's intent and finalizer, the Server's bind, the claim's
+/// `serverRef`, its status; the claim's boot configuration; the Server's `Reserved` status,
+/// its `bootConfigurationRef`, the attempt's token Secret and annotations, the boot-requested
+/// annotation and the power state; the boot configuration's status and the boot server's
+/// fetch records; and, under the race, a bind refused with a conflict and the intent moved.
+const MAX_WRITES_PER_CLAIM: f64 = 16.5;
+
+/// Claimed servers in the claim budget test.
+const CLAIMS: usize = 10;
+
+/// Claiming a server and booting the claim's OS stays within its write budget (the
+/// claimant's own writes — the claim and its ignition Secret — left out).
+#[tokio::test]
+async fn claiming_a_server_stays_within_its_write_budget() {
+    use ferrometal::api::ServerClaim;
+    use ferrometal_sim::lab::api_requests::{Count, RequestKind};
+    use kube::Api;
+    use kube::api::PostParams;
+
+    let lab = Lab::start(
+        LabOptions {
+            operator_args: Vec::new(),
+            ..common::lab_options("claim-budget", CLAIMS, 1, 0)
+        },
+        |line| eprintln!("lab: {line}"),
+    )
+    .await
+    .expect("the lab starts");
+    if let Err(message) = lab.until_available(CLAIMS, LIMIT, POLL).await {
+        panic!("{message}");
+    }
+    let client = lab.control_plane.client().await.expect("client");
+    let before = lab
+        .api_requests()
+        .await
+        .expect("read the API server's metrics");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let claims: Api<ServerClaim> = Api::namespaced(client.clone(), "default");
+    let ignition = serde_json::json!({"ignition": {"version": "3.4.0"}}).to_string();
+    for i in 0..CLAIMS {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("claim-{i}"), "namespace": "default"},
+                    "stringData": {"ignition": ignition},
+                }))
+                .expect("a Secret"),
+            )
+            .await
+            .expect("create an ignition Secret");
+        claims
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1",
+                    "kind": "ServerClaim",
+                    "metadata": {"name": format!("claim-{i}"), "namespace": "default"},
+                    "spec": {"power": "On", "image": lab.discovery_image,
+                             "ignitionSecretRef": {"name": format!("claim-{i}")},
+                             "serverSelector": {}},
+                }))
+                .expect("a claim"),
+            )
+            .await
+            .expect("create a claim");
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let running = lab
+            .fleet
+            .machines()
+            .filter(|m| m.phase() == ferrometal_sim::Phase::Running)
+            .count();
+        if running == CLAIMS {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{running} of {CLAIMS} claimed machines run their claim's OS:\n{}",
+            lab.operator_log_tail(40)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // The boot server's fetch records are batched: let them land.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let claimant = |group: &str, resource: &str| {
+        (
+            RequestKind {
+                verb: String::from("POST"),
+                group: group.to_owned(),
+                resource: resource.to_owned(),
+            },
+            Count {
+                requests: CLAIMS as u64,
+                errors: 0,
+            },
+        )
+    };
+    let api = lab
+        .api_requests()
+        .await
+        .expect("read the API server's metrics")
+        .since(&before)
+        .since(&ApiRequests {
+            counts: [
+                claimant("metal.ironcore.dev", "serverclaims"),
+                claimant("", "secrets"),
+            ]
+            .into_iter()
+            .collect(),
+        })
+        .of_ferrometal();
+    let writes = api.writes() as f64 / CLAIMS as f64;
+    let report = api.breakdown(CLAIMS);
+    eprintln!("{report}");
+    assert!(
+        writes <= MAX_WRITES_PER_CLAIM,
+        "{writes:.2} API writes per claimed server, over the budget of {MAX_WRITES_PER_CLAIM}:\n{report}"
+    );
+}

@@ -436,3 +436,235 @@ async fn claims_bind_each_server_once_and_release_it_by_its_reclaim_policy() {
         "{message}"
     );
 }
+
+/// The Server's simulated machine.
+fn machine(lab: &Lab, server: &Server) -> std::sync::Arc<ferrometal_sim::Machine> {
+    let uuid = server
+        .spec
+        .system_uuid()
+        .expect("a system UUID")
+        .to_string();
+    lab.fleet
+        .machine(&uuid)
+        .expect("the simulated machine")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claimed_server_boots_the_claims_os_and_follows_the_claims_power() {
+    let lab = Lab::start(common::lab_options("claim-boot", 2, 1, 0), |line| {
+        eprintln!("lab: {line}")
+    })
+    .await
+    .expect("the lab starts");
+    if let Err(message) = lab.until_available(2, LIMIT, POLL).await {
+        panic!("{message}");
+    }
+    let client = lab.control_plane.client().await.expect("client");
+    let servers: Api<Server> = Api::all(client.clone());
+    let claims: Api<ServerClaim> = Api::namespaced(client.clone(), NAMESPACE);
+    let configurations: Api<ferrometal::api::ServerBootConfiguration> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    // The claimant's ignition: an OS that is not the discovery system (no metalprobe).
+    let ignition = json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"files": [{"path": "/etc/ferrometal-claim", "contents": {"source": "data:,web-1"}}]},
+    });
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web-1-ignition", "namespace": NAMESPACE},
+                "stringData": {"ignition": ignition.to_string()},
+            }))
+            .expect("a Secret"),
+        )
+        .await
+        .expect("create the ignition Secret");
+    let server_name = servers
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items[0]
+        .name_any();
+    claims
+        .create(
+            &PostParams::default(),
+            &claim(
+                "web-1",
+                json!({"power": "On", "image": lab.discovery_image,
+                       "ignitionSecretRef": {"name": "web-1-ignition"},
+                       "serverRef": {"name": server_name}}),
+            ),
+        )
+        .await
+        .expect("create the claim");
+    until_reason(&claims, "web-1", "ServerBound").await;
+
+    // The claim's boot configuration: named like the claim, in its namespace, the claim's.
+    let claim_uid = claims.get("web-1").await.expect("read").uid();
+    let sbc = common::eventually("the claim's boot configuration", || {
+        let configurations = configurations.clone();
+        async move { configurations.get_opt("web-1").await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(sbc.spec.server_ref.name, server_name);
+    assert_eq!(
+        sbc.spec.image.as_deref(),
+        Some(lab.discovery_image.as_str())
+    );
+    let owner = &sbc.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("ServerClaim", Some(true))
+    );
+    assert_eq!(Some(owner.uid.clone()), claim_uid);
+
+    // The machine boots the claim's OS with the claimant's ignition.
+    let server = servers.get(&server_name).await.expect("read");
+    let booted = machine(&lab, &server);
+    common::eventually("the machine runs the claim's OS", || {
+        let booted = booted.clone();
+        async move { (booted.phase() == ferrometal_sim::Phase::Running).then_some(()) }
+    })
+    .await;
+    assert_eq!(booted.running_ignition(), Some(ignition));
+    let server = servers.get(&server_name).await.expect("read");
+    assert_eq!(state(&server).as_deref(), Some("Reserved"));
+    let reference = server
+        .spec
+        .boot_configuration_ref
+        .clone()
+        .expect("a reference");
+    assert_eq!(
+        (reference.namespace.as_str(), reference.name.as_str()),
+        (NAMESPACE, "web-1")
+    );
+    assert_eq!(
+        server
+            .annotations()
+            .get("ferrometal.dev/provision-attempt")
+            .map(String::as_str),
+        Some("1")
+    );
+    // The claim's OS holds the attempt's boot token, but the registry takes no report from
+    // it: only a discovery writes the Server's facts.
+    let token_secret = secrets
+        .get("web-1-boot-token")
+        .await
+        .expect("the attempt's token");
+    let token = String::from_utf8(token_secret.data.expect("data")["boot-token"].0.clone())
+        .expect("a text token");
+    let uuid = server
+        .spec
+        .system_uuid()
+        .expect("a system UUID")
+        .to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/register", lab.boot_url))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(json!({"systemUUID": uuid, "data": {}}).to_string())
+        .send()
+        .await
+        .expect("the registry answers");
+    assert_eq!(answer.status().as_u16(), 403, "{:?}", answer.text().await);
+
+    // The boot server recorded the fetch on the claim's configuration (batched, so soon).
+    common::eventually("the ignition fetch recorded", || {
+        let configurations = configurations.clone();
+        async move {
+            let fetched = configurations.get("web-1").await.ok()?;
+            fetched
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "IgnitionDataFetched" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The claim's power follows: Off powers the machine off, On boots it again (attempt 2).
+    claims
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"power": "Off"}})),
+        )
+        .await
+        .expect("power off");
+    common::eventually("the machine is off", || {
+        let booted = booted.clone();
+        async move { (booted.phase() == ferrometal_sim::Phase::Off).then_some(()) }
+    })
+    .await;
+    claims
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"power": "On"}})),
+        )
+        .await
+        .expect("power on");
+    common::eventually("the machine runs the claim's OS again", || {
+        let servers = servers.clone();
+        let booted = booted.clone();
+        let name = server_name.clone();
+        async move {
+            let server = servers.get(&name).await.ok()?;
+            (booted.phase() == ferrometal_sim::Phase::Running
+                && server
+                    .annotations()
+                    .get("ferrometal.dev/provision-attempt")
+                    .map(String::as_str)
+                    == Some("2"))
+            .then_some(())
+        }
+    })
+    .await;
+
+    // Deleting the claim: the boot configuration and token go at once, the machine is
+    // powered off and, recycled, discovered again.
+    claims
+        .delete("web-1", &DeleteParams::default())
+        .await
+        .expect("delete the claim");
+    common::eventually("the claim's boot configuration is gone", || {
+        let configurations = configurations.clone();
+        let secrets = secrets.clone();
+        async move {
+            let sbc = configurations.get_opt("web-1").await.ok()?;
+            let token = secrets.get_opt("web-1-boot-token").await.ok()?;
+            (sbc.is_none() && token.is_none()).then_some(())
+        }
+    })
+    .await;
+    until_all(&servers, std::slice::from_ref(&server_name), "Available").await;
+    let server = servers.get(&server_name).await.expect("read");
+    assert!(server.spec.server_claim_ref.is_none());
+    assert!(server.spec.boot_configuration_ref.is_none());
+    assert!(
+        !server
+            .annotations()
+            .contains_key("ferrometal.dev/provision-attempt")
+    );
+    assert_eq!(
+        server
+            .annotations()
+            .get("ferrometal.dev/discovery-attempt")
+            .map(String::as_str),
+        Some("2"),
+        "recycled through a fresh discovery"
+    );
+}
+
+fn state(server: &Server) -> Option<String> {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .map(|s| format!("{s:?}"))
+}

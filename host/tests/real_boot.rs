@@ -173,6 +173,73 @@ async fn real_vms_boot_the_discovery_image_and_report_what_they_are() {
         console.contains("403"),
         "metalprobe's report was refused:\n{console}"
     );
+
+    // A claim on the first VM: it boots again, now with the claim's own ignition, whose unit
+    // prints a marker on the console (the discovery image runs enabled units' ExecStart).
+    let marker = format!("ferrometal-claim-marker-{}", std::process::id());
+    let ignition = json!({
+        "ignition": {"version": "3.4.0"},
+        "systemd": {"units": [{"name": "marker.service", "enabled": true,
+            "contents": format!("[Service]\nType=oneshot\nExecStart=/bin/echo {marker}\n")}]},
+    });
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(lab.client.clone(), "default");
+    secrets
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "vm-claim-ignition", "namespace": "default"},
+                "stringData": {"ignition": ignition.to_string()},
+            }))
+            .expect("a Secret"),
+        )
+        .await
+        .expect("create the claim's ignition");
+    let claims: Api<ferrometal::api::ServerClaim> = Api::namespaced(lab.client.clone(), "default");
+    claims
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "ServerClaim",
+                "metadata": {"name": "vm-claim", "namespace": "default"},
+                "spec": {"power": "On", "image": lab.discovery_image,
+                         "ignitionSecretRef": {"name": "vm-claim-ignition"},
+                         "serverRef": {"name": name(0)}},
+            }))
+            .expect("a claim"),
+        )
+        .await
+        .expect("create the claim");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while !vm::console_tail(machines[0], 400).contains(&marker) {
+        if Instant::now() > deadline {
+            let server = servers.get(&name(0)).await.expect("read");
+            panic!(
+                "the claimed VM never ran the claim's ignition:\n{}\noperator log:\n{}\nconsole:\n{}",
+                common::server_summary(std::slice::from_ref(&server)),
+                lab.operator_log_tail(40),
+                vm::console_tail(machines[0], 80)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let claimed = servers.get(&name(0)).await.expect("read");
+    assert_eq!(vm::state(&claimed), "Reserved");
+    let claim = claims.get("vm-claim").await.expect("read the claim");
+    assert_eq!(
+        claim
+            .status
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        Some("Bound")
+    );
+    eprintln!(
+        "the claimed VM ran its claim's ignition {:?} after start",
+        started.elapsed()
+    );
+
     // The consoles and sparse disks are kept only when the test fails.
     let work_dir = lab.work_dir().to_owned();
     drop(lab);

@@ -221,6 +221,18 @@ fn file_source<'a>(ignition: &'a serde_json::Value, path: &str) -> Option<&'a st
         .as_str()
 }
 
+/// Whether an ignition is the discovery system's: one of its systemd units runs metalprobe.
+pub fn runs_metalprobe(ignition: &serde_json::Value) -> bool {
+    ignition["systemd"]["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|unit| unit["contents"].as_str())
+        .flat_map(str::lines)
+        .filter_map(|line| line.trim().strip_prefix("ExecStart="))
+        .any(|exec| exec.contains("metalprobe"))
+}
+
 /// Reads the metalprobe unit's arguments and the token file from a discovery ignition.
 pub fn discovery_instructions(
     ignition: &serde_json::Value,
@@ -395,5 +407,7 @@ mod tests {
         );
         let no_probe = json!({"systemd": {"units": [{"contents": "ExecStart=/bin/true"}]}});
         assert!(discovery_instructions(&no_probe).is_err());
+        assert!(!runs_metalprobe(&no_probe));
+        assert!(!runs_metalprobe(&json!({"ignition": {"version": "3.4.0"}})));
     }
 }

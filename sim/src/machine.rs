@@ -54,6 +54,8 @@ pub enum Phase {
     Probing,
     /// metalprobe's report was accepted.
     Reported,
+    /// Booted an OS whose ignition runs no metalprobe (a claim's OS): it runs.
+    Running,
     /// The boot went wrong; the machine waits for the next power action.
     Failed(String),
 }
@@ -68,6 +70,7 @@ impl Phase {
             Self::Ipxe => "ipxe",
             Self::Probing => "probing",
             Self::Reported => "reported",
+            Self::Running => "running",
             Self::Failed(_) => "failed",
         }
     }
@@ -192,6 +195,8 @@ struct State {
     acknowledged: Vec<AcknowledgedReport>,
     /// Every reset type accepted, oldest first.
     resets: Vec<String>,
+    /// The ignition of the latest boot into an OS that is not the discovery system.
+    ignition: Option<serde_json::Value>,
 }
 
 /// Where a script command leaves the firmware.
@@ -261,6 +266,7 @@ impl Machine {
                 leased: None,
                 acknowledged: Vec::new(),
                 resets: Vec::new(),
+                ignition: None,
             }),
         }
     }
@@ -338,6 +344,12 @@ impl Machine {
         self.state().resets.clone()
     }
 
+    /// The ignition of the latest boot into an OS other than the discovery system (phase
+    /// [`Phase::Running`]), as the machine fetched it.
+    pub fn running_ignition(&self) -> Option<serde_json::Value> {
+        self.state().ignition.clone()
+    }
+
     /// Applies a Redfish reset type, `power_delay` later.
     pub fn reset(self: &Arc<Self>, reset_type: &str) -> Result<(), UnknownReset> {
         if !RESET_TYPES.contains(&reset_type) {
@@ -397,6 +409,8 @@ impl Machine {
             let outcome = machine.network_boot(source, probe).await;
             let mut state = machine.state();
             match outcome {
+                // A claim's OS keeps running; the discovery system is done once it reported.
+                Ok(()) if state.phase == Phase::Running => {}
                 Ok(()) => state.phase = Phase::Reported,
                 Err(error) => {
                     tracing::warn!(machine = machine.spec.index, uuid = %machine.spec.uuid, %error, "network boot failed");
@@ -699,6 +713,13 @@ impl Machine {
             .json()
             .await
             .map_err(|error| format!("the ignition is not JSON: {error}"))?;
+        // Not the discovery system (no unit runs metalprobe): an OS that simply runs.
+        if !firmware::runs_metalprobe(&ignition) {
+            let mut state = self.state();
+            state.ignition = Some(ignition);
+            state.phase = Phase::Running;
+            return Ok(());
+        }
         let instructions =
             firmware::discovery_instructions(&ignition).map_err(|error| error.to_string())?;
         self.set_phase(Phase::Probing);

@@ -260,6 +260,14 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         );
         println!("{}", kubectl(&lab, &["get", "servers"])?);
     }
+    // Claims live where the operator watches them: the chart's boot namespace in a cluster.
+    let claim_namespace = if args.cluster { NAMESPACE } else { "default" };
+    claim_one(
+        &lab,
+        claim_namespace,
+        &format!("sim-bmc-{}-system-0", args.servers - 1),
+    )
+    .await?;
     if args.exit_when_available {
         return Ok(());
     }
@@ -299,6 +307,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         args.servers - 1
     );
     println!("  kubectl get serverbootconfigurations -A");
+    println!("  kubectl get serverclaims -A          # the demo's claim (docs/claims.md)");
     if args.vms > 0 {
         println!(
             "  kubectl get server vm-bmc-{}-system-0 -o yaml   # what a real VM reported",
@@ -383,6 +392,80 @@ async fn install_chart(lab: &Lab) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         lab.kubectl(&["get", "pods", "-n", NAMESPACE, "-o", "wide"])?
     ));
+    Ok(())
+}
+
+/// The demo's claim: one Server, booted with the discovery image and an ignition of the
+/// claim's own (for simulated machines the point is the flow), until it is Bound and the
+/// machine runs the claim's OS.
+async fn claim_one(lab: &Lab, namespace: &str, server: &str) -> anyhow::Result<()> {
+    step(format_args!(
+        "claiming {server} (ServerClaim {namespace}/demo)"
+    ));
+    let ignition = serde_json::json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"files": [{"path": "/etc/motd", "contents": {"source": "data:,claimed%20by%20the%20ferrometal%20demo"}}]},
+    });
+    let objects = format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: demo-ignition, namespace: {namespace}}}
+stringData:
+  ignition: '{ignition}'
+---
+apiVersion: metal.ironcore.dev/v1alpha1
+kind: ServerClaim
+metadata: {{name: demo, namespace: {namespace}}}
+spec:
+  power: \"On\"
+  image: {image}
+  ignitionSecretRef: {{name: demo-ignition}}
+  serverRef: {{name: {server}}}
+",
+        image = lab.discovery_image,
+    );
+    let file = lab.work_dir().join("demo-claim.yaml");
+    std::fs::write(&file, objects).with_context(|| format!("write {}", file.display()))?;
+    kubectl(lab, &["apply", "-f", file.to_str().unwrap_or_default()])?;
+    let started = Instant::now();
+    loop {
+        let phase = kubectl(
+            lab,
+            &[
+                "get",
+                "serverclaim",
+                "demo",
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        )?;
+        let running = lab
+            .fleet
+            .machines()
+            .filter(|machine| machine.phase() == ferrometal_sim::Phase::Running)
+            .count();
+        if phase.trim() == "Bound" && running == 1 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "the demo claim is {phase:?} and {running} machines run a claimed OS after 120 s:\n{}",
+                kubectl(lab, &["describe", "serverclaim", "demo", "-n", namespace])?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    step(format_args!(
+        "{server} Bound and booted the claim's OS in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    println!(
+        "\n{}",
+        kubectl(lab, &["get", "serverclaims", "-n", namespace])?
+    );
+    println!("{}", kubectl(lab, &["get", "server", server])?);
     Ok(())
 }
 

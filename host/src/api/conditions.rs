@@ -35,6 +35,9 @@ pub const FETCH_TICKET_REUSED: &str = "FetchTicketReused";
 /// one ferrometal's DHCP server leased to it (and was refused).
 pub const SOURCE_ADDRESS_REFUSED: &str = "SourceAddressRefused";
 
+/// BMC: how its last credential rotation went (docs/security.md#credential-rotation).
+pub const CREDENTIALS_ROTATED: &str = "CredentialsRotated";
+
 /// ServerClaim: whether the claim holds a Server (`spec.serverRef` and the Server's
 /// `spec.serverClaimRef` name each other).
 pub const BOUND: &str = "Bound";
@@ -65,6 +68,21 @@ pub const REASON_REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
 /// Endpoint or BMC: a field the schema leaves optional (as metal-operator's does) but the
 /// object needs is empty, e.g. an Endpoint without `macAddress` or a BMC without an IP.
 pub const REASON_INCOMPLETE: &str = "Incomplete";
+
+// BMC `CredentialsRotated` reasons (and the Server's `BMCReachable` while one runs).
+
+/// BMC: the last rotation was committed; the BMCSecret holds the BMC's own password.
+pub const REASON_ROTATED: &str = "Rotated";
+/// BMC: a rotation is under way (the message says which phase, or what it waits for).
+/// Server `BMCReachable`: its BMC's password is being changed; the BMC is not called.
+pub const REASON_CREDENTIALS_ROTATING: &str = "CredentialsRotating";
+/// BMC: the last rotation failed and was rolled back (or could not start); the current
+/// password still works.
+pub const REASON_ROTATION_FAILED: &str = "RotationFailed";
+/// BMC: neither the current nor the new password was accepted; a person must look.
+pub const REASON_CREDENTIALS_UNCERTAIN: &str = "CredentialsUncertain";
+/// BMC: a rotation was asked for, but the BMCSecret may not be rotated.
+pub const REASON_NOT_ELIGIBLE: &str = "NotEligible";
 
 // Server `Discovery` reasons.
 
@@ -224,6 +242,17 @@ pub const CATALOGUE: &[Documented] = &[
         ],
     },
     Documented {
+        kind: "BMC",
+        type_: CREDENTIALS_ROTATED,
+        reasons: &[
+            REASON_ROTATED,
+            REASON_CREDENTIALS_ROTATING,
+            REASON_ROTATION_FAILED,
+            REASON_CREDENTIALS_UNCERTAIN,
+            REASON_NOT_ELIGIBLE,
+        ],
+    },
+    Documented {
         kind: "Server",
         type_: DISCOVERY,
         reasons: &[
@@ -255,6 +284,7 @@ pub const CATALOGUE: &[Documented] = &[
             REASON_INCOMPLETE,
             REASON_DRIVER_FAILED,
             REASON_CONNECTION_FAILED,
+            REASON_CREDENTIALS_ROTATING,
         ],
     },
     Documented {

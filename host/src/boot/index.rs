@@ -59,6 +59,9 @@ pub struct BootEntry {
     /// The discovery attempt whose boot window this entry is (`None`: not a discovery
     /// configuration). The Server powers the machine on only once its attempt is served.
     pub discovery_attempt: Option<u32>,
+    /// The provisioning attempt (a claim's boot) whose boot window this entry is (`None`: not
+    /// a claim's configuration). Such an entry never posts probe reports.
+    pub provision_attempt: Option<u32>,
     /// What happened to this entry since it was made.
     pub state: EntryState,
 }
@@ -216,6 +219,7 @@ impl BootEntry {
             && self.token == other.token
             && self.network_identifiers == other.network_identifiers
             && self.discovery_attempt == other.discovery_attempt
+            && self.provision_attempt == other.provision_attempt
     }
 }
 
@@ -303,14 +307,31 @@ impl BootIndex {
     /// Whether the index serves discovery `attempt` of `config`, with the fetch ticket of
     /// fingerprint `ticket` when one is named.
     pub fn serves_discovery(&self, config: &ConfigKey, attempt: u32, ticket: Option<&str>) -> bool {
+        self.serves(config, |entry| {
+            entry.discovery_attempt == Some(attempt) && entry.has_ticket(ticket)
+        })
+    }
+
+    /// Whether the index serves provisioning `attempt` of `config` (a claim's boot), with the
+    /// fetch ticket of fingerprint `ticket` when one is named.
+    pub fn serves_provisioning(
+        &self,
+        config: &ConfigKey,
+        attempt: u32,
+        ticket: Option<&str>,
+    ) -> bool {
+        self.serves(config, |entry| {
+            entry.provision_attempt == Some(attempt) && entry.has_ticket(ticket)
+        })
+    }
+
+    fn serves(&self, config: &ConfigKey, wanted: impl Fn(&BootEntry) -> bool) -> bool {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner
             .by_config
             .get(config)
             .and_then(|uuid| inner.by_uuid.get(uuid))
-            .is_some_and(|entry| {
-                entry.discovery_attempt == Some(attempt) && entry.has_ticket(ticket)
-            })
+            .is_some_and(|entry| wanted(entry))
     }
 
     /// Whether the index holds every configuration yet (after a start), and how the
@@ -336,9 +357,7 @@ impl BootIndex {
             // unserved).
             inner.displaced.insert(entry.config.clone(), other.clone());
         }
-        let opened = entry
-            .discovery_attempt
-            .is_some()
+        let opened = (entry.discovery_attempt.is_some() || entry.provision_attempt.is_some())
             .then(|| entry.server.clone());
         inner.add(Arc::new(entry));
         drop(inner);
@@ -531,6 +550,7 @@ mod tests {
             token: Some(token.to_owned()),
             network_identifiers: vec![String::from("10.0.0.7"), String::from("aa:bb:cc:dd:ee:ff")],
             discovery_attempt: None,
+            provision_attempt: None,
             state: EntryState::default(),
         }
     }
@@ -538,11 +558,37 @@ mod tests {
     const UUID: &str = "00112233-4455-6677-8899-aabbccddeeff";
 
     #[test]
+    fn a_claims_window_is_asked_by_its_provisioning_attempt_only() {
+        let index = BootIndex::default();
+        let mut opened = index.opened_windows();
+        index.insert(BootEntry {
+            provision_attempt: Some(2),
+            ..entry("a", UUID, "k1", "t2")
+        });
+        let ticket = Ticket::of("t2").fingerprint;
+        assert!(index.serves_provisioning(&key("a"), 2, Some(&ticket)));
+        assert!(
+            !index.serves_provisioning(&key("a"), 1, Some(&ticket)),
+            "an earlier attempt"
+        );
+        assert!(
+            !index.serves_provisioning(&key("a"), 2, Some(&Ticket::of("t1").fingerprint)),
+            "another attempt's ticket"
+        );
+        assert!(
+            !index.serves_discovery(&key("a"), 2, None),
+            "a claim's boot is no discovery"
+        );
+        assert_eq!(opened.try_recv().ok().as_deref(), Some("server"), "woken");
+    }
+
+    #[test]
     fn an_opened_discovery_window_is_told_once_and_asked_by_attempt() {
         let index = BootIndex::default();
         let mut opened = index.opened_windows();
         let discovery = |attempt, token| BootEntry {
             discovery_attempt: Some(attempt),
+            provision_attempt: None,
             ..entry("a", UUID, "k1", token)
         };
         assert!(!index.serves_discovery(&key("a"), 1, None));

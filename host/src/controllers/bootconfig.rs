@@ -20,6 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Error;
+use super::provisioning::BOOT_TOKEN_SECRET_ANNOTATION;
 use crate::api::{
     Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
 };
@@ -82,6 +83,12 @@ pub struct ServerView {
     /// The fingerprint of that attempt's fetch ticket, as the Server recorded it: served
     /// only from an ignition Secret whose token has it (`None`: any).
     pub discovery_ticket: Option<String>,
+    /// The provisioning attempt of a claimed (Reserved) Server: the boot window of its
+    /// claim's configuration. It opens when the attempt starts and closes when the Server
+    /// is released.
+    pub provision_attempt: Option<u32>,
+    /// The fingerprint of that attempt's fetch ticket.
+    pub provision_ticket: Option<String>,
 }
 
 impl ServerView {
@@ -89,6 +96,7 @@ impl ServerView {
     pub fn of(server: &Server) -> Self {
         let status = server.status.as_ref();
         let progress = super::server::Progress::from_annotations(server.annotations());
+        let provision = super::provisioning::BootAttempt::from_annotations(server.annotations());
         let reported_at = status.and_then(super::server::reported_at);
         Self {
             uuid: server
@@ -119,6 +127,10 @@ impl ServerView {
                 && !progress.reported(reported_at))
             .then_some(progress.attempt),
             discovery_ticket: progress.ticket,
+            provision_attempt: provision
+                .open_attempt()
+                .filter(|_| status.and_then(|s| s.state) == Some(ServerState::Reserved)),
+            provision_ticket: provision.ticket,
         }
     }
 }
@@ -163,6 +175,9 @@ pub struct Observed {
     /// Whether the configuration is its Server's own discovery configuration (the Server
     /// is its controlling owner): served only in the discovery's boot window.
     pub discovery: bool,
+    /// Whether the configuration is a claim's (a ServerClaim is its controlling owner):
+    /// served only in the boot window of the Server's provisioning attempt.
+    pub provisioning: bool,
     /// The message of its `IgnitionDataFetched` condition, which names who used which fetch
     /// ticket (so that a used ticket stays used across restarts).
     pub ignition_fetched: Option<String>,
@@ -250,6 +265,21 @@ pub fn plan(observed: Observed) -> Decision {
             },
             None,
         ),
+        IgnitionLookup::Found { token: None, .. }
+            if observed.provisioning && !observed.allow_unauthenticated_ignition =>
+        {
+            (
+                ConditionUpdate {
+                    kind: IGNITION_SECRET,
+                    value: false,
+                    reason: conditions::REASON_BOOT_TOKEN_MISSING,
+                    message: String::from(
+                        "no boot token yet: the Server makes one for each boot of the claim's OS, when the claim wants it on",
+                    ),
+                },
+                None,
+            )
+        }
         IgnitionLookup::Found {
             secret,
             token: None,
@@ -310,7 +340,7 @@ pub fn plan(observed: Observed) -> Decision {
             )),
             // A discovery configuration is made before its Server names it (in the same
             // step): it waits for its window rather than being marked wrong.
-            None if !observed.discovery => Err((
+            None if !observed.discovery && !observed.provisioning => Err((
                 conditions::REASON_NOT_THE_SERVERS_BOOT_CONFIGURATION,
                 format!(
                     "Server {} does not name this configuration in spec.bootConfigurationRef; set it there to have it served",
@@ -323,16 +353,22 @@ pub fn plan(observed: Observed) -> Decision {
 
     let (ready, entry) = match (&observed.image, ignition, server) {
         (Ok(resolved), Some((ignition, token)), Ok((uuid, view))) => {
-            // `Some(None)`: served, not for discovery; `None`: a discovery outside its window.
+            // `Some((discovery, provisioning))`: served, in the window of that attempt, if
+            // any; `None`: a discovery or claim configuration outside its window.
+            let named = view.boot_configuration_ref.as_ref() == Some(&observed.config);
             let served = if observed.discovery {
                 view.discovery_attempt
-                    .filter(|_| view.boot_configuration_ref.as_ref() == Some(&observed.config))
-                    .map(Some)
+                    .filter(|_| named)
+                    .map(|attempt| (Some(attempt), None))
+            } else if observed.provisioning {
+                view.provision_attempt
+                    .filter(|_| named)
+                    .map(|attempt| (None, Some(attempt)))
             } else {
-                Some(None)
+                Some((None, None))
             };
             let entry = served
-                .map(|discovery_attempt| {
+                .map(|(discovery_attempt, provision_attempt)| {
                     let entry = BootEntry {
                         config: observed.config.clone(),
                         uuid: uuid.clone(),
@@ -343,6 +379,7 @@ pub fn plan(observed: Observed) -> Decision {
                         token,
                         network_identifiers: view.network_identifiers.clone(),
                         discovery_attempt,
+                        provision_attempt,
                         state: EntryState::default(),
                     };
                     if let Some(message) = &observed.ignition_fetched {
@@ -353,7 +390,13 @@ pub fn plan(observed: Observed) -> Decision {
                 // A discovery whose Secret in this cache is another attempt's is not served (its
                 // own comes soon).
                 .filter(|entry| {
-                    !observed.discovery || entry.has_ticket(view.discovery_ticket.as_deref())
+                    if observed.discovery {
+                        entry.has_ticket(view.discovery_ticket.as_deref())
+                    } else if observed.provisioning {
+                        entry.has_ticket(view.provision_ticket.as_deref())
+                    } else {
+                        true
+                    }
                 });
             (
                 ConditionUpdate {
@@ -393,9 +436,16 @@ pub fn plan(observed: Observed) -> Decision {
     };
     let transient = matches!(observed.image, Err(ImageError::RegistryUnreachable { .. }));
     let ready_now = ready.value;
+    // A claim's configuration before the first boot of the claim's OS: nothing is wrong,
+    // the Server makes the token when the claim wants the machine on.
+    let awaiting_token = observed.provisioning
+        && !observed.allow_unauthenticated_ignition
+        && matches!(observed.ignition, IgnitionLookup::Found { token: None, .. });
     Decision {
         state: if ready_now {
             ServerBootConfigurationState::Ready
+        } else if awaiting_token {
+            ServerBootConfigurationState::Pending
         } else {
             ServerBootConfigurationState::Error
         },
@@ -611,12 +661,26 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
                             .map(|bytes| bytes.0.clone())
                             .filter(|bytes| !bytes.is_empty())
                     };
+                    // A claim's ignition is the claimant's; its token is the operator's, in
+                    // the Secret the configuration names.
+                    let token = match sbc.annotations().get(BOOT_TOKEN_SECRET_ANNOTATION) {
+                        None => value(BOOT_TOKEN_KEY),
+                        Some(name) => cached_or_get(
+                            &ctx.secrets,
+                            &Api::namespaced(ctx.client.clone(), &config.namespace),
+                            Some(&config.namespace),
+                            name,
+                        )
+                        .await?
+                        .and_then(|secret| secret.data.as_ref()?.get(BOOT_TOKEN_KEY).cloned())
+                        .map(|bytes| bytes.0),
+                    };
                     match value(IGNITION_KEY) {
                         None => IgnitionLookup::KeyMissing(reference.name.clone()),
                         Some(ignition) => IgnitionLookup::Found {
                             secret: reference.name.clone(),
                             ignition: bytes::Bytes::from(ignition),
-                            token: value(BOOT_TOKEN_KEY)
+                            token: token
                                 .map(|token| String::from_utf8_lossy(&token).trim().to_owned())
                                 .filter(|token| !token.is_empty()),
                         },
@@ -638,6 +702,12 @@ async fn reconcile_inner(sbc: &ServerBootConfiguration, ctx: &Context) -> Result
                 && owner.kind == "Server"
                 && owner.name == sbc.spec.server_ref.name
         }),
+        provisioning: sbc
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| owner.controller == Some(true) && owner.kind == "ServerClaim"),
         ignition_fetched: ignition_fetched(sbc).map(str::to_owned),
     });
     match decision.entry {
@@ -730,7 +800,11 @@ async fn publish_status(
         &super::object_key(sbc),
         written.metadata.resource_version.as_deref(),
     );
-    if ready_changed && let Some(ready) = updates.iter().find(|u| u.kind == conditions::READY) {
+    // A Pending configuration waits for something that comes by itself: no Warning.
+    if ready_changed
+        && state != ServerBootConfigurationState::Pending
+        && let Some(ready) = updates.iter().find(|u| u.kind == conditions::READY)
+    {
         report::ready_event(
             &ctx.client,
             &ctx.reporter,
@@ -787,13 +861,15 @@ pub async fn run(
             sbc.spec
                 .ignition_secret_ref
                 .as_ref()
+                .map(|secret| secret.name.clone())
+                .into_iter()
+                .chain(sbc.annotations().get(BOOT_TOKEN_SECRET_ANNOTATION).cloned())
                 .map(|secret| {
                     (
-                        format!("{namespace}/{}", secret.name),
+                        format!("{namespace}/{secret}"),
                         (namespace.clone(), sbc.name_any()),
                     )
                 })
-                .into_iter()
                 .collect()
         }));
     let by_server: Arc<WatchIndex<ServerBootConfiguration, (String, String)>> =
@@ -933,6 +1009,8 @@ mod tests {
                 }),
                 discovery_attempt: None,
                 discovery_ticket: None,
+                provision_attempt: None,
+                provision_ticket: None,
             }),
             image: Ok(resolved()),
             ignition: IgnitionLookup::Found {
@@ -942,6 +1020,7 @@ mod tests {
             },
             allow_unauthenticated_ignition: false,
             discovery: false,
+            provisioning: false,
             ignition_fetched: None,
         }
     }
@@ -1271,8 +1350,15 @@ mod tests {
             image_ok in proptest::bool::ANY,
             ignition in 0u8..4,
             allow_unauthenticated in proptest::bool::ANY,
-            discovery in proptest::bool::ANY,
+            kind in 0u8..3,
         ) {
+            // 0: a configuration of someone else's, 1: a discovery's, 2: a claim's.
+            let (discovery, provisioning) = (kind == 1, kind == 2);
+            let fingerprint = match ticket {
+                0 => None,
+                1 => Some(crate::boot::index::Ticket::of("t").fingerprint),
+                _ => Some(crate::boot::index::Ticket::of("another").fingerprint),
+            };
             let config = observed().config;
             let mut input = observed();
             input.server = if found {
@@ -1289,12 +1375,10 @@ mod tests {
                             name: String::from("claim-boot"),
                         }),
                     },
-                    discovery_attempt: attempt,
-                    discovery_ticket: match ticket {
-                        0 => None,
-                        1 => Some(crate::boot::index::Ticket::of("t").fingerprint),
-                        _ => Some(crate::boot::index::Ticket::of("another").fingerprint),
-                    },
+                    discovery_attempt: attempt.filter(|_| discovery),
+                    discovery_ticket: fingerprint.clone().filter(|_| discovery),
+                    provision_attempt: attempt.filter(|_| provisioning),
+                    provision_ticket: fingerprint.filter(|_| provisioning),
                 })
             } else {
                 ServerLookup::Missing
@@ -1318,6 +1402,7 @@ mod tests {
             };
             input.allow_unauthenticated_ignition = allow_unauthenticated;
             input.discovery = discovery;
+            input.provisioning = provisioning;
             let decision = plan(input);
             let ready = &decision.conditions[0];
             proptest::prop_assert_eq!(ready.kind, conditions::READY);
@@ -1332,15 +1417,27 @@ mod tests {
                     entry.token.is_some() || entry.ignition.is_none() || allow_unauthenticated,
                     "ignition without a ticket served without the flag"
                 );
-                if discovery {
+                if discovery || provisioning {
                     // Named, in its window, with the attempt's own Secret.
                     proptest::prop_assert_eq!(named, 1);
-                    proptest::prop_assert_eq!(entry.discovery_attempt, attempt);
+                    let window = if discovery {
+                        entry.discovery_attempt
+                    } else {
+                        entry.provision_attempt
+                    };
+                    proptest::prop_assert_eq!(window, attempt);
                     proptest::prop_assert!(attempt.is_some());
                     proptest::prop_assert!(ticket == 0 || (ticket == 1 && ignition == 3));
                 } else {
                     proptest::prop_assert_eq!(named, 1, "served without being named");
                     proptest::prop_assert_eq!(entry.discovery_attempt, None);
+                }
+                // A claim's entry is never a discovery's (the registry refuses its reports).
+                proptest::prop_assert!(
+                    entry.discovery_attempt.is_none() || entry.provision_attempt.is_none()
+                );
+                if !provisioning {
+                    proptest::prop_assert_eq!(entry.provision_attempt, None);
                 }
             }
             // Another configuration named by the Server is never Ready.

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod bmc;
+pub mod bmc_rotation;
 pub mod bmc_work;
 pub mod bootconfig;
 pub mod caches;
@@ -10,9 +11,12 @@ pub mod claim;
 pub mod connection;
 pub mod credentials;
 pub mod endpoint;
+pub mod hardware_facts;
 pub mod inventory;
 pub mod operations;
+pub mod provisioning;
 pub mod report;
+pub mod rotation;
 pub mod server;
 pub mod system_uuids;
 pub mod triggers;

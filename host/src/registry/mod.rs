@@ -88,6 +88,16 @@ impl Registry {
                 .unknown(endpoint, format!("system {uuid} is not being discovered"));
             return Err(Refusal(status, message));
         };
+        // A claim's OS holds its own boot token: it must not be able to rewrite the facts
+        // discovery verified.
+        if entry.provision_attempt.is_some() {
+            tracing::warn!(endpoint, server = %entry.server, "registry request refused: the server is booting its claim's OS, not being discovered");
+            self.boot.metrics.count(endpoint, StatusCode::FORBIDDEN);
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                format!("system {uuid} is not being discovered"),
+            ));
+        }
         let given = bearer_token(headers);
         let refusal = match (&entry.token, given) {
             (None, _) => None,

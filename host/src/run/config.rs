@@ -71,6 +71,24 @@ pub struct RunArgs {
         default_value_t = 30
     )]
     credential_retry_seconds: u64,
+    /// When ferrometal replaces a BMC's password with a random one of its own: `off` (only on
+    /// demand, `metal.ironcore.dev/operation: rotate-credentials` on the BMC) or `onboarding`
+    /// (right after the first successful connection with a credential-database default). Only
+    /// BMCSecrets ferrometal wrote, or that opt in, are rotated (docs/security.md).
+    #[arg(
+        long,
+        env = "FERROMETAL_BMC_CREDENTIAL_ROTATION",
+        default_value = "off"
+    )]
+    bmc_credential_rotation: ferrometal::controllers::rotation::Mode,
+    /// With `--bmc-credential-rotation onboarding`: rotate again this many seconds after the
+    /// last rotation; 0: never.
+    #[arg(
+        long,
+        env = "FERROMETAL_BMC_CREDENTIAL_ROTATION_INTERVAL_SECONDS",
+        default_value_t = 0
+    )]
+    bmc_credential_rotation_interval_seconds: u64,
     /// Where to serve /metrics, /healthz and /readyz (`127.0.0.1:0` picks a free port).
     #[arg(
         long,
@@ -424,6 +442,8 @@ pub struct BmcOptions {
     pub resync: Duration,
     /// Base delay before the next default credential is tried (at least a second).
     pub credential_retry: Duration,
+    /// When BMC credentials are rotated.
+    pub rotation: ferrometal::controllers::rotation::Schedule,
     /// What becomes of systems that take no boot override.
     pub bootless: BootlessSystems,
 }
@@ -522,6 +542,8 @@ impl TryFrom<RunArgs> for Settings {
             bmc_ca_file,
             bmc_insecure_tls,
             credential_retry_seconds,
+            bmc_credential_rotation,
+            bmc_credential_rotation_interval_seconds,
             metrics_bind_address,
             ui,
             ui_stuck_minutes,
@@ -555,6 +577,11 @@ impl TryFrom<RunArgs> for Settings {
             },
             resync: seconds_at_least_one(bmc_resync_seconds),
             credential_retry: seconds_at_least_one(credential_retry_seconds),
+            rotation: ferrometal::controllers::rotation::Schedule {
+                mode: bmc_credential_rotation,
+                interval: (bmc_credential_rotation_interval_seconds > 0)
+                    .then(|| Duration::from_secs(bmc_credential_rotation_interval_seconds)),
+            },
             bootless: discovery
                 .systems_without_boot_override
                 .parse()

@@ -301,6 +301,7 @@ pub async fn wire(
         catalog: catalog.clone(),
         lookup_settings,
         credential_retry: settings.bmc.credential_retry,
+        rotation: settings.bmc.rotation,
         settings: bmc_settings.clone(),
         bootless: settings.bmc.bootless,
         reporter: reporter("ferrometal-bmc"),
@@ -352,6 +353,7 @@ pub async fn wire(
     let claim_context = Arc::new(claim::Context {
         client: client.clone(),
         servers: caches.servers.clone(),
+        boot_configurations: caches.boot_configurations.clone(),
         servers_by_claim: Arc::new(WatchIndex::new(claim::claim_of)),
         reporter: reporter(claim::MANAGER),
         metrics: metrics.clone(),
@@ -844,10 +846,16 @@ impl Leader {
             Some(namespace) => Api::<ServerClaim>::namespaced(client.clone(), namespace),
             None => Api::<ServerClaim>::all(client.clone()),
         };
-        // A claim going away releases its Server.
+        // A claim going away releases its Server; a change of its spec (its power) is the
+        // Server's to follow.
         let claim_releases = changes(
             watcher(claims_api.clone(), watcher::Config::default()).default_backoff(),
-            |claim: &ServerClaim| fingerprint(claim.metadata.deletion_timestamp.is_some()),
+            |claim: &ServerClaim| {
+                fingerprint((
+                    claim.metadata.deletion_timestamp.is_some(),
+                    claim.metadata.generation,
+                ))
+            },
         );
         let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
         // Listened to from the moment this replica leads (a standby's index opens windows

@@ -49,6 +49,8 @@ fn exported() -> Exported {
     controllers.reconcile("server").finish(true);
     controllers.error("server", "conflict");
     controllers.probe(conditions::REASON_CONNECTED);
+    controllers.credential_rotation("succeeded");
+    controllers.claim_bind("bound");
     for phase in DiscoveryPhase::ALL {
         controllers.discovery_phase(phase, SignedDuration::from_secs(1));
     }

@@ -23,8 +23,9 @@ pub mod select;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -37,7 +38,7 @@ use super::watch_index::WatchIndex;
 use super::written::Freshness;
 use crate::api::conditions;
 use crate::api::server_claim::ServerClaimPhase;
-use crate::api::{Server, ServerClaim};
+use crate::api::{Server, ServerBootConfiguration, ServerClaim};
 use crate::telemetry::ControllerMetrics;
 
 /// Field manager of the claim controller's writes.
@@ -47,8 +48,6 @@ pub const MANAGER: &str = "ferrometal-serverclaim";
 pub const FINALIZER: &str = "metal.ironcore.dev/serverclaim";
 /// On a claim with a selector: the Server it is binding (step 1 of the protocol).
 pub const BINDING_ANNOTATION: &str = "ferrometal.dev/binding-server";
-/// metal-operator's operation annotation; its value `ignore` freezes the object.
-pub const OPERATION_ANNOTATION: &str = "metal.ironcore.dev/operation";
 
 /// At most this many Servers are tried per reconcile before the claim waits for a change.
 const TRIES_PER_RECONCILE: usize = 8;
@@ -59,6 +58,9 @@ pub struct Context {
     pub client: Client,
     /// The Servers (the Server controller's watch cache).
     pub servers: Store<Server>,
+    /// The discovery namespace's boot configurations (the Server controller's watch cache):
+    /// a claim's configuration in that namespace is read from here.
+    pub boot_configurations: Store<ServerBootConfiguration>,
     /// Servers by the claim they are bound to (`namespace/name`), from the Server watch.
     pub servers_by_claim: Arc<WatchIndex<Server, String>>,
     /// Event reporter.
@@ -77,14 +79,6 @@ pub fn claim_of(server: &Server) -> Vec<(String, String)> {
     ClaimKey::bound_to(server)
         .map(|claim| vec![(claim.to_string(), server.name_any())])
         .unwrap_or_default()
-}
-
-/// Whether the operation annotation says `ignore`.
-pub fn ignored(object: &impl ResourceExt) -> bool {
-    object
-        .annotations()
-        .get(OPERATION_ANNOTATION)
-        .is_some_and(|value| value == "ignore")
 }
 
 /// What of a claim its reconciler acts on: spec, annotations, finalizers and deletion (not
@@ -144,7 +138,8 @@ pub fn error_policy(claim: Arc<ServerClaim>, error: &Error, ctx: Arc<Context>) -
 type Verdict = (bool, &'static str, String);
 
 async fn reconcile_inner(cached: &ServerClaim, ctx: &Context) -> Result<Action, Error> {
-    if ignored(cached) {
+    // `metal.ironcore.dev/operation: ignore` freezes a claim as it does a Server.
+    if super::operations::is_ignored(cached.annotations()) {
         return Ok(Action::await_change());
     }
     let namespace = cached.namespace().unwrap_or_default();
@@ -167,6 +162,9 @@ async fn reconcile_inner(cached: &ServerClaim, ctx: &Context) -> Result<Action, 
     if claim.metadata.deletion_timestamp.is_some() {
         ctx.written.forget(&id);
         if claim.finalizers().iter().any(|f| f == FINALIZER) {
+            // The boot server stops serving the claim's OS at once; the Server powers the
+            // machine off and is released on its own (no worker waits for the BMC here).
+            remove_boot_configuration(&ctx.client, &claim).await?;
             let finalizers: Vec<&String> = claim
                 .finalizers()
                 .iter()
@@ -230,6 +228,11 @@ async fn reconcile_inner(cached: &ServerClaim, ctx: &Context) -> Result<Action, 
     };
     if claim.resource_version() != cached.resource_version() {
         ctx.written.record(&id, claim.resource_version().as_deref());
+    }
+    if verdict.0
+        && let Some(server) = &claim.spec.server_ref
+    {
+        apply_boot_configuration(ctx, &claim, server.name.trim()).await?;
     }
     publish(ctx, &claims, &claim, verdict).await?;
     // A Server that was being bound by another claim may be free again in a moment (that
@@ -373,6 +376,151 @@ async fn bind_selected(
         (false, conditions::REASON_NO_SERVER_AVAILABLE, message),
         untried > 0 || refusals.contains_key(Refusal::Contended.kind()),
     ))
+}
+
+/// Makes the claim's boot configuration: named like the claim, in its namespace, controlled
+/// by it, booting the claim's image with the claimant's ignition and the operator's boot
+/// token (in the Secret its annotation names, made per attempt by the Server controller).
+/// A configuration of that name that is not the claim's is left alone (with a Warning).
+async fn apply_boot_configuration(
+    ctx: &Context,
+    claim: &ServerClaim,
+    server: &str,
+) -> Result<(), Error> {
+    let namespace = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    let configurations = Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &namespace);
+    let existing = super::caches::cached_or_get(
+        &ctx.boot_configurations,
+        &configurations,
+        Some(&namespace),
+        &name,
+    )
+    .await?;
+    if let Some(existing) = &existing
+        && !controlled_by(
+            existing.owner_references(),
+            "ServerClaim",
+            claim.uid().as_deref(),
+        )
+    {
+        super::report::publish(
+            &ctx.client,
+            &ctx.reporter,
+            &claim.object_ref(&()),
+            kube::runtime::events::EventType::Warning,
+            (
+                "BootConfigurationConflict",
+                &format!(
+                    "ServerBootConfiguration {namespace}/{name} exists and is not this claim's; the claim's OS is not booted until it is gone"
+                ),
+            ),
+            "Provision",
+        )
+        .await;
+        return Ok(());
+    }
+    let token_secret = super::provisioning::token_secret_name(&name);
+    let desired = json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1",
+        "kind": "ServerBootConfiguration",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": { super::provisioning::BOOT_TOKEN_SECRET_ANNOTATION: token_secret },
+            "ownerReferences": [{
+                "apiVersion": "metal.ironcore.dev/v1alpha1",
+                "kind": "ServerClaim",
+                "name": name,
+                "uid": claim.uid().unwrap_or_default(),
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "serverRef": { "name": server },
+            "image": claim.spec.image,
+            "ignitionSecretRef": claim.spec.ignition_secret_ref.as_ref().map(|r| json!({"name": r.name})),
+        },
+    });
+    let unchanged = existing.as_ref().is_some_and(|existing| {
+        existing.spec.server_ref.name == server
+            && existing.spec.image.as_deref() == Some(claim.spec.image.as_str())
+            && existing.spec.ignition_secret_ref.as_ref().map(|r| &r.name)
+                == claim.spec.ignition_secret_ref.as_ref().map(|r| &r.name)
+            && existing
+                .annotations()
+                .get(super::provisioning::BOOT_TOKEN_SECRET_ANNOTATION)
+                == Some(&token_secret)
+    });
+    if !unchanged {
+        configurations
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the claim's boot configuration and its boot token Secret (each only if it is
+/// the claim's).
+async fn remove_boot_configuration(client: &Client, claim: &ServerClaim) -> Result<(), Error> {
+    let namespace = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    let configurations = Api::<ServerBootConfiguration>::namespaced(client.clone(), &namespace);
+    if let Some(sbc) = configurations.get_opt(&name).await?
+        && controlled_by(
+            sbc.owner_references(),
+            "ServerClaim",
+            claim.uid().as_deref(),
+        )
+    {
+        ignore_gone(
+            configurations
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+        let token_secret = super::provisioning::token_secret_name(&name);
+        if let Some(secret) = secrets.get_opt(&token_secret).await?
+            && controlled_by(
+                secret.owner_references(),
+                "ServerBootConfiguration",
+                sbc.uid().as_deref(),
+            )
+        {
+            ignore_gone(
+                secrets
+                    .delete(&token_secret, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `owners` name a controller of `kind` with `uid`.
+fn controlled_by(
+    owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    kind: &str,
+    uid: Option<&str>,
+) -> bool {
+    owners
+        .iter()
+        .any(|o| o.controller == Some(true) && o.kind == kind && Some(o.uid.as_str()) == uid)
+}
+
+/// A deletion that found nothing to delete succeeded.
+fn ignore_gone(result: Result<(), kube::Error>) -> Result<(), Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// The `Bound` verdict for a bound claim.

@@ -37,6 +37,8 @@ use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::connection::connect;
 use crate::controllers::inventory::{BmcInventory, Known};
 use crate::controllers::operations::{self, Effects, OperationEvent, OperationStep, OperationView};
+
+mod provision;
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::controllers::written::{Freshness, WrittenVersions};
 use crate::plugins::bmc_driver::BmcDriverPlugin;
@@ -165,23 +167,23 @@ impl Progress {
 
     /// Reads the annotations.
     pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
-        let time = |key: &str| {
-            annotations
-                .get(key)
-                .and_then(|t| t.parse::<Timestamp>().ok())
-        };
-        let attempt = annotations
-            .get(ATTEMPT_ANNOTATION)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(0);
+        let attempt = super::provisioning::BootAttempt::read(
+            annotations,
+            [
+                ATTEMPT_ANNOTATION,
+                STARTED_ANNOTATION,
+                TICKET_ANNOTATION,
+                BOOTED_ANNOTATION,
+            ],
+        );
         Self {
-            attempt,
-            started: time(STARTED_ANNOTATION),
-            boot_requested: annotations.get(BOOTED_ANNOTATION).map(String::as_str)
-                == Some(attempt.to_string().as_str())
-                && attempt > 0,
-            retry_at: time(RETRY_ANNOTATION),
-            ticket: annotations.get(TICKET_ANNOTATION).cloned(),
+            attempt: attempt.attempt,
+            started: attempt.started,
+            boot_requested: attempt.boot_requested,
+            retry_at: annotations
+                .get(RETRY_ANNOTATION)
+                .and_then(|t| t.parse::<Timestamp>().ok()),
+            ticket: attempt.ticket,
         }
     }
 }
@@ -310,6 +312,9 @@ pub enum Step {
     },
     /// Bound by a claim while Available: `Reserved` (no BMC call).
     Reserve,
+    /// Reserved by a claim that exists: boot and power the machine as the claim says
+    /// ([`super::provisioning`] decides how).
+    Provision,
     /// `Reserved` without a claim reference (a person cleared it): back to `Available`.
     Unreserve,
     /// Its claim is gone and the machine is not known to be off: power it off (beside the
@@ -483,7 +488,7 @@ pub fn plan(observed: &Observed, retry_base: Duration) -> Step {
         Some(ServerState::Available) if observed.claim != ClaimView::Unclaimed => Step::Reserve,
         Some(ServerState::Reserved) => match observed.claim {
             ClaimView::Unclaimed => Step::Unreserve,
-            ClaimView::Present => Step::Idle,
+            ClaimView::Present => Step::Provision,
             ClaimView::Gone if observed.power_state != Some(PowerState::Off) => {
                 Step::PowerOffForRelease
             }
@@ -622,10 +627,12 @@ impl ConditionChange {
 }
 
 /// `spec.bootConfigurationRef` after a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootConfigurationRef {
     /// Names the discovery boot configuration.
     Discovery,
+    /// Names the boot configuration of the Server's claim.
+    Claim(ConfigKey),
     /// Cleared.
     Cleared,
 }
@@ -653,8 +660,8 @@ pub struct StepOutcome {
     pub warning: Option<(&'static str, String)>,
     /// A Normal Event marking a milestone (discovered).
     pub milestone: Option<(&'static str, String)>,
-    /// The Event of an operation the `metal.ironcore.dev/operation` annotation asked for
-    /// (published whatever the conditions do).
+    /// An Event published whatever the conditions do: the outcome of an operation the
+    /// `metal.ironcore.dev/operation` annotation asked for, or a failed provisioning boot.
     pub operation_event: Option<OperationEvent>,
     /// When to look again.
     pub requeue: Duration,
@@ -1016,7 +1023,11 @@ async fn step(
             outcome
         }
         Step::SetPower(action) => set_power(&name, &system, ctx, action, &finished),
-        Step::Reserve => StepOutcome::wait(settings.resync).state(ServerState::Reserved),
+        // Looked at again at once: the claim's boot comes next.
+        Step::Reserve => StepOutcome::wait(Duration::from_secs(1)).state(ServerState::Reserved),
+        Step::Provision => {
+            provision::step(server, &system, ctx, status.power_state, &finished).await?
+        }
         Step::Unreserve => StepOutcome::wait(settings.resync).state(ServerState::Available),
         Step::PowerOffForRelease => power_off_for_release(&name, &system, ctx, &finished),
         Step::Release { retain } => release(retain),
@@ -1045,38 +1056,33 @@ async fn operate(
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     Ok(match operation {
-        OperationStep::Reset(reset) => match finished {
-            Some((BmcOperation::SetPower(done), result)) if *done == reset.action => match result {
-                Ok(_) => {
+        OperationStep::Reset(reset) => {
+            let operation = BmcOperation::SetPower(reset.action);
+            match answer_or_start(ctx, &name, system, operation, finished) {
+                Some(Ok(_)) => {
                     ctx.power_backoff.succeeded(&name);
                     operation_effects(server, ctx, reset.completed(), Duration::from_secs(10))
                         .await?
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     let retry = ctx.power_backoff.failed(&name);
                     operation_effects(server, ctx, reset.failed(&failure.message), retry).await?
                 }
-            },
-            _ => {
-                start(ctx, &name, system, BmcOperation::SetPower(reset.action));
-                StepOutcome::wait(Duration::from_secs(60))
+                None => StepOutcome::wait(Duration::from_secs(60)),
             }
-        },
-        OperationStep::PowerOffForParking { action } => match finished {
-            // Looked at again soon: the answer's power state, or the next read, shows Off.
-            Some((BmcOperation::SetPower(done), Ok(_))) if *done == action => {
-                StepOutcome::wait(Duration::from_secs(5))
+        }
+        OperationStep::PowerOffForParking { action } => {
+            match answer_or_start(ctx, &name, system, BmcOperation::SetPower(action), finished) {
+                // Looked at again soon: the answer's power state, or the next read, shows Off.
+                Some(Ok(_)) => StepOutcome::wait(Duration::from_secs(5)),
+                Some(Err(failure)) => {
+                    let retry = ctx.power_backoff.failed(&name);
+                    tracing::warn!(message = %failure.message, retry_in = ?retry, "cannot power off the server to park it");
+                    StepOutcome::wait(retry)
+                }
+                None => StepOutcome::wait(Duration::from_secs(60)),
             }
-            Some((BmcOperation::SetPower(done), Err(failure))) if *done == action => {
-                let retry = ctx.power_backoff.failed(&name);
-                tracing::warn!(message = %failure.message, retry_in = ?retry, "cannot power off the server to park it");
-                StepOutcome::wait(retry)
-            }
-            _ => {
-                start(ctx, &name, system, BmcOperation::SetPower(action));
-                StepOutcome::wait(Duration::from_secs(60))
-            }
-        },
+        }
         OperationStep::AwaitPowerOff => {
             if !ctx.work.answered_within(&name, Duration::from_secs(5)) {
                 start(ctx, &name, system, BmcOperation::ReadPower);
@@ -1137,6 +1143,25 @@ fn failure(what: &str, error: &crate::plugins::CallError) -> BmcFailure {
             "{what}: {}",
             crate::controllers::report::first_line(&error.to_string())
         ),
+    }
+}
+
+/// The result of `operation` when it is what finished; otherwise starts it beside the
+/// workers (nothing when one runs for `name` already) and gives `None`: the Server is
+/// woken when the BMC answered.
+fn answer_or_start<'a>(
+    ctx: &Arc<Context>,
+    name: &str,
+    system: &SystemTarget,
+    operation: BmcOperation,
+    finished: &'a Option<(BmcOperation, BmcResult)>,
+) -> Option<&'a BmcResult> {
+    match finished {
+        Some((done, result)) if *done == operation => Some(result),
+        _ => {
+            start(ctx, name, system, operation);
+            None
+        }
     }
 }
 
@@ -1300,9 +1325,14 @@ fn request_boot(
     attempt: u32,
     finished: &Option<(BmcOperation, BmcResult)>,
 ) -> StepOutcome {
-    let boot = BmcOperation::NetworkBoot { attempt };
-    match finished {
-        Some((operation, Ok(_))) if *operation == boot => {
+    match answer_or_start(
+        ctx,
+        name,
+        system,
+        BmcOperation::NetworkBoot { attempt },
+        finished,
+    ) {
+        Some(Ok(_)) => {
             crate::ui::timeline::DiscoverySteps::global().record(
                 name,
                 crate::ui::timeline::BOOT_REQUESTED,
@@ -1318,18 +1348,15 @@ fn request_boot(
             outcome.annotations = vec![(BOOTED_ANNOTATION, Some(attempt.to_string()))];
             outcome
         }
-        Some((operation, Err(failure))) if *operation == boot => {
+        Some(Err(failure)) => {
             let message = format!("cannot start the discovery boot: {}", failure.message);
             StepOutcome::wait(Duration::from_secs(30))
                 .state(ServerState::Discovery)
                 .discovery(false, conditions::REASON_BOOT_FAILED, message.clone())
                 .warning(conditions::REASON_BOOT_FAILED, message)
         }
-        _ => {
-            start(ctx, name, system, boot);
-            // Woken when the BMC answered; this is only the backstop.
-            StepOutcome::wait(Duration::from_secs(60))
-        }
+        // Woken when the BMC answered; this is only the backstop.
+        None => StepOutcome::wait(Duration::from_secs(60)),
     }
 }
 
@@ -1390,23 +1417,18 @@ fn set_power(
     action: PowerAction,
     finished: &Option<(BmcOperation, BmcResult)>,
 ) -> StepOutcome {
-    match finished {
-        Some((BmcOperation::SetPower(done), result)) if *done == action => match result {
-            // Looked at again in 10 s to see the BMC get there.
-            Ok(_) => {
-                ctx.power_backoff.succeeded(name);
-                StepOutcome::wait(Duration::from_secs(10))
-            }
-            Err(failure) => {
-                let retry = ctx.power_backoff.failed(name);
-                tracing::warn!(message = %failure.message, ?action, retry_in = ?retry, "cannot apply spec.power");
-                StepOutcome::wait(retry)
-            }
-        },
-        _ => {
-            start(ctx, name, system, BmcOperation::SetPower(action));
-            StepOutcome::wait(Duration::from_secs(60))
+    match answer_or_start(ctx, name, system, BmcOperation::SetPower(action), finished) {
+        // Looked at again in 10 s to see the BMC get there.
+        Some(Ok(_)) => {
+            ctx.power_backoff.succeeded(name);
+            StepOutcome::wait(Duration::from_secs(10))
         }
+        Some(Err(failure)) => {
+            let retry = ctx.power_backoff.failed(name);
+            tracing::warn!(message = %failure.message, ?action, retry_in = ?retry, "cannot apply spec.power");
+            StepOutcome::wait(retry)
+        }
+        None => StepOutcome::wait(Duration::from_secs(60)),
     }
 }
 
@@ -1441,32 +1463,35 @@ fn power_off_for_release(
     ctx: &Arc<Context>,
     finished: &Option<(BmcOperation, BmcResult)>,
 ) -> StepOutcome {
-    match finished {
+    match answer_or_start(ctx, name, system, BmcOperation::PowerOff, finished) {
         // Looked at again soon: the answer carries the power state read back.
-        Some((BmcOperation::PowerOff, Ok(_))) => StepOutcome::wait(Duration::from_secs(5)),
-        Some((BmcOperation::PowerOff, Err(failure))) => {
+        Some(Ok(_)) => StepOutcome::wait(Duration::from_secs(5)),
+        Some(Err(failure)) => {
             let retry = ctx.power_backoff.failed(name);
             tracing::warn!(message = %failure.message, retry_in = ?retry, "cannot power off the released server");
             StepOutcome::wait(retry)
         }
-        _ => {
-            start(ctx, name, system, BmcOperation::PowerOff);
-            StepOutcome::wait(Duration::from_secs(60))
-        }
+        None => StepOutcome::wait(Duration::from_secs(60)),
     }
 }
 
 /// Its claim is gone and the machine is off: kept `Released` (`Retain`), or unbound and
-/// discovered again (`Recycle`).
+/// discovered again (`Recycle`). Either way the claim's boot configuration is no longer
+/// named, and the provisioning progress goes.
 fn release(retain: bool) -> StepOutcome {
-    if retain {
+    let mut outcome = if retain {
         StepOutcome::wait(Duration::from_secs(300)).state(ServerState::Released)
     } else {
         let mut outcome = StepOutcome::wait(Duration::ZERO).state(ServerState::Initial);
         outcome.clear_claim_ref = true;
-        outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
         outcome
-    }
+    };
+    outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
+    outcome.annotations = super::provisioning::ANNOTATIONS
+        .iter()
+        .map(|key| (*key, None))
+        .collect();
+    outcome
 }
 
 /// Nothing to do but keep `status.powerState` current: read (beside the workers) when it is
@@ -1595,9 +1620,10 @@ fn until(at: Timestamp) -> Duration {
         .max(Duration::from_secs(1))
 }
 
-/// Out-of-band discovery: writes what the BMC reported for the system (NICs, manufacturer,
-/// model, serial) as the Server's facts and makes it Available. Without a probe since the
-/// operator started, the system is read first (beside the workers).
+/// Out-of-band discovery: writes what the BMC reports for the system (NICs, identity and the
+/// hardware inventory: CPUs, memory, storage, accelerators, BIOS version) as the Server's
+/// facts and makes it Available. The system is read with the driver's `get-system` first
+/// (beside the workers), since a probe leaves the inventory out.
 async fn inventory(
     server: &Server,
     system: &SystemTarget,
@@ -1611,6 +1637,15 @@ async fn inventory(
             .warning(conditions::REASON_INVENTORY_FAILED, message))
     };
     let found = match system_view(server, system, ctx, finished) {
+        // A probe leaves the hardware out; the driver's `get-system` reads it (once: a
+        // driver that reads none is not asked again).
+        SystemView::Known(found)
+            if found.inventory.is_none()
+                && !matches!(finished, Some((BmcOperation::ReadSystem, _))) =>
+        {
+            start(ctx, &name, system, BmcOperation::ReadSystem);
+            return Ok(StepOutcome::wait(Duration::from_secs(60)));
+        }
         SystemView::Known(found) => found,
         SystemView::Reading => return Ok(StepOutcome::wait(Duration::from_secs(60))),
         SystemView::Failed(failure) => return failed(failure.message),
@@ -1621,10 +1656,7 @@ async fn inventory(
         }
     };
     let facts = inventory_facts(&found);
-    let message = format!(
-        "out-of-band: the BMC reported {} NIC(s); CPUs, memory and disks need an in-band discovery (the driver ABI does not carry them yet)",
-        facts.network_interfaces.len()
-    );
+    let message = super::hardware_facts::summary(&facts);
     crate::registry::write_facts(
         &ctx.client,
         &name,
@@ -1642,24 +1674,9 @@ async fn inventory(
     Ok(outcome.discovery(true, conditions::REASON_DISCOVERED_OUT_OF_BAND, message))
 }
 
-/// The Server facts a BMC's view of a system gives.
+/// The Server facts a BMC's view of a system gives (see [`super::hardware_facts`]).
 pub fn inventory_facts(system: &System) -> crate::api::ServerStatus {
-    crate::api::ServerStatus {
-        manufacturer: system.manufacturer.clone(),
-        model: system.model.clone(),
-        serial_number: system.serial.clone(),
-        network_interfaces: system
-            .nics
-            .iter()
-            .enumerate()
-            .map(|(index, nic)| crate::api::server::NetworkInterface {
-                name: nic.name.clone().unwrap_or_else(|| format!("nic{index}")),
-                mac_address: nic.mac.to_ascii_lowercase(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
+    super::hardware_facts::facts(system)
 }
 
 /// Creates the discovery ignition (new token), boot configuration and Secret; the outcome
@@ -1873,7 +1890,7 @@ async fn write_outcome(
         );
     }
     let current_ref = server.spec.boot_configuration_ref.as_ref();
-    match outcome.boot_configuration_ref {
+    match &outcome.boot_configuration_ref {
         Some(BootConfigurationRef::Discovery)
             if current_ref
                 .is_none_or(|r| r.name != name || r.namespace != ctx.discovery.namespace) =>
@@ -1883,6 +1900,18 @@ async fn write_outcome(
                 json!({ "bootConfigurationRef": {
                     "namespace": ctx.discovery.namespace,
                     "name": name,
+                }}),
+            );
+        }
+        Some(BootConfigurationRef::Claim(config))
+            if current_ref
+                .is_none_or(|r| r.name != config.name || r.namespace != config.namespace) =>
+        {
+            patch.insert(
+                String::from("spec"),
+                json!({ "bootConfigurationRef": {
+                    "namespace": config.namespace,
+                    "name": config.name,
                 }}),
             );
         }
@@ -2454,7 +2483,7 @@ mod tests {
             claim: ClaimView::Present,
             ..observed(Some(ServerState::Reserved))
         };
-        assert_eq!(plan(&reserved, BASE), Step::Idle);
+        assert_eq!(plan(&reserved, BASE), Step::Provision);
     }
 
     #[test]
@@ -2774,7 +2803,7 @@ mod tests {
             // Bound, then the claim went before the Server was Reserved: reserved first,
             // released next.
             (claimed(Available, Gone, off, Recycle), Step::Reserve),
-            (claimed(Reserved, Present, on, Recycle), Step::Idle),
+            (claimed(Reserved, Present, on, Recycle), Step::Provision),
             (claimed(Reserved, Unclaimed, off, Recycle), Step::Unreserve),
             (
                 claimed(Reserved, Gone, on, Recycle),
@@ -2989,6 +3018,10 @@ mod tests {
                     proptest::prop_assert_eq!(observed.claim, ClaimView::Gone);
                     proptest::prop_assert_eq!(observed.power_state, Some(PowerState::Off));
                     proptest::prop_assert_eq!(*retain, observed.reclaim_policy == ReclaimPolicy::Retain);
+                }
+                Step::Provision => {
+                    proptest::prop_assert_eq!(observed.state, Some(ServerState::Reserved));
+                    proptest::prop_assert_eq!(observed.claim, ClaimView::Present);
                 }
                 Step::Rediscover => {
                     proptest::prop_assert_eq!(observed.state, Some(ServerState::Released));
