@@ -1,16 +1,25 @@
 //! A Redfish service as the redfish plugin's driver reads it, natively: the input is a JSON
 //! object from paths to response bodies (a string is served as raw bytes, anything else as
 //! its JSON; a `PATCH <path>` or `POST <path>` key answers that request, 204 otherwise; other
-//! paths are 404). Probe, system read, power read and boot override run against it, so every
-//! model the driver deserialises meets whatever a BMC may send.
+//! paths are 404). Probe, system read (with its inventory), power read and boot override run
+//! against it, so every model the driver deserialises meets whatever a BMC may send.
 
 #![no_main]
 
-// The redfish plugin's driver, models and quirks table, compiled natively as the plugin's own
+// The redfish plugin's driver, models, inventory readers and quirks table, compiled natively as the plugin's own
 // unit tests do (the plugin crate is a component, not a library).
 #[allow(dead_code)]
 #[path = "../../plugins/redfish/src/driver.rs"]
 mod driver;
+#[allow(dead_code)]
+#[path = "../../plugins/redfish/src/hpe_storage.rs"]
+mod hpe_storage;
+#[allow(dead_code)]
+#[path = "../../plugins/redfish/src/inventory.rs"]
+mod inventory;
+#[allow(dead_code)]
+#[path = "../../plugins/redfish/src/inventory_model.rs"]
+mod inventory_model;
 #[allow(dead_code)]
 #[path = "../../plugins/redfish/src/model.rs"]
 mod model;

@@ -244,6 +244,51 @@ async fn onboarding_rotation_gives_every_bmc_its_own_working_password_and_server
         .into_values()
         .map(|(_, _, password, _)| password)
         .collect();
+    // On demand: metal-operator's operation annotation on a BMC rotates it again, and goes.
+    let stored = stored_credentials(&lab).await;
+    let (target, (_, _, before, _)) = stored.iter().next().expect("a BMC");
+    let bmcs: Api<BMC> = Api::all(lab.client.clone());
+    bmcs.patch(
+        target,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "metal.ironcore.dev/operation": "rotate-credentials"}}})),
+    )
+    .await
+    .expect("ask for a rotation");
+    let started = Instant::now();
+    loop {
+        let now = stored_credentials(&lab).await;
+        let bmc = bmcs.get(target).await.expect("read the BMC");
+        let rotated = now
+            .get(target)
+            .is_some_and(|(_, _, password, pending)| password != before && !pending);
+        if rotated
+            && !bmc
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("metal.ironcore.dev/operation")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{target} was not rotated on demand:\n{}",
+            lab.operator_log_tail(60)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    check_fleet(&lab, (&default.0, &default.1)).await;
+    let secret_values: Vec<String> = secret_values
+        .into_iter()
+        .chain(
+            stored_credentials(&lab)
+                .await
+                .into_values()
+                .map(|(_, _, password, _)| password),
+        )
+        .collect();
     let log = lab.operator_log();
     for password in &secret_values {
         assert!(!log.contains(password.as_str()), "a password is in the log");
