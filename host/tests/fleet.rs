@@ -220,8 +220,19 @@ async fn sushy_emulator_bmcs_with_simulated_machines_reach_available_through_bot
         ..Default::default()
     };
     // BMC 0 announces itself: it leases an address from ferrometal's DHCP server and listens
-    // there on the port the MAC database names for its prefix.
-    let leased = lab.fleet.lease(&specs[0].mac).await.expect("DHCP lease");
+    // there on the port the MAC database names for its prefix. Like a real BMC it asks again
+    // until the DHCP server answers: the operator may still be starting (loading and
+    // compiling its plugins takes a while on a busy machine).
+    let started = std::time::Instant::now();
+    let leased = loop {
+        match lab.fleet.lease(&specs[0].mac).await {
+            Ok(leased) => break leased,
+            Err(error) if started.elapsed() < Duration::from_secs(90) => {
+                eprintln!("no DHCP lease yet ({error}); asking again");
+            }
+            Err(error) => panic!("no DHCP lease in 90 s: {error}"),
+        }
+    };
     let announced =
         testenv::SushyEmulator::start(sushy(&specs[0], Some((leased, lab.fleet.port()).into())))
             .await

@@ -42,8 +42,9 @@ pub const FAILED_AT_ANNOTATION: &str = "ferrometal.dev/credential-rotation-faile
 /// BMCSecret annotation a person sets to `"true"` to let ferrometal rotate a BMCSecret they
 /// wrote (or `"false"` to keep ferrometal from rotating one it wrote).
 pub const OPT_IN_ANNOTATION: &str = "ferrometal.dev/rotate-credentials";
-/// BMC annotation (metal-operator's) whose value [`ROTATE_OPERATION`] asks for a rotation.
-pub const OPERATION_ANNOTATION: &str = "metal.ironcore.dev/operation";
+/// BMC annotation (metal-operator's, the same key as a Server's operations) whose value
+/// [`ROTATE_OPERATION`] asks for a rotation.
+pub use super::operations::OPERATION_ANNOTATION;
 /// The operation that asks for a rotation now.
 pub const ROTATE_OPERATION: &str = "rotate-credentials";
 

@@ -458,53 +458,9 @@ pub fn set_boot_override(
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    use ferrometal_plugin_sdk::bmc_driver::http::HttpError;
 
     use super::*;
-
-    /// Canned JSON per path; records every request.
-    struct Canned {
-        answers: RefCell<BTreeMap<String, Vec<(u16, String)>>>,
-        sent: RefCell<Vec<Request>>,
-    }
-
-    impl Canned {
-        fn new(answers: &[(&str, u16, &str)]) -> Self {
-            let mut map: BTreeMap<String, Vec<(u16, String)>> = BTreeMap::new();
-            for (path, status, body) in answers {
-                map.entry((*path).to_owned())
-                    .or_default()
-                    .push((*status, (*body).to_owned()));
-            }
-            Self {
-                answers: RefCell::new(map),
-                sent: RefCell::new(Vec::new()),
-            }
-        }
-    }
-
-    impl Transport for Canned {
-        fn send(&self, request: Request) -> Result<Response, HttpError> {
-            let key = format!("{:?} {}", request.method, request.path);
-            self.sent.borrow_mut().push(request.clone());
-            let mut answers = self.answers.borrow_mut();
-            let queue = answers
-                .get_mut(&key)
-                .ok_or_else(|| HttpError::Other(Some(format!("unexpected {key}"))))?;
-            let (status, body) = if queue.len() > 1 {
-                queue.remove(0)
-            } else {
-                queue[0].clone()
-            };
-            Ok(Response {
-                status,
-                headers: Vec::new(),
-                body: body.into_bytes(),
-            })
-        }
-    }
+    use crate::canned::Canned;
 
     const SYSTEM: &str = r##"{"UUID":"ABCD-1","Manufacturer":"Contoso","PowerState":"Off",
         "Boot":{"BootSourceOverrideTarget":"None","BootSourceOverrideEnabled":"Disabled","BootSourceOverrideMode":"UEFI",

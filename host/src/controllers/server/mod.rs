@@ -1,11 +1,17 @@
-//! ServerReconciler: the first boot. A new Server is booted into the discovery image
-//! (Initial → Discovery), its probe's report is awaited, and once every NIC its BMC reported
-//! has been seen it becomes `Available`. A discovery that never reports times out into
-//! `Error` and is retried with backoff; in `Available`, `spec.power` is honoured.
+//! ServerReconciler: the first boot and what follows. A new Server is booted into the
+//! discovery image (Initial → Discovery), its probe's report is awaited, and once every NIC
+//! its BMC reported has been seen it becomes `Available`. A discovery that never reports
+//! times out into `Error` and is retried with backoff; in `Available`, `spec.power` is
+//! honoured. A claim that binds it makes it `Reserved` and boots the claim's OS
+//! (`provision.rs`); when the claim goes it is powered off and `Released` or discovered again.
+//! The `metal.ironcore.dev/operation` annotation ([`super::operations`]) comes before all of
+//! this.
 //!
 //! Progress that must survive a restart lives on the Server: the attempt, when it started,
 //! whether the boot was requested and when to retry are annotations; the facts are in its
 //! status (written by the registry).
+
+mod provision;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,8 +43,6 @@ use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::connection::connect;
 use crate::controllers::inventory::{BmcInventory, Known};
 use crate::controllers::operations::{self, Effects, OperationEvent, OperationStep, OperationView};
-
-mod provision;
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::controllers::written::{Freshness, WrittenVersions};
 use crate::plugins::bmc_driver::BmcDriverPlugin;
