@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use ferrometal::api::Server;
-use ferrometal_sim::MachineBehaviour;
+use ferrometal_sim::Probe;
 use ferrometal_sim::lab::{Lab, LabOptions};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -138,17 +138,20 @@ impl Fixture {
 async fn operation_annotations_park_retry_reset_and_ignore_as_documented() {
     let lab = Lab::start(
         LabOptions {
-            // Discovery takes a few seconds, long enough to park and time out in it.
-            behaviour: MachineBehaviour {
-                boot_delay: Duration::from_secs(6),
-                ..MachineBehaviour::default()
-            },
+            apply_bmcs: false,
             ..common::lab_options("operations", 2, 3, 0)
         },
         |line| eprintln!("lab: {line}"),
     )
     .await
     .expect("the lab starts");
+    // BMC 0's machines never report: their Servers stay in Discovery (to park one and time
+    // out another there) until a step below lets them report.
+    let silent: Vec<_> = lab.fleet.bmcs()[0].machines().to_vec();
+    for machine in &silent {
+        machine.set_probe(Probe::Never);
+    }
+    lab.apply_bmcs(0..2, None).await.expect("apply the BMCs");
     let client = lab.control_plane.client().await.expect("client");
     let fixture = Fixture {
         servers: Api::all(client.clone()),
@@ -223,15 +226,30 @@ async fn operation_annotations_park_retry_reset_and_ignore_as_documented() {
     fixture
         .annotate(timed_out, "ferrometal.dev/discovery-timeout-seconds", None)
         .await;
+    // From now on BMC 0's machines report (a machine takes its probe's behaviour when it is
+    // powered on for the next attempt).
+    for machine in &silent {
+        machine.set_probe(Probe::Report);
+    }
     fixture.annotate(timed_out, OPERATION, Some("retry")).await;
+    // Attempt 2 starts before the retry time the timeout set.
+    let servers = fixture.servers.clone();
+    within("attempt 2 to start", Duration::from_secs(60), || {
+        let servers = servers.clone();
+        async move {
+            let server = servers.get(timed_out).await.ok()?;
+            (server.annotations().get(ATTEMPT).map(String::as_str) == Some("2")).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        k8s_openapi::jiff::Timestamp::now() < retry_at,
+        "the retry waited for its backoff ({retry_at})"
+    );
     let retried = fixture.until_state(timed_out, "Available").await;
     assert_eq!(
         retried.annotations().get(ATTEMPT).map(String::as_str),
         Some("2")
-    );
-    assert!(
-        k8s_openapi::jiff::Timestamp::now() < retry_at,
-        "the retry waited for its backoff ({retry_at})"
     );
     fixture.until_event(timed_out, "DiscoveryRetried").await;
 
