@@ -33,7 +33,8 @@ use crate::api::common::{Power, PowerState};
 use crate::api::conditions::PROBE_REPORTED;
 use crate::api::server::ReclaimPolicy;
 use crate::api::{
-    BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerState, conditions,
+    BMC, Server, ServerBootConfiguration, ServerBootConfigurationState, ServerClaim, ServerState,
+    conditions,
 };
 use crate::boot::index::{BootIndex, ConfigKey};
 use crate::controllers::bmc::BmcSettings;
@@ -908,9 +909,10 @@ async fn step(
             }
         },
     };
+    let (claim, bound_claim) = claim_view(server, ctx).await?;
     let observed = Observed {
         mode,
-        claim: claim_view(server, ctx).await?,
+        claim,
         reclaim_policy: server.spec.reclaim_policy.unwrap_or_default(),
         elders: server
             .spec
@@ -1029,9 +1031,13 @@ async fn step(
         Step::SetPower(action) => set_power(&name, &system, ctx, action, &finished),
         // Looked at again at once: the claim's boot comes next.
         Step::Reserve => StepOutcome::wait(Duration::from_secs(1)).state(ServerState::Reserved),
-        Step::Provision => {
-            provision::step(server, &system, ctx, status.power_state, &finished).await?
-        }
+        Step::Provision => match &bound_claim {
+            Some(claim) => {
+                provision::step(server, claim, &system, ctx, status.power_state, &finished).await?
+            }
+            // Planned only with the claim present.
+            None => StepOutcome::wait(Duration::from_secs(5)),
+        },
         Step::Unreserve => StepOutcome::wait(settings.resync).state(ServerState::Available),
         Step::PowerOffForRelease => power_off_for_release(&name, &system, ctx, &finished),
         Step::Release { retain } => release(retain),
@@ -1436,14 +1442,17 @@ fn set_power(
     }
 }
 
-/// How the claim `server` is bound to stands: read from the claim watch's cache, or from the
-/// API server when the cache does not hold it (a claim is never taken for gone unread).
-async fn claim_view(server: &Server, ctx: &Context) -> Result<ClaimView, Error> {
+/// How the claim `server` is bound to stands, and the claim while it stands: read from the
+/// claim watch's cache, or from the API server when the cache does not hold it (a claim is
+/// never taken for gone unread).
+async fn claim_view(
+    server: &Server,
+    ctx: &Context,
+) -> Result<(ClaimView, Option<Arc<ServerClaim>>), Error> {
     let Some(reference) = &server.spec.server_claim_ref else {
-        return Ok(ClaimView::Unclaimed);
+        return Ok((ClaimView::Unclaimed, None));
     };
-    let claims =
-        Api::<crate::api::ServerClaim>::namespaced(ctx.client.clone(), &reference.namespace);
+    let claims = Api::<ServerClaim>::namespaced(ctx.client.clone(), &reference.namespace);
     Ok(
         match cached_or_get(
             &ctx.caches.server_claims,
@@ -1453,8 +1462,10 @@ async fn claim_view(server: &Server, ctx: &Context) -> Result<ClaimView, Error> 
         )
         .await?
         {
-            Some(claim) if claim.metadata.deletion_timestamp.is_none() => ClaimView::Present,
-            _ => ClaimView::Gone,
+            Some(claim) if claim.metadata.deletion_timestamp.is_none() => {
+                (ClaimView::Present, Some(claim))
+            }
+            _ => (ClaimView::Gone, None),
         },
     )
 }

@@ -30,9 +30,10 @@ use crate::controllers::provisioning::{
 };
 use crate::plugins::types::PowerAction;
 
-/// One provisioning step of `server`, Reserved by a claim that exists.
+/// One provisioning step of `server`, Reserved by `claim` (which exists).
 pub(super) async fn step(
     server: &crate::api::Server,
+    claim: &ServerClaim,
     system: &SystemTarget,
     ctx: &Arc<Context>,
     power_state: Option<PowerState>,
@@ -46,16 +47,6 @@ pub(super) async fn step(
     let config = ConfigKey {
         namespace: reference.namespace.clone(),
         name: reference.name.clone(),
-    };
-    let Some(claim) = cached_or_get(
-        &ctx.caches.server_claims,
-        &Api::<ServerClaim>::namespaced(ctx.client.clone(), &config.namespace),
-        Some(&config.namespace),
-        &config.name,
-    )
-    .await?
-    else {
-        return Ok(StepOutcome::wait(Duration::from_secs(5)));
     };
     let configurations =
         Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &config.namespace);
