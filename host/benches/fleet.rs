@@ -9,12 +9,15 @@
 //! objects. Prints a Markdown section for BENCHMARKS.md.
 //!
 //! `FLEET_SIZES=100,1000,5000` (the default) picks the sizes; on this 2-core machine the
-//! three take about 15 minutes (1000 servers about 2, CPU-bound). 5000 servers need over
+//! three take about 15 minutes in-band (1000 servers about 2, CPU-bound) and a third of that
+//! out-of-band. 5000 servers need over
 //! 10 000 file descriptors in this process (a
 //! listener per BMC and a connection per BMC the operator keeps open) and about 5000 in the
 //! operator: the benchmark raises its soft `RLIMIT_NOFILE` to the hard limit, which
 //! processes it starts inherit; raise the hard limit (`ulimit -Hn`) first where it is lower.
-//! The time limit ([`limit`]) and the interval between polls of the Servers
+//! `FLEET_MODES=in-band,out-of-band` (the default) runs each size in each discovery mode
+//! (`in-band` alone: the boot path only): out-of-band discovery (`--discovery-mode out-of-band`) takes the BMC's inventory
+//! instead of booting the machines. The time limit ([`limit`]) and the interval between polls of the Servers
 //! ([`poll_interval`]) grow with the fleet.
 
 use std::time::{Duration, Instant};
@@ -43,6 +46,8 @@ const MIN_PER_SERVER: f64 = 0.1;
 
 struct Result {
     servers: usize,
+    /// `in-band` or `out-of-band`.
+    mode: String,
     seconds: f64,
     cpu_seconds: f64,
     control_plane_cpu_seconds: f64,
@@ -118,9 +123,9 @@ fn plugin_cache_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("ferrometal-bench-plugin-cache")
 }
 
-async fn run(servers: usize) -> Result {
+async fn run(servers: usize, mode: &str) -> Result {
     let started = Instant::now();
-    let work_dir = std::env::temp_dir().join(format!("ferrometal-bench-fleet-{servers}"));
+    let work_dir = std::env::temp_dir().join(format!("ferrometal-bench-fleet-{servers}-{mode}"));
     let _ = std::fs::remove_dir_all(&work_dir);
     let components = testenv::components::component("redfish")
         .expect("plugins are built (cargo xtask plugins)")
@@ -151,6 +156,8 @@ async fn run(servers: usize) -> Result {
             operator_args: vec![
                 String::from("--plugin-cache-dir"),
                 plugin_cache_dir().display().to_string(),
+                String::from("--discovery-mode"),
+                mode.to_owned(),
             ],
             operator_log: String::from("warn"),
             work_dir,
@@ -210,6 +217,7 @@ async fn run(servers: usize) -> Result {
         .collect();
     Result {
         servers,
+        mode: mode.to_owned(),
         seconds,
         cpu_seconds: cpu_seconds(pid),
         control_plane_cpu_seconds: control_plane_cpu() - control_plane_before,
@@ -229,12 +237,13 @@ fn requests_table(result: &Result) -> String {
     let per_server = |count: u64| count as f64 / servers as f64;
     let api = &result.api;
     let mut table = format!(
-        "### Requests per discovered server, {servers} servers\n\n\
+        "### Requests per discovered server, {servers} servers, {}\n\n\
          | Requests | Per server | Of them errors |\n|---|---|---|\n\
          | **API writes** (POST, PUT, PATCH, APPLY, DELETE) | **{:.1}** | |\n\
          | **API GETs** (single objects) | **{:.1}** | |\n\
          | **Redfish requests** (busiest BMC: {}) | **{:.1}** | |\n\
          | API LISTs / WATCHes, whole fleet (not per-server costs) | {} / {} in all | |\n",
+        result.mode,
         per_server(api.writes()),
         per_server(api.gets()),
         result.redfish.iter().max().copied().unwrap_or_default(),
@@ -262,32 +271,47 @@ fn main() {
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect();
+    let modes: Vec<String> = std::env::var("FLEET_MODES")
+        .unwrap_or_else(|_| String::from("in-band,out-of-band"))
+        .split(',')
+        .map(|mode| mode.trim().to_owned())
+        .filter(|mode| !mode.is_empty())
+        .collect();
+    if let Some(unknown) = modes
+        .iter()
+        .find(|mode| !["in-band", "out-of-band"].contains(&mode.as_str()))
+    {
+        panic!("FLEET_MODES: {unknown:?} is neither in-band nor out-of-band");
+    }
     raise_open_files_limit();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     // Fills the compiled-plugin cache (the plugins may have been rebuilt since the last run).
     let _ = std::fs::remove_dir_all(plugin_cache_dir());
-    runtime.block_on(run(2));
+    runtime.block_on(run(2, "in-band"));
     let results: Vec<Result> = sizes
         .iter()
-        .map(|&servers| runtime.block_on(run(servers)))
+        .flat_map(|&servers| modes.iter().map(move |mode| (servers, mode)))
+        .map(|(servers, mode)| runtime.block_on(run(servers, mode)))
         .collect();
     println!("## Fleet discovery\n");
     println!(
-        "`FLEET_SIZES={} cargo bench -p ferrometal --bench fleet` (release build; real kube-apiserver + etcd, OCI registry and `ferrometal run` with its plugins; simulated BMCs and machines in the benchmark process, boot delay 0, one server per BMC, half the BMCs announced by DHCP and half applied as BMC objects; everything shares the machine's cores)\n",
+        "`FLEET_SIZES={} FLEET_MODES={} cargo bench -p ferrometal --bench fleet` (release build; real kube-apiserver + etcd, OCI registry and `ferrometal run` with its plugins; simulated BMCs and machines in the benchmark process, boot delay 0, one server per BMC, half the BMCs announced by DHCP and half applied as BMC objects; everything shares the machine's cores)\n",
         sizes
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        modes.join(",")
     );
     println!(
-        "| Servers | Onboarding → all Available | Operator CPU | Operator peak RSS | kube-apiserver + etcd CPU | Simulator CPU | Lab start-up | Fetches asked again |"
+        "| Servers | Discovery | Onboarding → all Available | Operator CPU | Operator peak RSS | kube-apiserver + etcd CPU | Simulator CPU | Lab start-up | Fetches asked again |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for result in &results {
         println!(
-            "| {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} s | {:.1} s | {:.1} s | {} |",
+            "| {} | {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} s | {:.1} s | {:.1} s | {} |",
             result.servers,
+            result.mode,
             result.seconds,
             result.cpu_seconds,
             result.peak_rss_mib,

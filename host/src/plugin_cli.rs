@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ferrometal::plugins::accounts::AccountPassword;
 use ferrometal::plugins::catalog::{CatalogConfig, PluginCatalog};
 use ferrometal::plugins::ignition_generator::{IgnitionRequest, ServerFacts};
+use ferrometal::plugins::server_classifier::ClassifierInput;
 use ferrometal::plugins::types::{BmcEndpoint, BootOverride, BootTarget, PowerAction, TlsPolicy};
 use ferrometal::plugins::{
     Limits, PluginMetadata, PluginMetrics, PluginRuntime, RuntimeConfig, World, forbidden_imports,
@@ -34,13 +35,14 @@ pub enum PluginCommand {
     /// manifest, cosign signatures by the given keys, component digest and world.
     Verify(crate::plugin_registry_cli::VerifyArgs),
     /// Write a new plugin crate for a world (`bmc-driver`, `credential-lookup`,
-    /// `ignition-generator`), with native unit tests against canned answers.
+    /// `ignition-generator`, `server-classifier`), with native unit tests against canned
+    /// answers.
     New(crate::plugin_author::NewArgs),
     /// Build a plugin crate as a wasm32-wasip2 component with Debian's wasm toolchain and
     /// print the component's path.
     Build(crate::plugin_author::BuildArgs),
-    /// Load a plugin directory like the operator does: what is installed, what failed, and
-    /// which driver serves each protocol.
+    /// Load a plugin directory like the operator does: what is installed, what failed, which
+    /// driver serves each protocol, and which classifiers run in which order.
     List {
         /// Plugin directory (overrides the config file's `dir`).
         #[arg(long, env = "FERROMETAL_PLUGIN_DIR")]
@@ -232,6 +234,25 @@ pub enum Operation {
         #[arg(long = "ssh-key")]
         ssh_keys: Vec<String>,
     },
+    /// server-classifier: classify a server and print the checked labels, taints and
+    /// unclaimable verdict.
+    Classify {
+        /// JSON file with the server's facts (`name`, `processors`, `totalMemoryBytes`,
+        /// `drives`, `accelerators`, `nics`, `labels` as an object, `bmc`, …).
+        #[arg(long)]
+        facts: PathBuf,
+    },
+}
+
+/// Reads a server's facts for `classify` from a JSON file.
+fn read_facts(path: &Path) -> anyhow::Result<ClassifierInput> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a server's facts (JSON: name, processors, totalMemoryBytes, drives, accelerators, nics, labels, bmc, …; see docs/plugins.md)",
+            path.display()
+        )
+    })
 }
 
 /// Power actions on the command line.
@@ -438,6 +459,14 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                         plugin.identity().name
                     );
                 }
+                World::ServerClassifier => {
+                    let plugin = runtime.load_server_classifier(&file)?;
+                    plugin.validate_settings(&common.all_settings()).await?;
+                    println!(
+                        "ok: server-classifier {} loads and accepts the settings",
+                        plugin.identity().name
+                    );
+                }
             }
             Ok(())
         }
@@ -501,6 +530,13 @@ async fn list(
             plugin.identity().short_digest()
         );
     }
+    for plugin in catalog.installed_server_classifiers() {
+        println!(
+            "  server-classifier   {:<24} sha256 {}",
+            plugin.identity().name,
+            plugin.identity().short_digest()
+        );
+    }
     println!(
         "selection (per protocol: the driver for each manufacturer drivers name, and for any other):"
     );
@@ -528,6 +564,20 @@ async fn list(
                 .ignition_generator()
                 .map(|p| p.identity().name.as_str())
         )
+    );
+    let classifiers: Vec<&str> = catalog
+        .server_classifiers()
+        .into_iter()
+        .map(|p| p.identity().name.as_str())
+        .collect();
+    println!(
+        "  {:<26} → {}",
+        "classifiers (in order)",
+        if classifiers.is_empty() {
+            String::from("(none: list them under `classifiers` in the config)")
+        } else {
+            classifiers.join(", ")
+        }
     );
     if !catalog.problems.is_empty() {
         println!("not loaded:");
@@ -583,6 +633,14 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
             };
             println!("{}", plugin.generate(&request).await?);
             Ok(())
+        }
+        Operation::Classify { facts } => {
+            let input = read_facts(&facts)?;
+            let plugin = runtime.load_server_classifier(file)?.with_limits(limits(
+                common,
+                ferrometal::plugins::server_classifier::DEFAULT_LIMITS,
+            )?);
+            print(&plugin.classify(&input, &common.all_settings()).await?)
         }
         operation => {
             let driver = runtime.load_bmc_driver(file)?.with_limits(limits(
@@ -681,7 +739,9 @@ async fn call(file: &Path, common: &CommonArgs, operation: Operation) -> anyhow:
                             .await?,
                     )
                 }
-                Operation::Lookup { .. } | Operation::Generate { .. } => {
+                Operation::Lookup { .. }
+                | Operation::Generate { .. }
+                | Operation::Classify { .. } => {
                     unreachable!("handled above")
                 }
             }

@@ -137,7 +137,7 @@ async fn manifest_of(
 fn parse_world(text: &str) -> anyhow::Result<World> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
         anyhow::anyhow!(
-            "{text:?} is not a world (bmc-driver, credential-lookup, ignition-generator)"
+            "{text:?} is not a world (bmc-driver, credential-lookup, ignition-generator, server-classifier)"
         )
     })
 }

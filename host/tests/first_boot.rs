@@ -187,6 +187,7 @@ fn metalprobe(
         cpus: (1, 4),
         memory_kib: 8 * 1024 * 1024,
         disks: vec![(String::from("vda"), 64 << 30, false)],
+        pci_devices: Vec::new(),
     }
     .write(root.path())
     .expect("machine tree");

@@ -389,6 +389,8 @@ async fn simulated_machines_report_their_spec_out_of_band_and_what_it_costs() {
             bmcs: 3,
             systems_per_bmc: 2,
             first_bmc: 2900,
+            // Machine 5801 (the first BMC's second system) has a GPU.
+            oddities: vec![(5801, ferrometal_sim::Oddity::Gpu)],
             ..ferrometal_sim::FleetSpec::default()
         },
         work_dir: dir.path().join("machines"),
@@ -397,6 +399,7 @@ async fn simulated_machines_report_their_spec_out_of_band_and_what_it_costs() {
     .await
     .expect("simulated fleet");
     let password = ferrometal_sim::FleetSpec::default().password;
+    let mut gpus_read = 0;
     for bmc in fleet.bmcs() {
         let address = bmc.address().expect("listening");
         let endpoint = endpoint(&address.ip().to_string(), address.port(), &password);
@@ -428,11 +431,40 @@ async fn simulated_machines_report_their_spec_out_of_band_and_what_it_costs() {
                 .collect();
             assert_eq!(drives, want);
             assert_eq!(status.bios_version.as_deref(), Some("1.0"));
-            assert!(status.accelerators.is_empty());
+            let devices = ferrometal_sim::inventory::pcie_devices(spec);
+            let gpus: Vec<_> = devices
+                .iter()
+                .filter(|d| d.id.starts_with("GPU"))
+                .map(|d| {
+                    (
+                        d.name.clone(),
+                        Some(d.device_class.to_owned()),
+                        Some(d.manufacturer.to_owned()),
+                        Some(d.vendor_id.to_owned()),
+                        Some(d.device_id.to_owned()),
+                    )
+                })
+                .collect();
+            assert_eq!(gpus.len(), spec.gpus);
+            let accelerators: Vec<_> = status
+                .accelerators
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        a.class.clone(),
+                        a.vendor.clone(),
+                        a.vendor_id.clone(),
+                        a.device_id.clone(),
+                    )
+                })
+                .collect();
+            assert_eq!(accelerators, gpus, "the GPUs and nothing else");
+            gpus_read += accelerators.len();
             assert_eq!(
                 system.inventory.as_ref().map(|i| i.pcie_devices.len()),
-                Some(2),
-                "the NIC and the disk controller"
+                Some(devices.len()),
+                "the NIC, the disk controller and the GPUs"
             );
             let carriers: Vec<Option<&str>> = status
                 .network_interfaces
@@ -441,11 +473,16 @@ async fn simulated_machines_report_their_spec_out_of_band_and_what_it_costs() {
                 .collect();
             assert_eq!(carriers, [Some("up"), Some("down")]);
             eprintln!(
-                "{} ({} CPU package(s), {} disk(s)): get-system with inventory = {cost} Redfish requests",
+                "{} ({} CPU package(s), {} disk(s), {} GPU(s)): get-system with inventory = {cost} Redfish requests",
                 spec.model,
                 packages,
-                spec.disks.len()
+                spec.disks.len(),
+                spec.gpus
             );
         }
     }
+    assert_eq!(
+        gpus_read, 1,
+        "the GPU machine's GPU was read as an accelerator"
+    );
 }

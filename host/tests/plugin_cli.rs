@@ -466,3 +466,152 @@ fn call_takes_its_settings_before_or_after_the_operation() {
     assert!(without.status.success(), "{}", text(&without.stderr));
     assert!(!text(&without.stderr).contains("looking up a MAC"));
 }
+
+#[test]
+fn call_classifies_a_server_from_a_facts_file_and_validate_checks_the_rules() {
+    let file = component("profiles");
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/profiles/rules.example.yaml"
+    );
+    let rules_setting = format!("rules={rules}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let facts = dir.path().join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"{
+  "name": "gpu-1",
+  "processors": [{"model": "AMD EPYC 9654 96-Core Processor", "cores": 96}],
+  "totalMemoryBytes": 1099511627776,
+  "drives": [{"name": "nvme0n1", "mediaType": "SSD"}],
+  "accelerators": [{"name": "0000:41:00.0", "vendor": "NVIDIA Corporation", "vendorId": "0x10de"}],
+  "labels": {"topology.example.com/rack": "r1"}
+}"#,
+    )
+    .expect("write facts");
+    let facts = facts.to_string_lossy().into_owned();
+
+    let classified = ferrometal(&[
+        "plugin",
+        "call",
+        &file,
+        "classify",
+        "--facts",
+        &facts,
+        "--setting-file",
+        &rules_setting,
+    ]);
+    assert!(classified.status.success(), "{}", text(&classified.stderr));
+    let classification: serde_json::Value =
+        serde_json::from_slice(&classified.stdout).expect("JSON");
+    assert_eq!(
+        classification,
+        serde_json::json!({
+            "labels": {"hardware.example.com/sku": "gpu-large"},
+            "taints": [
+                {"key": "hardware.example.com/gpu", "value": "nvidia", "effect": "NoBind"},
+                {"key": "hardware.example.com/burn-in", "effect": "NoBind"},
+            ],
+            "unclaimable": null,
+        })
+    );
+
+    let validated = ferrometal(&[
+        "plugin",
+        "validate",
+        &file,
+        "--setting-file",
+        &rules_setting,
+    ]);
+    assert!(validated.status.success(), "{}", text(&validated.stderr));
+    assert!(
+        text(&validated.stdout)
+            .contains("ok: server-classifier profiles loads and accepts the settings")
+    );
+    let refused = ferrometal(&[
+        "plugin",
+        "validate",
+        &file,
+        "--setting",
+        "rules=profiles: [{name: big, match: {disks: {min: 9, max: 1}}}]",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("profiles[0] (big).match.disks: min (9) is above max (1)"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let typo = dir.path().join("typo.json");
+    std::fs::write(&typo, r#"{"name": "s", "totalMemory": 1}"#).expect("write");
+    let unread = ferrometal(&[
+        "plugin",
+        "call",
+        &file,
+        "classify",
+        "--facts",
+        &typo.to_string_lossy(),
+        "--setting-file",
+        &rules_setting,
+    ]);
+    assert!(!unread.status.success());
+    let stderr = text(&unread.stderr);
+    assert!(
+        stderr.contains("is not a server's facts")
+            && stderr.contains("unknown field `totalMemory`"),
+        "{stderr}"
+    );
+
+    let crashed = ferrometal(&[
+        "plugin",
+        "call",
+        &component("classifier-panic"),
+        "classify",
+        "--facts",
+        &facts,
+    ]);
+    assert!(!crashed.status.success());
+    let stderr = text(&crashed.stderr);
+    assert!(
+        stderr.contains("classify: crashed") && stderr.contains("no rule for a server like gpu-1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_shows_the_classifiers_in_order_and_a_listed_one_that_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("create");
+    for name in ["profiles", "classifier-panic", "classifier-endless-loop"] {
+        std::fs::copy(component(name), plugins.join(format!("{name}.wasm"))).expect("copy");
+    }
+    let config = dir.path().join("plugins.yaml");
+    std::fs::write(
+        &config,
+        "classifiers: [classifier-endless-loop, classifier-panic, ghost]\n",
+    )
+    .expect("write config");
+    let output = ferrometal(&[
+        "plugin",
+        "list",
+        "--dir",
+        &plugins.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("  server-classifier   profiles "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("classifiers (in order)     → classifier-endless-loop, classifier-panic\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lists classifier ghost under `classifiers`, but there is no ghost.wasm"),
+        "{stdout}"
+    );
+}

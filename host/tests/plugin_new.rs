@@ -211,6 +211,50 @@ fn a_new_ignition_generator_builds_and_renders_checked_ignition() {
 }
 
 #[test]
+fn a_new_server_classifier_builds_and_its_answers_are_checked_by_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component = new_test_build_inspect(dir.path(), "server-classifier", "acme-classifier");
+    let facts = dir.path().join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"{"name": "server-1", "totalMemoryBytes": 549755813888, "accelerators": [{"name": "gpu0"}]}"#,
+    )
+    .expect("write facts");
+    let facts = facts.to_string_lossy().into_owned();
+    let classify = |setting: &str| {
+        ferrometal(&[
+            "plugin",
+            "call",
+            &component,
+            "classify",
+            "--facts",
+            &facts,
+            "--setting",
+            setting,
+        ])
+    };
+    let classified = classify("prefix=acme.example");
+    assert!(classified.status.success(), "{}", text(&classified.stderr));
+    let classification: serde_json::Value =
+        serde_json::from_slice(&classified.stdout).expect("JSON");
+    assert_eq!(classification["labels"]["acme.example/memory"], "large");
+    assert_eq!(
+        classification["taints"][0]["key"],
+        "acme.example/accelerator"
+    );
+    assert_eq!(classification["taints"][0]["effect"], "NoBind");
+
+    // The template does not check its prefix; the host checks every answer.
+    let refused = classify("prefix=ferrometal.dev");
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("classify: plugin error: returned an invalid classification: label key \"ferrometal.dev/memory\" uses the prefix ferrometal.dev, which is reserved for the operator"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_plugin_that_opens_sockets_is_refused_at_build_time_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let crate_dir = dir.path().join("sockety");

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::report::{
-    BiosInformation, BlockDevice, BoardInformation, Cpu, Memory, NetworkInterface, Nic, Report,
-    SystemInfo, SystemInformation,
+    BiosInformation, BlockDevice, BoardInformation, Cpu, Memory, NetworkInterface, Nic, PciDevice,
+    Report, SystemInfo, SystemInformation,
 };
 
 /// Reads one sysfs attribute, trimmed; empty when missing or unreadable (many DMI fields are
@@ -34,6 +34,7 @@ pub fn collect(root: &Path) -> Report {
             .map(|size| vec![Memory { size }])
             .unwrap_or_default(),
         nics,
+        pci_devices: pci_devices(root),
     }
 }
 
@@ -291,9 +292,157 @@ pub fn block_devices(root: &Path) -> Vec<BlockDevice> {
         .collect()
 }
 
+/// Vendor names metalprobe knows without `pci.ids`, spelt as `pci.ids` spells them (what
+/// metal-operator's probe reports): vendors of accelerators, and of the BMC VGAs that must not
+/// be taken for one.
+const VENDORS: [(&str, &str); 10] = [
+    ("10de", "NVIDIA Corporation"),
+    ("1002", "Advanced Micro Devices, Inc. [AMD/ATI]"),
+    ("1022", "Advanced Micro Devices, Inc. [AMD]"),
+    ("8086", "Intel Corporation"),
+    ("1da3", "Habana Labs Ltd."),
+    ("10ee", "Xilinx Corporation"),
+    ("1172", "Altera Corporation"),
+    ("17cb", "Qualcomm Technologies, Inc"),
+    ("1a03", "ASPEED Technology, Inc."),
+    ("102b", "Matrox Electronics Systems Ltd."),
+];
+
+/// The name of PCI vendor `id` (four hex digits, as in the report), or `""` for a vendor
+/// metalprobe does not know.
+pub fn vendor_name(id: &str) -> &'static str {
+    VENDORS
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(id))
+        .map_or("", |(_, name)| name)
+}
+
+/// A sysfs PCI id (`0x10de`) in the report's form: lowercase hex without `0x` (`10de`).
+fn pci_id(text: &str) -> String {
+    let text = text.trim();
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+        .to_ascii_lowercase()
+}
+
+/// PCI functions from `/sys/bus/pci/devices/<address>` (`vendor`, `device`, `class`,
+/// `numa_node`, `subsystem_vendor`, `subsystem_device`), by address. Entries without a
+/// readable vendor id are left out.
+pub fn pci_devices(root: &Path) -> Vec<PciDevice> {
+    let devices = root.join("sys/bus/pci/devices");
+    let mut addresses: Vec<String> = std::fs::read_dir(&devices)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    addresses.sort();
+    addresses
+        .into_iter()
+        .filter_map(|address| {
+            let dir = devices.join(&address);
+            let get = |name: &str| attribute(&dir.join(name));
+            let vendor_id = pci_id(&get("vendor"));
+            if vendor_id.is_empty() {
+                return None;
+            }
+            Some(PciDevice {
+                vendor: vendor_name(&vendor_id).to_owned(),
+                product: String::new(),
+                product_id: pci_id(&get("device")),
+                // The kernel writes -1 for a machine without NUMA; so does metal-operator's
+                // probe when it knows no node.
+                numa_node_id: get("numa_node").parse().unwrap_or(-1),
+                class: get("class").to_ascii_lowercase(),
+                subsystem_vendor_id: pci_id(&get("subsystem_vendor")),
+                subsystem_product_id: pci_id(&get("subsystem_device")),
+                vendor_id,
+                address,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn pci_devices_are_read_from_sysfs_with_their_class_and_known_vendor_names() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let devices = root.path().join("sys/bus/pci/devices");
+        for (address, vendor, device, class, numa) in [
+            ("0000:41:00.0", "0x10de", "0x2330", "0x030200", "1"),
+            ("0000:03:00.0", "0x1a03", "0x2000", "0x030000", "-1"),
+            ("0000:18:00.0", "0x1d0f", "0xefa1", "0x020000", "0"),
+        ] {
+            let dir = devices.join(address);
+            write(&dir.join("vendor"), &format!("{vendor}\n"));
+            write(&dir.join("device"), &format!("{device}\n"));
+            write(&dir.join("class"), &format!("{class}\n"));
+            write(&dir.join("numa_node"), &format!("{numa}\n"));
+            write(&dir.join("subsystem_vendor"), "0x10DE\n");
+            write(&dir.join("subsystem_device"), "0x16c1\n");
+        }
+        // Not a device: no vendor.
+        std::fs::create_dir_all(devices.join("0000:ff:00.0")).expect("mkdir");
+
+        let found = pci_devices(root.path());
+        let summary: Vec<(&str, &str, &str, &str, &str, i32)> = found
+            .iter()
+            .map(|d| {
+                (
+                    d.address.as_str(),
+                    d.vendor.as_str(),
+                    d.vendor_id.as_str(),
+                    d.product_id.as_str(),
+                    d.class.as_str(),
+                    d.numa_node_id,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "0000:03:00.0",
+                    "ASPEED Technology, Inc.",
+                    "1a03",
+                    "2000",
+                    "0x030000",
+                    -1
+                ),
+                ("0000:18:00.0", "", "1d0f", "efa1", "0x020000", 0),
+                (
+                    "0000:41:00.0",
+                    "NVIDIA Corporation",
+                    "10de",
+                    "2330",
+                    "0x030200",
+                    1
+                ),
+            ],
+            "sorted by address, ids without 0x, unknown vendors unnamed"
+        );
+        assert_eq!(found[2].subsystem_vendor_id, "10de");
+        assert_eq!(found[2].subsystem_product_id, "16c1");
+        assert_eq!(found[2].product, "", "no product table");
+        assert_eq!(collect(root.path()).pci_devices, found);
+    }
+
+    #[test]
+    fn a_machine_without_pci_in_sysfs_reports_no_pci_devices() {
+        let root = tempfile::tempdir().expect("temp dir");
+        assert!(pci_devices(root.path()).is_empty());
+    }
 
     #[test]
     fn cpuinfo_is_grouped_by_package() {

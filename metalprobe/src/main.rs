@@ -100,10 +100,11 @@ async fn run(args: Args) -> Result<(), String> {
     .await
     .map_err(|error| error.to_string())?;
     eprintln!(
-        "metalprobe: reported {} interfaces, {} CPUs, {} block devices for system {}",
+        "metalprobe: reported {} interfaces, {} CPUs, {} block devices, {} PCI devices for system {}",
         registration.data.network_interfaces.len(),
         registration.data.cpu.len(),
         registration.data.storage.len(),
+        registration.data.pci_devices.len(),
         registration.system_uuid
     );
     Ok(())

@@ -65,6 +65,10 @@ pub struct Report {
     /// NIC hardware details.
     #[serde(deserialize_with = "nullable")]
     pub nics: Vec<Nic>,
+    /// PCI devices (functions), in metal-operator's shape plus the class code and subsystem
+    /// ids of ours; the registry finds the accelerators among them.
+    #[serde(deserialize_with = "nullable")]
+    pub pci_devices: Vec<PciDevice>,
 }
 
 /// When a report says its facts were collected.
@@ -323,6 +327,55 @@ pub struct Nic {
     pub speed: String,
 }
 
+/// One PCI function: metal-operator's `PCIDevice` (`address`, `vendor`, `vendorID`, `product`,
+/// `productID`, `numaNodeID`, ids written as metal-operator's probe writes them: four
+/// lowercase hex digits without `0x`), plus `class`, `subsystemVendorID` and
+/// `subsystemProductID` of ours, which Go's `encoding/json` ignores and which are left out
+/// when empty (metal-operator's probe does not send them, so its devices have no class).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PciDevice {
+    /// PCI address, `domain:bus:device.function` (e.g. `0000:41:00.0`).
+    #[serde(deserialize_with = "nullable")]
+    pub address: String,
+    /// Vendor name as `pci.ids` spells it; metalprobe knows only a few vendors (see
+    /// [`crate::collect::vendor_name`]) and leaves the others empty.
+    #[serde(deserialize_with = "nullable")]
+    pub vendor: String,
+    /// PCI vendor id (e.g. `10de`).
+    #[serde(rename = "vendorID")]
+    #[serde(deserialize_with = "nullable")]
+    pub vendor_id: String,
+    /// Product name; metalprobe carries no product table and leaves it empty (metal-operator's
+    /// probe fills it from `pci.ids`).
+    #[serde(deserialize_with = "nullable")]
+    pub product: String,
+    /// PCI device id (e.g. `2330`).
+    #[serde(rename = "productID")]
+    #[serde(deserialize_with = "nullable")]
+    pub product_id: String,
+    /// NUMA node the device is attached to; `-1` when the kernel knows none.
+    #[serde(rename = "numaNodeID")]
+    #[serde(deserialize_with = "nullable")]
+    pub numa_node_id: i32,
+    /// PCI class code as sysfs writes it, `0x` + class, subclass and programming interface
+    /// (e.g. `0x030200`, a 3D controller): what tells a GPU from a NIC. Ours.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
+    pub class: String,
+    /// Subsystem (board) vendor id, in the form of `vendorID`. Ours.
+    #[serde(rename = "subsystemVendorID", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
+    pub subsystem_vendor_id: String,
+    /// Subsystem (board) device id, in the form of `productID`. Ours.
+    #[serde(
+        rename = "subsystemProductID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    #[serde(deserialize_with = "nullable")]
+    pub subsystem_product_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +405,48 @@ mod tests {
         assert!(report.cpu[0].capabilities.is_empty());
         assert!(report.network_interfaces[0].ip_addresses.is_empty());
         assert!(report.lldp[0].neighbors.is_empty());
+        assert!(report.pci_devices.is_empty());
         assert_eq!(report.collected_at(), Collected::Unstated);
+    }
+
+    #[test]
+    fn metal_operators_pci_devices_read_without_a_class_and_ours_carry_one() {
+        // As metal-operator's probe writes them (ghw: ids without `0x`, `omitempty`).
+        let report: Report = serde_json::from_str(
+            r#"{"pciDevices":[{"address":"0000:41:00.0","vendor":"NVIDIA Corporation",
+                "vendorID":"10de","product":"GH100 [H100 SXM5 80GB]","productID":"2330",
+                "numaNodeID":1},{"address":"0000:00:1f.0","vendorID":"8086","product":null}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(report.pci_devices[0].product_id, "2330");
+        assert_eq!(report.pci_devices[0].numa_node_id, 1);
+        assert_eq!(report.pci_devices[0].class, "");
+        assert_eq!(report.pci_devices[1].product, "");
+        assert_eq!(
+            report.pci_devices[1].numa_node_id, 0,
+            "Go omits a zero node"
+        );
+
+        let ours = PciDevice {
+            address: String::from("0000:41:00.0"),
+            vendor_id: String::from("10de"),
+            product_id: String::from("2330"),
+            numa_node_id: -1,
+            class: String::from("0x030200"),
+            ..PciDevice::default()
+        };
+        let written = serde_json::to_value(&ours).expect("serializes");
+        assert_eq!(written["class"], "0x030200");
+        assert_eq!(written["vendorID"], "10de");
+        assert_eq!(written["numaNodeID"], -1);
+        assert!(
+            written.get("subsystemVendorID").is_none(),
+            "extras are left out when empty: {written}"
+        );
+        assert_eq!(
+            serde_json::from_value::<PciDevice>(written).expect("reads back"),
+            ours
+        );
     }
 
     #[test]

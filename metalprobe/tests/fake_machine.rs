@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use metalprobe::report::Registration;
-use testenv::{FakeMachine, FakeNic};
+use testenv::{FakeMachine, FakeNic, FakePciDevice};
 
 fn machine() -> FakeMachine {
     FakeMachine {
@@ -29,6 +29,15 @@ fn machine() -> FakeMachine {
         cpus: (2, 4),
         memory_kib: 16 * 1024 * 1024,
         disks: vec![(String::from("sda"), 480 * 1000 * 1000 * 1000, false)],
+        pci_devices: vec![FakePciDevice {
+            address: String::from("0000:41:00.0"),
+            vendor: String::from("0x10de"),
+            device: String::from("0x2330"),
+            class: String::from("0x030200"),
+            subsystem_vendor: String::from("0x10de"),
+            subsystem_device: String::from("0x16c1"),
+            numa_node: 0,
+        }],
     }
 }
 
@@ -86,6 +95,23 @@ fn the_report_describes_the_machine() {
     assert_eq!(data.memory[0].size, 16 * 1024 * 1024 * 1024);
     assert_eq!(data.storage.len(), 1, "loop devices are left out");
     assert_eq!(data.storage[0].size_bytes, 480 * 1000 * 1000 * 1000);
+    let gpu = &data.pci_devices[0];
+    assert_eq!(
+        (
+            gpu.address.as_str(),
+            gpu.vendor.as_str(),
+            gpu.vendor_id.as_str(),
+            gpu.product_id.as_str(),
+            gpu.class.as_str()
+        ),
+        (
+            "0000:41:00.0",
+            "NVIDIA Corporation",
+            "10de",
+            "2330",
+            "0x030200"
+        )
+    );
     assert!(!data.timestamp.is_empty());
 }
 

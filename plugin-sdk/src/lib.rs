@@ -14,6 +14,8 @@
 //!   so driver logic can be unit-tested natively.
 //! - `ignition-generator` — [`ignition_generator::IgnitionGenerator`], registered with
 //!   [`register_ignition_generator!`].
+//! - `server-classifier` — [`server_classifier::ServerClassifier`], registered with
+//!   [`register_server_classifier!`].
 
 // Generated code names the SDK by its crate name, also from inside the SDK.
 extern crate self as ferrometal_plugin_sdk;
@@ -23,7 +25,8 @@ extern crate self as ferrometal_plugin_sdk;
 #[cfg(any(
     feature = "credential-lookup",
     feature = "bmc-driver",
-    feature = "ignition-generator"
+    feature = "ignition-generator",
+    feature = "server-classifier"
 ))]
 macro_rules! wit_error_conversion {
     ($($types:ident)::+) => {
@@ -57,7 +60,8 @@ macro_rules! wit_error_conversion {
 #[cfg(any(
     feature = "credential-lookup",
     feature = "bmc-driver",
-    feature = "ignition-generator"
+    feature = "ignition-generator",
+    feature = "server-classifier"
 ))]
 macro_rules! world_logging {
     () => {
@@ -102,13 +106,15 @@ macro_rules! world_logging {
 #[cfg(any(
     feature = "credential-lookup",
     feature = "bmc-driver",
-    feature = "ignition-generator"
+    feature = "ignition-generator",
+    feature = "server-classifier"
 ))]
 mod host_logging;
 #[cfg(any(
     feature = "credential-lookup",
     feature = "bmc-driver",
-    feature = "ignition-generator"
+    feature = "ignition-generator",
+    feature = "server-classifier"
 ))]
 #[doc(hidden)]
 pub use host_logging::{HostLog, install_host_logging};
@@ -121,6 +127,8 @@ pub mod bmc_driver;
 pub mod credential_lookup;
 #[cfg(feature = "ignition-generator")]
 pub mod ignition_generator;
+#[cfg(feature = "server-classifier")]
+pub mod server_classifier;
 
 /// The plugin ABI this SDK builds for.
 pub const ABI_VERSION: &str = "0.1.0";

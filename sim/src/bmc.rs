@@ -750,7 +750,7 @@ impl Bmc {
             system.remove("Boot");
             system["SystemType"] = json!("DPU");
         }
-        crate::inventory::add_links(&mut document, base);
+        crate::inventory::add_links(&mut document, base, spec);
         document
     }
 

@@ -5,7 +5,9 @@
 //! thread per core, the memory size, the disks with their kernel names, vendor and model,
 //! and BIOS version `1.0`. So the same fleet discovered in-band and out-of-band has the same
 //! metal-operator status fields. Fields the probe cannot see (CPU architecture, drive
-//! protocol, states) are left out for the same reason.
+//! protocol, states) are left out for the same reason. The PCIe devices ([`pcie_devices`]: a
+//! NIC, a SATA controller and the GPUs of [`crate::Oddity::Gpu`]) are also written to the
+//! machine's sysfs, so both discoveries find the same accelerators.
 
 use serde_json::{Map, Value, json};
 
@@ -51,26 +53,89 @@ fn modules(spec: &MachineSpec) -> (u64, u64) {
     }
 }
 
-/// PCIe devices: the NIC and the disk controller, as `(id, name, class, vendor, device)`.
-const PCIE_DEVICES: [(&str, &str, &str, &str, &str); 2] = [
-    (
-        "NIC",
-        "Simulated NIC",
-        "NetworkController",
-        "0x8086",
-        "0x1572",
-    ),
-    (
-        "SATA",
-        "Simulated SATA controller",
-        "MassStorageController",
-        "0x8086",
-        "0xa182",
-    ),
-];
+/// One PCIe device of a simulated machine, as its BMC lists it and its sysfs holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcieDevice {
+    /// Redfish `Id`.
+    pub id: String,
+    /// Redfish `Name`.
+    pub name: String,
+    /// Vendor name, as Redfish `Manufacturer` and as metalprobe names the vendor.
+    pub manufacturer: &'static str,
+    /// PCI address of the device's function, its directory in `/sys/bus/pci/devices`.
+    pub address: String,
+    /// PCI class code, as sysfs writes it (`0x030200`).
+    pub class_code: &'static str,
+    /// Redfish `DeviceClass` of that class code.
+    pub device_class: &'static str,
+    /// PCI vendor id (`0x10de`).
+    pub vendor_id: &'static str,
+    /// PCI device id.
+    pub device_id: &'static str,
+    /// Subsystem vendor id.
+    pub subsystem_vendor_id: &'static str,
+    /// Subsystem device id.
+    pub subsystem_id: &'static str,
+    /// NUMA node the device hangs off.
+    pub numa_node: i32,
+}
 
-/// Adds the inventory's links and `BiosVersion` to the system document at `base`.
-pub fn add_links(document: &mut Value, base: &str) {
+/// The PCIe devices of a machine: an Intel NIC and SATA controller, then one NVIDIA H100
+/// (`10de:2330`, a 3D controller) per [`crate::Oddity::Gpu`], spread over the CPU packages.
+/// A GPU's Redfish `Name` is its PCI address, the name the machine's sysfs gives it (the
+/// in-band probe has no product names), and it has no `Model`: so the accelerator both
+/// discoveries report is the same. Real BMCs name devices their own way.
+pub fn pcie_devices(spec: &MachineSpec) -> Vec<PcieDevice> {
+    let mut devices = vec![
+        PcieDevice {
+            id: String::from("NIC"),
+            name: String::from("Simulated NIC"),
+            manufacturer: "Intel Corporation",
+            address: String::from("0000:18:00.0"),
+            class_code: "0x020000",
+            device_class: "NetworkController",
+            vendor_id: "0x8086",
+            device_id: "0x1572",
+            subsystem_vendor_id: "0x8086",
+            subsystem_id: "0x0006",
+            numa_node: 0,
+        },
+        PcieDevice {
+            id: String::from("SATA"),
+            name: String::from("Simulated SATA controller"),
+            manufacturer: "Intel Corporation",
+            address: String::from("0000:00:17.0"),
+            class_code: "0x010601",
+            device_class: "MassStorageController",
+            vendor_id: "0x8086",
+            device_id: "0xa182",
+            subsystem_vendor_id: "0x8086",
+            subsystem_id: "0x7270",
+            numa_node: 0,
+        },
+    ];
+    let packages = spec.cpus.0.max(1) as usize;
+    devices.extend((0..spec.gpus).map(|n| {
+        let address = format!("0000:{:02x}:00.0", 0x41 + n);
+        PcieDevice {
+            id: format!("GPU{n}"),
+            name: address.clone(),
+            manufacturer: "NVIDIA Corporation",
+            address,
+            class_code: "0x030200",
+            device_class: "DisplayController",
+            vendor_id: "0x10de",
+            device_id: "0x2330",
+            subsystem_vendor_id: "0x10de",
+            subsystem_id: "0x16c1",
+            numa_node: i32::try_from(n % packages).unwrap_or(0),
+        }
+    }));
+    devices
+}
+
+/// Adds the inventory's links and `BiosVersion` to the document of system `spec` at `base`.
+pub fn add_links(document: &mut Value, base: &str, spec: &MachineSpec) {
     let Some(system) = document.as_object_mut() else {
         return;
     };
@@ -82,9 +147,9 @@ pub fn add_links(document: &mut Value, base: &str) {
         (
             "PCIeDevices",
             Value::Array(
-                PCIE_DEVICES
+                pcie_devices(spec)
                     .iter()
-                    .map(|(id, ..)| link(&format!("{base}/PCIeDevices/{id}")))
+                    .map(|device| link(&format!("{base}/PCIeDevices/{}", device.id)))
                     .collect(),
             ),
         ),
@@ -148,10 +213,19 @@ pub fn get(base: &str, spec: &MachineSpec, rest: &[&str]) -> Option<Value> {
             "Drives": spec
                 .disks
                 .iter()
+                // Disks only the OS sees ([`crate::Oddity::OsOnlyDisk`]) are not listed.
+                .filter(|(name, ..)| !spec.bmc_unlisted_disks.contains(name))
                 .map(|(name, ..)| link(&format!("{path}/Drives/{name}")))
                 .collect::<Vec<_>>(),
         })),
         ["Storage", "1", "Drives", name] => {
+            if spec
+                .bmc_unlisted_disks
+                .iter()
+                .any(|unlisted| unlisted == name)
+            {
+                return None;
+            }
             let (name, bytes, rotational) = spec.disks.iter().find(|(n, ..)| n == name)?;
             Some(json!({
                 "@odata.id": path,
@@ -164,23 +238,26 @@ pub fn get(base: &str, spec: &MachineSpec, rest: &[&str]) -> Option<Value> {
             }))
         }
         ["PCIeDevices", id] => {
-            let (id, name, ..) = PCIE_DEVICES.iter().find(|(d, ..)| d == id)?;
+            let device = pcie_devices(spec).into_iter().find(|d| d.id == *id)?;
             Some(json!({
                 "@odata.id": path,
-                "Id": id,
-                "Name": name,
-                "Manufacturer": "Intel Corporation",
+                "Id": device.id,
+                "Name": device.name,
+                "Manufacturer": device.manufacturer,
                 "Links": {"PCIeFunctions": [link(&format!("{path}/PCIeFunctions/0"))]},
             }))
         }
         ["PCIeDevices", id, "PCIeFunctions", "0"] => {
-            let (_, _, class, vendor, device) = PCIE_DEVICES.iter().find(|(d, ..)| d == id)?;
+            let device = pcie_devices(spec).into_iter().find(|d| d.id == *id)?;
             Some(json!({
                 "@odata.id": path,
                 "Id": "0",
-                "DeviceClass": class,
-                "VendorId": vendor,
-                "DeviceId": device,
+                "DeviceClass": device.device_class,
+                "ClassCode": device.class_code,
+                "VendorId": device.vendor_id,
+                "DeviceId": device.device_id,
+                "SubsystemVendorId": device.subsystem_vendor_id,
+                "SubsystemId": device.subsystem_id,
             }))
         }
         _ => None,
@@ -221,5 +298,62 @@ mod tests {
             assert_eq!(drives, spec.disks.len());
             assert!(get(base, spec, &["Processors", &spec.cpus.0.to_string()]).is_none());
         }
+    }
+
+    #[test]
+    fn a_disk_only_the_os_sees_is_neither_listed_nor_served() {
+        let spec = FleetSpec {
+            oddities: vec![(0, crate::Oddity::OsOnlyDisk)],
+            ..FleetSpec::default()
+        }
+        .machine(0);
+        let base = "/redfish/v1/Systems/1";
+        let hidden = spec.bmc_unlisted_disks[0].clone();
+        let drives = get(base, &spec, &["Storage", "1"]).expect("storage")["Drives"]
+            .as_array()
+            .expect("drives")
+            .len();
+        assert_eq!(drives, spec.disks.len() - 1);
+        assert!(get(base, &spec, &["Storage", "1", "Drives", &hidden]).is_none());
+        assert!(get(base, &spec, &["Storage", "1", "Drives", &spec.disks[0].0]).is_some());
+    }
+
+    #[test]
+    fn a_gpu_machine_s_bmc_lists_each_gpu_as_a_display_controller_named_by_its_address() {
+        let spec = FleetSpec {
+            oddities: vec![(0, crate::Oddity::Gpu), (0, crate::Oddity::Gpu)],
+            ..FleetSpec::default()
+        }
+        .machine(0);
+        let base = "/redfish/v1/Systems/1";
+        let mut system = json!({});
+        add_links(&mut system, base, &spec);
+        let links: Vec<&str> = system["PCIeDevices"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .filter_map(|l| l["@odata.id"].as_str())
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "/redfish/v1/Systems/1/PCIeDevices/NIC",
+                "/redfish/v1/Systems/1/PCIeDevices/SATA",
+                "/redfish/v1/Systems/1/PCIeDevices/GPU0",
+                "/redfish/v1/Systems/1/PCIeDevices/GPU1",
+            ]
+        );
+        let gpu = get(base, &spec, &["PCIeDevices", "GPU1"]).expect("GPU1");
+        assert_eq!(gpu["Name"], "0000:42:00.0");
+        assert_eq!(gpu["Manufacturer"], "NVIDIA Corporation");
+        assert!(gpu.get("Model").is_none());
+        let function =
+            get(base, &spec, &["PCIeDevices", "GPU1", "PCIeFunctions", "0"]).expect("function");
+        assert_eq!(function["DeviceClass"], "DisplayController");
+        assert_eq!(function["ClassCode"], "0x030200");
+        assert_eq!(function["VendorId"], "0x10de");
+        assert!(get(base, &spec, &["PCIeDevices", "GPU2"]).is_none());
+        let plain = FleetSpec::default().machine(0);
+        assert_eq!(pcie_devices(&plain).len(), 2, "no GPU without the oddity");
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use testenv::{FakeMachine, FakeNic};
+use testenv::{FakeMachine, FakeNic, FakePciDevice};
 use tokio::task::AbortHandle;
 
 use crate::dhcp::ClientClass;
@@ -813,6 +813,19 @@ impl Machine {
             cpus: spec.cpus,
             memory_kib: spec.memory_mib * 1024,
             disks: spec.disks.clone(),
+            // The devices the BMC lists (`crate::inventory`), so both discoveries agree.
+            pci_devices: crate::inventory::pcie_devices(spec)
+                .into_iter()
+                .map(|device| FakePciDevice {
+                    address: device.address,
+                    vendor: device.vendor_id.to_owned(),
+                    device: device.device_id.to_owned(),
+                    class: device.class_code.to_owned(),
+                    subsystem_vendor: device.subsystem_vendor_id.to_owned(),
+                    subsystem_device: device.subsystem_id.to_owned(),
+                    numa_node: device.numa_node,
+                })
+                .collect(),
         }
     }
 }
@@ -856,7 +869,10 @@ mod tests {
     }
 
     fn machine() -> Arc<Machine> {
-        let spec = crate::spec::FleetSpec::default().bmc(0).systems[0].clone();
+        machine_with(crate::spec::FleetSpec::default().bmc(0).systems[0].clone())
+    }
+
+    fn machine_with(spec: MachineSpec) -> Arc<Machine> {
         Arc::new(Machine::new(
             spec,
             Arc::new(BootEnvironment {
@@ -869,6 +885,47 @@ mod tests {
                 host_alias: None,
             }),
         ))
+    }
+
+    #[test]
+    fn the_machine_tree_holds_the_pci_devices_its_bmc_lists() {
+        let spec = crate::spec::FleetSpec {
+            oddities: vec![(0, crate::Oddity::Gpu), (0, crate::Oddity::Gpu)],
+            ..crate::spec::FleetSpec::default()
+        }
+        .machine(0);
+        let machine = machine_with(spec.clone());
+        let root = std::env::temp_dir().join(format!("ferrometal-sim-pci-{}", std::process::id()));
+        machine
+            .fake_machine(std::net::Ipv4Addr::new(10, 0, 0, 1))
+            .write(&root)
+            .expect("machine tree");
+        let reported = metalprobe::collect::collect(&root).pci_devices;
+        let _ = std::fs::remove_dir_all(&root);
+        let mut listed: Vec<(String, String, String, String)> =
+            crate::inventory::pcie_devices(&spec)
+                .into_iter()
+                .map(|d| {
+                    let id = |text: &str| text.trim_start_matches("0x").to_owned();
+                    (
+                        d.address,
+                        id(d.vendor_id),
+                        id(d.device_id),
+                        d.class_code.to_owned(),
+                    )
+                })
+                .collect();
+        listed.sort();
+        let reported: Vec<(String, String, String, String)> = reported
+            .into_iter()
+            .map(|d| (d.address, d.vendor_id, d.product_id, d.class))
+            .collect();
+        assert_eq!(reported, listed);
+        assert_eq!(
+            reported.iter().filter(|d| d.3 == "0x030200").count(),
+            2,
+            "both GPUs: {reported:?}"
+        );
     }
 
     #[tokio::test]

@@ -42,6 +42,15 @@ pub enum Oddity {
     BmcOnlyNic(BmcOnlyNicKind),
     /// The machine reports the SMBIOS UUID of machine `n`, as if two BMCs saw one system.
     SameUuidAs(usize),
+    /// The machine has one more GPU (an NVIDIA 3D controller): a PCIe device the BMC lists and
+    /// a PCI function in the machine's sysfs, so both discoveries find the same accelerator.
+    /// Each one adds a GPU.
+    Gpu,
+    /// The machine has one more disk, a 960 GB SSD named after the others (`sdc` after `sda`
+    /// and `sdb`), that its BMC's Redfish `Storage` does not list: only the machine's OS, and
+    /// so the in-band probe, sees it (like a disk behind an HBA the BMC cannot read). Each
+    /// one adds a disk.
+    OsOnlyDisk,
 }
 
 /// What the BMC says of a NIC that the machine's OS never sees.
@@ -109,6 +118,11 @@ pub struct MachineSpec {
     pub boot_override: bool,
     /// NICs the BMC lists that the machine's OS never sees: `(MAC, what the BMC says)`.
     pub bmc_only_nics: Vec<(String, BmcOnlyNicKind)>,
+    /// GPUs (see [`Oddity::Gpu`] and `crate::inventory::pcie_devices`).
+    pub gpus: usize,
+    /// Disks of `disks` (by name) that the BMC's Redfish `Storage` does not list (see
+    /// [`Oddity::OsOnlyDisk`]).
+    pub bmc_unlisted_disks: Vec<String>,
 }
 
 /// SplitMix64: a tiny, well-distributed generator; enough for test data.
@@ -168,6 +182,14 @@ fn mac(prefix: &str, index: usize) -> String {
     )
 }
 
+/// Kernel name of a machine's disk `n`: `sda`, `sdb`, ...
+fn disk_name(n: usize) -> String {
+    format!("sd{}", char::from(b'a' + n as u8))
+}
+
+/// The size of a disk [`Oddity::OsOnlyDisk`] adds (960 GB).
+const OS_ONLY_DISK_BYTES: u64 = 960_000_000_000;
+
 /// One hardware shape: model, CPU packages, cores per package, memory GiB, disks as
 /// `(GB, rotational)`.
 type Shape = (&'static str, u32, u32, u64, &'static [(u64, bool)]);
@@ -216,6 +238,8 @@ impl FleetSpec {
         let mut uuid = rng.uuid();
         let mut boot_override = true;
         let mut bmc_only_nics = Vec::new();
+        let mut gpus = 0;
+        let mut os_only_disks = 0;
         for (_, oddity) in self
             .oddities
             .iter()
@@ -237,6 +261,8 @@ impl FleetSpec {
                     .uuid;
                 }
                 Oddity::SameUuidAs(_) => {}
+                Oddity::Gpu => gpus += 1,
+                Oddity::OsOnlyDisk => os_only_disks += 1,
             }
         }
         MachineSpec {
@@ -244,6 +270,10 @@ impl FleetSpec {
             boot_override,
             bmc_only_nics,
             uuid,
+            gpus,
+            bmc_unlisted_disks: (disks.len()..disks.len() + os_only_disks)
+                .map(disk_name)
+                .collect(),
             serial: format!("SIM{:010}", rng.below(10_000_000_000)),
             model: model.to_owned(),
             macs: vec![mac("52:54:fd", index), mac("52:54:fc", index)],
@@ -256,6 +286,10 @@ impl FleetSpec {
                     let name = format!("sd{}", char::from(b'a' + n as u8));
                     (name, gb * 1_000_000_000, rotational)
                 })
+                .chain(
+                    (disks.len()..disks.len() + os_only_disks)
+                        .map(|n| (disk_name(n), OS_ONLY_DISK_BYTES, false)),
+                )
                 .collect(),
         }
     }
@@ -293,6 +327,8 @@ mod tests {
                 (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::HostInterface)),
                 (2, Oddity::BmcOnlyNic(BmcOnlyNicKind::Unseen)),
                 (3, Oddity::SameUuidAs(0)),
+                (1, Oddity::Gpu),
+                (1, Oddity::Gpu),
             ],
             ..plain.clone()
         };
@@ -300,6 +336,7 @@ mod tests {
         let machine = |bmcs: &[BmcSpec], index: usize| bmcs[index / 2].systems[index % 2].clone();
         assert_eq!(machine(&odd, 0), machine(&plain, 0));
         assert!(!machine(&odd, 1).boot_override);
+        assert_eq!((machine(&odd, 1).gpus, machine(&plain, 1).gpus), (2, 0));
         assert_eq!(
             machine(&odd, 2).bmc_only_nics,
             [
@@ -313,6 +350,23 @@ mod tests {
         assert_eq!(machine(&odd, 2).macs, machine(&plain, 2).macs);
         assert_eq!(machine(&odd, 3).uuid, machine(&plain, 0).uuid);
         assert_eq!(machine(&odd, 3).serial, machine(&plain, 3).serial);
+    }
+
+    #[test]
+    fn a_disk_only_the_os_sees_is_one_more_disk_the_bmc_does_not_list() {
+        let plain = fleet(3, 2);
+        let odd = FleetSpec {
+            oddities: vec![(1, Oddity::OsOnlyDisk)],
+            ..plain.clone()
+        };
+        let (plain, odd) = (plain.machine(1), odd.machine(1));
+        let extra = odd.disks.last().expect("a disk").clone();
+        assert_eq!(odd.disks[..odd.disks.len() - 1], plain.disks[..]);
+        assert_eq!(extra.0, disk_name(plain.disks.len()));
+        assert_eq!((extra.1, extra.2), (OS_ONLY_DISK_BYTES, false));
+        assert_eq!(odd.bmc_unlisted_disks, [extra.0]);
+        assert!(plain.bmc_unlisted_disks.is_empty());
+        assert_eq!(odd.uuid, plain.uuid);
     }
 
     #[test]

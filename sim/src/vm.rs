@@ -434,6 +434,8 @@ mod tests {
             disks: Vec::new(),
             boot_override: true,
             bmc_only_nics: Vec::new(),
+            gpus: 0,
+            bmc_unlisted_disks: Vec::new(),
         }
     }
 

@@ -34,7 +34,7 @@ pub mod viewer;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use error::Error;
-pub use machine_root::{FakeMachine, FakeNic};
+pub use machine_root::{FakeMachine, FakeNic, FakePciDevice};
 pub use node::{Node, NodeOptions};
 pub use pki::{CertificateAuthority, IssuedCertificate};
 pub use process::{Program, reap_dead_runs};

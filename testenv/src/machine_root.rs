@@ -24,6 +24,28 @@ pub struct FakeMachine {
     pub memory_kib: u64,
     /// `(name, bytes, rotational)`.
     pub disks: Vec<(String, u64, bool)>,
+    /// PCI functions, written to `/sys/bus/pci/devices`.
+    pub pci_devices: Vec<FakePciDevice>,
+}
+
+/// One PCI function of a [`FakeMachine`]; ids and class as sysfs writes them (`0x10de`,
+/// `0x030200`).
+#[derive(Debug, Clone)]
+pub struct FakePciDevice {
+    /// Address, e.g. `0000:41:00.0`.
+    pub address: String,
+    /// Vendor id.
+    pub vendor: String,
+    /// Device id.
+    pub device: String,
+    /// Class code (class, subclass, programming interface).
+    pub class: String,
+    /// Subsystem vendor id.
+    pub subsystem_vendor: String,
+    /// Subsystem device id.
+    pub subsystem_device: String,
+    /// NUMA node (`-1`: none).
+    pub numa_node: i32,
 }
 
 fn write(path: &Path, contents: &str) -> Result<()> {
@@ -141,6 +163,20 @@ impl FakeMachine {
             write(&dir.join("device/vendor"), "ferrometal\n")?;
         }
         write(&root.join("sys/block/loop0/size"), "0\n")?;
+
+        for device in &self.pci_devices {
+            let dir = root.join("sys/bus/pci/devices").join(&device.address);
+            for (name, value) in [
+                ("vendor", device.vendor.as_str()),
+                ("device", device.device.as_str()),
+                ("class", device.class.as_str()),
+                ("subsystem_vendor", device.subsystem_vendor.as_str()),
+                ("subsystem_device", device.subsystem_device.as_str()),
+                ("numa_node", &device.numa_node.to_string()),
+            ] {
+                write(&dir.join(name), &format!("{value}\n"))?;
+            }
+        }
         Ok(())
     }
 }

@@ -16,6 +16,9 @@ pub const BMC_REACHABLE: &str = "BMCReachable";
 /// Server (written by the registry): a probe report arrived; its `lastTransitionTime` is the
 /// arrival.
 pub const PROBE_REPORTED: &str = "ProbeReported";
+/// Server (`--inventory-cross-check`): whether the BMC's inventory and the probe's report
+/// agree (docs/conditions.md says what is compared).
+pub const INVENTORY_CONSISTENT: &str = "InventoryConsistent";
 /// ServerBootConfiguration: the image resolved to bootable layers (boot-operator's type).
 pub const IMAGE_VALIDATION: &str = "ImageValidation";
 /// ServerBootConfiguration: the ignition Secret is usable.
@@ -41,6 +44,10 @@ pub const CREDENTIALS_ROTATED: &str = "CredentialsRotated";
 /// ServerClaim: whether the claim holds a Server (`spec.serverRef` and the Server's
 /// `spec.serverClaimRef` name each other).
 pub const BOUND: &str = "Bound";
+
+/// Server: whether the configured server-classifier plugins classified the Server's current
+/// facts (docs/plugins.md#writing-a-server-classifier).
+pub const CLASSIFIED: &str = "Classified";
 
 // Endpoint `Ready` reasons.
 
@@ -198,6 +205,25 @@ pub const REASON_SERVER_GONE: &str = "ServerGone";
 /// More than one Server names the claim (never written by ferrometal; a person's edit).
 pub const REASON_BOUND_TWICE: &str = "BoundToSeveralServers";
 
+// Server `Classified` reasons.
+
+/// Every classifier classified the Server's current facts (the message lists what was
+/// applied).
+pub const REASON_CLASSIFIED: &str = "Classified";
+/// A classifier failed; labels, taints and `unclaimable` were left as they were.
+pub const REASON_CLASSIFIER_FAILED: &str = "ClassifierFailed";
+/// `--hold-until-classified`: unclaimable until discovery gives it facts to classify.
+pub const REASON_HELD_UNTIL_CLASSIFIED: &str = "HeldUntilClassified";
+
+// Server `InventoryConsistent` reasons.
+
+/// The BMC's inventory and the probe's report agree in every category both report.
+pub const REASON_CONSISTENT: &str = "Consistent";
+/// They differ; the message names each difference.
+pub const REASON_INVENTORY_DIFFERS: &str = "InventoryDiffers";
+/// The BMC's inventory could not be read at the end of the discovery (status `Unknown`).
+pub const REASON_BMC_INVENTORY_UNAVAILABLE: &str = "BMCInventoryUnavailable";
+
 // Event reasons that are no condition's.
 
 /// Server Warning Event: Available, but NICs the BMC lists never showed in the probe's
@@ -285,6 +311,24 @@ pub const CATALOGUE: &[Documented] = &[
             REASON_DRIVER_FAILED,
             REASON_CONNECTION_FAILED,
             REASON_CREDENTIALS_ROTATING,
+        ],
+    },
+    Documented {
+        kind: "Server",
+        type_: CLASSIFIED,
+        reasons: &[
+            REASON_CLASSIFIED,
+            REASON_CLASSIFIER_FAILED,
+            REASON_HELD_UNTIL_CLASSIFIED,
+        ],
+    },
+    Documented {
+        kind: "Server",
+        type_: INVENTORY_CONSISTENT,
+        reasons: &[
+            REASON_CONSISTENT,
+            REASON_INVENTORY_DIFFERS,
+            REASON_BMC_INVENTORY_UNAVAILABLE,
         ],
     },
     Documented {
@@ -397,7 +441,28 @@ pub fn set(
     generation: Option<i64>,
     now: Time,
 ) -> bool {
-    let status = status(value);
+    set_judged(
+        conditions,
+        kind,
+        Some(value),
+        reason,
+        message,
+        generation,
+        now,
+    )
+}
+
+/// [`set`] for a condition whose truth may not be known: `None` sets it `Unknown`.
+pub fn set_judged(
+    conditions: &mut Vec<Condition>,
+    kind: &str,
+    value: Option<bool>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> bool {
+    let status = value.map_or_else(|| String::from("Unknown"), status);
     match conditions.iter_mut().find(|c| c.type_ == kind) {
         Some(existing) => {
             let changed = existing.status != status

@@ -308,7 +308,8 @@ pub struct ServerStatus {
     pub storages: Vec<Storage>,
     /// GPUs, FPGAs and other accelerators (a ferrometal extension; metal-operator's Server
     /// has no such field): out-of-band discovery fills it from the BMC's processors and
-    /// PCIe devices.
+    /// PCIe devices, in-band discovery from the PCI devices metalprobe reports, with the same
+    /// rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accelerators: Vec<Accelerator>,
     /// Conditions of the discovery flow and of the BMC connection.
@@ -402,7 +403,7 @@ pub struct Processor {
 #[serde(rename_all = "camelCase")]
 pub struct Accelerator {
     /// Name as the source reports it, e.g. the BMC's processor id `GPU1` or its PCIe device
-    /// name.
+    /// name; in-band, the PCI address (`0000:41:00.0`).
     pub name: String,
     /// What it is: a Redfish `ProcessorType` (`GPU`, `FPGA`, `DSP`, `Accelerator`, ...) or
     /// PCIe device class (`DisplayController`, `ProcessingAccelerators`, `Coprocessor`).
@@ -414,10 +415,11 @@ pub struct Accelerator {
     /// Model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// PCI vendor id, e.g. `0x10de`.
+    /// PCI vendor id, e.g. `0x10de` (`0x` and four lowercase hex digits, whichever form the
+    /// source wrote).
     #[serde(rename = "vendorID", default, skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
-    /// PCI device id.
+    /// PCI device id, in the same form, e.g. `0x2330`.
     #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
 }

@@ -42,6 +42,14 @@ pub enum BmcOperation {
     ReadPower,
     /// Read the Server's system (its NICs, its inventory), without the rest of the BMC.
     ReadSystem,
+    /// The end of an in-band discovery with `--inventory-cross-check`: read the system with
+    /// its hardware inventory, then (`power_off`) cut the power — one operation, so the
+    /// cross-check costs no extra round through the queue when the server is powered off
+    /// anyway.
+    ReadInventory {
+        /// Power the server off after reading.
+        power_off: bool,
+    },
 }
 
 /// What a finished operation gave.
@@ -53,6 +61,15 @@ pub enum BmcAnswer {
     Power(PowerState),
     /// The Server's system.
     System(Arc<System>),
+    /// What [`BmcOperation::ReadInventory`] gave: the system with its inventory, or why it
+    /// could not be read; and, when it powered the server off, the power state it left or
+    /// why the BMC refused. (When neither worked, the operation failed as a whole.)
+    Inventory {
+        /// The system as read.
+        system: Result<Arc<System>, BmcFailure>,
+        /// The power-off's outcome, when one was asked for.
+        power: Option<Result<PowerState, BmcFailure>>,
+    },
 }
 
 /// Why an operation failed: a condition reason and a one-line message (never a credential).

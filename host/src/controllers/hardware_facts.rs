@@ -5,12 +5,16 @@
 //! ([`crate::registry::status_from_report`]), so that one machine discovered either way has
 //! the same `processors`, `totalSystemMemory` and `storages` where the BMC reports what the
 //! probe sees: quantities in binary units when exact, a NIC's link as `up`/`down`.
+//!
+//! Which PCI functions are accelerators is decided here for both discoveries
+//! ([`pci_accelerator`]): the registry classifies a report's PCI devices with the same rules
+//! and writes the same field values.
 
 use crate::api::ServerStatus;
 use crate::api::server::{
     Accelerator, NetworkInterface, Processor, Storage, StorageDrive, StorageVolume,
 };
-use crate::plugins::hardware::{Inventory, PcieDevice};
+use crate::plugins::hardware::Inventory;
 use crate::plugins::types::System;
 use crate::registry::quantity;
 
@@ -19,8 +23,119 @@ const ACCELERATOR_CLASSES: [&str; 3] =
     ["DisplayController", "ProcessingAccelerators", "Coprocessor"];
 
 /// PCI vendors whose display controller is the BMC's own VGA, never an accelerator:
-/// ASPEED (`0x1a03`) and Matrox (`0x102b`).
+/// ASPEED (`0x1a03`) and Matrox (`0x102b`), in [`pci_id`]'s form.
 const BMC_VGA_VENDORS: [&str; 2] = ["0x1a03", "0x102b"];
+
+/// Redfish `DeviceClass` names of the PCI base classes `0x00` to `0x13`, in order (PCI Code
+/// and ID Assignment Specification; Redfish `PCIeFunction.DeviceClass`).
+const DEVICE_CLASSES: [&str; 20] = [
+    "UnclassifiedDevice",
+    "MassStorageController",
+    "NetworkController",
+    "DisplayController",
+    "MultimediaController",
+    "MemoryController",
+    "Bridge",
+    "CommunicationController",
+    "GenericSystemPeripheral",
+    "InputDeviceController",
+    "DockingStation",
+    "Processor",
+    "SerialBusController",
+    "WirelessController",
+    "IntelligentController",
+    "SatelliteCommunicationsController",
+    "EncryptionController",
+    "SignalProcessingController",
+    "ProcessingAccelerators",
+    "NonEssentialInstrumentation",
+];
+
+/// The Redfish `DeviceClass` of a PCI class code as sysfs writes it (`0x030200`: class,
+/// subclass, programming interface; `0x` optional): named by the base class, as a BMC names
+/// it (`0x03…` `DisplayController`, `0x12…` `ProcessingAccelerators`, `0x40…`
+/// `Coprocessor`). `None` when the code is not six hex digits.
+pub fn device_class(class_code: &str) -> Option<&'static str> {
+    let code = class_code.trim();
+    let digits = code
+        .strip_prefix("0x")
+        .or_else(|| code.strip_prefix("0X"))
+        .unwrap_or(code);
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let code = u32::from_str_radix(digits, 16).ok()?;
+    Some(match code >> 16 {
+        base @ 0x00..=0x13 => DEVICE_CLASSES[base as usize],
+        0x40 => "Coprocessor",
+        0xff => "UnassignedClass",
+        _ => "Other",
+    })
+}
+
+/// A PCI vendor or device id in one form for both discoveries: `0x` and four lowercase hex
+/// digits (`0x10de`), whether the source wrote `0x10DE` (a BMC) or `10de` (a probe report).
+/// Text that is no such id is kept as written; empty text is no id.
+pub fn pci_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    match u16::from_str_radix(digits, 16) {
+        Ok(id) if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(format!("{id:#06x}"))
+        }
+        _ => (!text.is_empty()).then(|| text.to_owned()),
+    }
+}
+
+/// A PCI function as a source describes it: a PCIe device the BMC lists (out-of-band) or a
+/// PCI device in metalprobe's report (in-band).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PciFunction<'a> {
+    /// The name the source gives it: the BMC's device name, or the PCI address in a report.
+    pub name: &'a str,
+    /// Redfish `DeviceClass` (a report's class code through [`device_class`]).
+    pub device_class: Option<&'a str>,
+    /// Vendor name.
+    pub vendor: Option<&'a str>,
+    /// Model (product) name.
+    pub model: Option<&'a str>,
+    /// PCI vendor id, in any form [`pci_id`] reads.
+    pub vendor_id: Option<&'a str>,
+    /// PCI device id, likewise.
+    pub device_id: Option<&'a str>,
+}
+
+fn text(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The accelerator a PCI function is, if it is one: of an accelerator class
+/// (`DisplayController`, `ProcessingAccelerators`, `Coprocessor`) and not a BMC's VGA. Both
+/// discoveries take their accelerators' PCI devices through here, so one device gives the
+/// same `status.accelerators` entry either way: ids as [`pci_id`] writes them, a blank vendor
+/// or model left out.
+pub fn pci_accelerator(function: &PciFunction<'_>) -> Option<Accelerator> {
+    let class = function.device_class.map(str::trim)?;
+    let vendor_id = function.vendor_id.and_then(pci_id);
+    let bmc_vga = class == "DisplayController"
+        && vendor_id
+            .as_deref()
+            .is_some_and(|id| BMC_VGA_VENDORS.contains(&id));
+    (ACCELERATOR_CLASSES.contains(&class) && !bmc_vga).then(|| Accelerator {
+        name: function.name.trim().to_owned(),
+        class: Some(class.to_owned()),
+        vendor: text(function.vendor),
+        model: text(function.model),
+        vendor_id,
+        device_id: function.device_id.and_then(pci_id),
+    })
+}
 
 /// The Server facts a BMC's view of a system gives: NICs (with their link where the BMC
 /// says), manufacturer, model and serial number, and, when the driver read the inventory,
@@ -143,20 +258,8 @@ fn storages(inventory: &Inventory) -> Vec<Storage> {
         .collect()
 }
 
-/// Whether a PCIe device is an accelerator: of an accelerator class, and not the BMC's VGA.
-fn is_accelerator(device: &PcieDevice) -> bool {
-    let class = device.device_class.as_deref().unwrap_or_default();
-    let vendor = device
-        .vendor_id
-        .as_deref()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    ACCELERATOR_CLASSES.contains(&class)
-        && !(class == "DisplayController" && BMC_VGA_VENDORS.contains(&vendor.as_str()))
-}
-
-/// Processors that are not CPUs (GPUs, FPGAs, ...), then PCIe devices of an accelerator
-/// class that no such processor already stands for.
+/// Processors that are not CPUs (GPUs, FPGAs, ...), then PCIe devices that are accelerators
+/// ([`pci_accelerator`]) and that no such processor already stands for.
 fn accelerators(inventory: &Inventory) -> Vec<Accelerator> {
     let processors = inventory
         .processors
@@ -176,8 +279,8 @@ fn accelerators(inventory: &Inventory) -> Vec<Accelerator> {
                 class: p.processor_type.clone(),
                 vendor: p.manufacturer.clone(),
                 model: p.model.clone(),
-                vendor_id: pcie.and_then(|d| d.vendor_id.clone()),
-                device_id: pcie.and_then(|d| d.device_id.clone()),
+                vendor_id: pcie.and_then(|d| d.vendor_id.as_deref().and_then(pci_id)),
+                device_id: pcie.and_then(|d| d.device_id.as_deref().and_then(pci_id)),
             }
         })
         .collect();
@@ -185,17 +288,19 @@ fn accelerators(inventory: &Inventory) -> Vec<Accelerator> {
         inventory
             .pcie_devices
             .iter()
-            .filter(|d| is_accelerator(d) && !linked.contains(&d.id.as_str()))
-            .map(|d| Accelerator {
-                name: d
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| d.id.rsplit('/').next().unwrap_or_default().to_owned()),
-                class: d.device_class.clone(),
-                vendor: d.manufacturer.clone(),
-                model: d.model.clone(),
-                vendor_id: d.vendor_id.clone(),
-                device_id: d.device_id.clone(),
+            .filter(|d| !linked.contains(&d.id.as_str()))
+            .filter_map(|d| {
+                pci_accelerator(&PciFunction {
+                    name: d
+                        .name
+                        .as_deref()
+                        .unwrap_or_else(|| d.id.rsplit('/').next().unwrap_or_default()),
+                    device_class: d.device_class.as_deref(),
+                    vendor: d.manufacturer.as_deref(),
+                    model: d.model.as_deref(),
+                    vendor_id: d.vendor_id.as_deref(),
+                    device_id: d.device_id.as_deref(),
+                })
             }),
     );
     found
@@ -204,7 +309,9 @@ fn accelerators(inventory: &Inventory) -> Vec<Accelerator> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::hardware::{Drive, Processor as DriverProcessor, Storage as DriverStorage};
+    use crate::plugins::hardware::{
+        Drive, PcieDevice, Processor as DriverProcessor, Storage as DriverStorage,
+    };
     use crate::plugins::types::{Nic, NicKind, PowerState};
 
     fn system(inventory: Option<Inventory>) -> System {
@@ -342,6 +449,87 @@ mod tests {
                 ("/pcie/npu", Some("ProcessingAccelerators"), Some("0x1e52")),
             ],
             "a GPU is counted once, the BMC's VGA and the NIC not at all"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::gpu_3d_controller("0x030200", Some("DisplayController"))]
+    #[case::vga_without_prefix("030000", Some("DisplayController"))]
+    #[case::processing_accelerator("0x120000", Some("ProcessingAccelerators"))]
+    #[case::coprocessor("0x400000", Some("Coprocessor"))]
+    #[case::processor_subclass_coprocessor("0x0b4000", Some("Processor"))]
+    #[case::network("0x020000", Some("NetworkController"))]
+    #[case::unassigned("0xff0000", Some("UnassignedClass"))]
+    #[case::reserved("0x200000", Some("Other"))]
+    #[case::too_short("0x0302", None)]
+    #[case::not_hex("0xgpu000", None)]
+    #[case::signed("+30200", None)]
+    #[case::empty("", None)]
+    fn pci_class_codes_are_named_by_their_base_class_as_redfish_does(
+        #[case] code: &str,
+        #[case] class: Option<&str>,
+    ) {
+        assert_eq!(device_class(code), class);
+    }
+
+    #[rstest::rstest]
+    #[case::redfish("0x10de", Some("0x10de"))]
+    #[case::redfish_upper_case("0X10DE", Some("0x10de"))]
+    #[case::probe_report("10de", Some("0x10de"))]
+    #[case::padded(" 1a03\n", Some("0x1a03"))]
+    #[case::not_an_id("N/A", Some("N/A"))]
+    #[case::signed("+10d", Some("+10d"))]
+    #[case::empty(" ", None)]
+    fn pci_ids_take_one_form_from_either_source(#[case] text: &str, #[case] id: Option<&str>) {
+        assert_eq!(pci_id(text).as_deref(), id);
+    }
+
+    #[test]
+    fn a_pci_function_is_an_accelerator_by_class_unless_it_is_a_bmc_vga() {
+        let function = |class: &'static str, vendor_id: &'static str| PciFunction {
+            name: "0000:41:00.0",
+            device_class: Some(class),
+            vendor: Some("NVIDIA Corporation"),
+            model: Some(" "),
+            vendor_id: Some(vendor_id),
+            device_id: Some("2330"),
+        };
+        assert_eq!(
+            pci_accelerator(&function("DisplayController", "10DE")),
+            Some(Accelerator {
+                name: String::from("0000:41:00.0"),
+                class: Some(String::from("DisplayController")),
+                vendor: Some(String::from("NVIDIA Corporation")),
+                model: None,
+                vendor_id: Some(String::from("0x10de")),
+                device_id: Some(String::from("0x2330")),
+            })
+        );
+        assert!(pci_accelerator(&function("ProcessingAccelerators", "0x1da3")).is_some());
+        assert!(pci_accelerator(&function("Coprocessor", "0x8086")).is_some());
+        assert_eq!(
+            pci_accelerator(&function("DisplayController", "1a03")),
+            None
+        );
+        assert_eq!(
+            pci_accelerator(&function("DisplayController", "0x102B")),
+            None
+        );
+        assert!(
+            pci_accelerator(&function("ProcessingAccelerators", "0x1a03")).is_some(),
+            "only a BMC vendor's display controller is its VGA"
+        );
+        assert_eq!(
+            pci_accelerator(&function("NetworkController", "0x15b3")),
+            None
+        );
+        assert_eq!(
+            pci_accelerator(&PciFunction {
+                device_class: None,
+                ..function("", "0x10de")
+            }),
+            None,
+            "no class, no accelerator"
         );
     }
 }

@@ -33,6 +33,8 @@ enum WorldArg {
     CredentialLookup,
     /// The discovery ignition generator.
     IgnitionGenerator,
+    /// A server classifier (hardware facts in; labels, taints, unclaimable out).
+    ServerClassifier,
 }
 
 impl WorldArg {
@@ -42,6 +44,7 @@ impl WorldArg {
             Self::BmcDriver => "bmc-driver",
             Self::CredentialLookup => "credential-lookup",
             Self::IgnitionGenerator => "ignition-generator",
+            Self::ServerClassifier => "server-classifier",
         }
     }
 
@@ -51,6 +54,7 @@ impl WorldArg {
             Self::BmcDriver => include_str!("templates/bmc_driver.rs.tmpl"),
             Self::CredentialLookup => include_str!("templates/credential_lookup.rs.tmpl"),
             Self::IgnitionGenerator => include_str!("templates/ignition_generator.rs.tmpl"),
+            Self::ServerClassifier => include_str!("templates/server_classifier.rs.tmpl"),
         }
     }
 
@@ -60,6 +64,7 @@ impl WorldArg {
             Self::BmcDriver => "serde = { version = \"1\", features = [\"derive\"] }\n",
             Self::CredentialLookup => "",
             Self::IgnitionGenerator => "serde_json = \"1\"\n",
+            Self::ServerClassifier => "",
         }
     }
 }
@@ -247,6 +252,7 @@ mod tests {
             WorldArg::BmcDriver,
             WorldArg::CredentialLookup,
             WorldArg::IgnitionGenerator,
+            WorldArg::ServerClassifier,
         ] {
             let values = [
                 ("name", "my-plugin"),

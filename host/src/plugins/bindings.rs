@@ -44,6 +44,19 @@ pub mod ignition_generator {
     });
 }
 
+/// `ferrometal:plugin@0.1.0` world `server-classifier`.
+pub mod server_classifier {
+    wasmtime::component::bindgen!({
+        world: "server-classifier",
+        path: "../wit/v0.1",
+        exports: { default: async },
+        with: {
+            "ferrometal:plugin/types": super::credential_lookup::ferrometal::plugin::types,
+            "ferrometal:plugin/log": super::credential_lookup::ferrometal::plugin::log,
+        },
+    });
+}
+
 /// Implements [`WorldPre`] for a world's generated `…Pre` type.
 macro_rules! world_pre {
     ($world:ident :: $pre:ident => $bindings:ident) => {
@@ -63,3 +76,4 @@ macro_rules! world_pre {
 world_pre!(bmc_driver::BmcDriverPre => BmcDriver);
 world_pre!(credential_lookup::CredentialLookupPre => CredentialLookup);
 world_pre!(ignition_generator::IgnitionGeneratorPre => IgnitionGenerator);
+world_pre!(server_classifier::ServerClassifierPre => ServerClassifier);

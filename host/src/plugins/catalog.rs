@@ -15,6 +15,9 @@
 //!   the driver named `redfish`, so a vendor overlay is added by listing it first.
 //! - **Credential lookup** and **ignition generator**: exactly one of each is active, chosen
 //!   by name; when only one is installed it is used.
+//! - **Server classifiers**: the ones named under `classifiers`, in that order (none by
+//!   default). A listed name that is not a loaded classifier is a [`ConfigProblem`];
+//!   installed classifiers that are not listed are not used (logged at load).
 //!
 //! Digest pinning: `digests` maps plugin names to the sha256 their file must have. A pinned
 //! plugin whose file differs (or is missing) is reported and not loaded; unpinned plugins load
@@ -22,8 +25,8 @@
 //!
 //! Per-plugin options: `plugins` maps plugin names to their `settings` (passed on every call
 //! of that plugin) and `grants` (capabilities granted to that plugin alone). A name that is
-//! not installed, a grant the plugin does not request, and driver settings the driver
-//! rejects are [`ConfigProblem`]s: `ferrometal run` refuses to start with any.
+//! not installed, a grant the plugin does not request, and settings a driver or a listed
+//! classifier rejects are [`ConfigProblem`]s: `ferrometal run` refuses to start with any.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,7 @@ use super::oci::trust::{TrustError, VerificationConfig};
 use super::runtime::{
     KNOWN_CAPABILITIES, PluginComponent, PluginIdentity, PluginRuntime, plugin_name,
 };
+use super::server_classifier::ServerClassifierPlugin;
 use super::types::DriverInfo;
 
 /// The default plugin directory inside the operator image.
@@ -54,6 +58,7 @@ pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/ferrometal/plugins";
 ///   Redfish: [dell-redfish, redfish]
 /// credentialLookup: macdb
 /// ignitionGenerator: ignition
+/// classifiers: [profiles]
 /// digests:
 ///   redfish: 5f0c…  # sha256 of redfish.wasm (`ferrometal plugin inspect` prints it)
 /// plugins:
@@ -76,6 +81,9 @@ pub struct CatalogConfig {
     pub credential_lookup: Option<String>,
     /// Name of the ignition generator to use (required when several are installed).
     pub ignition_generator: Option<String>,
+    /// Names of the server classifiers to run, in order; empty = no classification.
+    /// Settings come from `plugins.<name>.settings`.
+    pub classifiers: Vec<String>,
     /// Plugin name → the sha256 (hex) its file must have.
     pub digests: BTreeMap<String, String>,
     /// Plugin name → its settings and grants.
@@ -193,7 +201,32 @@ pub enum ConfigProblem {
         /// The plugin directory.
         dir: PathBuf,
     },
-    /// A driver rejects the settings the configuration gives it.
+    /// `classifiers` names a plugin that is not installed.
+    #[error(
+        "the plugin configuration lists classifier {name} under `classifiers`, but there is no {name}.wasm in {dir}"
+    )]
+    ClassifierNotInstalled {
+        /// The listed name.
+        name: String,
+        /// The plugin directory.
+        dir: PathBuf,
+    },
+    /// `classifiers` names an installed plugin that is not a server classifier, or that
+    /// failed to load.
+    #[error(
+        "the plugin configuration lists {name} under `classifiers`, but {}",
+        match world {
+            Some(world) => format!("it is a {world} plugin, not a server-classifier"),
+            None => String::from("it did not load (its load problem is reported)"),
+        }
+    )]
+    ClassifierNotLoaded {
+        /// The listed name.
+        name: String,
+        /// The world it loaded as, if it loaded.
+        world: Option<World>,
+    },
+    /// A driver or a listed classifier rejects the settings the configuration gives it.
     #[error("plugin {plugin} rejects its settings in the plugin configuration: {error}")]
     SettingsRejected {
         /// The plugin.
@@ -236,7 +269,7 @@ impl CatalogConfig {
                 }
                 (Some(_), None) => {
                     return Err(format!(
-                        "plugins.{name}.image needs `world` (bmc-driver, credential-lookup or ignition-generator)"
+                        "plugins.{name}.image needs `world` (bmc-driver, credential-lookup, ignition-generator or server-classifier)"
                     ));
                 }
                 (None, Some(_)) => {
@@ -258,6 +291,11 @@ impl CatalogConfig {
                     "plugins.{name}.grants: unknown capability `{unknown}` (known: {})",
                     KNOWN_CAPABILITIES.join(", ")
                 ));
+            }
+        }
+        for (index, name) in parsed.classifiers.iter().enumerate() {
+            if parsed.classifiers[..index].contains(name) {
+                return Err(format!("classifiers: {name} is listed twice"));
             }
         }
         let mut drivers = Self::default().drivers;
@@ -289,6 +327,7 @@ impl Default for CatalogConfig {
             drivers,
             credential_lookup: None,
             ignition_generator: None,
+            classifiers: Vec::new(),
             digests: BTreeMap::new(),
             plugins: BTreeMap::new(),
             verification: None,
@@ -322,6 +361,7 @@ pub struct PluginCatalog {
     drivers: Vec<InstalledDriver>,
     credential_lookups: Vec<CredentialLookupPlugin>,
     ignition_generators: Vec<IgnitionGeneratorPlugin>,
+    server_classifiers: Vec<ServerClassifierPlugin>,
     config: Option<CatalogConfig>,
     /// Plugin name → its settings from the configuration, as calls pass them.
     settings: BTreeMap<String, Vec<(String, String)>>,
@@ -391,6 +431,7 @@ impl PluginCatalog {
             .map(|(name, options)| (name.clone(), options.settings_list()))
             .collect();
         catalog.check_options(&config, &installed).await;
+        catalog.check_classifiers(&config, &installed).await;
         for problem in &catalog.config_problems {
             tracing::warn!(error = %problem, "plugin configuration does not fit the installed plugins");
         }
@@ -545,14 +586,60 @@ impl PluginCatalog {
         }
     }
 
+    /// Checks `classifiers` against what loaded: every listed name is a loaded server
+    /// classifier that accepts its settings (`plugins.<name>.settings`, empty when none).
+    /// Installed classifiers that are not listed are logged as unused.
+    async fn check_classifiers(
+        &mut self,
+        config: &CatalogConfig,
+        installed: &std::collections::BTreeSet<String>,
+    ) {
+        for name in &config.classifiers {
+            let Some(classifier) = self
+                .server_classifiers
+                .iter()
+                .find(|plugin| plugin.identity().name == *name)
+            else {
+                let problem = if !installed.contains(name) {
+                    ConfigProblem::ClassifierNotInstalled {
+                        name: name.clone(),
+                        dir: config.dir.clone(),
+                    }
+                } else {
+                    ConfigProblem::ClassifierNotLoaded {
+                        name: name.clone(),
+                        world: self.identity_of(name).map(|identity| identity.world),
+                    }
+                };
+                self.config_problems.push(problem);
+                continue;
+            };
+            let settings = self.settings(name).to_vec();
+            if let Err(error) = classifier.validate_settings(&settings).await {
+                self.config_problems.push(ConfigProblem::SettingsRejected {
+                    plugin: name.clone(),
+                    error,
+                });
+            }
+        }
+        for plugin in &self.server_classifiers {
+            let name = &plugin.identity().name;
+            if !config.classifiers.contains(name) {
+                tracing::warn!(plugin = %name, "server classifier installed but not listed under `classifiers` in the plugin configuration; it is not used");
+            }
+        }
+    }
+
     /// The identity of the loaded plugin `name`, of any world.
     fn identity_of(&self, name: &str) -> Option<&PluginIdentity> {
         let drivers = self.drivers.iter().map(|d| d.plugin.identity());
         let lookups = self.credential_lookups.iter().map(|p| p.identity());
         let generators = self.ignition_generators.iter().map(|p| p.identity());
+        let classifiers = self.server_classifiers.iter().map(|p| p.identity());
         drivers
             .chain(lookups)
             .chain(generators)
+            .chain(classifiers)
             .find(|identity| identity.name == name)
     }
 
@@ -599,6 +686,10 @@ impl PluginCatalog {
                 let plugin = runtime.load_ignition_generator_granted(&component, grants)?;
                 self.ignition_generators.push(plugin);
             }
+            World::ServerClassifier => {
+                let plugin = runtime.load_server_classifier_granted(&component, grants)?;
+                self.server_classifiers.push(plugin);
+            }
         }
         Ok(())
     }
@@ -618,6 +709,29 @@ impl PluginCatalog {
         &self.ignition_generators
     }
 
+    /// Every installed server classifier, listed or not.
+    pub fn installed_server_classifiers(&self) -> &[ServerClassifierPlugin] {
+        &self.server_classifiers
+    }
+
+    /// The configured server classifiers, in the order of `classifiers` (those that did not
+    /// load are left out; the load reported them as [`ConfigProblem`]s). Each is called with
+    /// [`settings`](Self::settings) of its name.
+    pub fn server_classifiers(&self) -> Vec<&ServerClassifierPlugin> {
+        let Some(config) = &self.config else {
+            return Vec::new();
+        };
+        config
+            .classifiers
+            .iter()
+            .filter_map(|name| {
+                self.server_classifiers
+                    .iter()
+                    .find(|plugin| plugin.identity().name == *name)
+            })
+            .collect()
+    }
+
     /// The configuration the catalog was loaded with.
     pub fn config(&self) -> Option<&CatalogConfig> {
         self.config.as_ref()
@@ -625,7 +739,8 @@ impl PluginCatalog {
 
     /// The settings the configuration gives plugin `name` (empty when none): what every
     /// call of that plugin passes (a driver's `target.settings`; for the active credential
-    /// lookup and ignition generator, merged with the flags that carry their settings).
+    /// lookup and ignition generator, merged with the flags that carry their settings; a
+    /// classifier's as they are).
     pub fn settings(&self, name: &str) -> &[(String, String)] {
         self.settings.get(name).map_or(&[], Vec::as_slice)
     }
@@ -895,6 +1010,19 @@ mod tests {
         let (merged, replaced) = with_overrides(&[pair("log", "on")], &[]);
         assert_eq!(merged, [pair("log", "on")]);
         assert!(replaced.is_empty());
+    }
+
+    #[test]
+    fn classifiers_are_read_in_order_and_a_repeated_one_is_an_error() {
+        let config = CatalogConfig::from_yaml("classifiers: [profiles, burn-in]\n").expect("valid");
+        assert_eq!(config.classifiers, names(&["profiles", "burn-in"]));
+        assert!(
+            CatalogConfig::default().classifiers.is_empty(),
+            "none by default"
+        );
+        let error = CatalogConfig::from_yaml("classifiers: [profiles, other, profiles]\n")
+            .expect_err("repeated");
+        assert_eq!(error, "classifiers: profiles is listed twice");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub(crate) fn pool_memory_slot(memory_budget_bytes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{MAX_PLUGIN_MEMORY, pool_memory_slot};
-    use crate::plugins::{bmc_driver, credential_lookup, ignition_generator};
+    use crate::plugins::{bmc_driver, credential_lookup, ignition_generator, server_classifier};
 
     #[test]
     fn pool_slots_are_no_larger_than_the_budget() {
@@ -82,6 +82,7 @@ mod tests {
             bmc_driver::DEFAULT_LIMITS,
             credential_lookup::DEFAULT_LIMITS,
             ignition_generator::DEFAULT_LIMITS,
+            server_classifier::DEFAULT_LIMITS,
         ] {
             assert!(limits.memory_bytes <= MAX_PLUGIN_MEMORY, "{limits:?}");
         }

@@ -44,6 +44,8 @@ pub enum World {
     CredentialLookup,
     /// Renders discovery ignitions.
     IgnitionGenerator,
+    /// Turns a server's facts into labels, taints and an unclaimable verdict.
+    ServerClassifier,
 }
 
 impl World {
@@ -53,6 +55,7 @@ impl World {
             Self::BmcDriver => "bmc-driver",
             Self::CredentialLookup => "credential-lookup",
             Self::IgnitionGenerator => "ignition-generator",
+            Self::ServerClassifier => "server-classifier",
         }
     }
 }

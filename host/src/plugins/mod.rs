@@ -46,6 +46,7 @@ pub mod hardware;
 pub mod ignition_generator;
 pub mod inspect;
 pub mod oci;
+pub mod server_classifier;
 pub mod types;
 
 pub use budget::DEFAULT_MEMORY_BUDGET;

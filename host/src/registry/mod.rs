@@ -29,11 +29,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::server::{
-    LldpNeighbor, NetworkInterface, Processor, ServerStatus, Storage, StorageDrive,
+    Accelerator, LldpNeighbor, NetworkInterface, Processor, ServerStatus, Storage, StorageDrive,
 };
 use crate::api::{Server, conditions};
 use crate::boot::index::{BootEntry, Fetch};
 use crate::boot::server::BootServer;
+use crate::controllers::hardware_facts::{PciFunction, device_class, pci_accelerator};
 
 /// Field manager of the registry's writes to Server status.
 pub const MANAGER: &str = "ferrometal-registry";
@@ -333,10 +334,11 @@ fn summary(report: &Report, status: &ServerStatus) -> String {
         ),
     };
     format!(
-        "metalprobe reported {} network interfaces, {} CPUs and {} block devices; {collected}",
+        "metalprobe reported {} network interfaces, {} CPUs, {} block devices and {} accelerators; {collected}",
         status.network_interfaces.len(),
         report.cpu.len(),
-        report.storage.len()
+        report.storage.len(),
+        status.accelerators.len()
     )
 }
 
@@ -468,8 +470,30 @@ pub fn status_from_report(report: &Report) -> ServerStatus {
                 ..Storage::default()
             }]
         },
+        accelerators: accelerators(report),
         ..ServerStatus::default()
     }
+}
+
+/// The report's PCI devices that are accelerators, by the rules and in the form out-of-band
+/// discovery uses ([`pci_accelerator`]), named by their PCI address. Only devices with a
+/// class code can be told apart: metal-operator's probe sends none, so its reports have no
+/// accelerators.
+fn accelerators(report: &Report) -> Vec<Accelerator> {
+    report
+        .pci_devices
+        .iter()
+        .filter_map(|device| {
+            pci_accelerator(&PciFunction {
+                name: &device.address,
+                device_class: device_class(&device.class),
+                vendor: Some(&device.vendor),
+                model: Some(&device.product),
+                vendor_id: Some(&device.vendor_id),
+                device_id: Some(&device.product_id),
+            })
+        })
+        .collect()
 }
 
 /// metal-operator's `GET /systems/<uuid>` answer from what the Server's status holds: the
@@ -566,6 +590,8 @@ pub fn report_from_status(status: &ServerStatus) -> Report {
 
 #[cfg(test)]
 mod tests {
+    use metalprobe::report::PciDevice;
+
     use super::*;
 
     fn report() -> Report {
@@ -636,6 +662,121 @@ mod tests {
             status.storages[0].drives[0].capacity,
             Some(Quantity(String::from("937692504Ki")))
         );
+    }
+
+    fn pci(address: &str, vendor_id: &str, product_id: &str, class: &str) -> PciDevice {
+        PciDevice {
+            address: address.to_owned(),
+            vendor: metalprobe::collect::vendor_name(vendor_id).to_owned(),
+            vendor_id: vendor_id.to_owned(),
+            product_id: product_id.to_owned(),
+            class: class.to_owned(),
+            numa_node_id: -1,
+            ..PciDevice::default()
+        }
+    }
+
+    #[test]
+    fn a_reports_accelerators_are_its_pci_devices_of_an_accelerator_class() {
+        let report = Report {
+            pci_devices: vec![
+                pci("0000:03:00.0", "1a03", "2000", "0x030000"),
+                pci("0000:18:00.0", "8086", "1572", "0x020000"),
+                pci("0000:41:00.0", "10de", "2330", "0x030200"),
+                pci("0000:c1:00.0", "1da3", "1020", "0x120000"),
+                // As metal-operator's probe sends it: no class code.
+                PciDevice {
+                    product: String::from("GH100 [H100 SXM5 80GB]"),
+                    class: String::new(),
+                    ..pci("0000:42:00.0", "10de", "2330", "")
+                },
+            ],
+            ..report()
+        };
+        let status = status_from_report(&report);
+        /// `(name, class, vendor, vendorID, deviceID)`.
+        type Seen<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let found: Vec<Seen<'_>> = status
+            .accelerators
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.class.as_deref(),
+                    a.vendor.as_deref(),
+                    a.vendor_id.as_deref(),
+                    a.device_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "0000:41:00.0",
+                    Some("DisplayController"),
+                    Some("NVIDIA Corporation"),
+                    Some("0x10de"),
+                    Some("0x2330")
+                ),
+                (
+                    "0000:c1:00.0",
+                    Some("ProcessingAccelerators"),
+                    Some("Habana Labs Ltd."),
+                    Some("0x1da3"),
+                    Some("0x1020")
+                ),
+            ],
+            "the BMC's VGA, the NIC and a device without a class code are not accelerators"
+        );
+        assert!(
+            summary(&report, &status).contains("and 2 accelerators;"),
+            "{}",
+            summary(&report, &status)
+        );
+    }
+
+    #[test]
+    fn one_gpu_seen_in_band_and_out_of_band_is_one_accelerator() {
+        use crate::plugins::hardware::{Inventory, PcieDevice};
+        use crate::plugins::types::{PowerState, System};
+        // What a BMC lists for the GPU whose sysfs entry the probe reports.
+        let system = System {
+            uri: String::from("/redfish/v1/Systems/1"),
+            uuid: None,
+            manufacturer: None,
+            model: None,
+            serial: None,
+            power: PowerState::Off,
+            nics: Vec::new(),
+            boot_targets: Vec::new(),
+            boot_override: true,
+            inventory: Some(Inventory {
+                pcie_devices: vec![PcieDevice {
+                    id: String::from("/redfish/v1/Systems/1/PCIeDevices/GPU0"),
+                    name: Some(String::from("0000:41:00.0")),
+                    manufacturer: Some(String::from("NVIDIA Corporation")),
+                    device_class: Some(String::from("DisplayController")),
+                    vendor_id: Some(String::from("0x10DE")),
+                    device_id: Some(String::from("0x2330")),
+                    ..PcieDevice::default()
+                }],
+                ..Inventory::default()
+            }),
+        };
+        let in_band = status_from_report(&Report {
+            pci_devices: vec![pci("0000:41:00.0", "10de", "2330", "0x030200")],
+            ..Report::default()
+        });
+        let out_of_band = crate::controllers::hardware_facts::facts(&system);
+        assert_eq!(in_band.accelerators.len(), 1);
+        assert_eq!(in_band.accelerators, out_of_band.accelerators);
     }
 
     #[test]

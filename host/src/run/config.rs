@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// the API server, whatever this is).
     #[arg(long, env = "FERROMETAL_CLAIM_CONCURRENCY", default_value_t = 8)]
     claim_concurrency: u16,
+    /// Hold every Server unclaimable (`spec.unclaimable: true`) from the moment it is seen
+    /// until the server-classifier plugins (`classifiers` in the plugin configuration) have
+    /// classified its discovered facts.
+    #[arg(long, env = "FERROMETAL_HOLD_UNTIL_CLASSIFIED")]
+    hold_until_classified: bool,
     /// Scheme for BMCs whose `spec.protocol.scheme` is unset (metal-operator's default is http).
     #[arg(long, env = "FERROMETAL_BMC_DEFAULT_SCHEME", default_value = "http", value_parser = ["http", "https"])]
     bmc_default_scheme: String,
@@ -215,6 +220,12 @@ struct DiscoveryArgs {
     /// `ferrometal.dev/discovery-mode` annotation overrides it.
     #[arg(long, env = "FERROMETAL_DISCOVERY_MODE", default_value = "in-band", value_parser = ["in-band", "out-of-band"])]
     discovery_mode: String,
+    /// At the end of an in-band discovery, also read the BMC's hardware inventory (in the
+    /// operation that powers the server off) and compare it with the probe's report: the
+    /// Server's `InventoryConsistent` condition names the differences (a disk the BMC does
+    /// not list, a NIC the probe did not see). Costs the driver's `get-system` per discovery.
+    #[arg(long, env = "FERROMETAL_INVENTORY_CROSS_CHECK")]
+    inventory_cross_check: bool,
     /// The one-time boot an in-band discovery asks the BMC for: `pxe` (the firmware PXE- or
     /// iPXE-boots through DHCP and follows `/ipxe`) or `uefi-http` (Redfish `UefiHttp`: the
     /// firmware boots the image's UKI from the URL DHCP names, e.g. ferrometal's
@@ -390,6 +401,8 @@ pub struct Settings {
     pub dhcp_config: Option<PathBuf>,
     /// Leader election, when asked for (`--leader-elect`); without it this process leads.
     pub election: Option<ElectionOptions>,
+    /// Hold Servers unclaimable until they are classified (`--hold-until-classified`).
+    pub hold_until_classified: bool,
 }
 
 /// Where the plugins come from and how the runtime runs them.
@@ -508,6 +521,8 @@ pub struct DiscoveryOptions {
     pub mode: DiscoveryMode,
     /// The boot override a discovery asks for (`Pxe` or `UefiHttp`).
     pub boot_target: BootTarget,
+    /// Compare the BMC's inventory with the probe's report (`--inventory-cross-check`).
+    pub inventory_cross_check: bool,
 }
 
 /// Leader election, as far as the flags say; the Kubernetes client supplies the default
@@ -538,6 +553,7 @@ impl TryFrom<RunArgs> for Settings {
             endpoint_concurrency,
             bmc_concurrency,
             claim_concurrency,
+            hold_until_classified,
             bmc_default_scheme,
             bmc_ca_file,
             bmc_insecure_tls,
@@ -614,6 +630,7 @@ impl TryFrom<RunArgs> for Settings {
             boot: BootOptions::try_from(boot)?,
             namespace,
             dhcp_config,
+            hold_until_classified,
             election: election.leader_elect.then(|| ElectionOptions {
                 lease_name: election.leader_election_lease_name,
                 namespace: election.leader_election_namespace,
@@ -687,6 +704,7 @@ impl DiscoveryOptions {
             } else {
                 BootTarget::Pxe
             },
+            inventory_cross_check: args.inventory_cross_check,
         })
     }
 
@@ -732,6 +750,7 @@ impl DiscoveryOptions {
             resync: self.resync,
             mode: self.mode,
             boot_target: self.boot_target,
+            inventory_cross_check: self.inventory_cross_check,
         }
     }
 }
@@ -907,6 +926,7 @@ mod tests {
         assert_eq!(settings.discovery.nic_wait, Duration::from_secs(120));
         assert_eq!(settings.discovery.mode, DiscoveryMode::InBand);
         assert_eq!(settings.discovery.boot_target, BootTarget::Pxe);
+        assert!(!settings.discovery.inventory_cross_check);
         assert!(settings.discovery.power_off_after);
         assert_eq!(settings.namespace, None);
         assert_eq!(settings.election, None);
@@ -964,12 +984,14 @@ mod tests {
             "--discovery-mode=out-of-band",
             "--systems-without-boot-override=out-of-band",
             "--keep-power-after-discovery",
+            "--inventory-cross-check",
         ])
         .expect("valid");
         assert_eq!(settings.bmc.default_scheme, ProtocolScheme::Https);
         assert_eq!(settings.discovery.mode, DiscoveryMode::OutOfBand);
         assert_eq!(settings.bmc.bootless, BootlessSystems::OutOfBand);
         assert!(!settings.discovery.power_off_after);
+        assert!(settings.discovery.inventory_cross_check);
     }
 
     #[test]

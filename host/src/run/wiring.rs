@@ -19,7 +19,9 @@ use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
 use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
 use ferrometal::controllers::watch_index::WatchIndex;
-use ferrometal::controllers::{bmc, bootconfig, claim, endpoint, server, until_started_or_stopped};
+use ferrometal::controllers::{
+    bmc, bootconfig, claim, classification, endpoint, server, until_started_or_stopped,
+};
 use ferrometal::dhcp::bindings::SourceBindings;
 use ferrometal::dhcp::config::DhcpConfig;
 use ferrometal::dhcp::server::DhcpMetrics;
@@ -360,6 +362,13 @@ pub async fn wire(
         backoff: Default::default(),
         written: Default::default(),
     });
+    let classification_context = classification_context(
+        client,
+        &catalog,
+        &caches,
+        settings.hold_until_classified,
+        &metrics,
+    )?;
     if settings.discovery.image.is_none() {
         tracing::warn!(
             "--discovery-image is not set; Servers will report NoDiscoveryImage instead of booting"
@@ -402,6 +411,7 @@ pub async fn wire(
             bmc: bmc_context,
             server: server_context,
             claim: claim_context,
+            classification: classification_context,
             namespace: settings.namespace.clone(),
             dhcp,
             concurrency: settings.concurrency,
@@ -419,13 +429,16 @@ pub async fn wire(
 /// they grow past their plugin's peak can they fail for want of it); warns about a world
 /// whose own limit is above the budget (its calls can grow only as far as the budget).
 fn log_memory_budget(plugins: &PluginRuntime, max_concurrent_calls: usize) {
-    use ferrometal::plugins::{bmc_driver, credential_lookup, ignition_generator};
+    use ferrometal::plugins::{
+        bmc_driver, credential_lookup, ignition_generator, server_classifier,
+    };
     const MIB: usize = 1 << 20;
     let budget = plugins.memory_budget();
     for (world, limits) in [
         ("bmc-driver", bmc_driver::DEFAULT_LIMITS),
         ("credential-lookup", credential_lookup::DEFAULT_LIMITS),
         ("ignition-generator", ignition_generator::DEFAULT_LIMITS),
+        ("server-classifier", server_classifier::DEFAULT_LIMITS),
     ] {
         if limits.memory_bytes > budget {
             tracing::warn!(
@@ -634,6 +647,8 @@ pub struct Leader {
     bmc: Arc<bmc::Context>,
     server: Arc<server::Context>,
     claim: Arc<claim::Context>,
+    /// The classifier, when server-classifier plugins are configured.
+    classification: Option<Arc<classification::Context>>,
     /// The namespace of ServerClaims (`None`: all).
     namespace: Option<String>,
     dhcp: Option<(DhcpConfig, DhcpMetrics, SourceBindings)>,
@@ -660,6 +675,7 @@ impl Leader {
             bmc: bmc_context,
             server: server_context,
             claim: claim_context,
+            classification: classification_context,
             namespace,
             dhcp,
             concurrency,
@@ -939,7 +955,90 @@ impl Leader {
             "ServerClaim controller",
             until_started_or_stopped(claims, caches.server_claims.clone(), supervisor.shutdown()),
         );
+
+        // Classified Servers: their facts, a person's labels and what the classifiers
+        // applied wake the classifier (not power or conditions). Its watch fills a store of
+        // its own, so each reconcile reads the Server at least as new as the event that
+        // woke it (the Server controller's cache can lag behind another watch's event).
+        if let Some(classification_context) = classification_context {
+            let (classified_servers, classified_writer) = kube::runtime::reflector::store();
+            let classification_changes = changes(
+                watcher(
+                    Api::<Server>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff()
+                .reflect(classified_writer),
+                classification::fingerprint,
+            );
+            let classifier =
+                Controller::for_stream(classification_changes, classified_servers.clone())
+                    .with_config(
+                        kube::runtime::controller::Config::default()
+                            .concurrency(classification::CONCURRENCY),
+                    )
+                    .graceful_shutdown_on(supervisor.shutdown())
+                    .run(
+                        classification::reconcile,
+                        classification::error_policy,
+                        classification_context,
+                    )
+                    .for_each(|result| async move {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "classification reconcile stream");
+                        }
+                    });
+            supervisor.spawn(
+                "classifier",
+                until_started_or_stopped(classifier, classified_servers, supervisor.shutdown()),
+            );
+        }
     }
+}
+
+/// The classifier's context when server-classifier plugins are configured (`None`
+/// otherwise); `--hold-until-classified` without a classifier is a configuration error.
+fn classification_context(
+    client: &Client,
+    catalog: &PluginCatalog,
+    caches: &Arc<Caches>,
+    hold: bool,
+    metrics: &ControllerMetrics,
+) -> anyhow::Result<Option<Arc<classification::Context>>> {
+    let classifiers: Vec<classification::Classifier> = catalog
+        .server_classifiers()
+        .into_iter()
+        .map(|plugin| classification::Classifier {
+            settings: catalog.settings(&plugin.identity().name).to_vec(),
+            plugin: plugin.clone(),
+        })
+        .collect();
+    if classifiers.is_empty() {
+        if hold {
+            bail!(
+                "--hold-until-classified needs a server-classifier: list one under `classifiers` in the plugin configuration"
+            );
+        }
+        return Ok(None);
+    }
+    tracing::info!(
+        classifiers = ?classifiers.iter().map(|c| c.plugin.identity().name.clone()).collect::<Vec<_>>(),
+        hold,
+        "classifying discovered Servers"
+    );
+    Ok(Some(Arc::new(classification::Context {
+        client: client.clone(),
+        bmcs: caches.bmcs.clone(),
+        classifiers_digest: classification::Context::digest_of(&classifiers),
+        classifiers,
+        hold,
+        reporter: reporter(classification::MANAGER),
+        metrics: metrics.clone(),
+        backoff: ErrorBackoff::new(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(600),
+        ),
+    })))
 }
 
 /// Makes `/readyz` wait for a watch's first complete listing (`name` says which watch): the

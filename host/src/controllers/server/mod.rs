@@ -43,6 +43,7 @@ use crate::controllers::bootconfig::{BOOT_TOKEN_KEY, IGNITION_KEY};
 use crate::controllers::caches::{Caches, cached_or_get};
 use crate::controllers::connection::connect;
 use crate::controllers::inventory::{BmcInventory, Known};
+use crate::controllers::inventory_check::{self, Verdict};
 use crate::controllers::operations::{self, Effects, OperationEvent, OperationStep, OperationView};
 use crate::controllers::system_uuids::{Claimant, SystemUuidIndex};
 use crate::controllers::written::{Freshness, WrittenVersions};
@@ -56,7 +57,8 @@ use crate::telemetry::{ControllerMetrics, DiscoveryPhase};
 pub const MANAGER: &str = "ferrometal-server";
 /// Condition types and reasons of the Server's own, defined in the catalogue.
 pub use crate::api::conditions::{
-    BMC_REACHABLE, DISCOVERY, REASON_DISCOVERED_WITHOUT_NICS, REASON_DUPLICATE_SYSTEM_UUID,
+    BMC_REACHABLE, DISCOVERY, INVENTORY_CONSISTENT, REASON_DISCOVERED_WITHOUT_NICS,
+    REASON_DUPLICATE_SYSTEM_UUID,
 };
 /// Annotation: the discovery attempt in progress (1, 2, ...).
 pub const ATTEMPT_ANNOTATION: &str = "ferrometal.dev/discovery-attempt";
@@ -132,6 +134,10 @@ pub struct DiscoverySettings {
     /// The one-time boot override a discovery asks the BMC for: `Pxe` (DHCP, then iPXE and
     /// `/ipxe`) or `UefiHttp` (the firmware boots the image's UKI over HTTP).
     pub boot_target: BootTarget,
+    /// `--inventory-cross-check`: at the end of an in-band discovery, read the BMC's
+    /// inventory too (in the operation that powers the server off) and say in the
+    /// `InventoryConsistent` condition where it and the probe's report differ.
+    pub inventory_cross_check: bool,
 }
 
 /// Discovery progress recorded on the Server.
@@ -631,6 +637,56 @@ impl ConditionChange {
     }
 }
 
+/// What a step does with the `InventoryConsistent` condition (`--inventory-cross-check`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum InventoryCheck {
+    /// Left as it is.
+    #[default]
+    Unchanged,
+    /// Set from the cross-check of the discovery that just ended.
+    Set(Verdict),
+    /// Removed: the discovery that just ended was not cross-checked (out-of-band, or the
+    /// flag is off), so a condition left from an earlier one would judge facts that are gone.
+    Removed,
+}
+
+impl InventoryCheck {
+    /// A discovery ended without a cross-check: [`Self::Removed`] when `status` still has a
+    /// condition from an earlier one, otherwise nothing to write.
+    pub fn without(status: Option<&crate::api::ServerStatus>) -> Self {
+        let earlier = status.is_some_and(|status| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == INVENTORY_CONSISTENT)
+        });
+        if earlier {
+            Self::Removed
+        } else {
+            Self::Unchanged
+        }
+    }
+
+    /// The condition from what [`BmcOperation::ReadInventory`] gave, against the probe's
+    /// facts in `status`.
+    pub fn judged(result: &BmcResult, status: &crate::api::ServerStatus) -> Self {
+        Self::Set(match result {
+            Ok(BmcAnswer::Inventory {
+                system: Ok(system), ..
+            }) => inventory_check::cross_check(system, status),
+            Ok(BmcAnswer::Inventory {
+                system: Err(failure),
+                ..
+            })
+            | Err(failure) => inventory_check::unavailable(&failure.message),
+            // The operation answers nothing else.
+            Ok(BmcAnswer::Done(_) | BmcAnswer::Power(_) | BmcAnswer::System(_)) => {
+                inventory_check::unavailable("the BMC operation gave no system")
+            }
+        })
+    }
+}
+
 /// `spec.bootConfigurationRef` after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootConfigurationRef {
@@ -655,6 +711,8 @@ pub struct StepOutcome {
     pub discovery: Option<ConditionChange>,
     /// The `BMCReachable` condition, when the step learned it.
     pub reachable: Option<ConditionChange>,
+    /// What becomes of the `InventoryConsistent` condition.
+    pub inventory_check: InventoryCheck,
     /// Progress annotations to set (`Some`) or remove (`None`).
     pub annotations: Vec<(&'static str, Option<String>)>,
     /// `spec.bootConfigurationRef`, when it changes.
@@ -680,6 +738,7 @@ impl StepOutcome {
             power_state: None,
             discovery: None,
             reachable: None,
+            inventory_check: InventoryCheck::Unchanged,
             annotations: Vec::new(),
             boot_configuration_ref: None,
             clear_claim_ref: false,
@@ -715,12 +774,30 @@ fn reachable() -> ConditionChange {
 fn fold_answer(outcome: &mut StepOutcome, result: &BmcResult) {
     match result {
         Ok(answer) => {
-            outcome.reachable.get_or_insert_with(reachable);
             match answer {
-                BmcAnswer::Done(Some(power)) | BmcAnswer::Power(power) => {
+                // The inventory was read, but the power-off refused.
+                BmcAnswer::Inventory {
+                    power: Some(Err(failure)),
+                    ..
+                } => {
+                    outcome.reachable.get_or_insert_with(|| {
+                        ConditionChange::new(false, failure.reason, failure.message.clone())
+                    });
+                }
+                _ => {
+                    outcome.reachable.get_or_insert_with(reachable);
+                }
+            }
+            match answer {
+                BmcAnswer::Done(Some(power))
+                | BmcAnswer::Power(power)
+                | BmcAnswer::Inventory {
+                    power: Some(Ok(power)),
+                    ..
+                } => {
                     outcome.power_state.get_or_insert(*power);
                 }
-                BmcAnswer::Done(None) | BmcAnswer::System(_) => {}
+                BmcAnswer::Done(None) | BmcAnswer::System(_) | BmcAnswer::Inventory { .. } => {}
             }
         }
         Err(failure) => {
@@ -1242,6 +1319,33 @@ fn start(ctx: &Arc<Context>, name: &str, system: &SystemTarget, operation: BmcOp
             inventory.record_system(&target.bmc, system.clone());
             Ok(BmcAnswer::System(system))
         }),
+        // Not recorded in the BMC inventory: the cross-check is its only reader, and NICs
+        // are judged on the BMC's probes as without the flag.
+        BmcOperation::ReadInventory { power_off } => Box::pin(async move {
+            let system = target
+                .driver
+                .system(&target.endpoint, &target.uri)
+                .await
+                .map(Arc::new)
+                .map_err(|e| failure("cannot read the system's inventory from the BMC", &e));
+            let power = if power_off {
+                Some(
+                    target
+                        .driver
+                        .set_power(&target.endpoint, &target.uri, PowerAction::ForceOff)
+                        .await
+                        .map(|()| PowerState::Off)
+                        .map_err(|e| failure("cannot power the server off", &e)),
+                )
+            } else {
+                None
+            };
+            match (system, power) {
+                // The BMC did nothing asked: a failure like any operation's.
+                (Err(failure), None | Some(Err(_))) => Err(failure),
+                (system, power) => Ok(BmcAnswer::Inventory { system, power }),
+            }
+        }),
     };
     ctx.work.start(name, operation, future);
 }
@@ -1382,13 +1486,33 @@ async fn complete(
 ) -> Result<StepOutcome, Error> {
     let name = server.name_any();
     let settings = &ctx.discovery;
-    let powered_off = matches!(finished, Some((BmcOperation::PowerOff, _)));
-    if settings.power_off_after && !powered_off {
-        start(ctx, &name, system, BmcOperation::PowerOff);
-        return Ok(StepOutcome::wait(Duration::from_secs(60)));
-    }
+    let inventory_check = if settings.inventory_cross_check {
+        // The BMC's inventory is read in the operation that also powers the server off:
+        // no extra BMC round, and its condition goes into this step's one status write.
+        match finished {
+            Some((BmcOperation::ReadInventory { .. }, result)) => InventoryCheck::judged(
+                result,
+                server.status.as_ref().unwrap_or(&Default::default()),
+            ),
+            _ => {
+                let operation = BmcOperation::ReadInventory {
+                    power_off: settings.power_off_after,
+                };
+                start(ctx, &name, system, operation);
+                return Ok(StepOutcome::wait(Duration::from_secs(60)));
+            }
+        }
+    } else {
+        let powered_off = matches!(finished, Some((BmcOperation::PowerOff, _)));
+        if settings.power_off_after && !powered_off {
+            start(ctx, &name, system, BmcOperation::PowerOff);
+            return Ok(StepOutcome::wait(Duration::from_secs(60)));
+        }
+        InventoryCheck::without(server.status.as_ref())
+    };
     remove_boot_configuration(ctx, server).await?;
     let mut outcome = StepOutcome::wait(settings.resync).state(ServerState::Available);
+    outcome.inventory_check = inventory_check;
     outcome.annotations = vec![
         (STARTED_ANNOTATION, None),
         (TICKET_ANNOTATION, None),
@@ -1681,6 +1805,8 @@ async fn inventory(
     )
     .await?;
     let mut outcome = StepOutcome::wait(ctx.discovery.resync).state(ServerState::Available);
+    // No probe report to compare the BMC's inventory with.
+    outcome.inventory_check = InventoryCheck::without(server.status.as_ref());
     if server.spec.boot_configuration_ref.is_some() {
         remove_boot_configuration(ctx, server).await?;
         outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
@@ -1960,7 +2086,7 @@ async fn write_outcome(
     let mut owned: Vec<Condition> = current
         .conditions
         .iter()
-        .filter(|c| c.type_ == DISCOVERY || c.type_ == BMC_REACHABLE)
+        .filter(|c| [DISCOVERY, BMC_REACHABLE, INVENTORY_CONSISTENT].contains(&c.type_.as_str()))
         .cloned()
         .collect();
     let now = Time(Timestamp::now());
@@ -1979,10 +2105,28 @@ async fn write_outcome(
     };
     let discovery_changed = set(DISCOVERY, &outcome.discovery);
     let reachable_changed = set(BMC_REACHABLE, &outcome.reachable);
+    let inventory_changed = match &outcome.inventory_check {
+        InventoryCheck::Unchanged => false,
+        InventoryCheck::Set(verdict) => conditions::set_judged(
+            &mut owned,
+            INVENTORY_CONSISTENT,
+            verdict.status,
+            verdict.reason,
+            &verdict.message,
+            server.metadata.generation,
+            now.clone(),
+        ),
+        InventoryCheck::Removed => {
+            let before = owned.len();
+            owned.retain(|c| c.type_ != INVENTORY_CONSISTENT);
+            owned.len() != before
+        }
+    };
     let state = outcome.state.or(current.state);
     let power_state = outcome.power_state.or(current.power_state);
     if discovery_changed
         || reachable_changed
+        || inventory_changed
         || current.state != state
         || current.power_state != power_state
     {
@@ -2624,6 +2768,152 @@ mod tests {
         assert_ne!(fingerprint(&server), reported, "so does an annotation");
         server.metadata.generation = Some(2);
         assert_ne!(fingerprint(&server), reported, "and a spec change");
+    }
+
+    /// A system whose BMC lists two NICs of its own and no inventory.
+    fn listed_system() -> Arc<System> {
+        let nic = |mac: &str| crate::plugins::types::Nic {
+            mac: mac.to_owned(),
+            name: None,
+            kind: NicKind::System,
+            link_up: None,
+        };
+        Arc::new(System {
+            uri: String::from("/redfish/v1/Systems/1"),
+            uuid: None,
+            manufacturer: None,
+            model: None,
+            serial: None,
+            power: crate::plugins::types::PowerState::On,
+            nics: vec![nic("52:54:00:00:00:01"), nic("52:54:00:00:00:02")],
+            boot_targets: Vec::new(),
+            boot_override: true,
+            inventory: None,
+        })
+    }
+
+    fn refused(message: &str) -> BmcFailure {
+        BmcFailure {
+            reason: conditions::REASON_CONNECTION_FAILED,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_inventory_read_at_the_end_judges_the_report_or_says_why_it_cannot() {
+        let report = crate::api::ServerStatus {
+            network_interfaces: vec![crate::api::server::NetworkInterface {
+                name: String::from("eno1"),
+                mac_address: String::from("52:54:00:00:00:01"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let read = Ok(BmcAnswer::Inventory {
+            system: Ok(listed_system()),
+            power: Some(Ok(PowerState::Off)),
+        });
+        let InventoryCheck::Set(verdict) = InventoryCheck::judged(&read, &report) else {
+            panic!("a read is judged");
+        };
+        assert_eq!(
+            (verdict.status, verdict.reason),
+            (Some(false), conditions::REASON_INVENTORY_DIFFERS)
+        );
+        assert!(
+            verdict.message.contains(
+                "NIC 52:54:00:00:00:02 (nic1) listed by the BMC was not seen by the probe"
+            ),
+            "{}",
+            verdict.message
+        );
+        for unread in [
+            Ok(BmcAnswer::Inventory {
+                system: Err(refused(
+                    "cannot read the system's inventory from the BMC: 500",
+                )),
+                power: Some(Ok(PowerState::Off)),
+            }),
+            Err(refused(
+                "cannot read the system's inventory from the BMC: 500",
+            )),
+        ] {
+            let InventoryCheck::Set(verdict) = InventoryCheck::judged(&unread, &report) else {
+                panic!("an unread inventory is said to be");
+            };
+            assert_eq!(
+                (verdict.status, verdict.reason),
+                (None, conditions::REASON_BMC_INVENTORY_UNAVAILABLE)
+            );
+            assert!(verdict.message.ends_with(": 500"), "{}", verdict.message);
+        }
+    }
+
+    #[test]
+    fn a_discovery_without_the_check_removes_only_a_condition_an_earlier_one_left() {
+        assert_eq!(InventoryCheck::without(None), InventoryCheck::Unchanged);
+        let mut status = crate::api::ServerStatus::default();
+        assert_eq!(
+            InventoryCheck::without(Some(&status)),
+            InventoryCheck::Unchanged
+        );
+        conditions::set_judged(
+            &mut status.conditions,
+            INVENTORY_CONSISTENT,
+            Some(true),
+            conditions::REASON_CONSISTENT,
+            "agree",
+            None,
+            Time(at(0)),
+        );
+        assert_eq!(status.conditions[0].status, "True");
+        assert_eq!(
+            InventoryCheck::without(Some(&status)),
+            InventoryCheck::Removed
+        );
+    }
+
+    #[test]
+    fn an_inventory_read_tells_the_power_it_left_or_why_the_bmc_refused_the_power_off() {
+        let mut outcome = StepOutcome::wait(Duration::ZERO);
+        fold_answer(
+            &mut outcome,
+            &Ok(BmcAnswer::Inventory {
+                system: Ok(listed_system()),
+                power: Some(Ok(PowerState::Off)),
+            }),
+        );
+        assert_eq!(outcome.power_state, Some(PowerState::Off));
+        assert_eq!(outcome.reachable, Some(reachable()));
+        let mut outcome = StepOutcome::wait(Duration::ZERO);
+        fold_answer(
+            &mut outcome,
+            &Ok(BmcAnswer::Inventory {
+                system: Ok(listed_system()),
+                power: Some(Err(refused("cannot power the server off: 409"))),
+            }),
+        );
+        assert_eq!(outcome.power_state, None);
+        assert_eq!(
+            outcome.reachable,
+            Some(ConditionChange::new(
+                false,
+                conditions::REASON_CONNECTION_FAILED,
+                "cannot power the server off: 409"
+            ))
+        );
+        let mut outcome = StepOutcome::wait(Duration::ZERO);
+        fold_answer(
+            &mut outcome,
+            &Ok(BmcAnswer::Inventory {
+                system: Err(refused("cannot read")),
+                power: None,
+            }),
+        );
+        assert_eq!(
+            (outcome.power_state, outcome.reachable),
+            (None, Some(reachable()))
+        );
     }
 
     #[test]
