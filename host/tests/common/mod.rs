@@ -102,6 +102,7 @@ pub fn lab_options(
     systems_per_bmc: usize,
     dhcp_bmcs: usize,
 ) -> ferrometal_sim::lab::LabOptions {
+    remove_abandoned_lab_dirs();
     let work_dir =
         std::env::temp_dir().join(format!("ferrometal-lab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work_dir);
@@ -135,13 +136,46 @@ pub fn lab_options(
             "3",
         ]
         .map(String::from)
-        .to_vec(),
+        .into_iter()
+        // Compiled plugins are shared by every lab, as the chart's cache keeps them across
+        // restarts: an operator starts without compiling the same components again.
+        .chain([
+            String::from("--plugin-cache-dir"),
+            std::env::temp_dir()
+                .join("ferrometal-lab-plugin-cache")
+                .display()
+                .to_string(),
+        ])
+        .collect(),
         operator_log: String::from("info,ferrometal=debug"),
         work_dir,
         audit_log: false,
         hold_dhcp_bmcs: false,
         node: false,
         ipv6: false,
+    }
+}
+
+/// Removes the work directories of labs whose test process has ended (`ferrometal-lab-<name>-
+/// <pid>` of a pid that no longer runs): a lab keeps its directory for the logs in it, and
+/// nothing else would ever remove it.
+fn remove_abandoned_lab_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("ferrometal-lab-"))
+            .and_then(|rest| rest.rsplit_once('-'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
