@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::Resource;
 use kube::runtime::watcher;
 
@@ -21,23 +21,94 @@ where
     K: Resource + Send + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let seen = Fingerprints::default();
     events.try_filter_map(move |event| {
-        let mut seen = seen.lock().expect("fingerprints lock");
         let passed = match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                let print = fingerprint(&object);
-                let key = key(&object);
-                (seen.insert(key, print) != Some(print)).then_some(object)
+                seen.changed(&object, &fingerprint).then_some(object)
             }
             watcher::Event::Delete(object) => {
-                seen.remove(&key(&object));
+                seen.forget(&object);
                 Some(object)
             }
             watcher::Event::Init | watcher::Event::InitDone => None,
         };
         futures::future::ready(Ok(passed))
     })
+}
+
+/// The last fingerprint of each object a trigger passed.
+#[derive(Default)]
+struct Fingerprints(Mutex<HashMap<String, u64>>);
+
+impl Fingerprints {
+    /// Whether `object`'s fingerprint differs from the last one (always for a new object);
+    /// remembers it.
+    fn changed<K: Resource>(&self, object: &K, fingerprint: &impl Fn(&K) -> u64) -> bool {
+        let print = fingerprint(object);
+        let mut seen = self.0.lock().expect("fingerprints lock");
+        seen.insert(key(object), print) != Some(print)
+    }
+
+    fn forget<K: Resource>(&self, object: &K) {
+        self.0
+            .lock()
+            .expect("fingerprints lock")
+            .remove(&key(object));
+    }
+}
+
+/// A second trigger on a watch that already feeds a store and a controller: given each
+/// event of that watch after the store took it ([`Tap::apply`]), it passes on what
+/// [`changes`] would (objects whose `fingerprint` changed, and deleted ones) to the stream
+/// [`tap`] returned. A controller woken by it and reading that store reads the object at
+/// least as new as the event; with a watch of its own, its event could overtake the store's
+/// and the reconcile would judge the object as it was before (and not be woken again).
+pub struct Tap<K> {
+    sender: tokio::sync::mpsc::UnboundedSender<K>,
+    seen: Fingerprints,
+    fingerprint: Box<dyn Fn(&K) -> u64 + Send + Sync>,
+}
+
+/// A [`Tap`] and the stream of what it passes on (for `Controller::for_stream` or
+/// `watches_stream`).
+pub fn tap<K>(
+    fingerprint: impl Fn(&K) -> u64 + Send + Sync + 'static,
+) -> (Tap<K>, impl Stream<Item = Result<K, watcher::Error>> + Send)
+where
+    K: Send + 'static,
+{
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).map(Ok);
+    (
+        Tap {
+            sender,
+            seen: Fingerprints::default(),
+            fingerprint: Box::new(fingerprint),
+        },
+        stream,
+    )
+}
+
+impl<K: Resource + Clone> Tap<K> {
+    /// Takes one event of the watch (after its store did).
+    pub fn apply(&self, event: &watcher::Event<K>) {
+        let passed = match event {
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => self
+                .seen
+                .changed(object, &self.fingerprint)
+                .then_some(object),
+            watcher::Event::Delete(object) => {
+                self.seen.forget(object);
+                Some(object)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        if let Some(object) = passed {
+            // Gone only with its controller (at shutdown): nothing left to wake.
+            let _ = self.sender.send(object.clone());
+        }
+    }
 }
 
 /// The deleted objects of `events`: for a controller that owns objects it creates and
@@ -131,6 +202,36 @@ mod tests {
             ],
             "first sight, new generation, deletion, and re-creation pass; a status change does not"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tap_passes_on_what_changes_would() {
+        let events = [
+            watcher::Event::Init,
+            watcher::Event::InitApply(map("a", 1, "x")),
+            watcher::Event::InitDone,
+            watcher::Event::Apply(map("a", 1, "y")),
+            watcher::Event::Apply(map("a", 2, "y")),
+            watcher::Event::Delete(map("a", 2, "y")),
+            watcher::Event::Apply(map("a", 2, "y")),
+        ];
+        let expected: Vec<ConfigMap> = changes(
+            futures::stream::iter(events.clone().map(Ok)),
+            spec_and_labels,
+        )
+        .map(|object| object.expect("no errors"))
+        .collect()
+        .await;
+        let (tap, stream) = tap(spec_and_labels);
+        for event in &events {
+            tap.apply(event);
+        }
+        drop(tap);
+        let passed: Vec<ConfigMap> = stream
+            .map(|object| object.expect("no errors"))
+            .collect()
+            .await;
+        assert_eq!(passed, expected);
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use ferrometal::controllers::backoff::ErrorBackoff;
 use ferrometal::controllers::bmc_work::BmcWork;
 use ferrometal::controllers::caches::{CacheWriters, Caches};
 use ferrometal::controllers::inventory::BmcInventory;
-use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels};
+use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels, tap};
 use ferrometal::controllers::watch_index::WatchIndex;
 use ferrometal::controllers::{
     bmc, bootconfig, claim, classification, endpoint, server, until_started_or_stopped,
@@ -815,9 +815,19 @@ impl Leader {
 
         let discovery_namespace = server_context.discovery.namespace.clone();
         // The Server watch also keeps the index of Servers by system UUID (duplicate
-        // systems), event by event, before the controller sees the event.
+        // systems), event by event, before the controller sees the event; and, once its
+        // cache has an event, wakes the claims whose Servers' claimability changed and the
+        // classifier (both read that cache: see `triggers::Tap`).
         let uuids = server_context.uuids.clone();
         let servers_by_claim = claim_context.servers_by_claim.clone();
+        let (claimability, claimability_changes) = tap(claim::claimability_fingerprint);
+        let (classification_tap, classification_changes) = match &classification_context {
+            Some(_) => {
+                let (trigger, stream) = tap(classification::fingerprint);
+                (Some(trigger), Some(stream))
+            }
+            None => (None, None),
+        };
         let server_changes = changes(
             watcher(
                 Api::<Server>::all(client.clone()),
@@ -829,6 +839,10 @@ impl Leader {
             .map_ok(move |event| {
                 uuids.apply(&event);
                 servers_by_claim.apply(&event);
+                claimability.apply(&event);
+                if let Some(classification) = &classification_tap {
+                    classification.apply(&event);
+                }
                 event
             }),
             server::fingerprint,
@@ -929,14 +943,6 @@ impl Leader {
                 }),
             claim::fingerprint,
         );
-        let claimability_changes = changes(
-            watcher(
-                Api::<Server>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            claim::claimability_fingerprint,
-        );
         let claims = Controller::for_stream(claim_changes, caches.server_claims.clone())
             .watches_stream(claimability_changes, move |server| {
                 claim::claims_of_server(&server, &claims_by_server)
@@ -957,40 +963,29 @@ impl Leader {
         );
 
         // Classified Servers: their facts, a person's labels and what the classifiers
-        // applied wake the classifier (not power or conditions). Its watch fills a store of
-        // its own, so each reconcile reads the Server at least as new as the event that
-        // woke it (the Server controller's cache can lag behind another watch's event).
-        if let Some(classification_context) = classification_context {
-            let (classified_servers, classified_writer) = kube::runtime::reflector::store();
-            let classification_changes = changes(
-                watcher(
-                    Api::<Server>::all(client.clone()),
-                    watcher::Config::default(),
+        // applied wake the classifier (not power or conditions), from the Server watch's tap.
+        if let (Some(classification_context), Some(classification_changes)) =
+            (classification_context, classification_changes)
+        {
+            let classifier = Controller::for_stream(classification_changes, caches.servers.clone())
+                .with_config(
+                    kube::runtime::controller::Config::default()
+                        .concurrency(classification::CONCURRENCY),
                 )
-                .default_backoff()
-                .reflect(classified_writer),
-                classification::fingerprint,
-            );
-            let classifier =
-                Controller::for_stream(classification_changes, classified_servers.clone())
-                    .with_config(
-                        kube::runtime::controller::Config::default()
-                            .concurrency(classification::CONCURRENCY),
-                    )
-                    .graceful_shutdown_on(supervisor.shutdown())
-                    .run(
-                        classification::reconcile,
-                        classification::error_policy,
-                        classification_context,
-                    )
-                    .for_each(|result| async move {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "classification reconcile stream");
-                        }
-                    });
+                .graceful_shutdown_on(supervisor.shutdown())
+                .run(
+                    classification::reconcile,
+                    classification::error_policy,
+                    classification_context,
+                )
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "classification reconcile stream");
+                    }
+                });
             supervisor.spawn(
                 "classifier",
-                until_started_or_stopped(classifier, classified_servers, supervisor.shutdown()),
+                until_started_or_stopped(classifier, caches.servers.clone(), supervisor.shutdown()),
             );
         }
     }
