@@ -23,15 +23,15 @@ where
 {
     let seen = Fingerprints::default();
     events.try_filter_map(move |event| {
-        let passed = match event {
-            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                seen.changed(&object, &fingerprint).then_some(object)
+        let passed = if seen.passes(&event, &fingerprint) {
+            match event {
+                watcher::Event::Apply(object)
+                | watcher::Event::InitApply(object)
+                | watcher::Event::Delete(object) => Some(object),
+                watcher::Event::Init | watcher::Event::InitDone => None,
             }
-            watcher::Event::Delete(object) => {
-                seen.forget(&object);
-                Some(object)
-            }
-            watcher::Event::Init | watcher::Event::InitDone => None,
+        } else {
+            None
         };
         futures::future::ready(Ok(passed))
     })
@@ -42,19 +42,25 @@ where
 struct Fingerprints(Mutex<HashMap<String, u64>>);
 
 impl Fingerprints {
-    /// Whether `object`'s fingerprint differs from the last one (always for a new object);
-    /// remembers it.
-    fn changed<K: Resource>(&self, object: &K, fingerprint: &impl Fn(&K) -> u64) -> bool {
-        let print = fingerprint(object);
+    /// Whether the object of `event` passes: its fingerprint changed (always at first
+    /// sight), or it was deleted. Remembers the fingerprint.
+    fn passes<K: Resource>(
+        &self,
+        event: &watcher::Event<K>,
+        fingerprint: &impl Fn(&K) -> u64,
+    ) -> bool {
         let mut seen = self.0.lock().expect("fingerprints lock");
-        seen.insert(key(object), print) != Some(print)
-    }
-
-    fn forget<K: Resource>(&self, object: &K) {
-        self.0
-            .lock()
-            .expect("fingerprints lock")
-            .remove(&key(object));
+        match event {
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                let print = fingerprint(object);
+                seen.insert(key(object), print) != Some(print)
+            }
+            watcher::Event::Delete(object) => {
+                seen.remove(&key(object));
+                true
+            }
+            watcher::Event::Init | watcher::Event::InitDone => false,
+        }
     }
 }
 
@@ -93,18 +99,11 @@ where
 impl<K: Resource + Clone> Tap<K> {
     /// Takes one event of the watch (after its store did).
     pub fn apply(&self, event: &watcher::Event<K>) {
-        let passed = match event {
-            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => self
-                .seen
-                .changed(object, &self.fingerprint)
-                .then_some(object),
-            watcher::Event::Delete(object) => {
-                self.seen.forget(object);
-                Some(object)
-            }
-            watcher::Event::Init | watcher::Event::InitDone => None,
-        };
-        if let Some(object) = passed {
+        if self.seen.passes(event, &self.fingerprint)
+            && let watcher::Event::Apply(object)
+            | watcher::Event::InitApply(object)
+            | watcher::Event::Delete(object) = event
+        {
             // Gone only with its controller (at shutdown): nothing left to wake.
             let _ = self.sender.send(object.clone());
         }
