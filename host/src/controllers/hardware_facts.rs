@@ -73,6 +73,12 @@ pub fn device_class(class_code: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether PCI vendor id `id` (any form [`pci_id`] reads) makes a display controller the
+/// BMC's own VGA ([`BMC_VGA_VENDORS`]), never an accelerator.
+pub fn bmc_vga_vendor(id: &str) -> bool {
+    pci_id(id).is_some_and(|id| BMC_VGA_VENDORS.contains(&id.as_str()))
+}
+
 /// A PCI vendor or device id in one form for both discoveries: `0x` and four lowercase hex
 /// digits (`0x10de`), whether the source wrote `0x10DE` (a BMC) or `10de` (a probe report).
 /// Text that is no such id is kept as written; empty text is no id.
@@ -123,10 +129,7 @@ fn text(value: Option<&str>) -> Option<String> {
 pub fn pci_accelerator(function: &PciFunction<'_>) -> Option<Accelerator> {
     let class = function.device_class.map(str::trim)?;
     let vendor_id = function.vendor_id.and_then(pci_id);
-    let bmc_vga = class == "DisplayController"
-        && vendor_id
-            .as_deref()
-            .is_some_and(|id| BMC_VGA_VENDORS.contains(&id));
+    let bmc_vga = class == "DisplayController" && vendor_id.as_deref().is_some_and(bmc_vga_vendor);
     (ACCELERATOR_CLASSES.contains(&class) && !bmc_vga).then(|| Accelerator {
         name: function.name.trim().to_owned(),
         class: Some(class.to_owned()),

@@ -50,10 +50,6 @@ pub const MAX_NAMED: usize = 8;
 /// The most characters of a name or model a message quotes.
 const MAX_QUOTED: usize = 64;
 
-/// PCI vendors whose display controller is the BMC's own VGA, never an accelerator:
-/// ASPEED (`1a03`) and Matrox (`102b`), as out-of-band discovery also judges.
-const BMC_VGA_VENDORS: [u32; 2] = [0x1a03, 0x102b];
-
 /// Which inventory something is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
@@ -560,9 +556,12 @@ fn accelerator_ids(accelerator: &Accelerator) -> Option<(u32, u32)> {
     Some((id(&accelerator.vendor_id)?, id(&accelerator.device_id)?))
 }
 
-/// Whether an accelerator is the BMC's own VGA.
+/// Whether an accelerator is the BMC's own VGA (by the rule both discoveries use).
 fn bmc_vga(accelerator: &Accelerator) -> bool {
-    accelerator_ids(accelerator).is_some_and(|(vendor, _)| BMC_VGA_VENDORS.contains(&vendor))
+    accelerator
+        .vendor_id
+        .as_deref()
+        .is_some_and(super::hardware_facts::bmc_vga_vendor)
 }
 
 fn accelerators(status: &ServerStatus) -> Vec<&Accelerator> {
