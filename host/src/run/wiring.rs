@@ -821,13 +821,10 @@ impl Leader {
         let uuids = server_context.uuids.clone();
         let servers_by_claim = claim_context.servers_by_claim.clone();
         let (claimability, claimability_changes) = tap(claim::claimability_fingerprint);
-        let (classification_tap, classification_changes) = match &classification_context {
-            Some(_) => {
-                let (trigger, stream) = tap(classification::fingerprint);
-                (Some(trigger), Some(stream))
-            }
-            None => (None, None),
-        };
+        let (classification_tap, classification_changes) = classification_context
+            .as_ref()
+            .map(|_| tap(classification::fingerprint))
+            .unzip();
         let server_changes = changes(
             watcher(
                 Api::<Server>::all(client.clone()),
