@@ -121,8 +121,7 @@ pub const REASON_SYSTEM_UUID_MISSING: &str = "SystemUUIDMissing";
 pub const REASON_DISCOVERED_OUT_OF_BAND: &str = "DiscoveredOutOfBand";
 /// Server: out-of-band discovery could not read the system from the BMC.
 pub const REASON_INVENTORY_FAILED: &str = "InventoryFailed";
-/// Server: the probe reported every NIC the BMC knows; the Server is Available. Also the
-/// reason of the Normal Event that marks the milestone.
+/// Server: the probe reported every NIC the BMC knows; the Server is Available.
 pub const REASON_DISCOVERED: &str = "Discovered";
 /// Server: Available, but NICs the BMC lists never showed in the probe's report.
 pub const REASON_DISCOVERED_WITHOUT_NICS: &str = "DiscoveredWithoutNICs";

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+
 use kube::{Api, Client};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -479,21 +479,16 @@ impl Writer {
         if changed.is_empty() {
             return Outcome::Unchanged;
         }
-        let status = json!({
-            "apiVersion": "metal.ironcore.dev/v1alpha1",
-            "kind": "ServerBootConfiguration",
-            "status": { "conditions": owned },
-        });
-        match api
-            .patch_status(
-                &batch.config.name,
-                &PatchParams::apply(BOOT_SERVER_MANAGER).force(),
-                &Patch::Apply(&status),
-            )
-            .await
+        match crate::controllers::status::apply(
+            &api,
+            &batch.config.name,
+            BOOT_SERVER_MANAGER,
+            json!({ "conditions": owned }),
+        )
+        .await
         {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Outcome::Gone,
+            Ok(Some(_)) => {}
+            Ok(None) => return Outcome::Gone,
             Err(error) => return Outcome::Failed(error),
         }
         // No Event: it would only repeat the condition (and cost a write per fetch).

@@ -540,18 +540,13 @@ async fn publish(
     if !ready_changed && !rotation_changed && bmc.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1",
-        "kind": "BMC",
-        "status": status,
-    });
-    Api::<BMC>::all(ctx.client.clone())
-        .patch_status(
-            &bmc.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    super::status::apply(
+        &Api::<BMC>::all(ctx.client.clone()),
+        &bmc.name_any(),
+        MANAGER,
+        json!(status),
+    )
+    .await?;
     for (changed, change, action) in [
         (ready_changed, &ready, "Probe"),
         (rotation_changed, &rotation, "RotateCredentials"),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::store::Writer;
@@ -771,30 +771,24 @@ async fn publish_status(
     if !changed && !stale && current.and_then(|s| s.state) == Some(state) {
         return Ok(());
     }
-    let status = json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1",
-        "kind": "ServerBootConfiguration",
-        "status": { "state": state, "conditions": owned },
-    });
-    let written = match Api::<ServerBootConfiguration>::namespaced(
-        ctx.client.clone(),
-        &sbc.namespace().unwrap_or_default(),
-    )
-    .patch_status(
+    let written = match super::status::apply(
+        &Api::<ServerBootConfiguration>::namespaced(
+            ctx.client.clone(),
+            &sbc.namespace().unwrap_or_default(),
+        ),
         &sbc.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&status),
+        MANAGER,
+        json!({ "state": state, "conditions": owned }),
     )
-    .await
+    .await?
     {
-        Ok(written) => written,
+        Some(written) => written,
         // Deleted meanwhile (its Server completed discovery): there is nothing left to
         // describe, and its deletion event drops it from the index.
-        Err(kube::Error::Api(status)) if status.is_not_found() => {
+        None => {
             tracing::debug!("the configuration was deleted before its status was written");
             return Ok(());
         }
-        Err(error) => return Err(error.into()),
     };
     ctx.written.record(
         &super::object_key(sbc),

@@ -625,21 +625,16 @@ async fn publish(
         .find(|c| c.type_ == conditions::CLASSIFIED)
         .expect("just set");
     let servers: Api<Server> = Api::all(ctx.client.clone());
-    match servers
-        .patch_status(
-            &server.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1",
-                "kind": "Server",
-                "status": {"conditions": [condition]},
-            })),
-        )
-        .await
+    if super::status::apply(
+        &servers,
+        &server.name_any(),
+        MANAGER,
+        json!({"conditions": [condition]}),
+    )
+    .await?
+    .is_none()
     {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-        Err(error) => return Err(error.into()),
+        return Ok(());
     }
     if reason != conditions::REASON_HELD_UNTIL_CLASSIFIED {
         super::report::ready_event(

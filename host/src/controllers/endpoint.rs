@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -331,18 +331,13 @@ async fn publish_status(
     if !changed && observed == endpoint.metadata.generation {
         return Ok(());
     }
-    let status = json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1",
-        "kind": "Endpoint",
-        "status": { "conditions": current },
-    });
-    Api::<Endpoint>::all(ctx.client.clone())
-        .patch_status(
-            &endpoint.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await?;
+    super::status::apply(
+        &Api::<Endpoint>::all(ctx.client.clone()),
+        &endpoint.name_any(),
+        MANAGER,
+        json!({ "conditions": current }),
+    )
+    .await?;
     if changed {
         report::ready_event(
             &ctx.client,

@@ -20,6 +20,7 @@ pub mod provisioning;
 pub mod report;
 pub mod rotation;
 pub mod server;
+pub mod status;
 pub mod system_uuids;
 pub mod triggers;
 pub mod watch_index;

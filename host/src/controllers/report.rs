@@ -1,9 +1,10 @@
 //! Reporting a reconcile's outcome to people: Events beside the conditions.
 //!
 //! The policy, the same for every controller: an Event is published for what needs a
-//! person's attention (a `Warning` when a condition turns bad) and for a Server's one
-//! milestone (`Discovered`); a condition that turns good is not repeated as an Event, since
-//! the condition already says it and each Event is a write to the API server per object.
+//! person's attention (a `Warning` when a condition turns bad); a condition that turns good
+//! is not repeated as an Event — not even a Server's discovery (its `Discovery` condition
+//! turning `True` says it) — since the condition already says it and each Event is a write
+//! to the API server per object.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+
 use kube::{Api, Client};
 use metalprobe::report::{
     BlockDevice, Collected, Cpu, LldpInterface, LldpNeighbor as ProbeNeighbor, Memory,
@@ -118,9 +118,14 @@ impl Registry {
     }
 
     async fn apply(&self, server: &str, status: serde_json::Value) -> Result<(), Refusal> {
-        apply_facts(&self.client, server, status)
-            .await
-            .map_err(|error| unavailable(server, &error))
+        match apply_facts(&self.client, server, status).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal(
+                StatusCode::NOT_FOUND,
+                format!("Server {server} was deleted"),
+            )),
+            Err(error) => Err(unavailable(server, &error)),
+        }
     }
 }
 
@@ -142,25 +147,17 @@ fn unavailable(server: &str, error: &kube::Error) -> Refusal {
     )
 }
 
-/// Server-side-applies `status` as everything the registry's field manager owns.
+/// Server-side-applies `status` as everything the registry's field manager owns. `false`:
+/// the Server no longer exists.
 async fn apply_facts(
     client: &Client,
     server: &str,
     status: serde_json::Value,
-) -> Result<(), kube::Error> {
-    let patch = json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1",
-        "kind": "Server",
-        "status": status,
-    });
-    Api::<Server>::all(client.clone())
-        .patch_status(
-            server,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+) -> Result<bool, kube::Error> {
+    let servers = Api::<Server>::all(client.clone());
+    crate::controllers::status::apply(&servers, server, MANAGER, status)
         .await
-        .map(|_| ())
+        .map(|written| written.is_some())
 }
 
 /// Writes hardware facts to a Server's status under the registry's field manager (replacing
@@ -182,7 +179,8 @@ pub async fn write_facts(
         // The arrival time, so a report from an earlier boot is recognisably old.
         "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now()),
     }]);
-    apply_facts(client, server, value).await
+    // A deleted Server has nothing to record; its deletion ends what it was doing.
+    apply_facts(client, server, value).await.map(|_| ())
 }
 
 /// A `POST /register` body, read: the machine it names, the Server status its facts become and

@@ -673,17 +673,13 @@ async fn publish(
         .into_iter()
         .find(|c| c.type_ == conditions::BOUND)
         .expect("just set");
-    claims
-        .patch_status(
-            &claim.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1",
-                "kind": "ServerClaim",
-                "status": {"phase": phase, "conditions": [bound]},
-            })),
-        )
-        .await?;
+    crate::controllers::status::apply(
+        claims,
+        &claim.name_any(),
+        MANAGER,
+        json!({"phase": phase, "conditions": [bound]}),
+    )
+    .await?;
     if changed {
         super::report::ready_event(
             &ctx.client,

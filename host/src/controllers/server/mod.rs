@@ -721,8 +721,6 @@ pub struct StepOutcome {
     pub clear_claim_ref: bool,
     /// A Warning Event for people (what a condition alone does not make visible enough).
     pub warning: Option<(&'static str, String)>,
-    /// A Normal Event marking a milestone (discovered).
-    pub milestone: Option<(&'static str, String)>,
     /// An Event published whatever the conditions do: the outcome of an operation the
     /// `metal.ironcore.dev/operation` annotation asked for, or a failed provisioning boot.
     pub operation_event: Option<OperationEvent>,
@@ -743,7 +741,6 @@ impl StepOutcome {
             boot_configuration_ref: None,
             clear_claim_ref: false,
             warning: None,
-            milestone: None,
             operation_event: None,
             requeue,
         }
@@ -1521,10 +1518,6 @@ async fn complete(
     ];
     outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
     Ok(if missing_nics.is_empty() {
-        outcome.milestone = Some((
-            conditions::REASON_DISCOVERED,
-            String::from("hardware reported; the server is Available"),
-        ));
         outcome.discovery(
             true,
             conditions::REASON_DISCOVERED,
@@ -1811,7 +1804,6 @@ async fn inventory(
         remove_boot_configuration(ctx, server).await?;
         outcome.boot_configuration_ref = Some(BootConfigurationRef::Cleared);
     }
-    outcome.milestone = Some((conditions::REASON_DISCOVERED, message.clone()));
     Ok(outcome.discovery(true, conditions::REASON_DISCOVERED_OUT_OF_BAND, message))
 }
 
@@ -2138,37 +2130,25 @@ async fn write_outcome(
             status.insert(String::from("powerState"), json!(power_state));
         }
         status.insert(String::from("conditions"), json!(owned));
-        let written = servers
-            .patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&json!({
-                    "apiVersion": "metal.ironcore.dev/v1alpha1",
-                    "kind": "Server",
-                    "status": status,
-                })),
-            )
-            .await?;
-        ctx.written
-            .record(&name, written.metadata.resource_version.as_deref());
-    }
-    if discovery_changed {
-        for (type_, event) in [
-            (EventType::Warning, &outcome.warning),
-            (EventType::Normal, &outcome.milestone),
-        ] {
-            if let Some((reason, note)) = event {
-                super::report::publish(
-                    &ctx.client,
-                    &ctx.reporter,
-                    &server.object_ref(&()),
-                    type_,
-                    (reason, note),
-                    "Discover",
-                )
-                .await;
-            }
+        let written =
+            super::status::apply(&servers, &name, MANAGER, serde_json::Value::Object(status))
+                .await?;
+        // `None`: deleted meanwhile; its deletion event comes next.
+        if let Some(written) = written {
+            ctx.written
+                .record(&name, written.metadata.resource_version.as_deref());
         }
+    }
+    if discovery_changed && let Some((reason, note)) = &outcome.warning {
+        super::report::publish(
+            &ctx.client,
+            &ctx.reporter,
+            &server.object_ref(&()),
+            EventType::Warning,
+            (reason, note),
+            "Discover",
+        )
+        .await;
     }
     if let Some(event) = &outcome.operation_event {
         super::report::publish(
