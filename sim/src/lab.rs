@@ -386,7 +386,7 @@ impl Lab {
             faults: crate::Faults::default(),
             profile: crate::Profile::default(),
             behaviour: options.behaviour.clone(),
-            work_dir: options.work_dir.join("machines"),
+            work_dir: crate::machine_scratch_dir(),
             vm: None,
             host_alias: with_vms.then(|| {
                 (

@@ -544,6 +544,9 @@ fn write_audit_policy(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((policy, dir.join("audit.log")))
 }
 
+/// Set (to anything) to run kube-apiserver with `--profiling=true`.
+pub const PROFILING_VARIABLE: &str = "TESTENV_APISERVER_PROFILING";
+
 fn start_apiserver(
     bin: &Path,
     dir: &Path,
@@ -615,7 +618,13 @@ fn start_apiserver(
             "--service-account-signing-key-file={}",
             pki.service_account_private.display()
         ))
-        .arg("--profiling=false");
+        // `TESTENV_APISERVER_PROFILING=1` serves Go's pprof at `/debug/pprof/` (to the
+        // admin certificate), to see where the control plane's CPU goes in a benchmark.
+        .arg(if std::env::var_os(PROFILING_VARIABLE).is_some() {
+            "--profiling=true"
+        } else {
+            "--profiling=false"
+        });
     ManagedProcess::spawn("kube-apiserver", command, run_dir)
 }
 
