@@ -17,16 +17,34 @@ use serde_json::Value;
 use testenv::SushyStatic;
 
 fn redfish() -> BmcDriverPlugin {
+    redfish_counted(PluginMetrics::default())
+}
+
+/// The driver, counting into `metrics` (see [`bmc_requests`]).
+fn redfish_counted(metrics: PluginMetrics) -> BmcDriverPlugin {
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             granted_capabilities: vec![String::from("credentials/reveal")],
             ..RuntimeConfig::default()
         },
-        PluginMetrics::default(),
+        metrics,
     )
     .expect("engine");
     let path = testenv::components::component("redfish").expect("built by `make plugins`");
     runtime.load_bmc_driver(&path).expect("load redfish")
+}
+
+/// The BMC requests counted in `metrics` so far (`ferrometal_bmc_requests_total`, every
+/// method and outcome): what a sushy-static mockup, which counts nothing, was asked.
+fn bmc_requests(metrics: &PluginMetrics) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    text.lines()
+        .filter(|line| line.starts_with("ferrometal_bmc_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn endpoint(host: &str, port: u16, password: &str) -> BmcEndpoint {
@@ -295,9 +313,19 @@ async fn every_system_matches(name: &str) -> Vec<(System, Hardware)> {
     let mockup = Mockup::named(name);
     let service = SushyStatic::start(&mockup.0).await.expect("sushy-static");
     let endpoint = endpoint("127.0.0.1", service.port(), "unused");
+    let metrics = PluginMetrics::default();
+    let driver = redfish_counted(metrics.clone());
     let mut read = Vec::new();
     for uri in mockup.systems() {
-        let system = get_system(&endpoint, &uri).await;
+        let before = bmc_requests(&metrics);
+        let system = tokio::time::timeout(Duration::from_secs(60), driver.system(&endpoint, &uri))
+            .await
+            .expect("in time")
+            .expect("get-system");
+        eprintln!(
+            "DMTF {name} {uri}: get-system with inventory = {} Redfish requests",
+            bmc_requests(&metrics) - before
+        );
         let inventory = system
             .inventory
             .as_ref()

@@ -646,6 +646,61 @@ async fn the_power_wait_ends_within_its_budget_and_still_logs_out() {
     assert_eq!(fleet.bmcs()[0].open_sessions(), 0);
 }
 
+/// The probe and `get-system` of one simulated server with two NICs, on the same BMC with
+/// and without `$expand` in its root: the expanded GETs reach the BMC as the driver wrote
+/// them (a mangled query would be refused and read plainly, at a cost), read the same, and
+/// save a request per collection member.
+#[tokio::test]
+async fn an_advertised_expand_reads_the_same_with_fewer_requests() {
+    let redfish = redfish();
+    let mut reads = Vec::new();
+    for expand_query in [true, false] {
+        let (fleet, _dir) = sim_bmc(
+            66_060,
+            ferrometal_sim::Profile {
+                expand_query,
+                ..ferrometal_sim::Profile::default()
+            },
+            Default::default(),
+        )
+        .await;
+        let bmc = &fleet.bmcs()[0];
+        let endpoint = sim_endpoint(&fleet, &[]);
+        let before = bmc.requests();
+        let identity = redfish.probe(&endpoint).await.expect("probe");
+        let probe = bmc.requests() - before;
+        let before = bmc.requests();
+        let system = redfish
+            .system(&endpoint, SIM_SYSTEM)
+            .await
+            .expect("get-system");
+        let get_system = bmc.requests() - before;
+        let spec = bmc.machines()[0].spec();
+        assert_eq!(system.nics.len(), 2);
+        assert!(system.inventory.is_some());
+        eprintln!(
+            "expand {expand_query}: probe {probe} requests, get-system {get_system} ({} disks)",
+            spec.disks.len()
+        );
+        reads.push((identity, system, probe, get_system, spec.disks.len()));
+    }
+    let (expanded, plain) = (&reads[0], &reads[1]);
+    assert_eq!(expanded.0, plain.0, "the probe reads the same");
+    assert_eq!(expanded.1, plain.1, "get-system reads the same");
+    // Root, Systems with the system inline, its NICs inline, the manager.
+    assert_eq!((expanded.2, plain.2), (4, 7), "probe requests");
+    // Root, system, NICs, processors, memory, storage, a GET per drive, two PCIe devices and
+    // their functions (linked from the system, not collections) against a GET per member.
+    let disks = u64::try_from(expanded.4).expect("fits");
+    assert_eq!(expanded.3, 10 + disks, "get-system requests with $expand");
+    assert!(
+        plain.3 >= expanded.3 + 6,
+        "{} against {}",
+        plain.3,
+        expanded.3
+    );
+}
+
 // ---- sushy-emulator: power actions and boot override edges ----
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! root, managers, systems with EthernetInterfaces, power via `ComputerSystem.Reset`, the
 //! boot override via `PATCH`, an `AccountService` with lockout policy and password rules,
 //! see [`crate::accounts`]), Basic auth, Redfish sessions (`SessionService`,
-//! `X-Auth-Token`), a vendor [`Profile`] and injected faults. Request handling is plain
-//! data in, data out; `serve` puts it on the network.
+//! `X-Auth-Token`), the `$expand` query one level deep (see [`Expansion`]), a vendor
+//! [`Profile`] and injected faults. Request handling is plain data in, data out; `serve`
+//! puts it on the network.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +59,10 @@ pub struct Profile {
     pub reset_types: Vec<&'static str>,
     /// The `AccountService`'s lockout policy and password rules.
     pub accounts: AccountPolicy,
+    /// Advertise and answer DSP0266 `$expand` (`ExpandAll`, `NoLinks`, `Levels` with
+    /// `MaxLevels` 1); without it the root advertises no `ExpandQuery` and the query is
+    /// ignored, as on a BMC that predates it.
+    pub expand_query: bool,
 }
 
 impl Default for Profile {
@@ -71,6 +76,7 @@ impl Default for Profile {
             enabled_needs_target: false,
             reset_types: RESET_TYPES.to_vec(),
             accounts: AccountPolicy::default(),
+            expand_query: true,
         }
     }
 }
@@ -94,6 +100,7 @@ impl Profile {
                 "GracefulRestart",
             ],
             accounts: AccountPolicy::default(),
+            expand_query: true,
         }
     }
 
@@ -116,6 +123,8 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// Path without query.
     pub path: &'a str,
+    /// The query (after `?`, as sent: percent-encoded or not), if any.
+    pub query: Option<&'a str>,
     /// The `Authorization` header.
     pub authorization: Option<&'a str>,
     /// The `X-Auth-Token` header (a Redfish session).
@@ -157,6 +166,82 @@ pub enum Reply {
         /// The session resource.
         body: Value,
     },
+}
+
+/// A `$expand` the simulated BMC answers (DSP0266 query parameters), one level deep as its
+/// root advertises (`MaxLevels` 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expansion {
+    /// `.`: hyperlinks outside `Links` (a collection's `Members`, a system's subresources).
+    NoLinks,
+    /// `*`: every hyperlink, those under `Links` too.
+    All,
+}
+
+impl Expansion {
+    /// The `$expand` of `query` (each parameter percent-decoded), `None` when there is none;
+    /// a form this BMC does not take (`~`, levels other than 1, anything unknown) is the
+    /// `400` with a Redfish error body to answer.
+    pub fn parse(query: &str) -> Result<Option<Self>, Reply> {
+        let Some(value) = query.split('&').find_map(|parameter| {
+            let parameter = percent_decoded(parameter);
+            parameter.strip_prefix("$expand=").map(str::to_owned)
+        }) else {
+            return Ok(None);
+        };
+        let refused = |message_id: &str| {
+            error(
+                400,
+                message_id,
+                &format!("$expand={value} is not supported: use . or * with at most $levels=1"),
+            )
+        };
+        let (form, options) = match value.split_once('(') {
+            Some((form, options)) => {
+                let Some(options) = options.strip_suffix(')') else {
+                    return Err(refused("Base.1.8.QueryParameterValueFormatError"));
+                };
+                (form, Some(options))
+            }
+            None => (value.as_str(), None),
+        };
+        match options.map(|options| options.strip_prefix("$levels=").map(str::parse::<u32>)) {
+            None | Some(Some(Ok(1))) => {}
+            Some(Some(Ok(_))) => return Err(refused("Base.1.8.QueryParameterOutOfRange")),
+            Some(_) => return Err(refused("Base.1.8.QueryParameterValueFormatError")),
+        }
+        match form {
+            "." => Ok(Some(Self::NoLinks)),
+            "*" => Ok(Some(Self::All)),
+            "~" => Err(refused("Base.1.8.QueryNotSupported")),
+            _ => Err(refused("Base.1.8.QueryParameterValueFormatError")),
+        }
+    }
+}
+
+/// `text` with its `%XX` escapes decoded (an escape that is not one is kept as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// One simulated BMC.
@@ -407,6 +492,26 @@ impl Bmc {
         if !self.authorized(request) {
             return Reply::Unauthorized;
         }
+        let expansion = match request.query {
+            Some(query) if request.method == "GET" && self.profile.expand_query => {
+                match Expansion::parse(query) {
+                    Ok(expansion) => expansion,
+                    Err(refused) => return refused,
+                }
+            }
+            _ => None,
+        };
+        match (expansion, self.route(request, path)) {
+            (Some(expansion), Reply::Json(200, document)) => {
+                Reply::Json(200, self.expand(request, document, expansion))
+            }
+            (_, reply) => reply,
+        }
+    }
+
+    /// Answers an authorized request, counted and past the faults already (an expanded GET
+    /// routes each member here too, and stays one request with one fault roll).
+    fn route(&self, request: &Request<'_>, path: &str) -> Reply {
         let segments: Vec<&str> = path
             .strip_prefix("/redfish/v1/")
             .unwrap_or_default()
@@ -495,6 +600,64 @@ impl Bmc {
         }
     }
 
+    /// `document` with its hyperlinks replaced by the resources they name, one level deep:
+    /// top-level properties (a collection's `Members`, a system's subresources) and, for
+    /// `*`, those under `Links` too. A link this BMC cannot answer stays a link.
+    fn expand(&self, request: &Request<'_>, mut document: Value, expansion: Expansion) -> Value {
+        let Some(object) = document.as_object_mut() else {
+            return document;
+        };
+        for (key, value) in object.iter_mut() {
+            if key != "Links" {
+                self.expand_links(request, value);
+            } else if expansion == Expansion::All
+                && let Some(links) = value.as_object_mut()
+            {
+                for link in links.values_mut() {
+                    self.expand_links(request, link);
+                }
+            }
+        }
+        document
+    }
+
+    /// Replaces `value`, a hyperlink or an array of them, by the resources named.
+    fn expand_links(&self, request: &Request<'_>, value: &mut Value) {
+        match value {
+            Value::Array(items) => {
+                for item in items {
+                    self.expand_link(request, item);
+                }
+            }
+            item => self.expand_link(request, item),
+        }
+    }
+
+    /// Replaces `item` by the resource it names, if it is a bare `{"@odata.id"}` this BMC
+    /// answers with a document.
+    fn expand_link(&self, request: &Request<'_>, item: &mut Value) {
+        let Some(path) = item
+            .as_object()
+            .filter(|object| object.len() == 1)
+            .and_then(|object| object.get("@odata.id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let member = Request {
+            method: "GET",
+            path: &path,
+            query: None,
+            body: b"",
+            if_match: None,
+            ..*request
+        };
+        if let Reply::Json(200, resource) = self.route(&member, path.trim_end_matches('/')) {
+            *item = resource;
+        }
+    }
+
     fn service_root(&self, method: &str) -> Reply {
         if method != "GET" {
             return error(405, "Base.1.8.OperationNotAllowed", "read-only");
@@ -513,6 +676,21 @@ impl Bmc {
         if self.profile.session_service {
             root["SessionService"] = link("/redfish/v1/SessionService");
             root["Links"] = json!({ "Sessions": link(SESSIONS) });
+        }
+        if self.profile.expand_query {
+            root["ProtocolFeaturesSupported"] = json!({
+                "ExpandQuery": {
+                    "ExpandAll": true,
+                    "NoLinks": true,
+                    "Levels": true,
+                    "MaxLevels": 1,
+                    "Links": false,
+                },
+                "SelectQuery": false,
+                "FilterQuery": false,
+                "OnlyMemberQuery": false,
+                "ExcerptQuery": false,
+            });
         }
         Reply::Json(200, root)
     }
@@ -888,6 +1066,7 @@ mod tests {
         bmc.handle(&Request {
             method: "GET",
             path,
+            query: None,
             authorization: Some(&auth),
             auth_token: None,
             body: b"",
@@ -914,6 +1093,7 @@ mod tests {
             let reply = bmc.handle(&Request {
                 method: "GET",
                 path,
+                query: None,
                 authorization,
                 auth_token: None,
                 body: b"",
@@ -971,6 +1151,7 @@ mod tests {
             bmc.handle(&Request {
                 method: "POST",
                 path: "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                query: None,
                 authorization: Some(&auth),
                 auth_token: None,
                 body: format!(r#"{{"ResetType":"{kind}"}}"#).as_bytes(),
@@ -992,6 +1173,7 @@ mod tests {
             bmc.handle(&Request {
                 method: "POST",
                 path: &format!("/redfish/v1/Systems/{system}/Actions/ComputerSystem.Reset"),
+                query: None,
                 authorization: Some(&auth),
                 auth_token: None,
                 body: format!(r#"{{"ResetType":"{kind}"}}"#).as_bytes(),
@@ -1061,6 +1243,7 @@ mod tests {
         Request {
             method,
             path,
+            query: None,
             authorization: None,
             auth_token,
             body: body.as_bytes(),
@@ -1147,6 +1330,7 @@ mod tests {
         bmc.handle(&Request {
             method: "PATCH",
             path: "/redfish/v1/Systems/1",
+            query: None,
             authorization: Some(&auth),
             auth_token: None,
             body: body.as_bytes(),
@@ -1221,6 +1405,7 @@ mod tests {
             bmc.handle(&Request {
                 method: "PATCH",
                 path: &admin,
+                query: None,
                 authorization: Some(&auth),
                 auth_token: None,
                 body: body.as_bytes(),
@@ -1238,6 +1423,7 @@ mod tests {
             bmc.handle(&Request {
                 method: "GET",
                 path: "/redfish/v1/Systems",
+                query: None,
                 authorization: Some(authorization),
                 auth_token: None,
                 body: b"",
@@ -1292,6 +1478,133 @@ mod tests {
                 r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}"#
             ),
             Reply::Empty(204)
+        );
+    }
+
+    fn get_expanded(bmc: &Bmc, path: &str, query: &str) -> Reply {
+        let auth = basic("admin", "pw");
+        bmc.handle(&Request {
+            method: "GET",
+            path,
+            query: Some(query),
+            authorization: Some(&auth),
+            auth_token: None,
+            body: b"",
+            if_match: None,
+        })
+    }
+
+    #[test]
+    fn the_root_advertises_expand_one_level_deep() {
+        let bmc = bmc(Faults::default());
+        let root = json(bmc.handle(&request("GET", "/redfish/v1", None, "")));
+        assert_eq!(
+            root["ProtocolFeaturesSupported"]["ExpandQuery"],
+            serde_json::json!({"ExpandAll": true, "NoLinks": true, "Levels": true, "MaxLevels": 1, "Links": false})
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::no_links_with_levels("$expand=.($levels=1)")]
+    #[case::all_with_levels("$expand=*($levels=1)")]
+    #[case::no_links("$expand=.")]
+    #[case::all("$expand=*")]
+    #[case::percent_encoded("%24expand=.(%24levels%3D1)")]
+    #[case::among_other_parameters("$top=10&$expand=.")]
+    fn an_expanded_collection_carries_its_members_bodies_in_one_request(#[case] query: &str) {
+        let bmc = bmc(Faults::default());
+        for collection in [
+            "/redfish/v1/Systems",
+            "/redfish/v1/Systems/2/EthernetInterfaces",
+            "/redfish/v1/Systems/1/Memory",
+        ] {
+            let plain = json(get(&bmc, collection));
+            let before = bmc.requests();
+            let expanded = json(get_expanded(&bmc, collection, query));
+            assert_eq!(bmc.requests() - before, 1, "one request: {collection}");
+            let links = plain["Members"].as_array().expect("members");
+            let members = expanded["Members"].as_array().expect("members");
+            assert_eq!(members.len(), links.len(), "{collection}");
+            assert!(!members.is_empty(), "{collection}");
+            for (link, member) in links.iter().zip(members) {
+                let path = link["@odata.id"].as_str().expect("link");
+                assert_eq!(member, &json(get(&bmc, path)), "{collection} {query}");
+            }
+            assert_eq!(expanded["@odata.id"], plain["@odata.id"]);
+            assert_eq!(
+                expanded["Members@odata.count"],
+                plain["Members@odata.count"]
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_star_expands_what_is_under_links() {
+        let bmc = bmc(Faults::default());
+        let no_links = json(get_expanded(&bmc, "/redfish/v1/Systems/1", "$expand=."));
+        assert_eq!(
+            no_links["Links"]["ManagedBy"][0],
+            serde_json::json!({"@odata.id": "/redfish/v1/Managers/BMC"})
+        );
+        assert_eq!(
+            no_links["EthernetInterfaces"]["Name"], "Ethernet Interface Collection",
+            "a subresource comes inline, one level: its members stay links"
+        );
+        assert!(no_links["EthernetInterfaces"]["Members"][0]["MACAddress"].is_null());
+        let all = json(get_expanded(&bmc, "/redfish/v1/Systems/1", "$expand=*"));
+        assert_eq!(all["Links"]["ManagedBy"][0]["ManagerType"], "BMC");
+    }
+
+    #[rstest::rstest]
+    #[case::links_only("$expand=~", "Base.1.8.QueryNotSupported")]
+    #[case::two_levels("$expand=.($levels=2)", "Base.1.8.QueryParameterOutOfRange")]
+    #[case::unknown_form("$expand=all", "Base.1.8.QueryParameterValueFormatError")]
+    #[case::unclosed("$expand=.($levels=1", "Base.1.8.QueryParameterValueFormatError")]
+    #[case::unknown_option("$expand=.($select=Id)", "Base.1.8.QueryParameterValueFormatError")]
+    #[case::empty("$expand=", "Base.1.8.QueryParameterValueFormatError")]
+    fn an_expand_form_the_bmc_does_not_take_is_a_400_with_a_redfish_error(
+        #[case] query: &str,
+        #[case] expected: &str,
+    ) {
+        let bmc = bmc(Faults::default());
+        let before = bmc.requests();
+        let reply = get_expanded(&bmc, "/redfish/v1/Systems", query);
+        assert_eq!(message_id(reply), expected);
+        assert_eq!(bmc.requests() - before, 1);
+    }
+
+    #[test]
+    fn an_expanded_get_needs_credentials_and_takes_one_fault_roll() {
+        let bmc = bmc(Faults {
+            server_error_burst: 1,
+            ..Faults::default()
+        });
+        assert!(matches!(
+            get_expanded(&bmc, "/redfish/v1/Systems", "$expand=."),
+            Reply::Json(500, _)
+        ));
+        let expanded = json(get_expanded(&bmc, "/redfish/v1/Systems", "$expand=."));
+        assert_eq!(expanded["Members"][1]["Id"], "2");
+        assert_eq!(bmc.requests(), 2);
+        let unauthorized = bmc.handle(&Request {
+            query: Some("$expand=."),
+            ..request("GET", "/redfish/v1/Systems", None, "")
+        });
+        assert_eq!(unauthorized, Reply::Unauthorized);
+    }
+
+    #[test]
+    fn without_the_feature_the_root_is_silent_and_the_query_is_ignored() {
+        let bmc = bmc(Faults::default()).with_profile(Profile {
+            expand_query: false,
+            ..Profile::default()
+        });
+        let root = json(bmc.handle(&request("GET", "/redfish/v1", None, "")));
+        assert!(root.get("ProtocolFeaturesSupported").is_none());
+        let systems = json(get_expanded(&bmc, "/redfish/v1/Systems", "$expand=~"));
+        assert_eq!(
+            systems["Members"][0],
+            serde_json::json!({"@odata.id": "/redfish/v1/Systems/1"})
         );
     }
 }

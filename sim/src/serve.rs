@@ -121,6 +121,7 @@ async fn answer(
     let reply = bmc.handle(&Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),
+        query: parts.uri.query(),
         authorization,
         auth_token,
         body: &body,

@@ -460,6 +460,16 @@ mod tests {
                 "/redfish/v1/Systems?$expand=.",
                 "https://10.0.0.5:8443/redfish/v1/Systems?$expand=.",
             ),
+            // The redfish driver's `$expand` forms pass unencoded (RFC 3986 allows `$`,
+            // `(`, `)`, `=`, `.` and `*` in a query).
+            (
+                "/redfish/v1/Systems?$expand=.($levels=1)",
+                "https://10.0.0.5:8443/redfish/v1/Systems?$expand=.($levels=1)",
+            ),
+            (
+                "/redfish/v1/Systems?$expand=*($levels=1)",
+                "https://10.0.0.5:8443/redfish/v1/Systems?$expand=*($levels=1)",
+            ),
             // Dot segments are normalised but cannot climb above the root.
             (
                 "/redfish/../../etc/passwd",
@@ -573,6 +583,32 @@ mod tests {
             lines.iter().all(|line| !line.contains("127.0.0.1")),
             "no BMC address in a label; the denied request never reached the BMC"
         );
+    }
+
+    #[tokio::test]
+    async fn an_expand_query_reaches_the_bmc_as_the_plugin_wrote_it() {
+        let app = axum::Router::new().route(
+            "/redfish/v1/Systems",
+            axum::routing::get(|uri: axum::http::Uri| async move { uri.to_string() }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (call, _) = call("http", "127.0.0.1", port);
+        for query in [
+            "$expand=.($levels=1)",
+            "$expand=*($levels=1)",
+            "$expand=.",
+            "$expand=*",
+        ] {
+            let path = format!("/redfish/v1/Systems?{query}");
+            let response = call.send(get(&path)).await.expect("answer");
+            assert_eq!(response.status, 200, "{path}");
+            assert_eq!(String::from_utf8_lossy(&response.body), path);
+        }
+        server.abort();
     }
 
     #[tokio::test]

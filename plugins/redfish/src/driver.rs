@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ferrometal_plugin_sdk::bmc_driver::http::{
-    Method, Request, Response, Transport, check_status, decode, get_json, send_json,
+    HttpError, Method, Request, Response, Transport, check_status, get_json, send_json,
 };
 use ferrometal_plugin_sdk::bmc_driver::{
     BootOverride, BootTarget, Identity, Nic, NicKind, PowerAction, PowerState, System,
@@ -11,6 +11,7 @@ use ferrometal_plugin_sdk::bmc_driver::{
 use ferrometal_plugin_sdk::types::PluginError;
 use serde_json::{Value, json};
 
+use crate::expand::{Collections, Expand, members};
 use crate::model::{ComputerSystem, EthernetInterface, Manager, ServiceRoot};
 use crate::quirks::{Quirk, needs_firmware, quirks_for};
 
@@ -40,20 +41,25 @@ fn first_manager(http: &impl Transport, root: &ServiceRoot) -> Result<Option<Str
 
 /// Identifies the BMC and every system behind it. The manager is the one the first system
 /// names in `Links.ManagedBy` (no walk of the Managers collection), else the collection's
-/// first.
+/// first. Where the service root advertises `$expand` the Systems collection and each
+/// system's EthernetInterfaces come with their members' bodies ([`crate::expand`]): a BMC
+/// with one system and two NICs costs 4 requests instead of 7, and each further system one
+/// (its NICs) instead of two plus one per NIC.
 pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
     let root: ServiceRoot = get_json(http, ROOT)?;
+    let collections = Collections::new(Expand::advertised(&root.protocol_features));
     let systems_link = root.systems.as_ref().ok_or_else(|| {
         PluginError::Unsupported(String::from(
             "the Redfish service has no Systems collection",
         ))
     })?;
-    let collection: crate::model::Collection = get_json(http, &systems_link.id)?;
+    let members = members(&collections.get(http, &systems_link.id)?)?;
     let mut managed_by = None;
-    let mut systems = Vec::with_capacity(collection.members.len());
-    for member in collection.members {
-        let resource: Value = get_json(http, &member.id)?;
-        let (system, manager) = read_system(http, &member.id, &resource)?;
+    let mut systems = Vec::with_capacity(members.len());
+    for member in members {
+        let uri = member.id.clone();
+        let resource: Value = member.read(http)?;
+        let (system, manager) = read_system(http, &collections, &uri, &resource)?;
         managed_by = managed_by.or(manager);
         systems.push(system);
     }
@@ -77,10 +83,17 @@ pub fn probe(http: &impl Transport) -> Result<Identity, PluginError> {
 }
 
 /// One system, its NICs and its hardware inventory, at `uri` (its `@odata.id`).
-pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginError> {
+/// `collections` is [`Collections::unread`] unless the call has read the service root
+/// already (a session login): the root is then read before the first collection, which is
+/// why `get-system` pays for it is written there.
+pub fn get_system(
+    http: &impl Transport,
+    collections: &Collections,
+    uri: &str,
+) -> Result<System, PluginError> {
     let resource: Value = get_json(http, uri)?;
-    let (mut system, _) = read_system(http, uri, &resource)?;
-    system.inventory = Some(crate::inventory::read(http, &resource)?);
+    let (mut system, _) = read_system(http, collections, uri, &resource)?;
+    system.inventory = Some(crate::inventory::read(http, collections, &resource)?);
     Ok(system)
 }
 
@@ -88,13 +101,14 @@ pub fn get_system(http: &impl Transport, uri: &str) -> Result<System, PluginErro
 /// the first manager it names in `Links.ManagedBy`.
 fn read_system(
     http: &impl Transport,
+    collections: &Collections,
     uri: &str,
     resource: &Value,
 ) -> Result<(System, Option<String>), PluginError> {
     let system: ComputerSystem = serde_json::from_value(resource.clone())
         .map_err(|error| PluginError::Other(Some(format!("cannot read {uri}: {error}"))))?;
     let nics = match &system.ethernet_interfaces {
-        Some(link) => nics(http, &link.id)?,
+        Some(link) => nics(http, collections, &link.id)?,
         None => Vec::new(),
     };
     let managed_by = system.links.managed_by.first().map(|link| link.id.clone());
@@ -121,15 +135,18 @@ fn read_system(
 }
 
 /// The NICs of a system; a missing collection (404, e.g. a minimal feature set) is none.
-fn nics(http: &impl Transport, path: &str) -> Result<Vec<Nic>, PluginError> {
-    let response = get(http, path)?;
+fn nics(
+    http: &impl Transport,
+    collections: &Collections,
+    path: &str,
+) -> Result<Vec<Nic>, PluginError> {
+    let response = collections.get(http, path)?;
     if response.status == 404 {
         return Ok(Vec::new());
     }
-    let collection: crate::model::Collection = decode(&response)?;
     let mut nics = Vec::new();
-    for member in collection.members {
-        let interface: EthernetInterface = get_json(http, &member.id)?;
+    for member in members(&response)? {
+        let interface: EthernetInterface = member.read(http)?;
         let kind = nic_kind(&interface);
         if let Some(mac) = interface
             .mac
@@ -172,12 +189,28 @@ fn nic_kind(interface: &EthernetInterface) -> NicKind {
 
 /// A GET with `Accept: application/json`, whatever the status.
 pub fn get(http: &impl Transport, path: &str) -> Result<Response, PluginError> {
-    Ok(http.send(Request {
+    Ok(http.send(json_get(path.to_owned()))?)
+}
+
+/// A GET of `path` with `query` (`$expand=.($levels=1)` and the like), whatever the status;
+/// the transport's own error, so that a caller can tell an answer too large from others.
+///
+/// The query goes as DSP0266 writes it: `$`, `(`, `)`, `=`, `.` and `*` are legal in a URI
+/// query (RFC 3986 `pchar` / `sub-delims`), the host's URL parser (WHATWG, the `url` crate)
+/// and hyper pass them unencoded (`host/src/plugins/bmc_http.rs` tests this), and BMCs that
+/// implement `$expand` match them literally.
+pub fn get_query(http: &impl Transport, path: &str, query: &str) -> Result<Response, HttpError> {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    http.send(json_get(format!("{path}{separator}{query}")))
+}
+
+fn json_get(path: String) -> Request {
+    Request {
         method: Method::Get,
-        path: path.to_owned(),
+        path,
         headers: vec![(String::from("Accept"), String::from("application/json"))],
         body: None,
-    })?)
+    }
 }
 
 /// The power state of the system at `uri`.
@@ -531,7 +564,12 @@ mod tests {
                 r#"{"MACAddress":"52:54:00:AA:BB:CC","Name":"eth0"}"#,
             ),
         ]);
-        let system = get_system(&http, "/redfish/v1/Systems/2").expect("system");
+        let system = get_system(
+            &http,
+            &Collections::new(Expand::Off),
+            "/redfish/v1/Systems/2",
+        )
+        .expect("system");
         assert_eq!(system.uri, "/redfish/v1/Systems/2");
         assert_eq!(system.uuid.as_deref(), Some("abcd-1"));
         assert_eq!(system.nics[0].mac, "52:54:00:aa:bb:cc");
@@ -626,6 +664,375 @@ mod tests {
         assert!(identity.systems[0].boot_override);
         assert!(!identity.systems[1].boot_override, "no Boot object");
         assert!(identity.systems[1].nics.is_empty());
+    }
+
+    /// The paths a canned transport was asked for, in order.
+    fn paths(http: &Canned) -> Vec<String> {
+        http.sent.borrow().iter().map(|r| r.path.clone()).collect()
+    }
+
+    const EXPAND_NO_LINKS: &str = r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},
+        "ProtocolFeaturesSupported":{"ExpandQuery":{"ExpandAll":true,"NoLinks":true,"Levels":true,"MaxLevels":6,"Links":true}}}"#;
+    const SYSTEMS: &str = "/redfish/v1/Systems";
+    const NICS: &str = "/redfish/v1/Systems/1/EthernetInterfaces";
+    const LEVEL_1: &str = "?$expand=.($levels=1)";
+
+    /// SYSTEM, managed by `/redfish/v1/Managers/bmc`.
+    fn managed_system() -> String {
+        SYSTEM.replacen(
+            r#""PowerState":"Off","#,
+            r#""@odata.id":"/redfish/v1/Systems/1","PowerState":"Off","Links":{"ManagedBy":[{"@odata.id":"/redfish/v1/Managers/bmc"}]},"#,
+            1,
+        )
+    }
+
+    fn nic(id: &str, mac: &str) -> String {
+        format!(r#"{{"@odata.id":"{NICS}/{id}","Id":"{id}","MACAddress":"{mac}"}}"#)
+    }
+
+    fn listing(members: &[&str]) -> String {
+        format!(r#"{{"Members":[{}]}}"#, members.join(","))
+    }
+
+    fn link(path: &str) -> String {
+        format!(r#"{{"@odata.id":"{path}"}}"#)
+    }
+
+    const MANAGER: (&str, u16, &str) = (
+        "Get /redfish/v1/Managers/bmc",
+        200,
+        r#"{"UUID":"m-1","FirmwareVersion":"2.1"}"#,
+    );
+
+    fn macs(identity: &Identity) -> Vec<Vec<String>> {
+        identity
+            .systems
+            .iter()
+            .map(|s| s.nics.iter().map(|n| n.mac.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn an_advertised_expand_reads_systems_and_nics_one_request_per_collection() {
+        let system = managed_system();
+        let second = system
+            .replace("/redfish/v1/Systems/1", "/redfish/v1/Systems/2")
+            .replace("ABCD-1", "ABCD-2");
+        let nics = listing(&[
+            &nic("a", "52:54:00:AA:00:01"),
+            &nic("b", "52:54:00:AA:00:02"),
+        ]);
+        let nics_2 = listing(&[&nic("a", "52:54:00:BB:00:01")]).replace("Systems/1/", "Systems/2/");
+        let http = Canned::new(&[
+            ("Get /redfish/v1", 200, EXPAND_NO_LINKS),
+            (
+                &format!("Get {SYSTEMS}{LEVEL_1}"),
+                200,
+                &listing(&[&system, &second]),
+            ),
+            (&format!("Get {NICS}{LEVEL_1}"), 200, &nics),
+            (
+                &format!("Get /redfish/v1/Systems/2/EthernetInterfaces{LEVEL_1}"),
+                200,
+                &nics_2,
+            ),
+            MANAGER,
+        ]);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(
+            paths(&http),
+            [
+                String::from("/redfish/v1"),
+                format!("{SYSTEMS}{LEVEL_1}"),
+                format!("{NICS}{LEVEL_1}"),
+                format!("/redfish/v1/Systems/2/EthernetInterfaces{LEVEL_1}"),
+                String::from("/redfish/v1/Managers/bmc"),
+            ],
+            "one request per collection, the members inline"
+        );
+        let uris: Vec<&str> = identity.systems.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, ["/redfish/v1/Systems/1", "/redfish/v1/Systems/2"]);
+        assert_eq!(identity.systems[1].uuid.as_deref(), Some("abcd-2"));
+        assert_eq!(
+            macs(&identity),
+            [
+                vec!["52:54:00:aa:00:01", "52:54:00:aa:00:02"],
+                vec!["52:54:00:bb:00:01"]
+            ]
+        );
+        assert_eq!(identity.manager_uuid.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn only_expand_all_advertised_asks_for_star() {
+        let root = r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},
+            "ProtocolFeaturesSupported":{"ExpandQuery":{"ExpandAll":true,"Levels":true,"MaxLevels":1}}}"#;
+        let system = managed_system();
+        let http = Canned::new(&[
+            ("Get /redfish/v1", 200, root),
+            (
+                "Get /redfish/v1/Systems?$expand=*($levels=1)",
+                200,
+                &listing(&[&system]),
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces?$expand=*($levels=1)",
+                200,
+                &listing(&[&nic("a", "52:54:00:AA:00:01")]),
+            ),
+            MANAGER,
+        ]);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(macs(&identity), [vec!["52:54:00:aa:00:01"]]);
+        assert_eq!(http.sent.borrow().len(), 4);
+    }
+
+    /// The answers of a BMC with one system and two NICs that lists every collection as
+    /// links, without `$expand` in the paths.
+    fn plain_answers(system: &str) -> Vec<(String, u16, String)> {
+        vec![
+            (
+                format!("Get {SYSTEMS}"),
+                200,
+                listing(&[&link("/redfish/v1/Systems/1")]),
+            ),
+            (
+                String::from("Get /redfish/v1/Systems/1"),
+                200,
+                system.to_owned(),
+            ),
+            (
+                format!("Get {NICS}"),
+                200,
+                listing(&[&link(&format!("{NICS}/a")), &link(&format!("{NICS}/b"))]),
+            ),
+            (format!("Get {NICS}/a"), 200, nic("a", "52:54:00:AA:00:01")),
+            (format!("Get {NICS}/b"), 200, nic("b", "52:54:00:AA:00:02")),
+        ]
+    }
+
+    fn canned(answers: &[(String, u16, String)]) -> Canned {
+        let answers: Vec<(&str, u16, &str)> = answers
+            .iter()
+            .map(|(path, status, body)| (path.as_str(), *status, body.as_str()))
+            .collect();
+        let mut all = answers;
+        all.push(MANAGER);
+        Canned::new(&all)
+    }
+
+    const PLAIN_PROBE: [&str; 7] = [
+        "/redfish/v1",
+        "/redfish/v1/Systems",
+        "/redfish/v1/Systems/1",
+        "/redfish/v1/Systems/1/EthernetInterfaces",
+        "/redfish/v1/Systems/1/EthernetInterfaces/a",
+        "/redfish/v1/Systems/1/EthernetInterfaces/b",
+        "/redfish/v1/Managers/bmc",
+    ];
+
+    #[test]
+    fn without_an_advertised_expand_the_probe_reads_as_it_always_did() {
+        let mut answers = plain_answers(&managed_system());
+        answers.push((
+            String::from("Get /redfish/v1"),
+            200,
+            String::from(
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},"ProtocolFeaturesSupported":{"ExpandQuery":{"Links":true}}}"#,
+            ),
+        ));
+        let http = canned(&answers);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(paths(&http), PLAIN_PROBE);
+        assert_eq!(
+            macs(&identity),
+            [vec!["52:54:00:aa:00:01", "52:54:00:aa:00:02"]]
+        );
+    }
+
+    #[test]
+    fn an_expand_the_bmc_ignores_reads_the_members_one_by_one() {
+        // A static mockup: the query is ignored and the members come back as links.
+        let mut answers = plain_answers(&managed_system());
+        for (path, ..) in &mut answers {
+            if path == &format!("Get {SYSTEMS}") || path == &format!("Get {NICS}") {
+                path.push_str(LEVEL_1);
+            }
+        }
+        answers.push((
+            String::from("Get /redfish/v1"),
+            200,
+            String::from(EXPAND_NO_LINKS),
+        ));
+        let http = canned(&answers);
+        let identity = probe(&http).expect("probe");
+        assert_eq!(
+            paths(&http),
+            [
+                String::from("/redfish/v1"),
+                format!("{SYSTEMS}{LEVEL_1}"),
+                String::from("/redfish/v1/Systems/1"),
+                format!("{NICS}{LEVEL_1}"),
+                format!("{NICS}/a"),
+                format!("{NICS}/b"),
+                String::from("/redfish/v1/Managers/bmc"),
+            ]
+        );
+        assert_eq!(
+            macs(&identity),
+            [vec!["52:54:00:aa:00:01", "52:54:00:aa:00:02"]]
+        );
+    }
+
+    #[test]
+    fn a_refused_expand_falls_back_to_plain_reads_for_the_rest_of_the_call() {
+        let mut answers = plain_answers(&managed_system());
+        answers.push((
+            String::from("Get /redfish/v1"),
+            200,
+            String::from(EXPAND_NO_LINKS),
+        ));
+        answers.push((
+            format!("Get {SYSTEMS}{LEVEL_1}"),
+            400,
+            String::from(
+                r#"{"error":{"code":"Base.1.8.GeneralError","message":"bad query","@Message.ExtendedInfo":[{"MessageId":"Base.1.8.QueryNotSupported"}]}}"#,
+            ),
+        ));
+        let http = canned(&answers);
+        let identity = probe(&http).expect("probe");
+        let mut want = vec![String::from("/redfish/v1"), format!("{SYSTEMS}{LEVEL_1}")];
+        want.extend(PLAIN_PROBE[1..].iter().map(|p| (*p).to_owned()));
+        assert_eq!(paths(&http), want, "the NICs are not asked for expanded");
+        assert_eq!(identity.systems.len(), 1);
+    }
+
+    #[test]
+    fn get_system_reads_the_root_once_and_expands_the_nics_and_the_inventory() {
+        let system = managed_system().replacen(
+            r#""PowerState":"Off","#,
+            r#""PowerState":"Off",
+                "Processors":{"@odata.id":"/redfish/v1/Systems/1/Processors"},
+                "Memory":{"@odata.id":"/redfish/v1/Systems/1/Memory"},
+                "Storage":{"@odata.id":"/redfish/v1/Systems/1/Storage"},
+                "PCIeDevices":[{"@odata.id":"/redfish/v1/Systems/1/PCIeDevices/NIC"}],"#,
+            1,
+        );
+        let s = "/redfish/v1/Systems/1";
+        let http = Canned::new(&[
+            (&format!("Get {s}"), 200, &system),
+            ("Get /redfish/v1", 200, EXPAND_NO_LINKS),
+            (
+                &format!("Get {NICS}{LEVEL_1}"),
+                200,
+                &listing(&[
+                    &nic("a", "52:54:00:AA:00:01"),
+                    &nic("b", "52:54:00:AA:00:02"),
+                ]),
+            ),
+            (
+                &format!("Get {s}/Processors{LEVEL_1}"),
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/Processors/0","Id":"0","TotalCores":8},
+                               {"@odata.id":"/redfish/v1/Systems/1/Processors/1","Id":"1","TotalCores":8}]}"#,
+            ),
+            (
+                &format!("Get {s}/Memory{LEVEL_1}"),
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/Memory/DIMM0","Id":"DIMM0","CapacityMiB":16384},
+                               {"@odata.id":"/redfish/v1/Systems/1/Memory/DIMM1","Id":"DIMM1","CapacityMiB":16384}]}"#,
+            ),
+            (
+                &format!("Get {s}/Storage{LEVEL_1}"),
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/Storage/1","Id":"1","Name":"RAID",
+                    "Drives":[{"@odata.id":"/redfish/v1/Systems/1/Storage/1/Drives/0"}],
+                    "Volumes":{"@odata.id":"/redfish/v1/Systems/1/Storage/1/Volumes"}}]}"#,
+            ),
+            (
+                &format!("Get {s}/Storage/1/Drives/0"),
+                200,
+                r#"{"Id":"0","CapacityBytes":1000}"#,
+            ),
+            (
+                &format!("Get {s}/Storage/1/Volumes{LEVEL_1}"),
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/Storage/1/Volumes/1","Name":"Boot","RAIDType":"RAID1"}]}"#,
+            ),
+            (
+                &format!("Get {s}/PCIeDevices/NIC"),
+                200,
+                r#"{"Name":"NIC","PCIeFunctions":{"@odata.id":"/redfish/v1/Systems/1/PCIeDevices/NIC/PCIeFunctions"}}"#,
+            ),
+            (
+                &format!("Get {s}/PCIeDevices/NIC/PCIeFunctions{LEVEL_1}"),
+                200,
+                r#"{"Members":[{"@odata.id":"/redfish/v1/Systems/1/PCIeDevices/NIC/PCIeFunctions/0","DeviceClass":"NetworkController"}]}"#,
+            ),
+        ]);
+        let system = get_system(&http, &Collections::unread(), s).expect("system");
+        assert_eq!(
+            paths(&http),
+            [
+                String::from(s),
+                String::from("/redfish/v1"),
+                format!("{NICS}{LEVEL_1}"),
+                format!("{s}/Processors{LEVEL_1}"),
+                format!("{s}/Memory{LEVEL_1}"),
+                format!("{s}/Storage{LEVEL_1}"),
+                format!("{s}/Storage/1/Drives/0"),
+                format!("{s}/Storage/1/Volumes{LEVEL_1}"),
+                format!("{s}/PCIeDevices/NIC"),
+                format!("{s}/PCIeDevices/NIC/PCIeFunctions{LEVEL_1}"),
+            ]
+        );
+        assert_eq!(system.nics.len(), 2);
+        let inventory = system.inventory.expect("inventory");
+        assert_eq!(inventory.processors.len(), 2);
+        assert_eq!(inventory.total_memory_bytes, Some(32 << 30));
+        assert_eq!(inventory.storage[0].drives[0].capacity_bytes, Some(1000));
+        assert_eq!(
+            inventory.storage[0].volumes[0].raid_type.as_deref(),
+            Some("RAID1")
+        );
+        assert_eq!(
+            inventory.pcie_devices[0].device_class.as_deref(),
+            Some("NetworkController")
+        );
+    }
+
+    #[test]
+    fn get_system_on_a_bmc_without_expand_pays_one_root_read() {
+        let http = Canned::new(&[
+            ("Get /redfish/v1/Systems/1", 200, SYSTEM),
+            (
+                "Get /redfish/v1",
+                200,
+                r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"}}"#,
+            ),
+            (
+                "Get /redfish/v1/Systems/1/EthernetInterfaces",
+                200,
+                &listing(&[&link(&format!("{NICS}/a"))]),
+            ),
+            (
+                &format!("Get {NICS}/a"),
+                200,
+                &nic("a", "52:54:00:AA:00:01"),
+            ),
+        ]);
+        let system =
+            get_system(&http, &Collections::unread(), "/redfish/v1/Systems/1").expect("system");
+        assert_eq!(system.nics.len(), 1);
+        assert_eq!(
+            paths(&http),
+            [
+                "/redfish/v1/Systems/1",
+                "/redfish/v1",
+                "/redfish/v1/Systems/1/EthernetInterfaces",
+                "/redfish/v1/Systems/1/EthernetInterfaces/a"
+            ]
+        );
     }
 
     #[test]

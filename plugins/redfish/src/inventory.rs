@@ -5,6 +5,11 @@
 //! A collection the BMC does not implement (404, 405, 501, as sushy-emulator answers for
 //! processors and memory; a 500 where the quirks table says so) is empty; any other failure fails the read, so an inventory is
 //! never silently partial because the BMC was busy.
+//!
+//! Collections (processors, memory, storage, volumes, a chassis' PCIe devices, a device's
+//! PCIe functions) are read with `$expand` where the BMC offers it ([`crate::expand`]): one
+//! request for the collection and its members. Drives and the PCIe devices a system lists
+//! are plain arrays of links, not collections, and cost a GET each as before.
 
 use ferrometal_plugin_sdk::bmc_driver::http::{Transport, decode};
 use ferrometal_plugin_sdk::bmc_driver::{
@@ -14,8 +19,9 @@ use ferrometal_plugin_sdk::types::PluginError;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::expand::{Collections, Member, from_body, members};
 use crate::inventory_model as m;
-use crate::model::{Collection, Link, Status};
+use crate::model::{Link, Status};
 use crate::quirks::{Quirk, quirks_for};
 
 const MIB: u64 = 1 << 20;
@@ -23,20 +29,35 @@ const MIB: u64 = 1 << 20;
 /// The BMC of a call, and which answers mean "not implemented here".
 pub struct Reader<'a, T> {
     http: &'a T,
+    /// How the call reads collections.
+    collections: &'a Collections,
     /// Also read a `500` as "not implemented" ([`Quirk::InventoryServerErrors`]).
     server_error_is_missing: bool,
 }
 
 impl<T: Transport> Reader<'_, T> {
+    /// Whether `status` means the BMC does not implement the resource.
+    fn missing(&self, status: u16) -> bool {
+        matches!(status, 404 | 405 | 501) || (self.server_error_is_missing && status == 500)
+    }
+
     /// Reads `path`, or `None` when the BMC does not implement it.
     fn optional<D: DeserializeOwned>(&self, path: &str) -> Result<Option<D>, PluginError> {
         let response = crate::driver::get(self.http, path)?;
-        if matches!(response.status, 404 | 405 | 501)
-            || (self.server_error_is_missing && response.status == 500)
-        {
+        if self.missing(response.status) {
             return Ok(None);
         }
         decode(&response).map(Some)
+    }
+
+    /// The members of the collection at `path` (with their bodies where the BMC expanded
+    /// them), or `None` when the BMC does not implement it.
+    fn collection(&self, path: &str) -> Result<Option<Vec<Member>>, PluginError> {
+        let response = self.collections.get(self.http, path)?;
+        if self.missing(response.status) {
+            return Ok(None);
+        }
+        members(&response).map(Some)
     }
 
     /// The members of the collection at `link`, each read; none when it is missing.
@@ -47,10 +68,10 @@ impl<T: Transport> Reader<'_, T> {
         let Some(link) = link else {
             return Ok(Vec::new());
         };
-        let Some(collection) = self.optional::<Collection>(&link.id)? else {
+        let Some(members) = self.collection(&link.id)? else {
             return Ok(Vec::new());
         };
-        self.read_all(&collection.members)
+        self.read_each(members)
     }
 
     /// Every resource `links` points to, with its path; a member that is gone (404) is
@@ -59,13 +80,34 @@ impl<T: Transport> Reader<'_, T> {
         &self,
         links: &[Link],
     ) -> Result<Vec<(String, D)>, PluginError> {
-        let mut read = Vec::with_capacity(links.len());
-        for link in links {
-            if let Some(resource) = self.optional(&link.id)? {
-                read.push((link.id.clone(), resource));
+        self.read_each(links.iter().map(Member::from).collect())
+    }
+
+    /// Every member, from its inline body or read on its own, with its path; a member that
+    /// is gone (404) is skipped.
+    fn read_each<D: DeserializeOwned>(
+        &self,
+        members: Vec<Member>,
+    ) -> Result<Vec<(String, D)>, PluginError> {
+        let mut read = Vec::with_capacity(members.len());
+        for member in members {
+            if let Some(resource) = self.member(member)? {
+                read.push(resource);
             }
         }
         Ok(read)
+    }
+
+    /// One member, from its inline body or read on its own; `None` when it is gone.
+    fn member<D: DeserializeOwned>(
+        &self,
+        member: Member,
+    ) -> Result<Option<(String, D)>, PluginError> {
+        let resource = match member.body {
+            Some(body) => Some(from_body(&member.id, body)?),
+            None => self.optional(&member.id)?,
+        };
+        Ok(resource.map(|resource| (member.id, resource)))
     }
 }
 
@@ -98,7 +140,11 @@ fn absent(status: &Status) -> bool {
 }
 
 /// Reads the hardware of the system whose resource is `system` (its JSON, already read).
-pub fn read(http: &impl Transport, system: &Value) -> Result<Inventory, PluginError> {
+pub fn read(
+    http: &impl Transport,
+    collections: &Collections,
+    system: &Value,
+) -> Result<Inventory, PluginError> {
     let links: m::SystemInventoryLinks = serde_json::from_value(system.clone()).unwrap_or_default();
     let manufacturer = system.get("Manufacturer").and_then(Value::as_str);
     let model = system.get("Model").and_then(Value::as_str);
@@ -106,6 +152,7 @@ pub fn read(http: &impl Transport, system: &Value) -> Result<Inventory, PluginEr
     let quirks = quirks_for(manufacturer, model, None);
     let reader = Reader {
         http,
+        collections,
         server_error_is_missing: quirks.contains(&Quirk::InventoryServerErrors),
     };
     let processors = processors(&reader, links.processors.as_ref())?;
@@ -257,7 +304,7 @@ fn storage(
             .pointer("/Hpe/Links/SmartStorage/@odata.id")
             .and_then(Value::as_str)
     {
-        let smart = crate::hpe_storage::read(reader.http, link)?;
+        let smart = crate::hpe_storage::read(reader.http, reader.collections, link)?;
         if !smart.is_empty() {
             return Ok(smart);
         }
@@ -305,39 +352,40 @@ fn pcie_devices(
     reader: &Reader<'_, impl Transport>,
     links: &m::SystemInventoryLinks,
 ) -> Result<Vec<PcieDevice>, PluginError> {
-    let mut device_links: Vec<Link> = links.pcie_devices.clone();
+    let mut device_links: Vec<Member> = links.pcie_devices.iter().map(Member::from).collect();
     if device_links.is_empty() {
         for chassis in &links.links.chassis {
             let Some(chassis) = reader.optional::<m::Chassis>(&chassis.id)? else {
                 continue;
             };
             if let Some(link) = &chassis.pcie_devices
-                && let Some(collection) = reader.optional::<Collection>(&link.id)?
+                && let Some(members) = reader.collection(&link.id)?
             {
-                device_links.extend(collection.members);
+                device_links.extend(members);
             }
         }
     }
     let mut seen = Vec::new();
-    device_links.retain(|link| {
-        let new = !seen.contains(&link.id);
-        seen.push(link.id.clone());
+    device_links.retain(|member| {
+        let new = !seen.contains(&member.id);
+        seen.push(member.id.clone());
         new
     });
     let mut devices = Vec::new();
-    for (path, device) in reader.read_all::<m::PcieDevice>(&device_links)? {
+    for (path, device) in reader.read_each::<m::PcieDevice>(device_links)? {
         if absent(&device.status) {
             continue;
         }
-        let function_link = match &device.functions {
+        let function = match &device.functions {
             Some(collection) => reader
-                .optional::<Collection>(&collection.id)?
-                .and_then(|c| c.members.into_iter().next()),
-            None => device.links.functions.first().cloned(),
+                .collection(&collection.id)?
+                .and_then(|members| members.into_iter().next()),
+            None => device.links.functions.first().map(Member::from),
         };
-        let function = match function_link {
-            Some(link) => reader
-                .optional::<m::PcieFunction>(&link.id)?
+        let function = match function {
+            Some(member) => reader
+                .member::<m::PcieFunction>(member)?
+                .map(|(_, function)| function)
                 .unwrap_or_default(),
             None => m::PcieFunction::default(),
         };
@@ -361,8 +409,14 @@ mod tests {
 
     use super::*;
     use crate::canned::Canned;
+    use crate::expand::Expand;
 
     const S: &str = "/redfish/v1/Systems/1";
+
+    /// The inventory as read from a BMC that does not advertise `$expand`.
+    fn plain(http: &Canned, system: &Value) -> Result<Inventory, PluginError> {
+        read(http, &Collections::new(Expand::Off), system)
+    }
 
     fn system(extra: Value) -> Value {
         let mut system = json!({
@@ -415,7 +469,7 @@ mod tests {
             .map(|(path, status, body)| (path.as_str(), *status, body.as_str()))
             .collect();
         let http = Canned::new(&answers);
-        let inventory = read(&http, &system(json!({}))).expect("inventory");
+        let inventory = plain(&http, &system(json!({}))).expect("inventory");
         assert_eq!(inventory.bios_version.as_deref(), Some("P79 v1.45"));
         assert_eq!(inventory.sku.as_deref(), Some("8675309"));
         let ids: Vec<&str> = inventory.processors.iter().map(|p| p.id.as_str()).collect();
@@ -465,7 +519,7 @@ mod tests {
             "MemorySummary": {"TotalSystemMemoryGiB": 0.25},
             "SimpleStorage": {"@odata.id": "/redfish/v1/Systems/1/SimpleStorage"}
         });
-        let inventory = read(&http, &bladed).expect("inventory");
+        let inventory = plain(&http, &bladed).expect("inventory");
         assert_eq!(inventory.total_memory_bytes, Some(256 << 20));
         assert_eq!(inventory.storage[0].name, "SATA");
         assert_eq!(inventory.storage[0].drives.len(), 1);
@@ -480,7 +534,7 @@ mod tests {
     fn a_dell_summary_is_not_trusted_for_the_memory_total() {
         let dell =
             json!({"Manufacturer": "Dell Inc.", "MemorySummary": {"TotalSystemMemoryGiB": 206}});
-        let inventory = read(&Canned::new(&[]), &dell).expect("inventory");
+        let inventory = plain(&Canned::new(&[]), &dell).expect("inventory");
         assert_eq!(inventory.total_memory_bytes, None);
     }
 
@@ -496,7 +550,7 @@ mod tests {
             ),
             ("Get /redfish/v1/Chassis/1", 404, ""),
         ]);
-        let inventory = read(&http, &system(json!({}))).expect("inventory");
+        let inventory = plain(&http, &system(json!({}))).expect("inventory");
         assert!(inventory.processors.is_empty());
         assert_eq!(
             inventory.total_memory_bytes,
@@ -508,7 +562,7 @@ mod tests {
             500,
             r#"{"error":{"code":"Base.1.8.InternalError","message":"busy"}}"#,
         )]);
-        let error = read(&http, &system(json!({}))).expect_err("a busy BMC");
+        let error = plain(&http, &system(json!({}))).expect_err("a busy BMC");
         assert!(
             matches!(
                 error,
@@ -531,8 +585,8 @@ mod tests {
             ("Get /redfish/v1/Chassis/1", 404, ""),
         ]);
         let sushy = system(json!({"Manufacturer": "Sushy Emulator"}));
-        assert!(read(&http, &sushy).expect("inventory").storage.is_empty());
-        let error = read(&http, &system(json!({}))).expect_err("elsewhere a fault");
+        assert!(plain(&http, &sushy).expect("inventory").storage.is_empty());
+        let error = plain(&http, &system(json!({}))).expect_err("elsewhere a fault");
         assert!(
             matches!(
                 error,
@@ -542,6 +596,112 @@ mod tests {
                 }
             ),
             "{error:?}"
+        );
+    }
+
+    const LEVEL_1: &str = "?$expand=.($levels=1)";
+
+    fn expanded(http: &Canned, system: &Value) -> Result<Inventory, PluginError> {
+        read(
+            http,
+            &Collections::new(Expand::NoLinks { levels: true }),
+            system,
+        )
+    }
+
+    #[test]
+    fn a_chassis_pcie_collection_and_a_device_s_functions_come_inline_when_expanded() {
+        let c = "/redfish/v1/Chassis/1/PCIeDevices";
+        let http = Canned::new(&[
+            (
+                "Get /redfish/v1/Chassis/1",
+                200,
+                r#"{"PCIeDevices":{"@odata.id":"/redfish/v1/Chassis/1/PCIeDevices"}}"#,
+            ),
+            (
+                &format!("Get {c}{LEVEL_1}"),
+                200,
+                &json!({"Members": [
+                    {"@odata.id": format!("{c}/GPU"), "Name": "GPU",
+                     "PCIeFunctions": {"@odata.id": format!("{c}/GPU/PCIeFunctions")}},
+                    {"@odata.id": format!("{c}/NIC"), "Name": "NIC",
+                     "Links": {"PCIeFunctions": [{"@odata.id": format!("{c}/NIC/PCIeFunctions/0")}]}},
+                ]})
+                .to_string(),
+            ),
+            (
+                &format!("Get {c}/GPU/PCIeFunctions{LEVEL_1}"),
+                200,
+                &json!({"Members": [
+                    {"@odata.id": format!("{c}/GPU/PCIeFunctions/0"), "DeviceClass": "DisplayController"},
+                    {"@odata.id": format!("{c}/GPU/PCIeFunctions/1"), "DeviceClass": "Other"},
+                ]})
+                .to_string(),
+            ),
+            (
+                &format!("Get {c}/NIC/PCIeFunctions/0"),
+                200,
+                r#"{"DeviceClass":"NetworkController"}"#,
+            ),
+        ]);
+        let bare = json!({"Links": {"Chassis": [{"@odata.id": "/redfish/v1/Chassis/1"}]}});
+        let inventory = expanded(&http, &bare).expect("inventory");
+        let classes: Vec<(&str, Option<&str>)> = inventory
+            .pcie_devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.device_class.as_deref()))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                (
+                    "/redfish/v1/Chassis/1/PCIeDevices/GPU",
+                    Some("DisplayController")
+                ),
+                (
+                    "/redfish/v1/Chassis/1/PCIeDevices/NIC",
+                    Some("NetworkController")
+                )
+            ],
+            "the first function of each"
+        );
+        assert_eq!(http.sent.borrow().len(), 4);
+    }
+
+    #[test]
+    fn a_501_to_an_expanded_collection_is_read_plainly_and_expansion_stops() {
+        let p = format!("{S}/Processors");
+        let mem = format!("{S}/Memory");
+        let http = Canned::new(&[
+            (&format!("Get {p}{LEVEL_1}"), 501, ""),
+            (&format!("Get {p}"), 501, ""),
+            (
+                &format!("Get {mem}"),
+                200,
+                &collection(&[&format!("{mem}/DIMM1")]),
+            ),
+            (
+                &format!("Get {mem}/DIMM1"),
+                200,
+                r#"{"Id":"DIMM1","CapacityMiB":1024}"#,
+            ),
+        ]);
+        let system = json!({
+            "Processors": {"@odata.id": p},
+            "Memory": {"@odata.id": mem},
+        });
+        let inventory = expanded(&http, &system).expect("inventory");
+        assert!(inventory.processors.is_empty(), "not implemented: none");
+        assert_eq!(inventory.total_memory_bytes, Some(1 << 30));
+        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                format!("{p}{LEVEL_1}"),
+                p.clone(),
+                mem.clone(),
+                format!("{mem}/DIMM1")
+            ]
         );
     }
 
@@ -565,7 +725,7 @@ mod tests {
             "Processors": null, "Memory": null,
             "Oem": {"Hpe": {"Links": {"SmartStorage": {"@odata.id": smart}}}}
         }));
-        let inventory = read(&http, &hpe).expect("inventory");
+        let inventory = plain(&http, &hpe).expect("inventory");
         let storage = &inventory.storage[0];
         assert_eq!(storage.name, "HPE Smart Array P408i-a SR Gen10");
         assert_eq!(storage.drives[0].name, "1I:1:1");
@@ -584,6 +744,11 @@ mod tests {
             "Processors": null, "Memory": null,
             "Oem": {"Hpe": {"Links": {"SmartStorage": {"@odata.id": smart}}}}
         }));
-        assert!(read(&http, &contoso).expect("inventory").storage.is_empty());
+        assert!(
+            plain(&http, &contoso)
+                .expect("inventory")
+                .storage
+                .is_empty()
+        );
     }
 }

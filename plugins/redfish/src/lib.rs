@@ -4,6 +4,7 @@ mod accounts;
 #[cfg(test)]
 mod canned;
 mod driver;
+mod expand;
 mod hpe_storage;
 mod inventory;
 mod inventory_model;
@@ -19,6 +20,8 @@ use ferrometal_plugin_sdk::bmc_driver::{
     Level, PowerAction, PowerState, System, Target, log,
 };
 use ferrometal_plugin_sdk::types::{PluginError, Settings};
+
+use crate::expand::{Collections, Expand};
 
 /// Longest `power-wait-seconds` accepted. The host stops a driver call after its deadline
 /// (60 s by default, `bmc_driver::DEFAULT_LIMITS`); the wait counts from the start of the
@@ -79,17 +82,19 @@ impl Options {
 }
 
 /// Runs `operation` with the call's authentication: Basic, or a session that is always
-/// logged out afterwards.
+/// logged out afterwards. The operation also gets how the call reads collections: as the
+/// service root read for the login advertises, or (Basic) to be learnt when needed.
 fn with_http<T>(
     target: &Target<'_>,
-    operation: impl FnOnce(&BmcHttp<'_>) -> Result<T, PluginError>,
+    operation: impl FnOnce(&BmcHttp<'_>, &Collections) -> Result<T, PluginError>,
 ) -> Result<T, PluginError> {
     let options = Options::from_settings(target.settings)?;
     match options.auth {
-        AuthMode::Basic => operation(&target.http()),
+        AuthMode::Basic => operation(&target.http(), &Collections::unread()),
         AuthMode::Session => {
             let anonymous = target.http().with_auth(Auth::None);
             let root: model::ServiceRoot = get_json(&anonymous, driver::ROOT)?;
+            let collections = Collections::new(Expand::advertised(&root.protocol_features));
             let sessions = root
                 .links
                 .sessions
@@ -110,7 +115,7 @@ fn with_http<T>(
                 &target.reveal_password(),
             )?;
             let http = target.http_with_token(session.token.clone());
-            let result = operation(&http);
+            let result = operation(&http, &collections);
             session::logout(&http, &session);
             result
         }
@@ -136,15 +141,17 @@ impl BmcDriver for Redfish {
     }
 
     fn probe(target: &Target<'_>) -> Result<Identity, PluginError> {
-        with_http(target, |http| driver::probe(http))
+        with_http(target, |http, _| driver::probe(http))
     }
 
     fn system(target: &Target<'_>, system_uri: &str) -> Result<System, PluginError> {
-        with_http(target, |http| driver::get_system(http, system_uri))
+        with_http(target, |http, collections| {
+            driver::get_system(http, collections, system_uri)
+        })
     }
 
     fn power_state(target: &Target<'_>, system_uri: &str) -> Result<PowerState, PluginError> {
-        with_http(target, |http| driver::power_state(http, system_uri))
+        with_http(target, |http, _| driver::power_state(http, system_uri))
     }
 
     fn set_power(
@@ -154,7 +161,7 @@ impl BmcDriver for Redfish {
     ) -> Result<(), PluginError> {
         let clock = driver::CallClock(std::time::Instant::now());
         let wait = Options::from_settings(target.settings)?.power_wait;
-        with_http(target, |http| {
+        with_http(target, |http, _| {
             driver::set_power(http, system_uri, action)?;
             if wait.is_zero() {
                 return Ok(());
@@ -177,7 +184,7 @@ impl BmcDriver for Redfish {
         system_uri: &str,
         boot: &BootOverride,
     ) -> Result<BootOverride, PluginError> {
-        let stored = with_http(target, |http| {
+        let stored = with_http(target, |http, _| {
             driver::set_boot_override(http, system_uri, boot)
         })?;
         let fields = [
@@ -201,7 +208,7 @@ impl BmcDriver for Redfish {
     }
 
     fn account_policy(target: &Target<'_>) -> Result<AccountPolicy, PluginError> {
-        with_http(target, |http| accounts::account_policy(http))
+        with_http(target, |http, _| accounts::account_policy(http))
     }
 
     fn set_account_password(
@@ -210,7 +217,7 @@ impl BmcDriver for Redfish {
     ) -> Result<AccountChange, PluginError> {
         let user = account.username();
         let password = account.reveal_password();
-        let change = with_http(target, |http| {
+        let change = with_http(target, |http, _| {
             accounts::set_password(http, &user, &password, account.create_with_role)
         })
         .map_err(|error| accounts::redact(error, &password))?;

@@ -33,6 +33,10 @@ pub struct ServiceRoot {
     /// `Links.Sessions`, where sessions are created.
     #[serde(rename = "Links", default)]
     pub links: RootLinks,
+    /// `ProtocolFeaturesSupported` as JSON (`null` when absent), read leniently by
+    /// [`crate::expand::Expand::advertised`] so that an odd value never fails a call.
+    #[serde(rename = "ProtocolFeaturesSupported", default)]
+    pub protocol_features: serde_json::Value,
 }
 
 /// `ServiceRoot.Links`.
