@@ -12,6 +12,9 @@
 #[path = "../../plugins/redfish/src/driver.rs"]
 mod driver;
 #[allow(dead_code)]
+#[path = "../../plugins/redfish/src/expand.rs"]
+mod expand;
+#[allow(dead_code)]
 #[path = "../../plugins/redfish/src/hpe_storage.rs"]
 mod hpe_storage;
 #[allow(dead_code)]
@@ -83,7 +86,8 @@ fuzz_target!(|input: &[u8]| {
         Err(_) => vec![String::from("/redfish/v1/Systems/1")],
     };
     for uri in uris.iter().take(4) {
-        let _ = driver::get_system(&service, uri);
+        // The root is read again (a service root advertising `$expand` turns it on).
+        let _ = driver::get_system(&service, &expand::Collections::unread(), uri);
         let _ = driver::power_state(&service, uri);
         let _ = driver::set_boot_override(
             &service,
