@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
 use kube::{Api, Client};
 use metalprobe::report::{
     BlockDevice, Collected, Cpu, LldpInterface, LldpNeighbor as ProbeNeighbor, Memory,
