@@ -27,6 +27,11 @@ impl Canned {
             sent: RefCell::new(Vec::new()),
         }
     }
+
+    /// The paths asked for so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.sent.borrow().iter().map(|r| r.path.clone()).collect()
+    }
 }
 
 impl Transport for Canned {

@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(system.uri, "/redfish/v1/Systems/2");
         assert_eq!(system.uuid.as_deref(), Some("abcd-1"));
         assert_eq!(system.nics[0].mac, "52:54:00:aa:bb:cc");
-        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        let paths: Vec<String> = http.paths();
         assert_eq!(
             paths,
             [
@@ -666,11 +666,6 @@ mod tests {
         assert!(identity.systems[1].nics.is_empty());
     }
 
-    /// The paths a canned transport was asked for, in order.
-    fn paths(http: &Canned) -> Vec<String> {
-        http.sent.borrow().iter().map(|r| r.path.clone()).collect()
-    }
-
     const EXPAND_NO_LINKS: &str = r#"{"Systems":{"@odata.id":"/redfish/v1/Systems"},
         "ProtocolFeaturesSupported":{"ExpandQuery":{"ExpandAll":true,"NoLinks":true,"Levels":true,"MaxLevels":6,"Links":true}}}"#;
     const SYSTEMS: &str = "/redfish/v1/Systems";
@@ -740,7 +735,7 @@ mod tests {
         ]);
         let identity = probe(&http).expect("probe");
         assert_eq!(
-            paths(&http),
+            http.paths(),
             [
                 String::from("/redfish/v1"),
                 format!("{SYSTEMS}{LEVEL_1}"),
@@ -843,7 +838,7 @@ mod tests {
         ));
         let http = canned(&answers);
         let identity = probe(&http).expect("probe");
-        assert_eq!(paths(&http), PLAIN_PROBE);
+        assert_eq!(http.paths(), PLAIN_PROBE);
         assert_eq!(
             macs(&identity),
             [vec!["52:54:00:aa:00:01", "52:54:00:aa:00:02"]]
@@ -867,7 +862,7 @@ mod tests {
         let http = canned(&answers);
         let identity = probe(&http).expect("probe");
         assert_eq!(
-            paths(&http),
+            http.paths(),
             [
                 String::from("/redfish/v1"),
                 format!("{SYSTEMS}{LEVEL_1}"),
@@ -903,7 +898,7 @@ mod tests {
         let identity = probe(&http).expect("probe");
         let mut want = vec![String::from("/redfish/v1"), format!("{SYSTEMS}{LEVEL_1}")];
         want.extend(PLAIN_PROBE[1..].iter().map(|p| (*p).to_owned()));
-        assert_eq!(paths(&http), want, "the NICs are not asked for expanded");
+        assert_eq!(http.paths(), want, "the NICs are not asked for expanded");
         assert_eq!(identity.systems.len(), 1);
     }
 
@@ -972,7 +967,7 @@ mod tests {
         ]);
         let system = get_system(&http, &Collections::unread(), s).expect("system");
         assert_eq!(
-            paths(&http),
+            http.paths(),
             [
                 String::from(s),
                 String::from("/redfish/v1"),
@@ -1025,7 +1020,7 @@ mod tests {
             get_system(&http, &Collections::unread(), "/redfish/v1/Systems/1").expect("system");
         assert_eq!(system.nics.len(), 1);
         assert_eq!(
-            paths(&http),
+            http.paths(),
             [
                 "/redfish/v1/Systems/1",
                 "/redfish/v1",
@@ -1122,7 +1117,7 @@ mod tests {
             ("Post /redfish/v1/Systems/1/Actions/Oem/Reset", 204, ""),
         ]);
         set_power(&http, "/redfish/v1/Systems/1", PowerAction::ForceOff).expect("off");
-        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        let paths: Vec<String> = http.paths();
         assert_eq!(
             paths.last().map(String::as_str),
             Some("/redfish/v1/Systems/1/Actions/Oem/Reset")
@@ -1186,7 +1181,7 @@ mod tests {
         ]);
         let identity = probe(&http).expect("probe");
         assert_eq!(identity.manager_uuid.as_deref(), Some("m-1"));
-        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        let paths: Vec<String> = http.paths();
         assert!(
             !paths.iter().any(|path| path == "/redfish/v1/Managers"),
             "{paths:?}"

@@ -314,7 +314,7 @@ mod tests {
         let collections = Collections::unread();
         collections.get(&http, "/redfish/v1/A").expect("A");
         collections.get(&http, "/redfish/v1/B").expect("B");
-        let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+        let paths: Vec<String> = http.paths();
         assert_eq!(
             paths,
             [
@@ -358,7 +358,7 @@ mod tests {
                 collections.get(&http, "/redfish/v1/B").expect("B").status,
                 200
             );
-            let paths: Vec<String> = http.sent.borrow().iter().map(|r| r.path.clone()).collect();
+            let paths: Vec<String> = http.paths();
             assert_eq!(
                 paths,
                 [
@@ -393,7 +393,7 @@ mod tests {
             200
         );
         assert_eq!(
-            paths(&http),
+            http.paths(),
             ["/redfish/v1/A?$expand=.", "/redfish/v1/A", "/redfish/v1/B"]
         );
         // A collection that is not there: still expanding afterwards.
@@ -412,7 +412,7 @@ mod tests {
             200
         );
         assert_eq!(
-            paths(&http),
+            http.paths(),
             [
                 "/redfish/v1/A?$expand=.",
                 "/redfish/v1/A",
@@ -434,9 +434,5 @@ mod tests {
             500
         );
         assert_eq!(http.sent.borrow().len(), 1, "a busy BMC is not asked twice");
-    }
-
-    fn paths(http: &Canned) -> Vec<String> {
-        http.sent.borrow().iter().map(|r| r.path.clone()).collect()
     }
 }
