@@ -184,7 +184,7 @@ impl Expansion {
     /// `400` with a Redfish error body to answer.
     pub fn parse(query: &str) -> Result<Option<Self>, Reply> {
         let Some(value) = query.split('&').find_map(|parameter| {
-            let parameter = percent_decoded(parameter);
+            let parameter = percent_encoding::percent_decode_str(parameter).decode_utf8_lossy();
             parameter.strip_prefix("$expand=").map(str::to_owned)
         }) else {
             return Ok(None);
@@ -217,31 +217,6 @@ impl Expansion {
             _ => Err(refused("Base.1.8.QueryParameterValueFormatError")),
         }
     }
-}
-
-/// `text` with its `%XX` escapes decoded (an escape that is not one is kept as it is).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// One simulated BMC.
