@@ -18,7 +18,9 @@
 //! `FLEET_MODES=in-band,out-of-band` (the default) runs each size in each discovery mode
 //! (`in-band` alone: the boot path only): out-of-band discovery (`--discovery-mode out-of-band`) takes the BMC's inventory
 //! instead of booting the machines. The time limit ([`limit`]) and the interval between polls of the Servers
-//! ([`poll_interval`]) grow with the fleet.
+//! ([`poll_interval`]) grow with the fleet. `FLEET_OPERATOR=<path>` runs another program
+//! in place of the release `ferrometal` (a wrapper that profiles it, e.g.
+//! `exec heaptrack …/ferrometal "$@"`; docs/testing.md).
 
 use std::time::{Duration, Instant};
 
@@ -146,7 +148,8 @@ async fn run(servers: usize, mode: &str) -> Result {
             start_operator: false,
             vms: Vec::new(),
             behaviour: MachineBehaviour::default(),
-            ferrometal: env!("CARGO_BIN_EXE_ferrometal").into(),
+            ferrometal: std::env::var_os("FLEET_OPERATOR")
+                .map_or_else(|| env!("CARGO_BIN_EXE_ferrometal").into(), Into::into),
             metalprobe: testenv::components::workspace_binary("metalprobe")
                 .expect("metalprobe is built"),
             components,

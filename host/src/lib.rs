@@ -8,6 +8,7 @@ pub mod boot;
 pub mod controllers;
 pub mod dhcp;
 pub mod leader;
+pub mod oci_reference;
 pub mod plugins;
 pub mod registry;
 pub mod telemetry;

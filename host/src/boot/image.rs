@@ -276,13 +276,11 @@ impl ImageResolver {
 
     /// Parses `image` and checks it against the allow-list (no network).
     pub fn parse(&self, image: &str) -> Result<Reference, ImageError> {
-        let reference: Reference =
-            image
-                .parse()
-                .map_err(|error: oci_client::ParseError| ImageError::BadReference {
-                    image: image.to_owned(),
-                    reason: error.to_string(),
-                })?;
+        let reference =
+            crate::oci_reference::parse(image).map_err(|error| ImageError::BadReference {
+                image: image.to_owned(),
+                reason: error.to_string(),
+            })?;
         let registry = reference.registry();
         if !self.config.allowed.is_empty() && !self.config.allowed.contains(registry) {
             return Err(ImageError::RegistryNotAllowed {

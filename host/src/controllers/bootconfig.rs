@@ -26,7 +26,7 @@ use crate::api::{
 use crate::boot::image::{BootLayers, ImageError, ImageResolver, ResolvedImage};
 use crate::boot::index::{BootEntry, BootIndex, ConfigKey, EntryState, Inserted};
 use crate::boot::uuid::SystemUuid;
-use crate::controllers::caches::cached_or_get;
+use crate::controllers::caches::{cached_or_get, watch};
 use crate::controllers::report;
 use crate::controllers::watch_index::WatchIndex;
 use crate::controllers::written::{Freshness, WrittenVersions};
@@ -873,41 +873,38 @@ pub async fn run(
             )]
         }));
     let (secrets_index, servers_index) = (by_secret.clone(), by_server.clone());
-    let trigger = watcher(sbcs, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect_ok(move |event| {
-            let written = &written_ctx.written;
-            secrets_index.apply(event);
-            servers_index.apply(event);
-            match event {
-                watcher::Event::Delete(sbc) => {
-                    index.remove(&key_of(sbc));
-                    index.sync().visited(&key_of(sbc));
-                    written.forget(&super::object_key(sbc));
-                }
-                // A fetch record, perhaps another replica's: its ticket is used (no
-                // reconcile: the trigger below skips status changes).
-                watcher::Event::Apply(sbc) | watcher::Event::InitApply(sbc) => {
-                    if let Some(message) = ignition_fetched(sbc) {
-                        index.note_ticket_use(&key_of(sbc), message);
-                    }
-                }
-                watcher::Event::InitDone => {
-                    // After a re-list, configurations deleted meanwhile sent no Delete.
-                    index.retain(|config| {
-                        known
-                            .get(&ObjectRef::new(&config.name).within(&config.namespace))
-                            .is_some()
-                    });
-                    // The first listing: the index is synced once each of these was seen.
-                    index
-                        .sync()
-                        .listed(known.state().iter().map(|sbc| key_of(sbc)));
-                }
-                _ => {}
+    let trigger = watch(sbcs).reflect(writer).inspect_ok(move |event| {
+        let written = &written_ctx.written;
+        secrets_index.apply(event);
+        servers_index.apply(event);
+        match event {
+            watcher::Event::Delete(sbc) => {
+                index.remove(&key_of(sbc));
+                index.sync().visited(&key_of(sbc));
+                written.forget(&super::object_key(sbc));
             }
-        });
+            // A fetch record, perhaps another replica's: its ticket is used (no
+            // reconcile: the trigger below skips status changes).
+            watcher::Event::Apply(sbc) | watcher::Event::InitApply(sbc) => {
+                if let Some(message) = ignition_fetched(sbc) {
+                    index.note_ticket_use(&key_of(sbc), message);
+                }
+            }
+            watcher::Event::InitDone => {
+                // After a re-list, configurations deleted meanwhile sent no Delete.
+                index.retain(|config| {
+                    known
+                        .get(&ObjectRef::new(&config.name).within(&config.namespace))
+                        .is_some()
+                });
+                // The first listing: the index is synced once each of these was seen.
+                index
+                    .sync()
+                    .listed(known.state().iter().map(|sbc| key_of(sbc)));
+            }
+            _ => {}
+        }
+    });
     // Only a changed spec (or labels) re-evaluates a configuration: the status writes of this
     // reconciler and the boot server's fetch records do not.
     let trigger = super::triggers::changes(trigger, super::triggers::spec_and_labels);
@@ -918,16 +915,12 @@ pub async fn run(
         servers: server_writer,
         secrets: secret_writer,
     } = writers;
-    let secret_changes = super::triggers::changes(
-        watcher(secrets, watcher::Config::default())
-            .default_backoff()
-            .reflect(secret_writer),
-        |secret: &Secret| super::triggers::fingerprint(&secret.metadata.resource_version),
-    );
+    let secret_changes =
+        super::triggers::changes(watch(secrets).reflect(secret_writer), |secret: &Secret| {
+            super::triggers::fingerprint(&secret.metadata.resource_version)
+        });
     let server_changes = super::triggers::changes(
-        watcher(Api::<Server>::all(client), watcher::Config::default())
-            .default_backoff()
-            .reflect(server_writer),
+        watch(Api::<Server>::all(client)).reflect(server_writer),
         served_identity,
     );
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));

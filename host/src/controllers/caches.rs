@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
+use futures::Stream;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
@@ -76,6 +78,20 @@ impl Caches {
             },
         )
     }
+}
+
+/// The watch of every object `api` reaches, restarted with kube's default backoff, its
+/// objects without `metadata.managedFields`. Server-side apply's record of who owns which
+/// field is the largest part of an object several field managers write (a Server's status
+/// alone has three), and no reconciler reads it: leaving it out of the watch caches keeps
+/// the operator's memory to what it decides on.
+pub fn watch<K>(api: Api<K>) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object: &mut K| object.meta_mut().managed_fields = None)
 }
 
 /// The object `name` (in `api`'s namespace, for namespaced kinds) from `store`, or from the

@@ -15,7 +15,7 @@ use ferrometal::boot::served_file::ServedFile;
 use ferrometal::boot::server::{BootMetrics, BootServer, BootServerConfig};
 use ferrometal::controllers::backoff::ErrorBackoff;
 use ferrometal::controllers::bmc_work::BmcWork;
-use ferrometal::controllers::caches::{CacheWriters, Caches};
+use ferrometal::controllers::caches::{CacheWriters, Caches, watch};
 use ferrometal::controllers::inventory::BmcInventory;
 use ferrometal::controllers::triggers::{changes, deletions, fingerprint, spec_and_labels, tap};
 use ferrometal::controllers::watch_index::WatchIndex;
@@ -701,13 +701,9 @@ impl Leader {
             server_claims: claim_writer,
         } = cache_writers;
         let endpoint_changes = changes(
-            watcher(
-                Api::<Endpoint>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect(endpoint_writer)
-            .inspect_ok(first_listing(&readiness, "Endpoint watch")),
+            watch(Api::<Endpoint>::all(client.clone()))
+                .reflect(endpoint_writer)
+                .inspect_ok(first_listing(&readiness, "Endpoint watch")),
             spec_and_labels,
         );
         // Its BMC is applied on every reconcile: only its deletion needs one more, which
@@ -715,11 +711,8 @@ impl Leader {
         let endpoint_applied = endpoint_context.clone();
         let endpoints = Controller::for_stream(endpoint_changes, caches.endpoints.clone())
             .owns_stream(
-                deletions(
-                    watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
-                        .default_backoff(),
-                )
-                .inspect_ok(move |bmc: &BMC| endpoint_applied.applied.forget(&bmc.name_any())),
+                deletions(watch(Api::<BMC>::all(client.clone())))
+                    .inspect_ok(move |bmc: &BMC| endpoint_applied.applied.forget(&bmc.name_any())),
             )
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(concurrency.endpoints),
@@ -743,20 +736,15 @@ impl Leader {
         // A BMC's Endpoint and BMCSecret carry its name (metal-operator's convention), so a
         // change to either re-evaluates the BMC of that name.
         let bmc_changes = changes(
-            watcher(Api::<BMC>::all(client.clone()), watcher::Config::default())
-                .default_backoff()
+            watch(Api::<BMC>::all(client.clone()))
                 .reflect(bmc_writer)
                 .inspect_ok(first_listing(&readiness, "BMC watch")),
             spec_and_labels,
         );
         let secret_changes = changes(
-            watcher(
-                Api::<BMCSecret>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect(bmc_secret_writer)
-            .inspect_ok(first_listing(&readiness, "BMCSecret watch")),
+            watch(Api::<BMCSecret>::all(client.clone()))
+                .reflect(bmc_secret_writer)
+                .inspect_ok(first_listing(&readiness, "BMCSecret watch")),
             |secret: &BMCSecret| {
                 fingerprint((
                     &secret.metadata.resource_version,
@@ -770,24 +758,12 @@ impl Leader {
         let bmc_applied = bmc_context.clone();
         let bmcs = Controller::for_stream(bmc_changes, caches.bmcs.clone())
             .owns_stream(
-                deletions(
-                    watcher(
-                        Api::<Server>::all(client.clone()),
-                        watcher::Config::default(),
-                    )
-                    .default_backoff(),
-                )
-                .inspect_ok(move |server: &Server| bmc_applied.applied.forget(&server.name_any())),
+                deletions(watch(Api::<Server>::all(client.clone()))).inspect_ok(
+                    move |server: &Server| bmc_applied.applied.forget(&server.name_any()),
+                ),
             )
             .watches_stream(
-                changes(
-                    watcher(
-                        Api::<Endpoint>::all(client.clone()),
-                        watcher::Config::default(),
-                    )
-                    .default_backoff(),
-                    spec_and_labels,
-                ),
+                changes(watch(Api::<Endpoint>::all(client.clone())), spec_and_labels),
                 |endpoint| Some(ObjectRef::<BMC>::new(&endpoint.name_any())),
             )
             .watches_stream(secret_changes, |secret| {
@@ -826,30 +802,25 @@ impl Leader {
             .map(|_| tap(classification::fingerprint))
             .unzip();
         let server_changes = changes(
-            watcher(
-                Api::<Server>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect(server_writer)
-            .inspect_ok(first_listing(&readiness, "Server watch"))
-            .map_ok(move |event| {
-                uuids.apply(&event);
-                servers_by_claim.apply(&event);
-                claimability.apply(&event);
-                if let Some(classification) = &classification_tap {
-                    classification.apply(&event);
-                }
-                event
-            }),
+            watch(Api::<Server>::all(client.clone()))
+                .reflect(server_writer)
+                .inspect_ok(first_listing(&readiness, "Server watch"))
+                .map_ok(move |event| {
+                    uuids.apply(&event);
+                    servers_by_claim.apply(&event);
+                    claimability.apply(&event);
+                    if let Some(classification) = &classification_tap {
+                        classification.apply(&event);
+                    }
+                    event
+                }),
             server::fingerprint,
         );
         let configuration_changes = changes(
-            watcher(
-                Api::<ServerBootConfiguration>::namespaced(client.clone(), &discovery_namespace),
-                watcher::Config::default(),
-            )
-            .default_backoff()
+            watch(Api::<ServerBootConfiguration>::namespaced(
+                client.clone(),
+                &discovery_namespace,
+            ))
             .reflect(boot_configuration_writer)
             .inspect_ok(first_listing(&readiness, "boot configuration watch")),
             // Its state, and a refused second use of its fetch ticket (the Server then
@@ -875,15 +846,12 @@ impl Leader {
         };
         // A claim going away releases its Server; a change of its spec (its power) is the
         // Server's to follow.
-        let claim_releases = changes(
-            watcher(claims_api.clone(), watcher::Config::default()).default_backoff(),
-            |claim: &ServerClaim| {
-                fingerprint((
-                    claim.metadata.deletion_timestamp.is_some(),
-                    claim.metadata.generation,
-                ))
-            },
-        );
+        let claim_releases = changes(watch(claims_api.clone()), |claim: &ServerClaim| {
+            fingerprint((
+                claim.metadata.deletion_timestamp.is_some(),
+                claim.metadata.generation,
+            ))
+        });
         let answered = futures::stream::poll_fn(move |cx| bmc_answers.poll_recv(cx));
         // Listened to from the moment this replica leads (a standby's index opens windows
         // that nobody waits for).
@@ -930,8 +898,7 @@ impl Leader {
             Arc::new(WatchIndex::new(claim::claim_entries));
         let claim_index = claims_by_server.clone();
         let claim_changes = changes(
-            watcher(claims_api, watcher::Config::default())
-                .default_backoff()
+            watch(claims_api)
                 .reflect(claim_writer)
                 .inspect_ok(first_listing(&readiness, "ServerClaim watch"))
                 .map_ok(move |event| {

@@ -40,12 +40,11 @@ impl PluginReference {
     /// Parses `oci://host/repo[:tag][@sha256:…]` (the scheme may be left out).
     pub fn parse(text: &str) -> Result<Self, FetchError> {
         let bare = text.trim().strip_prefix(SCHEME).unwrap_or(text.trim());
-        let reference: Reference =
-            bare.parse()
-                .map_err(|error: oci_client::ParseError| FetchError::BadReference {
-                    reference: text.to_owned(),
-                    reason: error.to_string(),
-                })?;
+        let reference =
+            crate::oci_reference::parse(bare).map_err(|error| FetchError::BadReference {
+                reference: text.to_owned(),
+                reason: error.to_string(),
+            })?;
         if !bare.starts_with(reference.registry()) {
             return Err(FetchError::BadReference {
                 reference: text.to_owned(),
