@@ -130,19 +130,45 @@ pub struct FleetOptions {
 /// the 1000-server fleet benchmark found ext4's inode allocation (its scan for recently
 /// deleted inodes) taking most of the simulator's CPU — CPU the benchmark's operator and
 /// control plane share. On tmpfs it costs next to nothing, as a real machine's own `/sys`
-/// costs its probe.
+/// costs its probe. The first call in a process also removes what earlier processes that
+/// were killed left there (a fleet removes its own directory only when it is dropped).
 pub fn machine_scratch_dir() -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "ferrometal-sim-{}-{}",
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    SWEPT.call_once(|| remove_scratch_of_ended_processes(&base));
+    base.join(format!(
+        "{SCRATCH_PREFIX}{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.join(name)
-    } else {
-        std::env::temp_dir().join(name)
+    ))
+}
+
+/// The name of a machine scratch directory: this, the process id, `-`, a counter.
+const SCRATCH_PREFIX: &str = "ferrometal-sim-";
+
+/// Removes the machine scratch directories under `base` whose process is gone.
+fn remove_scratch_of_ended_processes(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -570,4 +596,30 @@ async fn announce(
     bmc.set_address(address);
     tracing::info!(bmc = bmc.spec().index, %address, family, "BMC announced by DHCP and listening");
     serve::serve(bmc, listener, tls).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_directories_of_ended_processes_are_removed_and_live_ones_kept() {
+        let base =
+            std::env::temp_dir().join(format!("ferrometal-sim-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // Above any pid_max Linux allows (2^22): no such process.
+        let ended = base.join(format!("{SCRATCH_PREFIX}4000000000-3"));
+        let live = base.join(format!("{SCRATCH_PREFIX}{}-0", std::process::id()));
+        let other = base.join("not-a-fleet");
+        for dir in [&ended, &live, &other] {
+            std::fs::create_dir_all(dir.join("machine")).expect("create");
+        }
+        remove_scratch_of_ended_processes(&base);
+        let left = |dir: &PathBuf| dir.exists();
+        assert_eq!(
+            (left(&ended), left(&live), left(&other)),
+            (false, true, true)
+        );
+        std::fs::remove_dir_all(&base).expect("clean up");
+    }
 }

@@ -82,9 +82,9 @@ impl Caches {
 
 /// The watch of every object `api` reaches, restarted with kube's default backoff, its
 /// objects without `metadata.managedFields`. Server-side apply's record of who owns which
-/// field is the largest part of an object several field managers write (a Server's status
-/// alone has three), and no reconciler reads it: leaving it out of the watch caches keeps
-/// the operator's memory to what it decides on.
+/// field is the largest part of an object several field managers write (three write a
+/// discovered Server's status), and no reconciler reads it: leaving it out of the watch
+/// caches keeps the operator's memory to what it decides on.
 pub fn watch<K>(api: Api<K>) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
