@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(system.uri, "/redfish/v1/Systems/2");
         assert_eq!(system.uuid.as_deref(), Some("abcd-1"));
         assert_eq!(system.nics[0].mac, "52:54:00:aa:bb:cc");
-        let paths: Vec<String> = http.paths();
+        let paths = http.paths();
         assert_eq!(
             paths,
             [
@@ -1117,7 +1117,7 @@ mod tests {
             ("Post /redfish/v1/Systems/1/Actions/Oem/Reset", 204, ""),
         ]);
         set_power(&http, "/redfish/v1/Systems/1", PowerAction::ForceOff).expect("off");
-        let paths: Vec<String> = http.paths();
+        let paths = http.paths();
         assert_eq!(
             paths.last().map(String::as_str),
             Some("/redfish/v1/Systems/1/Actions/Oem/Reset")
@@ -1181,7 +1181,7 @@ mod tests {
         ]);
         let identity = probe(&http).expect("probe");
         assert_eq!(identity.manager_uuid.as_deref(), Some("m-1"));
-        let paths: Vec<String> = http.paths();
+        let paths = http.paths();
         assert!(
             !paths.iter().any(|path| path == "/redfish/v1/Managers"),
             "{paths:?}"

@@ -314,7 +314,7 @@ mod tests {
         let collections = Collections::unread();
         collections.get(&http, "/redfish/v1/A").expect("A");
         collections.get(&http, "/redfish/v1/B").expect("B");
-        let paths: Vec<String> = http.paths();
+        let paths = http.paths();
         assert_eq!(
             paths,
             [
@@ -358,7 +358,7 @@ mod tests {
                 collections.get(&http, "/redfish/v1/B").expect("B").status,
                 200
             );
-            let paths: Vec<String> = http.paths();
+            let paths = http.paths();
             assert_eq!(
                 paths,
                 [

@@ -693,7 +693,7 @@ mod tests {
         let inventory = expanded(&http, &system).expect("inventory");
         assert!(inventory.processors.is_empty(), "not implemented: none");
         assert_eq!(inventory.total_memory_bytes, Some(1 << 30));
-        let paths: Vec<String> = http.paths();
+        let paths = http.paths();
         assert_eq!(
             paths,
             [
